@@ -1,0 +1,505 @@
+//! Drives targets through the pipeline: recipe → base → layers → image.
+//!
+//! Bases that are recipes or layers/ definitions are built first (once per build, whatever
+//! number of targets start from them); a layer whose inputs are unchanged comes from the cache
+//! without being read or compressed again.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::image::layout::{Layout, LayoutError};
+use crate::image::spec::{self, ContainerConfig, History, ImageConfig, Index, Manifest, Platform};
+use crate::image::{self, BlobData, ImageArtifact, ImageLayer, MediaTypes, PlatformImage};
+use crate::layer::cache::Cache;
+use crate::layer::{self, AssembleOptions, Compression, LayerError};
+use crate::progress::{LayerStep, Reporter};
+use crate::recipe::{BaseRef, ConfigSpec, Project, Recipe, RecipeError};
+use crate::source::{self, SourceError};
+
+/// PATH of an image whose base sets none, as docker and buildkit use.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    pub compression: Compression,
+    pub media_types: MediaTypes,
+    /// SOURCE_DATE_EPOCH: the time of every entry, config and history record. 0 when unset.
+    pub source_date_epoch: u64,
+    /// Replaces the recipes' `platforms`.
+    pub platforms: Option<Vec<Platform>>,
+    pub threads: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Recipe(#[from] RecipeError),
+    #[error("{target} ({file}), layer {number} ({description})")]
+    Source {
+        target: String,
+        file: String,
+        number: usize,
+        description: String,
+        #[source]
+        source: SourceError,
+    },
+    #[error("{target}, layer {number} ({description})")]
+    Layer {
+        target: String,
+        number: usize,
+        description: String,
+        #[source]
+        source: LayerError,
+    },
+    #[error("{target}: reading its base")]
+    Base {
+        target: String,
+        #[source]
+        source: LayoutError,
+    },
+    #[error("{target}: its base {base} has no image for {platform} (it has {available}); set `platforms` or --platform to one of those")]
+    MissingPlatform {
+        target: String,
+        base: String,
+        platform: Platform,
+        available: String,
+    },
+    #[error("Docker schema2 media types have no zstd layer type; use gzip with --docker-media-types")]
+    ZstdWithDockerTypes,
+}
+
+/// A target built for every platform it asked for.
+#[derive(Clone, Debug)]
+pub struct BuiltTarget {
+    pub recipe: Recipe,
+    pub artifact: ImageArtifact,
+    pub layers_built: usize,
+    pub layers_cached: usize,
+}
+
+pub struct Builder<'a> {
+    project: &'a Project,
+    cache: Cache,
+    options: BuildOptions,
+    reporter: &'a dyn Reporter,
+    /// Images already built in this run, by definition name and platform list.
+    built: HashMap<(String, Vec<Platform>), (Vec<PlatformImage>, usize, usize)>,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(
+        project: &'a Project,
+        cache: Cache,
+        options: BuildOptions,
+        reporter: &'a dyn Reporter,
+    ) -> Result<Self, BuildError> {
+        if options.compression == Compression::Zstd && options.media_types == MediaTypes::Docker {
+            return Err(BuildError::ZstdWithDockerTypes);
+        }
+        Ok(Builder {
+            project,
+            cache,
+            options,
+            reporter,
+            built: HashMap::new(),
+        })
+    }
+
+    /// Builds `target` (and whatever it starts from) into an artifact ready to be written.
+    pub fn build(&mut self, target: &str) -> Result<BuiltTarget, BuildError> {
+        let recipe = self.project.load(target)?;
+        let platforms = self.platforms_of(&recipe, &mut Vec::new())?;
+        let (images, layers_built, layers_cached) =
+            self.build_images(&recipe, &platforms, &mut Vec::new())?;
+        let mut annotations = BTreeMap::new();
+        annotations.insert(spec::ANNOTATION_CREATED.to_owned(), self.created());
+        annotations.insert(
+            spec::ANNOTATION_VERSION.to_owned(),
+            recipe.reference.tag_or_latest().to_owned(),
+        );
+        annotations.extend(recipe.annotations.clone());
+        let artifact = image::assemble_artifact(&images, self.options.media_types, &annotations);
+        Ok(BuiltTarget {
+            recipe,
+            artifact,
+            layers_built,
+            layers_cached,
+        })
+    }
+
+    fn created(&self) -> String {
+        rfc3339(self.options.source_date_epoch)
+    }
+
+    /// The platforms to build: --platform, else the recipe's, else its base's, else the host's.
+    fn platforms_of(&self, recipe: &Recipe, chain: &mut Vec<String>) -> Result<Vec<Platform>, BuildError> {
+        if let Some(platforms) = &self.options.platforms {
+            return Ok(platforms.clone());
+        }
+        if let Some(platforms) = &recipe.platforms {
+            return Ok(platforms.clone());
+        }
+        if let BaseRef::Definition(base) = &recipe.from {
+            check_cycle(chain, &recipe.target, base)?;
+            let base_recipe = self.project.load(base)?;
+            chain.push(recipe.target.clone());
+            let platforms = self.platforms_of(&base_recipe, chain);
+            chain.pop();
+            return platforms;
+        }
+        Ok(vec![Platform::host()])
+    }
+
+    fn build_images(
+        &mut self,
+        recipe: &Recipe,
+        platforms: &[Platform],
+        chain: &mut Vec<String>,
+    ) -> Result<(Vec<PlatformImage>, usize, usize), BuildError> {
+        let memo_key = (recipe.target.clone(), platforms.to_vec());
+        if let Some(done) = self.built.get(&memo_key) {
+            return Ok(done.clone());
+        }
+        let (bases, mut built, mut cached) = match &recipe.from {
+            BaseRef::Scratch => (
+                platforms.iter().map(|p| self.scratch(p)).collect(),
+                0,
+                0,
+            ),
+            BaseRef::Layout { dir, tag } => {
+                let bases = platforms
+                    .iter()
+                    .map(|p| read_layout_base(&recipe.target, dir, tag.as_deref(), p))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (bases, 0, 0)
+            }
+            BaseRef::Definition(base) => {
+                check_cycle(chain, &recipe.target, base)?;
+                let base_recipe = self.project.load(base)?;
+                chain.push(recipe.target.clone());
+                let result = self.build_images(&base_recipe, platforms, chain);
+                chain.pop();
+                result?
+            }
+        };
+
+        let assemble_options = AssembleOptions {
+            mtime: self.options.source_date_epoch,
+            compression: self.options.compression,
+            threads: self.options.threads,
+        };
+        let mut new_layers = Vec::new();
+        for (index, layer_spec) in recipe.layers.iter().enumerate() {
+            let description = source::describe(layer_spec);
+            let step = LayerStep {
+                number: index + 1,
+                of: recipe.layers.len(),
+                description: &description,
+            };
+            let tree = source::layer_tree(layer_spec).map_err(|source| BuildError::Source {
+                target: recipe.target.clone(),
+                file: recipe.file.display().to_string(),
+                number: index + 1,
+                description: description.clone(),
+                source,
+            })?;
+            self.reporter
+                .layer_started(&recipe.target, step, tree.content_size());
+            let reporter = self.reporter;
+            let (blob, was_cached) = layer::assemble(
+                &tree,
+                &assemble_options,
+                &self.cache,
+                &mut |bytes| reporter.layer_bytes(bytes),
+            )
+            .map_err(|source| BuildError::Layer {
+                target: recipe.target.clone(),
+                number: index + 1,
+                description: description.clone(),
+                source,
+            })?;
+            self.reporter
+                .layer_finished(&recipe.target, step, &blob, was_cached);
+            if was_cached {
+                cached += 1;
+            } else {
+                built += 1;
+            }
+            let history = History {
+                created: Some(self.created()),
+                created_by: Some(format!("oci-build: {description}")),
+                comment: layer_spec.comment.clone(),
+                ..Default::default()
+            };
+            new_layers.push((
+                ImageLayer {
+                    data: BlobData::File(self.cache.blob_path(&blob.digest)),
+                    digest: blob.digest,
+                    size: blob.size,
+                    diff_id: blob.diff_id,
+                    compression: Some(blob.compression),
+                },
+                history,
+            ));
+        }
+
+        let images: Vec<PlatformImage> = bases
+            .into_iter()
+            .map(|mut image| {
+                apply_config(&mut image.config, &recipe.config);
+                image.config.created = Some(self.created());
+                for (layer, history) in &new_layers {
+                    image.config.rootfs.diff_ids.push(layer.diff_id.clone());
+                    image.config.history.push(history.clone());
+                    image.layers.push(layer.clone());
+                }
+                image
+            })
+            .collect();
+        let result = (images, built, cached);
+        self.built.insert(memo_key, result.clone());
+        Ok(result)
+    }
+
+    fn scratch(&self, platform: &Platform) -> PlatformImage {
+        PlatformImage {
+            platform: platform.clone(),
+            config: ImageConfig {
+                architecture: platform.architecture.clone(),
+                os: platform.os.clone(),
+                variant: platform.variant.clone(),
+                config: Some(ContainerConfig::default()),
+                ..Default::default()
+            },
+            layers: Vec::new(),
+        }
+    }
+}
+
+fn check_cycle(chain: &[String], target: &str, base: &str) -> Result<(), BuildError> {
+    if base == target || chain.iter().any(|t| t == base) {
+        let mut path: Vec<&str> = chain.iter().map(String::as_str).collect();
+        path.push(target);
+        path.push(base);
+        return Err(BuildError::Recipe(RecipeError::Cycle(path.join(" -> "))));
+    }
+    Ok(())
+}
+
+/// Reads the image for `platform` from an OCI layout, verifying every blob it uses.
+fn read_layout_base(
+    target: &str,
+    dir: &std::path::Path,
+    tag: Option<&str>,
+    platform: &Platform,
+) -> Result<PlatformImage, BuildError> {
+    let base_err = |source| BuildError::Base {
+        target: target.to_owned(),
+        source,
+    };
+    let layout = Layout::open(dir).map_err(base_err)?;
+    let mut descriptor = layout.resolve(tag).map_err(base_err)?;
+    if spec::is_index(&descriptor.media_type) {
+        let (index, _): (Index, _) = layout.read_document(&descriptor).map_err(base_err)?;
+        let found = index
+            .manifests
+            .iter()
+            .find(|d| d.platform.as_ref().is_some_and(|p| platform.matches(p)))
+            .cloned();
+        descriptor = found.ok_or_else(|| BuildError::MissingPlatform {
+            target: target.to_owned(),
+            base: format!("oci:{}", dir.display()),
+            platform: platform.clone(),
+            available: index
+                .manifests
+                .iter()
+                .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    }
+    let (manifest, _): (Manifest, _) = layout.read_document(&descriptor).map_err(base_err)?;
+    let (config, _): (ImageConfig, _) = layout.read_document(&manifest.config).map_err(base_err)?;
+    let config_platform = Platform {
+        architecture: config.architecture.clone(),
+        os: config.os.clone(),
+        os_version: None,
+        variant: config.variant.clone(),
+    };
+    if !platform.matches(&config_platform) {
+        return Err(BuildError::MissingPlatform {
+            target: target.to_owned(),
+            base: format!("oci:{}", dir.display()),
+            platform: platform.clone(),
+            available: config_platform.to_string(),
+        });
+    }
+    let mut layers = Vec::new();
+    for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+        layout.verify_blob(layer).map_err(base_err)?;
+        layers.push(ImageLayer {
+            digest: layer.digest.clone(),
+            size: layer.size,
+            diff_id: diff_id.clone(),
+            compression: image::layer_compression(&layer.media_type),
+            data: BlobData::File(layout.blob_path(&layer.digest)),
+        });
+    }
+    Ok(PlatformImage {
+        platform: platform.clone(),
+        config,
+        layers,
+    })
+}
+
+/// Applies a recipe's `[config]` on top of the base's, as Dockerfile instructions would:
+/// scalars replace, maps and sets merge, and a new entrypoint clears an inherited cmd.
+pub fn apply_config(image: &mut ImageConfig, spec: &ConfigSpec) {
+    let config = image.config.get_or_insert_with(ContainerConfig::default);
+    let mut env: Vec<(String, String)> = config
+        .env
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (kv, String::new()),
+        })
+        .collect();
+    fn set(env: &mut Vec<(String, String)>, key: &str, value: String) {
+        match env.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value,
+            None => env.push((key.to_owned(), value)),
+        }
+    }
+    for (key, value) in &spec.env {
+        set(&mut env, key, value.clone());
+    }
+    let current_path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone());
+    if current_path.is_none() || !spec.path_prepend.is_empty() || !spec.path_append.is_empty() {
+        let mut parts: Vec<String> = spec.path_prepend.clone();
+        let base = current_path.unwrap_or_else(|| DEFAULT_PATH.to_owned());
+        for dir in base.split(':').filter(|d| !d.is_empty()) {
+            if !parts.iter().any(|p| p == dir) && !spec.path_append.iter().any(|p| p == dir) {
+                parts.push(dir.to_owned());
+            }
+        }
+        parts.extend(spec.path_append.iter().cloned());
+        set(&mut env, "PATH", parts.join(":"));
+    }
+    config.env = Some(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect());
+
+    if let Some(entrypoint) = &spec.entrypoint {
+        config.entrypoint = Some(entrypoint.clone());
+        if spec.cmd.is_none() {
+            config.cmd = None;
+        }
+    }
+    if let Some(cmd) = &spec.cmd {
+        config.cmd = Some(cmd.clone());
+    }
+    if let Some(workdir) = &spec.workdir {
+        config.working_dir = Some(workdir.clone());
+    }
+    if let Some(user) = &spec.user {
+        config.user = Some(user.clone());
+    }
+    if let Some(signal) = &spec.stop_signal {
+        config.stop_signal = Some(signal.clone());
+    }
+    if !spec.labels.is_empty() {
+        config
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .extend(spec.labels.clone());
+    }
+    for port in &spec.ports {
+        let port = if port.contains('/') {
+            port.clone()
+        } else {
+            format!("{port}/tcp")
+        };
+        config
+            .exposed_ports
+            .get_or_insert_with(BTreeMap::new)
+            .insert(port, serde_json::json!({}));
+    }
+    for volume in &spec.volumes {
+        config
+            .volumes
+            .get_or_insert_with(BTreeMap::new)
+            .insert(volume.clone(), serde_json::json!({}));
+    }
+}
+
+/// `seconds` since the epoch as RFC 3339 in UTC (`1970-01-01T00:00:00Z`).
+pub fn rfc3339(seconds: u64) -> String {
+    let days = (seconds / 86_400) as i64;
+    let rem = seconds % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn path_is_prepended_once_and_entrypoint_clears_cmd() {
+        let mut image = ImageConfig {
+            config: Some(ContainerConfig {
+                env: Some(vec!["PATH=/usr/bin:/bin".into(), "LANG=C.UTF-8".into()]),
+                cmd: Some(vec!["bash".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let spec = ConfigSpec {
+            path_prepend: vec!["/opt/venv/bin".into(), "/usr/bin".into()],
+            entrypoint: Some(vec!["tini".into()]),
+            env: BTreeMap::from([("LANG".into(), "en_US.UTF-8".into())]),
+            ..Default::default()
+        };
+        apply_config(&mut image, &spec);
+        let config = image.config.unwrap();
+        assert_eq!(
+            config.env.unwrap(),
+            ["PATH=/opt/venv/bin:/usr/bin:/bin", "LANG=en_US.UTF-8"]
+        );
+        assert_eq!(config.cmd, None);
+        assert_eq!(config.entrypoint.unwrap(), ["tini"]);
+    }
+
+    #[test]
+    fn scratch_images_get_the_default_path() {
+        let mut image = ImageConfig::default();
+        apply_config(&mut image, &ConfigSpec::default());
+        assert_eq!(
+            image.config.unwrap().env.unwrap(),
+            [format!("PATH={DEFAULT_PATH}")]
+        );
+    }
+}

@@ -1,0 +1,385 @@
+//! The command line: argument parsing, the terminal reporter and what each command prints.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use oci_build::build::{BuildOptions, Builder, BuiltTarget};
+use oci_build::image::spec::Platform;
+use oci_build::image::{ManifestSummary, MediaTypes};
+use oci_build::inspect;
+use oci_build::layer::cache::Cache;
+use oci_build::layer::{Compression, LayerBlob};
+use oci_build::progress::{LayerStep, Reporter};
+use oci_build::recipe::Project;
+use oci_build::transport::Transport;
+
+/// Build OCI images from declarative recipes: no daemon, no root, no RUN.
+///
+/// A project directory holds recipes/*.toml (each one a target) and layers/*.toml (shared
+/// bases). oci-build writes every layer itself, reproducibly, and stores the result as an OCI
+/// layout, an OCI archive or a docker-archive.
+#[derive(Debug, Parser)]
+#[command(name = "oci-build", version, propagate_version = true)]
+pub struct Cli {
+    /// Project directory holding recipes/ and layers/.
+    #[arg(short = 'C', long = "directory", global = true, default_value = ".", value_name = "DIR")]
+    pub project: PathBuf,
+
+    /// Layer cache directory [default: $XDG_CACHE_HOME/oci-build or ~/.cache/oci-build].
+    #[arg(long, global = true, env = "OCI_BUILD_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Print nothing but errors (and --json output).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build targets and write them to an output.
+    Build(BuildArgs),
+    /// Show an image's platforms, config, layers with sizes, and history.
+    Inspect(InspectArgs),
+    /// List the targets of the project with the image names they build.
+    Targets(TargetsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Targets to build (see `oci-build targets`).
+    #[arg(value_name = "TARGET", required_unless_present = "all")]
+    pub targets: Vec<String>,
+
+    /// Build every target of the project.
+    #[arg(long, conflicts_with = "targets")]
+    pub all: bool,
+
+    /// Where to write: oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF].
+    /// Without REF each image is stored under its own name, e.g. `mlrun/mlrun:1.0`.
+    #[arg(short, long, default_value = "oci:out", value_name = "DEST")]
+    pub output: Transport,
+
+    /// Platforms to build, replacing the recipes' own (e.g. linux/amd64,linux/arm64).
+    #[arg(long, value_delimiter = ',', value_name = "OS/ARCH")]
+    pub platform: Vec<Platform>,
+
+    /// Layer compression.
+    #[arg(long, default_value = "gzip", value_name = "gzip|zstd")]
+    pub compression: Compression,
+
+    /// Use Docker schema2 media types instead of OCI ones, for registries that predate OCI.
+    #[arg(long)]
+    pub docker_media_types: bool,
+
+    /// Print the result as JSON on stdout: references, digests, sizes.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// oci:DIR[:REF] or oci-archive:FILE[:REF].
+    pub source: Transport,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetsArgs {
+    /// Print the targets as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Build(args) => build(&cli, args),
+        Command::Inspect(args) => inspect(args),
+        Command::Targets(args) => targets(&cli, args),
+    }
+}
+
+fn source_date_epoch() -> anyhow::Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) if !value.is_empty() => value.trim().parse().with_context(|| {
+            format!("SOURCE_DATE_EPOCH=`{value}` is not a whole number of seconds since 1970")
+        }),
+        _ => Ok(0),
+    }
+}
+
+#[derive(Serialize)]
+struct BuildReport {
+    target: String,
+    reference: String,
+    output: String,
+    digest: String,
+    media_type: String,
+    size: u64,
+    layers_built: usize,
+    layers_cached: usize,
+    manifests: Vec<ManifestSummary>,
+}
+
+fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
+    let project = Project::open(&cli.project)?;
+    let targets = if args.all {
+        project.target_names()
+    } else {
+        args.targets.clone()
+    };
+    if targets.len() > 1 && args.output.name().is_some() {
+        bail!(
+            "`{}` names one image, but {} targets are being built; drop the `:REF` part so each image is stored under its own name",
+            args.output,
+            targets.len()
+        );
+    }
+    let cache_root = cli.cache_dir.clone().unwrap_or_else(Cache::default_root);
+    let cache = Cache::open(&cache_root)?;
+    let options = BuildOptions {
+        compression: args.compression,
+        media_types: if args.docker_media_types {
+            MediaTypes::Docker
+        } else {
+            MediaTypes::Oci
+        },
+        source_date_epoch: source_date_epoch()?,
+        platforms: (!args.platform.is_empty()).then(|| args.platform.clone()),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let reporter = TerminalReporter::new(cli.quiet);
+    let mut builder = Builder::new(&project, cache, options, &reporter)?;
+
+    // Everything is built before anything is written, so a failing target leaves the output
+    // as it was.
+    let built: Vec<BuiltTarget> = targets
+        .iter()
+        .map(|t| builder.build(t))
+        .collect::<Result<_, _>>()?;
+    let mut reports = Vec::new();
+    for target in built {
+        let written = args
+            .output
+            .write(&target.artifact, &target.recipe.reference)
+            .with_context(|| format!("writing {} to {}", target.recipe.target, args.output))?;
+        if !cli.quiet && !args.json {
+            eprintln!(
+                "{}: {} {} ({} layers built, {} from cache)",
+                target.recipe.target,
+                written,
+                target.artifact.root.digest,
+                target.layers_built,
+                target.layers_cached
+            );
+        }
+        reports.push(BuildReport {
+            target: target.recipe.target.clone(),
+            reference: target.recipe.reference.to_string(),
+            output: written.to_string(),
+            digest: target.artifact.root.digest.to_string(),
+            media_type: target.artifact.root.media_type.clone(),
+            size: target.artifact.blobs.values().map(|b| b.descriptor.size).sum(),
+            layers_built: target.layers_built,
+            layers_cached: target.layers_cached,
+            manifests: target.artifact.manifests.clone(),
+        });
+    }
+    if args.json {
+        print_json(&reports)?;
+    }
+    Ok(())
+}
+
+fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
+    let report = inspect::inspect(&args.source)?;
+    if args.json {
+        return print_json(&report);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", report.source)?;
+    writeln!(out, "digest:     {}", report.digest)?;
+    writeln!(out, "media type: {}", report.media_type)?;
+    for (key, value) in &report.annotations {
+        writeln!(out, "annotation: {key}={value}")?;
+    }
+    for image in &report.images {
+        writeln!(out)?;
+        writeln!(out, "platform {}  manifest {}", image.platform, image.manifest.digest)?;
+        writeln!(out, "  config     {}", image.config_digest)?;
+        if let Some(created) = &image.created {
+            writeln!(out, "  created    {created}")?;
+        }
+        let c = &image.config;
+        let list = |v: &Option<Vec<String>>| v.as_ref().map(|v| format!("{v:?}"));
+        for (label, value) in [
+            ("user", c.user.clone()),
+            ("workdir", c.working_dir.clone()),
+            ("entrypoint", list(&c.entrypoint)),
+            ("cmd", list(&c.cmd)),
+            ("stop signal", c.stop_signal.clone()),
+        ] {
+            if let Some(value) = value {
+                writeln!(out, "  {label:<10} {value}")?;
+            }
+        }
+        for env in c.env.iter().flatten() {
+            writeln!(out, "  env        {env}")?;
+        }
+        for port in c.exposed_ports.iter().flat_map(|p| p.keys()) {
+            writeln!(out, "  port       {port}")?;
+        }
+        for volume in c.volumes.iter().flat_map(|v| v.keys()) {
+            writeln!(out, "  volume     {volume}")?;
+        }
+        for (key, value) in c.labels.iter().flatten() {
+            writeln!(out, "  label      {key}={value}")?;
+        }
+        writeln!(out, "  layers ({} in all, {}):", image.layers.len(), human_bytes(image.size))?;
+        let mut history = image.history.iter().filter(|h| !h.empty_layer);
+        for (i, layer) in image.layers.iter().enumerate() {
+            let created_by = history
+                .next()
+                .and_then(|h| h.created_by.clone())
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "  {:>3}  {}  {:>10}  {}",
+                i + 1,
+                layer.digest,
+                human_bytes(layer.size),
+                created_by
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct TargetInfo {
+    target: String,
+    image: String,
+    from: String,
+    file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+}
+
+fn targets(cli: &Cli, args: &TargetsArgs) -> anyhow::Result<()> {
+    let project = Project::open(&cli.project)?;
+    let mut infos = Vec::new();
+    for name in project.target_names() {
+        let recipe = project.load(&name)?;
+        infos.push(TargetInfo {
+            image: recipe.reference.familiar(),
+            from: match &recipe.from {
+                oci_build::recipe::BaseRef::Scratch => "scratch".to_owned(),
+                oci_build::recipe::BaseRef::Layout { dir, tag } => {
+                    format!("oci:{}{}", dir.display(), tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default())
+                }
+                oci_build::recipe::BaseRef::Definition(name) => name.clone(),
+            },
+            file: recipe.file.display().to_string(),
+            description: recipe.description.clone(),
+            target: name,
+        });
+    }
+    if args.json {
+        return print_json(&infos);
+    }
+    let width = infos.iter().map(|i| i.target.len()).max().unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    for info in &infos {
+        writeln!(out, "{:<width$}  {}", info.target, info.image)?;
+    }
+    Ok(())
+}
+
+fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Progress bars on a terminal, one plain line per layer otherwise (CI logs), nothing with -q.
+struct TerminalReporter {
+    quiet: bool,
+    tty: bool,
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl TerminalReporter {
+    fn new(quiet: bool) -> Self {
+        TerminalReporter {
+            quiet,
+            tty: std::io::stderr().is_terminal(),
+            bar: Mutex::new(None),
+        }
+    }
+}
+
+impl Reporter for TerminalReporter {
+    fn layer_started(&self, target: &str, step: LayerStep<'_>, total_bytes: u64) {
+        if self.quiet || !self.tty {
+            return;
+        }
+        let bar = ProgressBar::new(total_bytes);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} {bar:30} {binary_bytes}/{binary_total_bytes} {msg}")
+                .expect("template is valid"),
+        );
+        bar.set_prefix(format!("{target} [{}/{}]", step.number, step.of));
+        bar.set_message(step.description.to_owned());
+        *self.bar.lock().expect("reporter lock") = Some(bar);
+    }
+
+    fn layer_bytes(&self, bytes: u64) {
+        if let Some(bar) = self.bar.lock().expect("reporter lock").as_ref() {
+            bar.inc(bytes);
+        }
+    }
+
+    fn layer_finished(&self, target: &str, step: LayerStep<'_>, blob: &LayerBlob, cached: bool) {
+        if let Some(bar) = self.bar.lock().expect("reporter lock").take() {
+            bar.finish_and_clear();
+        }
+        if self.quiet {
+            return;
+        }
+        eprintln!(
+            "{target} [{}/{}] {} {} {}{}",
+            step.number,
+            step.of,
+            step.description,
+            blob.digest,
+            human_bytes(blob.size),
+            if cached { " (cached)" } else { "" }
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! Content digests (`sha256:<hex>`), parsed once and passed around as a type.
+//!
+//! Spec: <https://github.com/opencontainers/image-spec/blob/main/descriptor.md#digests>.
+//! Only sha256 is produced; it is also the only algorithm registries are required to accept.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest as _, Sha256};
+
+/// A sha256 content digest.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest {
+    hex: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a sha256 digest (expected `sha256:` and 64 lowercase hex digits)")]
+pub struct DigestParseError(String);
+
+impl Digest {
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        Self::from_hasher(Sha256::new_with_prefix(bytes))
+    }
+
+    fn from_hasher(hasher: Sha256) -> Self {
+        Digest {
+            hex: hex::encode(hasher.finalize()),
+        }
+    }
+
+    /// The 64 hex digits, as used in blob paths (`blobs/sha256/<hex>`).
+    pub fn hex(&self) -> &str {
+        &self.hex
+    }
+
+    pub fn from_hex(hex: &str) -> Result<Self, DigestParseError> {
+        if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            Ok(Digest {
+                hex: hex.to_owned(),
+            })
+        } else {
+            Err(DigestParseError(hex.to_owned()))
+        }
+    }
+}
+
+impl FromStr for Digest {
+    type Err = DigestParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| DigestParseError(s.to_owned()))?;
+        Digest::from_hex(hex).map_err(|_| DigestParseError(s.to_owned()))
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A writer that hashes and counts everything passing through to `inner`.
+///
+/// Layers are hashed twice while they stream (uncompressed for the diff_id, compressed for the
+/// blob digest), so neither needs a second read nor a buffer of the layer.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    pub fn inner_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    /// Returns the wrapped writer, the digest and the byte count of what was written.
+    pub fn finish(self) -> (W, Digest, u64) {
+        (self.inner, Digest::from_hasher(self.hasher), self.count)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Digest and size of everything `reader` yields, read in fixed-size pieces.
+pub fn digest_reader(mut reader: impl io::Read) -> io::Result<(Digest, u64)> {
+    let mut writer = HashingWriter::new(io::sink());
+    io::copy(&mut reader, &mut writer)?;
+    let (_, digest, size) = writer.finish();
+    Ok((digest, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_input_has_the_well_known_digest() {
+        assert_eq!(
+            Digest::of_bytes(b"").to_string(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn parse_rejects_other_algorithms_and_bad_hex() {
+        assert!("sha512:abcd".parse::<Digest>().is_err());
+        assert!("sha256:ABC".parse::<Digest>().is_err());
+        let d = Digest::of_bytes(b"x");
+        assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
+    }
+
+    #[test]
+    fn hashing_writer_matches_one_shot_digest() {
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(b"hello ").unwrap();
+        w.write_all(b"world").unwrap();
+        let (inner, digest, count) = w.finish();
+        assert_eq!(inner, b"hello world");
+        assert_eq!(count, 11);
+        assert_eq!(digest, Digest::of_bytes(b"hello world"));
+    }
+}

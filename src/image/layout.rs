@@ -1,0 +1,262 @@
+//! OCI image layouts on disk: read a base from one, write built images into one.
+//!
+//! Spec: <https://github.com/opencontainers/image-spec/blob/main/image-layout.md>.
+//! Several tags share one layout: each is a descriptor in `index.json` carrying the
+//! `org.opencontainers.image.ref.name` annotation, and writing a tag replaces only that tag.
+//! Blobs are written before `index.json`, and every file is renamed into place complete.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use tempfile::NamedTempFile;
+
+use super::spec::{self, Descriptor, Index};
+use super::{Blob, BlobData, ImageArtifact};
+use crate::digest::{Digest, digest_reader};
+
+const LAYOUT_FILE: &str = "oci-layout";
+const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+/// Manifests, indexes and configs larger than this are refused rather than read into memory.
+pub const MAX_DOCUMENT_SIZE: u64 = 8 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("`{0}` is not an OCI image layout (it has no `oci-layout` file)")]
+    NotALayout(PathBuf),
+    #[error("OCI layout `{dir}`: cannot {action}")]
+    Io {
+        dir: PathBuf,
+        action: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("OCI layout `{dir}`: `{file}` is not valid JSON of the expected shape")]
+    BadJson {
+        dir: PathBuf,
+        file: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("OCI layout `{dir}` has no image tagged `{tag}` (tags: {available})")]
+    NoSuchTag {
+        dir: PathBuf,
+        tag: String,
+        available: String,
+    },
+    #[error("OCI layout `{dir}` holds {count} images; name one as `oci:{dir_display}:TAG`", dir_display = dir.display())]
+    AmbiguousTag { dir: PathBuf, count: usize },
+    #[error("OCI layout `{dir}`: blob {digest} is missing")]
+    MissingBlob { dir: PathBuf, digest: Digest },
+    #[error("OCI layout `{dir}`: blob {digest} does not match its digest (found {found}, {size} bytes)")]
+    CorruptBlob {
+        dir: PathBuf,
+        digest: Digest,
+        found: Digest,
+        size: u64,
+    },
+    #[error("OCI layout `{dir}`: blob {digest} is {size} bytes, over the {MAX_DOCUMENT_SIZE}-byte limit for manifests and configs")]
+    DocumentTooLarge { dir: PathBuf, digest: Digest, size: u64 },
+}
+
+/// A layout directory opened for reading.
+pub struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    pub fn open(dir: &Path) -> Result<Layout, LayoutError> {
+        if !dir.join(LAYOUT_FILE).is_file() {
+            return Err(LayoutError::NotALayout(dir.to_owned()));
+        }
+        Ok(Layout {
+            dir: dir.to_owned(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn io(&self, action: impl Into<String>) -> impl FnOnce(io::Error) -> LayoutError + '_ {
+        let action = action.into();
+        move |source| LayoutError::Io {
+            dir: self.dir.clone(),
+            action,
+            source,
+        }
+    }
+
+    pub fn index(&self) -> Result<Index, LayoutError> {
+        let bytes = fs::read(self.dir.join("index.json")).map_err(self.io("read index.json"))?;
+        serde_json::from_slice(&bytes).map_err(|source| LayoutError::BadJson {
+            dir: self.dir.clone(),
+            file: "index.json".to_owned(),
+            source,
+        })
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// Reads and verifies a small JSON blob (manifest, index, config).
+    pub fn read_document<T: DeserializeOwned>(
+        &self,
+        descriptor: &Descriptor,
+    ) -> Result<(T, Vec<u8>), LayoutError> {
+        let digest = &descriptor.digest;
+        let path = self.blob_path(digest);
+        let size = match fs::metadata(&path) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(LayoutError::MissingBlob {
+                    dir: self.dir.clone(),
+                    digest: digest.clone(),
+                });
+            }
+            Err(e) => return Err(self.io(format!("read blob {digest}"))(e)),
+        };
+        if size > MAX_DOCUMENT_SIZE {
+            return Err(LayoutError::DocumentTooLarge {
+                dir: self.dir.clone(),
+                digest: digest.clone(),
+                size,
+            });
+        }
+        let bytes = fs::read(&path).map_err(self.io(format!("read blob {digest}")))?;
+        let found = Digest::of_bytes(&bytes);
+        if &found != digest {
+            return Err(LayoutError::CorruptBlob {
+                dir: self.dir.clone(),
+                digest: digest.clone(),
+                found,
+                size,
+            });
+        }
+        let value = serde_json::from_slice(&bytes).map_err(|source| LayoutError::BadJson {
+            dir: self.dir.clone(),
+            file: format!("blobs/sha256/{}", digest.hex()),
+            source,
+        })?;
+        Ok((value, bytes))
+    }
+
+    /// Streams a blob through sha256 and compares it with its descriptor.
+    pub fn verify_blob(&self, descriptor: &Descriptor) -> Result<(), LayoutError> {
+        let digest = &descriptor.digest;
+        let file = fs::File::open(self.blob_path(digest)).map_err(|_| LayoutError::MissingBlob {
+            dir: self.dir.clone(),
+            digest: digest.clone(),
+        })?;
+        let (found, size) =
+            digest_reader(io::BufReader::new(file)).map_err(self.io(format!("read blob {digest}")))?;
+        if &found != digest || size != descriptor.size {
+            return Err(LayoutError::CorruptBlob {
+                dir: self.dir.clone(),
+                digest: digest.clone(),
+                found,
+                size,
+            });
+        }
+        Ok(())
+    }
+
+    /// The descriptor that `tag` names, or the only one when no tag is given.
+    pub fn resolve(&self, tag: Option<&str>) -> Result<Descriptor, LayoutError> {
+        let index = self.index()?;
+        match tag {
+            Some(tag) => index
+                .manifests
+                .iter()
+                .find(|d| d.ref_name() == Some(tag))
+                .cloned()
+                .ok_or_else(|| LayoutError::NoSuchTag {
+                    dir: self.dir.clone(),
+                    tag: tag.to_owned(),
+                    available: tag_list(&index),
+                }),
+            None if index.manifests.len() == 1 => Ok(index.manifests[0].clone()),
+            None => Err(LayoutError::AmbiguousTag {
+                dir: self.dir.clone(),
+                count: index.manifests.len(),
+            }),
+        }
+    }
+}
+
+fn tag_list(index: &Index) -> String {
+    let tags: Vec<&str> = index.manifests.iter().filter_map(Descriptor::ref_name).collect();
+    if tags.is_empty() {
+        "none".to_owned()
+    } else {
+        tags.join(", ")
+    }
+}
+
+/// Writes `artifact` into the layout at `dir` (created if needed) under `tag`, keeping the
+/// layout's other tags.
+pub fn write_layout(dir: &Path, artifact: &ImageArtifact, tag: &str) -> Result<(), LayoutError> {
+    let io_err = |action: &str| {
+        let action = action.to_owned();
+        move |source| LayoutError::Io {
+            dir: dir.to_owned(),
+            action,
+            source,
+        }
+    };
+    fs::create_dir_all(dir.join("blobs/sha256")).map_err(io_err("create the layout directory"))?;
+    if !dir.join(LAYOUT_FILE).exists() {
+        write_file_atomic(dir, LAYOUT_FILE, LAYOUT_CONTENT).map_err(io_err("write oci-layout"))?;
+    }
+    for blob in artifact.blobs.values() {
+        let target = dir.join("blobs/sha256").join(blob.descriptor.digest.hex());
+        if fs::metadata(&target).is_ok_and(|m| m.len() == blob.descriptor.size) {
+            continue;
+        }
+        put_blob(dir, &target, blob).map_err(io_err(&format!("write blob {}", blob.descriptor.digest)))?;
+    }
+    let mut index = match Layout::open(dir) {
+        Ok(layout) if dir.join("index.json").exists() => layout.index()?,
+        _ => Index::new(Some(spec::OCI_INDEX)),
+    };
+    index.manifests.retain(|d| d.ref_name() != Some(tag));
+    let mut root = artifact.root.clone();
+    root.annotations
+        .insert(spec::ANNOTATION_REF_NAME.to_owned(), tag.to_owned());
+    index.manifests.push(root);
+    write_file_atomic(dir, "index.json", &spec::to_json_bytes(&index))
+        .map_err(io_err("write index.json"))?;
+    Ok(())
+}
+
+/// Copies a blob into place: a hard link from the cache when both are on one filesystem
+/// (blobs are never modified in place), else a copy through a temporary file.
+fn put_blob(dir: &Path, target: &Path, blob: &Blob) -> io::Result<()> {
+    match &blob.data {
+        BlobData::File(source) => {
+            let _ = fs::remove_file(target);
+            if fs::hard_link(source, target).is_ok() {
+                return Ok(());
+            }
+            let mut temp = NamedTempFile::new_in(dir)?;
+            io::copy(&mut fs::File::open(source)?, &mut temp)?;
+            temp.persist(target).map_err(|e| e.error)?;
+        }
+        BlobData::Bytes(bytes) => {
+            let mut temp = NamedTempFile::new_in(dir)?;
+            temp.write_all(bytes)?;
+            temp.persist(target).map_err(|e| e.error)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_file_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let mut temp = NamedTempFile::new_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(dir.join(name)).map_err(|e| e.error)?;
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! The content-addressed cache: blobs under their digest, layers under a key of their inputs.
+//!
+//! ```text
+//! $XDG_CACHE_HOME/oci-build/          (or --cache-dir)
+//! ├── CACHEDIR.TAG                    backup tools skip the directory
+//! ├── blobs/sha256/<hex>              compressed layer blobs (later: debs, wheels, base blobs)
+//! ├── layers-v1/<key>.json            a LayerBlob record; <key> hashes the layer's inputs
+//! └── tmp/                            files being written; renamed into place when complete
+//! ```
+//!
+//! Every write goes to `tmp/` first and is renamed into place, so a killed build leaves either
+//! the old state or a complete entry. A record is only trusted when its blob exists with the
+//! recorded size.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+use tempfile::NamedTempFile;
+
+use super::LayerBlob;
+use crate::digest::Digest;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cache directory `{path}`: {action} failed")]
+pub struct CacheError {
+    path: PathBuf,
+    action: &'static str,
+    #[source]
+    source: io::Error,
+}
+
+fn cache_err(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> CacheError {
+    let path = path.to_owned();
+    move |source| CacheError {
+        path,
+        action,
+        source,
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+const LAYER_BUCKET: &str = "layers-v1";
+
+impl Cache {
+    /// The default location: `$XDG_CACHE_HOME/oci-build`, else `~/.cache/oci-build`.
+    pub fn default_root() -> PathBuf {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir);
+        base.join("oci-build")
+    }
+
+    pub fn open(root: &Path) -> Result<Self, CacheError> {
+        for dir in ["blobs/sha256", LAYER_BUCKET, "tmp"] {
+            fs::create_dir_all(root.join(dir)).map_err(cache_err(root, "creating"))?;
+        }
+        let tag = root.join("CACHEDIR.TAG");
+        if !tag.exists() {
+            let cache = Cache {
+                root: root.to_owned(),
+            };
+            cache.write_atomic(
+                &tag,
+                b"Signature: 8a477f597d28d172789f06886806bc55\n# oci-build cache; see https://bford.info/cachedir/\n",
+            )?;
+        }
+        Ok(Cache {
+            root: root.to_owned(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// A temporary file on the cache's filesystem, removed unless it is committed.
+    pub fn temp_file(&self) -> Result<NamedTempFile, CacheError> {
+        let dir = self.root.join("tmp");
+        NamedTempFile::new_in(&dir).map_err(cache_err(&self.root, "creating a temporary file"))
+    }
+
+    /// Moves a complete blob into place under its digest.
+    pub fn commit_blob(&self, file: NamedTempFile, digest: &Digest) -> Result<PathBuf, CacheError> {
+        let path = self.blob_path(digest);
+        file.as_file()
+            .sync_all()
+            .map_err(cache_err(&self.root, "syncing a blob"))?;
+        file.persist(&path)
+            .map_err(|e| e.error)
+            .map_err(cache_err(&self.root, "storing a blob"))?;
+        Ok(path)
+    }
+
+    pub fn lookup_layer(&self, key: &CacheKey) -> Option<LayerBlob> {
+        let record = fs::read(self.layer_record_path(key)).ok()?;
+        let blob: LayerBlob = serde_json::from_slice(&record).ok()?;
+        let meta = fs::metadata(self.blob_path(&blob.digest)).ok()?;
+        (meta.len() == blob.size).then_some(blob)
+    }
+
+    pub fn store_layer(&self, key: &CacheKey, blob: &LayerBlob) -> Result<(), CacheError> {
+        let json = serde_json::to_vec(blob).expect("layer records serialise");
+        self.write_atomic(&self.layer_record_path(key), &json)
+    }
+
+    fn layer_record_path(&self, key: &CacheKey) -> PathBuf {
+        self.root.join(LAYER_BUCKET).join(format!("{}.json", key.0))
+    }
+
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+        let mut file = self.temp_file()?;
+        file.write_all(bytes)
+            .map_err(cache_err(&self.root, "writing"))?;
+        file.persist(path)
+            .map_err(|e| e.error)
+            .map_err(cache_err(&self.root, "renaming into place"))?;
+        Ok(())
+    }
+}
+
+/// A stable key over a layer's inputs. Each field is length-prefixed, so `("ab","c")` and
+/// `("a","bc")` differ; std's `Hash` is not used because it may change between Rust releases.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheKey(String);
+
+pub struct CacheKeyBuilder(Sha256);
+
+impl CacheKeyBuilder {
+    pub fn new(kind: &str) -> Self {
+        let mut b = CacheKeyBuilder(Sha256::new());
+        b.field(kind.as_bytes());
+        b
+    }
+
+    pub fn field(&mut self, bytes: &[u8]) -> &mut Self {
+        self.0.update((bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+        self
+    }
+
+    pub fn num(&mut self, n: u64) -> &mut Self {
+        self.field(&n.to_le_bytes())
+    }
+
+    pub fn finish(self) -> CacheKey {
+        CacheKey(hex::encode(self.0.finalize()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::Compression;
+
+    #[test]
+    fn keys_are_length_prefixed() {
+        let mut a = CacheKeyBuilder::new("t");
+        a.field(b"ab").field(b"c");
+        let mut b = CacheKeyBuilder::new("t");
+        b.field(b"a").field(b"bc");
+        assert_ne!(a.finish(), b.finish());
+    }
+
+    #[test]
+    fn a_record_without_its_blob_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let blob_bytes = b"blob";
+        let digest = Digest::of_bytes(blob_bytes);
+        let record = LayerBlob {
+            digest: digest.clone(),
+            size: 4,
+            diff_id: digest.clone(),
+            diff_size: 4,
+            compression: Compression::Gzip,
+        };
+        let key = CacheKeyBuilder::new("t").finish();
+        cache.store_layer(&key, &record).unwrap();
+        assert_eq!(cache.lookup_layer(&key), None);
+        let mut tmp = cache.temp_file().unwrap();
+        tmp.write_all(blob_bytes).unwrap();
+        cache.commit_blob(tmp, &digest).unwrap();
+        assert_eq!(cache.lookup_layer(&key), Some(record));
+        // Nothing is left behind in tmp/.
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert!(dir.path().join("CACHEDIR.TAG").exists());
+    }
+}

@@ -1,0 +1,321 @@
+//! The deterministic tar writer.
+//!
+//! Every byte of the tar depends only on the [`LayerTree`] and the clamp time:
+//! - entries in byte order of their path, parents before children (the tree is sorted);
+//! - ustar headers with empty user/group names, so no build-machine account leaks in;
+//! - uid/gid/mode exactly as the tree says, mtime fixed to SOURCE_DATE_EPOCH or 0;
+//! - names over 100 bytes (and link targets, large ids, huge sizes) in a PAX header, whose
+//!   own header name is derived from the entry name and never from a pid or clock.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use tar::{EntryType, Header};
+
+use super::{Content, EntryKind, ImagePath, LayerTree};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TarError {
+    #[error("cannot read `{path}` for image path {image_path}")]
+    ReadSource {
+        path: PathBuf,
+        image_path: ImagePath,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`{path}` changed size while the layer was written ({expected} bytes expected, {found} read); rebuild once the file is stable")]
+    SourceChanged {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+    },
+    #[error("cannot write layer data")]
+    Write(#[source] io::Error),
+}
+
+const USTAR_NAME_LEN: usize = 100;
+const USTAR_MAX_ID: u64 = 0o7777777;
+const USTAR_MAX_SIZE: u64 = 0o77777777777;
+
+/// Writes `tree` as a tar stream to `out` and returns `out`. `on_file_bytes` is told how many
+/// content bytes each regular file added, for progress.
+pub fn write_tar<W: Write>(
+    tree: &LayerTree,
+    mtime: u64,
+    out: W,
+    on_file_bytes: &mut dyn FnMut(u64),
+) -> Result<W, TarError> {
+    let mut builder = tar::Builder::new(out);
+    for (path, entry) in tree.entries_with_parents() {
+        let (entry_type, name, link, size) = match &entry.kind {
+            EntryKind::Directory => (EntryType::Directory, format!("{}/", path.as_str()), None, 0),
+            EntryKind::File { size, .. } => (EntryType::Regular, path.as_str().to_owned(), None, *size),
+            EntryKind::Symlink { target } => (
+                EntryType::Symlink,
+                path.as_str().to_owned(),
+                Some(target.clone()),
+                0,
+            ),
+            EntryKind::Hardlink { target } => (
+                EntryType::Link,
+                path.as_str().to_owned(),
+                Some(target.as_str().to_owned()),
+                0,
+            ),
+            EntryKind::Whiteout => {
+                let name = match path.parent() {
+                    Some(parent) => format!("{}/.wh.{}", parent.as_str(), path.file_name()),
+                    None => format!(".wh.{}", path.file_name()),
+                };
+                (EntryType::Regular, name, None, 0)
+            }
+        };
+
+        let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
+        if name.len() > USTAR_NAME_LEN {
+            pax.push(("path", name.as_bytes().to_vec()));
+        }
+        if let Some(link) = &link
+            && link.len() > USTAR_NAME_LEN
+        {
+            pax.push(("linkpath", link.as_bytes().to_vec()));
+        }
+        if u64::from(entry.uid) > USTAR_MAX_ID {
+            pax.push(("uid", entry.uid.to_string().into_bytes()));
+        }
+        if u64::from(entry.gid) > USTAR_MAX_ID {
+            pax.push(("gid", entry.gid.to_string().into_bytes()));
+        }
+        if size > USTAR_MAX_SIZE {
+            pax.push(("size", size.to_string().into_bytes()));
+        }
+        if !pax.is_empty() {
+            append_pax_header(&mut builder, &name, mtime, &pax).map_err(TarError::Write)?;
+        }
+
+        let mut header = Header::new_ustar();
+        set_truncated(&mut header.as_old_mut().name, name.as_bytes());
+        if let Some(link) = &link {
+            set_truncated(&mut header.as_old_mut().linkname, link.as_bytes());
+        }
+        header.set_entry_type(entry_type);
+        header.set_mode(entry.mode & 0o7777);
+        header.set_uid(u64::from(entry.uid).min(USTAR_MAX_ID));
+        header.set_gid(u64::from(entry.gid).min(USTAR_MAX_ID));
+        header.set_mtime(mtime);
+        header.set_size(size.min(USTAR_MAX_SIZE));
+        // The size field of a PAX-sized entry is only a hint; the reader takes the PAX value.
+        header.set_cksum();
+
+        match &entry.kind {
+            EntryKind::File {
+                content: Content::Host { path: host_path, .. },
+                size,
+            } => {
+                let file = File::open(host_path).map_err(|source| TarError::ReadSource {
+                    path: host_path.clone(),
+                    image_path: path.clone(),
+                    source,
+                })?;
+                let mut reader = ExactReader {
+                    inner: file.take(*size),
+                    read: 0,
+                };
+                let result = builder.append(&header, &mut reader);
+                if reader.read != *size {
+                    return Err(TarError::SourceChanged {
+                        path: host_path.clone(),
+                        expected: *size,
+                        found: reader.read,
+                    });
+                }
+                result.map_err(|source| TarError::ReadSource {
+                    path: host_path.clone(),
+                    image_path: path.clone(),
+                    source,
+                })?;
+                on_file_bytes(*size);
+            }
+            EntryKind::File {
+                content: Content::Inline(bytes),
+                ..
+            } => {
+                builder
+                    .append(&header, &bytes[..])
+                    .map_err(TarError::Write)?;
+                on_file_bytes(bytes.len() as u64);
+            }
+            _ => builder.append(&header, io::empty()).map_err(TarError::Write)?,
+        }
+    }
+    builder.into_inner().map_err(TarError::Write)
+}
+
+/// Counts what was read so that a file that shrank after it was listed is reported, not padded.
+struct ExactReader<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+fn set_truncated(field: &mut [u8], value: &[u8]) {
+    let n = value.len().min(field.len());
+    field[..n].copy_from_slice(&value[..n]);
+}
+
+fn append_pax_header<W: Write>(
+    builder: &mut tar::Builder<W>,
+    name: &str,
+    mtime: u64,
+    records: &[(&str, Vec<u8>)],
+) -> io::Result<()> {
+    let mut data = Vec::new();
+    for (key, value) in records {
+        // A record is "<len> <key>=<value>\n" where <len> counts its own digits.
+        let rest = key.len() + value.len() + 3;
+        let mut len = rest + 1;
+        while len.to_string().len() + rest != len {
+            len = len.to_string().len() + rest;
+        }
+        data.extend_from_slice(format!("{len} {key}=").as_bytes());
+        data.extend_from_slice(value);
+        data.push(b'\n');
+    }
+    let mut header = Header::new_ustar();
+    let short: String = name
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(80)
+        .collect();
+    set_truncated(
+        &mut header.as_old_mut().name,
+        format!("PaxHeaders/{short}").as_bytes(),
+    );
+    header.set_entry_type(EntryType::XHeader);
+    header.set_mode(0o644);
+    header.set_mtime(mtime);
+    header.set_size(data.len() as u64);
+    header.set_cksum();
+    builder.append(&header, &data[..])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::layer::Entry;
+
+    fn inline(bytes: &[u8], mode: u32) -> Entry {
+        Entry {
+            kind: EntryKind::File {
+                content: Content::Inline(Arc::from(bytes)),
+                size: bytes.len() as u64,
+            },
+            mode,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    fn read_back(bytes: &[u8]) -> Vec<(String, EntryType, u32, u64, Option<String>)> {
+        let mut archive = tar::Archive::new(bytes);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    h.entry_type(),
+                    h.mode().unwrap(),
+                    h.mtime().unwrap(),
+                    e.link_name()
+                        .unwrap()
+                        .map(|l| l.to_string_lossy().into_owned()),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn long_names_links_and_whiteouts_round_trip() {
+        let long = format!("/opt/{}/file", "d".repeat(150));
+        let mut tree = LayerTree::default();
+        tree.insert(ImagePath::new(&long).unwrap(), inline(b"abc", 0o640));
+        tree.insert(
+            ImagePath::new("/opt/link").unwrap(),
+            Entry {
+                kind: EntryKind::Symlink {
+                    target: long.clone(),
+                },
+                mode: 0o777,
+                uid: 0,
+                gid: 0,
+            },
+        );
+        tree.insert(
+            ImagePath::new("/etc/gone").unwrap(),
+            Entry {
+                kind: EntryKind::Whiteout,
+                mode: 0,
+                uid: 0,
+                gid: 0,
+            },
+        );
+        let bytes = write_tar(&tree, 1234, Vec::new(), &mut |_| {}).unwrap();
+        let entries = read_back(&bytes);
+        let names: Vec<_> = entries.iter().map(|e| e.0.as_str()).collect();
+        let long_rel = long.trim_start_matches('/');
+        assert_eq!(
+            names,
+            [
+                "etc/",
+                "etc/.wh.gone",
+                "opt/",
+                &format!("opt/{}/", "d".repeat(150)),
+                long_rel,
+                "opt/link"
+            ]
+        );
+        assert!(entries.iter().all(|e| e.3 == 1234));
+        let file = entries.iter().find(|e| e.0 == long_rel).unwrap();
+        assert_eq!(file.2, 0o640);
+        let link = entries.iter().find(|e| e.0 == "opt/link").unwrap();
+        assert_eq!(link.1, EntryType::Symlink);
+        assert_eq!(link.4.as_deref(), Some(long.as_str()));
+        // No user or group names from the build machine.
+        let mut archive = tar::Archive::new(&bytes[..]);
+        for e in archive.entries().unwrap() {
+            let e = e.unwrap();
+            assert_eq!(e.header().username().unwrap(), Some(""));
+            assert_eq!(e.header().groupname().unwrap(), Some(""));
+        }
+    }
+
+    #[test]
+    fn pax_record_length_counts_its_own_digits() {
+        let mut b = tar::Builder::new(Vec::new());
+        // 8 bytes of value make a record of exactly 99 bytes only if the length is right.
+        append_pax_header(&mut b, "x", 0, &[("path", vec![b'a'; 90])]).unwrap();
+        let bytes = b.into_inner().unwrap();
+        let data = &bytes[512..512 + 100];
+        let text = String::from_utf8_lossy(data);
+        let (len, _) = text.split_once(' ').unwrap();
+        let len: usize = len.parse().unwrap();
+        assert_eq!(data[len - 1], b'\n');
+        assert_eq!(&data[len - 91..len - 1], &[b'a'; 90][..]);
+    }
+}

@@ -1,0 +1,21 @@
+//! oci-build: a daemonless, rootless OCI image builder for Python and ML images.
+//!
+//! The pipeline, one module per stage, data flowing one way:
+//!
+//! ```text
+//! recipe (TOML) ─▶ source (entries of each layer) ─▶ layer (tar ─▶ gzip|zstd ─▶ digests, cache)
+//!               ─▶ image (config, manifest, index) ─▶ output (oci:, oci-archive:, docker-archive:)
+//! ```
+//!
+//! [`build::Builder`] drives the stages for a target of a [`recipe::Project`].
+
+pub mod build;
+pub mod digest;
+pub mod image;
+pub mod layer;
+pub mod inspect;
+pub mod progress;
+pub mod recipe;
+pub mod reference;
+pub mod source;
+pub mod transport;

@@ -1,0 +1,538 @@
+//! Recipes: the TOML files of a project, their variables, variants and `from` chains.
+//!
+//! A project directory holds `recipes/*.toml` (each a build target, plus `<name>-<variant>`
+//! for each `[variants.NAME]`), `layers/*.toml` (reusable bases, same format, not targets) and
+//! optionally `recipes/_vars.toml` (variable defaults shared by every recipe).
+//!
+//! Variables: `${NAME}` in any string is replaced by the variable's value: the environment
+//! variable NAME if set, else the variant's, the recipe's or the shared default. `$${` writes
+//! a literal `${`; a lone `$` (as in `$PATH`) is left alone. This module does no image work:
+//! it turns files into checked [`Recipe`] values.
+
+pub mod schema;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::image::spec::Platform;
+use crate::layer::ImagePath;
+use crate::reference::Reference;
+pub use schema::{ConfigSpec, FileCopySpec, LayerSpec, RecipeFile};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error("cannot read `{file}`: {source}")]
+    Io {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: {message}")]
+    Syntax {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}:{line}: {message}")]
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("no target `{name}` in `{dir}` (targets: {available})")]
+    UnknownTarget {
+        name: String,
+        dir: PathBuf,
+        available: String,
+    },
+    #[error("`{dir}` has no recipes/ directory with *.toml recipes; pass the project directory with -C")]
+    NoRecipes { dir: PathBuf },
+    #[error("recipes form a cycle: {0}")]
+    Cycle(String),
+}
+
+/// Where a recipe's image starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BaseRef {
+    Scratch,
+    /// `oci:DIR[:TAG]`, DIR relative to the project directory.
+    Layout { dir: PathBuf, tag: Option<String> },
+    /// Another recipe target or a layers/ definition, by name.
+    Definition(String),
+}
+
+/// A recipe with variables substituted and every value checked.
+#[derive(Clone, Debug)]
+pub struct Recipe {
+    pub target: String,
+    pub file: PathBuf,
+    pub reference: Reference,
+    pub description: Option<String>,
+    pub from: BaseRef,
+    /// None: inherit from the base, else the host's platform.
+    pub platforms: Option<Vec<Platform>>,
+    pub layers: Vec<Layer>,
+    pub config: ConfigSpec,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A `[[layer]]`, checked: which source fills it and which base paths it removes.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    pub comment: Option<String>,
+    pub source: LayerSource,
+    pub remove: Vec<ImagePath>,
+}
+
+/// The sources a layer can be filled from. Debian, pip and conda sources join this list.
+#[derive(Clone, Debug)]
+pub enum LayerSource {
+    Files(Vec<FileCopy>),
+    /// Only removals.
+    Nothing,
+}
+
+#[derive(Clone, Debug)]
+pub struct FileCopy {
+    /// Absolute path on the build machine, inside the project directory.
+    pub src: PathBuf,
+    /// As written in the recipe, for messages and history.
+    pub src_display: String,
+    pub dest: String,
+    pub mode: Option<u32>,
+    pub dir_mode: Option<u32>,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+struct Definition {
+    file: PathBuf,
+    variant: Option<String>,
+}
+
+/// The recipes of one project directory.
+pub struct Project {
+    root: PathBuf,
+    targets: BTreeMap<String, Definition>,
+    layer_defs: BTreeMap<String, PathBuf>,
+    shared_vars: BTreeMap<String, String>,
+    env: Box<dyn Fn(&str) -> Option<String>>,
+}
+
+impl Project {
+    /// Reads the project at `root`; variables are overridden from the process environment.
+    pub fn open(root: &Path) -> Result<Project, RecipeError> {
+        Project::open_with_env(root, Box::new(|name| std::env::var(name).ok()))
+    }
+
+    pub fn open_with_env(
+        root: &Path,
+        env: Box<dyn Fn(&str) -> Option<String>>,
+    ) -> Result<Project, RecipeError> {
+        let root = fs::canonicalize(root).map_err(|source| RecipeError::Io {
+            file: root.to_owned(),
+            source,
+        })?;
+        let recipe_files = toml_files(&root.join("recipes"));
+        if recipe_files.is_empty() {
+            return Err(RecipeError::NoRecipes { dir: root });
+        }
+        let mut project = Project {
+            root: root.clone(),
+            targets: BTreeMap::new(),
+            layer_defs: toml_files(&root.join("layers")).into_iter().collect(),
+            shared_vars: BTreeMap::new(),
+            env,
+        };
+        let shared = root.join("recipes/_vars.toml");
+        if shared.is_file() {
+            let text = project.read(&shared)?;
+            let table: toml::Table = parse_toml(&project.display(&shared), &text)?;
+            for (key, value) in table {
+                if key != "vars" {
+                    return Err(project.invalid(&shared, &text, &key, format!("unknown key `{key}`; this file holds only [vars]")));
+                }
+                let vars: BTreeMap<String, String> = value.try_into().map_err(|_| {
+                    project.invalid(&shared, &text, "[vars]", "[vars] must map names to strings".to_owned())
+                })?;
+                project.shared_vars = vars;
+            }
+        }
+        for (stem, file) in recipe_files {
+            if stem.starts_with('_') {
+                continue;
+            }
+            let text = project.read(&file)?;
+            let parsed: RecipeFile = parse_toml(&project.display(&file), &text)?;
+            let name = parsed.name.clone().unwrap_or(stem);
+            for variant in parsed.variants.keys() {
+                project.targets.insert(
+                    format!("{name}-{variant}"),
+                    Definition {
+                        file: file.clone(),
+                        variant: Some(variant.clone()),
+                    },
+                );
+            }
+            project.targets.insert(
+                name,
+                Definition {
+                    file,
+                    variant: None,
+                },
+            );
+        }
+        Ok(project)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn target_names(&self) -> Vec<String> {
+        self.targets.keys().cloned().collect()
+    }
+
+    fn read(&self, file: &Path) -> Result<String, RecipeError> {
+        fs::read_to_string(file).map_err(|source| RecipeError::Io {
+            file: self.display(file),
+            source,
+        })
+    }
+
+    /// `file` relative to the project directory, for messages.
+    fn display(&self, file: &Path) -> PathBuf {
+        file.strip_prefix(&self.root).unwrap_or(file).to_owned()
+    }
+
+    fn invalid(&self, file: &Path, text: &str, needle: &str, message: String) -> RecipeError {
+        RecipeError::Invalid {
+            file: self.display(file),
+            line: line_of(text, needle),
+            message,
+        }
+    }
+
+    /// Loads a target (`mlrun`, `base-legacy`) or a layers/ definition by name.
+    pub fn load(&self, name: &str) -> Result<Recipe, RecipeError> {
+        if let Some(def) = self.targets.get(name) {
+            return self.load_file(name, &def.file, def.variant.as_deref());
+        }
+        if let Some(file) = self.layer_defs.get(name) {
+            return self.load_file(name, file, None);
+        }
+        Err(RecipeError::UnknownTarget {
+            name: name.to_owned(),
+            dir: self.root.clone(),
+            available: self.target_names().join(", "),
+        })
+    }
+
+    /// Whether `name` is something `from` can refer to.
+    pub fn has_definition(&self, name: &str) -> bool {
+        self.targets.contains_key(name) || self.layer_defs.contains_key(name)
+    }
+
+    fn load_file(&self, target: &str, file: &Path, variant: Option<&str>) -> Result<Recipe, RecipeError> {
+        let shown = self.display(file);
+        let text = self.read(file)?;
+        let raw: RecipeFile = parse_toml(&shown, &text)?;
+        let variant_spec = variant.map(|v| raw.variants[v].clone()).unwrap_or_default();
+
+        let mut vars = self.shared_vars.clone();
+        vars.extend(raw.vars.clone());
+        vars.extend(variant_spec.vars.clone());
+        for (name, value) in vars.iter_mut() {
+            if let Some(from_env) = (self.env)(name) {
+                *value = from_env;
+            }
+        }
+
+        // Substitute in the parsed tree, then read it again as a recipe: the first parse has
+        // already reported syntax and schema errors with their positions.
+        let mut tree: toml::Value = toml::from_str(&text).expect("parsed above");
+        substitute(&mut tree, &vars).map_err(|name| RecipeError::Invalid {
+            file: shown.clone(),
+            line: line_of(&text, &format!("${{{name}}}")),
+            message: format!(
+                "unknown variable `{name}`; define it under [vars] or in recipes/_vars.toml"
+            ),
+        })?;
+        let recipe: RecipeFile = tree.try_into().map_err(|e: toml::de::Error| RecipeError::Invalid {
+            file: shown.clone(),
+            line: 0,
+            message: e.message().to_owned(),
+        })?;
+
+        let invalid = |needle: &str, message: String| self.invalid(file, &text, needle, message);
+
+        let image = recipe
+            .image
+            .clone()
+            .unwrap_or_else(|| format!("{target}:latest"));
+        let mut reference: Reference = image
+            .parse()
+            .map_err(|e: crate::reference::ReferenceError| invalid("image", e.to_string()))?;
+        let suffix = variant_spec.tag_suffix.or(recipe.tag_suffix.clone());
+        if let Some(suffix) = suffix {
+            let tag = format!("{}{suffix}", reference.tag_or_latest());
+            reference.tag = Some(tag);
+        }
+
+        let from_raw = variant_spec.from.or(recipe.from.clone());
+        let from = match from_raw.as_deref() {
+            None | Some("scratch") => BaseRef::Scratch,
+            Some(spec) if spec.starts_with("oci:") => {
+                let rest = &spec["oci:".len()..];
+                let (dir, tag) = match rest.rsplit_once(':') {
+                    Some((dir, tag)) if !tag.contains('/') && !dir.is_empty() => (dir, Some(tag.to_owned())),
+                    _ => (rest, None),
+                };
+                BaseRef::Layout {
+                    dir: self.root.join(dir),
+                    tag,
+                }
+            }
+            Some(name) if self.has_definition(name) => BaseRef::Definition(name.to_owned()),
+            Some(other) => {
+                let mut known: Vec<&str> = self.targets.keys().map(String::as_str).collect();
+                known.extend(self.layer_defs.keys().map(String::as_str));
+                return Err(invalid(
+                    "from",
+                    format!(
+                        "`from = \"{other}\"` names no recipe or layers/ definition (known: {}); use `scratch` or `oci:DIR[:TAG]` for other bases",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        };
+
+        let platforms = variant_spec
+            .platforms
+            .or(recipe.platforms.clone())
+            .map(|list| {
+                list.iter()
+                    .map(|p| p.parse::<Platform>().map_err(|e| invalid(p, e.to_string())))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        if platforms.as_ref().is_some_and(Vec::is_empty) {
+            return Err(invalid("platforms", "`platforms` is empty; name at least one, like \"linux/amd64\"".to_owned()));
+        }
+
+        let mut layers = Vec::new();
+        for (index, spec) in recipe.layers.iter().enumerate() {
+            layers.push(self.check_layer(index, spec, &invalid)?);
+        }
+
+        for port in &recipe.config.ports {
+            let (number, proto) = port.split_once('/').unwrap_or((port, "tcp"));
+            if number.parse::<u16>().is_err() || !matches!(proto, "tcp" | "udp" | "sctp") {
+                return Err(invalid(port, format!("port `{port}` is not PORT or PORT/tcp|udp|sctp")));
+            }
+        }
+        for key in recipe.config.env.keys() {
+            if key.is_empty() || key.contains('=') {
+                return Err(invalid(key, format!("environment variable name `{key}` is empty or contains `=`")));
+            }
+        }
+
+        Ok(Recipe {
+            target: target.to_owned(),
+            file: shown,
+            reference,
+            description: recipe.description,
+            from,
+            platforms,
+            layers,
+            config: recipe.config,
+            annotations: recipe.annotations,
+        })
+    }
+
+    fn check_layer(
+        &self,
+        index: usize,
+        spec: &LayerSpec,
+        invalid: &dyn Fn(&str, String) -> RecipeError,
+    ) -> Result<Layer, RecipeError> {
+        let remove = spec
+            .remove
+            .iter()
+            .map(|p| ImagePath::new(p).map_err(|e| invalid(p, format!("in `remove`: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let source = match &spec.files {
+            Some(copies) => {
+                let mut checked = Vec::new();
+                for copy in copies {
+                    checked.push(self.check_copy(copy, invalid)?);
+                }
+                LayerSource::Files(checked)
+            }
+            None if !remove.is_empty() => LayerSource::Nothing,
+            None => {
+                return Err(invalid(
+                    "[[layer]]",
+                    format!("layer {} has no content: give it `files` or `remove`", index + 1),
+                ));
+            }
+        };
+        Ok(Layer {
+            comment: spec.comment.clone(),
+            source,
+            remove,
+        })
+    }
+
+    fn check_copy(
+        &self,
+        copy: &FileCopySpec,
+        invalid: &dyn Fn(&str, String) -> RecipeError,
+    ) -> Result<FileCopy, RecipeError> {
+        let joined = self.root.join(&copy.src);
+        let src = fs::canonicalize(&joined).map_err(|_| {
+            invalid(
+                &copy.src,
+                format!("`src = \"{}\"` does not exist (paths are relative to the project directory `{}`)", copy.src, self.root.display()),
+            )
+        })?;
+        if !src.starts_with(&self.root) {
+            return Err(invalid(
+                &copy.src,
+                format!("`src = \"{}\"` leads outside the project directory `{}`", copy.src, self.root.display()),
+            ));
+        }
+        if !copy.dest.starts_with('/') {
+            return Err(invalid(&copy.dest, format!("`dest = \"{}\"` must be an absolute path in the image", copy.dest)));
+        }
+        if copy.dest.split('/').any(|part| part == "..") {
+            return Err(invalid(&copy.dest, format!("`dest = \"{}\"` climbs out with `..`", copy.dest)));
+        }
+        let mode = |field: &str, value: &Option<String>| -> Result<Option<u32>, RecipeError> {
+            value
+                .as_ref()
+                .map(|m| {
+                    u32::from_str_radix(m.trim_start_matches("0o"), 8)
+                        .ok()
+                        .filter(|v| *v <= 0o7777)
+                        .ok_or_else(|| invalid(m, format!("`{field} = \"{m}\"` is not an octal mode like \"0644\"")))
+                })
+                .transpose()
+        };
+        Ok(FileCopy {
+            src,
+            src_display: copy.src.clone(),
+            dest: copy.dest.clone(),
+            mode: mode("mode", &copy.mode)?,
+            dir_mode: mode("dir_mode", &copy.dir_mode)?,
+            uid: copy.uid,
+            gid: copy.gid,
+        })
+    }
+}
+
+/// `*.toml` files of a directory by file stem, sorted.
+fn toml_files(dir: &Path) -> BTreeMap<String, PathBuf> {
+    let mut out = BTreeMap::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "toml")
+                && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+            {
+                out.insert(stem.to_owned(), path);
+            }
+        }
+    }
+    out
+}
+
+fn parse_toml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, RecipeError> {
+    toml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|span| line_col(text, span.start))
+            .unwrap_or((0, 0));
+        RecipeError::Syntax {
+            file: file.to_owned(),
+            line,
+            column,
+            message: e.message().trim_end().replace('\n', " "),
+        }
+    })
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// The line of the first occurrence of `needle`, for messages about values (1 if not found).
+fn line_of(text: &str, needle: &str) -> usize {
+    text.find(needle).map_or(1, |offset| line_col(text, offset).0)
+}
+
+/// Replaces `${NAME}` in every string of `value`; returns the first unknown name.
+fn substitute(value: &mut toml::Value, vars: &BTreeMap<String, String>) -> Result<(), String> {
+    match value {
+        toml::Value::String(s) => *s = expand(s, vars)?,
+        toml::Value::Array(items) => {
+            for item in items {
+                substitute(item, vars)?;
+            }
+        }
+        toml::Value::Table(table) => {
+            for (_, item) in table.iter_mut() {
+                substitute(item, vars)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand(s: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(escaped) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = escaped;
+        } else if let Some(body) = after.strip_prefix('{')
+            && let Some(end) = body.find('}')
+        {
+            let name = &body[..end];
+            out.push_str(vars.get(name).ok_or_else(|| name.to_owned())?);
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_variables_and_keeps_lone_dollars() {
+        let vars = BTreeMap::from([("V".to_owned(), "1.0".to_owned())]);
+        assert_eq!(expand("a:${V}-$PATH-$${V}", &vars).unwrap(), "a:1.0-$PATH-${V}");
+        assert_eq!(expand("${NOPE}", &vars).unwrap_err(), "NOPE");
+    }
+
+    #[test]
+    fn line_and_column_count_from_one() {
+        assert_eq!(line_col("a\nbc\nd", 3), (2, 2));
+        assert_eq!(line_col("abc", 0), (1, 1));
+    }
+}

@@ -1,0 +1,73 @@
+//! Layer sources: where the content of each `[[layer]]` comes from.
+//!
+//! Input: a checked [`Layer`](crate::recipe::Layer). Output: a [`LayerTree`] of entries with the
+//! ownership and modes the image gets. A source only lists and describes content; reading,
+//! taring and compressing happen in `crate::layer`, so every source shares one deterministic
+//! writer and one cache. Debian, pip, conda and image sources add variants to
+//! [`LayerSource`](crate::recipe::LayerSource) and a module here.
+
+pub mod files;
+
+use std::path::PathBuf;
+
+use crate::layer::{Entry, EntryKind, ImagePath, LayerTree};
+use crate::recipe::{Layer, LayerSource};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot read `{path}`")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{path}` is a {kind}; only regular files, directories and symbolic links can be copied into an image")]
+    Unsupported { path: PathBuf, kind: &'static str },
+    #[error("`{path}` gives an image path that cannot be used: {reason}")]
+    BadName { path: PathBuf, reason: String },
+    #[error("layer both adds and removes {0}; split it into two layers")]
+    AddAndRemove(ImagePath),
+}
+
+/// Lists the entries of one layer.
+pub fn layer_tree(layer: &Layer) -> Result<LayerTree, SourceError> {
+    let mut tree = LayerTree::default();
+    match &layer.source {
+        LayerSource::Files(copies) => {
+            for copy in copies {
+                files::add_copy(copy, &mut tree)?;
+            }
+        }
+        LayerSource::Nothing => {}
+    }
+    for path in &layer.remove {
+        if tree.get(path).is_some() {
+            return Err(SourceError::AddAndRemove(path.clone()));
+        }
+        tree.insert(
+            path.clone(),
+            Entry {
+                kind: EntryKind::Whiteout,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            },
+        );
+    }
+    Ok(tree)
+}
+
+/// A short description of a layer for history and progress lines.
+pub fn describe(layer: &Layer) -> String {
+    let mut parts = Vec::new();
+    if let LayerSource::Files(copies) = &layer.source {
+        for copy in copies {
+            parts.push(format!("files {} -> {}", copy.src_display, copy.dest));
+        }
+    }
+    if !layer.remove.is_empty() {
+        let removed: Vec<String> = layer.remove.iter().map(ToString::to_string).collect();
+        parts.push(format!("remove {}", removed.join(" ")));
+    }
+    parts.join("; ")
+}
