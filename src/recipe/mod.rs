@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use crate::image::spec::Platform;
 use crate::layer::ImagePath;
 use crate::reference::Reference;
+use crate::transport::Transport;
 pub use schema::{ConfigSpec, FileCopySpec, LayerSpec, RecipeFile};
 
 #[derive(Debug, thiserror::Error)]
@@ -284,17 +285,13 @@ impl Project {
         let from_raw = variant_spec.from.or(recipe.from.clone());
         let from = match from_raw.as_deref() {
             None | Some("scratch") => BaseRef::Scratch,
-            Some(spec) if spec.starts_with("oci:") => {
-                let rest = &spec["oci:".len()..];
-                let (dir, tag) = match rest.rsplit_once(':') {
-                    Some((dir, tag)) if !tag.contains('/') && !dir.is_empty() => (dir, Some(tag.to_owned())),
-                    _ => (rest, None),
-                };
-                BaseRef::Layout {
+            Some(spec) if spec.starts_with("oci:") => match spec.parse::<Transport>() {
+                Ok(Transport::Oci { dir, name }) => BaseRef::Layout {
                     dir: self.root.join(dir),
-                    tag,
-                }
-            }
+                    tag: name,
+                },
+                _ => return Err(invalid(spec, format!("`from = \"{spec}\"` is not oci:DIR[:REF]"))),
+            },
             Some(name) if self.has_definition(name) => BaseRef::Definition(name.to_owned()),
             Some(other) => {
                 let mut known: Vec<&str> = self.targets.keys().map(String::as_str).collect();

@@ -1,0 +1,129 @@
+//! Broken recipes: one line on stderr naming the file (and line), exit code 1, no output.
+
+use crate::common::Project;
+
+/// Builds the `bad` recipe and returns its one-line error; checks nothing was written.
+fn error_of(p: &Project) -> String {
+    let out = p.run(&["build", "bad", "--output", "oci:out"]);
+    assert_eq!(out.status.code(), Some(1), "a bad recipe must fail with exit code 1");
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "expected one line, got:\n{stderr}");
+    assert!(!p.tmp.path().join("out").exists(), "a failed build wrote its output");
+    stderr.trim_end().to_owned()
+}
+
+fn project_with(recipe: &str) -> Project {
+    let p = Project::new();
+    p.write("files/hello.txt", "hello\n");
+    p.recipe("bad", recipe);
+    p
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let p = project_with("platforms = [\"linux/amd64\"]\n\ncolour = \"red\"\n");
+    let error = error_of(&p);
+    assert!(
+        error.starts_with("error: recipes/bad.toml:3:1: unknown field `colour`, expected one of"),
+        "{error}"
+    );
+}
+
+#[test]
+fn wrong_type_names_file_and_line() {
+    let p = project_with("\nplatforms = \"linux/amd64\"\n");
+    let error = error_of(&p);
+    assert!(error.starts_with("error: recipes/bad.toml:2:13: invalid type: string"), "{error}");
+}
+
+#[test]
+fn missing_file_names_file_line_and_path() {
+    let p = project_with(
+        "[[layer]]\ncomment = \"x\"\nfiles = [{ src = \"files/nope.txt\", dest = \"/etc/nope\" }]\n",
+    );
+    let error = error_of(&p);
+    assert!(
+        error.starts_with("error: recipes/bad.toml:3: `src = \"files/nope.txt\"` does not exist"),
+        "{error}"
+    );
+}
+
+#[test]
+fn source_outside_the_project_is_refused() {
+    let p = project_with(
+        "[[layer]]\nfiles = [{ src = \"../outside/secret\", dest = \"/etc/secret\" }]\n",
+    );
+    std::fs::create_dir_all(p.tmp.path().join("outside")).unwrap();
+    std::fs::write(p.tmp.path().join("outside/secret"), "s").unwrap();
+    let error = error_of(&p);
+    assert!(
+        error.starts_with("error: recipes/bad.toml:2: `src = \"../outside/secret\"` leads outside the project directory"),
+        "{error}"
+    );
+}
+
+#[test]
+fn symlink_leading_outside_the_project_is_refused() {
+    let p = project_with("[[layer]]\nfiles = [{ src = \"files/escape\", dest = \"/etc/x\" }]\n");
+    std::os::unix::fs::symlink("/etc/hostname", p.path("files/escape")).unwrap();
+    let error = error_of(&p);
+    assert!(error.contains("leads outside the project directory"), "{error}");
+}
+
+#[test]
+fn destination_climbing_out_is_refused() {
+    let p = project_with("[[layer]]\nfiles = [{ src = \"files/hello.txt\", dest = \"/../etc/x\" }]\n");
+    let error = error_of(&p);
+    assert!(error.starts_with("error: recipes/bad.toml:2: `dest = \"/../etc/x\"` climbs out"), "{error}");
+}
+
+#[test]
+fn unknown_variable_names_the_variable_and_line() {
+    let p = project_with("\n\nimage = \"repo/x:${NO_SUCH_VAR}\"\n");
+    let error = error_of(&p);
+    assert!(
+        error.starts_with("error: recipes/bad.toml:3: unknown variable `NO_SUCH_VAR`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn unknown_base_lists_what_exists() {
+    let p = project_with("from = \"python-9\"\n");
+    let error = error_of(&p);
+    assert!(
+        error.starts_with("error: recipes/bad.toml:1: `from = \"python-9\"` names no recipe or layers/ definition (known: bad)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn cycles_are_named() {
+    let p = project_with("from = \"other\"\n[[layer]]\nremove = [\"/x\"]\n");
+    p.recipe("other", "from = \"bad\"\n[[layer]]\nremove = [\"/y\"]\n");
+    let error = error_of(&p);
+    assert_eq!(error, "error: recipes form a cycle: bad -> other -> bad");
+}
+
+#[test]
+fn unknown_target_lists_targets() {
+    let p = project_with("[[layer]]\nremove = [\"/x\"]\n");
+    let out = p.run(&["build", "nothing-here"]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.starts_with("error: no target `nothing-here` in"), "{stderr}");
+    assert!(stderr.trim_end().ends_with("(targets: bad)"), "{stderr}");
+}
+
+#[test]
+fn a_failing_target_leaves_an_existing_output_untouched() {
+    let p = project_with("[[layer]]\nfiles = [{ src = \"files/hello.txt\", dest = \"/hello\" }]\n");
+    p.recipe("good", "[[layer]]\nfiles = [{ src = \"files/hello.txt\", dest = \"/hello\" }]\n");
+    p.build(&["good", "--output", "oci:out"]);
+    let before = std::fs::read(p.tmp.path().join("out/index.json")).unwrap();
+    p.recipe("broken", "[[layer]]\nfiles = [{ src = \"files/gone\", dest = \"/x\" }]\n");
+    let out = p.run(&["build", "good", "broken", "--output", "oci:out"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(std::fs::read(p.tmp.path().join("out/index.json")).unwrap(), before);
+}

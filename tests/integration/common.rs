@@ -1,0 +1,198 @@
+//! Shared helpers: a project in a temp dir, running the binary, running peer tools.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub fn bin_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_oci-build"))
+}
+
+/// A project directory with its own cache and output area.
+pub struct Project {
+    pub tmp: TempDir,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir_all(tmp.path().join("project/recipes")).unwrap();
+        Project { tmp }
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.tmp.path().join("project")
+    }
+
+    pub fn cache(&self) -> PathBuf {
+        self.tmp.path().join("cache")
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, contents: &str) -> PathBuf {
+        let path = self.path(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, contents).unwrap();
+        path
+    }
+
+    pub fn write_mode(&self, rel: &str, contents: &str, mode: u32) -> PathBuf {
+        let path = self.write(rel, contents);
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    pub fn recipe(&self, name: &str, toml: &str) {
+        self.write(&format!("recipes/{name}.toml"), toml);
+    }
+
+    /// `oci-build -C <project> --cache-dir <cache> ARGS`, with SOURCE_DATE_EPOCH unset.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin_path());
+        cmd.arg("-C")
+            .arg(self.dir())
+            .arg("--cache-dir")
+            .arg(self.cache())
+            .args(args)
+            .env_remove("SOURCE_DATE_EPOCH")
+            .current_dir(self.tmp.path());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs `build ARGS --json` and returns the report of the first target.
+    pub fn build(&self, args: &[&str]) -> Value {
+        let mut all = vec!["build", "--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert_success(&out, "oci-build build");
+        let reports: Value = serde_json::from_slice(&out.stdout).unwrap();
+        reports[0].clone()
+    }
+}
+
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs a peer tool and returns its stdout; the tool must be installed (`.ci/run` does it).
+pub fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{program}` ({e}); .ci/run installs it with apt-get"));
+    assert_success(&out, &format!("{program} {}", args.join(" ")));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+pub fn is_root() -> bool {
+    tool("id", &["-u"]).trim() == "0"
+}
+
+/// Every blob of a layout: file name → bytes.
+pub fn blobs(layout: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The layer blob paths of the single-platform image in a build report.
+pub fn layer_paths(layout: &Path, report: &Value) -> Vec<PathBuf> {
+    report["manifests"][0]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let digest = l["digest"].as_str().unwrap();
+            layout.join("blobs/sha256").join(&digest["sha256:".len()..])
+        })
+        .collect()
+}
+
+/// One tar entry as a test compares it.
+#[derive(Debug, PartialEq, Eq, Clone)]
+pub struct TarEntry {
+    pub path: String,
+    pub kind: char,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: u64,
+    pub link: Option<String>,
+    pub content: Vec<u8>,
+}
+
+/// Reads a gzip-compressed layer with the tar crate's reader.
+pub fn read_layer(path: &Path) -> Vec<TarEntry> {
+    let file = fs::File::open(path).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let header = e.header().clone();
+            let mut content = Vec::new();
+            e.read_to_end(&mut content).unwrap();
+            TarEntry {
+                path: e.path().unwrap().to_string_lossy().into_owned(),
+                kind: match header.entry_type() {
+                    tar::EntryType::Directory => 'd',
+                    tar::EntryType::Symlink => 'l',
+                    tar::EntryType::Link => 'h',
+                    _ => 'f',
+                },
+                mode: header.mode().unwrap(),
+                uid: header.uid().unwrap(),
+                gid: header.gid().unwrap(),
+                mtime: header.mtime().unwrap(),
+                link: e
+                    .link_name()
+                    .unwrap()
+                    .map(|l| l.to_string_lossy().into_owned()),
+                content,
+            }
+        })
+        .collect()
+}
+
+/// Unpacks `layout:name` with umoci and returns the rootfs.
+pub fn umoci_unpack(layout: &Path, name: &str, into: &Path) -> PathBuf {
+    let image = format!("{}:{name}", layout.display());
+    let mut args = vec!["unpack", "--image", &image];
+    if !is_root() {
+        args.push("--rootless");
+    }
+    let bundle = into.display().to_string();
+    args.push(&bundle);
+    tool("umoci", &args);
+    into.join("rootfs")
+}

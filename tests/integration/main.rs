@@ -1,0 +1,18 @@
+//! Integration tests of the `oci-build` binary. Each test makes its own project in a temporary
+//! directory, builds it, and checks the result with tools nobody here wrote (skopeo, umoci,
+//! oci-image-tool, GNU tar). `.ci/run` installs those tools; a missing one fails its test.
+//!
+//! - `peers`: layouts, archives and media types read back by skopeo, umoci, oci-image-tool.
+//! - `reproducible`: byte-identical output from differing checkouts; SOURCE_DATE_EPOCH.
+//! - `rootless`: a build as an unprivileged user still writes root-owned files.
+//! - `bad_input`: broken recipes fail with one sentence naming file and line, writing nothing.
+//! - `cache`: unchanged layers come from the cache; damaged or interrupted entries do not stick.
+//! - `cli`: targets, inspect, --json and --help.
+
+mod bad_input;
+mod cache;
+mod cli;
+mod common;
+mod peers;
+mod reproducible;
+mod rootless;
