@@ -34,21 +34,13 @@ pub enum BuildError {
     #[error(transparent)]
     Recipe(#[from] RecipeError),
     #[error("{target} ({file}), layer {number} ({description})")]
-    Source {
+    Layer {
         target: String,
         file: String,
         number: usize,
         description: String,
         #[source]
-        source: SourceError,
-    },
-    #[error("{target}, layer {number} ({description})")]
-    Layer {
-        target: String,
-        number: usize,
-        description: String,
-        #[source]
-        source: LayerError,
+        source: Box<LayerFailure>,
     },
     #[error("{target}: reading its base")]
     Base {
@@ -56,15 +48,36 @@ pub enum BuildError {
         #[source]
         source: LayoutError,
     },
-    #[error("{target}: its base {base} has no image for {platform} (it has {available}); set `platforms` or --platform to one of those")]
+    #[error(
+        "{target}: its base {base} has no image for {platform} (it has {available}); set `platforms` or --platform to one of those"
+    )]
     MissingPlatform {
         target: String,
         base: String,
-        platform: Platform,
+        platform: String,
         available: String,
     },
-    #[error("Docker schema2 media types have no zstd layer type; use gzip with --docker-media-types")]
+    #[error(
+        "Docker schema2 media types have no zstd layer type; use gzip with --docker-media-types"
+    )]
     ZstdWithDockerTypes,
+}
+
+/// Why a layer could not be made: its source could not be listed, or its blob not written.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerFailure {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Assemble(#[from] LayerError),
+}
+
+/// Images of one definition for a list of platforms, with how many layers were made.
+#[derive(Clone, Debug)]
+struct BuiltImages {
+    images: Vec<PlatformImage>,
+    layers_built: usize,
+    layers_cached: usize,
 }
 
 /// A target built for every platform it asked for.
@@ -82,7 +95,7 @@ pub struct Builder<'a> {
     options: BuildOptions,
     reporter: &'a dyn Reporter,
     /// Images already built in this run, by definition name and platform list.
-    built: HashMap<(String, Vec<Platform>), (Vec<PlatformImage>, usize, usize)>,
+    built: HashMap<(String, Vec<Platform>), BuiltImages>,
 }
 
 impl<'a> Builder<'a> {
@@ -108,8 +121,11 @@ impl<'a> Builder<'a> {
     pub fn build(&mut self, target: &str) -> Result<BuiltTarget, BuildError> {
         let recipe = self.project.load(target)?;
         let platforms = self.platforms_of(&recipe, &mut Vec::new())?;
-        let (images, layers_built, layers_cached) =
-            self.build_images(&recipe, &platforms, &mut Vec::new())?;
+        let BuiltImages {
+            images,
+            layers_built,
+            layers_cached,
+        } = self.build_images(&recipe, &platforms, &mut Vec::new())?;
         let mut annotations = BTreeMap::new();
         annotations.insert(spec::ANNOTATION_CREATED.to_owned(), self.created());
         annotations.insert(
@@ -131,7 +147,11 @@ impl<'a> Builder<'a> {
     }
 
     /// The platforms to build: --platform, else the recipe's, else its base's, else the host's.
-    fn platforms_of(&self, recipe: &Recipe, chain: &mut Vec<String>) -> Result<Vec<Platform>, BuildError> {
+    fn platforms_of(
+        &self,
+        recipe: &Recipe,
+        chain: &mut Vec<String>,
+    ) -> Result<Vec<Platform>, BuildError> {
         if let Some(platforms) = &self.options.platforms {
             return Ok(platforms.clone());
         }
@@ -154,24 +174,24 @@ impl<'a> Builder<'a> {
         recipe: &Recipe,
         platforms: &[Platform],
         chain: &mut Vec<String>,
-    ) -> Result<(Vec<PlatformImage>, usize, usize), BuildError> {
+    ) -> Result<BuiltImages, BuildError> {
         let memo_key = (recipe.target.clone(), platforms.to_vec());
         if let Some(done) = self.built.get(&memo_key) {
             return Ok(done.clone());
         }
-        let (bases, mut built, mut cached) = match &recipe.from {
-            BaseRef::Scratch => (
-                platforms.iter().map(|p| self.scratch(p)).collect(),
-                0,
-                0,
-            ),
-            BaseRef::Layout { dir, tag } => {
-                let bases = platforms
+        let fresh = |images| BuiltImages {
+            images,
+            layers_built: 0,
+            layers_cached: 0,
+        };
+        let mut result = match &recipe.from {
+            BaseRef::Scratch => fresh(platforms.iter().map(|p| self.scratch(p)).collect()),
+            BaseRef::Layout { dir, tag } => fresh(
+                platforms
                     .iter()
                     .map(|p| read_layout_base(&recipe.target, dir, tag.as_deref(), p))
-                    .collect::<Result<Vec<_>, _>>()?;
-                (bases, 0, 0)
-            }
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
             BaseRef::Definition(base) => {
                 check_cycle(chain, &recipe.target, base)?;
                 let base_recipe = self.project.load(base)?;
@@ -195,34 +215,28 @@ impl<'a> Builder<'a> {
                 of: recipe.layers.len(),
                 description: &description,
             };
-            let tree = source::layer_tree(layer_spec).map_err(|source| BuildError::Source {
+            let layer_error = |failure: LayerFailure| BuildError::Layer {
                 target: recipe.target.clone(),
                 file: recipe.file.display().to_string(),
                 number: index + 1,
                 description: description.clone(),
-                source,
-            })?;
+                source: Box::new(failure),
+            };
+            let tree = source::layer_tree(layer_spec).map_err(|e| layer_error(e.into()))?;
             self.reporter
                 .layer_started(&recipe.target, step, tree.content_size());
             let reporter = self.reporter;
-            let (blob, was_cached) = layer::assemble(
-                &tree,
-                &assemble_options,
-                &self.cache,
-                &mut |bytes| reporter.layer_bytes(bytes),
-            )
-            .map_err(|source| BuildError::Layer {
-                target: recipe.target.clone(),
-                number: index + 1,
-                description: description.clone(),
-                source,
-            })?;
+            let (blob, was_cached) =
+                layer::assemble(&tree, &assemble_options, &self.cache, &mut |bytes| {
+                    reporter.layer_bytes(bytes)
+                })
+                .map_err(|e| layer_error(e.into()))?;
             self.reporter
                 .layer_finished(&recipe.target, step, &blob, was_cached);
             if was_cached {
-                cached += 1;
+                result.layers_cached += 1;
             } else {
-                built += 1;
+                result.layers_built += 1;
             }
             let history = History {
                 created: Some(self.created()),
@@ -242,20 +256,15 @@ impl<'a> Builder<'a> {
             ));
         }
 
-        let images: Vec<PlatformImage> = bases
-            .into_iter()
-            .map(|mut image| {
-                apply_config(&mut image.config, &recipe.config);
-                image.config.created = Some(self.created());
-                for (layer, history) in &new_layers {
-                    image.config.rootfs.diff_ids.push(layer.diff_id.clone());
-                    image.config.history.push(history.clone());
-                    image.layers.push(layer.clone());
-                }
-                image
-            })
-            .collect();
-        let result = (images, built, cached);
+        for image in &mut result.images {
+            apply_config(&mut image.config, &recipe.config);
+            image.config.created = Some(self.created());
+            for (layer, history) in &new_layers {
+                image.config.rootfs.diff_ids.push(layer.diff_id.clone());
+                image.config.history.push(history.clone());
+                image.layers.push(layer.clone());
+            }
+        }
         self.built.insert(memo_key, result.clone());
         Ok(result)
     }
@@ -308,7 +317,7 @@ fn read_layout_base(
         descriptor = found.ok_or_else(|| BuildError::MissingPlatform {
             target: target.to_owned(),
             base: format!("oci:{}", dir.display()),
-            platform: platform.clone(),
+            platform: platform.to_string(),
             available: index
                 .manifests
                 .iter()
@@ -329,7 +338,7 @@ fn read_layout_base(
         return Err(BuildError::MissingPlatform {
             target: target.to_owned(),
             base: format!("oci:{}", dir.display()),
-            platform: platform.clone(),
+            platform: platform.to_string(),
             available: config_platform.to_string(),
         });
     }

@@ -28,7 +28,13 @@ use oci_build::transport::Transport;
 #[command(name = "oci-build", version, propagate_version = true)]
 pub struct Cli {
     /// Project directory holding recipes/ and layers/.
-    #[arg(short = 'C', long = "directory", global = true, default_value = ".", value_name = "DIR")]
+    #[arg(
+        short = 'C',
+        long = "directory",
+        global = true,
+        default_value = ".",
+        value_name = "DIR"
+    )]
     pub project: PathBuf,
 
     /// Layer cache directory [default: $XDG_CACHE_HOME/oci-build or ~/.cache/oci-build].
@@ -189,7 +195,12 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
             output: written.to_string(),
             digest: target.artifact.root.digest.to_string(),
             media_type: target.artifact.root.media_type.clone(),
-            size: target.artifact.blobs.values().map(|b| b.descriptor.size).sum(),
+            size: target
+                .artifact
+                .blobs
+                .values()
+                .map(|b| b.descriptor.size)
+                .sum(),
             layers_built: target.layers_built,
             layers_cached: target.layers_cached,
             manifests: target.artifact.manifests.clone(),
@@ -215,7 +226,11 @@ fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
     }
     for image in &report.images {
         writeln!(out)?;
-        writeln!(out, "platform {}  manifest {}", image.platform, image.manifest.digest)?;
+        writeln!(
+            out,
+            "platform {}  manifest {}",
+            image.platform, image.manifest.digest
+        )?;
         writeln!(out, "  config     {}", image.config_digest)?;
         if let Some(created) = &image.created {
             writeln!(out, "  created    {created}")?;
@@ -245,7 +260,12 @@ fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
         for (key, value) in c.labels.iter().flatten() {
             writeln!(out, "  label      {key}={value}")?;
         }
-        writeln!(out, "  layers ({} in all, {}):", image.layers.len(), human_bytes(image.size))?;
+        writeln!(
+            out,
+            "  layers ({} in all, {}):",
+            image.layers.len(),
+            human_bytes(image.size)
+        )?;
         let mut history = image.history.iter().filter(|h| !h.empty_layer);
         for (i, layer) in image.layers.iter().enumerate() {
             let created_by = history
@@ -285,7 +305,11 @@ fn targets(cli: &Cli, args: &TargetsArgs) -> anyhow::Result<()> {
             from: match &recipe.from {
                 oci_build::recipe::BaseRef::Scratch => "scratch".to_owned(),
                 oci_build::recipe::BaseRef::Layout { dir, tag } => {
-                    format!("oci:{}{}", dir.display(), tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default())
+                    format!(
+                        "oci:{}{}",
+                        dir.display(),
+                        tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default()
+                    )
                 }
                 oci_build::recipe::BaseRef::Definition(name) => name.clone(),
             },
@@ -351,8 +375,10 @@ impl Reporter for TerminalReporter {
         }
         let bar = ProgressBar::new(total_bytes);
         bar.set_style(
-            ProgressStyle::with_template("{prefix} {bar:30} {binary_bytes}/{binary_total_bytes} {msg}")
-                .expect("template is valid"),
+            ProgressStyle::with_template(
+                "{prefix} {bar:30} {binary_bytes}/{binary_total_bytes} {msg}",
+            )
+            .expect("template is valid"),
         );
         bar.set_prefix(format!("{target} [{}/{}]", step.number, step.of));
         bar.set_message(step.description.to_owned());

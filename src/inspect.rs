@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::image::layout::{Layout, LayoutError};
-use crate::image::spec::{self, ContainerConfig, Descriptor, History, ImageConfig, Index, Manifest};
+use crate::image::spec::{
+    self, ContainerConfig, Descriptor, History, ImageConfig, Index, Manifest,
+};
 use crate::transport::Transport;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,9 +23,13 @@ pub enum InspectError {
         #[source]
         source: io::Error,
     },
-    #[error("inspect reads oci: and oci-archive: locations; convert `{0}` with `skopeo copy` first")]
+    #[error(
+        "inspect reads oci: and oci-archive: locations; convert `{0}` with `skopeo copy` first"
+    )]
     Unsupported(String),
-    #[error("{digest} has media type `{media_type}`, which is neither an image manifest nor an index")]
+    #[error(
+        "{digest} has media type `{media_type}`, which is neither an image manifest nor an index"
+    )]
     UnknownMediaType { digest: String, media_type: String },
 }
 
@@ -61,7 +67,9 @@ pub struct LayerReport {
 
 pub fn inspect(source: &Transport) -> Result<Report, InspectError> {
     match source {
-        Transport::Oci { dir, name } => inspect_layout(&Layout::open(dir)?, name.as_deref(), source),
+        Transport::Oci { dir, name } => {
+            inspect_layout(&Layout::open(dir)?, name.as_deref(), source)
+        }
         Transport::OciArchive { file, name } => {
             let unpacked = tempfile::tempdir().map_err(|e| archive_err(file, e))?;
             let reader = fs::File::open(file).map_err(|e| archive_err(file, e))?;
@@ -81,7 +89,11 @@ fn archive_err(path: &std::path::Path, source: io::Error) -> InspectError {
     }
 }
 
-fn inspect_layout(layout: &Layout, name: Option<&str>, source: &Transport) -> Result<Report, InspectError> {
+fn inspect_layout(
+    layout: &Layout,
+    name: Option<&str>,
+    source: &Transport,
+) -> Result<Report, InspectError> {
     let root = layout.resolve(name)?;
     let mut report = Report {
         source: source.to_string(),

@@ -12,8 +12,8 @@
 pub mod build;
 pub mod digest;
 pub mod image;
-pub mod layer;
 pub mod inspect;
+pub mod layer;
 pub mod progress;
 pub mod recipe;
 pub mod reference;

@@ -11,7 +11,14 @@ pub trait Reporter: Sync {
     /// `bytes` more content bytes went into the current layer.
     fn layer_bytes(&self, _bytes: u64) {}
     /// The layer is in the cache; `cached` says whether it was already there.
-    fn layer_finished(&self, _target: &str, _step: LayerStep<'_>, _blob: &LayerBlob, _cached: bool) {}
+    fn layer_finished(
+        &self,
+        _target: &str,
+        _step: LayerStep<'_>,
+        _blob: &LayerBlob,
+        _cached: bool,
+    ) {
+    }
 }
 
 /// Which layer of a recipe: 1-based position, count, and what it holds.

@@ -28,8 +28,9 @@ pub struct ReferenceError {
 
 fn component_ok(c: &str) -> bool {
     !c.is_empty()
-        && c.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+        && c.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
         && c.as_bytes()[0].is_ascii_alphanumeric()
         && c.as_bytes()[c.len() - 1].is_ascii_alphanumeric()
 }
@@ -51,7 +52,10 @@ impl FromStr for Reference {
         let (rest, digest) = match s.split_once('@') {
             Some((rest, d)) => (
                 rest,
-                Some(d.parse::<Digest>().map_err(|_| err("the digest is not sha256:<64 hex digits>"))?),
+                Some(
+                    d.parse::<Digest>()
+                        .map_err(|_| err("the digest is not sha256:<64 hex digits>"))?,
+                ),
             ),
             None => (s, None),
         };
@@ -62,7 +66,9 @@ impl FromStr for Reference {
         if let Some(tag) = tag
             && !tag_ok(tag)
         {
-            return Err(err("the tag may hold letters, digits, `.`, `_` and `-`, up to 128"));
+            return Err(err(
+                "the tag may hold letters, digits, `.`, `_` and `-`, up to 128",
+            ));
         }
         let (registry, path) = match name.split_once('/') {
             Some((first, path))
@@ -142,7 +148,10 @@ mod tests {
         assert_eq!(r.to_string(), "docker.io/library/python:3.11");
         assert_eq!(r.familiar(), "python:3.11");
         let r: Reference = "localhost:5000/a/b:1.0".parse().unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str()), ("localhost:5000", "a/b"));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str()),
+            ("localhost:5000", "a/b")
+        );
         let r: Reference = "quay.io/mlrun/mlrun:1.0-py39".parse().unwrap();
         assert_eq!(r.familiar(), "quay.io/mlrun/mlrun:1.0-py39");
     }

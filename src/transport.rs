@@ -8,9 +8,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::image::ImageArtifact;
 use crate::image::archive::{self, ArchiveError};
 use crate::image::layout::{self, LayoutError};
-use crate::image::ImageArtifact;
 use crate::reference::Reference;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,7 +21,9 @@ pub enum Transport {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("`{0}` is not an image location: use oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF]")]
+#[error(
+    "`{0}` is not an image location: use oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF]"
+)]
 pub struct TransportParseError(String);
 
 impl std::str::FromStr for Transport {
@@ -106,14 +108,20 @@ impl Transport {
 
     /// Writes `artifact` here under the REF of this location, or the image's own name
     /// (`mlrun/mlrun:1.0`) when none was given. Returns the location with its REF filled in.
-    pub fn write(&self, artifact: &ImageArtifact, reference: &Reference) -> Result<Transport, OutputError> {
+    pub fn write(
+        &self,
+        artifact: &ImageArtifact,
+        reference: &Reference,
+    ) -> Result<Transport, OutputError> {
         let name = self
             .name()
             .map(str::to_owned)
             .unwrap_or_else(|| reference.familiar());
         match self {
             Transport::Oci { dir, .. } => layout::write_layout(dir, artifact, &name)?,
-            Transport::OciArchive { file, .. } => archive::write_oci_archive(file, artifact, &name)?,
+            Transport::OciArchive { file, .. } => {
+                archive::write_oci_archive(file, artifact, &name)?
+            }
             Transport::DockerArchive { file, .. } => {
                 archive::write_docker_archive(file, artifact, std::slice::from_ref(&name))?
             }

@@ -32,7 +32,9 @@ pub enum ArchiveError {
         #[source]
         source: TarError,
     },
-    #[error("docker-archive `{path}` can hold one platform, but the image has {count}; build with --platform or write an oci: or oci-archive: output")]
+    #[error(
+        "docker-archive `{path}` can hold one platform, but the image has {count}; build with --platform or write an oci: or oci-archive: output"
+    )]
     MultiPlatform { path: PathBuf, count: usize },
 }
 
@@ -92,7 +94,11 @@ fn write_tree_atomic(dest: &Path, tree: &LayerTree) -> Result<(), ArchiveError> 
 }
 
 /// Writes an OCI layout with the image under `tag` as a tar file at `dest`.
-pub fn write_oci_archive(dest: &Path, artifact: &ImageArtifact, tag: &str) -> Result<(), ArchiveError> {
+pub fn write_oci_archive(
+    dest: &Path,
+    artifact: &ImageArtifact,
+    tag: &str,
+) -> Result<(), ArchiveError> {
     let mut tree = LayerTree::default();
     for (digest, blob) in &artifact.blobs {
         tree.insert(
@@ -108,7 +114,10 @@ pub fn write_oci_archive(dest: &Path, artifact: &ImageArtifact, tag: &str) -> Re
     let index_bytes = spec::to_json_bytes(&index);
     tree.insert(
         path("index.json"),
-        file_entry(Content::Inline(Arc::from(index_bytes.clone())), index_bytes.len() as u64),
+        file_entry(
+            Content::Inline(Arc::from(index_bytes.clone())),
+            index_bytes.len() as u64,
+        ),
     );
     let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
     tree.insert(
@@ -144,18 +153,28 @@ pub fn write_docker_archive(
             count: artifact.manifests.len(),
         });
     };
-    let scratch = tempfile::tempdir_in(dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
-        .map_err(io_err)?;
+    let scratch = tempfile::tempdir_in(
+        dest.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )
+    .map_err(io_err)?;
     let mut tree = LayerTree::default();
     let config_blob = &artifact.blobs[&summary.config.digest];
     let config_name = format!("blobs/sha256/{}", summary.config.digest.hex());
-    tree.insert(path(&config_name), blob_entry(&config_blob.data, config_blob.descriptor.size));
+    tree.insert(
+        path(&config_name),
+        blob_entry(&config_blob.data, config_blob.descriptor.size),
+    );
     let mut layer_names = Vec::new();
     for layer in &summary.layers {
         let blob = &artifact.blobs[&layer.digest];
-        let (tar_path, diff_id, size) =
-            decompress_to(scratch.path(), &blob.data, super::layer_compression(&layer.media_type))
-                .map_err(io_err)?;
+        let (tar_path, diff_id, size) = decompress_to(
+            scratch.path(),
+            &blob.data,
+            super::layer_compression(&layer.media_type),
+        )
+        .map_err(io_err)?;
         let name = format!("blobs/sha256/{}", diff_id.hex());
         tree.insert(
             path(&name),
@@ -181,7 +200,10 @@ pub fn write_docker_archive(
     let bytes = serde_json::to_vec(&manifest).expect("manifest.json serialises");
     tree.insert(
         path("manifest.json"),
-        file_entry(Content::Inline(Arc::from(bytes.clone())), bytes.len() as u64),
+        file_entry(
+            Content::Inline(Arc::from(bytes.clone())),
+            bytes.len() as u64,
+        ),
     );
     write_tree_atomic(dest, &tree)
 }

@@ -49,15 +49,23 @@ pub enum LayoutError {
     AmbiguousTag { dir: PathBuf, count: usize },
     #[error("OCI layout `{dir}`: blob {digest} is missing")]
     MissingBlob { dir: PathBuf, digest: Digest },
-    #[error("OCI layout `{dir}`: blob {digest} does not match its digest (found {found}, {size} bytes)")]
+    #[error(
+        "OCI layout `{dir}`: blob {digest} does not match its digest (found {found}, {size} bytes)"
+    )]
     CorruptBlob {
         dir: PathBuf,
         digest: Digest,
         found: Digest,
         size: u64,
     },
-    #[error("OCI layout `{dir}`: blob {digest} is {size} bytes, over the {MAX_DOCUMENT_SIZE}-byte limit for manifests and configs")]
-    DocumentTooLarge { dir: PathBuf, digest: Digest, size: u64 },
+    #[error(
+        "OCI layout `{dir}`: blob {digest} is {size} bytes, over the {MAX_DOCUMENT_SIZE}-byte limit for manifests and configs"
+    )]
+    DocumentTooLarge {
+        dir: PathBuf,
+        digest: Digest,
+        size: u64,
+    },
 }
 
 /// A layout directory opened for reading.
@@ -146,12 +154,13 @@ impl Layout {
     /// Streams a blob through sha256 and compares it with its descriptor.
     pub fn verify_blob(&self, descriptor: &Descriptor) -> Result<(), LayoutError> {
         let digest = &descriptor.digest;
-        let file = fs::File::open(self.blob_path(digest)).map_err(|_| LayoutError::MissingBlob {
-            dir: self.dir.clone(),
-            digest: digest.clone(),
-        })?;
-        let (found, size) =
-            digest_reader(io::BufReader::new(file)).map_err(self.io(format!("read blob {digest}")))?;
+        let file =
+            fs::File::open(self.blob_path(digest)).map_err(|_| LayoutError::MissingBlob {
+                dir: self.dir.clone(),
+                digest: digest.clone(),
+            })?;
+        let (found, size) = digest_reader(io::BufReader::new(file))
+            .map_err(self.io(format!("read blob {digest}")))?;
         if &found != digest || size != descriptor.size {
             return Err(LayoutError::CorruptBlob {
                 dir: self.dir.clone(),
@@ -187,7 +196,11 @@ impl Layout {
 }
 
 fn tag_list(index: &Index) -> String {
-    let tags: Vec<&str> = index.manifests.iter().filter_map(Descriptor::ref_name).collect();
+    let tags: Vec<&str> = index
+        .manifests
+        .iter()
+        .filter_map(Descriptor::ref_name)
+        .collect();
     if tags.is_empty() {
         "none".to_owned()
     } else {
@@ -215,7 +228,8 @@ pub fn write_layout(dir: &Path, artifact: &ImageArtifact, tag: &str) -> Result<(
         if fs::metadata(&target).is_ok_and(|m| m.len() == blob.descriptor.size) {
             continue;
         }
-        put_blob(dir, &target, blob).map_err(io_err(&format!("write blob {}", blob.descriptor.digest)))?;
+        put_blob(dir, &target, blob)
+            .map_err(io_err(&format!("write blob {}", blob.descriptor.digest)))?;
     }
     let mut index = match Layout::open(dir) {
         Ok(layout) if dir.join("index.json").exists() => layout.index()?,

@@ -140,8 +140,11 @@ pub fn assemble_artifact(
         );
         let mut layers = Vec::new();
         for layer in &image.layers {
-            let descriptor =
-                Descriptor::new(media.layer(layer.compression), layer.digest.clone(), layer.size);
+            let descriptor = Descriptor::new(
+                media.layer(layer.compression),
+                layer.digest.clone(),
+                layer.size,
+            );
             blobs.insert(
                 layer.digest.clone(),
                 Blob {

@@ -68,7 +68,9 @@ impl Descriptor {
     }
 
     pub fn ref_name(&self) -> Option<&str> {
-        self.annotations.get(ANNOTATION_REF_NAME).map(String::as_str)
+        self.annotations
+            .get(ANNOTATION_REF_NAME)
+            .map(String::as_str)
     }
 }
 
@@ -76,7 +78,11 @@ impl Descriptor {
 pub struct Platform {
     pub architecture: String,
     pub os: String,
-    #[serde(default, rename = "os.version", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "os.version",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
@@ -90,7 +96,8 @@ impl FromStr for Platform {
     type Err = PlatformParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = s.split('/').collect();
-        let valid = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid =
+            |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !(2..=3).contains(&parts.len()) || !parts.iter().all(valid) {
             return Err(PlatformParseError(s.to_owned()));
         }
@@ -269,7 +276,10 @@ mod tests {
         let raw = r#"{"architecture":"amd64","os":"linux","config":{"Env":["A=1"],"Healthcheck":{"Test":["CMD","true"]}},"rootfs":{"type":"layers","diff_ids":[]},"container":"abc"}"#;
         let config: ImageConfig = serde_json::from_str(raw).unwrap();
         let back = String::from_utf8(to_json_bytes(&config)).unwrap();
-        assert!(back.contains(r#""Healthcheck":{"Test":["CMD","true"]}"#), "{back}");
+        assert!(
+            back.contains(r#""Healthcheck":{"Test":["CMD","true"]}"#),
+            "{back}"
+        );
         assert!(back.contains(r#""container":"abc""#), "{back}");
     }
 

@@ -119,10 +119,17 @@ pub enum Content {
 #[derive(Clone, Debug)]
 pub enum EntryKind {
     Directory,
-    File { content: Content, size: u64 },
-    Symlink { target: String },
+    File {
+        content: Content,
+        size: u64,
+    },
+    Symlink {
+        target: String,
+    },
     /// A second name for a file written earlier in the same layer.
-    Hardlink { target: ImagePath },
+    Hardlink {
+        target: ImagePath,
+    },
     /// Removes the path from the layers below (`.wh.<name>`).
     Whiteout,
 }
@@ -319,7 +326,10 @@ mod tests {
 
     #[test]
     fn paths_are_normalised_and_escapes_refused() {
-        assert_eq!(ImagePath::new("/usr//bin/./x").unwrap().as_str(), "usr/bin/x");
+        assert_eq!(
+            ImagePath::new("/usr//bin/./x").unwrap().as_str(),
+            "usr/bin/x"
+        );
         assert_eq!(ImagePath::new("etc/").unwrap().as_str(), "etc");
         assert!(matches!(
             ImagePath::new("/a/../../b"),

@@ -24,7 +24,9 @@ pub enum TarError {
         #[source]
         source: io::Error,
     },
-    #[error("`{path}` changed size while the layer was written ({expected} bytes expected, {found} read); rebuild once the file is stable")]
+    #[error(
+        "`{path}` changed size while the layer was written ({expected} bytes expected, {found} read); rebuild once the file is stable"
+    )]
     SourceChanged {
         path: PathBuf,
         expected: u64,
@@ -50,7 +52,9 @@ pub fn write_tar<W: Write>(
     for (path, entry) in tree.entries_with_parents() {
         let (entry_type, name, link, size) = match &entry.kind {
             EntryKind::Directory => (EntryType::Directory, format!("{}/", path.as_str()), None, 0),
-            EntryKind::File { size, .. } => (EntryType::Regular, path.as_str().to_owned(), None, *size),
+            EntryKind::File { size, .. } => {
+                (EntryType::Regular, path.as_str().to_owned(), None, *size)
+            }
             EntryKind::Symlink { target } => (
                 EntryType::Symlink,
                 path.as_str().to_owned(),
@@ -110,7 +114,9 @@ pub fn write_tar<W: Write>(
 
         match &entry.kind {
             EntryKind::File {
-                content: Content::Host { path: host_path, .. },
+                content: Content::Host {
+                    path: host_path, ..
+                },
                 size,
             } => {
                 let file = File::open(host_path).map_err(|source| TarError::ReadSource {
@@ -146,7 +152,9 @@ pub fn write_tar<W: Write>(
                     .map_err(TarError::Write)?;
                 on_file_bytes(bytes.len() as u64);
             }
-            _ => builder.append(&header, io::empty()).map_err(TarError::Write)?,
+            _ => builder
+                .append(&header, io::empty())
+                .map_err(TarError::Write)?,
         }
     }
     builder.into_inner().map_err(TarError::Write)

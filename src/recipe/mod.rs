@@ -48,7 +48,9 @@ pub enum RecipeError {
         dir: PathBuf,
         available: String,
     },
-    #[error("`{dir}` has no recipes/ directory with *.toml recipes; pass the project directory with -C")]
+    #[error(
+        "`{dir}` has no recipes/ directory with *.toml recipes; pass the project directory with -C"
+    )]
     NoRecipes { dir: PathBuf },
     #[error("recipes form a cycle: {0}")]
     Cycle(String),
@@ -59,7 +61,10 @@ pub enum RecipeError {
 pub enum BaseRef {
     Scratch,
     /// `oci:DIR[:TAG]`, DIR relative to the project directory.
-    Layout { dir: PathBuf, tag: Option<String> },
+    Layout {
+        dir: PathBuf,
+        tag: Option<String>,
+    },
     /// Another recipe target or a layers/ definition, by name.
     Definition(String),
 }
@@ -119,19 +124,12 @@ pub struct Project {
     targets: BTreeMap<String, Definition>,
     layer_defs: BTreeMap<String, PathBuf>,
     shared_vars: BTreeMap<String, String>,
-    env: Box<dyn Fn(&str) -> Option<String>>,
 }
 
 impl Project {
-    /// Reads the project at `root`; variables are overridden from the process environment.
+    /// Reads the project at `root`. Variables are overridden from the process environment
+    /// when a recipe is loaded.
     pub fn open(root: &Path) -> Result<Project, RecipeError> {
-        Project::open_with_env(root, Box::new(|name| std::env::var(name).ok()))
-    }
-
-    pub fn open_with_env(
-        root: &Path,
-        env: Box<dyn Fn(&str) -> Option<String>>,
-    ) -> Result<Project, RecipeError> {
         let root = fs::canonicalize(root).map_err(|source| RecipeError::Io {
             file: root.to_owned(),
             source,
@@ -145,7 +143,6 @@ impl Project {
             targets: BTreeMap::new(),
             layer_defs: toml_files(&root.join("layers")).into_iter().collect(),
             shared_vars: BTreeMap::new(),
-            env,
         };
         let shared = root.join("recipes/_vars.toml");
         if shared.is_file() {
@@ -153,10 +150,20 @@ impl Project {
             let table: toml::Table = parse_toml(&project.display(&shared), &text)?;
             for (key, value) in table {
                 if key != "vars" {
-                    return Err(project.invalid(&shared, &text, &key, format!("unknown key `{key}`; this file holds only [vars]")));
+                    return Err(project.invalid(
+                        &shared,
+                        &text,
+                        &key,
+                        format!("unknown key `{key}`; this file holds only [vars]"),
+                    ));
                 }
                 let vars: BTreeMap<String, String> = value.try_into().map_err(|_| {
-                    project.invalid(&shared, &text, "[vars]", "[vars] must map names to strings".to_owned())
+                    project.invalid(
+                        &shared,
+                        &text,
+                        "[vars]",
+                        "[vars] must map names to strings".to_owned(),
+                    )
                 })?;
                 project.shared_vars = vars;
             }
@@ -236,7 +243,12 @@ impl Project {
         self.targets.contains_key(name) || self.layer_defs.contains_key(name)
     }
 
-    fn load_file(&self, target: &str, file: &Path, variant: Option<&str>) -> Result<Recipe, RecipeError> {
+    fn load_file(
+        &self,
+        target: &str,
+        file: &Path,
+        variant: Option<&str>,
+    ) -> Result<Recipe, RecipeError> {
         let shown = self.display(file);
         let text = self.read(file)?;
         let raw: RecipeFile = parse_toml(&shown, &text)?;
@@ -246,7 +258,7 @@ impl Project {
         vars.extend(raw.vars.clone());
         vars.extend(variant_spec.vars.clone());
         for (name, value) in vars.iter_mut() {
-            if let Some(from_env) = (self.env)(name) {
+            if let Ok(from_env) = std::env::var(name) {
                 *value = from_env;
             }
         }
@@ -261,11 +273,13 @@ impl Project {
                 "unknown variable `{name}`; define it under [vars] or in recipes/_vars.toml"
             ),
         })?;
-        let recipe: RecipeFile = tree.try_into().map_err(|e: toml::de::Error| RecipeError::Invalid {
-            file: shown.clone(),
-            line: 0,
-            message: e.message().to_owned(),
-        })?;
+        let recipe: RecipeFile =
+            tree.try_into()
+                .map_err(|e: toml::de::Error| RecipeError::Invalid {
+                    file: shown.clone(),
+                    line: 0,
+                    message: e.message().to_owned(),
+                })?;
 
         let invalid = |needle: &str, message: String| self.invalid(file, &text, needle, message);
 
@@ -290,7 +304,12 @@ impl Project {
                     dir: self.root.join(dir),
                     tag: name,
                 },
-                _ => return Err(invalid(spec, format!("`from = \"{spec}\"` is not oci:DIR[:REF]"))),
+                _ => {
+                    return Err(invalid(
+                        spec,
+                        format!("`from = \"{spec}\"` is not oci:DIR[:REF]"),
+                    ));
+                }
             },
             Some(name) if self.has_definition(name) => BaseRef::Definition(name.to_owned()),
             Some(other) => {
@@ -316,7 +335,10 @@ impl Project {
             })
             .transpose()?;
         if platforms.as_ref().is_some_and(Vec::is_empty) {
-            return Err(invalid("platforms", "`platforms` is empty; name at least one, like \"linux/amd64\"".to_owned()));
+            return Err(invalid(
+                "platforms",
+                "`platforms` is empty; name at least one, like \"linux/amd64\"".to_owned(),
+            ));
         }
 
         let mut layers = Vec::new();
@@ -327,12 +349,18 @@ impl Project {
         for port in &recipe.config.ports {
             let (number, proto) = port.split_once('/').unwrap_or((port, "tcp"));
             if number.parse::<u16>().is_err() || !matches!(proto, "tcp" | "udp" | "sctp") {
-                return Err(invalid(port, format!("port `{port}` is not PORT or PORT/tcp|udp|sctp")));
+                return Err(invalid(
+                    port,
+                    format!("port `{port}` is not PORT or PORT/tcp|udp|sctp"),
+                ));
             }
         }
         for key in recipe.config.env.keys() {
             if key.is_empty() || key.contains('=') {
-                return Err(invalid(key, format!("environment variable name `{key}` is empty or contains `=`")));
+                return Err(invalid(
+                    key,
+                    format!("environment variable name `{key}` is empty or contains `=`"),
+                ));
             }
         }
 
@@ -372,7 +400,10 @@ impl Project {
             None => {
                 return Err(invalid(
                     "[[layer]]",
-                    format!("layer {} has no content: give it `files` or `remove`", index + 1),
+                    format!(
+                        "layer {} has no content: give it `files` or `remove`",
+                        index + 1
+                    ),
                 ));
             }
         };
@@ -398,14 +429,27 @@ impl Project {
         if !src.starts_with(&self.root) {
             return Err(invalid(
                 &copy.src,
-                format!("`src = \"{}\"` leads outside the project directory `{}`", copy.src, self.root.display()),
+                format!(
+                    "`src = \"{}\"` leads outside the project directory `{}`",
+                    copy.src,
+                    self.root.display()
+                ),
             ));
         }
         if !copy.dest.starts_with('/') {
-            return Err(invalid(&copy.dest, format!("`dest = \"{}\"` must be an absolute path in the image", copy.dest)));
+            return Err(invalid(
+                &copy.dest,
+                format!(
+                    "`dest = \"{}\"` must be an absolute path in the image",
+                    copy.dest
+                ),
+            ));
         }
         if copy.dest.split('/').any(|part| part == "..") {
-            return Err(invalid(&copy.dest, format!("`dest = \"{}\"` climbs out with `..`", copy.dest)));
+            return Err(invalid(
+                &copy.dest,
+                format!("`dest = \"{}\"` climbs out with `..`", copy.dest),
+            ));
         }
         let mode = |field: &str, value: &Option<String>| -> Result<Option<u32>, RecipeError> {
             value
@@ -414,7 +458,12 @@ impl Project {
                     u32::from_str_radix(m.trim_start_matches("0o"), 8)
                         .ok()
                         .filter(|v| *v <= 0o7777)
-                        .ok_or_else(|| invalid(m, format!("`{field} = \"{m}\"` is not an octal mode like \"0644\"")))
+                        .ok_or_else(|| {
+                            invalid(
+                                m,
+                                format!("`{field} = \"{m}\"` is not an octal mode like \"0644\""),
+                            )
+                        })
                 })
                 .transpose()
         };
@@ -470,7 +519,8 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// The line of the first occurrence of `needle`, for messages about values (1 if not found).
 fn line_of(text: &str, needle: &str) -> usize {
-    text.find(needle).map_or(1, |offset| line_col(text, offset).0)
+    text.find(needle)
+        .map_or(1, |offset| line_col(text, offset).0)
 }
 
 /// Replaces `${NAME}` in every string of `value`; returns the first unknown name.
@@ -523,7 +573,10 @@ mod tests {
     #[test]
     fn expands_variables_and_keeps_lone_dollars() {
         let vars = BTreeMap::from([("V".to_owned(), "1.0".to_owned())]);
-        assert_eq!(expand("a:${V}-$PATH-$${V}", &vars).unwrap(), "a:1.0-$PATH-${V}");
+        assert_eq!(
+            expand("a:${V}-$PATH-$${V}", &vars).unwrap(),
+            "a:1.0-$PATH-${V}"
+        );
         assert_eq!(expand("${NOPE}", &vars).unwrap_err(), "NOPE");
     }
 

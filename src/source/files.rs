@@ -41,7 +41,10 @@ pub fn add_copy(copy: &FileCopy, tree: &mut LayerTree) -> Result<(), SourceError
 
     // (device, inode) of multiply-linked files → their image paths, to emit tar hard links.
     let mut links: BTreeMap<(u64, u64), Vec<ImagePath>> = BTreeMap::new();
-    for item in WalkDir::new(&copy.src).follow_links(false).sort_by_file_name() {
+    for item in WalkDir::new(&copy.src)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
         let item = item.map_err(|e| {
             let path = e.path().unwrap_or(&copy.src).to_owned();
             SourceError::Read {

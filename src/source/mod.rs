@@ -21,7 +21,9 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
-    #[error("`{path}` is a {kind}; only regular files, directories and symbolic links can be copied into an image")]
+    #[error(
+        "`{path}` is a {kind}; only regular files, directories and symbolic links can be copied into an image"
+    )]
     Unsupported { path: PathBuf, kind: &'static str },
     #[error("`{path}` gives an image path that cannot be used: {reason}")]
     BadName { path: PathBuf, reason: String },

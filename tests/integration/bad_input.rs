@@ -5,11 +5,22 @@ use crate::common::Project;
 /// Builds the `bad` recipe and returns its one-line error; checks nothing was written.
 fn error_of(p: &Project) -> String {
     let out = p.run(&["build", "bad", "--output", "oci:out"]);
-    assert_eq!(out.status.code(), Some(1), "a bad recipe must fail with exit code 1");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a bad recipe must fail with exit code 1"
+    );
     assert!(out.stdout.is_empty());
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "expected one line, got:\n{stderr}");
-    assert!(!p.tmp.path().join("out").exists(), "a failed build wrote its output");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "expected one line, got:\n{stderr}"
+    );
+    assert!(
+        !p.tmp.path().join("out").exists(),
+        "a failed build wrote its output"
+    );
     stderr.trim_end().to_owned()
 }
 
@@ -34,7 +45,10 @@ fn unknown_key_names_file_line_and_key() {
 fn wrong_type_names_file_and_line() {
     let p = project_with("\nplatforms = \"linux/amd64\"\n");
     let error = error_of(&p);
-    assert!(error.starts_with("error: recipes/bad.toml:2:13: invalid type: string"), "{error}");
+    assert!(
+        error.starts_with("error: recipes/bad.toml:2:13: invalid type: string"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -68,14 +82,21 @@ fn symlink_leading_outside_the_project_is_refused() {
     let p = project_with("[[layer]]\nfiles = [{ src = \"files/escape\", dest = \"/etc/x\" }]\n");
     std::os::unix::fs::symlink("/etc/hostname", p.path("files/escape")).unwrap();
     let error = error_of(&p);
-    assert!(error.contains("leads outside the project directory"), "{error}");
+    assert!(
+        error.contains("leads outside the project directory"),
+        "{error}"
+    );
 }
 
 #[test]
 fn destination_climbing_out_is_refused() {
-    let p = project_with("[[layer]]\nfiles = [{ src = \"files/hello.txt\", dest = \"/../etc/x\" }]\n");
+    let p =
+        project_with("[[layer]]\nfiles = [{ src = \"files/hello.txt\", dest = \"/../etc/x\" }]\n");
     let error = error_of(&p);
-    assert!(error.starts_with("error: recipes/bad.toml:2: `dest = \"/../etc/x\"` climbs out"), "{error}");
+    assert!(
+        error.starts_with("error: recipes/bad.toml:2: `dest = \"/../etc/x\"` climbs out"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -112,18 +133,30 @@ fn unknown_target_lists_targets() {
     let out = p.run(&["build", "nothing-here"]);
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.starts_with("error: no target `nothing-here` in"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: no target `nothing-here` in"),
+        "{stderr}"
+    );
     assert!(stderr.trim_end().ends_with("(targets: bad)"), "{stderr}");
 }
 
 #[test]
 fn a_failing_target_leaves_an_existing_output_untouched() {
     let p = project_with("[[layer]]\nfiles = [{ src = \"files/hello.txt\", dest = \"/hello\" }]\n");
-    p.recipe("good", "[[layer]]\nfiles = [{ src = \"files/hello.txt\", dest = \"/hello\" }]\n");
+    p.recipe(
+        "good",
+        "[[layer]]\nfiles = [{ src = \"files/hello.txt\", dest = \"/hello\" }]\n",
+    );
     p.build(&["good", "--output", "oci:out"]);
     let before = std::fs::read(p.tmp.path().join("out/index.json")).unwrap();
-    p.recipe("broken", "[[layer]]\nfiles = [{ src = \"files/gone\", dest = \"/x\" }]\n");
+    p.recipe(
+        "broken",
+        "[[layer]]\nfiles = [{ src = \"files/gone\", dest = \"/x\" }]\n",
+    );
     let out = p.run(&["build", "good", "broken", "--output", "oci:out"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(std::fs::read(p.tmp.path().join("out/index.json")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(p.tmp.path().join("out/index.json")).unwrap(),
+        before
+    );
 }

@@ -27,14 +27,32 @@ files = [{ src = "two", dest = "/two" }]
 fn unchanged_layers_come_from_the_cache_and_changed_ones_are_rebuilt() {
     let p = two_layer_project();
     let first = p.build(&["app"]);
-    assert_eq!((first["layers_built"].as_u64(), first["layers_cached"].as_u64()), (Some(2), Some(0)));
+    assert_eq!(
+        (
+            first["layers_built"].as_u64(),
+            first["layers_cached"].as_u64()
+        ),
+        (Some(2), Some(0))
+    );
     let second = p.build(&["app"]);
-    assert_eq!((second["layers_built"].as_u64(), second["layers_cached"].as_u64()), (Some(0), Some(2)));
+    assert_eq!(
+        (
+            second["layers_built"].as_u64(),
+            second["layers_cached"].as_u64()
+        ),
+        (Some(0), Some(2))
+    );
     assert_eq!(first["digest"], second["digest"]);
 
     p.write("two/b.txt", "b, changed\n");
     let third = p.build(&["app"]);
-    assert_eq!((third["layers_built"].as_u64(), third["layers_cached"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (
+            third["layers_built"].as_u64(),
+            third["layers_cached"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
     assert_ne!(first["digest"], third["digest"]);
     assert_eq!(
         first["manifests"][0]["layers"][0],
@@ -50,16 +68,26 @@ fn unchanged_layers_come_from_the_cache_and_changed_ones_are_rebuilt() {
 fn a_damaged_cache_blob_is_rebuilt() {
     let p = two_layer_project();
     let first = p.build(&["app", "--output", "oci:first"]);
-    let layer = first["manifests"][0]["layers"][0]["digest"].as_str().unwrap();
+    let layer = first["manifests"][0]["layers"][0]["digest"]
+        .as_str()
+        .unwrap();
     let blob = p.cache().join("blobs/sha256").join(&layer[7..]);
     let len = fs::metadata(&blob).unwrap().len();
-    fs::OpenOptions::new().write(true).open(&blob).unwrap().set_len(len / 2).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&blob)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
 
     let second = p.build(&["app", "--output", "oci:second"]);
     assert_eq!(second["layers_built"].as_u64(), Some(1));
     assert_eq!(first["digest"], second["digest"]);
     let out = p.tmp.path().join("second");
-    tool("oci-image-tool", &["validate", "--type", "image", out.to_str().unwrap()]);
+    tool(
+        "oci-image-tool",
+        &["validate", "--type", "image", out.to_str().unwrap()],
+    );
 }
 
 /// A build killed while it writes a layer leaves no blob or record behind that a later build
@@ -83,13 +111,20 @@ fn a_killed_build_leaves_no_corrupt_cache_entry() {
     drop(file);
     p.recipe("big", "platforms = [\"linux/amd64\"]\n[[layer]]\nfiles = [{ src = \"big.bin\", dest = \"/big.bin\" }]\n");
 
-    let mut child = p.command(&["build", "big", "--output", "oci:killed"]).spawn().unwrap();
+    let mut child = p
+        .command(&["build", "big", "--output", "oci:killed"])
+        .spawn()
+        .unwrap();
     let tmp_dir = p.cache().join("tmp");
     let started = Instant::now();
     // Kill as soon as layer bytes are being written into the cache.
     loop {
         let writing = fs::read_dir(&tmp_dir)
-            .map(|entries| entries.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 1 << 20)))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.metadata().is_ok_and(|m| m.len() > 1 << 20))
+            })
             .unwrap_or(false);
         if writing || started.elapsed() > Duration::from_secs(60) {
             break;
@@ -101,7 +136,10 @@ fn a_killed_build_leaves_no_corrupt_cache_entry() {
     }
     child.kill().unwrap();
     let status = child.wait().unwrap();
-    assert!(!status.success(), "the build finished before it could be killed");
+    assert!(
+        !status.success(),
+        "the build finished before it could be killed"
+    );
 
     // Whatever is in blobs/ is complete: each file hashes to its name.
     for entry in fs::read_dir(p.cache().join("blobs/sha256")).unwrap() {
@@ -117,5 +155,8 @@ fn a_killed_build_leaves_no_corrupt_cache_entry() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report[0]["layers_built"].as_u64(), Some(1));
     let after = p.tmp.path().join("after");
-    tool("oci-image-tool", &["validate", "--type", "image", after.to_str().unwrap()]);
+    tool(
+        "oci-image-tool",
+        &["validate", "--type", "image", after.to_str().unwrap()],
+    );
 }

@@ -11,19 +11,38 @@ fn help_lists_the_commands_and_build_options() {
     assert_success(&out, "--help");
     let help = String::from_utf8(out.stdout).unwrap();
     for command in ["build", "inspect", "targets"] {
-        assert!(help.contains(command), "--help does not mention {command}:\n{help}");
+        assert!(
+            help.contains(command),
+            "--help does not mention {command}:\n{help}"
+        );
     }
-    let out = Command::new(bin_path()).args(["build", "--help"]).output().unwrap();
+    let out = Command::new(bin_path())
+        .args(["build", "--help"])
+        .output()
+        .unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    for option in ["--all", "--output", "--platform", "--compression", "--json", "oci-archive:"] {
-        assert!(help.contains(option), "build --help does not mention {option}:\n{help}");
+    for option in [
+        "--all",
+        "--output",
+        "--platform",
+        "--compression",
+        "--json",
+        "oci-archive:",
+    ] {
+        assert!(
+            help.contains(option),
+            "build --help does not mention {option}:\n{help}"
+        );
     }
 }
 
 #[test]
 fn targets_resolve_variables_variants_and_environment() {
     let p = Project::new();
-    p.write("recipes/_vars.toml", "[vars]\nVERSION = \"unstable\"\nREPO = \"acme\"\n");
+    p.write(
+        "recipes/_vars.toml",
+        "[vars]\nVERSION = \"unstable\"\nREPO = \"acme\"\n",
+    );
     p.recipe(
         "tool",
         r#"
@@ -43,9 +62,16 @@ tag_suffix = "-py39"
     assert_eq!(targets[1]["target"], "tool-legacy");
     assert_eq!(targets[1]["image"], "acme/tool:unstable-py39");
 
-    let out = p.command(&["targets"]).env("VERSION", "0.9.2").output().unwrap();
+    let out = p
+        .command(&["targets"])
+        .env("VERSION", "0.9.2")
+        .output()
+        .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text, "tool         acme/tool:0.9.2\ntool-legacy  acme/tool:0.9.2-py39\n");
+    assert_eq!(
+        text,
+        "tool         acme/tool:0.9.2\ntool-legacy  acme/tool:0.9.2-py39\n"
+    );
 }
 
 #[test]
@@ -78,9 +104,15 @@ env = { A = "1" }
     assert_eq!(inspected["digest"], report["digest"]);
     let image = &inspected["images"][0];
     assert_eq!(image["platform"], "linux/arm64");
-    assert_eq!(image["layers"][0]["size"], report["manifests"][0]["layers"][0]["size"]);
+    assert_eq!(
+        image["layers"][0]["size"],
+        report["manifests"][0]["layers"][0]["size"]
+    );
     assert_eq!(image["history"][0]["comment"], "greeting");
-    assert_eq!(image["config"]["ExposedPorts"], serde_json::json!({"8888/tcp": {}, "53/udp": {}}));
+    assert_eq!(
+        image["config"]["ExposedPorts"],
+        serde_json::json!({"8888/tcp": {}, "53/udp": {}})
+    );
     assert_eq!(image["config"]["Volumes"], serde_json::json!({"/data": {}}));
     assert_eq!(image["config"]["StopSignal"], "SIGINT");
     assert_eq!(image["config"]["Labels"]["team"], "ml");
@@ -89,7 +121,10 @@ env = { A = "1" }
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("platform linux/arm64"), "{text}");
     assert!(text.contains("entrypoint [\"/bin/cat\"]"), "{text}");
-    assert!(text.contains("oci-build: files files/hello.txt -> /hello.txt"), "{text}");
+    assert!(
+        text.contains("oci-build: files files/hello.txt -> /hello.txt"),
+        "{text}"
+    );
 }
 
 /// The README's first command builds the bundled example; the same recipe must keep working.

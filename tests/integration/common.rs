@@ -97,7 +97,9 @@ pub fn tool(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run `{program}` ({e}); .ci/run installs it with apt-get"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run `{program}` ({e}); .ci/run installs it with apt-get")
+        });
     assert_success(&out, &format!("{program} {}", args.join(" ")));
     String::from_utf8(out.stdout).unwrap()
 }

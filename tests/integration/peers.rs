@@ -44,9 +44,15 @@ fn layout_passes_oci_image_tool_and_skopeo_sees_our_digests() {
     let p = tree_project();
     let out = p.tmp.path().join("out");
     let report = p.build(&["tree", "--output", &format!("oci:{}", out.display())]);
-    assert_eq!(report["output"], format!("oci:{}:tree:latest", out.display()));
+    assert_eq!(
+        report["output"],
+        format!("oci:{}:tree:latest", out.display())
+    );
 
-    let validated = tool("oci-image-tool", &["validate", "--type", "image", out.to_str().unwrap()]);
+    let validated = tool(
+        "oci-image-tool",
+        &["validate", "--type", "image", out.to_str().unwrap()],
+    );
     assert!(validated.contains("Validation succeeded"), "{validated}");
 
     let image = format!("oci:{}:tree:latest", out.display());
@@ -77,7 +83,10 @@ fn umoci_unpacks_the_input_tree_with_recipe_owners_and_modes() {
 
     let meta = |rel: &str| fs::symlink_metadata(rootfs.join(rel)).unwrap();
     let mode = |rel: &str| meta(rel).permissions().mode() & 0o7777;
-    assert_eq!(fs::read_to_string(rootfs.join("opt/app/bin/run")).unwrap(), "#!/bin/sh\necho run\n");
+    assert_eq!(
+        fs::read_to_string(rootfs.join("opt/app/bin/run")).unwrap(),
+        "#!/bin/sh\necho run\n"
+    );
     // Host modes are normalised: executable → 0755, anything else → 0644.
     assert_eq!(mode("opt/app/bin/run"), 0o755);
     assert_eq!(mode("opt/app/data/secret.txt"), 0o644);
@@ -94,8 +103,14 @@ fn umoci_unpacks_the_input_tree_with_recipe_owners_and_modes() {
     );
     assert_eq!(meta("opt/app/hard1").ino(), meta("opt/app/hard2").ino());
     if crate::common::is_root() {
-        assert_eq!((meta("opt/app/bin/run").uid(), meta("opt/app/bin/run").gid()), (1000, 1001));
-        assert_eq!((meta("etc/app.conf").uid(), meta("etc/app.conf").gid()), (0, 0));
+        assert_eq!(
+            (meta("opt/app/bin/run").uid(), meta("opt/app/bin/run").gid()),
+            (1000, 1001)
+        );
+        assert_eq!(
+            (meta("etc/app.conf").uid(), meta("etc/app.conf").gid()),
+            (0, 0)
+        );
         // Directories the copy implies belong to root.
         assert_eq!(meta("opt").uid(), 0);
     }
@@ -119,8 +134,18 @@ remove = ["/etc/app.conf", "/opt/app/data"]
     let out = p.tmp.path().join("out");
     let report = p.build(&["slim", "--output", &format!("oci:{}", out.display())]);
     // Base layers are reused as they are, and the config keeps the base's settings.
-    assert_eq!(report["manifests"][0]["layers"].as_array().unwrap().len(), 3);
-    let inspected = json(&tool("skopeo", &["inspect", "--config", &format!("oci:{}:slim:latest", out.display())]));
+    assert_eq!(
+        report["manifests"][0]["layers"].as_array().unwrap().len(),
+        3
+    );
+    let inspected = json(&tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--config",
+            &format!("oci:{}:slim:latest", out.display()),
+        ],
+    ));
     assert_eq!(inspected["config"]["Entrypoint"][0], "/opt/app/bin/run");
     assert_eq!(inspected["platform"], serde_json::Value::Null);
     assert_eq!(inspected["architecture"], "amd64");
@@ -136,30 +161,58 @@ fn archives_are_read_by_skopeo() {
     let p = tree_project();
     let tmp = p.tmp.path();
     let oci_archive = tmp.join("image.oci.tar");
-    let report = p.build(&["tree", "--output", &format!("oci-archive:{}", oci_archive.display())]);
+    let report = p.build(&[
+        "tree",
+        "--output",
+        &format!("oci-archive:{}", oci_archive.display()),
+    ]);
     let inspected = json(&tool(
         "skopeo",
-        &["inspect", &format!("oci-archive:{}:tree:latest", oci_archive.display())],
+        &[
+            "inspect",
+            &format!("oci-archive:{}:tree:latest", oci_archive.display()),
+        ],
     ));
     assert_eq!(inspected["Digest"], report["digest"]);
 
     // docker-archive: layers are stored uncompressed, so their digests are the diff_ids, and
     // the config is carried unchanged.
     let docker_archive = tmp.join("image.docker.tar");
-    let report = p.build(&["tree", "--output", &format!("docker-archive:{}", docker_archive.display())]);
+    let report = p.build(&[
+        "tree",
+        "--output",
+        &format!("docker-archive:{}", docker_archive.display()),
+    ]);
     let source = format!("docker-archive:{}", docker_archive.display());
     let raw = json(&tool("skopeo", &["inspect", "--raw", &source]));
-    assert_eq!(raw["config"]["digest"], report["manifests"][0]["config"]["digest"]);
+    assert_eq!(
+        raw["config"]["digest"],
+        report["manifests"][0]["config"]["digest"]
+    );
     let config = json(&tool("skopeo", &["inspect", "--config", "--raw", &source]));
     let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap().clone();
-    let layers: Vec<_> = raw["layers"].as_array().unwrap().iter().map(|l| l["digest"].clone()).collect();
+    let layers: Vec<_> = raw["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].clone())
+        .collect();
     assert_eq!(layers, diff_ids);
-    let manifest = json(&tool("tar", &["-xOf", docker_archive.to_str().unwrap(), "manifest.json"]));
+    let manifest = json(&tool(
+        "tar",
+        &["-xOf", docker_archive.to_str().unwrap(), "manifest.json"],
+    ));
     assert_eq!(manifest[0]["RepoTags"], serde_json::json!(["tree:latest"]));
     // And skopeo can copy it on into a layout that oci-image-tool accepts.
     let copied = tmp.join("copied");
-    tool("skopeo", &["copy", &source, &format!("oci:{}:copy", copied.display())]);
-    tool("oci-image-tool", &["validate", "--type", "image", copied.to_str().unwrap()]);
+    tool(
+        "skopeo",
+        &["copy", &source, &format!("oci:{}:copy", copied.display())],
+    );
+    tool(
+        "oci-image-tool",
+        &["validate", "--type", "image", copied.to_str().unwrap()],
+    );
 }
 
 #[test]
@@ -176,8 +229,18 @@ fn skopeo_copies_our_layout_to_a_docker_archive() {
             &format!("docker-archive:{}:tree:copy", archive.display()),
         ],
     );
-    let raw = json(&tool("skopeo", &["inspect", "--raw", &format!("docker-archive:{}", archive.display())]));
-    assert_eq!(raw["config"]["digest"], report["manifests"][0]["config"]["digest"]);
+    let raw = json(&tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            &format!("docker-archive:{}", archive.display()),
+        ],
+    ));
+    assert_eq!(
+        raw["config"]["digest"],
+        report["manifests"][0]["config"]["digest"]
+    );
 }
 
 #[test]
@@ -196,7 +259,10 @@ files = [{ src = "conf/app.conf", dest = "/etc/app.conf" }]
     let out = p.tmp.path().join("out");
     let dest = format!("oci:{}", out.display());
     let multi = p.build(&["multi", "--output", &dest]);
-    assert_eq!(multi["media_type"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        multi["media_type"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     p.build(&["tree", "--output", &dest]);
     // A rebuild replaces its tag instead of adding a second entry.
     p.build(&["multi", "--output", &dest]);
@@ -206,7 +272,12 @@ files = [{ src = "conf/app.conf", dest = "/etc/app.conf" }]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap().to_owned())
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     names.sort();
     assert_eq!(names, ["example.org/team/multi:1.0", "tree:latest"]);
@@ -220,25 +291,46 @@ files = [{ src = "conf/app.conf", dest = "/etc/app.conf" }]
         .map(|m| m["platform"]["architecture"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(platforms, ["amd64", "arm64"]);
-    let arm = json(&tool("skopeo", &["--override-arch", "arm64", "inspect", "--config", &image]));
+    let arm = json(&tool(
+        "skopeo",
+        &["--override-arch", "arm64", "inspect", "--config", &image],
+    ));
     assert_eq!(arm["architecture"], "arm64");
     let copied = p.tmp.path().join("arm");
     tool(
         "skopeo",
-        &["--override-arch", "arm64", "copy", &image, &format!("oci:{}:arm", copied.display())],
+        &[
+            "--override-arch",
+            "arm64",
+            "copy",
+            &image,
+            &format!("oci:{}:arm", copied.display()),
+        ],
     );
-    tool("oci-image-tool", &["validate", "--type", "image", out.to_str().unwrap()]);
+    tool(
+        "oci-image-tool",
+        &["validate", "--type", "image", out.to_str().unwrap()],
+    );
 }
 
 #[test]
 fn zstd_layers_and_docker_media_types() {
     let p = tree_project();
     let out = p.tmp.path().join("zstd");
-    let report = p.build(&["tree", "--compression", "zstd", "--output", &format!("oci:{}", out.display())]);
+    let report = p.build(&[
+        "tree",
+        "--compression",
+        "zstd",
+        "--output",
+        &format!("oci:{}", out.display()),
+    ]);
     let image = format!("oci:{}:tree:latest", out.display());
     let raw = json(&tool("skopeo", &["inspect", "--raw", &image]));
     for layer in raw["layers"].as_array().unwrap() {
-        assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd");
+        assert_eq!(
+            layer["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        );
     }
     // The zstd CLI decompresses each layer to the bytes our config names as its diff_id.
     let config = json(&tool("skopeo", &["inspect", "--config", "--raw", &image]));
@@ -248,26 +340,57 @@ fn zstd_layers_and_docker_media_types() {
         .iter()
         .zip(config["rootfs"]["diff_ids"].as_array().unwrap())
     {
-        let blob = out.join("blobs/sha256").join(&layer["digest"].as_str().unwrap()[7..]);
-        let sum = tool("sh", &["-c", &format!("zstd -dc '{}' | sha256sum", blob.display())]);
+        let blob = out
+            .join("blobs/sha256")
+            .join(&layer["digest"].as_str().unwrap()[7..]);
+        let sum = tool(
+            "sh",
+            &["-c", &format!("zstd -dc '{}' | sha256sum", blob.display())],
+        );
         assert_eq!(format!("sha256:{}", &sum[..64]), diff_id.as_str().unwrap());
     }
 
     let docker = p.tmp.path().join("docker-types");
-    p.build(&["tree", "--docker-media-types", "--output", &format!("oci:{}", docker.display())]);
+    p.build(&[
+        "tree",
+        "--docker-media-types",
+        "--output",
+        &format!("oci:{}", docker.display()),
+    ]);
     // skopeo's oci: transport serves only OCI manifests, so the layout is read directly.
     let index = json(&fs::read_to_string(docker.join("index.json")).unwrap());
     let descriptor = &index["manifests"][0];
-    assert_eq!(descriptor["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
+    assert_eq!(
+        descriptor["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
     let digest = descriptor["digest"].as_str().unwrap();
     let raw = json(&fs::read_to_string(docker.join("blobs/sha256").join(&digest[7..])).unwrap());
     assert_eq!(raw["schemaVersion"], 2);
-    assert_eq!(raw["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
-    assert_eq!(raw["config"]["mediaType"], "application/vnd.docker.container.image.v1+json");
-    assert_eq!(raw["layers"][0]["mediaType"], "application/vnd.docker.image.rootfs.diff.tar.gzip");
+    assert_eq!(
+        raw["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        raw["config"]["mediaType"],
+        "application/vnd.docker.container.image.v1+json"
+    );
+    assert_eq!(
+        raw["layers"][0]["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
 
-    let refused = p.run(&["build", "tree", "--docker-media-types", "--compression", "zstd"]);
+    let refused = p.run(&[
+        "build",
+        "tree",
+        "--docker-media-types",
+        "--compression",
+        "zstd",
+    ]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no zstd layer type"));
-    assert!(!p.tmp.path().join("out").exists(), "a refused build wrote its output");
+    assert!(
+        !p.tmp.path().join("out").exists(),
+        "a refused build wrote its output"
+    );
 }

@@ -43,7 +43,12 @@ fn checkout(reverse: bool, mtime: i64, private: bool) -> Project {
     }
     for entry in walkdir::WalkDir::new(p.path("src")) {
         let entry = entry.unwrap();
-        filetime::set_symlink_file_times(entry.path(), FileTime::from_unix_time(mtime, 0), FileTime::from_unix_time(mtime, 0)).unwrap();
+        filetime::set_symlink_file_times(
+            entry.path(),
+            FileTime::from_unix_time(mtime, 0),
+            FileTime::from_unix_time(mtime, 0),
+        )
+        .unwrap();
         if is_root() && private {
             std::os::unix::fs::lchown(entry.path(), Some(65534), Some(65534)).unwrap();
         }
@@ -75,7 +80,11 @@ fn differing_checkouts_give_byte_identical_images() {
 }
 
 fn listing_without_times(entries: &[TarEntry]) -> Vec<TarEntry> {
-    entries.iter().cloned().map(|e| TarEntry { mtime: 0, ..e }).collect()
+    entries
+        .iter()
+        .cloned()
+        .map(|e| TarEntry { mtime: 0, ..e })
+        .collect()
 }
 
 #[test]
@@ -83,9 +92,23 @@ fn source_date_epoch_changes_only_times() {
     let p = checkout(false, 1_000_000_000, false);
     let zero = p.tmp.path().join("zero");
     let later = p.tmp.path().join("later");
-    let report_zero = p.build(&["app", "--platform", "linux/amd64", "--output", &format!("oci:{}", zero.display())]);
+    let report_zero = p.build(&[
+        "app",
+        "--platform",
+        "linux/amd64",
+        "--output",
+        &format!("oci:{}", zero.display()),
+    ]);
     let out = p
-        .command(&["build", "--json", "app", "--platform", "linux/amd64", "--output", &format!("oci:{}", later.display())])
+        .command(&[
+            "build",
+            "--json",
+            "app",
+            "--platform",
+            "linux/amd64",
+            "--output",
+            &format!("oci:{}", later.display()),
+        ])
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .output()
         .unwrap();
@@ -98,17 +121,24 @@ fn source_date_epoch_changes_only_times() {
     let layer_later = read_layer(&layer_paths(&later, report_later)[0]);
     assert!(layer_zero.iter().all(|e| e.mtime == 0));
     assert!(layer_later.iter().all(|e| e.mtime == 1_700_000_000));
-    assert_eq!(listing_without_times(&layer_zero), listing_without_times(&layer_later));
+    assert_eq!(
+        listing_without_times(&layer_zero),
+        listing_without_times(&layer_later)
+    );
 
     let config_of = |dir: &std::path::Path, report: &serde_json::Value| -> serde_json::Value {
         let digest = report["manifests"][0]["config"]["digest"].as_str().unwrap();
-        serde_json::from_slice(&fs::read(dir.join("blobs/sha256").join(&digest[7..])).unwrap()).unwrap()
+        serde_json::from_slice(&fs::read(dir.join("blobs/sha256").join(&digest[7..])).unwrap())
+            .unwrap()
     };
     let mut config_zero = config_of(&zero, &report_zero);
     let mut config_later = config_of(&later, report_later);
     assert_eq!(config_zero["created"], "1970-01-01T00:00:00Z");
     assert_eq!(config_later["created"], "2023-11-14T22:13:20Z");
-    assert_eq!(config_later["history"][0]["created"], "2023-11-14T22:13:20Z");
+    assert_eq!(
+        config_later["history"][0]["created"],
+        "2023-11-14T22:13:20Z"
+    );
     // Apart from times and the layer identity they imply, the configs are the same.
     for config in [&mut config_zero, &mut config_later] {
         config["created"] = serde_json::Value::Null;

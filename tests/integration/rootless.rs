@@ -41,7 +41,8 @@ files = [
         }
         fs::set_permissions(tmp, fs::Permissions::from_mode(0o755)).unwrap();
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(&bin);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(&bin);
         c
     } else {
         Command::new(&bin)
@@ -67,17 +68,27 @@ files = [
     let layer = &crate::common::layer_paths(&out, &report[0])[0];
 
     // GNU tar, not our reader, says what the layer holds.
-    let listing = tool("tar", &["--numeric-owner", "-tvzf", layer.to_str().unwrap()]);
+    let listing = tool(
+        "tar",
+        &["--numeric-owner", "-tvzf", layer.to_str().unwrap()],
+    );
     let line = |path: &str| -> Vec<String> {
         let found = listing
             .lines()
             .find(|l| l.split_whitespace().nth(5) == Some(path))
             .unwrap_or_else(|| panic!("{path} missing from layer:\n{listing}"));
-        found.split_whitespace().take(2).map(str::to_owned).collect()
+        found
+            .split_whitespace()
+            .take(2)
+            .map(str::to_owned)
+            .collect()
     };
     assert_eq!(line("etc/secret.conf"), ["-rw-------", "0/0"]);
     assert_eq!(line("usr/local/bin/tool"), ["-rwsr-xr-x", "0/0"]);
     assert_eq!(line("srv/data/"), ["drwxr-x---", "33/33"]);
-    assert_eq!(line("srv/data/owned-by-builder.txt"), ["-rw-r--r--", "33/33"]);
+    assert_eq!(
+        line("srv/data/owned-by-builder.txt"),
+        ["-rw-r--r--", "33/33"]
+    );
     assert_eq!(line("etc/"), ["drwxr-xr-x", "0/0"]);
 }
