@@ -151,3 +151,150 @@ fn bundled_example_builds_offline() {
         .expect("the example target is built");
     assert_eq!(example["manifests"].as_array().unwrap().len(), 2);
 }
+
+/// Without a terminal, each layer is one plain line on stderr; -q silences them.
+#[test]
+fn progress_is_line_oriented_without_a_terminal() {
+    let p = Project::new();
+    p.write("a/one.txt", "1\n");
+    p.recipe(
+        "base",
+        "platforms = [\"linux/amd64\"]\n[[layer]]\nfiles = [{ src = \"a\", dest = \"/a\" }]\n",
+    );
+    p.recipe(
+        "app",
+        "from = \"base\"\n[[layer]]\nremove = [\"/a/one.txt\"]\n",
+    );
+    let out = p.run(&["build", "app"]);
+    assert_success(&out, "build");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(
+        lines[0].starts_with("base [1/1] files a -> /a sha256:"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("app [1/1] remove /a/one.txt sha256:"),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].starts_with("app: oci:out:app:latest sha256:"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\x1b'),
+        "{stderr:?}"
+    );
+
+    let quiet = p.run(&["-q", "build", "app"]);
+    assert_success(&quiet, "quiet build");
+    assert!(quiet.stderr.is_empty());
+}
+
+/// A recipe built on another recipe carries its layers and config, and the manifest carries
+/// the OCI annotations, including those the recipe sets through variables.
+#[test]
+fn recipes_build_on_recipes_and_annotate_manifests() {
+    let p = Project::new();
+    p.write("a/one.txt", "1\n");
+    p.write("b/two.txt", "2\n");
+    p.recipe(
+        "base",
+        r#"
+platforms = ["linux/amd64"]
+[[layer]]
+files = [{ src = "a", dest = "/a" }]
+[config]
+env = { FROM_BASE = "yes" }
+cmd = ["sh"]
+"#,
+    );
+    p.recipe(
+        "app",
+        r#"
+from = "base"
+image = "acme/app:${VERSION}"
+[vars]
+VERSION = "2.0"
+REVISION = "unknown"
+[[layer]]
+files = [{ src = "b", dest = "/b" }]
+[annotations]
+"org.opencontainers.image.revision" = "${REVISION}"
+"org.opencontainers.image.source" = "https://example.org/acme/app"
+"#,
+    );
+    let out = p
+        .command(&["build", "--json", "app", "base"])
+        .env("REVISION", "abc123")
+        .output()
+        .unwrap();
+    assert_success(&out, "build");
+    let reports = json(&String::from_utf8(out.stdout).unwrap());
+    let (app, base) = (&reports[0], &reports[1]);
+    assert_eq!(
+        app["manifests"][0]["layers"][0],
+        base["manifests"][0]["layers"][0]
+    );
+    assert_eq!(app["manifests"][0]["layers"].as_array().unwrap().len(), 2);
+    // The base was built once for both targets.
+    assert_eq!(app["layers_built"].as_u64(), Some(2));
+
+    let image = format!("oci:{}:acme/app:2.0", p.tmp.path().join("out").display());
+    let raw = json(&crate::common::tool(
+        "skopeo",
+        &["inspect", "--raw", &image],
+    ));
+    let annotations = &raw["annotations"];
+    assert_eq!(annotations["org.opencontainers.image.revision"], "abc123");
+    assert_eq!(
+        annotations["org.opencontainers.image.source"],
+        "https://example.org/acme/app"
+    );
+    assert_eq!(annotations["org.opencontainers.image.version"], "2.0");
+    assert_eq!(
+        annotations["org.opencontainers.image.created"],
+        "1970-01-01T00:00:00Z"
+    );
+    let config = json(&crate::common::tool(
+        "skopeo",
+        &["inspect", "--config", &image],
+    ));
+    assert_eq!(config["config"]["Cmd"], serde_json::json!(["sh"]));
+    assert!(
+        config["config"]["Env"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("FROM_BASE=yes"))
+    );
+}
+
+/// Without --cache-dir, layers are cached under $XDG_CACHE_HOME/oci-build.
+#[test]
+fn cache_defaults_to_xdg_cache_home() {
+    let p = Project::new();
+    p.write("a/one.txt", "1\n");
+    p.recipe(
+        "app",
+        "[[layer]]\nfiles = [{ src = \"a\", dest = \"/a\" }]\n",
+    );
+    let xdg = p.tmp.path().join("xdg");
+    let out = Command::new(bin_path())
+        .arg("-C")
+        .arg(p.dir())
+        .args(["-q", "build", "app", "--output"])
+        .arg(format!("oci:{}", p.tmp.path().join("out").display()))
+        .env("XDG_CACHE_HOME", &xdg)
+        .env_remove("OCI_BUILD_CACHE_DIR")
+        .output()
+        .unwrap();
+    assert_success(&out, "build");
+    assert!(xdg.join("oci-build/CACHEDIR.TAG").is_file());
+    assert_eq!(
+        std::fs::read_dir(xdg.join("oci-build/layers-v1"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
