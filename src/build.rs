@@ -305,6 +305,7 @@ fn read_layout_base(
         target: target.to_owned(),
         source,
     };
+    tracing::debug!(dir = %dir.display(), ?tag, %platform, "reading base from an OCI layout");
     let layout = Layout::open(dir).map_err(base_err)?;
     let mut descriptor = layout.resolve(tag).map_err(base_err)?;
     if spec::is_index(&descriptor.media_type) {

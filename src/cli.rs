@@ -180,12 +180,19 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
             .write(&target.artifact, &target.recipe.reference)
             .with_context(|| format!("writing {} to {}", target.recipe.target, args.output))?;
         if !cli.quiet && !args.json {
+            let layers = |n: usize| {
+                if n == 1 {
+                    "1 layer".to_owned()
+                } else {
+                    format!("{n} layers")
+                }
+            };
             eprintln!(
-                "{}: {} {} ({} layers built, {} from cache)",
+                "{}: {} {} ({} built, {} from cache)",
                 target.recipe.target,
                 written,
                 target.artifact.root.digest,
-                target.layers_built,
+                layers(target.layers_built),
                 target.layers_cached
             );
         }

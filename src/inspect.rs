@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::image::layout::{Layout, LayoutError};
+use crate::image::layout::{Layout, LayoutError, MAX_DOCUMENT_SIZE};
 use crate::image::spec::{
     self, ContainerConfig, Descriptor, History, ImageConfig, Index, Manifest,
 };
@@ -71,15 +71,28 @@ pub fn inspect(source: &Transport) -> Result<Report, InspectError> {
             inspect_layout(&Layout::open(dir)?, name.as_deref(), source)
         }
         Transport::OciArchive { file, name } => {
-            let unpacked = tempfile::tempdir().map_err(|e| archive_err(file, e))?;
-            let reader = fs::File::open(file).map_err(|e| archive_err(file, e))?;
-            tar::Archive::new(io::BufReader::new(reader))
-                .unpack(unpacked.path())
-                .map_err(|e| archive_err(file, e))?;
+            let unpacked = unpack_documents(file)?;
             inspect_layout(&Layout::open(unpacked.path())?, name.as_deref(), source)
         }
         Transport::DockerArchive { .. } => Err(InspectError::Unsupported(source.to_string())),
     }
+}
+
+/// Unpacks the small files of an OCI archive (index, manifests, configs), leaving layers,
+/// which inspect does not read, in the archive.
+fn unpack_documents(file: &std::path::Path) -> Result<tempfile::TempDir, InspectError> {
+    let unpacked = tempfile::tempdir().map_err(|e| archive_err(file, e))?;
+    let reader = fs::File::open(file).map_err(|e| archive_err(file, e))?;
+    let mut archive = tar::Archive::new(io::BufReader::new(reader));
+    for entry in archive.entries().map_err(|e| archive_err(file, e))? {
+        let mut entry = entry.map_err(|e| archive_err(file, e))?;
+        if entry.header().entry_type().is_file() && entry.size() <= MAX_DOCUMENT_SIZE {
+            entry
+                .unpack_in(unpacked.path())
+                .map_err(|e| archive_err(file, e))?;
+        }
+    }
+    Ok(unpacked)
 }
 
 fn archive_err(path: &std::path::Path, source: io::Error) -> InspectError {

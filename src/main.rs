@@ -2,9 +2,21 @@
 
 mod cli;
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 
 fn main() {
+    // Diagnostics for whoever debugs a build: OCI_BUILD_LOG=debug (tracing's filter syntax).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OCI_BUILD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .init();
     let cli = cli::Cli::parse();
     if let Err(error) = cli::run(cli) {
         // One line: the error and each cause after it.

@@ -135,6 +135,12 @@ impl Cache {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheKey(String);
 
+impl CacheKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 pub struct CacheKeyBuilder(Sha256);
 
 impl CacheKeyBuilder {

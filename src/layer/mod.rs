@@ -291,8 +291,10 @@ pub fn assemble(
 ) -> Result<(LayerBlob, bool), LayerError> {
     let key = layer_key(tree, options);
     if let Some(blob) = cache.lookup_layer(&key) {
+        tracing::debug!(key = key.as_str(), digest = %blob.digest, "layer cache hit");
         return Ok((blob, true));
     }
+    tracing::debug!(key = key.as_str(), entries = tree.len(), "layer cache miss");
     let temp = cache.temp_file()?;
     let file = temp.reopen().map_err(LayerError::Compress)?;
     let blob_writer = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));

@@ -40,8 +40,8 @@ const USTAR_NAME_LEN: usize = 100;
 const USTAR_MAX_ID: u64 = 0o7777777;
 const USTAR_MAX_SIZE: u64 = 0o77777777777;
 
-/// Writes `tree` as a tar stream to `out` and returns `out`. `on_file_bytes` is told how many
-/// content bytes each regular file added, for progress.
+/// Writes `tree` as a tar stream to `out` and returns `out`. `on_file_bytes` is told of file
+/// content bytes as they are written, for progress.
 pub fn write_tar<W: Write>(
     tree: &LayerTree,
     mtime: u64,
@@ -124,9 +124,10 @@ pub fn write_tar<W: Write>(
                     image_path: path.clone(),
                     source,
                 })?;
-                let mut reader = ExactReader {
+                let mut reader = CountingReader {
                     inner: file.take(*size),
                     read: 0,
+                    on_bytes: &mut *on_file_bytes,
                 };
                 let result = builder.append(&header, &mut reader);
                 if reader.read != *size {
@@ -141,7 +142,6 @@ pub fn write_tar<W: Write>(
                     image_path: path.clone(),
                     source,
                 })?;
-                on_file_bytes(*size);
             }
             EntryKind::File {
                 content: Content::Inline(bytes),
@@ -160,16 +160,19 @@ pub fn write_tar<W: Write>(
     builder.into_inner().map_err(TarError::Write)
 }
 
-/// Counts what was read so that a file that shrank after it was listed is reported, not padded.
-struct ExactReader<R> {
+/// Counts what was read, so that a file that shrank after it was listed is reported rather
+/// than padded, and so that progress moves within large files.
+struct CountingReader<'a, R> {
     inner: R,
     read: u64,
+    on_bytes: &'a mut dyn FnMut(u64),
 }
 
-impl<R: Read> Read for ExactReader<R> {
+impl<R: Read> Read for CountingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.read += n as u64;
+        (self.on_bytes)(n as u64);
         Ok(n)
     }
 }
