@@ -9,7 +9,8 @@
 # a temporary project as tree/<basename>, and every method packs that same copy.
 #
 # Other knobs (environment):
-#   BENCH_RUNS=3        timed runs per method; the best (minimum) wall time is reported
+#   BENCH_RUNS=3        rounds; each round runs every method once (interleaved, so load from
+#                       other work falls on all methods alike); the best wall time is kept
 #   OCI_BUILD_BIN=PATH  use this binary instead of running `cargo build --release`
 #   TMPDIR              where the temporary project, caches and outputs go
 #
@@ -102,72 +103,104 @@ largest_blob() {
     echo "$best"
 }
 
-# Rows of the result table: method|seconds|compressed bytes|peak RSS KiB
-rows=()
-declare -A mbps
-
 mbps_of() { awk -v b="$orig_bytes" -v s="$1" 'BEGIN { printf "%.1f", (s > 0) ? b / 1e6 / s : 0 }'; }
 
-# Runs a peer pipeline `tar | $*` $runs times, best wall time; size from one extra untimed run.
-bench_peer() {
+# Per method: best wall time, compressed bytes, peak RSS KiB (oci-build only).
+declare -A best size rss mbps
+methods=()
+
+# One timed run of `tar | $*`.
+run_peer() {
     local label=$1; shift
-    local i s e best=
-    for ((i = 1; i <= runs; i++)); do
-        s=$(now); tar_tree | "$@" >/dev/null; e=$(now)
-        best=$(min "$best" "$(elapsed "$s" "$e")")
-    done
-    local size
-    size=$(tar_tree | "$@" | wc -c)
-    rows+=("$label|$best|${size//[[:space:]]/}|")
-    mbps[$label]=$(mbps_of "$best")
-    note "  $label: ${best}s"
+    local s e
+    s=$(now); tar_tree | "$@" >/dev/null; e=$(now)
+    best[$label]=$(min "${best[$label]:-}" "$(elapsed "$s" "$e")")
 }
 
-# oci-build with a fresh cache and output per run. Leaves the last cache in $last_cache.
+# One timed oci-build run with a new, empty cache and output. The cache of the run stays in
+# $last_cache (for the cached rebuild) until the next oci-build run.
 last_cache=
-bench_oci() {
-    local compression=$1 label="oci-build $1"
-    local i s e best= size=0 rss=0 r cache out
-    for ((i = 1; i <= runs; i++)); do
-        cache=$tmp/cache.$compression.$i
-        out=$tmp/out.$compression.$i
-        [ -n "$last_cache" ] && rm -rf "$last_cache"
-        rm -rf "$out"
-        mkdir "$cache"
-        local cmd=("$bin" -C "$project" --cache-dir "$cache" -q build bench
-            --output "oci:$out" --compression "$compression")
-        if [ -n "$gnu_time" ]; then
-            s=$(now); "$gnu_time" -f %M -o "$tmp/rss" "${cmd[@]}"; e=$(now)
-            r=$(tail -n 1 "$tmp/rss")
-            [ "$r" -gt "$rss" ] && rss=$r
-        else
-            s=$(now); "${cmd[@]}"; e=$(now)
-        fi
-        best=$(min "$best" "$(elapsed "$s" "$e")")
-        size=$(largest_blob "$out")
-        rm -rf "$out"
-        last_cache=$cache
-    done
-    [ -n "$gnu_time" ] || rss=
-    rows+=("$label|$best|$size|$rss")
-    mbps[$label]=$(mbps_of "$best")
-    note "  $label: ${best}s"
+oci_run=0
+run_oci() {
+    local label=$1 compression=$2
+    local s e r cache out
+    oci_run=$((oci_run + 1))
+    cache=$tmp/cache.$oci_run
+    out=$tmp/out.$oci_run
+    if [ -n "$last_cache" ]; then rm -rf "$last_cache"; fi
+    mkdir "$cache"
+    local cmd=("$bin" -C "$project" --cache-dir "$cache" -q build bench
+        --output "oci:$out" --compression "$compression")
+    if [ -n "$gnu_time" ]; then
+        s=$(now); "$gnu_time" -f %M -o "$tmp/rss" "${cmd[@]}"; e=$(now)
+        r=$(tail -n 1 "$tmp/rss")
+        if [ "$r" -gt "${rss[$label]:-0}" ]; then rss[$label]=$r; fi
+    else
+        s=$(now); "${cmd[@]}"; e=$(now)
+    fi
+    best[$label]=$(min "${best[$label]:-}" "$(elapsed "$s" "$e")")
+    size[$label]=$(largest_blob "$out")
+    rm -rf "$out"
+    last_cache=$cache
+}
+
+# Percent of all CPUs busy over one second, from /proc/stat.
+cpu_busy() {
+    local a b
+    a=$(awk '/^cpu / { print $2+$3+$4+$7+$8+$9, $5+$6 }' /proc/stat)
+    sleep 1
+    b=$(awk '/^cpu / { print $2+$3+$4+$7+$8+$9, $5+$6 }' /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
+        busy = y[1] - x[1]; idle = y[2] - x[2];
+        printf "%.0f", (busy + idle > 0) ? 100 * busy / (busy + idle) : 0 }'
 }
 
 # --- measurements --------------------------------------------------------------------------
 cores=$(nproc)
 model=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
-note "tree: ${trees[*]} ($orig_bytes bytes as tar); $runs runs per method, best kept"
+busy_before=$(cpu_busy 2>/dev/null || echo "?")
+note "tree: ${trees[*]} ($orig_bytes bytes as tar); $runs rounds, every method once per round, best kept"
 [ "$cores" = 2 ] || note "NOTE: $cores cores here; the peers use 2 threads (-p2/-T2) but oci-build uses all $cores"
+case "$busy_before" in
+    '?') ;;
+    *) [ "$busy_before" -lt 15 ] ||
+        note "WARNING: CPUs were ${busy_before}% busy before the bench started; other work skews the numbers" ;;
+esac
 
-bench_peer "tar (no compression)" cat
-bench_peer "tar | gzip -6" gzip -6
-if [ "$have_pigz" = 1 ]; then bench_peer "tar | pigz -6 -p2" pigz -6 -p2; fi
-if [ "$have_zstd" = 1 ]; then bench_peer "tar | zstd -3 -T2" zstd -q -3 -T2 -c; fi
-bench_oci gzip
-bench_oci zstd
+methods+=("tar (no compression)" "tar | gzip -6")
+[ "$have_pigz" = 1 ] && methods+=("tar | pigz -6 -p2")
+[ "$have_zstd" = 1 ] && methods+=("tar | zstd -3 -T2")
+methods+=("oci-build gzip" "oci-build zstd")
 
-# Rebuild with the warm cache of the last zstd run: the layer comes from the cache.
+run_method() {
+    case "$1" in
+        "tar (no compression)") run_peer "$1" cat ;;
+        "tar | gzip -6") run_peer "$1" gzip -6 ;;
+        "tar | pigz -6 -p2") run_peer "$1" pigz -6 -p2 ;;
+        "tar | zstd -3 -T2") run_peer "$1" zstd -q -3 -T2 -c ;;
+        "oci-build gzip") run_oci "$1" gzip ;;
+        "oci-build zstd") run_oci "$1" zstd ;;
+    esac
+}
+
+# Rounds: every method once per round, so that noise from other work on the machine falls on
+# all methods alike rather than on whichever ran during it.
+for ((round = 1; round <= runs; round++)); do
+    note "round $round/$runs"
+    for m in "${methods[@]}"; do run_method "$m"; done
+done
+for m in "${methods[@]}"; do
+    case "$m" in
+        "tar (no compression)") size[$m]=$orig_bytes ;;
+        "tar | gzip -6") size[$m]=$(tar_tree | gzip -6 | wc -c) ;;
+        "tar | pigz -6 -p2") size[$m]=$(tar_tree | pigz -6 -p2 | wc -c) ;;
+        "tar | zstd -3 -T2") size[$m]=$(tar_tree | zstd -q -3 -T2 -c | wc -c) ;;
+    esac
+    size[$m]=${size[$m]//[[:space:]]/}
+    mbps[$m]=$(mbps_of "${best[$m]}")
+done
+
+# Rebuild with the warm cache of the last oci-build run (zstd): the layer comes from the cache.
 cached_best=
 for ((i = 1; i <= runs; i++)); do
     rm -rf "$tmp/out.cached"
@@ -177,28 +210,32 @@ for ((i = 1; i <= runs; i++)); do
     e=$(now)
     cached_best=$(min "$cached_best" "$(elapsed "$s" "$e")")
 done
+busy_after=$(cpu_busy 2>/dev/null || echo "?")
 
 # --- report --------------------------------------------------------------------------------
 echo
 echo "layer assembly: $(date +%F), $cores cores (nproc), ${model:-unknown CPU}"
 echo "tree: ${trees[*]}: $orig_bytes bytes uncompressed (tar --sort=name), $((orig_bytes / 1000000)) MB"
-echo "best of $runs runs; MB/s = uncompressed MB (10^6 bytes) / second"
+echo "best of $runs runs (interleaved); MB/s = uncompressed MB (10^6 bytes) / second"
+echo "CPU busy from other work: ${busy_before}% just before, ${busy_after}% just after"
 echo
 printf '%-22s %9s %9s %8s %14s\n' method seconds MB/s ratio "peak RSS"
 printf '%-22s %9s %9s %8s %14s\n' ---------------------- --------- --------- -------- --------------
-for row in "${rows[@]}"; do
-    IFS='|' read -r label secs size rss <<<"$row"
-    ratio=$(awk -v c="$size" -v o="$orig_bytes" 'BEGIN { printf "%.3f", c / o }')
-    [ -n "$rss" ] && rss="$((rss / 1024)) MiB" || rss=-
-    [ "$label" = "tar (no compression)" ] && ratio=-
-    printf '%-22s %9s %9s %8s %14s\n' "$label" "$secs" "${mbps[$label]}" "$ratio" "$rss"
+for m in "${methods[@]}"; do
+    ratio=$(awk -v c="${size[$m]}" -v o="$orig_bytes" 'BEGIN { printf "%.3f", c / o }')
+    [ "$m" != "tar (no compression)" ] || ratio=-
+    r=-
+    [ -z "${rss[$m]:-}" ] || r="$((rss[$m] / 1024)) MiB"
+    printf '%-22s %9s %9s %8s %14s\n' "$m" "${best[$m]}" "${mbps[$m]}" "$ratio" "$r"
 done
 printf '%-22s %9s %9s %8s %14s\n' "oci-build, cached" "$cached_best" - - -
 echo
-echo "ratio = compressed size / uncompressed tar size"
+echo "ratio = compressed size / uncompressed tar size (oci-build: the layer blob)"
 if [ -z "$gnu_time" ]; then
     echo "peak RSS: n/a (GNU time not found; apt-get install -y time)"
 fi
+[ "$have_pigz" = 1 ] || echo "tar | pigz: skipped (pigz not found; apt-get install -y pigz)"
+[ "$have_zstd" = 1 ] || echo "tar | zstd: skipped (zstd CLI not found; apt-get install -y zstd)"
 
 speedup() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 if [ "$have_pigz" = 1 ]; then
@@ -206,7 +243,7 @@ if [ "$have_pigz" = 1 ]; then
     verdict=$(awk -v x="$x" 'BEGIN { print (x >= 2) ? "meets" : "MISSES" }')
     echo "oci-build gzip / tar|pigz -6 -p2: ${x}x  (target >= 2x: $verdict)"
 else
-    echo "oci-build gzip / tar|pigz -6 -p2: n/a (pigz not found; apt-get install -y pigz)"
+    echo "oci-build gzip / tar|pigz -6 -p2: n/a (pigz not found)"
 fi
 if [ "$have_zstd" = 1 ]; then
     x=$(speedup "${mbps[oci-build zstd]}" "${mbps[tar | zstd -3 -T2]}")
