@@ -13,6 +13,9 @@ use crate::layer::cache::Cache;
 use crate::layer::{self, AssembleOptions, Compression, LayerError};
 use crate::progress::{LayerStep, Reporter};
 use crate::recipe::{BaseRef, ConfigSpec, Project, Recipe, RecipeError};
+use crate::reference::Reference;
+use crate::registry::push::KnownBlobs;
+use crate::registry::{ClientOptions, Registries, RegistryError, pull};
 use crate::source::{self, SourceError};
 
 /// PATH of an image whose base sets none, as docker and buildkit use.
@@ -27,6 +30,8 @@ pub struct BuildOptions {
     /// Replaces the recipes' `platforms`.
     pub platforms: Option<Vec<Platform>>,
     pub threads: usize,
+    /// How registries are reached for `docker://` bases.
+    pub client: ClientOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +46,13 @@ pub enum BuildError {
         description: String,
         #[source]
         source: Box<LayerFailure>,
+    },
+    #[error("{target}: pulling its base {reference}")]
+    Pull {
+        target: String,
+        reference: String,
+        #[source]
+        source: Box<RegistryError>,
     },
     #[error("{target}: reading its base")]
     Base {
@@ -94,6 +106,10 @@ pub struct Builder<'a> {
     cache: Cache,
     options: BuildOptions,
     reporter: &'a dyn Reporter,
+    /// Registry connections for pulling bases (and, through the caller, pushing).
+    pub registries: Registries,
+    /// Which repositories hold which blobs, so a push can mount instead of upload.
+    pub known_blobs: KnownBlobs,
     /// Images already built in this run, by definition name and platform list.
     built: HashMap<(String, Vec<Platform>), BuiltImages>,
 }
@@ -111,6 +127,8 @@ impl<'a> Builder<'a> {
         Ok(Builder {
             project,
             cache,
+            registries: Registries::new(options.client.clone()),
+            known_blobs: KnownBlobs::default(),
             options,
             reporter,
             built: HashMap::new(),
@@ -200,6 +218,12 @@ impl<'a> Builder<'a> {
                 chain.pop();
                 result?
             }
+            BaseRef::Registry(reference) => fresh(
+                platforms
+                    .iter()
+                    .map(|p| self.pull_base(&recipe.target, reference, p))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
         };
 
         let assemble_options = AssembleOptions {
@@ -267,6 +291,44 @@ impl<'a> Builder<'a> {
         }
         self.built.insert(memo_key, result.clone());
         Ok(result)
+    }
+
+    /// Pulls a registry base for one platform into the cache.
+    fn pull_base(
+        &self,
+        target: &str,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<PlatformImage, BuildError> {
+        let pull_err = |source| BuildError::Pull {
+            target: target.to_owned(),
+            reference: reference.to_string(),
+            source: Box::new(source),
+        };
+        let registry = self.registries.get(&reference.registry).map_err(pull_err)?;
+        let pulled = pull::pull(&registry, reference, platform, &self.cache).map_err(pull_err)?;
+        let mut layers = Vec::new();
+        for (layer, diff_id) in pulled
+            .manifest
+            .layers
+            .iter()
+            .zip(&pulled.config.rootfs.diff_ids)
+        {
+            self.known_blobs
+                .record(&reference.registry, &layer.digest, &reference.repository);
+            layers.push(ImageLayer {
+                digest: layer.digest.clone(),
+                size: layer.size,
+                diff_id: diff_id.clone(),
+                compression: image::layer_compression(&layer.media_type),
+                data: BlobData::File(self.cache.blob_path(&layer.digest)),
+            });
+        }
+        Ok(PlatformImage {
+            platform: platform.clone(),
+            config: pulled.config,
+            layers,
+        })
     }
 
     fn scratch(&self, platform: &Platform) -> PlatformImage {

@@ -10,13 +10,19 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use oci_build::build::{BuildOptions, Builder, BuiltTarget};
+use oci_build::image::ImageArtifact;
+use oci_build::image::layout::Layout;
 use oci_build::image::spec::Platform;
 use oci_build::image::{ManifestSummary, MediaTypes};
 use oci_build::inspect;
 use oci_build::layer::cache::Cache;
 use oci_build::layer::{Compression, LayerBlob};
 use oci_build::progress::{LayerStep, Reporter};
-use oci_build::recipe::Project;
+use oci_build::recipe::{BaseRef, Project};
+use oci_build::reference::Reference;
+use oci_build::registry::credentials::Credential;
+use oci_build::registry::push::{KnownBlobs, PushReport, PushReporter};
+use oci_build::registry::{ClientOptions, Registries};
 use oci_build::transport::Transport;
 
 /// Build OCI images from declarative recipes: no daemon, no root, no RUN.
@@ -45,6 +51,21 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
+    /// A registry to reach over plain HTTP (loopback addresses always are). Repeatable.
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        value_name = "HOST[:PORT]",
+        env = "OCI_BUILD_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+
+    /// A CA certificate (PEM) to trust for registries, besides the system's. Repeatable;
+    /// /etc/docker/certs.d/HOST/*.crt and /etc/containers/certs.d/HOST/*.crt are read too.
+    #[arg(long = "ca-cert", global = true, value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -57,6 +78,35 @@ pub enum Command {
     Inspect(InspectArgs),
     /// List the targets of the project with the image names they build.
     Targets(TargetsArgs),
+    /// Copy an image from a layout or archive to a registry.
+    Push(PushArgs),
+    /// Check credentials for a registry and store them in docker's config.json.
+    Login(LoginArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// oci:DIR[:REF] or oci-archive:FILE[:REF].
+    pub source: Transport,
+    /// docker://REGISTRY/REPOSITORY[:TAG], e.g. docker://localhost:5000/mlrun/mlrun:1.0.
+    pub destination: Transport,
+    /// Print what was sent as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Registry host, e.g. quay.io, localhost:5000 or docker.io.
+    pub registry: String,
+    #[arg(short, long)]
+    pub username: String,
+    /// Read the password (or token) from standard input.
+    #[arg(long, conflicts_with = "password")]
+    pub password_stdin: bool,
+    /// The password; prefer --password-stdin, which keeps it out of the process list.
+    #[arg(short, long, env = "OCI_BUILD_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -69,10 +119,15 @@ pub struct BuildArgs {
     #[arg(long, conflicts_with = "targets")]
     pub all: bool,
 
-    /// Where to write: oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF].
-    /// Without REF each image is stored under its own name, e.g. `mlrun/mlrun:1.0`.
-    #[arg(short, long, default_value = "oci:out", value_name = "DEST")]
-    pub output: Transport,
+    /// Where to write: oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] or
+    /// docker://REF. Without REF each image is stored under its own name, e.g.
+    /// `mlrun/mlrun:1.0`. Default: oci:out, unless --push is given.
+    #[arg(short, long, value_name = "DEST")]
+    pub output: Option<Transport>,
+
+    /// Push each image to the registry its name says (e.g. quay.io/mlrun/mlrun:1.0).
+    #[arg(long)]
+    pub push: bool,
 
     /// Platforms to build, replacing the recipes' own (e.g. linux/amd64,linux/arm64).
     #[arg(long, value_delimiter = ',', value_name = "OS/ARCH")]
@@ -112,6 +167,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Build(args) => build(&cli, args),
         Command::Inspect(args) => inspect(args),
         Command::Targets(args) => targets(&cli, args),
+        Command::Push(args) => push(&cli, args),
+        Command::Login(args) => login(&cli, args),
+    }
+}
+
+fn client_options(cli: &Cli) -> ClientOptions {
+    ClientOptions {
+        insecure_registries: cli.insecure_registries.clone(),
+        ca_certs: cli.ca_certs.clone(),
+        ..ClientOptions::default()
     }
 }
 
@@ -144,10 +209,20 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
     } else {
         args.targets.clone()
     };
-    if targets.len() > 1 && args.output.name().is_some() {
+    let output = match (&args.output, args.push) {
+        (Some(output), _) => Some(output.clone()),
+        (None, false) => Some(Transport::Oci {
+            dir: PathBuf::from("out"),
+            name: None,
+        }),
+        (None, true) => None,
+    };
+    if let Some(output) = &output
+        && targets.len() > 1
+        && output.name().is_some()
+    {
         bail!(
-            "`{}` names one image, but {} targets are being built; drop the `:REF` part so each image is stored under its own name",
-            args.output,
+            "`{output}` names one image, but {} targets are being built; drop the `:REF` part so each image is stored under its own name",
             targets.len()
         );
     }
@@ -163,6 +238,7 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
         source_date_epoch: source_date_epoch()?,
         platforms: (!args.platform.is_empty()).then(|| args.platform.clone()),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        client: client_options(cli),
     };
     let reporter = TerminalReporter::new(cli.quiet);
     let mut builder = Builder::new(&project, cache, options, &reporter)?;
@@ -175,10 +251,32 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let mut reports = Vec::new();
     for target in built {
-        let written = args
-            .output
-            .write(&target.artifact, &target.recipe.reference)
-            .with_context(|| format!("writing {} to {}", target.recipe.target, args.output))?;
+        let mut written = Vec::new();
+        if let Some(output) = &output {
+            let location = match output {
+                Transport::Docker(reference) => {
+                    let reference = if output.name().is_some() || reference.digest.is_some() {
+                        reference.clone()
+                    } else {
+                        Reference {
+                            tag: Some(target.recipe.reference.tag_or_latest().to_owned()),
+                            ..reference.clone()
+                        }
+                    };
+                    push_artifact(&builder, &target.artifact, &reference, &reporter)?;
+                    Transport::Docker(reference)
+                }
+                local => local
+                    .write(&target.artifact, &target.recipe.reference)
+                    .with_context(|| format!("writing {} to {local}", target.recipe.target))?,
+            };
+            written.push(location.to_string());
+        }
+        if args.push {
+            let reference = &target.recipe.reference;
+            push_artifact(&builder, &target.artifact, reference, &reporter)?;
+            written.push(format!("docker://{reference}"));
+        }
         if !cli.quiet && !args.json {
             let layers = |n: usize| {
                 if n == 1 {
@@ -190,7 +288,7 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
             eprintln!(
                 "{}: {} {} ({} built, {} from cache)",
                 target.recipe.target,
-                written,
+                written.join(", "),
                 target.artifact.root.digest,
                 layers(target.layers_built),
                 target.layers_cached
@@ -199,7 +297,7 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
         reports.push(BuildReport {
             target: target.recipe.target.clone(),
             reference: target.recipe.reference.to_string(),
-            output: written.to_string(),
+            output: written.join(", "),
             digest: target.artifact.root.digest.to_string(),
             media_type: target.artifact.root.media_type.clone(),
             size: target
@@ -215,6 +313,108 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
     }
     if args.json {
         print_json(&reports)?;
+    }
+    Ok(())
+}
+
+fn push_artifact(
+    builder: &Builder<'_>,
+    artifact: &ImageArtifact,
+    reference: &Reference,
+    reporter: &TerminalReporter,
+) -> anyhow::Result<PushReport> {
+    let registry = builder.registries.get(&reference.registry)?;
+    let report = oci_build::registry::push::push(
+        &registry,
+        artifact,
+        reference,
+        &builder.known_blobs,
+        reporter,
+    )
+    .with_context(|| format!("pushing to {reference}"))?;
+    Ok(report)
+}
+
+fn push(cli: &Cli, args: &PushArgs) -> anyhow::Result<()> {
+    let Transport::Docker(destination) = &args.destination else {
+        bail!(
+            "`{}` is not a registry destination; use docker://REGISTRY/REPOSITORY[:TAG]",
+            args.destination
+        );
+    };
+    let mut destination = destination.clone();
+    if destination.tag.is_none() && destination.digest.is_none() {
+        destination.tag = Some("latest".to_owned());
+    }
+    let unpacked;
+    let artifact = match &args.source {
+        Transport::Oci { dir, name } => Layout::open(dir)?.read_artifact(name.as_deref())?,
+        Transport::OciArchive { file, name } => {
+            unpacked = tempfile::tempdir()?;
+            let reader = std::fs::File::open(file)
+                .with_context(|| format!("cannot open `{}`", file.display()))?;
+            tar::Archive::new(std::io::BufReader::new(reader))
+                .unpack(unpacked.path())
+                .with_context(|| format!("cannot unpack `{}`", file.display()))?;
+            Layout::open(unpacked.path())?.read_artifact(name.as_deref())?
+        }
+        other => bail!("push reads oci: and oci-archive: sources, not `{other}`"),
+    };
+    let registries = Registries::new(client_options(cli));
+    let registry = registries.get(&destination.registry)?;
+    let reporter = TerminalReporter::new(cli.quiet);
+    let report = oci_build::registry::push::push(
+        &registry,
+        &artifact,
+        &destination,
+        &KnownBlobs::default(),
+        &reporter,
+    )
+    .with_context(|| format!("pushing to {destination}"))?;
+    if args.json {
+        return print_json(&report);
+    }
+    if !cli.quiet {
+        eprintln!(
+            "{}: {} ({} blobs uploaded, {}; {} already there; {} mounted)",
+            report.reference,
+            report.digest,
+            report.blobs_uploaded,
+            human_bytes(report.bytes_uploaded),
+            report.blobs_present,
+            report.blobs_mounted
+        );
+    }
+    Ok(())
+}
+
+fn login(cli: &Cli, args: &LoginArgs) -> anyhow::Result<()> {
+    let password = match (&args.password, args.password_stdin) {
+        (Some(password), _) => password.clone(),
+        (None, true) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+        (None, false) => bail!("give the password with --password-stdin (or --password)"),
+    };
+    let registry = args
+        .registry
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let registry = if matches!(registry, "index.docker.io" | "registry-1.docker.io") {
+        oci_build::reference::DOCKER_HUB
+    } else {
+        registry
+    };
+    let credential = Credential::new(&args.username, &password, "the command line");
+    let path = oci_build::registry::login(registry, &client_options(cli), credential)?;
+    if !cli.quiet {
+        eprintln!(
+            "Login to {registry} succeeded; credentials stored in {}",
+            path.display()
+        );
     }
     Ok(())
 }
@@ -310,15 +510,14 @@ fn targets(cli: &Cli, args: &TargetsArgs) -> anyhow::Result<()> {
         infos.push(TargetInfo {
             image: recipe.reference.familiar(),
             from: match &recipe.from {
-                oci_build::recipe::BaseRef::Scratch => "scratch".to_owned(),
-                oci_build::recipe::BaseRef::Layout { dir, tag } => {
-                    format!(
-                        "oci:{}{}",
-                        dir.display(),
-                        tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default()
-                    )
-                }
-                oci_build::recipe::BaseRef::Definition(name) => name.clone(),
+                BaseRef::Scratch => "scratch".to_owned(),
+                BaseRef::Layout { dir, tag } => format!(
+                    "oci:{}{}",
+                    dir.display(),
+                    tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default()
+                ),
+                BaseRef::Definition(name) => name.clone(),
+                BaseRef::Registry(reference) => format!("docker://{reference}"),
             },
             file: recipe.file.display().to_string(),
             description: recipe.description.clone(),
@@ -371,6 +570,14 @@ impl TerminalReporter {
             quiet,
             tty: std::io::stderr().is_terminal(),
             bar: Mutex::new(None),
+        }
+    }
+}
+
+impl PushReporter for TerminalReporter {
+    fn blob_done(&self, digest: &oci_build::digest::Digest, size: u64, how: &'static str) {
+        if !self.quiet {
+            eprintln!("blob {digest} {} {how}", human_bytes(size));
         }
     }
 }

@@ -74,7 +74,9 @@ pub fn inspect(source: &Transport) -> Result<Report, InspectError> {
             let unpacked = unpack_documents(file)?;
             inspect_layout(&Layout::open(unpacked.path())?, name.as_deref(), source)
         }
-        Transport::DockerArchive { .. } => Err(InspectError::Unsupported(source.to_string())),
+        Transport::DockerArchive { .. } | Transport::Docker(_) => {
+            Err(InspectError::Unsupported(source.to_string()))
+        }
     }
 }
 

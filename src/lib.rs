@@ -17,5 +17,6 @@ pub mod layer;
 pub mod progress;
 pub mod recipe;
 pub mod reference;
+pub mod registry;
 pub mod source;
 pub mod transport;

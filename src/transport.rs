@@ -6,7 +6,7 @@
 //! so only the first `:` after the transport separates the path from it.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::image::ImageArtifact;
 use crate::image::archive::{self, ArchiveError};
@@ -15,9 +15,20 @@ use crate::reference::Reference;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Transport {
-    Oci { dir: PathBuf, name: Option<String> },
-    OciArchive { file: PathBuf, name: Option<String> },
-    DockerArchive { file: PathBuf, name: Option<String> },
+    Oci {
+        dir: PathBuf,
+        name: Option<String>,
+    },
+    OciArchive {
+        file: PathBuf,
+        name: Option<String>,
+    },
+    DockerArchive {
+        file: PathBuf,
+        name: Option<String>,
+    },
+    /// `docker://REF`: an image in a registry.
+    Docker(Reference),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +40,12 @@ pub struct TransportParseError(String);
 impl std::str::FromStr for Transport {
     type Err = TransportParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(reference) = s.strip_prefix("docker://") {
+            return reference
+                .parse()
+                .map(Transport::Docker)
+                .map_err(|_| TransportParseError(s.to_owned()));
+        }
         let (kind, rest) = s
             .split_once(':')
             .ok_or_else(|| TransportParseError(s.to_owned()))?;
@@ -52,6 +69,7 @@ impl std::str::FromStr for Transport {
 impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (kind, path, name) = match self {
+            Transport::Docker(reference) => return write!(f, "docker://{reference}"),
             Transport::Oci { dir, name } => ("oci", dir, name),
             Transport::OciArchive { file, name } => ("oci-archive", file, name),
             Transport::DockerArchive { file, name } => ("docker-archive", file, name),
@@ -70,21 +88,17 @@ pub enum OutputError {
     Layout(#[from] LayoutError),
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    #[error("`{0}` is a registry; push there with `oci-build push` or `build --push`")]
+    Registry(String),
 }
 
 impl Transport {
-    pub fn path(&self) -> &Path {
-        match self {
-            Transport::Oci { dir, .. } => dir,
-            Transport::OciArchive { file, .. } | Transport::DockerArchive { file, .. } => file,
-        }
-    }
-
     pub fn name(&self) -> Option<&str> {
         match self {
             Transport::Oci { name, .. }
             | Transport::OciArchive { name, .. }
             | Transport::DockerArchive { name, .. } => name.as_deref(),
+            Transport::Docker(reference) => reference.tag.as_deref(),
         }
     }
 
@@ -103,6 +117,10 @@ impl Transport {
                 file,
                 name: Some(name),
             },
+            Transport::Docker(reference) => Transport::Docker(Reference {
+                tag: Some(name),
+                ..reference
+            }),
         }
     }
 
@@ -125,6 +143,7 @@ impl Transport {
             Transport::DockerArchive { file, .. } => {
                 archive::write_docker_archive(file, artifact, std::slice::from_ref(&name))?
             }
+            Transport::Docker(_) => return Err(OutputError::Registry(self.to_string())),
         }
         Ok(self.with_name(name))
     }

@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use tempfile::NamedTempFile;
 
-use super::spec::{self, Descriptor, Index};
-use super::{Blob, BlobData, ImageArtifact};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::spec::{self, Descriptor, ImageConfig, Index, Manifest, Platform};
+use super::{Blob, BlobData, ImageArtifact, ManifestSummary};
 use crate::digest::{Digest, digest_reader};
 
 const LAYOUT_FILE: &str = "oci-layout";
@@ -192,6 +195,68 @@ impl Layout {
                 count: index.manifests.len(),
             }),
         }
+    }
+}
+
+impl Layout {
+    /// Everything under the image `name` (or the only image): its documents in memory, its
+    /// layers as files of the layout, each verified against its digest.
+    pub fn read_artifact(&self, name: Option<&str>) -> Result<ImageArtifact, LayoutError> {
+        let root = self.resolve(name)?;
+        let mut blobs = BTreeMap::new();
+        let mut manifests = Vec::new();
+        let mut keep = |descriptor: &Descriptor, bytes: Vec<u8>| {
+            blobs.insert(
+                descriptor.digest.clone(),
+                Blob {
+                    descriptor: descriptor.clone(),
+                    data: BlobData::Bytes(Arc::from(bytes)),
+                },
+            );
+        };
+        let manifest_descriptors = if spec::is_index(&root.media_type) {
+            let (index, bytes): (Index, _) = self.read_document(&root)?;
+            keep(&root, bytes);
+            index.manifests
+        } else {
+            vec![root.clone()]
+        };
+        let mut layer_blobs = Vec::new();
+        for descriptor in manifest_descriptors {
+            let (manifest, bytes): (Manifest, _) = self.read_document(&descriptor)?;
+            keep(&descriptor, bytes);
+            let (config, bytes): (ImageConfig, _) = self.read_document(&manifest.config)?;
+            keep(&manifest.config, bytes);
+            for layer in &manifest.layers {
+                self.verify_blob(layer)?;
+                layer_blobs.push(Blob {
+                    descriptor: layer.clone(),
+                    data: BlobData::File(self.blob_path(&layer.digest)),
+                });
+            }
+            let platform = descriptor.platform.clone().unwrap_or(Platform {
+                architecture: config.architecture.clone(),
+                os: config.os.clone(),
+                os_version: None,
+                variant: config.variant.clone(),
+            });
+            manifests.push(ManifestSummary {
+                platform: platform.to_string(),
+                manifest: descriptor,
+                config: manifest.config,
+                layers: manifest.layers,
+            });
+        }
+        for blob in layer_blobs {
+            blobs.insert(blob.descriptor.digest.clone(), blob);
+        }
+        let mut root = root;
+        root.annotations.remove(spec::ANNOTATION_REF_NAME);
+        Ok(ImageArtifact {
+            root,
+            blobs,
+            manifests,
+        })
     }
 }
 

@@ -49,7 +49,7 @@ impl Compression {
 
     pub fn encoder<W: Write>(self, out: W, threads: usize) -> io::Result<Encoder<W>> {
         Ok(match self {
-            Compression::Gzip => Encoder::Gzip(ParallelGzip::new(out, threads)?),
+            Compression::Gzip => Encoder::Gzip(Box::new(ParallelGzip::new(out, threads)?)),
             Compression::Zstd => {
                 let mut encoder = zstd::Encoder::new(out, ZSTD_LEVEL)?;
                 // zstd's multi-threaded format is the same for any worker count >= 1, so the
@@ -76,7 +76,7 @@ impl std::str::FromStr for Compression {
 }
 
 pub enum Encoder<W: Write> {
-    Gzip(ParallelGzip<W>),
+    Gzip(Box<ParallelGzip<W>>),
     Zstd(zstd::Encoder<'static, W>),
 }
 

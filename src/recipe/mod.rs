@@ -67,6 +67,8 @@ pub enum BaseRef {
     },
     /// Another recipe target or a layers/ definition, by name.
     Definition(String),
+    /// An image in a registry: `docker://REF`, or a plain reference such as `python:3.11`.
+    Registry(Reference),
 }
 
 /// A recipe with variables substituted and every value checked.
@@ -312,13 +314,21 @@ impl Project {
                 }
             },
             Some(name) if self.has_definition(name) => BaseRef::Definition(name.to_owned()),
+            Some(spec) if spec.starts_with("docker://") || spec.contains(['/', ':', '@']) => {
+                let reference = spec.strip_prefix("docker://").unwrap_or(spec);
+                BaseRef::Registry(reference.parse().map_err(
+                    |e: crate::reference::ReferenceError| {
+                        invalid(spec, format!("`from = \"{spec}\"`: {e}"))
+                    },
+                )?)
+            }
             Some(other) => {
                 let mut known: Vec<&str> = self.targets.keys().map(String::as_str).collect();
                 known.extend(self.layer_defs.keys().map(String::as_str));
                 return Err(invalid(
                     "from",
                     format!(
-                        "`from = \"{other}\"` names no recipe or layers/ definition (known: {}); use `scratch` or `oci:DIR[:TAG]` for other bases",
+                        "`from = \"{other}\"` names no recipe or layers/ definition (known: {}); use `scratch`, `oci:DIR[:REF]` or `docker://REF` for other bases",
                         known.join(", ")
                     ),
                 ));
