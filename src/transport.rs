@@ -168,7 +168,10 @@ mod tests {
             "docker-archive:/tmp/x.tar".parse::<Transport>().unwrap(),
             Transport::DockerArchive { name: None, .. }
         ));
-        assert!("docker://x".parse::<Transport>().is_err());
+        let pushed: Transport = "docker://localhost:5000/a/b:1".parse().unwrap();
+        assert_eq!(pushed.to_string(), "docker://localhost:5000/a/b:1");
+        assert!("docker://Bad Name".parse::<Transport>().is_err());
+        assert!("ftp:x".parse::<Transport>().is_err());
         assert!("oci:".parse::<Transport>().is_err());
     }
 }
