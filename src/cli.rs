@@ -66,6 +66,11 @@ pub struct Cli {
     #[arg(long = "ca-cert", global = true, value_name = "FILE")]
     pub ca_certs: Vec<PathBuf>,
 
+    /// Upload blobs larger than this in chunks of this many bytes (for proxies that limit
+    /// request sizes).
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = 64 << 20)]
+    pub upload_chunk_size: u64,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -176,6 +181,7 @@ fn client_options(cli: &Cli) -> ClientOptions {
     ClientOptions {
         insecure_registries: cli.insecure_registries.clone(),
         ca_certs: cli.ca_certs.clone(),
+        chunk_size: cli.upload_chunk_size.max(1),
         ..ClientOptions::default()
     }
 }

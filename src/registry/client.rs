@@ -161,8 +161,7 @@ impl Registry {
         } else {
             host
         };
-        let scheme = if insecure { "http" } else { "https" };
-        let base = Url::parse(&format!("{scheme}://{api_host}/")).map_err(|_| {
+        let https = Url::parse(&format!("https://{api_host}/")).map_err(|_| {
             RegistryError::BadRegistryName {
                 registry: host.to_owned(),
             }
@@ -202,6 +201,11 @@ impl Registry {
                 registry: host.to_owned(),
                 message: e.to_string(),
             })?;
+        let base = if insecure {
+            probe_scheme(&http, host, https)?
+        } else {
+            https
+        };
         tracing::debug!(registry = host, %base, credential = ?credential, "registry client");
         Ok(Registry {
             host: host.to_owned(),
@@ -465,6 +469,30 @@ impl Registry {
             value,
             expires: Instant::now() + Duration::from_secs(lifetime),
         })
+    }
+}
+
+/// For a registry that may speak plain HTTP: HTTPS when it answers over TLS (as docker tries
+/// first), plain HTTP when it does not speak TLS at all. A TLS server whose certificate is not
+/// trusted is an error, not a reason to send data unencrypted.
+fn probe_scheme(http: &Client, host: &str, https: Url) -> Result<Url, RegistryError> {
+    let probe = https.join("v2/").expect("static path");
+    match http.get(probe).timeout(Duration::from_secs(10)).send() {
+        Ok(_) => Ok(https),
+        Err(error) => {
+            let text = describe_transport_error(&error);
+            if text.contains("certificate") || text.contains("UnknownIssuer") {
+                return Err(RegistryError::Tls {
+                    registry: host.to_owned(),
+                    message: format!(
+                        "its certificate is not trusted ({text}); add its CA with --ca-cert FILE or under /etc/docker/certs.d/{host}/"
+                    ),
+                });
+            }
+            let mut plain = https;
+            plain.set_scheme("http").expect("http is a valid scheme");
+            Ok(plain)
+        }
     }
 }
 
