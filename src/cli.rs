@@ -206,6 +206,8 @@ struct BuildReport {
     layers_built: usize,
     layers_cached: usize,
     manifests: Vec<ManifestSummary>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pushed: Vec<PushReport>,
 }
 
 fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
@@ -258,6 +260,7 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
     let mut reports = Vec::new();
     for target in built {
         let mut written = Vec::new();
+        let mut pushed = Vec::new();
         if let Some(output) = &output {
             let location = match output {
                 Transport::Docker(reference) => {
@@ -269,7 +272,12 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
                             ..reference.clone()
                         }
                     };
-                    push_artifact(&builder, &target.artifact, &reference, &reporter)?;
+                    pushed.push(push_artifact(
+                        &builder,
+                        &target.artifact,
+                        &reference,
+                        &reporter,
+                    )?);
                     Transport::Docker(reference)
                 }
                 local => local
@@ -280,7 +288,12 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
         }
         if args.push {
             let reference = &target.recipe.reference;
-            push_artifact(&builder, &target.artifact, reference, &reporter)?;
+            pushed.push(push_artifact(
+                &builder,
+                &target.artifact,
+                reference,
+                &reporter,
+            )?);
             written.push(format!("docker://{reference}"));
         }
         if !cli.quiet && !args.json {
@@ -315,6 +328,7 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
             layers_built: target.layers_built,
             layers_cached: target.layers_cached,
             manifests: target.artifact.manifests.clone(),
+            pushed,
         });
     }
     if args.json {
