@@ -550,3 +550,60 @@ fn unknown_repositories_and_unreachable_registries_are_one_sentence() {
         "{error}"
     );
 }
+
+#[test]
+fn tls_registries_need_their_ca_and_never_fall_back_to_plain_http() {
+    let registry = Registry::start_tls(Auth::None);
+    let ca = registry.ca_cert().unwrap();
+    let p = image_project();
+    let dest = format!("docker://{}", registry.image("team/app:7.0"));
+    let out = run(&mut oci_build(&p, &["push", &layout(&p), &dest]));
+    let error = one_line_error(&out);
+    assert!(error.contains("certificate is not trusted"), "{error}");
+    assert!(error.contains("--ca-cert"), "{error}");
+
+    let pushed = push_json(&mut oci_build(
+        &p,
+        &[
+            "--ca-cert",
+            ca.to_str().unwrap(),
+            "push",
+            "--json",
+            &layout(&p),
+            &dest,
+        ],
+    ));
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}", registry.image("team/app:7.0")),
+        ],
+    );
+    assert_eq!(sha256_of(&raw), pushed["digest"].as_str().unwrap());
+}
+
+#[test]
+fn an_account_without_push_permission_is_told_so() {
+    let registry = Registry::start(Auth::token(USER, PASSWORD));
+    let p = image_project();
+    let (reader, reader_password) = crate::registry_harness::READER;
+    let config = write_docker_config(&p, &registry.url(), reader, reader_password);
+    let dest = format!("docker://{}", registry.image("team/app:8.0"));
+    let out = run(oci_build(&p, &["push", &layout(&p), &dest]).env("DOCKER_CONFIG", &config));
+    let error = one_line_error(&out);
+    assert!(
+        error.contains(&format!(
+            "registry {} denied push access to team/app for the credentials from",
+            registry.url()
+        )),
+        "{error}"
+    );
+    assert!(
+        error.contains("the account needs that permission"),
+        "{error}"
+    );
+    assert!(!error.contains(reader_password));
+}

@@ -34,6 +34,8 @@ use tempfile::TempDir;
 pub const TOKEN_SERVICE: &str = "test-registry";
 /// The `issuer` of token auth: the registry's `auth.token.issuer` and the tokens' `iss`.
 pub const TOKEN_ISSUER: &str = "test-issuer";
+/// Token auth: a second account that may pull but never push.
+pub const READER: (&str, &str) = ("reader", "reader-pa55");
 /// Seconds of clock skew distribution allows past a token's `exp` (registry/auth/token).
 const REGISTRY_TOKEN_LEEWAY: i64 = 60;
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -86,12 +88,28 @@ pub struct Registry {
     auth: Auth,
     token: Option<TokenServer>,
     dir: TempDir,
+    tls: bool,
 }
 
 impl Registry {
     /// Starts a registry on a free port of 127.0.0.1 and waits until `GET /v2/` answers 200
     /// (no auth) or 401 (auth). Panics with the registry's log after 20 s.
     pub fn start(auth: Auth) -> Registry {
+        Registry::start_with(auth, false)
+    }
+
+    /// Like [`Registry::start`], serving HTTPS with a self-signed certificate for 127.0.0.1
+    /// (see [`Registry::ca_cert`]).
+    pub fn start_tls(auth: Auth) -> Registry {
+        Registry::start_with(auth, true)
+    }
+
+    /// The CA (PEM) that signed a TLS registry's certificate.
+    pub fn ca_cert(&self) -> Option<PathBuf> {
+        self.tls.then(|| self.dir.path().join("ca.pem"))
+    }
+
+    fn start_with(auth: Auth, tls: bool) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("registry-harness-")
             .tempdir()
@@ -131,6 +149,82 @@ impl Registry {
             }
         };
 
+        let tls_section = if tls {
+            // A CA and a server certificate it signed, as a private registry would have.
+            let path = |name: &str| dir.path().join(name);
+            let ext = path("tls-ext.cnf");
+            fs::write(
+                &ext,
+                "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            )
+            .unwrap();
+            let openssl = |args: &[&str]| {
+                let out = Command::new("openssl")
+                    .args(args)
+                    .current_dir(dir.path())
+                    .output()
+                    .unwrap_or_else(|e| {
+                        panic!("cannot run `openssl` ({e}); apt-get install openssl")
+                    });
+                assert!(
+                    out.status.success(),
+                    "openssl {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=harness test CA",
+                "-keyout",
+                "ca-key.pem",
+                "-out",
+                "ca.pem",
+            ]);
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "tls-key.pem",
+                "-out",
+                "tls.csr",
+            ]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                "tls.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "tls-ext.cnf",
+                "-out",
+                "tls-cert.pem",
+            ]);
+            format!(
+                "  tls:\n    certificate: \"{}\"\n    key: \"{}\"\n",
+                path("tls-cert.pem").display(),
+                path("tls-key.pem").display()
+            )
+        } else {
+            String::new()
+        };
+
         let mut last_log = String::new();
         for _attempt in 0..5 {
             let port = free_port();
@@ -144,6 +238,7 @@ impl Registry {
                      maintenance:\n    uploadpurging:\n      enabled: false\n\
                      http:\n  addr: 127.0.0.1:{port}\n  secret: harness-secret-{id}\n  \
                      headers:\n    X-Harness-Registry: [\"{id}\"]\n\
+                     {tls_section}\
                      {auth_section}",
                     storage.display()
                 ),
@@ -160,7 +255,7 @@ impl Registry {
                 .unwrap_or_else(|e| {
                     panic!("cannot run `docker-registry` ({e}); apt-get install docker-registry")
                 });
-            match wait_ready(&mut child, port, &id, &log_path) {
+            match wait_ready(&mut child, port, &id, &log_path, tls) {
                 Ok(()) => {
                     return Registry {
                         child,
@@ -168,6 +263,7 @@ impl Registry {
                         auth,
                         token,
                         dir,
+                        tls,
                     };
                 }
                 Err(retry) => {
@@ -294,7 +390,7 @@ impl Drop for Registry {
 }
 
 /// Ok when our registry answers; Err(true) when it lost a port race (retry), else Err(false).
-fn wait_ready(child: &mut Child, port: u16, id: &str, log: &Path) -> Result<(), bool> {
+fn wait_ready(child: &mut Child, port: u16, id: &str, log: &Path, tls: bool) -> Result<(), bool> {
     let deadline = Instant::now() + START_TIMEOUT;
     let url = format!("http://127.0.0.1:{port}/v2/");
     while Instant::now() < deadline {
@@ -302,11 +398,18 @@ fn wait_ready(child: &mut Child, port: u16, id: &str, log: &Path) -> Result<(), 
             return Err(read_lossy(log).contains("address already in use"));
         }
         // Someone else answering on our port lacks our marker; ours will fail to bind.
-        if let Ok(resp) = http_request("GET", &url, &[], b"")
-            && (resp.status == 200 || resp.status == 401)
-            && resp.header("X-Harness-Registry") == Some(id)
-        {
-            return Ok(());
+        match http_request("GET", &url, &[], b"") {
+            Ok(resp)
+                if (resp.status == 200 || resp.status == 401)
+                    && resp.header("X-Harness-Registry") == Some(id) =>
+            {
+                return Ok(());
+            }
+            // Go's TLS server answers plain HTTP with this 400 (and no marker header).
+            Ok(resp) if tls && resp.status == 400 && resp.text().contains("HTTPS server") => {
+                return Ok(());
+            }
+            _ => {}
         }
         thread::sleep(Duration::from_millis(50));
     }
@@ -494,14 +597,18 @@ fn serve_token_request(conn: TcpStream, state: &TokenState) -> io::Result<()> {
         )
     } else {
         match given {
-            Some((u, p)) if u != state.user || p != state.password => (
-                401,
-                vec![(
-                    "WWW-Authenticate",
-                    "Basic realm=\"harness token server\"".to_string(),
-                )],
-                error("UNAUTHORIZED", "invalid username or password"),
-            ),
+            Some((u, p))
+                if (u != state.user || p != state.password) && (u != READER.0 || p != READER.1) =>
+            {
+                (
+                    401,
+                    vec![(
+                        "WWW-Authenticate",
+                        "Basic realm=\"harness token server\"".to_string(),
+                    )],
+                    error("UNAUTHORIZED", "invalid username or password"),
+                )
+            }
             given => {
                 let scopes: Vec<&str> = params
                     .iter()
@@ -541,7 +648,11 @@ fn issue_token(state: &TokenState, user: Option<&str>, scopes: &[&str]) -> (Stri
             let Some((name, actions)) = rest.rsplit_once(':') else {
                 continue;
             };
-            let actions: Vec<&str> = actions.split(',').filter(|a| !a.is_empty()).collect();
+            let actions: Vec<&str> = actions
+                .split(',')
+                .filter(|a| !a.is_empty())
+                .filter(|a| user != Some(READER.0) || *a == "pull")
+                .collect();
             access.push(json!({"type": kind, "name": name, "actions": actions}));
             granted.push(format!("{kind}:{name}:{}", actions.join(",")));
         }
