@@ -307,6 +307,12 @@ impl<'a> Builder<'a> {
         };
         let registry = self.registries.get(&reference.registry).map_err(pull_err)?;
         let pulled = pull::pull(&registry, reference, platform, &self.cache).map_err(pull_err)?;
+        self.reporter.base_pulled(
+            target,
+            &reference.to_string(),
+            &platform.to_string(),
+            pulled.downloaded,
+        );
         let mut layers = Vec::new();
         for (layer, diff_id) in pulled
             .manifest

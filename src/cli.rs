@@ -350,8 +350,9 @@ fn push_artifact(
         reference,
         &builder.known_blobs,
         reporter,
-    )
-    .with_context(|| format!("pushing to {reference}"))?;
+    );
+    reporter.finish();
+    let report = report.with_context(|| format!("pushing to {reference}"))?;
     Ok(report)
 }
 
@@ -389,8 +390,9 @@ fn push(cli: &Cli, args: &PushArgs) -> anyhow::Result<()> {
         &destination,
         &KnownBlobs::default(),
         &reporter,
-    )
-    .with_context(|| format!("pushing to {destination}"))?;
+    );
+    reporter.finish();
+    let report = report.with_context(|| format!("pushing to {destination}"))?;
     if args.json {
         return print_json(&report);
     }
@@ -594,15 +596,62 @@ impl TerminalReporter {
     }
 }
 
+impl TerminalReporter {
+    /// Clears a finished upload bar.
+    fn finish(&self) {
+        if let Some(bar) = self.bar.lock().expect("reporter lock").take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 impl PushReporter for TerminalReporter {
+    fn blob_started(&self, _digest: &oci_build::digest::Digest, size: u64) {
+        if self.quiet || !self.tty {
+            return;
+        }
+        let mut bar = self.bar.lock().expect("reporter lock");
+        let bar = bar.get_or_insert_with(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "uploading {bar:30} {binary_bytes}/{binary_total_bytes}",
+                )
+                .expect("template is valid"),
+            );
+            bar
+        });
+        bar.inc_length(size);
+    }
+
+    fn blob_bytes(&self, bytes: u64) {
+        if let Some(bar) = self.bar.lock().expect("reporter lock").as_ref() {
+            bar.inc(bytes);
+        }
+    }
+
     fn blob_done(&self, digest: &oci_build::digest::Digest, size: u64, how: &'static str) {
-        if !self.quiet {
-            eprintln!("blob {digest} {} {how}", human_bytes(size));
+        if self.quiet {
+            return;
+        }
+        let line = format!("blob {digest} {} {how}", human_bytes(size));
+        match self.bar.lock().expect("reporter lock").as_ref() {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
         }
     }
 }
 
 impl Reporter for TerminalReporter {
+    fn base_pulled(&self, target: &str, reference: &str, platform: &str, downloaded: u64) {
+        if !self.quiet {
+            eprintln!(
+                "{target}: base {reference} for {platform} ({} downloaded)",
+                human_bytes(downloaded)
+            );
+        }
+    }
+
     fn layer_started(&self, target: &str, step: LayerStep<'_>, total_bytes: u64) {
         if self.quiet || !self.tty {
             return;

@@ -10,6 +10,8 @@ pub trait Reporter: Sync {
     fn layer_started(&self, _target: &str, _step: LayerStep<'_>, _total_bytes: u64) {}
     /// `bytes` more content bytes went into the current layer.
     fn layer_bytes(&self, _bytes: u64) {}
+    /// A registry base was pulled for a platform; `downloaded` bytes were not yet cached.
+    fn base_pulled(&self, _target: &str, _reference: &str, _platform: &str, _downloaded: u64) {}
     /// The layer is in the cache; `cached` says whether it was already there.
     fn layer_finished(
         &self,

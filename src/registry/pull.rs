@@ -26,6 +26,8 @@ pub struct PulledImage {
     pub manifest_digest: Digest,
     pub manifest: Manifest,
     pub config: ImageConfig,
+    /// Layer bytes fetched by this pull (0 when the cache had them all).
+    pub downloaded: u64,
 }
 
 pub fn pull(
@@ -90,11 +92,12 @@ pub fn pull(
             available: actual.to_string(),
         });
     }
-    fetch_layers(registry, repository, &manifest.layers, &scopes, cache)?;
+    let downloaded = fetch_layers(registry, repository, &manifest.layers, &scopes, cache)?;
     Ok(PulledImage {
         manifest_digest,
         manifest,
         config,
+        downloaded,
     })
 }
 
@@ -210,7 +213,7 @@ fn fetch_layers(
     layers: &[Descriptor],
     scopes: &[String],
     cache: &Cache,
-) -> Result<(), RegistryError> {
+) -> Result<u64, RegistryError> {
     let missing: Vec<&Descriptor> = layers
         .iter()
         .filter(|l| {
@@ -236,7 +239,7 @@ fn fetch_layers(
     });
     match errors.into_inner().expect("errors lock").into_iter().next() {
         Some(error) => Err(error),
-        None => Ok(()),
+        None => Ok(missing.iter().map(|l| l.size).sum()),
     }
 }
 
