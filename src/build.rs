@@ -10,13 +10,14 @@ use crate::image::layout::{Layout, LayoutError};
 use crate::image::spec::{self, ContainerConfig, History, ImageConfig, Index, Manifest, Platform};
 use crate::image::{self, BlobData, ImageArtifact, ImageLayer, MediaTypes, PlatformImage};
 use crate::layer::cache::Cache;
+use crate::layer::cache::CacheKey as LayerTreeKey;
 use crate::layer::{self, AssembleOptions, Compression, LayerError};
 use crate::progress::{LayerStep, Reporter};
 use crate::recipe::{BaseRef, ConfigSpec, Project, Recipe, RecipeError};
 use crate::reference::Reference;
 use crate::registry::push::KnownBlobs;
 use crate::registry::{ClientOptions, Registries, RegistryError, pull};
-use crate::source::{self, SourceError};
+use crate::source::{self, SourceError, debian};
 
 /// PATH of an image whose base sets none, as docker and buildkit use.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -110,6 +111,7 @@ pub struct Builder<'a> {
     pub registries: Registries,
     /// Which repositories hold which blobs, so a push can mount instead of upload.
     pub known_blobs: KnownBlobs,
+    archives: std::sync::OnceLock<debian::Archives>,
     /// Images already built in this run, by definition name and platform list.
     built: HashMap<(String, Vec<Platform>), BuiltImages>,
 }
@@ -129,6 +131,7 @@ impl<'a> Builder<'a> {
             cache,
             registries: Registries::new(options.client.clone()),
             known_blobs: KnownBlobs::default(),
+            archives: std::sync::OnceLock::new(),
             options,
             reporter,
             built: HashMap::new(),
@@ -231,7 +234,8 @@ impl<'a> Builder<'a> {
             compression: self.options.compression,
             threads: self.options.threads,
         };
-        let mut new_layers = Vec::new();
+        // Layers in order; within a layer, each platform (a Debian layer differs per
+        // architecture; a files layer is the same tree, so later platforms hit the cache).
         for (index, layer_spec) in recipe.layers.iter().enumerate() {
             let description = source::describe(layer_spec);
             let step = LayerStep {
@@ -246,48 +250,64 @@ impl<'a> Builder<'a> {
                 description: description.clone(),
                 source: Box::new(failure),
             };
-            let tree = source::layer_tree(layer_spec).map_err(|e| layer_error(e.into()))?;
-            self.reporter
-                .layer_started(&recipe.target, step, tree.content_size());
-            let reporter = self.reporter;
-            let (blob, was_cached) =
-                layer::assemble(&tree, &assemble_options, &self.cache, &mut |bytes| {
-                    reporter.layer_bytes(bytes)
+            let mut done: Vec<(LayerTreeKey, crate::layer::LayerBlob)> = Vec::new();
+            for image in &mut result.images {
+                let tree = source::layer_tree(layer_spec, || {
+                    Ok(source::DebianContext {
+                        arch: debian::debian_arch(
+                            &image.platform.architecture,
+                            image.platform.variant.as_deref(),
+                        ),
+                        base_status: dpkg_status(image)
+                            .map_err(|e| source::SourceError::BaseStatus(e.to_string()))?,
+                        archives: self.archives()?,
+                        cache: &self.cache,
+                    })
                 })
                 .map_err(|e| layer_error(e.into()))?;
-            self.reporter
-                .layer_finished(&recipe.target, step, &blob, was_cached);
-            if was_cached {
-                result.layers_cached += 1;
-            } else {
-                result.layers_built += 1;
-            }
-            let history = History {
-                created: Some(self.created()),
-                created_by: Some(format!("oci-build: {description}")),
-                comment: layer_spec.comment.clone(),
-                ..Default::default()
-            };
-            new_layers.push((
-                ImageLayer {
+                let key = layer::layer_key(&tree, &assemble_options);
+                let blob = match done.iter().find(|(k, _)| *k == key) {
+                    Some((_, blob)) => blob.clone(),
+                    None => {
+                        self.reporter
+                            .layer_started(&recipe.target, step, tree.content_size());
+                        let reporter = self.reporter;
+                        let (blob, was_cached) =
+                            layer::assemble(&tree, &assemble_options, &self.cache, &mut |bytes| {
+                                reporter.layer_bytes(bytes)
+                            })
+                            .map_err(|e| layer_error(e.into()))?;
+                        self.reporter
+                            .layer_finished(&recipe.target, step, &blob, was_cached);
+                        if was_cached {
+                            result.layers_cached += 1;
+                        } else {
+                            result.layers_built += 1;
+                        }
+                        done.push((key, blob.clone()));
+                        blob
+                    }
+                };
+                image.config.rootfs.diff_ids.push(blob.diff_id.clone());
+                image.config.history.push(History {
+                    created: Some(self.created()),
+                    created_by: Some(format!("oci-build: {description}")),
+                    comment: layer_spec.comment.clone(),
+                    ..Default::default()
+                });
+                image.layers.push(ImageLayer {
                     data: BlobData::File(self.cache.blob_path(&blob.digest)),
                     digest: blob.digest,
                     size: blob.size,
                     diff_id: blob.diff_id,
                     compression: Some(blob.compression),
-                },
-                history,
-            ));
+                });
+            }
         }
 
         for image in &mut result.images {
             apply_config(&mut image.config, &recipe.config);
             image.config.created = Some(self.created());
-            for (layer, history) in &new_layers {
-                image.config.rootfs.diff_ids.push(layer.diff_id.clone());
-                image.config.history.push(history.clone());
-                image.layers.push(layer.clone());
-            }
         }
         self.built.insert(memo_key, result.clone());
         Ok(result)
@@ -337,6 +357,15 @@ impl<'a> Builder<'a> {
         })
     }
 
+    /// The Debian archives, read from the host's apt configuration on first use.
+    fn archives(&self) -> Result<&debian::Archives, source::SourceError> {
+        if let Some(archives) = self.archives.get() {
+            return Ok(archives);
+        }
+        let archives = debian::Archives::new(std::path::Path::new("/"))?;
+        Ok(self.archives.get_or_init(|| archives))
+    }
+
     fn scratch(&self, platform: &Platform) -> PlatformImage {
         PlatformImage {
             platform: platform.clone(),
@@ -350,6 +379,37 @@ impl<'a> Builder<'a> {
             layers: Vec::new(),
         }
     }
+}
+
+/// `/var/lib/dpkg/status` as the image's layers leave it: the topmost layer that has one wins.
+fn dpkg_status(image: &PlatformImage) -> std::io::Result<String> {
+    use std::io::Read;
+    for layer in image.layers.iter().rev() {
+        let reader: Box<dyn Read> = match &layer.data {
+            BlobData::File(path) => Box::new(std::io::BufReader::new(std::fs::File::open(path)?)),
+            BlobData::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
+        };
+        let reader: Box<dyn Read> = match layer.compression {
+            Some(Compression::Gzip) => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+            Some(Compression::Zstd) => Box::new(zstd::Decoder::new(reader)?),
+            None => reader,
+        };
+        let mut archive = tar::Archive::new(reader);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let path = entry
+                .path()?
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .to_owned();
+            if path == "var/lib/dpkg/status" {
+                let mut text = String::new();
+                entry.read_to_string(&mut text)?;
+                return Ok(text);
+            }
+        }
+    }
+    Ok(String::new())
 }
 
 fn check_cycle(chain: &[String], target: &str, base: &str) -> Result<(), BuildError> {

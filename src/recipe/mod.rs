@@ -98,6 +98,7 @@ pub struct Layer {
 #[derive(Clone, Debug)]
 pub enum LayerSource {
     Files(Vec<FileCopy>),
+    Debian(crate::source::debian::DebianSpec),
     /// Only removals.
     Nothing,
 }
@@ -398,16 +399,42 @@ impl Project {
             .iter()
             .map(|p| ImagePath::new(p).map_err(|e| invalid(p, format!("in `remove`: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        let source = match &spec.files {
-            Some(copies) => {
+        let source = match (&spec.files, &spec.debian) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "[[layer]]",
+                    format!(
+                        "layer {} has both `files` and `debian`; give each its own layer",
+                        index + 1
+                    ),
+                ));
+            }
+            (Some(copies), None) => {
                 let mut checked = Vec::new();
                 for copy in copies {
                     checked.push(self.check_copy(copy, invalid)?);
                 }
                 LayerSource::Files(checked)
             }
-            None if !remove.is_empty() => LayerSource::Nothing,
-            None => {
+            (None, Some(debian)) => {
+                if debian.packages.is_empty() && !debian.required {
+                    return Err(invalid(
+                        "debian",
+                        format!(
+                            "layer {}: `debian` names no packages (and not `required = true`)",
+                            index + 1
+                        ),
+                    ));
+                }
+                for request in &debian.packages {
+                    crate::source::debian::version::parse_relations(request).map_err(|e| {
+                        invalid(request, format!("package request `{request}`: {e}"))
+                    })?;
+                }
+                LayerSource::Debian(debian.clone())
+            }
+            (None, None) if !remove.is_empty() => LayerSource::Nothing,
+            (None, None) => {
                 return Err(invalid(
                     "[[layer]]",
                     format!(

@@ -51,6 +51,8 @@ pub struct LayerSpec {
     pub comment: Option<String>,
     /// Local files copied into the image (like COPY --chown --chmod).
     pub files: Option<Vec<FileCopySpec>>,
+    /// Packages from a Debian archive, installed as apt and dpkg would.
+    pub debian: Option<crate::source::debian::DebianSpec>,
     /// Paths of the layers below to delete (written as OCI whiteouts).
     #[serde(default)]
     pub remove: Vec<String>,

@@ -6,6 +6,7 @@
 //! writer and one cache. Debian, pip, conda and image sources add variants to
 //! [`LayerSource`](crate::recipe::LayerSource) and a module here.
 
+pub mod debian;
 pub mod files;
 
 use std::path::PathBuf;
@@ -29,16 +30,45 @@ pub enum SourceError {
     BadName { path: PathBuf, reason: String },
     #[error("layer both adds and removes {0}; split it into two layers")]
     AddAndRemove(ImagePath),
+    #[error(transparent)]
+    Debian(#[from] debian::DebianError),
+    #[error("cannot read the dpkg status of the base image: {0}")]
+    BaseStatus(String),
 }
 
-/// Lists the entries of one layer.
-pub fn layer_tree(layer: &Layer) -> Result<LayerTree, SourceError> {
+/// What a `debian` layer needs to know of the image it goes on.
+pub struct DebianContext<'a> {
+    /// Debian's name of the platform's architecture (`amd64`, `arm64`, `armhf`).
+    pub arch: String,
+    /// `/var/lib/dpkg/status` of the layers below, empty when there is none.
+    pub base_status: String,
+    pub archives: &'a debian::Archives,
+    pub cache: &'a crate::layer::cache::Cache,
+}
+
+/// Lists the entries of one layer. `debian` is asked for the image's context only by a
+/// `debian` layer, since finding the base's dpkg status means reading its layers.
+pub fn layer_tree<'a>(
+    layer: &Layer,
+    debian: impl FnOnce() -> Result<DebianContext<'a>, SourceError>,
+) -> Result<LayerTree, SourceError> {
     let mut tree = LayerTree::default();
     match &layer.source {
         LayerSource::Files(copies) => {
             for copy in copies {
                 files::add_copy(copy, &mut tree)?;
             }
+        }
+        LayerSource::Debian(spec) => {
+            let context = debian()?;
+            tree = debian::layer_tree(
+                spec,
+                &context.arch,
+                &context.base_status,
+                context.archives,
+                context.cache,
+            )?
+            .0;
         }
         LayerSource::Nothing => {}
     }
@@ -62,10 +92,23 @@ pub fn layer_tree(layer: &Layer) -> Result<LayerTree, SourceError> {
 /// A short description of a layer for history and progress lines.
 pub fn describe(layer: &Layer) -> String {
     let mut parts = Vec::new();
-    if let LayerSource::Files(copies) = &layer.source {
-        for copy in copies {
-            parts.push(format!("files {} -> {}", copy.src_display, copy.dest));
+    match &layer.source {
+        LayerSource::Files(copies) => {
+            for copy in copies {
+                parts.push(format!("files {} -> {}", copy.src_display, copy.dest));
+            }
         }
+        LayerSource::Debian(spec) => {
+            let mut what = spec.packages.join(" ");
+            if spec.required {
+                what = format!("required set {what}").trim_end().to_owned();
+            }
+            match &spec.release {
+                Some(release) => parts.push(format!("debian {release}: {what}")),
+                None => parts.push(format!("debian {what}")),
+            }
+        }
+        LayerSource::Nothing => {}
     }
     if !layer.remove.is_empty() {
         let removed: Vec<String> = layer.remove.iter().map(ToString::to_string).collect();

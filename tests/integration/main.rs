@@ -8,6 +8,7 @@
 //! - `bad_input`: broken recipes fail with one sentence naming file and line, writing nothing.
 //! - `cache`: unchanged layers come from the cache; damaged or interrupted entries do not stick.
 //! - `cli`: targets, inspect, --json and --help.
+//! - `debian`: live, the Python 3.11 base from the real archive, run in a chroot.
 //! - `registry_harness`: real registries (none, htpasswd, token auth) and a fault-injecting proxy.
 //! - `harness_selftest`: the registry harness checked with skopeo as the client.
 //! - `registry`: push, pull, auth, credentials and network faults against real registries.
@@ -16,6 +17,7 @@ mod bad_input;
 mod cache;
 mod cli;
 mod common;
+mod debian;
 mod harness_selftest;
 mod peers;
 mod registry;

@@ -1,0 +1,373 @@
+//! `.deb` files: an `ar` archive of `debian-binary`, `control.tar.*` and `data.tar.*`
+//! (deb(5)). Extraction writes regular files under a directory owned by whoever runs the build
+//! and records every entry's real type, mode and owner separately, so that the layer gets
+//! `root:root 4755` without the build ever being root.
+//!
+//! Entries that would leave the root (`..`, absolute names) and device nodes are refused.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::layer::ImagePath;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DebError {
+    #[error("`{deb}` is not a Debian package: {reason}")]
+    NotADeb { deb: String, reason: String },
+    #[error("`{deb}`: entry `{entry}` leaves the package root; refusing to install it")]
+    Escapes { deb: String, entry: String },
+    #[error("`{deb}`: entry `{entry}` is a {kind}, which packages may not ship in an image layer")]
+    Special {
+        deb: String,
+        entry: String,
+        kind: &'static str,
+    },
+    #[error("`{deb}`: cannot extract")]
+    Io {
+        deb: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What an entry of `data.tar` is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "type")]
+pub enum DebEntryKind {
+    Directory,
+    /// Content at `files/<path>` under the extraction directory.
+    File {
+        size: u64,
+    },
+    Symlink {
+        target: String,
+    },
+    Hardlink {
+        target: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DebEntry {
+    pub path: String,
+    #[serde(flatten)]
+    pub kind: DebEntryKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A package unpacked into a directory: its control files in memory, its data entries listed,
+/// its regular files on disk under `files/`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExtractedDeb {
+    /// `control`, `md5sums`, `conffiles`, maintainer scripts… by name.
+    pub control_files: BTreeMap<String, String>,
+    pub entries: Vec<DebEntry>,
+}
+
+impl ExtractedDeb {
+    pub fn control(&self) -> &str {
+        self.control_files.get("control").map_or("", String::as_str)
+    }
+}
+
+fn decompressor<'a>(name: &str, reader: Box<dyn Read + 'a>) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(if name.ends_with(".xz") {
+        Box::new(liblzma::read::XzDecoder::new_multi_decoder(reader))
+    } else if name.ends_with(".zst") {
+        Box::new(zstd::Decoder::new(reader)?)
+    } else if name.ends_with(".gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(reader))
+    } else if name.ends_with(".tar") {
+        reader
+    } else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("member `{name}` uses a compression oci-build does not read"),
+        ));
+    })
+}
+
+/// `./usr/bin/x` → `usr/bin/x`, refusing anything that climbs out.
+fn member_path(deb: &str, raw: &str) -> Result<Option<ImagePath>, DebError> {
+    let trimmed = raw.trim_start_matches("./");
+    if raw.starts_with('/') || trimmed.split('/').any(|p| p == "..") {
+        return Err(DebError::Escapes {
+            deb: deb.to_owned(),
+            entry: raw.to_owned(),
+        });
+    }
+    match ImagePath::new(trimmed) {
+        Ok(path) => Ok(Some(path)),
+        // `./` itself: the root directory, which layers never carry.
+        Err(crate::layer::ImagePathError::Root(_)) => Ok(None),
+        Err(_) => Err(DebError::Escapes {
+            deb: deb.to_owned(),
+            entry: raw.to_owned(),
+        }),
+    }
+}
+
+/// Unpacks `deb` into `into` (which must be empty): regular files go to `into/files/<path>`.
+pub fn extract(deb: &Path, into: &Path) -> Result<ExtractedDeb, DebError> {
+    let name = deb.display().to_string();
+    let io_err = |source| DebError::Io {
+        deb: name.clone(),
+        source,
+    };
+    let not_deb = |reason: &str| DebError::NotADeb {
+        deb: name.clone(),
+        reason: reason.to_owned(),
+    };
+    let file = fs::File::open(deb).map_err(io_err)?;
+    let mut archive = ar::Archive::new(io::BufReader::new(file));
+    let mut control_files = BTreeMap::new();
+    let mut entries = Vec::new();
+    let mut seen_data = false;
+    let mut first = true;
+    while let Some(member) = archive.next_entry() {
+        let member = member.map_err(|_| not_deb("its ar archive is damaged"))?;
+        let member_name = String::from_utf8_lossy(member.header().identifier()).into_owned();
+        if first {
+            if member_name != "debian-binary" {
+                return Err(not_deb("it does not start with debian-binary"));
+            }
+            first = false;
+            continue;
+        }
+        if member_name.starts_with("control.tar") {
+            let reader = decompressor(&member_name, Box::new(member)).map_err(io_err)?;
+            let mut tar = tar::Archive::new(reader);
+            for entry in tar.entries().map_err(io_err)? {
+                let mut entry = entry.map_err(io_err)?;
+                if !entry.header().entry_type().is_file() {
+                    continue;
+                }
+                let path = entry.path().map_err(io_err)?.to_string_lossy().into_owned();
+                let file_name = path.trim_start_matches("./").to_owned();
+                let mut text = String::new();
+                entry.read_to_string(&mut text).map_err(io_err)?;
+                control_files.insert(file_name, text);
+            }
+        } else if member_name.starts_with("data.tar") {
+            seen_data = true;
+            let reader = decompressor(&member_name, Box::new(member)).map_err(io_err)?;
+            let mut tar = tar::Archive::new(reader);
+            for entry in tar.entries().map_err(io_err)? {
+                let mut entry = entry.map_err(io_err)?;
+                let raw = entry.path().map_err(io_err)?.to_string_lossy().into_owned();
+                let Some(path) = member_path(&name, &raw)? else {
+                    continue;
+                };
+                let header = entry.header();
+                let mode = header.mode().map_err(io_err)? & 0o7777;
+                let uid = header.uid().map_err(io_err)? as u32;
+                let gid = header.gid().map_err(io_err)? as u32;
+                let kind = match header.entry_type() {
+                    tar::EntryType::Directory => DebEntryKind::Directory,
+                    tar::EntryType::Regular | tar::EntryType::Continuous => {
+                        let target = into.join("files").join(path.as_str());
+                        if let Some(parent) = target.parent() {
+                            fs::create_dir_all(parent).map_err(io_err)?;
+                        }
+                        let mut out = fs::File::create(&target).map_err(io_err)?;
+                        let size = io::copy(&mut entry, &mut out).map_err(io_err)?;
+                        DebEntryKind::File { size }
+                    }
+                    tar::EntryType::Symlink => DebEntryKind::Symlink {
+                        target: link_name(&entry).map_err(io_err)?,
+                    },
+                    tar::EntryType::Link => {
+                        let target = link_name(&entry).map_err(io_err)?;
+                        let target =
+                            member_path(&name, &target)?.ok_or_else(|| DebError::Escapes {
+                                deb: name.clone(),
+                                entry: raw.clone(),
+                            })?;
+                        DebEntryKind::Hardlink {
+                            target: target.as_str().to_owned(),
+                        }
+                    }
+                    other => {
+                        let kind = match other {
+                            tar::EntryType::Char => "character device",
+                            tar::EntryType::Block => "block device",
+                            tar::EntryType::Fifo => "named pipe",
+                            _ => "special file",
+                        };
+                        return Err(DebError::Special {
+                            deb: name.clone(),
+                            entry: raw,
+                            kind,
+                        });
+                    }
+                };
+                entries.push(DebEntry {
+                    path: path.as_str().to_owned(),
+                    kind,
+                    mode,
+                    uid,
+                    gid,
+                });
+            }
+        }
+    }
+    if first {
+        return Err(not_deb("it is empty"));
+    }
+    if !seen_data || !control_files.contains_key("control") {
+        return Err(not_deb("it lacks control.tar or data.tar"));
+    }
+    Ok(ExtractedDeb {
+        control_files,
+        entries,
+    })
+}
+
+fn link_name<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<String> {
+    Ok(entry
+        .link_name()?
+        .map(|l| l.to_string_lossy().into_owned())
+        .unwrap_or_default())
+}
+
+/// Where an extracted package's regular files are.
+pub fn files_dir(extracted_root: &Path) -> PathBuf {
+    extracted_root.join("files")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// One data.tar entry of a test package: name, type, content, mode, link target.
+    pub(crate) type TestEntry<'a> = (&'a str, tar::EntryType, &'a [u8], u32, Option<&'a str>);
+
+    /// Builds a .deb with the given data entries, as dpkg-deb would lay it out.
+    pub(crate) fn make_deb(path: &Path, control: &str, data: &[TestEntry<'_>]) {
+        fn tar_gz(entries: &[TestEntry<'_>]) -> Vec<u8> {
+            let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::default(),
+            ));
+            for (name, kind, content, mode, link) in entries {
+                let mut header = tar::Header::new_gnu();
+                header.set_entry_type(*kind);
+                header.set_mode(*mode);
+                header.set_size(content.len() as u64);
+                header.set_uid(0);
+                header.set_gid(0);
+                if let Some(link) = link {
+                    header.set_link_name(link).unwrap();
+                }
+                // Raw bytes: the tar crate's own setter refuses `..`, which a test needs.
+                header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+                header.set_cksum();
+                builder.append(&header, *content).unwrap();
+            }
+            builder.into_inner().unwrap().finish().unwrap()
+        }
+        let control_tar = tar_gz(&[(
+            "./control",
+            tar::EntryType::Regular,
+            control.as_bytes(),
+            0o644,
+            None,
+        )]);
+        let data_tar = tar_gz(data);
+        let mut builder = ar::Builder::new(fs::File::create(path).unwrap());
+        for (name, bytes) in [
+            ("debian-binary", &b"2.0\n"[..]),
+            ("control.tar.gz", &control_tar[..]),
+            ("data.tar.gz", &data_tar[..]),
+        ] {
+            let header = ar::Header::new(name.as_bytes().to_vec(), bytes.len() as u64);
+            builder.append(&header, bytes).unwrap();
+        }
+    }
+
+    #[test]
+    fn extracts_entries_with_their_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let deb = dir.path().join("x.deb");
+        make_deb(
+            &deb,
+            "Package: x\nVersion: 1\n",
+            &[
+                ("./", tar::EntryType::Directory, b"", 0o755, None),
+                ("./usr/bin/", tar::EntryType::Directory, b"", 0o755, None),
+                (
+                    "./usr/bin/x",
+                    tar::EntryType::Regular,
+                    b"#!/bin/sh\n",
+                    0o4755,
+                    None,
+                ),
+                (
+                    "./usr/bin/y",
+                    tar::EntryType::Symlink,
+                    b"",
+                    0o777,
+                    Some("x"),
+                ),
+                (
+                    "./usr/bin/z",
+                    tar::EntryType::Link,
+                    b"",
+                    0o4755,
+                    Some("./usr/bin/x"),
+                ),
+            ],
+        );
+        let out = dir.path().join("out");
+        let extracted = extract(&deb, &out).unwrap();
+        assert_eq!(extracted.control(), "Package: x\nVersion: 1\n");
+        let paths: Vec<_> = extracted.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["usr/bin", "usr/bin/x", "usr/bin/y", "usr/bin/z"]);
+        assert_eq!(extracted.entries[1].mode, 0o4755);
+        assert_eq!(extracted.entries[1].kind, DebEntryKind::File { size: 10 });
+        assert_eq!(
+            extracted.entries[3].kind,
+            DebEntryKind::Hardlink {
+                target: "usr/bin/x".into()
+            }
+        );
+        assert_eq!(
+            fs::read(out.join("files/usr/bin/x")).unwrap(),
+            b"#!/bin/sh\n"
+        );
+    }
+
+    #[test]
+    fn refuses_escaping_entries_and_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let deb = dir.path().join("bad.deb");
+        make_deb(
+            &deb,
+            "Package: bad\n",
+            &[(
+                "./../../etc/passwd",
+                tar::EntryType::Regular,
+                b"x",
+                0o644,
+                None,
+            )],
+        );
+        let err = extract(&deb, &dir.path().join("o1")).unwrap_err();
+        assert!(matches!(err, DebError::Escapes { .. }), "{err}");
+        assert!(!dir.path().join("etc/passwd").exists());
+
+        make_deb(
+            &deb,
+            "Package: dev\n",
+            &[("./dev/null", tar::EntryType::Char, b"", 0o666, None)],
+        );
+        let err = extract(&deb, &dir.path().join("o2")).unwrap_err();
+        assert!(err.to_string().contains("character device"), "{err}");
+    }
+}

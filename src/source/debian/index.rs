@@ -1,0 +1,214 @@
+//! Archive indexes: `InRelease` (signature checked), then `Packages` of each component for the
+//! image's architecture (checked against the Release's SHA256), parsed into packages.
+//!
+//! Index files are kept in the cache under their sha256, so an unchanged archive costs one
+//! `InRelease` download per suite.
+
+use std::io::Read;
+use std::path::Path;
+
+use super::apt_config::{self, AptSource, SignedBy};
+use super::deb822::{self, Stanza};
+use super::release::{self, Keyring, Release};
+use super::resolve::Package;
+use super::version::{self, Dependency};
+use crate::digest::Digest;
+use crate::layer::cache::Cache;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("cannot download {url}: {message}")]
+    Download { url: String, message: String },
+    #[error("{0}")]
+    Release(#[from] release::ReleaseError),
+    #[error("{url}: {message}")]
+    Parse { url: String, message: String },
+    #[error("{url} lists no Packages index for {component}/binary-{arch}")]
+    NoIndex {
+        url: String,
+        component: String,
+        arch: String,
+    },
+    #[error(transparent)]
+    Cache(#[from] crate::layer::cache::CacheError),
+}
+
+/// A package with where to get it.
+#[derive(Clone, Debug)]
+pub struct IndexedPackage {
+    pub package: Package,
+    /// The index stanza, written into the image's dpkg status.
+    pub stanza: Stanza,
+    /// Archive base URI + `Filename`.
+    pub url: String,
+    pub size: u64,
+    pub sha256: String,
+    pub multi_arch: Option<String>,
+}
+
+/// Fetches `url` into memory (index files are at most tens of MB).
+pub fn download(http: &reqwest::blocking::Client, url: &str) -> Result<Vec<u8>, IndexError> {
+    let fail = |message: String| IndexError::Download {
+        url: url.to_owned(),
+        message,
+    };
+    let response = http
+        .get(url)
+        .send()
+        .map_err(|e| fail(e.without_url().to_string()))?;
+    if !response.status().is_success() {
+        return Err(fail(format!("the server answered {}", response.status())));
+    }
+    let mut body = Vec::new();
+    response
+        .take(512 << 20)
+        .read_to_end(&mut body)
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(body)
+}
+
+fn keyrings(source: &AptSource, root: &Path) -> Result<Vec<Keyring>, IndexError> {
+    Ok(match &source.signed_by {
+        SignedBy::Keyrings(paths) => paths
+            .iter()
+            .map(|p| Keyring::load(p))
+            .collect::<Result<_, _>>()?,
+        SignedBy::Inline(armored) => vec![Keyring::from_armored(armored)?],
+        SignedBy::Default => apt_config::default_keyrings(root)
+            .iter()
+            .map(|p| Keyring::load(p))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// All packages of `sources` for `arch`, in source order (earlier sources first).
+pub fn load(
+    http: &reqwest::blocking::Client,
+    sources: &[AptSource],
+    arch: &str,
+    cache: &Cache,
+    root: &Path,
+) -> Result<Vec<IndexedPackage>, IndexError> {
+    let mut packages = Vec::new();
+    for source in sources {
+        let keyrings = keyrings(source, root)?;
+        for uri in &source.uris {
+            let base = uri.trim_end_matches('/');
+            for suite in &source.suites {
+                let dists = format!("{base}/dists/{suite}");
+                let inrelease_url = format!("{dists}/InRelease");
+                let signed = download(http, &inrelease_url)?;
+                let text = release::verify_inrelease(&signed, &keyrings, &inrelease_url)?;
+                let release = release::parse_release(&text)?;
+                for component in &source.components {
+                    let (path, bytes) =
+                        packages_index(http, cache, &dists, &release, component, arch)?;
+                    let url = format!("{dists}/{path}");
+                    let text = decompress(&path, &bytes).map_err(|message| IndexError::Parse {
+                        url: url.clone(),
+                        message,
+                    })?;
+                    let stanzas = deb822::parse(&text).map_err(|e| IndexError::Parse {
+                        url: url.clone(),
+                        message: e.to_string(),
+                    })?;
+                    for stanza in stanzas {
+                        packages.push(to_package(stanza, base, &url)?);
+                    }
+                }
+            }
+        }
+    }
+    Ok(packages)
+}
+
+/// Downloads (or takes from the cache) the best-compressed Packages index the Release lists.
+fn packages_index(
+    http: &reqwest::blocking::Client,
+    cache: &Cache,
+    dists: &str,
+    release: &Release,
+    component: &str,
+    arch: &str,
+) -> Result<(String, Vec<u8>), IndexError> {
+    for suffix in [".xz", ".gz", ""] {
+        let path = format!("{component}/binary-{arch}/Packages{suffix}");
+        let Some(hash) = release.sha256.get(&path) else {
+            continue;
+        };
+        if let Ok(digest) = Digest::from_hex(&hash.sha256)
+            && let Ok(bytes) = std::fs::read(cache.blob_path(&digest))
+            && release.check_file(&path, &bytes).is_ok()
+        {
+            return Ok((path, bytes));
+        }
+        let bytes = download(http, &format!("{dists}/{path}"))?;
+        release.check_file(&path, &bytes)?;
+        let digest = Digest::of_bytes(&bytes);
+        let mut temp = cache.temp_file()?;
+        std::io::Write::write_all(&mut temp, &bytes).map_err(|e| IndexError::Download {
+            url: format!("{dists}/{path}"),
+            message: e.to_string(),
+        })?;
+        cache.commit_blob(temp, &digest)?;
+        return Ok((path, bytes));
+    }
+    Err(IndexError::NoIndex {
+        url: format!("{dists}/InRelease"),
+        component: component.to_owned(),
+        arch: arch.to_owned(),
+    })
+}
+
+fn decompress(path: &str, bytes: &[u8]) -> Result<String, String> {
+    let mut text = String::new();
+    let result = if path.ends_with(".xz") {
+        liblzma::read::XzDecoder::new_multi_decoder(bytes).read_to_string(&mut text)
+    } else if path.ends_with(".gz") {
+        flate2::read::MultiGzDecoder::new(bytes).read_to_string(&mut text)
+    } else {
+        let mut plain: &[u8] = bytes;
+        plain.read_to_string(&mut text)
+    };
+    result.map(|_| text).map_err(|e| e.to_string())
+}
+
+fn to_package(stanza: Stanza, base: &str, index_url: &str) -> Result<IndexedPackage, IndexError> {
+    let field = |name: &str| stanza.get(name).unwrap_or("").trim().to_owned();
+    let bad = |message: String| IndexError::Parse {
+        url: index_url.to_owned(),
+        message,
+    };
+    let name = field("Package");
+    let relations = |field_name: &str| {
+        version::parse_relations(stanza.get(field_name).unwrap_or(""))
+            .map_err(|e| bad(format!("package {name}, field {field_name}: {e}")))
+    };
+    let mut depends = relations("Pre-Depends")?;
+    depends.extend(relations("Depends")?);
+    let flat = |groups: Vec<Vec<Dependency>>| groups.into_iter().flatten().collect::<Vec<_>>();
+    let mut conflicts = flat(relations("Conflicts")?);
+    conflicts.extend(flat(relations("Breaks")?));
+    let provides = flat(relations("Provides")?);
+    let version = field("Version")
+        .parse()
+        .map_err(|e| bad(format!("package {name}: {e}")))?;
+    let package = Package {
+        name: name.clone(),
+        version,
+        architecture: field("Architecture"),
+        essential: field("Essential") == "yes",
+        priority: field("Priority"),
+        depends,
+        conflicts,
+        provides,
+    };
+    Ok(IndexedPackage {
+        url: format!("{base}/{}", field("Filename")),
+        size: field("Size").parse().unwrap_or(0),
+        sha256: field("SHA256"),
+        multi_arch: stanza.get("Multi-Arch").map(|v| v.trim().to_owned()),
+        package,
+        stanza,
+    })
+}

@@ -1,0 +1,445 @@
+//! Installing chosen packages into a layer tree, as dpkg would leave them.
+//!
+//! Each `.deb` is downloaded once into the cache (checked against the SHA256 of its index
+//! stanza) and extracted once into `debs-v1/<sha256>/`. The layer gets every data entry with the
+//! package's own modes and owners, plus what dpkg itself writes (`/var/lib/dpkg/status` for all
+//! packages of the image so far, `info/<pkg>.list`, `.md5sums`, `.conffiles`, maintainer
+//! scripts) and what the maintainer scripts of a base image would have made. Those scripts are
+//! not run (that needs root and the target's CPU); their effects are emulated natively:
+//!
+//! - base-passwd: `/etc/passwd` and `/etc/group` from its master files;
+//! - update-alternatives `--install` lines of postinst scripts: the highest priority wins;
+//! - ca-certificates: `/etc/ssl/certs/ca-certificates.crt` from the shipped certificates;
+//! - tzdata: `/etc/localtime` and `/etc/timezone` set to UTC.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::deb::{self, DebEntryKind, ExtractedDeb};
+use super::deb822::Stanza;
+use super::index::IndexedPackage;
+use crate::digest::{Digest, HashingWriter};
+use crate::layer::cache::Cache;
+use crate::layer::{Content, Entry, EntryKind, FileStamp, ImagePath, LayerTree};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("cannot download {url}: {message}")]
+    Download { url: String, message: String },
+    #[error(
+        "{url} does not match the SHA256 of its index entry (expected {expected}, got {found}); the archive or a proxy is serving a different file"
+    )]
+    Checksum {
+        url: String,
+        expected: String,
+        found: String,
+    },
+    #[error(transparent)]
+    Deb(#[from] deb::DebError),
+    #[error(transparent)]
+    Cache(#[from] crate::layer::cache::CacheError),
+    #[error("cannot store an extracted package in the cache: {0}")]
+    Io(#[source] io::Error),
+}
+
+/// Downloads (or finds in the cache) a package file, verified against its index SHA256.
+pub fn fetch(
+    http: &reqwest::blocking::Client,
+    cache: &Cache,
+    package: &IndexedPackage,
+) -> Result<PathBuf, InstallError> {
+    let expected = Digest::from_hex(&package.sha256).map_err(|_| InstallError::Checksum {
+        url: package.url.clone(),
+        expected: package.sha256.clone(),
+        found: "no valid SHA256 in the index".to_owned(),
+    })?;
+    let path = cache.blob_path(&expected);
+    if fs::metadata(&path).is_ok_and(|m| m.len() == package.size) {
+        return Ok(path);
+    }
+    let fail = |message: String| InstallError::Download {
+        url: package.url.clone(),
+        message,
+    };
+    let mut response = http
+        .get(&package.url)
+        .send()
+        .map_err(|e| fail(e.without_url().to_string()))?;
+    if !response.status().is_success() {
+        return Err(fail(format!("the server answered {}", response.status())));
+    }
+    let temp = cache.temp_file()?;
+    let mut writer =
+        HashingWriter::new(io::BufWriter::new(temp.reopen().map_err(InstallError::Io)?));
+    io::copy(&mut response, &mut writer).map_err(|e| fail(e.to_string()))?;
+    let (buffered, found, _) = writer.finish();
+    buffered
+        .into_inner()
+        .map_err(|e| InstallError::Io(e.into_error()))?;
+    if found != expected {
+        return Err(InstallError::Checksum {
+            url: package.url.clone(),
+            expected: expected.to_string(),
+            found: found.to_string(),
+        });
+    }
+    Ok(cache.commit_blob(temp, &expected)?)
+}
+
+/// Extracts a package into the cache once; returns its directory and listing.
+pub fn extract_cached(
+    cache: &Cache,
+    deb_path: &Path,
+    sha256: &str,
+) -> Result<(PathBuf, ExtractedDeb), InstallError> {
+    let dir = cache.root().join("debs-v1").join(sha256);
+    let listing = dir.join("listing.json");
+    if let Ok(bytes) = fs::read(&listing)
+        && let Ok(extracted) = serde_json::from_slice::<ExtractedDeb>(&bytes)
+    {
+        return Ok((dir, extracted));
+    }
+    let parent = cache.root().join("debs-v1");
+    fs::create_dir_all(&parent).map_err(InstallError::Io)?;
+    let temp = tempfile::tempdir_in(&parent).map_err(InstallError::Io)?;
+    let extracted = deb::extract(deb_path, temp.path())?;
+    fs::write(
+        temp.path().join("listing.json"),
+        serde_json::to_vec(&extracted).expect("listing serialises"),
+    )
+    .map_err(InstallError::Io)?;
+    let kept = temp.keep();
+    if fs::rename(&kept, &dir).is_err() {
+        // Another build extracted it first; theirs is as good as ours.
+        let _ = fs::remove_dir_all(&kept);
+    }
+    Ok((dir, extracted))
+}
+
+fn path(p: &str) -> ImagePath {
+    ImagePath::new(p).expect("paths written by the installer are valid")
+}
+
+fn inline(text: impl Into<Vec<u8>>, mode: u32) -> Entry {
+    let bytes: Vec<u8> = text.into();
+    Entry {
+        kind: EntryKind::File {
+            size: bytes.len() as u64,
+            content: Content::Inline(Arc::from(bytes)),
+        },
+        mode,
+        uid: 0,
+        gid: 0,
+    }
+}
+
+fn symlink(target: &str) -> Entry {
+    Entry {
+        kind: EntryKind::Symlink {
+            target: target.to_owned(),
+        },
+        mode: 0o777,
+        uid: 0,
+        gid: 0,
+    }
+}
+
+/// One package ready to go into a layer.
+pub struct Unpacked {
+    pub package: IndexedPackage,
+    pub dir: PathBuf,
+    pub extracted: ExtractedDeb,
+}
+
+/// The dpkg status stanza of an installed package: the index fields dpkg keeps, with Status.
+pub fn status_stanza(stanza: &Stanza) -> String {
+    const DROPPED: [&str; 6] = [
+        "Filename",
+        "Size",
+        "MD5sum",
+        "SHA256",
+        "Description-md5",
+        "SHA1",
+    ];
+    let mut out = String::new();
+    for (name, value) in stanza.fields() {
+        if DROPPED.iter().any(|d| d.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        let mut line = format!("{name}: {value}");
+        line = line.replace('\n', "\n ");
+        out.push_str(&line);
+        out.push('\n');
+        if name.eq_ignore_ascii_case("Package") {
+            out.push_str("Status: install ok installed\n");
+        }
+    }
+    out
+}
+
+/// Fills `tree` with `packages` and the dpkg database. `status_below` is the dpkg status of the
+/// layers underneath (empty for the first Debian layer); the returned text is the new status.
+pub fn install(tree: &mut LayerTree, packages: &[Unpacked], status_below: &str) -> String {
+    let mut files_by_path: BTreeMap<String, Entry> = BTreeMap::new();
+    for unpacked in packages {
+        let files = deb::files_dir(&unpacked.dir);
+        for entry in &unpacked.extracted.entries {
+            let kind = match &entry.kind {
+                DebEntryKind::Directory => EntryKind::Directory,
+                DebEntryKind::File { size } => {
+                    let host = files.join(&entry.path);
+                    let stamp = fs::metadata(&host).map_or(
+                        FileStamp {
+                            modified_ns: 0,
+                            inode: 0,
+                            device: 0,
+                        },
+                        |m| {
+                            use std::os::unix::fs::MetadataExt;
+                            FileStamp {
+                                modified_ns: i128::from(m.mtime()) * 1_000_000_000
+                                    + i128::from(m.mtime_nsec()),
+                                inode: m.ino(),
+                                device: m.dev(),
+                            }
+                        },
+                    );
+                    EntryKind::File {
+                        content: Content::Host { path: host, stamp },
+                        size: *size,
+                    }
+                }
+                DebEntryKind::Symlink { target } => EntryKind::Symlink {
+                    target: target.clone(),
+                },
+                DebEntryKind::Hardlink { target } => EntryKind::Hardlink {
+                    target: path(target),
+                },
+            };
+            let image_entry = Entry {
+                kind,
+                mode: entry.mode,
+                uid: entry.uid,
+                gid: entry.gid,
+            };
+            // Directories shared by packages keep the first package's metadata, as dpkg does.
+            if matches!(image_entry.kind, EntryKind::Directory)
+                && files_by_path.contains_key(&entry.path)
+            {
+                continue;
+            }
+            files_by_path.insert(entry.path.clone(), image_entry);
+        }
+    }
+    for (p, entry) in &files_by_path {
+        tree.insert(path(p), entry.clone());
+    }
+
+    // The dpkg database.
+    let mut status = status_below.trim_end().to_owned();
+    for unpacked in packages {
+        let name = &unpacked.package.package.name;
+        let info_name = if unpacked.package.multi_arch.as_deref() == Some("same") {
+            format!("{name}:{}", unpacked.package.package.architecture)
+        } else {
+            name.clone()
+        };
+        let mut list = String::from("/.\n");
+        for entry in &unpacked.extracted.entries {
+            list.push('/');
+            list.push_str(&entry.path);
+            list.push('\n');
+        }
+        tree.insert(
+            path(&format!("var/lib/dpkg/info/{info_name}.list")),
+            inline(list, 0o644),
+        );
+        for (control_name, text) in &unpacked.extracted.control_files {
+            let mode = if matches!(
+                control_name.as_str(),
+                "preinst" | "postinst" | "prerm" | "postrm" | "config"
+            ) {
+                0o755
+            } else {
+                0o644
+            };
+            if control_name == "control" {
+                continue;
+            }
+            tree.insert(
+                path(&format!("var/lib/dpkg/info/{info_name}.{control_name}")),
+                inline(text.clone(), mode),
+            );
+        }
+        if !status.is_empty() {
+            status.push_str("\n\n");
+        }
+        status.push_str(status_stanza(&unpacked.package.stanza).trim_end());
+    }
+    status.push('\n');
+    tree.insert(path("var/lib/dpkg/status"), inline(status.clone(), 0o644));
+    for empty in ["var/lib/dpkg/diversions", "var/lib/dpkg/statoverride"] {
+        if tree.get(&path(empty)).is_none() {
+            tree.insert(path(empty), inline(Vec::new(), 0o644));
+        }
+    }
+
+    emulate_maintainer_scripts(tree, packages);
+    status
+}
+
+fn host_file_text(tree: &LayerTree, p: &str) -> Option<String> {
+    match &tree.get(&path(p))?.kind {
+        EntryKind::File {
+            content: Content::Host { path, .. },
+            ..
+        } => fs::read_to_string(path).ok(),
+        EntryKind::File {
+            content: Content::Inline(bytes),
+            ..
+        } => String::from_utf8(bytes.to_vec()).ok(),
+        _ => None,
+    }
+}
+
+fn emulate_maintainer_scripts(tree: &mut LayerTree, packages: &[Unpacked]) {
+    let installed = |name: &str| packages.iter().any(|p| p.package.package.name == name);
+
+    if installed("base-passwd") {
+        for (master, target) in [("passwd", "etc/passwd"), ("group", "etc/group")] {
+            if let Some(text) =
+                host_file_text(tree, &format!("usr/share/base-passwd/{master}.master"))
+            {
+                tree.insert(path(target), inline(text, 0o644));
+            }
+        }
+        // Shadow files exist (empty of passwords) so tools that read them do not fail.
+        tree.insert(path("etc/shadow"), inline(Vec::new(), 0o640));
+        tree.insert(path("etc/gshadow"), inline(Vec::new(), 0o640));
+    }
+
+    if installed("ca-certificates") {
+        let mut bundle = Vec::new();
+        let mut names = Vec::new();
+        let certs: Vec<(ImagePath, PathBuf)> = packages
+            .iter()
+            .flat_map(|p| {
+                p.extracted
+                    .entries
+                    .iter()
+                    .filter(|e| {
+                        e.path.starts_with("usr/share/ca-certificates/") && e.path.ends_with(".crt")
+                    })
+                    .map(|e| (path(&e.path), deb::files_dir(&p.dir).join(&e.path)))
+            })
+            .collect();
+        for (image_path, host) in certs {
+            if let Ok(pem) = fs::read(&host) {
+                bundle.extend_from_slice(&pem);
+                if !pem.ends_with(b"\n") {
+                    bundle.push(b'\n');
+                }
+                names.push(
+                    image_path
+                        .as_str()
+                        .trim_start_matches("usr/share/ca-certificates/")
+                        .to_owned(),
+                );
+            }
+        }
+        tree.insert(
+            path("etc/ssl/certs/ca-certificates.crt"),
+            inline(bundle, 0o644),
+        );
+        let mut conf =
+            String::from("# Generated by oci-build in place of ca-certificates' postinst.\n");
+        for name in names {
+            conf.push_str(&name);
+            conf.push('\n');
+        }
+        tree.insert(path("etc/ca-certificates.conf"), inline(conf, 0o644));
+    }
+
+    if installed("tzdata") {
+        tree.insert(
+            path("etc/localtime"),
+            symlink("/usr/share/zoneinfo/Etc/UTC"),
+        );
+        tree.insert(path("etc/timezone"), inline("Etc/UTC\n", 0o644));
+    }
+
+    // update-alternatives --install LINK NAME PATH PRIORITY [--slave LINK NAME PATH]...
+    // Per alternative name: the winning priority and its (link, name, target) master and slaves.
+    type LinkGroup = Vec<(String, String, String)>;
+    let mut alternatives: BTreeMap<String, (i64, LinkGroup)> = BTreeMap::new();
+    for package in packages {
+        let Some(script) = package.extracted.control_files.get("postinst") else {
+            continue;
+        };
+        let joined = script.replace("\\\n", " ");
+        for line in joined.lines() {
+            let words: Vec<&str> = line
+                .split_whitespace()
+                .map(|w| w.trim_matches(['"', '\'']))
+                .collect();
+            let Some(at) = words.iter().position(|w| *w == "--install") else {
+                continue;
+            };
+            if !words.iter().any(|w| w.ends_with("update-alternatives")) || words.len() < at + 5 {
+                continue;
+            }
+            let (link, name, target) = (words[at + 1], words[at + 2], words[at + 3]);
+            let Ok(priority) = words[at + 4].parse::<i64>() else {
+                continue;
+            };
+            if [link, name, target].iter().any(|w| w.contains('$')) {
+                continue;
+            }
+            let mut group = vec![(link.to_owned(), name.to_owned(), target.to_owned())];
+            let mut i = at + 5;
+            while i + 3 < words.len() && words[i] == "--slave" {
+                group.push((
+                    words[i + 1].to_owned(),
+                    words[i + 2].to_owned(),
+                    words[i + 3].to_owned(),
+                ));
+                i += 4;
+            }
+            let best = alternatives
+                .entry(name.to_owned())
+                .or_insert((i64::MIN, Vec::new()));
+            if priority > best.0 {
+                *best = (priority, group);
+            }
+        }
+    }
+    for (_, (_, group)) in alternatives {
+        for (link, name, target) in group {
+            if let (Ok(link_path), Ok(alt_path)) = (
+                ImagePath::new(&link),
+                ImagePath::new(&format!("etc/alternatives/{name}")),
+            ) {
+                tree.insert(alt_path, symlink(&target));
+                tree.insert(link_path, symlink(&format!("/etc/alternatives/{name}")));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::debian::deb822;
+
+    #[test]
+    fn status_stanzas_drop_download_fields_and_say_installed() {
+        let stanza = deb822::parse("Package: x\nVersion: 1\nFilename: pool/x.deb\nSize: 3\nSHA256: ab\nDescription: short\n long\n").unwrap().remove(0);
+        assert_eq!(
+            status_stanza(&stanza),
+            "Package: x\nStatus: install ok installed\nVersion: 1\nDescription: short\n long\n"
+        );
+    }
+}

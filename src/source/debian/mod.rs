@@ -1,0 +1,255 @@
+//! The `debian` layer source: packages from a Debian archive, installed the way apt and dpkg
+//! would, without apt, dpkg, root or emulation.
+//!
+//! Pipeline: apt sources (recipe or host configuration, [`apt_config`]) → `InRelease` verified
+//! against its keyring ([`release`]) → `Packages` indexes checked against the Release hashes
+//! ([`deb822`], [`version`]) → dependency resolution → `.deb` files checked against their
+//! SHA256 → extraction into a layer tree, with a dpkg database.
+
+pub mod apt_config;
+pub mod deb;
+pub mod deb822;
+pub mod index;
+pub mod install;
+pub mod release;
+pub mod resolve;
+pub mod version;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Deserialize;
+
+use crate::layer::LayerTree;
+use crate::layer::cache::Cache;
+use apt_config::AptSource;
+use index::IndexedPackage;
+use resolve::{Installed, Universe};
+
+/// `debian = { … }` in a `[[layer]]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebianSpec {
+    /// Packages to install, with optional version relations (`python3 (>= 3.11)`).
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Also install the Essential and Priority: required set (a base image from scratch).
+    #[serde(default)]
+    pub required: bool,
+    /// The Debian release (codename) to install from, replacing the host configuration's
+    /// (`bullseye` turns `bookworm`, `bookworm-updates`, `bookworm-security` into the same
+    /// suites of bullseye). Default: the host's.
+    pub release: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DebianError {
+    #[error(transparent)]
+    AptConfig(#[from] apt_config::AptConfigError),
+    #[error("no Debian archive is configured: the host has no apt sources under /etc/apt")]
+    NoSources,
+    #[error(transparent)]
+    Index(#[from] index::IndexError),
+    #[error("package request `{request}`: {message}")]
+    BadRequest { request: String, message: String },
+    #[error(transparent)]
+    Resolve(#[from] resolve::ResolveError),
+    #[error(transparent)]
+    Install(#[from] install::InstallError),
+    #[error("cannot set up HTTP for the Debian archive: {0}")]
+    Http(String),
+    #[error("the base image's /var/lib/dpkg/status is damaged")]
+    BaseStatus(#[source] deb822::Deb822Error),
+}
+
+/// The release override and architecture an index set was loaded for.
+type IndexKey = (Option<String>, String);
+
+/// Archive indexes, loaded once per (release, architecture) in a build.
+pub struct Archives {
+    root: PathBuf,
+    http: reqwest::blocking::Client,
+    loaded: Mutex<HashMap<IndexKey, std::sync::Arc<Vec<IndexedPackage>>>>,
+}
+
+impl Archives {
+    /// Reads apt's configuration under `root` (`/` for the host).
+    pub fn new(root: &Path) -> Result<Archives, DebianError> {
+        let http = reqwest::blocking::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .timeout(None)
+            .user_agent(concat!("oci-build/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| DebianError::Http(e.to_string()))?;
+        Ok(Archives {
+            root: root.to_owned(),
+            http,
+            loaded: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn sources(&self, release: Option<&str>) -> Result<Vec<AptSource>, DebianError> {
+        let mut sources = apt_config::read_host_sources(&self.root)?;
+        if sources.is_empty() {
+            return Err(DebianError::NoSources);
+        }
+        if let Some(release) = release {
+            // The host's codename is the suite that has no `-` suffix.
+            let host = sources
+                .iter()
+                .flat_map(|s| s.suites.iter())
+                .find(|s| !s.contains('-') && !s.ends_with('/'))
+                .cloned();
+            if let Some(host) = host {
+                for source in &mut sources {
+                    for suite in &mut source.suites {
+                        if suite == &host || suite.starts_with(&format!("{host}-")) {
+                            *suite = suite.replacen(&host, release, 1);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(sources)
+    }
+
+    fn packages(
+        &self,
+        release: Option<&str>,
+        arch: &str,
+        cache: &Cache,
+    ) -> Result<std::sync::Arc<Vec<IndexedPackage>>, DebianError> {
+        let key = (release.map(str::to_owned), arch.to_owned());
+        if let Some(found) = self.loaded.lock().expect("archives lock").get(&key) {
+            return Ok(found.clone());
+        }
+        let sources = self.sources(release)?;
+        let packages =
+            std::sync::Arc::new(index::load(&self.http, &sources, arch, cache, &self.root)?);
+        self.loaded
+            .lock()
+            .expect("archives lock")
+            .insert(key, packages.clone());
+        Ok(packages)
+    }
+}
+
+/// Debian architecture name of an OCI platform architecture.
+pub fn debian_arch(oci_arch: &str, variant: Option<&str>) -> String {
+    match (oci_arch, variant) {
+        ("arm", Some("v7")) | ("arm", None) => "armhf".to_owned(),
+        ("arm", Some(_)) => "armel".to_owned(),
+        ("386", _) => "i386".to_owned(),
+        (other, _) => other.to_owned(),
+    }
+}
+
+/// The packages of a dpkg status file that are installed, by name.
+pub fn installed_from_status(status: &str) -> Result<BTreeMap<String, Installed>, DebianError> {
+    let mut installed = BTreeMap::new();
+    for stanza in deb822::parse(status).map_err(DebianError::BaseStatus)? {
+        let installed_ok = stanza
+            .get("Status")
+            .is_some_and(|s| s.trim().ends_with("installed") && !s.contains("not-installed"));
+        let (Some(name), Some(version)) = (stanza.get("Package"), stanza.get("Version")) else {
+            continue;
+        };
+        let Ok(version) = version.trim().parse() else {
+            continue;
+        };
+        if !installed_ok {
+            continue;
+        }
+        let provides = version::parse_relations(stanza.get("Provides").unwrap_or(""))
+            .map(|groups| groups.into_iter().flatten().collect())
+            .unwrap_or_default();
+        installed.insert(name.trim().to_owned(), Installed { version, provides });
+    }
+    Ok(installed)
+}
+
+/// Builds the tree of a `debian` layer for one architecture on top of a base whose dpkg status
+/// is `base_status`. Returns the tree and the names and versions installed.
+pub fn layer_tree(
+    spec: &DebianSpec,
+    arch: &str,
+    base_status: &str,
+    archives: &Archives,
+    cache: &Cache,
+) -> Result<(LayerTree, Vec<(String, String)>), DebianError> {
+    let packages = archives.packages(spec.release.as_deref(), arch, cache)?;
+    let universe = Universe::new(packages.iter().map(|p| p.package.clone()), arch);
+    let mut requests = Vec::new();
+    for request in &spec.packages {
+        let parsed = version::parse_relations(request).map_err(|e| DebianError::BadRequest {
+            request: request.clone(),
+            message: e.to_string(),
+        })?;
+        requests.extend(parsed.into_iter().flatten());
+    }
+    let installed = installed_from_status(base_status)?;
+    let chosen = resolve::resolve(&universe, &requests, &installed, spec.required)?;
+
+    // The chosen versions, with where to fetch them (the first source that has that version).
+    let mut by_key: HashMap<(&str, String), &IndexedPackage> = HashMap::new();
+    for indexed in packages.iter() {
+        if indexed.package.architecture == arch || indexed.package.architecture == "all" {
+            by_key
+                .entry((
+                    indexed.package.name.as_str(),
+                    indexed.package.version.to_string(),
+                ))
+                .or_insert(indexed);
+        }
+    }
+    let selected: Vec<&IndexedPackage> = chosen
+        .iter()
+        .map(|p| by_key[&(p.name.as_str(), p.version.to_string())])
+        .collect();
+
+    // Downloads a few at a time; extraction happens once per package file.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Result<install::Unpacked, DebianError>)>> =
+        Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(indexed) = selected.get(i) else {
+                        return;
+                    };
+                    let result = install::fetch(&archives.http, cache, indexed)
+                        .and_then(|deb| install::extract_cached(cache, &deb, &indexed.sha256))
+                        .map(|(dir, extracted)| install::Unpacked {
+                            package: (*indexed).clone(),
+                            dir,
+                            extracted,
+                        })
+                        .map_err(DebianError::from);
+                    results.lock().expect("results lock").push((i, result));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("results lock");
+    results.sort_by_key(|(i, _)| *i);
+    let unpacked = results
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut tree = LayerTree::default();
+    install::install(&mut tree, &unpacked, base_status);
+    let pinned = unpacked
+        .iter()
+        .map(|u| {
+            (
+                u.package.package.name.clone(),
+                u.package.package.version.to_string(),
+            )
+        })
+        .collect();
+    Ok((tree, pinned))
+}
