@@ -431,7 +431,21 @@ impl Project {
                         invalid(request, format!("package request `{request}`: {e}"))
                     })?;
                 }
-                LayerSource::Debian(debian.clone())
+                let mut debian = debian.clone();
+                for source in &mut debian.sources {
+                    let keyring = self.root.join(&source.keyring);
+                    if !keyring.is_file() {
+                        return Err(invalid(
+                            &source.keyring.display().to_string(),
+                            format!(
+                                "keyring `{}` does not exist (paths are relative to the project directory)",
+                                source.keyring.display()
+                            ),
+                        ));
+                    }
+                    source.keyring = keyring;
+                }
+                LayerSource::Debian(debian)
             }
             (None, None) if !remove.is_empty() => LayerSource::Nothing,
             (None, None) => {

@@ -41,6 +41,26 @@ pub struct DebianSpec {
     /// (`bullseye` turns `bookworm`, `bookworm-updates`, `bookworm-security` into the same
     /// suites of bullseye). Default: the host's.
     pub release: Option<String>,
+    /// Archives to use instead of the host's apt configuration.
+    #[serde(default)]
+    pub sources: Vec<SourceSpec>,
+}
+
+/// `sources = [{ uri = "…", suites = ["bookworm"], components = ["main"], keyring = "…" }]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    pub uri: String,
+    pub suites: Vec<String>,
+    #[serde(default = "default_components")]
+    pub components: Vec<String>,
+    /// The keyring (binary or armored) that signs the archive's InRelease; relative to the
+    /// project directory. A recipe's own archive always names its key.
+    pub keyring: PathBuf,
+}
+
+fn default_components() -> Vec<String> {
+    vec!["main".to_owned()]
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +83,8 @@ pub enum DebianError {
     BaseStatus(#[source] deb822::Deb822Error),
 }
 
-/// The release override and architecture an index set was loaded for.
-type IndexKey = (Option<String>, String);
+/// The sources (as text) and architecture an index set was loaded for.
+type IndexKey = (String, String);
 
 /// Archive indexes, loaded once per (release, architecture) in a build.
 pub struct Archives {
@@ -89,7 +109,23 @@ impl Archives {
         })
     }
 
-    fn sources(&self, release: Option<&str>) -> Result<Vec<AptSource>, DebianError> {
+    /// The recipe's own sources, else the host's with the release substituted.
+    fn sources(&self, spec: &DebianSpec) -> Result<Vec<AptSource>, DebianError> {
+        if !spec.sources.is_empty() {
+            return Ok(spec
+                .sources
+                .iter()
+                .map(|s| AptSource {
+                    uris: vec![s.uri.clone()],
+                    suites: s.suites.clone(),
+                    components: s.components.clone(),
+                    signed_by: apt_config::SignedBy::Keyrings(vec![s.keyring.clone()]),
+                    architectures: None,
+                    origin: "the recipe".to_owned(),
+                })
+                .collect());
+        }
+        let release = spec.release.as_deref();
         let mut sources = apt_config::read_host_sources(&self.root)?;
         if sources.is_empty() {
             return Err(DebianError::NoSources);
@@ -116,15 +152,19 @@ impl Archives {
 
     fn packages(
         &self,
-        release: Option<&str>,
+        spec: &DebianSpec,
         arch: &str,
         cache: &Cache,
     ) -> Result<std::sync::Arc<Vec<IndexedPackage>>, DebianError> {
-        let key = (release.map(str::to_owned), arch.to_owned());
+        let sources = self.sources(spec)?;
+        let described: Vec<String> = sources
+            .iter()
+            .map(|s| format!("{:?} {:?} {:?}", s.uris, s.suites, s.components))
+            .collect();
+        let key = (described.join("; "), arch.to_owned());
         if let Some(found) = self.loaded.lock().expect("archives lock").get(&key) {
             return Ok(found.clone());
         }
-        let sources = self.sources(release)?;
         let packages =
             std::sync::Arc::new(index::load(&self.http, &sources, arch, cache, &self.root)?);
         self.loaded
@@ -178,7 +218,7 @@ pub fn layer_tree(
     archives: &Archives,
     cache: &Cache,
 ) -> Result<(LayerTree, Vec<(String, String)>), DebianError> {
-    let packages = archives.packages(spec.release.as_deref(), arch, cache)?;
+    let packages = archives.packages(spec, arch, cache)?;
     let universe = Universe::new(packages.iter().map(|p| p.package.clone()), arch);
     let mut requests = Vec::new();
     for request in &spec.packages {
