@@ -31,6 +31,8 @@ pub struct BuildOptions {
     /// Replaces the recipes' `platforms`.
     pub platforms: Option<Vec<Platform>>,
     pub threads: usize,
+    /// Resolve `debian` layers from the indexes even where the lock file pins them.
+    pub refresh_lock: bool,
     /// How registries are reached for `docker://` bases.
     pub client: ClientOptions,
 }
@@ -74,6 +76,8 @@ pub enum BuildError {
         "Docker schema2 media types have no zstd layer type; use gzip with --docker-media-types"
     )]
     ZstdWithDockerTypes,
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
 }
 
 /// Why a layer could not be made: its source could not be listed, or its blob not written.
@@ -112,6 +116,8 @@ pub struct Builder<'a> {
     /// Which repositories hold which blobs, so a push can mount instead of upload.
     pub known_blobs: KnownBlobs,
     archives: std::sync::OnceLock<debian::Archives>,
+    lock: std::sync::Mutex<crate::lock::Lockfile>,
+    lock_changed: bool,
     /// Images already built in this run, by definition name and platform list.
     built: HashMap<(String, Vec<Platform>), BuiltImages>,
 }
@@ -132,10 +138,24 @@ impl<'a> Builder<'a> {
             registries: Registries::new(options.client.clone()),
             known_blobs: KnownBlobs::default(),
             archives: std::sync::OnceLock::new(),
+            lock: std::sync::Mutex::new(crate::lock::Lockfile::load(
+                &crate::lock::Lockfile::path(project.root()),
+            )?),
+            lock_changed: false,
             options,
             reporter,
             built: HashMap::new(),
         })
+    }
+
+    /// Writes the lock file if this run pinned anything new. Returns its path when written.
+    pub fn save_lock(&self) -> Result<Option<std::path::PathBuf>, BuildError> {
+        if !self.lock_changed {
+            return Ok(None);
+        }
+        let path = crate::lock::Lockfile::path(self.project.root());
+        self.lock.lock().expect("lock file lock").save(&path)?;
+        Ok(Some(path))
     }
 
     /// Builds `target` (and whatever it starts from) into an artifact ready to be written.
@@ -252,19 +272,48 @@ impl<'a> Builder<'a> {
             };
             let mut done: Vec<(LayerTreeKey, crate::layer::LayerBlob)> = Vec::new();
             for image in &mut result.images {
-                let tree = source::layer_tree(layer_spec, || {
+                let arch = debian::debian_arch(
+                    &image.platform.architecture,
+                    image.platform.variant.as_deref(),
+                );
+                let mut lock_inputs = None;
+                let (tree, locked) = source::layer_tree(layer_spec, || {
+                    let base_status = dpkg_status(image)
+                        .map_err(|e| source::SourceError::BaseStatus(e.to_string()))?;
+                    let inputs = lock_inputs_of(layer_spec, &arch, &base_status);
+                    let pinned = (!self.options.refresh_lock)
+                        .then(|| {
+                            self.lock
+                                .lock()
+                                .expect("lock file lock")
+                                .debian(&recipe.target, index + 1, &arch, &inputs)
+                                .map(<[_]>::to_vec)
+                        })
+                        .flatten();
+                    lock_inputs = Some(inputs);
                     Ok(source::DebianContext {
-                        arch: debian::debian_arch(
-                            &image.platform.architecture,
-                            image.platform.variant.as_deref(),
-                        ),
-                        base_status: dpkg_status(image)
-                            .map_err(|e| source::SourceError::BaseStatus(e.to_string()))?,
+                        arch: arch.clone(),
+                        base_status,
                         archives: self.archives()?,
                         cache: &self.cache,
+                        pinned,
                     })
                 })
                 .map_err(|e| layer_error(e.into()))?;
+                if let (Some(packages), Some(inputs)) = (locked, lock_inputs) {
+                    let mut lock = self.lock.lock().expect("lock file lock");
+                    if lock.debian(&recipe.target, index + 1, &arch, &inputs) != Some(&packages[..])
+                    {
+                        lock.record_debian(crate::lock::DebianLayerLock {
+                            target: recipe.target.clone(),
+                            layer: index + 1,
+                            arch: arch.clone(),
+                            inputs,
+                            packages,
+                        });
+                        self.lock_changed = true;
+                    }
+                }
                 let key = layer::layer_key(&tree, &assemble_options);
                 let blob = match done.iter().find(|(k, _)| *k == key) {
                     Some((_, blob)) => blob.clone(),
@@ -379,6 +428,21 @@ impl<'a> Builder<'a> {
             layers: Vec::new(),
         }
     }
+}
+
+/// What a `debian` layer's resolution depends on: its spec, architecture and the packages below.
+fn lock_inputs_of(layer: &crate::recipe::Layer, arch: &str, base_status: &str) -> String {
+    let spec = match &layer.source {
+        crate::recipe::LayerSource::Debian(spec) => {
+            serde_json::to_string(spec).expect("specs serialise")
+        }
+        _ => String::new(),
+    };
+    let mut key = crate::layer::cache::CacheKeyBuilder::new("debian-lock-v1");
+    key.field(spec.as_bytes())
+        .field(arch.as_bytes())
+        .field(base_status.as_bytes());
+    key.finish().as_str().to_owned()
 }
 
 /// `/var/lib/dpkg/status` as the image's layers leave it: the topmost layer that has one wins.

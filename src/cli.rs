@@ -87,6 +87,18 @@ pub enum Command {
     Push(PushArgs),
     /// Check credentials for a registry and store them in docker's config.json.
     Login(LoginArgs),
+    /// Resolve every package of the targets again and pin them in recipes/recipes.lock.
+    Lock(LockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Targets (or layers/ definitions) to lock.
+    #[arg(value_name = "TARGET", required_unless_present = "all")]
+    pub targets: Vec<String>,
+    /// Lock every target of the project.
+    #[arg(long, conflicts_with = "targets")]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +186,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Targets(args) => targets(&cli, args),
         Command::Push(args) => push(&cli, args),
         Command::Login(args) => login(&cli, args),
+        Command::Lock(args) => lock(&cli, args),
     }
 }
 
@@ -246,6 +259,7 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
         source_date_epoch: source_date_epoch()?,
         platforms: (!args.platform.is_empty()).then(|| args.platform.clone()),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        refresh_lock: false,
         client: client_options(cli),
     };
     let reporter = TerminalReporter::new(cli.quiet);
@@ -257,6 +271,11 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
         .iter()
         .map(|t| builder.build(t))
         .collect::<Result<_, _>>()?;
+    if let Some(path) = builder.save_lock()?
+        && !cli.quiet
+    {
+        eprintln!("pinned newly resolved packages in {}", path.display());
+    }
     let mut reports = Vec::new();
     for target in built {
         let mut written = Vec::new();
@@ -333,6 +352,38 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
     }
     if args.json {
         print_json(&reports)?;
+    }
+    Ok(())
+}
+
+fn lock(cli: &Cli, args: &LockArgs) -> anyhow::Result<()> {
+    let project = Project::open(&cli.project)?;
+    let targets = if args.all {
+        project.target_names()
+    } else {
+        args.targets.clone()
+    };
+    let cache_root = cli.cache_dir.clone().unwrap_or_else(Cache::default_root);
+    let options = BuildOptions {
+        compression: Compression::Gzip,
+        media_types: MediaTypes::Oci,
+        source_date_epoch: source_date_epoch()?,
+        platforms: None,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        refresh_lock: true,
+        client: client_options(cli),
+    };
+    let reporter = TerminalReporter::new(cli.quiet);
+    let mut builder = Builder::new(&project, Cache::open(&cache_root)?, options, &reporter)?;
+    for target in &targets {
+        builder.build(target)?;
+    }
+    let path = builder.save_lock()?;
+    if !cli.quiet {
+        match path {
+            Some(path) => eprintln!("locked {} in {}", targets.join(", "), path.display()),
+            None => eprintln!("the lock file already pins {}", targets.join(", ")),
+        }
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ pub mod digest;
 pub mod image;
 pub mod inspect;
 pub mod layer;
+pub mod lock;
 pub mod progress;
 pub mod recipe;
 pub mod reference;

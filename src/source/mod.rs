@@ -44,15 +44,19 @@ pub struct DebianContext<'a> {
     pub base_status: String,
     pub archives: &'a debian::Archives,
     pub cache: &'a crate::layer::cache::Cache,
+    /// The packages a lock file pins for this layer; resolved from the indexes when None.
+    pub pinned: Option<Vec<debian::LockedDeb>>,
 }
 
 /// Lists the entries of one layer. `debian` is asked for the image's context only by a
-/// `debian` layer, since finding the base's dpkg status means reading its layers.
+/// `debian` layer, since finding the base's dpkg status means reading its layers. Returns the
+/// tree and, for a `debian` layer, the packages it holds (what a lock file pins).
 pub fn layer_tree<'a>(
     layer: &Layer,
     debian: impl FnOnce() -> Result<DebianContext<'a>, SourceError>,
-) -> Result<LayerTree, SourceError> {
+) -> Result<(LayerTree, Option<Vec<debian::LockedDeb>>), SourceError> {
     let mut tree = LayerTree::default();
+    let mut locked = None;
     match &layer.source {
         LayerSource::Files(copies) => {
             for copy in copies {
@@ -61,14 +65,16 @@ pub fn layer_tree<'a>(
         }
         LayerSource::Debian(spec) => {
             let context = debian()?;
-            tree = debian::layer_tree(
+            let (debian_tree, packages) = debian::layer_tree(
                 spec,
                 &context.arch,
                 &context.base_status,
                 context.archives,
                 context.cache,
-            )?
-            .0;
+                context.pinned.as_deref(),
+            )?;
+            tree = debian_tree;
+            locked = Some(packages);
         }
         LayerSource::Nothing => {}
     }
@@ -86,7 +92,7 @@ pub fn layer_tree<'a>(
             },
         );
     }
-    Ok(tree)
+    Ok((tree, locked))
 }
 
 /// A short description of a layer for history and progress lines.

@@ -33,50 +33,95 @@ fn chroot(rootfs: &Path, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A project holding the repository's python-3.11 definition, so that the lock file the build
+/// writes lands in a temporary directory, not in the repository.
+fn python_project(dir: &Path) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(dir.join("layers")).unwrap();
+    std::fs::create_dir_all(dir.join("recipes")).unwrap();
+    std::fs::copy(
+        repo.join("layers/python-3.11.toml"),
+        dir.join("layers/python-3.11.toml"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("recipes/app.toml"), "from = \"python-3.11\"\n").unwrap();
+}
+
+fn build_python(project: &Path, cache: &Path, platform: &str, out: &Path) -> serde_json::Value {
+    let output = Command::new(bin_path())
+        .arg("-C")
+        .arg(project)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args([
+            "build",
+            "--json",
+            "python-3.11",
+            "--platform",
+            platform,
+            "--output",
+        ])
+        .arg(format!("oci:{}:python", out.display()))
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap();
+    assert_success(&output, &format!("build python-3.11 for {platform}"));
+    json(&String::from_utf8(output.stdout).unwrap())[0].clone()
+}
+
+/// e_machine of an ELF file in a gzip layer: 62 is x86-64, 183 is AArch64.
+fn elf_machine(layer: &Path, path: &str) -> u16 {
+    let entry = crate::common::read_layer(layer)
+        .into_iter()
+        .find(|e| e.path == path && e.kind == 'f')
+        .unwrap_or_else(|| panic!("{path} is not a file of the layer"));
+    assert_eq!(&entry.content[..4], b"\x7fELF");
+    u16::from_le_bytes([entry.content[18], entry.content[19]])
+}
+
 #[test]
 fn live_python_base_from_debian_runs_in_a_chroot() {
     if offline() {
         return;
     }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("project");
+    python_project(&project);
     let out_dir = tmp.path().join("out");
-    let cache = tmp.path().join("cache");
-    let build = |extra: &[&str]| {
-        let mut cmd = Command::new(bin_path());
-        cmd.arg("-C")
-            .arg(repo)
-            .arg("--cache-dir")
-            .arg(&cache)
-            .args([
-                "build",
-                "--json",
-                "python-3.11",
-                "--platform",
-                "linux/amd64",
-                "--output",
-            ])
-            .arg(format!("oci:{}:python", out_dir.display()))
-            .args(extra)
-            .env_remove("SOURCE_DATE_EPOCH");
-        let out = cmd.output().unwrap();
-        assert_success(&out, "build python-3.11");
-        json(&String::from_utf8(out.stdout).unwrap())
-    };
-    let first = build(&[]);
-    let layers = first[0]["manifests"][0]["layers"]
-        .as_array()
-        .unwrap()
-        .clone();
-    assert_eq!(layers.len(), 2);
-    // The same archive state builds the same image.
-    let second = build(&[]);
-    assert_eq!(first[0]["digest"], second[0]["digest"]);
-    assert_eq!(second[0]["layers_cached"].as_u64(), Some(2));
+    let first = build_python(&project, &tmp.path().join("cache"), "linux/amd64", &out_dir);
+    assert_eq!(first["manifests"][0]["layers"].as_array().unwrap().len(), 2);
+    let lock = std::fs::read_to_string(project.join("recipes/recipes.lock")).unwrap();
+    assert!(lock.contains("name = \"python3\""), "{lock}");
+    // From the lock, with an empty cache: byte-identical.
+    let again = build_python(
+        &project,
+        &tmp.path().join("cache2"),
+        "linux/amd64",
+        &tmp.path().join("out2"),
+    );
+    assert_eq!(first["digest"], again["digest"]);
     tool(
         "oci-image-tool",
         &["validate", "--type", "image", out_dir.to_str().unwrap()],
     );
+
+    // The second layer holds only what the first does not: no second copy of libc.
+    let layers = crate::common::layer_paths(&out_dir, &first);
+    let python_layer = crate::common::read_layer(&layers[1]);
+    assert!(python_layer.iter().any(|e| e.path == "usr/bin/python3.11"));
+    assert!(
+        !python_layer
+            .iter()
+            .any(|e| e.path.starts_with("usr/lib/x86_64-linux-gnu/libc.so"))
+    );
+    assert_eq!(elf_machine(&layers[1], "usr/bin/python3.11"), 62);
+
+    // arm64 from this machine, no emulation: the same definition, aarch64 binaries.
+    let arm_dir = tmp.path().join("arm");
+    let arm = build_python(&project, &tmp.path().join("cache"), "linux/arm64", &arm_dir);
+    assert_eq!(arm["manifests"][0]["platform"], "linux/arm64");
+    let arm_layers = crate::common::layer_paths(&arm_dir, &arm);
+    assert_eq!(elf_machine(&arm_layers[1], "usr/bin/python3.11"), 183);
 
     if !is_root() {
         eprintln!(

@@ -9,6 +9,7 @@
 //! - `cache`: unchanged layers come from the cache; damaged or interrupted entries do not stick.
 //! - `cli`: targets, inspect, --json and --help.
 //! - `debian`: live, the Python 3.11 base from the real archive, run in a chroot.
+//! - `debian_repo`: hermetic, a tiny signed apt archive served on 127.0.0.1 (dpkg-deb, gpg).
 //! - `registry_harness`: real registries (none, htpasswd, token auth) and a fault-injecting proxy.
 //! - `harness_selftest`: the registry harness checked with skopeo as the client.
 //! - `registry`: push, pull, auth, credentials and network faults against real registries.
@@ -18,6 +19,7 @@ mod cache;
 mod cli;
 mod common;
 mod debian;
+mod debian_repo;
 mod harness_selftest;
 mod peers;
 mod registry;

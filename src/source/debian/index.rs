@@ -39,8 +39,10 @@ pub struct IndexedPackage {
     pub package: Package,
     /// The index stanza, written into the image's dpkg status.
     pub stanza: Stanza,
-    /// Archive base URI + `Filename`.
-    pub url: String,
+    /// The archive's base URI (from configuration, never stored in a lock file).
+    pub base: String,
+    /// `Filename`, relative to the archive's base: `pool/main/p/python3/…deb`.
+    pub filename: String,
     pub size: u64,
     pub sha256: String,
     pub multi_arch: Option<String>,
@@ -100,6 +102,11 @@ pub fn load(
                 let signed = download(http, &inrelease_url)?;
                 let text = release::verify_inrelease(&signed, &keyrings, &inrelease_url)?;
                 let release = release::parse_release(&text)?;
+                // A signed Release past its Valid-Until is a stale or replayed mirror.
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                release.check_valid_until(now)?;
                 for component in &source.components {
                     let (path, bytes) =
                         packages_index(http, cache, &dists, &release, component, arch)?;
@@ -204,7 +211,8 @@ fn to_package(stanza: Stanza, base: &str, index_url: &str) -> Result<IndexedPack
         provides,
     };
     Ok(IndexedPackage {
-        url: format!("{base}/{}", field("Filename")),
+        base: base.to_owned(),
+        filename: field("Filename"),
         size: field("Size").parse().unwrap_or(0),
         sha256: field("SHA256"),
         multi_arch: stanza.get("Multi-Arch").map(|v| v.trim().to_owned()),

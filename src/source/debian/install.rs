@@ -18,9 +18,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::LockedDeb;
 use super::deb::{self, DebEntryKind, ExtractedDeb};
 use super::deb822::Stanza;
-use super::index::IndexedPackage;
 use crate::digest::{Digest, HashingWriter};
 use crate::layer::cache::Cache;
 use crate::layer::{Content, Entry, EntryKind, FileStamp, ImagePath, LayerTree};
@@ -37,22 +37,33 @@ pub enum InstallError {
         expected: String,
         found: String,
     },
-    #[error(transparent)]
-    Deb(#[from] deb::DebError),
+    #[error("package {package}")]
+    Deb {
+        package: String,
+        #[source]
+        source: deb::DebError,
+    },
     #[error(transparent)]
     Cache(#[from] crate::layer::cache::CacheError),
     #[error("cannot store an extracted package in the cache: {0}")]
     Io(#[source] io::Error),
 }
 
-/// Downloads (or finds in the cache) a package file, verified against its index SHA256.
+/// Downloads (or finds in the cache) a package file, verified against its pinned SHA256, from
+/// the first of `bases` (archive base URIs) that has it.
 pub fn fetch(
     http: &reqwest::blocking::Client,
     cache: &Cache,
-    package: &IndexedPackage,
+    package: &LockedDeb,
+    bases: &[String],
 ) -> Result<PathBuf, InstallError> {
+    let first_url = format!(
+        "{}/{}",
+        bases.first().map_or("", String::as_str),
+        package.filename
+    );
     let expected = Digest::from_hex(&package.sha256).map_err(|_| InstallError::Checksum {
-        url: package.url.clone(),
+        url: first_url.clone(),
         expected: package.sha256.clone(),
         found: "no valid SHA256 in the index".to_owned(),
     })?;
@@ -60,41 +71,54 @@ pub fn fetch(
     if fs::metadata(&path).is_ok_and(|m| m.len() == package.size) {
         return Ok(path);
     }
-    let fail = |message: String| InstallError::Download {
-        url: package.url.clone(),
-        message,
+    let mut last_error = InstallError::Download {
+        url: first_url,
+        message: "no archive is configured".to_owned(),
     };
-    let mut response = http
-        .get(&package.url)
-        .send()
-        .map_err(|e| fail(e.without_url().to_string()))?;
-    if !response.status().is_success() {
-        return Err(fail(format!("the server answered {}", response.status())));
+    for base in bases {
+        let url = format!("{base}/{}", package.filename);
+        let fail = |message: String| InstallError::Download {
+            url: url.clone(),
+            message,
+        };
+        let mut response = match http.get(&url).send() {
+            Ok(response) if response.status().is_success() => response,
+            Ok(response) => {
+                last_error = fail(format!("the server answered {}", response.status()));
+                continue;
+            }
+            Err(e) => {
+                last_error = fail(e.without_url().to_string());
+                continue;
+            }
+        };
+        let temp = cache.temp_file()?;
+        let mut writer =
+            HashingWriter::new(io::BufWriter::new(temp.reopen().map_err(InstallError::Io)?));
+        io::copy(&mut response, &mut writer).map_err(|e| fail(e.to_string()))?;
+        let (buffered, found, _) = writer.finish();
+        buffered
+            .into_inner()
+            .map_err(|e| InstallError::Io(e.into_error()))?;
+        if found != expected {
+            return Err(InstallError::Checksum {
+                url,
+                expected: expected.to_string(),
+                found: found.to_string(),
+            });
+        }
+        return Ok(cache.commit_blob(temp, &expected)?);
     }
-    let temp = cache.temp_file()?;
-    let mut writer =
-        HashingWriter::new(io::BufWriter::new(temp.reopen().map_err(InstallError::Io)?));
-    io::copy(&mut response, &mut writer).map_err(|e| fail(e.to_string()))?;
-    let (buffered, found, _) = writer.finish();
-    buffered
-        .into_inner()
-        .map_err(|e| InstallError::Io(e.into_error()))?;
-    if found != expected {
-        return Err(InstallError::Checksum {
-            url: package.url.clone(),
-            expected: expected.to_string(),
-            found: found.to_string(),
-        });
-    }
-    Ok(cache.commit_blob(temp, &expected)?)
+    Err(last_error)
 }
 
 /// Extracts a package into the cache once; returns its directory and listing.
 pub fn extract_cached(
     cache: &Cache,
     deb_path: &Path,
-    sha256: &str,
+    package: &LockedDeb,
 ) -> Result<(PathBuf, ExtractedDeb), InstallError> {
+    let sha256 = &package.sha256;
     let dir = cache.root().join("debs-v1").join(sha256);
     let listing = dir.join("listing.json");
     if let Ok(bytes) = fs::read(&listing)
@@ -105,7 +129,13 @@ pub fn extract_cached(
     let parent = cache.root().join("debs-v1");
     fs::create_dir_all(&parent).map_err(InstallError::Io)?;
     let temp = tempfile::tempdir_in(&parent).map_err(InstallError::Io)?;
-    let extracted = deb::extract(deb_path, temp.path())?;
+    let extracted = deb::extract(deb_path, temp.path()).map_err(|source| InstallError::Deb {
+        package: format!(
+            "{} {} ({})",
+            package.name, package.version, package.filename
+        ),
+        source,
+    })?;
     fs::write(
         temp.path().join("listing.json"),
         serde_json::to_vec(&extracted).expect("listing serialises"),
@@ -149,12 +179,13 @@ fn symlink(target: &str) -> Entry {
 
 /// One package ready to go into a layer.
 pub struct Unpacked {
-    pub package: IndexedPackage,
+    pub deb: LockedDeb,
     pub dir: PathBuf,
     pub extracted: ExtractedDeb,
 }
 
-/// The dpkg status stanza of an installed package: the index fields dpkg keeps, with Status.
+/// The dpkg status stanza of an installed package: its control fields, with Status after the
+/// name (download fields, should an index stanza be given, are left out).
 pub fn status_stanza(stanza: &Stanza) -> String {
     const DROPPED: [&str; 6] = [
         "Filename",
@@ -241,9 +272,9 @@ pub fn install(tree: &mut LayerTree, packages: &[Unpacked], status_below: &str) 
     // The dpkg database.
     let mut status = status_below.trim_end().to_owned();
     for unpacked in packages {
-        let name = &unpacked.package.package.name;
-        let info_name = if unpacked.package.multi_arch.as_deref() == Some("same") {
-            format!("{name}:{}", unpacked.package.package.architecture)
+        let name = &unpacked.deb.name;
+        let info_name = if unpacked.deb.multi_arch.as_deref() == Some("same") {
+            format!("{name}:{}", unpacked.deb.architecture)
         } else {
             name.clone()
         };
@@ -277,7 +308,12 @@ pub fn install(tree: &mut LayerTree, packages: &[Unpacked], status_below: &str) 
         if !status.is_empty() {
             status.push_str("\n\n");
         }
-        status.push_str(status_stanza(&unpacked.package.stanza).trim_end());
+        // dpkg records a package's own control file, not the index stanza.
+        let control = super::deb822::parse(unpacked.extracted.control())
+            .ok()
+            .and_then(|mut stanzas| stanzas.pop())
+            .unwrap_or_default();
+        status.push_str(status_stanza(&control).trim_end());
     }
     status.push('\n');
     tree.insert(path("var/lib/dpkg/status"), inline(status.clone(), 0o644));
@@ -306,7 +342,7 @@ fn host_file_text(tree: &LayerTree, p: &str) -> Option<String> {
 }
 
 fn emulate_maintainer_scripts(tree: &mut LayerTree, packages: &[Unpacked]) {
-    let installed = |name: &str| packages.iter().any(|p| p.package.package.name == name);
+    let installed = |name: &str| packages.iter().any(|p| p.deb.name == name);
 
     if installed("base-passwd") {
         for (master, target) in [("passwd", "etc/passwd"), ("group", "etc/group")] {

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::layer::LayerTree;
 use crate::layer::cache::Cache;
@@ -28,7 +28,7 @@ use index::IndexedPackage;
 use resolve::{Installed, Universe};
 
 /// `debian = { … }` in a `[[layer]]`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DebianSpec {
     /// Packages to install, with optional version relations (`python3 (>= 3.11)`).
@@ -47,7 +47,7 @@ pub struct DebianSpec {
 }
 
 /// `sources = [{ uri = "…", suites = ["bookworm"], components = ["main"], keyring = "…" }]`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     pub uri: String,
@@ -57,6 +57,34 @@ pub struct SourceSpec {
     /// The keyring (binary or armored) that signs the archive's InRelease; relative to the
     /// project directory. A recipe's own archive always names its key.
     pub keyring: PathBuf,
+}
+
+/// A package as the lock file pins it: enough to fetch and verify it with no index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedDeb {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_arch: Option<String>,
+    /// Relative to the archive's base URI, which comes from configuration when fetching.
+    pub filename: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl From<&IndexedPackage> for LockedDeb {
+    fn from(indexed: &IndexedPackage) -> LockedDeb {
+        LockedDeb {
+            name: indexed.package.name.clone(),
+            version: indexed.package.version.to_string(),
+            architecture: indexed.package.architecture.clone(),
+            multi_arch: indexed.multi_arch.clone(),
+            filename: indexed.filename.clone(),
+            size: indexed.size,
+            sha256: indexed.sha256.clone(),
+        }
+    }
 }
 
 fn default_components() -> Vec<String> {
@@ -201,51 +229,46 @@ pub fn installed_from_status(status: &str) -> Result<BTreeMap<String, Installed>
         if !installed_ok {
             continue;
         }
-        let provides = version::parse_relations(stanza.get("Provides").unwrap_or(""))
-            .map(|groups| groups.into_iter().flatten().collect())
-            .unwrap_or_default();
-        installed.insert(name.trim().to_owned(), Installed { version, provides });
+        let relations = |field: &str| -> Vec<version::Dependency> {
+            version::parse_relations(stanza.get(field).unwrap_or(""))
+                .map(|groups| groups.into_iter().flatten().collect())
+                .unwrap_or_default()
+        };
+        let mut conflicts = relations("Conflicts");
+        conflicts.extend(relations("Breaks"));
+        installed.insert(
+            name.trim().to_owned(),
+            Installed {
+                version,
+                provides: relations("Provides"),
+                conflicts,
+            },
+        );
     }
     Ok(installed)
 }
 
 /// Builds the tree of a `debian` layer for one architecture on top of a base whose dpkg status
-/// is `base_status`. Returns the tree and the names and versions installed.
+/// is `base_status`: from `pinned` packages (a lock file; no index is read), or resolved from
+/// the archive's indexes. Returns the tree and the packages it holds, as a lock pins them.
 pub fn layer_tree(
     spec: &DebianSpec,
     arch: &str,
     base_status: &str,
     archives: &Archives,
     cache: &Cache,
-) -> Result<(LayerTree, Vec<(String, String)>), DebianError> {
-    let packages = archives.packages(spec, arch, cache)?;
-    let universe = Universe::new(packages.iter().map(|p| p.package.clone()), arch);
-    let mut requests = Vec::new();
-    for request in &spec.packages {
-        let parsed = version::parse_relations(request).map_err(|e| DebianError::BadRequest {
-            request: request.clone(),
-            message: e.to_string(),
-        })?;
-        requests.extend(parsed.into_iter().flatten());
-    }
-    let installed = installed_from_status(base_status)?;
-    let chosen = resolve::resolve(&universe, &requests, &installed, spec.required)?;
-
-    // The chosen versions, with where to fetch them (the first source that has that version).
-    let mut by_key: HashMap<(&str, String), &IndexedPackage> = HashMap::new();
-    for indexed in packages.iter() {
-        if indexed.package.architecture == arch || indexed.package.architecture == "all" {
-            by_key
-                .entry((
-                    indexed.package.name.as_str(),
-                    indexed.package.version.to_string(),
-                ))
-                .or_insert(indexed);
-        }
-    }
-    let selected: Vec<&IndexedPackage> = chosen
+    pinned: Option<&[LockedDeb]>,
+) -> Result<(LayerTree, Vec<LockedDeb>), DebianError> {
+    let selected: Vec<LockedDeb> = match pinned {
+        Some(pinned) => pinned.to_vec(),
+        None => resolve_packages(spec, arch, base_status, archives, cache)?,
+    };
+    // Package files are fetched from the configured archives, in order: a lock pins what, the
+    // configuration says where.
+    let bases: Vec<String> = archives
+        .sources(spec)?
         .iter()
-        .map(|p| by_key[&(p.name.as_str(), p.version.to_string())])
+        .flat_map(|s| s.uris.iter().map(|u| u.trim_end_matches('/').to_owned()))
         .collect();
 
     // Downloads a few at a time; extraction happens once per package file.
@@ -257,13 +280,13 @@ pub fn layer_tree(
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(indexed) = selected.get(i) else {
+                    let Some(deb) = selected.get(i) else {
                         return;
                     };
-                    let result = install::fetch(&archives.http, cache, indexed)
-                        .and_then(|deb| install::extract_cached(cache, &deb, &indexed.sha256))
+                    let result = install::fetch(&archives.http, cache, deb, &bases)
+                        .and_then(|path| install::extract_cached(cache, &path, deb))
                         .map(|(dir, extracted)| install::Unpacked {
-                            package: (*indexed).clone(),
+                            deb: deb.clone(),
                             dir,
                             extracted,
                         })
@@ -282,14 +305,43 @@ pub fn layer_tree(
 
     let mut tree = LayerTree::default();
     install::install(&mut tree, &unpacked, base_status);
-    let pinned = unpacked
+    Ok((tree, selected))
+}
+
+/// Resolves the layer's requests against the archive indexes.
+fn resolve_packages(
+    spec: &DebianSpec,
+    arch: &str,
+    base_status: &str,
+    archives: &Archives,
+    cache: &Cache,
+) -> Result<Vec<LockedDeb>, DebianError> {
+    let packages = archives.packages(spec, arch, cache)?;
+    let universe = Universe::new(packages.iter().map(|p| p.package.clone()), arch);
+    let mut requests = Vec::new();
+    for request in &spec.packages {
+        let parsed = version::parse_relations(request).map_err(|e| DebianError::BadRequest {
+            request: request.clone(),
+            message: e.to_string(),
+        })?;
+        requests.extend(parsed.into_iter().flatten());
+    }
+    let installed = installed_from_status(base_status)?;
+    let chosen = resolve::resolve(&universe, &requests, &installed, spec.required)?;
+    // Where to fetch each chosen version: the first source that has it.
+    let mut by_key: HashMap<(&str, String), &IndexedPackage> = HashMap::new();
+    for indexed in packages.iter() {
+        if indexed.package.architecture == arch || indexed.package.architecture == "all" {
+            by_key
+                .entry((
+                    indexed.package.name.as_str(),
+                    indexed.package.version.to_string(),
+                ))
+                .or_insert(indexed);
+        }
+    }
+    Ok(chosen
         .iter()
-        .map(|u| {
-            (
-                u.package.package.name.clone(),
-                u.package.package.version.to_string(),
-            )
-        })
-        .collect();
-    Ok((tree, pinned))
+        .map(|p| LockedDeb::from(by_key[&(p.name.as_str(), p.version.to_string())]))
+        .collect())
 }

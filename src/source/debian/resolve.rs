@@ -32,6 +32,8 @@ pub struct Package {
 pub struct Installed {
     pub version: Version,
     pub provides: Vec<Dependency>,
+    /// Conflicts and Breaks.
+    pub conflicts: Vec<Dependency>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +207,76 @@ impl<'u> State<'u> {
     }
 }
 
+/// Whether `conflict` (of a package named `owner`) hits a package `name` at `version` that
+/// provides `provides`. An unversioned conflict on a virtual name hits every provider but the
+/// owner itself (Debian Policy §7.6.2).
+fn hits(
+    conflict: &Dependency,
+    owner: &str,
+    name: &str,
+    version: &Version,
+    provides: &[Dependency],
+) -> bool {
+    if name == owner {
+        return false;
+    }
+    (conflict.name == name && conflict.matches_version(version))
+        || (conflict.version.is_none() && provides.iter().any(|p| p.name == conflict.name))
+}
+
+/// Conflicts and Breaks among the chosen packages and against the lower layers, both ways.
+fn check_conflicts(state: &State<'_>) -> Result<(), ResolveError> {
+    let lower = "a lower layer".to_owned();
+    let clash = |a: String, a_chain: String, b: String, b_chain: String| ResolveError::Conflict {
+        a,
+        b,
+        a_chain,
+        b_chain,
+    };
+    for package in state.chosen.values() {
+        let a = format!("{} {}", package.name, package.version);
+        let a_chain = state.why[&package.name].join(" → ");
+        for conflict in &package.conflicts {
+            for other in state.chosen.values() {
+                if hits(
+                    conflict,
+                    &package.name,
+                    &other.name,
+                    &other.version,
+                    &other.provides,
+                ) {
+                    let b = format!("{} {}", other.name, other.version);
+                    return Err(clash(a, a_chain, b, state.why[&other.name].join(" → ")));
+                }
+            }
+            for (name, installed) in state.installed {
+                if hits(
+                    conflict,
+                    &package.name,
+                    name,
+                    &installed.version,
+                    &installed.provides,
+                ) {
+                    let b = format!("{name} {}", installed.version);
+                    return Err(clash(a, a_chain, b, lower));
+                }
+            }
+        }
+    }
+    for (name, installed) in state.installed {
+        for conflict in &installed.conflicts {
+            for other in state.chosen.values() {
+                if hits(conflict, name, &other.name, &other.version, &other.provides) {
+                    let a = format!("{name} {}", installed.version);
+                    let b = format!("{} {}", other.name, other.version);
+                    return Err(clash(a, lower, b, state.why[&other.name].join(" → ")));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Resolves `requests` (and, with `required`, the Essential/required set) on top of
 /// `installed`. Returns the packages to add, sorted by name.
 pub fn resolve<'u>(
@@ -272,23 +344,7 @@ pub fn resolve<'u>(
         }
     }
 
-    for package in state.chosen.values() {
-        for conflict in &package.conflicts {
-            if conflict.name == package.name {
-                continue;
-            }
-            if let Some(other) = state.chosen.get(&conflict.name)
-                && conflict.matches_version(&other.version)
-            {
-                return Err(ResolveError::Conflict {
-                    a: format!("{} {}", package.name, package.version),
-                    b: format!("{} {}", other.name, other.version),
-                    a_chain: state.why[&package.name].join(" → "),
-                    b_chain: state.why[&other.name].join(" → "),
-                });
-            }
-        }
-    }
+    check_conflicts(&state)?;
     Ok(state.chosen.into_values().collect())
 }
 
@@ -370,6 +426,7 @@ mod tests {
             Installed {
                 version: "2.36".parse().unwrap(),
                 provides: Vec::new(),
+                conflicts: Vec::new(),
             },
         )]);
         let chosen = resolve(&universe, &request("app"), &installed, false).unwrap();
@@ -407,6 +464,44 @@ mod tests {
         let installed = BTreeMap::new();
         let error = resolve(&universe, &request("a, b"), &installed, false).unwrap_err();
         assert!(matches!(error, ResolveError::Conflict { .. }), "{error}");
+    }
+
+    #[test]
+    fn conflicts_reach_providers_of_virtual_names_and_lower_layers() {
+        let mut exim = package("exim", "4", "", "mta");
+        exim.conflicts = request("mta");
+        let universe = Universe::new(
+            vec![
+                exim,
+                package("postfix", "3", "", "mta"),
+                package("sendmail", "8", "", ""),
+            ],
+            "amd64",
+        );
+        let none = BTreeMap::new();
+        // Conflicting with a virtual name it provides itself is how Debian says "only one MTA".
+        assert!(resolve(&universe, &request("exim"), &none, false).is_ok());
+        let error = resolve(&universe, &request("exim, postfix"), &none, false).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("exim 4 conflicts with postfix 3"),
+            "{error}"
+        );
+
+        let lower = BTreeMap::from([(
+            "postfix".to_owned(),
+            Installed {
+                version: "3".parse().unwrap(),
+                provides: request("mta"),
+                conflicts: request("sendmail"),
+            },
+        )]);
+        let error = resolve(&universe, &request("sendmail"), &lower, false).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "postfix 3 conflicts with sendmail 8, and both are needed (postfix 3 by a lower layer; sendmail 8 by sendmail 8)"
+        );
     }
 
     #[test]
