@@ -151,3 +151,49 @@ fn live_python_base_from_debian_runs_in_a_chroot() {
     let passwd = chroot(&rootfs, "getent passwd root nobody");
     assert_eq!(passwd.lines().count(), 2, "{passwd}");
 }
+
+/// The legacy base: Python 3.9 from bullseye through the same host configuration.
+#[test]
+fn live_python_39_base_from_bullseye_runs_in_a_chroot() {
+    if offline() {
+        return;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("project");
+    std::fs::create_dir_all(project.join("layers")).unwrap();
+    std::fs::create_dir_all(project.join("recipes")).unwrap();
+    std::fs::copy(
+        repo.join("layers/python-3.9.toml"),
+        project.join("layers/python-3.9.toml"),
+    )
+    .unwrap();
+    std::fs::write(project.join("recipes/app.toml"), "from = \"python-3.9\"\n").unwrap();
+    let out_dir = tmp.path().join("out");
+    let output = Command::new(bin_path())
+        .arg("-C")
+        .arg(&project)
+        .arg("--cache-dir")
+        .arg(tmp.path().join("cache"))
+        .args([
+            "build",
+            "python-3.9",
+            "--platform",
+            "linux/amd64",
+            "--output",
+        ])
+        .arg(format!("oci:{}:python", out_dir.display()))
+        .output()
+        .unwrap();
+    assert_success(&output, "build python-3.9");
+    if !is_root() {
+        eprintln!("not root: python-3.9 was built, but python3 is not run (chroot needs root)");
+        return;
+    }
+    let rootfs = umoci_unpack(&out_dir, "python", &tmp.path().join("bundle"));
+    let version = chroot(
+        &rootfs,
+        "python3 -c 'import ssl, sqlite3, venv, sys; print(sys.version_info[:2])'",
+    );
+    assert_eq!(version.trim(), "(3, 9)");
+}

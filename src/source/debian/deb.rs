@@ -65,7 +65,8 @@ pub struct DebEntry {
 /// its regular files on disk under `files/`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ExtractedDeb {
-    /// `control`, `md5sums`, `conffiles`, maintainer scripts… by name.
+    /// `control`, `md5sums`, `conffiles`, maintainer scripts… by name, as text (invalid UTF-8
+    /// replaced); the exact bytes are in `control/<name>` under the extraction directory.
     pub control_files: BTreeMap<String, String>,
     pub entries: Vec<DebEntry>,
 }
@@ -150,9 +151,16 @@ pub fn extract(deb: &Path, into: &Path) -> Result<ExtractedDeb, DebError> {
                 }
                 let path = entry.path().map_err(io_err)?.to_string_lossy().into_owned();
                 let file_name = path.trim_start_matches("./").to_owned();
-                let mut text = String::new();
-                entry.read_to_string(&mut text).map_err(io_err)?;
-                control_files.insert(file_name, text);
+                if file_name.contains('/') || file_name.is_empty() {
+                    continue;
+                }
+                // Control files need not be UTF-8 (md5sums of Latin-1 file names): the bytes
+                // are kept on disk for the dpkg database, the text is for reading fields.
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).map_err(io_err)?;
+                fs::create_dir_all(into.join("control")).map_err(io_err)?;
+                fs::write(into.join("control").join(&file_name), &bytes).map_err(io_err)?;
+                control_files.insert(file_name, String::from_utf8_lossy(&bytes).into_owned());
             }
         } else if member_name.starts_with("data.tar") {
             seen_data = true;
@@ -250,6 +258,15 @@ pub(crate) mod tests {
 
     /// Builds a .deb with the given data entries, as dpkg-deb would lay it out.
     pub(crate) fn make_deb(path: &Path, control: &str, data: &[TestEntry<'_>]) {
+        make_deb_with(path, &[("./control", control.as_bytes())], data);
+    }
+
+    /// Like `make_deb`, with any control files.
+    pub(crate) fn make_deb_with(
+        path: &Path,
+        control_files: &[(&str, &[u8])],
+        data: &[TestEntry<'_>],
+    ) {
         fn tar_gz(entries: &[TestEntry<'_>]) -> Vec<u8> {
             let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
                 Vec::new(),
@@ -272,13 +289,11 @@ pub(crate) mod tests {
             }
             builder.into_inner().unwrap().finish().unwrap()
         }
-        let control_tar = tar_gz(&[(
-            "./control",
-            tar::EntryType::Regular,
-            control.as_bytes(),
-            0o644,
-            None,
-        )]);
+        let control_entries: Vec<TestEntry<'_>> = control_files
+            .iter()
+            .map(|(name, bytes)| (*name, tar::EntryType::Regular, *bytes, 0o644, None))
+            .collect();
+        let control_tar = tar_gz(&control_entries);
         let data_tar = tar_gz(data);
         let mut builder = ar::Builder::new(fs::File::create(path).unwrap());
         for (name, bytes) in [
@@ -341,6 +356,26 @@ pub(crate) mod tests {
             fs::read(out.join("files/usr/bin/x")).unwrap(),
             b"#!/bin/sh\n"
         );
+    }
+
+    /// bullseye's packages have md5sums listing Latin-1 file names.
+    #[test]
+    fn control_files_need_not_be_utf8() {
+        let dir = tempfile::tempdir().unwrap();
+        let deb = dir.path().join("latin1.deb");
+        let md5sums = b"d41d8cd98f00b204e9800998ecf8427e  usr/share/doc/caf\xe9\n";
+        make_deb_with(
+            &deb,
+            &[
+                ("./control", &b"Package: latin1\n"[..]),
+                ("./md5sums", &md5sums[..]),
+            ],
+            &[("./usr/", tar::EntryType::Directory, b"", 0o755, None)],
+        );
+        let out = dir.path().join("out");
+        let extracted = extract(&deb, &out).unwrap();
+        assert_eq!(fs::read(out.join("control/md5sums")).unwrap(), md5sums);
+        assert!(extracted.control_files["md5sums"].contains("caf\u{fffd}"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Installing chosen packages into a layer tree, as dpkg would leave them.
 //!
 //! Each `.deb` is downloaded once into the cache (checked against the SHA256 of its index
-//! stanza) and extracted once into `debs-v1/<sha256>/`. The layer gets every data entry with the
+//! stanza) and extracted once into `debs-v2/<sha256>/`. The layer gets every data entry with the
 //! package's own modes and owners, plus what dpkg itself writes (`/var/lib/dpkg/status` for all
 //! packages of the image so far, `info/<pkg>.list`, `.md5sums`, `.conffiles`, maintainer
 //! scripts) and what the maintainer scripts of a base image would have made. Those scripts are
@@ -119,14 +119,14 @@ pub fn extract_cached(
     package: &LockedDeb,
 ) -> Result<(PathBuf, ExtractedDeb), InstallError> {
     let sha256 = &package.sha256;
-    let dir = cache.root().join("debs-v1").join(sha256);
+    let dir = cache.root().join("debs-v2").join(sha256);
     let listing = dir.join("listing.json");
     if let Ok(bytes) = fs::read(&listing)
         && let Ok(extracted) = serde_json::from_slice::<ExtractedDeb>(&bytes)
     {
         return Ok((dir, extracted));
     }
-    let parent = cache.root().join("debs-v1");
+    let parent = cache.root().join("debs-v2");
     fs::create_dir_all(&parent).map_err(InstallError::Io)?;
     let temp = tempfile::tempdir_in(&parent).map_err(InstallError::Io)?;
     let extracted = deb::extract(deb_path, temp.path()).map_err(|source| InstallError::Deb {
@@ -177,6 +177,23 @@ fn symlink(target: &str) -> Entry {
     }
 }
 
+/// What the layer cache key sees of an extracted file.
+fn stamp_of(host: &Path) -> FileStamp {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(host).map_or(
+        FileStamp {
+            modified_ns: 0,
+            inode: 0,
+            device: 0,
+        },
+        |m| FileStamp {
+            modified_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            inode: m.ino(),
+            device: m.dev(),
+        },
+    )
+}
+
 /// One package ready to go into a layer.
 pub struct Unpacked {
     pub deb: LockedDeb,
@@ -222,22 +239,7 @@ pub fn install(tree: &mut LayerTree, packages: &[Unpacked], status_below: &str) 
                 DebEntryKind::Directory => EntryKind::Directory,
                 DebEntryKind::File { size } => {
                     let host = files.join(&entry.path);
-                    let stamp = fs::metadata(&host).map_or(
-                        FileStamp {
-                            modified_ns: 0,
-                            inode: 0,
-                            device: 0,
-                        },
-                        |m| {
-                            use std::os::unix::fs::MetadataExt;
-                            FileStamp {
-                                modified_ns: i128::from(m.mtime()) * 1_000_000_000
-                                    + i128::from(m.mtime_nsec()),
-                                inode: m.ino(),
-                                device: m.dev(),
-                            }
-                        },
-                    );
+                    let stamp = stamp_of(&host);
                     EntryKind::File {
                         content: Content::Host { path: host, stamp },
                         size: *size,
@@ -288,7 +290,7 @@ pub fn install(tree: &mut LayerTree, packages: &[Unpacked], status_below: &str) 
             path(&format!("var/lib/dpkg/info/{info_name}.list")),
             inline(list, 0o644),
         );
-        for (control_name, text) in &unpacked.extracted.control_files {
+        for control_name in unpacked.extracted.control_files.keys() {
             let mode = if matches!(
                 control_name.as_str(),
                 "preinst" | "postinst" | "prerm" | "postrm" | "config"
@@ -300,9 +302,22 @@ pub fn install(tree: &mut LayerTree, packages: &[Unpacked], status_below: &str) 
             if control_name == "control" {
                 continue;
             }
+            let host = unpacked.dir.join("control").join(control_name);
+            let size = fs::metadata(&host).map_or(0, |m| m.len());
             tree.insert(
                 path(&format!("var/lib/dpkg/info/{info_name}.{control_name}")),
-                inline(text.clone(), mode),
+                Entry {
+                    kind: EntryKind::File {
+                        content: Content::Host {
+                            stamp: stamp_of(&host),
+                            path: host,
+                        },
+                        size,
+                    },
+                    mode,
+                    uid: 0,
+                    gid: 0,
+                },
             );
         }
         if !status.is_empty() {
