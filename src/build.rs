@@ -521,12 +521,7 @@ fn read_layout_base(
     }
     let (manifest, _): (Manifest, _) = layout.read_document(&descriptor).map_err(base_err)?;
     let (config, _): (ImageConfig, _) = layout.read_document(&manifest.config).map_err(base_err)?;
-    let config_platform = Platform {
-        architecture: config.architecture.clone(),
-        os: config.os.clone(),
-        os_version: None,
-        variant: config.variant.clone(),
-    };
+    let config_platform = config.platform();
     if !platform.matches(&config_platform) {
         return Err(BuildError::MissingPlatform {
             target: target.to_owned(),

@@ -15,7 +15,7 @@ use tempfile::NamedTempFile;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::spec::{self, Descriptor, ImageConfig, Index, Manifest, Platform};
+use super::spec::{self, Descriptor, ImageConfig, Index, Manifest};
 use super::{Blob, BlobData, ImageArtifact, ManifestSummary};
 use crate::digest::{Digest, digest_reader};
 
@@ -234,12 +234,10 @@ impl Layout {
                     data: BlobData::File(self.blob_path(&layer.digest)),
                 });
             }
-            let platform = descriptor.platform.clone().unwrap_or(Platform {
-                architecture: config.architecture.clone(),
-                os: config.os.clone(),
-                os_version: None,
-                variant: config.variant.clone(),
-            });
+            let platform = descriptor
+                .platform
+                .clone()
+                .unwrap_or_else(|| config.platform());
             manifests.push(ManifestSummary {
                 platform: platform.to_string(),
                 manifest: descriptor,

@@ -205,6 +205,18 @@ pub struct ImageConfig {
     pub extra: BTreeMap<String, Value>,
 }
 
+impl ImageConfig {
+    /// The platform the config says the image is for.
+    pub fn platform(&self) -> Platform {
+        Platform {
+            architecture: self.architecture.clone(),
+            os: self.os.clone(),
+            os_version: None,
+            variant: self.variant.clone(),
+        }
+    }
+}
+
 /// The runtime defaults of an image. Go's `map[string]struct{}` sets (ports, volumes) are
 /// kept as maps to `{}` so that they serialise the way every other tool writes them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

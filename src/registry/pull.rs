@@ -79,12 +79,7 @@ pub fn pull(
     let manifest: Manifest = parse(registry, &manifest_bytes, "manifest")?;
     let config_bytes = get_small_blob(registry, repository, &manifest.config, &scopes)?;
     let config: ImageConfig = parse(registry, &config_bytes, "image config")?;
-    let actual = Platform {
-        architecture: config.architecture.clone(),
-        os: config.os.clone(),
-        os_version: None,
-        variant: config.variant.clone(),
-    };
+    let actual = config.platform();
     if !platform.matches(&actual) {
         return Err(RegistryError::NoPlatform {
             reference: reference.to_string(),

@@ -351,14 +351,14 @@ files = [{{ src = "extra", dest = "/extra" }}]
     assert_eq!(derived["layers"][0]["digest"], base_arm["Layers"][0]);
     assert_eq!(derived["layers"][1]["digest"], base_arm["Layers"][1]);
 
-    // Tokens that expire are fetched again.
-    registry.set_token_lifetime(1);
+    // Tokens that expire are fetched again (5 s: long enough for a loaded machine to use one).
+    registry.set_token_lifetime(5);
     let again = format!("docker://{}", registry.image("team/base:1.1"));
     push_json(
         oci_build(&p, &["push", "--json", &layout(&p), &again])
             .env("REGISTRY_AUTH_FILE", &auth_file),
     );
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    std::thread::sleep(std::time::Duration::from_secs(6));
     let later = format!("docker://{}", registry.image("team/base:1.2"));
     push_json(
         oci_build(&p, &["push", "--json", &layout(&p), &later])
