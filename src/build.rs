@@ -73,7 +73,7 @@ pub enum BuildError {
         available: String,
     },
     #[error(
-        "Docker schema2 media types have no zstd layer type; use gzip with --docker-media-types"
+        "Docker schema2 media types have no zstd layer type (for this build's layers or its base's); use gzip layers with --docker-media-types"
     )]
     ZstdWithDockerTypes,
     #[error(transparent)]
@@ -167,6 +167,15 @@ impl<'a> Builder<'a> {
             layers_built,
             layers_cached,
         } = self.build_images(&recipe, &platforms, &mut Vec::new())?;
+        // Base layers keep their compression: a zstd base has no Docker schema2 media type.
+        if self.options.media_types == MediaTypes::Docker
+            && images
+                .iter()
+                .flat_map(|i| &i.layers)
+                .any(|l| l.compression == Some(Compression::Zstd))
+        {
+            return Err(BuildError::ZstdWithDockerTypes);
+        }
         let mut annotations = BTreeMap::new();
         annotations.insert(spec::ANNOTATION_CREATED.to_owned(), self.created());
         annotations.insert(
@@ -376,6 +385,16 @@ impl<'a> Builder<'a> {
         };
         let registry = self.registries.get(&reference.registry).map_err(pull_err)?;
         let pulled = pull::pull(&registry, reference, platform, &self.cache).map_err(pull_err)?;
+        if pulled.manifest.layers.len() != pulled.config.rootfs.diff_ids.len() {
+            return Err(pull_err(RegistryError::Protocol {
+                registry: reference.registry.clone(),
+                message: format!(
+                    "{reference} lists {} layers but its config {} diff_ids",
+                    pulled.manifest.layers.len(),
+                    pulled.config.rootfs.diff_ids.len()
+                ),
+            }));
+        }
         self.reporter.base_pulled(
             target,
             &reference.to_string(),
@@ -528,6 +547,18 @@ fn read_layout_base(
             base: format!("oci:{}", dir.display()),
             platform: platform.to_string(),
             available: config_platform.to_string(),
+        });
+    }
+    if manifest.layers.len() != config.rootfs.diff_ids.len() {
+        return Err(BuildError::MissingPlatform {
+            target: target.to_owned(),
+            base: format!("oci:{}", dir.display()),
+            platform: platform.to_string(),
+            available: format!(
+                "none usable: its manifest lists {} layers but its config {} diff_ids",
+                manifest.layers.len(),
+                config.rootfs.diff_ids.len()
+            ),
         });
     }
     let mut layers = Vec::new();

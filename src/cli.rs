@@ -240,6 +240,18 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
     };
     if let Some(output) = &output
         && targets.len() > 1
+        && matches!(
+            output,
+            Transport::OciArchive { .. } | Transport::DockerArchive { .. }
+        )
+    {
+        bail!(
+            "`{output}` is a single-image archive, but {} targets are being built; write them to an oci:DIR layout (which holds many) or build one target per archive",
+            targets.len()
+        );
+    }
+    if let Some(output) = &output
+        && targets.len() > 1
         && output.name().is_some()
     {
         bail!(

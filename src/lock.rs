@@ -123,6 +123,7 @@ impl Lockfile {
         std::fs::create_dir_all(dir).map_err(write_err)?;
         let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
         std::io::Write::write_all(&mut temp, text.as_bytes()).map_err(write_err)?;
+        crate::layer::cache::publish_mode(&temp).map_err(write_err)?;
         temp.persist(path).map_err(|e| write_err(e.error))?;
         Ok(())
     }

@@ -89,6 +89,7 @@ fn write_tree_atomic(dest: &Path, tree: &LayerTree) -> Result<(), ArchiveError> 
         .map_err(|e| io_err(e.into_error()))?
         .sync_all()
         .map_err(io_err)?;
+    crate::layer::cache::publish_mode(&temp).map_err(io_err)?;
     temp.persist(dest).map_err(|e| io_err(e.error))?;
     Ok(())
 }

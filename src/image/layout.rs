@@ -18,6 +18,7 @@ use std::sync::Arc;
 use super::spec::{self, Descriptor, ImageConfig, Index, Manifest};
 use super::{Blob, BlobData, ImageArtifact, ManifestSummary};
 use crate::digest::{Digest, digest_reader};
+use crate::layer::cache::publish_mode;
 
 const LAYOUT_FILE: &str = "oci-layout";
 const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -319,11 +320,13 @@ fn put_blob(dir: &Path, target: &Path, blob: &Blob) -> io::Result<()> {
             }
             let mut temp = NamedTempFile::new_in(dir)?;
             io::copy(&mut fs::File::open(source)?, &mut temp)?;
+            publish_mode(&temp)?;
             temp.persist(target).map_err(|e| e.error)?;
         }
         BlobData::Bytes(bytes) => {
             let mut temp = NamedTempFile::new_in(dir)?;
             temp.write_all(bytes)?;
+            publish_mode(&temp)?;
             temp.persist(target).map_err(|e| e.error)?;
         }
     }
@@ -334,6 +337,7 @@ fn write_file_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let mut temp = NamedTempFile::new_in(dir)?;
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
+    publish_mode(&temp)?;
     temp.persist(dir.join(name)).map_err(|e| e.error)?;
     Ok(())
 }

@@ -40,6 +40,15 @@ fn cache_err(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> Cac
     }
 }
 
+/// Temporary files are created 0600; what is published (blobs, layouts, archives, the lock
+/// file) is made readable by everyone, like any file a build tool writes, so that skopeo, a web
+/// server or another user can read it.
+pub fn publish_mode(file: &NamedTempFile) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))
+}
+
 #[derive(Clone, Debug)]
 pub struct Cache {
     root: PathBuf,
@@ -96,6 +105,7 @@ impl Cache {
     /// fails the size check on lookup and is rebuilt. Measured at ~4% of a 100 MB layer build.
     pub fn commit_blob(&self, file: NamedTempFile, digest: &Digest) -> Result<PathBuf, CacheError> {
         let path = self.blob_path(digest);
+        publish_mode(&file).map_err(cache_err(&self.root, "storing a blob"))?;
         file.persist(&path)
             .map_err(|e| e.error)
             .map_err(cache_err(&self.root, "storing a blob"))?;
@@ -122,6 +132,7 @@ impl Cache {
         let mut file = self.temp_file()?;
         file.write_all(bytes)
             .map_err(cache_err(&self.root, "writing"))?;
+        publish_mode(&file).map_err(cache_err(&self.root, "writing"))?;
         file.persist(path)
             .map_err(|e| e.error)
             .map_err(cache_err(&self.root, "renaming into place"))?;

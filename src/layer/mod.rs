@@ -167,6 +167,10 @@ impl LayerTree {
         self.entries.is_empty()
     }
 
+    pub fn paths(&self) -> impl Iterator<Item = &ImagePath> {
+        self.entries.keys()
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

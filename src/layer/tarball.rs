@@ -124,17 +124,22 @@ pub fn write_tar<W: Write>(
                     image_path: path.clone(),
                     source,
                 })?;
+                let length_now = file.metadata().map(|m| m.len()).unwrap_or(*size);
                 let mut reader = CountingReader {
                     inner: file.take(*size),
                     read: 0,
                     on_bytes: &mut *on_file_bytes,
                 };
                 let result = builder.append(&header, &mut reader);
-                if reader.read != *size {
+                if reader.read != *size || length_now != *size {
                     return Err(TarError::SourceChanged {
                         path: host_path.clone(),
                         expected: *size,
-                        found: reader.read,
+                        found: if length_now != *size {
+                            length_now
+                        } else {
+                            reader.read
+                        },
                     });
                 }
                 result.map_err(|source| TarError::ReadSource {

@@ -277,7 +277,11 @@ impl Registry {
             for (name, value) in &request.headers {
                 builder = builder.header(*name, value);
             }
-            if let Some(header) = self.authorization(request.scopes)? {
+            // Credentials go only to the registry itself, never to a host an upload Location
+            // names (docker attaches them by host the same way).
+            if request.url.origin() == self.base.origin()
+                && let Some(header) = self.authorization(request.scopes)?
+            {
                 builder = builder.header(AUTHORIZATION, header);
             }
             let len = request.body.len();
@@ -391,6 +395,14 @@ impl Registry {
             registry: self.host.clone(),
             message: format!("its token realm `{realm}` is not a URL"),
         })?;
+        if self.base.scheme() == "https" && url.scheme() != "https" {
+            return Err(RegistryError::Protocol {
+                registry: self.host.clone(),
+                message: format!(
+                    "its token realm `{realm}` is not HTTPS; refusing to send credentials unencrypted"
+                ),
+            });
+        }
         let unauthorized = || RegistryError::Unauthorized {
             registry: self.host.clone(),
             credential_source: self.credential_source().map(str::to_owned),

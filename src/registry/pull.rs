@@ -1,7 +1,7 @@
 //! Pulling a base image: the manifest for a platform, its config, and its layers into the
 //! content-addressed cache, every digest and size checked as the bytes arrive.
 
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, Read};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -256,9 +256,11 @@ fn fetch_blob(
             body: Body::Empty,
             retry: true,
         })?;
-        let mut response = check(registry, response, repository, "pull", || {
+        let response = check(registry, response, repository, "pull", || {
             format!("blob {digest} in {repository}")
         })?;
+        // One byte more than promised is enough to know the blob is wrong.
+        let mut response = response.take(descriptor.size + 1);
         let temp = cache.temp_file()?;
         let file = temp.reopen().map_err(|e| RegistryError::ReadBlob {
             registry: registry.host.clone(),

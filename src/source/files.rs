@@ -29,8 +29,8 @@ pub fn add_copy(copy: &FileCopy, tree: &mut LayerTree) -> Result<(), SourceError
     let meta = fs::symlink_metadata(&copy.src).map_err(read_err(&copy.src))?;
     let dest_is_dir = copy.dest.ends_with('/') || meta.is_dir();
     let dest_root = if dest_is_dir && !meta.is_dir() {
-        let name = copy
-            .src
+        // The name as the recipe wrote it: a symlinked `src` keeps its own name, as COPY does.
+        let name = std::path::Path::new(&copy.src_display)
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| bad_name(&copy.src, "the file name is not UTF-8"))?;

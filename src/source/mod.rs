@@ -28,7 +28,7 @@ pub enum SourceError {
     Unsupported { path: PathBuf, kind: &'static str },
     #[error("`{path}` gives an image path that cannot be used: {reason}")]
     BadName { path: PathBuf, reason: String },
-    #[error("layer both adds and removes {0}; split it into two layers")]
+    #[error("layer both adds and removes {0} (or something under it); split it into two layers")]
     AddAndRemove(ImagePath),
     #[error(transparent)]
     Debian(#[from] debian::DebianError),
@@ -79,7 +79,10 @@ pub fn layer_tree<'a>(
         LayerSource::Nothing => {}
     }
     for path in &layer.remove {
-        if tree.get(path).is_some() {
+        let added_under = tree
+            .paths()
+            .any(|p| p == path || p.ancestors().any(|a| &a == path));
+        if added_under {
             return Err(SourceError::AddAndRemove(path.clone()));
         }
         tree.insert(

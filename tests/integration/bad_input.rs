@@ -160,3 +160,56 @@ fn a_failing_target_leaves_an_existing_output_untouched() {
         before
     );
 }
+
+#[test]
+fn several_targets_are_refused_for_a_single_image_archive() {
+    let p = project_with("[[layer]]\nfiles = [{ src = \"files/hello.txt\", dest = \"/hello\" }]\n");
+    p.recipe(
+        "other",
+        "[[layer]]\nfiles = [{ src = \"files/hello.txt\", dest = \"/x\" }]\n",
+    );
+    let out = p.run(&["build", "--all", "--output", "oci-archive:all.tar"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("is a single-image archive, but 2 targets"),
+        "{stderr}"
+    );
+    assert!(!p.tmp.path().join("all.tar").exists());
+}
+
+#[test]
+fn removing_a_directory_the_same_layer_fills_is_refused() {
+    let p = project_with(
+        "[[layer]]\nfiles = [{ src = \"files/hello.txt\", dest = \"/opt/app/\" }]\nremove = [\"/opt/app\"]\n",
+    );
+    let error = error_of(&p);
+    assert!(
+        error.contains("both adds and removes /opt/app (or something under it)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn docker_media_types_refuse_a_zstd_base() {
+    let p = project_with("[[layer]]\nfiles = [{ src = \"files/hello.txt\", dest = \"/hello\" }]\n");
+    p.build(&["bad", "--compression", "zstd", "--output", "oci:base"]);
+    std::fs::rename(p.tmp.path().join("base"), p.dir().join("base")).unwrap();
+    p.recipe(
+        "derived",
+        "from = \"oci:base:bad:latest\"\n[[layer]]\nremove = [\"/hello\"]\n",
+    );
+    let out = p.run(&[
+        "build",
+        "derived",
+        "--docker-media-types",
+        "--output",
+        "oci:out2",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("have no zstd layer type (for this build's layers or its base's)"),
+        "{stderr}"
+    );
+}

@@ -298,3 +298,23 @@ fn cache_defaults_to_xdg_cache_home() {
         1
     );
 }
+
+/// A symlinked `src` file copied into a directory keeps the name the recipe gave, as COPY does.
+#[test]
+fn a_symlinked_source_keeps_its_own_name() {
+    let p = Project::new();
+    p.write("conf/app.conf.prod", "mode = prod\n");
+    std::os::unix::fs::symlink("app.conf.prod", p.path("conf/app.conf")).unwrap();
+    p.recipe(
+        "app",
+        "platforms = [\"linux/amd64\"]\n[[layer]]\nfiles = [{ src = \"conf/app.conf\", dest = \"/etc/\" }]\n",
+    );
+    let report = p.build(&["app", "--output", "oci:out"]);
+    let out = p.tmp.path().join("out");
+    let layer = crate::common::read_layer(&crate::common::layer_paths(&out, &report)[0]);
+    let file = layer
+        .iter()
+        .find(|e| e.path == "etc/app.conf")
+        .expect("etc/app.conf in the layer");
+    assert_eq!(file.content, b"mode = prod\n");
+}
