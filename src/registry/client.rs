@@ -261,6 +261,15 @@ impl Registry {
         Ok(url)
     }
 
+    /// Whether the registry asked for Basic authentication, where a refusal with credentials
+    /// means a wrong password rather than a missing permission.
+    pub fn uses_basic_auth(&self) -> bool {
+        matches!(
+            self.auth.lock().expect("auth lock").challenge,
+            Some(Challenge::Basic)
+        )
+    }
+
     pub fn credential_source(&self) -> Option<&str> {
         self.credential.as_ref().map(|c| c.source.as_str())
     }

@@ -162,6 +162,10 @@ fn check(
     }
     let credential_source = registry.credential_source().map(str::to_owned);
     Err(match status {
+        StatusCode::UNAUTHORIZED if registry.uses_basic_auth() => RegistryError::Unauthorized {
+            registry: registry.host.clone(),
+            credential_source,
+        },
         StatusCode::UNAUTHORIZED if credential_source.is_some() => RegistryError::Denied {
             registry: registry.host.clone(),
             repository: repository.to_owned(),
