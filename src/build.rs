@@ -472,11 +472,7 @@ fn dpkg_status(image: &PlatformImage) -> std::io::Result<String> {
             BlobData::File(path) => Box::new(std::io::BufReader::new(std::fs::File::open(path)?)),
             BlobData::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
         };
-        let reader: Box<dyn Read> = match layer.compression {
-            Some(Compression::Gzip) => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-            Some(Compression::Zstd) => Box::new(zstd::Decoder::new(reader)?),
-            None => reader,
-        };
+        let reader = crate::layer::compress::decoder(layer.compression, reader)?;
         let mut archive = tar::Archive::new(reader);
         for entry in archive.entries()? {
             let mut entry = entry?;
@@ -521,22 +517,16 @@ fn read_layout_base(
     let mut descriptor = layout.resolve(tag).map_err(base_err)?;
     if spec::is_index(&descriptor.media_type) {
         let (index, _): (Index, _) = layout.read_document(&descriptor).map_err(base_err)?;
-        let found = index
-            .manifests
-            .iter()
-            .find(|d| d.platform.as_ref().is_some_and(|p| platform.matches(p)))
-            .cloned();
-        descriptor = found.ok_or_else(|| BuildError::MissingPlatform {
-            target: target.to_owned(),
-            base: format!("oci:{}", dir.display()),
-            platform: platform.to_string(),
-            available: index
-                .manifests
-                .iter()
-                .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+        descriptor =
+            index
+                .manifest_for(platform)
+                .cloned()
+                .ok_or_else(|| BuildError::MissingPlatform {
+                    target: target.to_owned(),
+                    base: format!("oci:{}", dir.display()),
+                    platform: platform.to_string(),
+                    available: index.platform_list(),
+                })?;
     }
     let (manifest, _): (Manifest, _) = layout.read_document(&descriptor).map_err(base_err)?;
     let (config, _): (ImageConfig, _) = layout.read_document(&manifest.config).map_err(base_err)?;

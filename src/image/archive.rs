@@ -219,11 +219,7 @@ fn decompress_to(
         BlobData::File(p) => Box::new(io::BufReader::new(fs::File::open(p)?)),
         BlobData::Bytes(b) => Box::new(io::Cursor::new(b.clone())),
     };
-    let mut reader: Box<dyn io::Read> = match compression {
-        Some(Compression::Gzip) => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-        Some(Compression::Zstd) => Box::new(zstd::Decoder::new(reader)?),
-        None => reader,
-    };
+    let mut reader = crate::layer::compress::decoder(compression, reader)?;
     let mut temp = NamedTempFile::new_in(dir)?;
     let mut writer = HashingWriter::new(BufWriter::new(temp.as_file_mut()));
     io::copy(&mut reader, &mut writer)?;

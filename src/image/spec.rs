@@ -175,6 +175,22 @@ pub struct Index {
 }
 
 impl Index {
+    /// The manifest for `platform`, if the index has one.
+    pub fn manifest_for(&self, platform: &Platform) -> Option<&Descriptor> {
+        self.manifests
+            .iter()
+            .find(|d| d.platform.as_ref().is_some_and(|p| platform.matches(p)))
+    }
+
+    /// The platforms the index offers, for messages: `linux/amd64, linux/arm64`.
+    pub fn platform_list(&self) -> String {
+        self.manifests
+            .iter()
+            .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub fn new(media_type: Option<&str>) -> Index {
         Index {
             schema_version: 2,

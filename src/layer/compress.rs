@@ -75,6 +75,18 @@ impl std::str::FromStr for Compression {
     }
 }
 
+/// Reads a layer blob back as its tar stream.
+pub fn decoder<'a>(
+    compression: Option<Compression>,
+    reader: Box<dyn std::io::Read + 'a>,
+) -> io::Result<Box<dyn std::io::Read + 'a>> {
+    Ok(match compression {
+        Some(Compression::Gzip) => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        Some(Compression::Zstd) => Box::new(zstd::Decoder::new(reader)?),
+        None => reader,
+    })
+}
+
 pub enum Encoder<W: Write> {
     Gzip(Box<ParallelGzip<W>>),
     Zstd(zstd::Encoder<'static, W>),

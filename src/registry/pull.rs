@@ -52,18 +52,11 @@ pub fn pull(
     let (manifest_digest, manifest_bytes) = if spec::is_index(&media_type) {
         let index: Index = parse(registry, &bytes, "index")?;
         let chosen = index
-            .manifests
-            .iter()
-            .find(|d| d.platform.as_ref().is_some_and(|p| platform.matches(p)))
+            .manifest_for(platform)
             .ok_or_else(|| RegistryError::NoPlatform {
                 reference: reference.to_string(),
                 platform: platform.to_string(),
-                available: index
-                    .manifests
-                    .iter()
-                    .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                available: index.platform_list(),
             })?;
         let (_, bytes, digest) = get_manifest(
             registry,
