@@ -8,6 +8,7 @@
 
 pub mod debian;
 pub mod files;
+pub mod pip;
 
 use std::path::PathBuf;
 
