@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::digest::Digest;
 use crate::image::layout::{Layout, LayoutError};
 use crate::image::spec::{self, ContainerConfig, History, ImageConfig, Index, Manifest, Platform};
 use crate::image::{self, BlobData, ImageArtifact, ImageLayer, MediaTypes, PlatformImage};
@@ -17,6 +18,7 @@ use crate::recipe::{BaseRef, ConfigSpec, Project, Recipe, RecipeError};
 use crate::reference::Reference;
 use crate::registry::push::KnownBlobs;
 use crate::registry::{ClientOptions, Registries, RegistryError, pull};
+use crate::source::pip::{self, scan::LayerScan};
 use crate::source::{self, SourceError, debian};
 
 /// PATH of an image whose base sets none, as docker and buildkit use.
@@ -120,6 +122,8 @@ pub struct Builder<'a> {
     lock_changed: bool,
     /// Images already built in this run, by definition name and platform list.
     built: HashMap<(String, Vec<Platform>), BuiltImages>,
+    /// What each layer holds for Python installs, by diff_id, read once per run.
+    scans: std::sync::Mutex<HashMap<Digest, std::sync::Arc<LayerScan>>>,
 }
 
 impl<'a> Builder<'a> {
@@ -145,6 +149,7 @@ impl<'a> Builder<'a> {
             options,
             reporter,
             built: HashMap::new(),
+            scans: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -286,42 +291,105 @@ impl<'a> Builder<'a> {
                     image.platform.variant.as_deref(),
                 );
                 let mut lock_inputs = None;
-                let (tree, locked) = source::layer_tree(layer_spec, || {
-                    let base_status = dpkg_status(image)
-                        .map_err(|e| source::SourceError::BaseStatus(e.to_string()))?;
-                    let inputs = lock_inputs_of(layer_spec, &arch, &base_status);
-                    let pinned = (!self.options.refresh_lock)
-                        .then(|| {
-                            self.lock
-                                .lock()
-                                .expect("lock file lock")
-                                .debian(&recipe.target, index + 1, &arch, &inputs)
-                                .map(<[_]>::to_vec)
-                        })
-                        .flatten();
-                    lock_inputs = Some(inputs);
-                    Ok(source::DebianContext {
-                        arch: arch.clone(),
-                        base_status,
-                        archives: self.archives()?,
-                        cache: &self.cache,
-                        pinned,
-                    })
-                })
-                .map_err(|e| layer_error(e.into()))?;
-                if let (Some(packages), Some(inputs)) = (locked, lock_inputs) {
-                    let mut lock = self.lock.lock().expect("lock file lock");
-                    if lock.debian(&recipe.target, index + 1, &arch, &inputs) != Some(&packages[..])
-                    {
-                        lock.record_debian(crate::lock::DebianLayerLock {
-                            target: recipe.target.clone(),
-                            layer: index + 1,
+                let mut pip_inputs = None;
+                let platform_name = image.platform.to_string();
+                let image_ref: &PlatformImage = image;
+                let (tree, locked) = source::layer_tree(
+                    layer_spec,
+                    || {
+                        let base_status = dpkg_status(image_ref)
+                            .map_err(|e| source::SourceError::BaseStatus(e.to_string()))?;
+                        let inputs = lock_inputs_of(layer_spec, &arch, &base_status);
+                        let pinned = (!self.options.refresh_lock)
+                            .then(|| {
+                                self.lock
+                                    .lock()
+                                    .expect("lock file lock")
+                                    .debian(&recipe.target, index + 1, &arch, &inputs)
+                                    .map(<[_]>::to_vec)
+                            })
+                            .flatten();
+                        lock_inputs = Some(inputs);
+                        Ok(source::DebianContext {
                             arch: arch.clone(),
-                            inputs,
-                            packages,
-                        });
-                        self.lock_changed = true;
+                            base_status,
+                            archives: self.archives()?,
+                            cache: &self.cache,
+                            pinned,
+                        })
+                    },
+                    |spec| {
+                        let base = self
+                            .python_base(image_ref)
+                            .map_err(|e| source::SourceError::BaseStatus(e.to_string()))?;
+                        let prepared = pip::prepare(
+                            spec,
+                            &base,
+                            &image_ref.platform.architecture,
+                            image_ref.platform.variant.as_deref(),
+                        )?;
+                        let pinned = (!self.options.refresh_lock)
+                            .then(|| {
+                                self.lock
+                                    .lock()
+                                    .expect("lock file lock")
+                                    .pip(
+                                        &recipe.target,
+                                        index + 1,
+                                        &platform_name,
+                                        &prepared.inputs,
+                                    )
+                                    .map(<[_]>::to_vec)
+                            })
+                            .flatten();
+                        let result = pip::layer_tree(
+                            spec,
+                            &prepared,
+                            &self.cache,
+                            pinned.as_deref(),
+                            self.options.source_date_epoch,
+                        )?;
+                        pip_inputs = Some(prepared.inputs);
+                        Ok(result)
+                    },
+                )
+                .map_err(|e| layer_error(e.into()))?;
+                match locked {
+                    Some(source::Pinned::Debian(packages)) => {
+                        if let Some(inputs) = lock_inputs {
+                            let mut lock = self.lock.lock().expect("lock file lock");
+                            if lock.debian(&recipe.target, index + 1, &arch, &inputs)
+                                != Some(&packages[..])
+                            {
+                                lock.record_debian(crate::lock::DebianLayerLock {
+                                    target: recipe.target.clone(),
+                                    layer: index + 1,
+                                    arch: arch.clone(),
+                                    inputs,
+                                    packages,
+                                });
+                                self.lock_changed = true;
+                            }
+                        }
                     }
+                    Some(source::Pinned::Pip(packages)) => {
+                        if let Some(inputs) = pip_inputs {
+                            let mut lock = self.lock.lock().expect("lock file lock");
+                            if lock.pip(&recipe.target, index + 1, &platform_name, &inputs)
+                                != Some(&packages[..])
+                            {
+                                lock.record_pip(crate::lock::PipLayerLock {
+                                    target: recipe.target.clone(),
+                                    layer: index + 1,
+                                    platform: platform_name.clone(),
+                                    inputs,
+                                    packages,
+                                });
+                                self.lock_changed = true;
+                            }
+                        }
+                    }
+                    None => {}
                 }
                 let key = layer::layer_key(&tree, &assemble_options);
                 let blob = match done.iter().find(|(k, _)| *k == key) {
@@ -346,6 +414,11 @@ impl<'a> Builder<'a> {
                         blob
                     }
                 };
+                self.scans
+                    .lock()
+                    .expect("layer scans")
+                    .entry(blob.diff_id.clone())
+                    .or_insert_with(|| std::sync::Arc::new(LayerScan::of_tree(&tree)));
                 image.config.rootfs.diff_ids.push(blob.diff_id.clone());
                 image.config.history.push(History {
                     created: Some(self.created()),
@@ -423,6 +496,46 @@ impl<'a> Builder<'a> {
             config: pulled.config,
             layers,
         })
+    }
+
+    /// What the image's layers hold for a `pip` layer on top: its Python, C library and
+    /// installed distributions. Each layer is read once per run.
+    fn python_base(&self, image: &PlatformImage) -> std::io::Result<pip::scan::PythonBase> {
+        let mut scans = Vec::new();
+        for layer in &image.layers {
+            let known = self
+                .scans
+                .lock()
+                .expect("layer scans")
+                .get(&layer.diff_id)
+                .cloned();
+            let scan = match known {
+                Some(scan) => scan,
+                None => {
+                    let reader: Box<dyn std::io::Read> = match &layer.data {
+                        BlobData::File(path) => {
+                            Box::new(std::io::BufReader::new(std::fs::File::open(path)?))
+                        }
+                        BlobData::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
+                    };
+                    let reader = crate::layer::compress::decoder(layer.compression, reader)?;
+                    let scan = std::sync::Arc::new(LayerScan::of_tar(reader)?);
+                    self.scans
+                        .lock()
+                        .expect("layer scans")
+                        .insert(layer.diff_id.clone(), scan.clone());
+                    scan
+                }
+            };
+            scans.push(scan);
+        }
+        let env = image
+            .config
+            .config
+            .as_ref()
+            .and_then(|c| c.env.clone())
+            .unwrap_or_default();
+        Ok(pip::scan::PythonBase::merge(&scans, &env))
     }
 
     /// The Debian archives, read from the host's apt configuration on first use.

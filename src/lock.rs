@@ -37,6 +37,19 @@ pub struct Lockfile {
     pub version: u32,
     #[serde(default, rename = "debian")]
     pub debian: Vec<DebianLayerLock>,
+    #[serde(default, rename = "pip")]
+    pub pip: Vec<PipLayerLock>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipLayerLock {
+    pub target: String,
+    pub layer: usize,
+    /// The image platform (`linux/amd64`): wheels differ per platform.
+    pub platform: String,
+    /// sha256 of the layer's requirements, the image's Python and what is installed below.
+    pub inputs: String,
+    pub packages: Vec<crate::source::pip::LockedWheel>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +74,7 @@ impl Lockfile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Lockfile {
                     version: FORMAT_VERSION,
-                    debian: Vec::new(),
+                    ..Default::default()
                 });
             }
             Err(source) => {
@@ -107,6 +120,35 @@ impl Lockfile {
         self.debian.push(entry);
         self.debian
             .sort_by(|a, b| (&a.target, a.layer, &a.arch).cmp(&(&b.target, b.layer, &b.arch)));
+    }
+
+    pub fn pip(
+        &self,
+        target: &str,
+        layer: usize,
+        platform: &str,
+        inputs: &str,
+    ) -> Option<&[crate::source::pip::LockedWheel]> {
+        self.pip
+            .iter()
+            .find(|l| {
+                l.target == target
+                    && l.layer == layer
+                    && l.platform == platform
+                    && l.inputs == inputs
+            })
+            .map(|l| l.packages.as_slice())
+    }
+
+    /// Records a pip layer's distributions, replacing what was pinned for it before.
+    pub fn record_pip(&mut self, entry: PipLayerLock) {
+        self.pip.retain(|l| {
+            !(l.target == entry.target && l.layer == entry.layer && l.platform == entry.platform)
+        });
+        self.pip.push(entry);
+        self.pip.sort_by(|a, b| {
+            (&a.target, a.layer, &a.platform).cmp(&(&b.target, b.layer, &b.platform))
+        });
     }
 
     /// Writes the lock file (to a temporary file renamed over the old one).

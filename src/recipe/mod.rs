@@ -99,6 +99,7 @@ pub struct Layer {
 pub enum LayerSource {
     Files(Vec<FileCopy>),
     Debian(crate::source::debian::DebianSpec),
+    Pip(crate::source::pip::PipSpec),
     /// Only removals.
     Nothing,
 }
@@ -399,16 +400,35 @@ impl Project {
             .iter()
             .map(|p| ImagePath::new(p).map_err(|e| invalid(p, format!("in `remove`: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
+        let given: Vec<&str> = [
+            ("files", spec.files.is_some()),
+            ("debian", spec.debian.is_some()),
+            ("pip", spec.pip.is_some()),
+        ]
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| *name)
+        .collect();
+        if given.len() > 1 {
+            return Err(invalid(
+                "[[layer]]",
+                format!(
+                    "layer {} has both `{}` and `{}`; give each its own layer",
+                    index + 1,
+                    given[0],
+                    given[1]
+                ),
+            ));
+        }
+        if let Some(pip) = &spec.pip {
+            return Ok(Layer {
+                comment: spec.comment.clone(),
+                source: LayerSource::Pip(self.check_pip(pip, index, invalid)?),
+                remove,
+            });
+        }
         let source = match (&spec.files, &spec.debian) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "[[layer]]",
-                    format!(
-                        "layer {} has both `files` and `debian`; give each its own layer",
-                        index + 1
-                    ),
-                ));
-            }
+            (Some(_), Some(_)) => unreachable!("checked above"),
             (Some(copies), None) => {
                 let mut checked = Vec::new();
                 for copy in copies {
@@ -452,7 +472,7 @@ impl Project {
                 return Err(invalid(
                     "[[layer]]",
                     format!(
-                        "layer {} has no content: give it `files` or `remove`",
+                        "layer {} has no content: give it `files`, `debian`, `pip` or `remove`",
                         index + 1
                     ),
                 ));
@@ -463,6 +483,48 @@ impl Project {
             source,
             remove,
         })
+    }
+
+    fn check_pip(
+        &self,
+        pip: &crate::source::pip::PipSpec,
+        index: usize,
+        invalid: &dyn Fn(&str, String) -> RecipeError,
+    ) -> Result<crate::source::pip::PipSpec, RecipeError> {
+        if pip.packages.is_empty() && pip.requirements.is_empty() {
+            return Err(invalid(
+                "pip",
+                format!(
+                    "layer {}: `pip` names no `packages` and no `requirements` files",
+                    index + 1
+                ),
+            ));
+        }
+        for line in &pip.packages {
+            crate::source::pip::requirements::Requirements::default()
+                .add_line(line, "pip packages")
+                .map_err(|e| invalid(line, e.to_string()))?;
+        }
+        let mut pip = pip.clone();
+        for path in pip
+            .requirements
+            .iter_mut()
+            .chain(pip.constraints.iter_mut())
+            .chain(pip.wheelhouse.iter_mut())
+        {
+            let absolute = self.root.join(&*path);
+            if !absolute.exists() {
+                return Err(invalid(
+                    &path.display().to_string(),
+                    format!(
+                        "`{}` does not exist (paths are relative to the project directory)",
+                        path.display()
+                    ),
+                ));
+            }
+            *path = absolute;
+        }
+        Ok(pip)
     }
 
     fn check_copy(

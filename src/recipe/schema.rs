@@ -53,6 +53,8 @@ pub struct LayerSpec {
     pub files: Option<Vec<FileCopySpec>>,
     /// Packages from a Debian archive, installed as apt and dpkg would.
     pub debian: Option<crate::source::debian::DebianSpec>,
+    /// Python packages from a package index, installed from wheels.
+    pub pip: Option<crate::source::pip::PipSpec>,
     /// Paths of the layers below to delete (written as OCI whiteouts).
     #[serde(default)]
     pub remove: Vec<String>,

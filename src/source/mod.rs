@@ -35,6 +35,14 @@ pub enum SourceError {
     Debian(#[from] debian::DebianError),
     #[error("cannot read the dpkg status of the base image: {0}")]
     BaseStatus(String),
+    #[error(transparent)]
+    Pip(Box<pip::PipError>),
+}
+
+impl From<pip::PipError> for SourceError {
+    fn from(error: pip::PipError) -> Self {
+        SourceError::Pip(Box::new(error))
+    }
 }
 
 /// What a `debian` layer needs to know of the image it goes on.
@@ -49,13 +57,21 @@ pub struct DebianContext<'a> {
     pub pinned: Option<Vec<debian::LockedDeb>>,
 }
 
+/// What a layer pinned, for the lock file.
+pub enum Pinned {
+    Debian(Vec<debian::LockedDeb>),
+    Pip(Vec<pip::LockedWheel>),
+}
+
 /// Lists the entries of one layer. `debian` is asked for the image's context only by a
-/// `debian` layer, since finding the base's dpkg status means reading its layers. Returns the
-/// tree and, for a `debian` layer, the packages it holds (what a lock file pins).
+/// `debian` layer, since finding the base's dpkg status means reading its layers; `pip` builds
+/// a `pip` layer's tree, since it needs the Python of the layers below. Returns the tree and,
+/// for a `debian` or `pip` layer, the packages it holds (what a lock file pins).
 pub fn layer_tree<'a>(
     layer: &Layer,
     debian: impl FnOnce() -> Result<DebianContext<'a>, SourceError>,
-) -> Result<(LayerTree, Option<Vec<debian::LockedDeb>>), SourceError> {
+    pip: impl FnOnce(&pip::PipSpec) -> Result<(LayerTree, Vec<pip::LockedWheel>), SourceError>,
+) -> Result<(LayerTree, Option<Pinned>), SourceError> {
     let mut tree = LayerTree::default();
     let mut locked = None;
     match &layer.source {
@@ -75,7 +91,12 @@ pub fn layer_tree<'a>(
                 context.pinned.as_deref(),
             )?;
             tree = debian_tree;
-            locked = Some(packages);
+            locked = Some(Pinned::Debian(packages));
+        }
+        LayerSource::Pip(spec) => {
+            let (pip_tree, wheels) = pip(spec)?;
+            tree = pip_tree;
+            locked = Some(Pinned::Pip(wheels));
         }
         LayerSource::Nothing => {}
     }
@@ -116,6 +137,18 @@ pub fn describe(layer: &Layer) -> String {
             match &spec.release {
                 Some(release) => parts.push(format!("debian {release}: {what}")),
                 None => parts.push(format!("debian {what}")),
+            }
+        }
+        LayerSource::Pip(spec) => {
+            let mut what: Vec<String> = spec.packages.clone();
+            what.extend(
+                spec.requirements
+                    .iter()
+                    .map(|p| format!("-r {}", p.file_name().unwrap_or_default().to_string_lossy())),
+            );
+            match &spec.venv {
+                Some(venv) => parts.push(format!("pip {} (venv {venv})", what.join(" "))),
+                None => parts.push(format!("pip {}", what.join(" "))),
             }
         }
         LayerSource::Nothing => {}

@@ -5,7 +5,30 @@
 //! and platform, read from the layers below) → resolution against the index's PEP 691 pages and
 //! PEP 658 metadata → lock → download with hash checks → wheels installed into a layer tree.
 
+pub mod config;
+pub mod index;
+pub mod metadata;
+pub mod requirements;
+pub mod resolve;
+pub mod scan;
+pub mod sdist;
+pub mod target;
 pub mod wheel;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use pep440_rs::Version;
+use serde::{Deserialize, Serialize};
+
+use crate::layer::cache::{Cache, CacheKeyBuilder};
+use crate::layer::{Content, Entry, EntryKind, ImagePath, LayerTree};
+use index::{DistFile, DistKind, PackageIndex};
+use requirements::Requirements;
+use scan::PythonBase;
+use target::{Libc, PythonTarget};
 
 /// Where a wheel's parts go in the image, as the image's own pip would put them.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -22,4 +45,633 @@ pub struct InstallScheme {
     pub headers: String,
     /// The interpreter that generated scripts name in their `#!` line.
     pub interpreter: String,
+}
+
+/// `pip = { … }` in a `[[layer]]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipSpec {
+    /// Requirement lines (PEP 508), as in a requirements file.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Requirements files, relative to the project directory.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub requirements: Vec<PathBuf>,
+    /// Constraints files (`-c`), relative to the project directory.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub constraints: Vec<PathBuf>,
+    /// The index to use instead of the host's configured one.
+    pub index_url: Option<String>,
+    #[serde(default)]
+    pub extra_index_urls: Vec<String>,
+    /// Directories of wheels and sdists (air-gapped sites), relative to the project directory.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub wheelhouse: Vec<PathBuf>,
+    /// Use only the wheelhouse and find-links locations.
+    #[serde(default)]
+    pub no_index: bool,
+    /// Install into a virtual environment at this image path instead of the system site.
+    pub venv: Option<String>,
+    /// The image's Python version (`3.11.2`), where it cannot be read from the layers below.
+    pub python: Option<String>,
+    /// Allow pre-releases.
+    #[serde(default)]
+    pub pre: bool,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(path) => vec![path],
+        OneOrMany::Many(paths) => paths,
+    })
+}
+
+/// A distribution as the lock file pins it: enough to find and verify it on any index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedWheel {
+    pub name: String,
+    pub version: String,
+    /// The wheel (or, for a package without wheels, the sdist) file name.
+    pub filename: String,
+    pub sha256: String,
+    /// Named by the layer's requirements, not only pulled in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requested: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipError {
+    #[error(transparent)]
+    Requirements(#[from] requirements::RequirementsError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Index(#[from] index::IndexError),
+    #[error(transparent)]
+    Resolve(#[from] resolve::ResolveError),
+    #[error(transparent)]
+    Wheel(#[from] wheel::WheelError),
+    #[error(transparent)]
+    Sdist(#[from] sdist::SdistError),
+    #[error(
+        "no Python found in the layers below: put the layer on a Python base, or state `python = \"3.X.Y\"` in it"
+    )]
+    NoPython,
+    #[error("`python = \"{0}\"` is not a Python version like 3.11.2")]
+    BadPython(String),
+    #[error(
+        "cannot tell the C library of the image (no libc6 in its dpkg status and no musl loader); wheels for it cannot be chosen"
+    )]
+    NoLibc,
+    #[error(
+        "{package} has no wheel for {tags} and its source would have to be compiled for that target; add a wheel to a `wheelhouse`, or pin a version that ships one"
+    )]
+    NeedsCompiling { package: String, tags: String },
+    #[error(
+        "{name} {version} ({filename}) is pinned in the lock file but no configured index or wheelhouse has it"
+    )]
+    NotOnIndex {
+        name: String,
+        version: String,
+        filename: String,
+    },
+}
+
+/// A pip layer made ready: its requirements read, its target known.
+pub struct Prepared {
+    pub requirements: Requirements,
+    pub target: PythonTarget,
+    /// Installed below in the same site directory: kept as they are.
+    pub below: BTreeMap<String, Version>,
+    /// The hash of everything the layer's resolution depends on.
+    pub inputs: String,
+    venv: Option<String>,
+}
+
+/// Reads a layer's requirements and works out the Python it installs for.
+pub fn prepare(
+    spec: &PipSpec,
+    base: &PythonBase,
+    architecture: &str,
+    variant: Option<&str>,
+) -> Result<Prepared, PipError> {
+    let mut requirements = Requirements::default();
+    for line in &spec.packages {
+        requirements.add_line(line, "the recipe's pip packages")?;
+    }
+    for file in &spec.requirements {
+        requirements.add_file(file)?;
+    }
+    let mut constraints = Requirements::default();
+    for file in &spec.constraints {
+        constraints.add_file(file)?;
+    }
+    requirements.constraints.extend(
+        constraints
+            .requirements
+            .into_iter()
+            .chain(constraints.constraints),
+    );
+    requirements.pre |= spec.pre;
+    let target = detect_target(spec, base, architecture, variant)?;
+    let site = target.scheme.purelib.clone();
+    let below: BTreeMap<String, Version> = base
+        .distributions
+        .iter()
+        .filter(|(dir, _, _)| *dir == site)
+        .filter_map(|(_, name, version)| {
+            Some((
+                wheel::normalize_name(name),
+                Version::from_str(version).ok()?,
+            ))
+        })
+        .collect();
+    // Paths are the checkout's; what they hold enters below, as parsed requirements.
+    let location_free = PipSpec {
+        requirements: Vec::new(),
+        constraints: Vec::new(),
+        wheelhouse: Vec::new(),
+        ..spec.clone()
+    };
+    let mut key = CacheKeyBuilder::new("pip-lock-v1");
+    key.field(
+        serde_json::to_string(&location_free)
+            .expect("specs serialise")
+            .as_bytes(),
+    );
+    for pinned in requirements
+        .requirements
+        .iter()
+        .chain(&requirements.constraints)
+    {
+        key.field(pinned.requirement.to_string().as_bytes());
+        key.field(pinned.hashes.join(",").as_bytes());
+    }
+    key.field(
+        serde_json::to_string(&target)
+            .expect("targets serialise")
+            .as_bytes(),
+    );
+    for (name, version) in &below {
+        key.field(format!("{name}=={version}").as_bytes());
+    }
+    Ok(Prepared {
+        requirements,
+        target,
+        below,
+        inputs: key.finish().as_str().to_owned(),
+        venv: spec.venv.clone(),
+    })
+}
+
+fn dpkg_version(status: &str, package: &str) -> Option<String> {
+    let mut name_matches = false;
+    let mut installed = false;
+    let mut version = None;
+    for line in status.lines().chain(std::iter::once("")) {
+        if line.is_empty() {
+            if name_matches && installed {
+                return version;
+            }
+            name_matches = false;
+            installed = false;
+            version = None;
+        } else if let Some(name) = line.strip_prefix("Package: ") {
+            name_matches = name.trim() == package;
+        } else if let Some(state) = line.strip_prefix("Status: ") {
+            installed = state.trim().ends_with(" installed");
+        } else if let Some(v) = line.strip_prefix("Version: ") {
+            version = Some(v.trim().to_owned());
+        }
+    }
+    None
+}
+
+/// Debian version `2.36-9+deb12u7` or `1:3.11.2-6` → upstream `2.36`, `3.11.2`.
+fn upstream(debian_version: &str) -> &str {
+    let without_epoch = debian_version
+        .split_once(':')
+        .map_or(debian_version, |(_, rest)| rest);
+    without_epoch
+        .rsplit_once('-')
+        .map_or(without_epoch, |(upstream, _)| upstream)
+}
+
+fn detect_target(
+    spec: &PipSpec,
+    base: &PythonBase,
+    architecture: &str,
+    variant: Option<&str>,
+) -> Result<PythonTarget, PipError> {
+    let status = &base.dpkg_status;
+    // (prefix of the interpreter, version, Debian's dist-packages layout)
+    let found: Option<(String, String, bool)> =
+        if let Some((prefix, version)) = base.conda_pythons.last() {
+            Some((prefix.clone(), version.clone(), false))
+        } else if let Some(minor) = (6..=20)
+            .rev()
+            .find(|m| dpkg_version(status, &format!("libpython3.{m}-minimal")).is_some())
+        {
+            let version =
+                dpkg_version(status, &format!("libpython3.{minor}-minimal")).expect("just found");
+            Some(("/usr".to_owned(), upstream(&version).to_owned(), true))
+        } else if let Some(dir) = base
+            .stdlib_dirs
+            .iter()
+            .find(|d| d.starts_with("/usr/local/lib/"))
+        {
+            let short = dir.trim_start_matches("/usr/local/lib/python").to_owned();
+            let version = base.env.get("PYTHON_VERSION").cloned().unwrap_or(short);
+            Some(("/usr/local".to_owned(), version, false))
+        } else {
+            None
+        };
+    let (prefix, mut version, debian) = match (found, &spec.python) {
+        (Some(found), _) => found,
+        (None, Some(_)) => ("/usr/local".to_owned(), String::new(), false),
+        (None, None) => return Err(PipError::NoPython),
+    };
+    if let Some(stated) = &spec.python {
+        version = stated.clone();
+    }
+    let parts: Vec<&str> = version.split('.').collect();
+    if parts.len() < 2 || parts.iter().any(|p| p.parse::<u32>().is_err()) {
+        return Err(PipError::BadPython(version));
+    }
+    let short = format!("{}.{}", parts[0], parts[1]);
+    let libc = if let Some(glibc) = dpkg_version(status, "libc6") {
+        let upstream = upstream(&glibc);
+        let mut numbers = upstream.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        Libc::Glibc {
+            major: numbers.next().unwrap_or(2),
+            minor: numbers.next().unwrap_or(0),
+        }
+    } else if base.musl {
+        Libc::Musl { major: 1, minor: 2 }
+    } else if let Some(glibc) = base.env.get("OCI_BUILD_GLIBC") {
+        let mut numbers = glibc.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        Libc::Glibc {
+            major: numbers.next().unwrap_or(2),
+            minor: numbers.next().unwrap_or(0),
+        }
+    } else {
+        return Err(PipError::NoLibc);
+    };
+    let interpreter = format!("{prefix}/bin/python{short}");
+    let scheme = match (&spec.venv, debian) {
+        (Some(venv), _) => {
+            let venv = venv.trim_end_matches('/');
+            let site = format!("{venv}/lib/python{short}/site-packages");
+            InstallScheme {
+                purelib: site.clone(),
+                platlib: site,
+                scripts: format!("{venv}/bin"),
+                data: venv.to_owned(),
+                headers: format!("{venv}/include/site/python{short}"),
+                interpreter: format!("{venv}/bin/python"),
+            }
+        }
+        // Debian's pip installs outside the distribution's own directories.
+        (None, true) => InstallScheme {
+            purelib: format!("/usr/local/lib/python{short}/dist-packages"),
+            platlib: format!("/usr/local/lib/python{short}/dist-packages"),
+            scripts: "/usr/local/bin".to_owned(),
+            data: "/usr/local".to_owned(),
+            headers: format!("/usr/local/include/python{short}"),
+            interpreter,
+        },
+        (None, false) => InstallScheme {
+            purelib: format!("{prefix}/lib/python{short}/site-packages"),
+            platlib: format!("{prefix}/lib/python{short}/site-packages"),
+            scripts: format!("{prefix}/bin"),
+            data: prefix.clone(),
+            headers: format!("{prefix}/include/python{short}"),
+            interpreter,
+        },
+    };
+    Ok(PythonTarget {
+        version,
+        machine: target::wheel_machine(architecture, variant),
+        libc,
+        scheme,
+    })
+}
+
+/// Resolves a prepared layer (or takes the lock's pins) and installs it into a tree.
+pub fn layer_tree(
+    spec: &PipSpec,
+    prepared: &Prepared,
+    cache: &Cache,
+    pinned: Option<&[LockedWheel]>,
+    source_date_epoch: u64,
+) -> Result<(LayerTree, Vec<LockedWheel>), PipError> {
+    let recipe_indexes = config::RecipeIndexes {
+        index_url: spec.index_url.clone(),
+        extra_index_urls: spec.extra_index_urls.clone(),
+        find_links: spec.wheelhouse.clone(),
+        no_index: spec.no_index,
+    };
+    let sources = config::sources(&recipe_indexes, &prepared.requirements)?;
+    let index = PackageIndex::new(sources, cache)?;
+    let target = &prepared.target;
+    let builder = |file: &DistFile| -> Result<(metadata::CoreMetadata, DistFile), String> {
+        let built = build_sdist(&index, file, target, cache, source_date_epoch)
+            .map_err(|e| resolve::error_chain(&e))?;
+        let meta = index
+            .metadata(&built)
+            .map_err(|e| resolve::error_chain(&e))?;
+        Ok((meta, built))
+    };
+    let locked: Vec<LockedWheel> = match pinned {
+        Some(pins) => pins.to_vec(),
+        None => {
+            let input = resolve::Input {
+                requirements: &prepared.requirements,
+                below: &prepared.below,
+            };
+            let requested: Vec<String> = prepared
+                .requirements
+                .requirements
+                .iter()
+                .map(|p| wheel::normalize_name(p.requirement.name.as_ref()))
+                .collect();
+            resolve::resolve(&index, target, &input, &builder)?
+                .into_iter()
+                .map(|r| {
+                    let sha256 = match &r.file.sha256 {
+                        Some(hex) => hex.clone(),
+                        None => index.download(&r.file).map(|(_, hex)| hex)?,
+                    };
+                    Ok(LockedWheel {
+                        requested: requested.contains(&r.name),
+                        name: r.name,
+                        version: r.version.to_string(),
+                        filename: r.file.filename,
+                        sha256,
+                    })
+                })
+                .collect::<Result<_, PipError>>()?
+        }
+    };
+    let mut tree = LayerTree::default();
+    if let Some(venv) = &prepared.venv {
+        add_venv(&mut tree, venv, target);
+    }
+    for pin in &locked {
+        let file = pinned_file(&index, pin)?;
+        let (mut path, _) = index.download(&file)?;
+        let mut filename = file.filename.clone();
+        let mut sha256 = pin.sha256.clone();
+        if file.kind == DistKind::Sdist {
+            let built = build_sdist(&index, &file, target, cache, source_date_epoch)?;
+            (path, sha256) = index.download(&built)?;
+            filename = built.filename;
+        }
+        wheel::install_wheel(
+            &mut tree,
+            &target.scheme,
+            &wheel::WheelFile {
+                path: &path,
+                filename: &filename,
+                sha256: &sha256,
+                requested: pin.requested,
+            },
+            cache,
+        )?;
+    }
+    Ok((tree, locked))
+}
+
+/// The file a lock entry names, found in the cache (no network) or on the index.
+fn pinned_file(index: &PackageIndex<'_>, pin: &LockedWheel) -> Result<DistFile, PipError> {
+    let kind = if pin.filename.ends_with(".whl") {
+        DistKind::Wheel(wheel::parse_wheel_filename(&pin.filename)?)
+    } else {
+        DistKind::Sdist
+    };
+    let version = Version::from_str(&pin.version).map_err(|_| PipError::NotOnIndex {
+        name: pin.name.clone(),
+        version: pin.version.clone(),
+        filename: pin.filename.clone(),
+    })?;
+    let cached = crate::digest::Digest::from_hex(&pin.sha256)
+        .ok()
+        .map(|d| index_cache_path(index, &d))
+        .filter(|p| p.is_file());
+    let url = match cached {
+        Some(path) => path.display().to_string(),
+        None => index
+            .files(&pin.name)?
+            .iter()
+            .find(|f| f.filename == pin.filename)
+            .map(|f| f.url.clone())
+            .ok_or_else(|| PipError::NotOnIndex {
+                name: pin.name.clone(),
+                version: pin.version.clone(),
+                filename: pin.filename.clone(),
+            })?,
+    };
+    Ok(DistFile {
+        filename: pin.filename.clone(),
+        url,
+        // The lock's hash, not the index's: a changed file on the index is refused.
+        sha256: Some(pin.sha256.clone()),
+        requires_python: None,
+        yanked: false,
+        metadata: None,
+        version,
+        kind,
+    })
+}
+
+fn index_cache_path(index: &PackageIndex<'_>, digest: &crate::digest::Digest) -> PathBuf {
+    index.cache().blob_path(digest)
+}
+
+/// Builds an sdist (cached by its hash) and checks that the wheel fits the target.
+fn build_sdist(
+    index: &PackageIndex<'_>,
+    file: &DistFile,
+    target: &PythonTarget,
+    cache: &Cache,
+    source_date_epoch: u64,
+) -> Result<DistFile, PipError> {
+    let (path, sha256) = index.download(file)?;
+    let wheel_path = sdist::build_wheel(
+        &path,
+        &file.filename,
+        &sha256,
+        index.sources(),
+        cache,
+        source_date_epoch,
+    )?;
+    let filename = wheel_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = wheel::parse_wheel_filename(&filename)?;
+    let tags = target.compatible_tags();
+    if PythonTarget::wheel_rank(
+        &tags,
+        &name.python_tags,
+        &name.abi_tags,
+        &name.platform_tags,
+    )
+    .is_none()
+    {
+        return Err(PipError::NeedsCompiling {
+            package: format!("{} {}", name.name, name.version),
+            tags: format!(
+                "cp{}{} on {} ({:?})",
+                target.major_minor().0,
+                target.major_minor().1,
+                target.machine,
+                target.libc
+            ),
+        });
+    }
+    Ok(DistFile {
+        filename,
+        url: wheel_path.display().to_string(),
+        sha256: None,
+        requires_python: None,
+        yanked: false,
+        metadata: None,
+        version: file.version.clone(),
+        kind: DistKind::Wheel(name),
+    })
+}
+
+/// The files that make a directory a virtual environment for the image's interpreter.
+fn add_venv(tree: &mut LayerTree, venv: &str, target: &PythonTarget) {
+    let (major, minor) = target.major_minor();
+    let path = |p: String| ImagePath::new(&p).expect("venv paths are valid");
+    let home = target
+        .scheme
+        .interpreter
+        .rsplit_once('/')
+        .map(|(dir, _)| dir.to_owned())
+        .unwrap_or_default();
+    let base_interpreter = format!("{home}/python{major}.{minor}");
+    let home = if home.starts_with(venv) {
+        "/usr/bin".to_owned()
+    } else {
+        home
+    };
+    let config = format!(
+        "home = {home}\ninclude-system-site-packages = false\nversion = {}\n",
+        target.version
+    );
+    let file = |text: String| Entry {
+        kind: EntryKind::File {
+            size: text.len() as u64,
+            content: Content::Inline(Arc::from(text.into_bytes())),
+        },
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+    };
+    let link = |to: &str| Entry {
+        kind: EntryKind::Symlink {
+            target: to.to_owned(),
+        },
+        mode: 0o777,
+        uid: 0,
+        gid: 0,
+    };
+    let venv = venv.trim_end_matches('/');
+    tree.insert(path(format!("{venv}/pyvenv.cfg")), file(config));
+    let interpreter = if base_interpreter.starts_with(venv) {
+        format!("/usr/bin/python{major}.{minor}")
+    } else {
+        base_interpreter
+    };
+    tree.insert(path(format!("{venv}/bin/python")), link(&interpreter));
+    tree.insert(path(format!("{venv}/bin/python{major}")), link("python"));
+    tree.insert(
+        path(format!("{venv}/bin/python{major}.{minor}")),
+        link("python"),
+    );
+    tree.insert(
+        path(format!("{venv}/lib/python{major}.{minor}/site-packages")),
+        Entry {
+            kind: EntryKind::Directory,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS: &str = "Package: libc6\nStatus: install ok installed\nVersion: 2.36-9+deb12u7\n\nPackage: libpython3.11-minimal\nStatus: install ok installed\nVersion: 3.11.2-6+deb12u6\n\nPackage: libpython3.9-minimal\nStatus: deinstall ok config-files\nVersion: 3.9.2-1\n";
+
+    #[test]
+    fn detects_debian_python_exactly() {
+        let base = PythonBase {
+            dpkg_status: STATUS.to_owned(),
+            ..Default::default()
+        };
+        let target = detect_target(&PipSpec::default(), &base, "arm64", None).unwrap();
+        assert_eq!(target.version, "3.11.2");
+        assert_eq!(target.machine, "aarch64");
+        assert_eq!(
+            target.libc,
+            Libc::Glibc {
+                major: 2,
+                minor: 36
+            }
+        );
+        assert_eq!(
+            target.scheme.purelib,
+            "/usr/local/lib/python3.11/dist-packages"
+        );
+        assert_eq!(target.scheme.interpreter, "/usr/bin/python3.11");
+        let venv = PipSpec {
+            venv: Some("/opt/venv".to_owned()),
+            ..Default::default()
+        };
+        let target = detect_target(&venv, &base, "amd64", None).unwrap();
+        assert_eq!(
+            target.scheme.purelib,
+            "/opt/venv/lib/python3.11/site-packages"
+        );
+        assert_eq!(target.scheme.interpreter, "/opt/venv/bin/python");
+    }
+
+    #[test]
+    fn detects_conda_python_and_refuses_no_python() {
+        let base = PythonBase {
+            dpkg_status: STATUS.to_owned(),
+            conda_pythons: vec![("/opt/conda".to_owned(), "3.11.9".to_owned())],
+            ..Default::default()
+        };
+        let target = detect_target(&PipSpec::default(), &base, "amd64", None).unwrap();
+        assert_eq!(target.version, "3.11.9");
+        assert_eq!(
+            target.scheme.purelib,
+            "/opt/conda/lib/python3.11/site-packages"
+        );
+        assert_eq!(target.scheme.scripts, "/opt/conda/bin");
+        let err =
+            detect_target(&PipSpec::default(), &PythonBase::default(), "amd64", None).unwrap_err();
+        assert!(matches!(err, PipError::NoPython));
+        let bad = PipSpec {
+            python: Some("three".to_owned()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            detect_target(&bad, &base, "amd64", None).unwrap_err(),
+            PipError::BadPython(_)
+        ));
+    }
 }

@@ -1,0 +1,671 @@
+//! Package indexes: PEP 691 JSON pages (PEP 503 HTML as a fallback), PEP 658/714 metadata
+//! files, find-links directories and wheelhouses, and verified downloads into the cache.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use pep440_rs::{Version, VersionSpecifiers};
+
+use super::metadata::{self, CoreMetadata};
+use super::wheel::{self, WheelName};
+use crate::digest::{Digest, HashingWriter};
+use crate::layer::cache::Cache;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("cannot read {url}: {message}")]
+    Fetch { url: String, message: String },
+    #[error("{url} is not a valid package index page: {message}")]
+    Page { url: String, message: String },
+    #[error("{file} from {url} does not match its hash: expected sha256 {expected}, got {found}")]
+    Checksum {
+        file: String,
+        url: String,
+        expected: String,
+        found: String,
+    },
+    #[error("metadata of {file}: {message}")]
+    Metadata { file: String, message: String },
+    #[error("cannot read `{path}`")]
+    Local {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Cache(#[from] crate::layer::cache::CacheError),
+    #[error(transparent)]
+    Wheel(#[from] wheel::WheelError),
+}
+
+/// Where package files come from: indexes (the first that knows a project wins, so a name
+/// on a private index cannot be taken over from a public one) and find-links locations
+/// (always merged in, as pip does).
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    pub index_urls: Vec<String>,
+    pub find_links: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DistKind {
+    Wheel(WheelName),
+    Sdist,
+}
+
+/// One file of a project as an index lists it.
+#[derive(Clone, Debug)]
+pub struct DistFile {
+    pub filename: String,
+    /// An http(s) URL, or a local path for find-links directories.
+    pub url: String,
+    pub sha256: Option<String>,
+    pub requires_python: Option<VersionSpecifiers>,
+    pub yanked: bool,
+    /// PEP 658/714: the index serves `<url>.metadata` (with its sha256 when given).
+    pub metadata: Option<Option<String>>,
+    pub version: Version,
+    pub kind: DistKind,
+}
+
+pub struct PackageIndex<'a> {
+    http: reqwest::blocking::Client,
+    sources: Sources,
+    cache: &'a Cache,
+    pages: Mutex<HashMap<String, Arc<Vec<DistFile>>>>,
+}
+
+impl<'a> PackageIndex<'a> {
+    pub fn new(sources: Sources, cache: &'a Cache) -> Result<Self, IndexError> {
+        let http = reqwest::blocking::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .timeout(std::time::Duration::from_secs(600))
+            .user_agent(concat!("oci-build/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| IndexError::Fetch {
+                url: "the package index".to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(PackageIndex {
+            http,
+            sources,
+            cache,
+            pages: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn sources(&self) -> &Sources {
+        &self.sources
+    }
+
+    pub fn cache(&self) -> &Cache {
+        self.cache
+    }
+
+    /// Every file of a project (normalised name), from the first index that has it plus the
+    /// find-links locations. Read once per run.
+    pub fn files(&self, project: &str) -> Result<Arc<Vec<DistFile>>, IndexError> {
+        if let Some(files) = self.pages.lock().expect("index pages").get(project) {
+            return Ok(files.clone());
+        }
+        let mut files = Vec::new();
+        for index in &self.sources.index_urls {
+            let url = format!("{}/{project}/", index.trim_end_matches('/'));
+            if let Some(found) = self.read_page(&url, project)? {
+                files = found;
+                break;
+            }
+        }
+        for location in &self.sources.find_links {
+            if location.contains("://") {
+                if let Some(found) = self.read_page(location, project)? {
+                    files.extend(found);
+                }
+            } else {
+                files.extend(local_files(Path::new(location), project)?);
+            }
+        }
+        let files = Arc::new(files);
+        self.pages
+            .lock()
+            .expect("index pages")
+            .insert(project.to_owned(), files.clone());
+        Ok(files)
+    }
+
+    /// Reads one project page; None when the index does not know the project.
+    fn read_page(&self, url: &str, project: &str) -> Result<Option<Vec<DistFile>>, IndexError> {
+        let shown = redact(url);
+        let response = self
+            .get_with_retries(url, |r| {
+                r.header(
+                    reqwest::header::ACCEPT,
+                    "application/vnd.pypi.simple.v1+json, text/html;q=0.1",
+                )
+            })
+            .map_err(|message| IndexError::Fetch {
+                url: shown.clone(),
+                message,
+            })?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(IndexError::Fetch {
+                url: shown,
+                message: format!("the server answered {}", response.status()),
+            });
+        }
+        let base = response.url().clone();
+        let json = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("json"));
+        let body = response.text().map_err(|e| IndexError::Fetch {
+            url: shown.clone(),
+            message: e.without_url().to_string(),
+        })?;
+        let links = if json {
+            parse_json_page(&body).map_err(|message| IndexError::Page {
+                url: shown.clone(),
+                message,
+            })?
+        } else {
+            parse_html_page(&body)
+        };
+        let mut files = Vec::new();
+        for link in links {
+            let absolute = base.join(&link.href).map_err(|e| IndexError::Page {
+                url: shown.clone(),
+                message: format!("link `{}`: {e}", link.href),
+            })?;
+            let mut absolute_text = absolute.to_string();
+            let mut sha256 = link.sha256;
+            // PEP 503 puts the hash in the fragment.
+            if let Some((without, fragment)) = absolute_text.clone().split_once('#') {
+                if sha256.is_none()
+                    && let Some(hex) = fragment.strip_prefix("sha256=")
+                {
+                    sha256 = Some(hex.to_ascii_lowercase());
+                }
+                absolute_text = without.to_owned();
+            }
+            if let Some(file) = dist_file(
+                &link.filename,
+                absolute_text,
+                sha256,
+                link.requires_python.as_deref(),
+                link.yanked,
+                link.metadata,
+                project,
+            ) {
+                files.push(file);
+            }
+        }
+        Ok(Some(files))
+    }
+
+    fn get_with_retries(
+        &self,
+        url: &str,
+        customize: impl Fn(reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder,
+    ) -> Result<reqwest::blocking::Response, String> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match customize(self.http.get(url)).send() {
+                Ok(response) if response.status().is_server_error() && attempt < 4 => {}
+                Ok(response) => return Ok(response),
+                Err(e) if attempt < 4 && (e.is_connect() || e.is_timeout() || e.is_request()) => {
+                    tracing::debug!(url = %redact(url), error = %e.without_url(), "retrying");
+                }
+                Err(e) => return Err(e.without_url().to_string()),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500 * (1 << attempt)));
+        }
+    }
+
+    /// The core metadata of a file: from the cache, the index's metadata file, or the file.
+    pub fn metadata(&self, file: &DistFile) -> Result<CoreMetadata, IndexError> {
+        let bytes = self.metadata_bytes(file)?;
+        metadata::parse(&bytes, &format!("{} (METADATA)", file.filename)).map_err(|message| {
+            IndexError::Metadata {
+                file: file.filename.clone(),
+                message,
+            }
+        })
+    }
+
+    fn metadata_bytes(&self, file: &DistFile) -> Result<Vec<u8>, IndexError> {
+        let DistKind::Wheel(_) = file.kind else {
+            return Err(IndexError::Metadata {
+                file: file.filename.clone(),
+                message: "a source distribution has to be built before its metadata is known"
+                    .to_owned(),
+            });
+        };
+        let cached = file
+            .sha256
+            .as_ref()
+            .map(|hex| self.cache.root().join("pip-metadata-v1").join(hex));
+        if let Some(path) = &cached
+            && let Ok(bytes) = std::fs::read(path)
+        {
+            return Ok(bytes);
+        }
+        let bytes = match (&file.metadata, file.url.contains("://")) {
+            (Some(expected), true) => {
+                let url = format!("{}.metadata", file.url);
+                let response =
+                    self.get_with_retries(&url, |r| r)
+                        .map_err(|message| IndexError::Fetch {
+                            url: redact(&url),
+                            message,
+                        })?;
+                if !response.status().is_success() {
+                    return Err(IndexError::Fetch {
+                        url: redact(&url),
+                        message: format!("the server answered {}", response.status()),
+                    });
+                }
+                let bytes = response.bytes().map_err(|e| IndexError::Fetch {
+                    url: redact(&url),
+                    message: e.without_url().to_string(),
+                })?;
+                if let Some(expected) = expected {
+                    let found = Digest::of_bytes(&bytes);
+                    if found.hex() != expected {
+                        return Err(IndexError::Checksum {
+                            file: format!("{}.metadata", file.filename),
+                            url: redact(&url),
+                            expected: expected.clone(),
+                            found: found.hex().to_owned(),
+                        });
+                    }
+                }
+                bytes.to_vec()
+            }
+            _ => {
+                let (path, _) = self.download(file)?;
+                wheel::read_metadata(&path, &file.filename)?
+            }
+        };
+        if let Some(path) = cached {
+            self.store(&path, &bytes)?;
+        }
+        Ok(bytes)
+    }
+
+    fn store(&self, path: &Path, bytes: &[u8]) -> Result<(), IndexError> {
+        let io_err = |source| IndexError::Local {
+            path: path.to_owned(),
+            source,
+        };
+        let temp = self.cache.temp_file()?;
+        std::fs::write(temp.path(), bytes).map_err(io_err)?;
+        std::fs::create_dir_all(path.parent().expect("cache paths have parents"))
+            .map_err(io_err)?;
+        temp.persist(path).map_err(|e| io_err(e.error))?;
+        Ok(())
+    }
+
+    /// Downloads a file into the cache (or finds it there), verified against `file.sha256`
+    /// where known. Returns its path and sha256.
+    pub fn download(&self, file: &DistFile) -> Result<(PathBuf, String), IndexError> {
+        if let Some(hex) = &file.sha256
+            && let Ok(digest) = Digest::from_hex(hex)
+        {
+            let path = self.cache.blob_path(&digest);
+            if path.is_file() {
+                return Ok((path, hex.clone()));
+            }
+        }
+        let temp = self.cache.temp_file()?;
+        let temp_io = |source| IndexError::Local {
+            path: temp.path().to_owned(),
+            source,
+        };
+        let mut writer = HashingWriter::new(io::BufWriter::new(temp.reopen().map_err(temp_io)?));
+        if file.url.contains("://") {
+            let mut response =
+                self.get_with_retries(&file.url, |r| r)
+                    .map_err(|message| IndexError::Fetch {
+                        url: redact(&file.url),
+                        message,
+                    })?;
+            if !response.status().is_success() {
+                return Err(IndexError::Fetch {
+                    url: redact(&file.url),
+                    message: format!("the server answered {}", response.status()),
+                });
+            }
+            io::copy(&mut response, &mut writer).map_err(|e| IndexError::Fetch {
+                url: redact(&file.url),
+                message: e.to_string(),
+            })?;
+        } else {
+            let mut source =
+                std::fs::File::open(&file.url).map_err(|source| IndexError::Local {
+                    path: PathBuf::from(&file.url),
+                    source,
+                })?;
+            io::copy(&mut source, &mut writer).map_err(|source| IndexError::Local {
+                path: PathBuf::from(&file.url),
+                source,
+            })?;
+        }
+        let (buffered, found, _) = writer.finish();
+        buffered.into_inner().map_err(|e| temp_io(e.into_error()))?;
+        if let Some(expected) = &file.sha256
+            && found.hex() != expected
+        {
+            return Err(IndexError::Checksum {
+                file: file.filename.clone(),
+                url: redact(&file.url),
+                expected: expected.clone(),
+                found: found.hex().to_owned(),
+            });
+        }
+        let path = self.cache.commit_blob(temp, &found)?;
+        Ok((path, found.hex().to_owned()))
+    }
+}
+
+/// A link as an index page gives it, before it is made absolute.
+struct Link {
+    filename: String,
+    href: String,
+    sha256: Option<String>,
+    requires_python: Option<String>,
+    yanked: bool,
+    metadata: Option<Option<String>>,
+}
+
+fn parse_json_page(body: &str) -> Result<Vec<Link>, String> {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        files: Vec<File>,
+    }
+    #[derive(serde::Deserialize)]
+    struct File {
+        filename: String,
+        url: String,
+        #[serde(default)]
+        hashes: HashMap<String, String>,
+        #[serde(rename = "requires-python")]
+        requires_python: Option<String>,
+        #[serde(default)]
+        yanked: serde_json::Value,
+        #[serde(rename = "core-metadata")]
+        core_metadata: Option<serde_json::Value>,
+        #[serde(rename = "dist-info-metadata")]
+        dist_info_metadata: Option<serde_json::Value>,
+    }
+    let page: Page = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    Ok(page
+        .files
+        .into_iter()
+        .map(|f| {
+            let metadata = match f.core_metadata.or(f.dist_info_metadata) {
+                Some(serde_json::Value::Bool(true)) => Some(None),
+                Some(serde_json::Value::Object(hashes)) => Some(
+                    hashes
+                        .get("sha256")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_ascii_lowercase),
+                ),
+                _ => None,
+            };
+            Link {
+                filename: f.filename,
+                href: f.url,
+                sha256: f.hashes.get("sha256").map(|h| h.to_ascii_lowercase()),
+                requires_python: f.requires_python,
+                yanked: !matches!(
+                    f.yanked,
+                    serde_json::Value::Bool(false) | serde_json::Value::Null
+                ),
+                metadata,
+            }
+        })
+        .collect())
+}
+
+/// PEP 503 pages: `<a href=… data-requires-python=… data-core-metadata=…>file</a>`.
+fn parse_html_page(body: &str) -> Vec<Link> {
+    let mut links = Vec::new();
+    let lower = body.to_ascii_lowercase();
+    let mut at = 0;
+    while let Some(start) = lower[at..].find("<a ").map(|i| i + at) {
+        let Some(tag_end) = lower[start..].find('>').map(|i| i + start) else {
+            break;
+        };
+        let Some(close) = lower[tag_end..].find("</a>").map(|i| i + tag_end) else {
+            break;
+        };
+        let attributes = parse_attributes(&body[start + 3..tag_end]);
+        let text = unescape(body[tag_end + 1..close].trim());
+        at = close + 4;
+        let Some(href) = attributes.get("href") else {
+            continue;
+        };
+        let metadata_attr = attributes
+            .get("data-core-metadata")
+            .or_else(|| attributes.get("data-dist-info-metadata"));
+        let metadata =
+            metadata_attr.map(|value| value.strip_prefix("sha256=").map(str::to_ascii_lowercase));
+        let filename = if text.is_empty() {
+            href.rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .split('#')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        } else {
+            text
+        };
+        links.push(Link {
+            filename,
+            href: href.clone(),
+            sha256: None,
+            requires_python: attributes.get("data-requires-python").cloned(),
+            yanked: attributes.contains_key("data-yanked"),
+            metadata,
+        });
+    }
+    links
+}
+
+fn parse_attributes(text: &str) -> HashMap<String, String> {
+    let mut attributes = HashMap::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let name_end = rest
+            .find(|c: char| c == '=' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        let name = rest[..name_end].to_ascii_lowercase();
+        rest = rest[name_end..].trim_start();
+        let value = if let Some(after) = rest.strip_prefix('=') {
+            let after = after.trim_start();
+            let (value, remaining) = match after.chars().next() {
+                Some(quote @ ('"' | '\'')) => {
+                    let body = &after[1..];
+                    let end = body.find(quote).unwrap_or(body.len());
+                    (&body[..end], body.get(end + 1..).unwrap_or(""))
+                }
+                _ => {
+                    let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                    (&after[..end], &after[end..])
+                }
+            };
+            rest = remaining.trim_start();
+            unescape(value)
+        } else {
+            String::new()
+        };
+        if !name.is_empty() {
+            attributes.insert(name, value);
+        }
+    }
+    attributes
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&amp;", "&")
+}
+
+/// Recognises a wheel or sdist of `project`; other files (eggs, exe installers) are skipped.
+fn dist_file(
+    filename: &str,
+    url: String,
+    sha256: Option<String>,
+    requires_python: Option<&str>,
+    yanked: bool,
+    metadata: Option<Option<String>>,
+    project: &str,
+) -> Option<DistFile> {
+    let requires_python = requires_python
+        .filter(|s| !s.trim().is_empty())
+        .and_then(|s| metadata::parse_requires_python(s).ok());
+    let (version, kind) = if filename.ends_with(".whl") {
+        let name = wheel::parse_wheel_filename(filename).ok()?;
+        if wheel::normalize_name(&name.name) != project {
+            return None;
+        }
+        (
+            Version::from_str(&name.version).ok()?,
+            DistKind::Wheel(name),
+        )
+    } else {
+        (sdist_version(filename, project)?, DistKind::Sdist)
+    };
+    Some(DistFile {
+        filename: filename.to_owned(),
+        url,
+        sha256,
+        requires_python,
+        yanked,
+        metadata,
+        version,
+        kind,
+    })
+}
+
+/// `kfp-server-api-2.0.5.tar.gz` → 2.0.5 for project `kfp-server-api`.
+pub fn sdist_version(filename: &str, project: &str) -> Option<Version> {
+    let stem = filename
+        .strip_suffix(".tar.gz")
+        .or_else(|| filename.strip_suffix(".zip"))?;
+    stem.match_indices('-').find_map(|(at, _)| {
+        (wheel::normalize_name(&stem[..at]) == project)
+            .then(|| Version::from_str(&stem[at + 1..]).ok())
+            .flatten()
+    })
+}
+
+/// The distribution files of a local directory (a wheelhouse or find-links folder).
+fn local_files(dir: &Path, project: &str) -> Result<Vec<DistFile>, IndexError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            tracing::warn!(dir = %dir.display(), "find-links directory does not exist");
+            return Ok(Vec::new());
+        }
+        Err(source) => {
+            return Err(IndexError::Local {
+                path: dir.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| IndexError::Local {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let filename = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if let Some(mut file) = dist_file(
+            &filename,
+            path.display().to_string(),
+            None,
+            None,
+            false,
+            None,
+            project,
+        ) {
+            let hashed = std::fs::File::open(&path)
+                .and_then(crate::digest::digest_reader)
+                .map_err(|source| IndexError::Local {
+                    path: path.clone(),
+                    source,
+                })?;
+            file.sha256 = Some(hashed.0.hex().to_owned());
+            files.push(file);
+        }
+    }
+    files.sort_by(|a, b| a.filename.cmp(&b.filename));
+    Ok(files)
+}
+
+/// A URL with any user name or password replaced, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("***");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_json_and_html_pages() {
+        let json = r#"{"meta":{"api-version":"1.1"},"name":"demo","files":[
+            {"filename":"demo-1.0-py3-none-any.whl","url":"../../files/demo-1.0-py3-none-any.whl","hashes":{"sha256":"AB"},"requires-python":">=3.8","core-metadata":{"sha256":"cd"},"yanked":false},
+            {"filename":"demo-0.9.tar.gz","url":"https://files.invalid/demo-0.9.tar.gz","hashes":{},"yanked":"broken"}]}"#;
+        let links = parse_json_page(json).unwrap();
+        assert_eq!(links[0].sha256.as_deref(), Some("ab"));
+        assert_eq!(links[0].metadata, Some(Some("cd".to_owned())));
+        assert!(!links[0].yanked && links[1].yanked);
+        let html = r#"<html><body><a href="/f/demo-1.0-py3-none-any.whl#sha256=EF" data-requires-python="&gt;=3.8" data-dist-info-metadata="sha256=12">demo-1.0-py3-none-any.whl</a>
+            <A HREF='demo-0.9.tar.gz' data-yanked>demo-0.9.tar.gz</A></body></html>"#;
+        let links = parse_html_page(html);
+        assert_eq!(links.len(), 2);
+        assert_eq!(links[0].requires_python.as_deref(), Some(">=3.8"));
+        assert_eq!(links[0].metadata, Some(Some("12".to_owned())));
+        assert!(links[1].yanked);
+        assert_eq!(links[1].filename, "demo-0.9.tar.gz");
+    }
+
+    #[test]
+    fn sdist_versions_and_redaction() {
+        assert_eq!(
+            sdist_version("kfp_server_api-2.0.5.tar.gz", "kfp-server-api")
+                .unwrap()
+                .to_string(),
+            "2.0.5"
+        );
+        assert!(sdist_version("other-1.0.tar.gz", "kfp-server-api").is_none());
+        assert_eq!(
+            redact("https://user:secret@index.invalid/simple/"),
+            "https://***@index.invalid/simple/"
+        );
+    }
+}

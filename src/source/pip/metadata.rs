@@ -1,0 +1,96 @@
+//! Core metadata (`METADATA`, `PKG-INFO`): the fields resolution needs.
+
+use std::str::FromStr;
+
+use pep440_rs::{Version, VersionSpecifiers};
+use pep508_rs::{Requirement, VerbatimUrl};
+
+#[derive(Clone, Debug)]
+pub struct CoreMetadata {
+    pub name: String,
+    pub version: Version,
+    pub requires_dist: Vec<Requirement<VerbatimUrl>>,
+    pub requires_python: Option<VersionSpecifiers>,
+}
+
+/// Parses the email-header format of core metadata. `what` names the file for errors.
+pub fn parse(bytes: &[u8], what: &str) -> Result<CoreMetadata, String> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            break; // the body (long description) follows the first blank line
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, value)) = fields.last_mut() {
+                value.push(' ');
+                value.push_str(line.trim());
+            }
+            continue;
+        }
+        if let Some((key, value)) = line.split_once(':') {
+            fields.push((key.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+    }
+    let get = |key: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let name = get("name").ok_or_else(|| format!("{what} has no Name"))?;
+    let version = get("version").ok_or_else(|| format!("{what} has no Version"))?;
+    let version =
+        Version::from_str(version).map_err(|e| format!("{what}: version `{version}`: {e}"))?;
+    let mut requires_dist = Vec::new();
+    for (key, value) in &fields {
+        if key == "requires-dist" {
+            let requirement = Requirement::<VerbatimUrl>::from_str(value)
+                .map_err(|e| format!("{what}: Requires-Dist `{value}`: {}", e.message))?;
+            requires_dist.push(requirement);
+        }
+    }
+    let requires_python = match get("requires-python") {
+        Some(spec) if !spec.is_empty() => Some(
+            parse_requires_python(spec)
+                .map_err(|e| format!("{what}: Requires-Python `{spec}`: {e}"))?,
+        ),
+        _ => None,
+    };
+    Ok(CoreMetadata {
+        name: name.to_owned(),
+        version,
+        requires_dist,
+        requires_python,
+    })
+}
+
+/// Requires-Python as indexes and metadata write it (some add spaces or a trailing comma).
+pub fn parse_requires_python(spec: &str) -> Result<VersionSpecifiers, String> {
+    let cleaned = spec.trim().trim_end_matches(',');
+    VersionSpecifiers::from_str(cleaned).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_dependencies_and_python_bounds() {
+        let text = b"Metadata-Version: 2.1\nName: Demo_Pkg\nVersion: 1.2.0\nRequires-Python: >=3.8,\nRequires-Dist: requests (>=2.0)\nRequires-Dist: pyyaml; extra == 'yaml'\nSummary: a long\n  folded line\n\nRequires-Dist: not-a-header\n";
+        let meta = parse(text, "demo").unwrap();
+        assert_eq!(meta.name, "Demo_Pkg");
+        assert_eq!(meta.version.to_string(), "1.2.0");
+        assert_eq!(meta.requires_dist.len(), 2);
+        assert!(
+            meta.requires_python
+                .unwrap()
+                .contains(&Version::from_str("3.11.2").unwrap())
+        );
+        assert!(
+            parse(b"Name: x\n", "x.whl")
+                .unwrap_err()
+                .contains("x.whl has no Version")
+        );
+    }
+}

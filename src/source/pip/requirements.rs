@@ -1,0 +1,320 @@
+//! Requirements as pip reads them: recipe lines and requirements files with `-r`/`-c`
+//! includes, `--hash` pins and index options.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use pep508_rs::{Requirement, VerbatimUrl};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequirementsError {
+    #[error("cannot read requirements file `{path}`")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}: `{line}` is not a valid requirement: {message}")]
+    Invalid {
+        origin: String,
+        line: String,
+        message: String,
+    },
+    #[error("{origin}: option `{option}` is not supported by oci-build")]
+    Unsupported { origin: String, option: String },
+    #[error(
+        "{origin}: `{requirement}` installs from a URL or path; pin it on an index or a wheelhouse instead"
+    )]
+    DirectUrl { origin: String, requirement: String },
+    #[error("requirements file `{0}` includes itself")]
+    Cycle(PathBuf),
+}
+
+/// One requirement with the hashes it was pinned to (empty: not pinned).
+#[derive(Clone, Debug)]
+pub struct Pinned {
+    pub requirement: Requirement<VerbatimUrl>,
+    pub hashes: Vec<String>,
+}
+
+/// Everything a set of requirement sources says.
+#[derive(Clone, Debug, Default)]
+pub struct Requirements {
+    pub requirements: Vec<Pinned>,
+    pub constraints: Vec<Pinned>,
+    pub index_url: Option<String>,
+    pub extra_index_urls: Vec<String>,
+    pub find_links: Vec<String>,
+    pub no_index: bool,
+    pub pre: bool,
+}
+
+impl Requirements {
+    /// Adds one requirement line written in a recipe.
+    pub fn add_line(&mut self, line: &str, origin: &str) -> Result<(), RequirementsError> {
+        self.parse_line(line, origin, None, false)
+    }
+
+    /// Reads a requirements file (and what it includes).
+    pub fn add_file(&mut self, path: &Path) -> Result<(), RequirementsError> {
+        self.read_file(path, false, &mut Vec::new())
+    }
+
+    fn read_file(
+        &mut self,
+        path: &Path,
+        constraints: bool,
+        stack: &mut Vec<PathBuf>,
+    ) -> Result<(), RequirementsError> {
+        if stack.iter().any(|p| p == path) {
+            return Err(RequirementsError::Cycle(path.to_owned()));
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| RequirementsError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        stack.push(path.to_owned());
+        let mut number = 0;
+        let mut logical = String::new();
+        for (index, raw) in text.lines().enumerate() {
+            if logical.is_empty() {
+                number = index + 1;
+            }
+            // A trailing backslash joins the next line, as in pip.
+            if let Some(joined) = raw.strip_suffix('\\') {
+                logical.push_str(joined);
+                logical.push(' ');
+                continue;
+            }
+            logical.push_str(raw);
+            let line = std::mem::take(&mut logical);
+            let origin = format!("{}:{number}", path.display());
+            self.parse_file_line(&line, &origin, path, constraints, stack)?;
+        }
+        if !logical.is_empty() {
+            let origin = format!("{}:{number}", path.display());
+            self.parse_file_line(&logical, &origin, path, constraints, stack)?;
+        }
+        stack.pop();
+        Ok(())
+    }
+
+    fn parse_file_line(
+        &mut self,
+        line: &str,
+        origin: &str,
+        file: &Path,
+        constraints: bool,
+        stack: &mut Vec<PathBuf>,
+    ) -> Result<(), RequirementsError> {
+        self.parse_line(line, origin, Some((file, stack)), constraints)
+    }
+
+    fn parse_line(
+        &mut self,
+        line: &str,
+        origin: &str,
+        file: Option<(&Path, &mut Vec<PathBuf>)>,
+        constraints: bool,
+    ) -> Result<(), RequirementsError> {
+        let line = strip_comment(line).trim();
+        if line.is_empty() {
+            return Ok(());
+        }
+        if line.starts_with('-') {
+            let (option, value) = split_option(line);
+            let relative = |value: &str| -> PathBuf {
+                match &file {
+                    Some((file, _)) => file.parent().unwrap_or(Path::new(".")).join(value),
+                    None => PathBuf::from(value),
+                }
+            };
+            let needs_value = |value: Option<&str>| {
+                value
+                    .map(str::to_owned)
+                    .ok_or_else(|| RequirementsError::Invalid {
+                        origin: origin.to_owned(),
+                        line: line.to_owned(),
+                        message: format!("`{option}` needs a value"),
+                    })
+            };
+            match option {
+                "-r" | "--requirement" | "-c" | "--constraint" => {
+                    let value = needs_value(value)?;
+                    let included = relative(&value);
+                    let as_constraints = constraints || option == "-c" || option == "--constraint";
+                    match file {
+                        Some((_, stack)) => self.read_file(&included, as_constraints, stack)?,
+                        None => self.read_file(&included, as_constraints, &mut Vec::new())?,
+                    }
+                }
+                "-i" | "--index-url" => self.index_url = Some(needs_value(value)?),
+                "--extra-index-url" => self.extra_index_urls.push(needs_value(value)?),
+                "-f" | "--find-links" => {
+                    let value = needs_value(value)?;
+                    // A local directory is relative to the file that names it.
+                    if value.contains("://") {
+                        self.find_links.push(value);
+                    } else {
+                        self.find_links.push(relative(&value).display().to_string());
+                    }
+                }
+                "--no-index" => self.no_index = true,
+                "--pre" => self.pre = true,
+                // Options that only change how pip itself runs.
+                "--prefer-binary" | "--only-binary" | "--no-binary" | "--trusted-host" => {}
+                _ => {
+                    return Err(RequirementsError::Unsupported {
+                        origin: origin.to_owned(),
+                        option: option.to_owned(),
+                    });
+                }
+            }
+            return Ok(());
+        }
+        let (spec, hashes) = split_hashes(line, origin)?;
+        let requirement = Requirement::<VerbatimUrl>::from_str(spec.trim()).map_err(|e| {
+            RequirementsError::Invalid {
+                origin: origin.to_owned(),
+                line: spec.trim().to_owned(),
+                message: e.message.to_string(),
+            }
+        })?;
+        if matches!(
+            requirement.version_or_url,
+            Some(pep508_rs::VersionOrUrl::Url(_))
+        ) {
+            return Err(RequirementsError::DirectUrl {
+                origin: origin.to_owned(),
+                requirement: spec.trim().to_owned(),
+            });
+        }
+        let pinned = Pinned {
+            requirement,
+            hashes,
+        };
+        if constraints {
+            self.constraints.push(pinned);
+        } else {
+            self.requirements.push(pinned);
+        }
+        Ok(())
+    }
+}
+
+/// `# comment` ends a line where it starts one or follows whitespace (pip's rule).
+fn strip_comment(line: &str) -> &str {
+    if line.trim_start().starts_with('#') {
+        return "";
+    }
+    match line.find(" #").or_else(|| line.find("\t#")) {
+        Some(at) => &line[..at],
+        None => line,
+    }
+}
+
+/// `--index-url=URL`, `--index-url URL`, `-iURL`.
+fn split_option(line: &str) -> (&str, Option<&str>) {
+    if let Some((option, value)) = line.split_once('=')
+        && option.starts_with("--")
+        && !option.contains(char::is_whitespace)
+    {
+        return (option, Some(value.trim()));
+    }
+    match line.split_once(char::is_whitespace) {
+        Some((option, value)) => (option, Some(value.trim())),
+        None => (line, None),
+    }
+}
+
+/// Splits `name==1.0 --hash=sha256:abc --hash=sha256:def` into the requirement and its hashes.
+fn split_hashes(line: &str, origin: &str) -> Result<(String, Vec<String>), RequirementsError> {
+    let Some(at) = line.find("--hash") else {
+        return Ok((line.to_owned(), Vec::new()));
+    };
+    let mut hashes = Vec::new();
+    let rest = line[at..].replace("--hash=", "--hash ");
+    let mut words = rest.split_whitespace();
+    while let Some(word) = words.next() {
+        if word != "--hash" {
+            return Err(RequirementsError::Invalid {
+                origin: origin.to_owned(),
+                line: line.to_owned(),
+                message: format!("unexpected `{word}` after a --hash option"),
+            });
+        }
+        let value = words.next().unwrap_or_default();
+        match value.split_once(':') {
+            Some(("sha256", hex)) if hex.len() == 64 => hashes.push(hex.to_ascii_lowercase()),
+            _ => {
+                return Err(RequirementsError::Invalid {
+                    origin: origin.to_owned(),
+                    line: line.to_owned(),
+                    message: format!("`--hash {value}` is not a sha256:<64 hex digits> hash"),
+                });
+            }
+        }
+    }
+    Ok((line[..at].to_owned(), hashes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_files_with_includes_hashes_and_options() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("base.txt"),
+            "--index-url https://index.invalid/simple\n\
+             # a comment\n\
+             requests[socks]>=2.31 ; python_version >= \"3.8\"  # trailing\n\
+             pyyaml==6.0.1 \\\n    --hash=sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n\
+             -c constraints.txt\n\
+             -f wheels\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("constraints.txt"), "urllib3<2\n").unwrap();
+        std::fs::write(dir.path().join("top.txt"), "-r base.txt\nclick\n").unwrap();
+        let mut reqs = Requirements::default();
+        reqs.add_file(&dir.path().join("top.txt")).unwrap();
+        let names: Vec<String> = reqs
+            .requirements
+            .iter()
+            .map(|p| p.requirement.name.to_string())
+            .collect();
+        assert_eq!(names, ["requests", "pyyaml", "click"]);
+        assert_eq!(reqs.requirements[0].requirement.extras.len(), 1);
+        assert_eq!(reqs.requirements[1].hashes, ["a".repeat(64)]);
+        assert_eq!(reqs.constraints.len(), 1);
+        assert_eq!(reqs.constraints[0].requirement.name.to_string(), "urllib3");
+        assert_eq!(
+            reqs.index_url.as_deref(),
+            Some("https://index.invalid/simple")
+        );
+        assert_eq!(
+            reqs.find_links,
+            [dir.path().join("wheels").display().to_string()]
+        );
+    }
+
+    #[test]
+    fn bad_lines_name_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("r.txt");
+        std::fs::write(&file, "numpy\nnot a requirement!!\n").unwrap();
+        let err = Requirements::default().add_file(&file).unwrap_err();
+        assert!(err.to_string().contains("r.txt:2"), "{err}");
+        std::fs::write(&file, "-e .\n").unwrap();
+        let err = Requirements::default().add_file(&file).unwrap_err();
+        assert!(err.to_string().contains("`-e`"), "{err}");
+        std::fs::write(&file, "-r r.txt\n").unwrap();
+        let err = Requirements::default().add_file(&file).unwrap_err();
+        assert!(matches!(err, RequirementsError::Cycle(_)), "{err}");
+        let err = Requirements::default()
+            .add_line("pkg @ https://example.invalid/pkg.whl", "recipe")
+            .unwrap_err();
+        assert!(matches!(err, RequirementsError::DirectUrl { .. }), "{err}");
+    }
+}

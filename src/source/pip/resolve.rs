@@ -1,0 +1,472 @@
+//! Resolution with PubGrub: the closure of a layer's requirements for the image's Python and
+//! platform, newest versions first, with an explanation when no set of versions fits.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::sync::mpsc;
+
+use pep440_rs::Version;
+use pep508_rs::{ExtraName, MarkerEnvironment, Requirement, VerbatimUrl, VersionOrUrl};
+use pubgrub::{
+    Dependencies, DependencyConstraints, DependencyProvider, PackageResolutionStatistics,
+    PubGrubError, Ranges, Reporter,
+};
+
+use super::index::{DistFile, DistKind, PackageIndex};
+use super::metadata::CoreMetadata;
+use super::requirements::{Pinned, Requirements};
+use super::target::PythonTarget;
+use super::wheel::normalize_name;
+
+/// A node of the resolution: the layer itself, a distribution, or a distribution with one
+/// extra (which depends on the distribution at the same version).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Node {
+    Root,
+    Dist(String),
+    Extra(String, String),
+}
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Node::Root => write!(f, "the layer's requirements"),
+            Node::Dist(name) => write!(f, "{name}"),
+            Node::Extra(name, extra) => write!(f, "{name}[{extra}]"),
+        }
+    }
+}
+
+/// What a resolution chose for one distribution.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub name: String,
+    pub version: Version,
+    pub file: DistFile,
+}
+
+/// Builds a source distribution into a wheel and returns its metadata and the wheel's file.
+pub type SdistBuilder<'b> =
+    dyn Fn(&DistFile) -> Result<(CoreMetadata, DistFile), String> + Sync + 'b;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ProviderError(pub String);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("the requirements cannot be satisfied together: {0}")]
+    NoSolution(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub struct Input<'r> {
+    pub requirements: &'r Requirements,
+    /// Distributions the layers below already hold, by normalised name.
+    pub below: &'r BTreeMap<String, Version>,
+}
+
+/// Resolves `input` for `target`; what the layers below hold is left out of the result. Index pages and metadata files are fetched ahead on a few
+/// threads while the solver works.
+pub fn resolve(
+    index: &PackageIndex<'_>,
+    target: &PythonTarget,
+    input: &Input<'_>,
+    build_sdist: &SdistBuilder<'_>,
+) -> Result<Vec<Resolved>, ResolveError> {
+    let (sender, receiver) = mpsc::channel::<String>();
+    let receiver = Mutex::new(receiver);
+    let solution = std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                loop {
+                    let name = match receiver.lock().expect("prefetch queue").recv() {
+                        Ok(name) => name,
+                        Err(_) => return,
+                    };
+                    // Errors show again when the solver asks; here they only cost a request.
+                    if let Ok(files) = index.files(&name)
+                        && let Some(best) = newest_wheel(&files, target)
+                    {
+                        let _ = index.metadata(best);
+                    }
+                }
+            });
+        }
+        let provider = Provider::new(index, target, input, build_sdist, sender);
+        let result = pubgrub::resolve(&provider, Node::Root, Version::new([0]));
+        drop(provider);
+        result.map_err(explain)
+    })?;
+    let mut resolved = Vec::new();
+    for (node, version) in solution {
+        let Node::Dist(name) = node else { continue };
+        if input.below.get(&name) == Some(&version) {
+            continue;
+        }
+        let file = index_choice(index, target, input, &name, &version)
+            .map_err(|e| ResolveError::Failed(e.0))?;
+        resolved.push(Resolved {
+            name,
+            version,
+            file,
+        });
+    }
+    resolved.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(resolved)
+}
+
+fn explain(error: PubGrubError<Provider<'_, '_>>) -> ResolveError {
+    match error {
+        PubGrubError::NoSolution(mut tree) => {
+            tree.collapse_no_versions();
+            ResolveError::NoSolution(
+                pubgrub::DefaultStringReporter::report(&tree).replace('\n', " "),
+            )
+        }
+        PubGrubError::ErrorRetrievingDependencies { source, .. } => {
+            ResolveError::Failed(source.to_string())
+        }
+        PubGrubError::ErrorChoosingVersion { source, .. } => {
+            ResolveError::Failed(source.to_string())
+        }
+        PubGrubError::ErrorInShouldCancel(source) => ResolveError::Failed(source.to_string()),
+    }
+}
+
+fn newest_wheel<'f>(files: &'f [DistFile], target: &PythonTarget) -> Option<&'f DistFile> {
+    let tags = target.compatible_tags();
+    let full = target.full_version();
+    files
+        .iter()
+        .filter(|f| !f.yanked && !f.version.any_prerelease())
+        .filter(|f| f.requires_python.as_ref().is_none_or(|r| r.contains(&full)))
+        .filter(|f| match &f.kind {
+            DistKind::Wheel(w) => {
+                PythonTarget::wheel_rank(&tags, &w.python_tags, &w.abi_tags, &w.platform_tags)
+                    .is_some()
+            }
+            DistKind::Sdist => false,
+        })
+        .max_by(|a, b| a.version.cmp(&b.version))
+}
+
+/// The file the resolution used for a version (the best wheel, else the sdist).
+fn index_choice(
+    index: &PackageIndex<'_>,
+    target: &PythonTarget,
+    input: &Input<'_>,
+    name: &str,
+    version: &Version,
+) -> Result<DistFile, ProviderError> {
+    let files = index
+        .files(name)
+        .map_err(|e| ProviderError(error_chain(&e)))?;
+    let hashes = pinned_hashes(input.requirements, name);
+    best_file(&files, version, target, &hashes, true)
+        .cloned()
+        .ok_or_else(|| ProviderError(format!("{name} {version} has no usable file")))
+}
+
+fn pinned_hashes(requirements: &Requirements, name: &str) -> Vec<String> {
+    requirements
+        .requirements
+        .iter()
+        .chain(&requirements.constraints)
+        .filter(|p| normalize_name(p.requirement.name.as_ref()) == name)
+        .flat_map(|p| p.hashes.iter().cloned())
+        .collect()
+}
+
+/// The best file of `version` for the target: the wheel with the most specific tags, else an
+/// sdist. `hashes`, when not empty, limits the choice to files pinned by `--hash`.
+fn best_file<'f>(
+    files: &'f [DistFile],
+    version: &Version,
+    target: &PythonTarget,
+    hashes: &[String],
+    allow_yanked: bool,
+) -> Option<&'f DistFile> {
+    let tags = target.compatible_tags();
+    let full = target.full_version();
+    let candidates = files.iter().filter(|f| {
+        &f.version == version
+            && (allow_yanked || !f.yanked)
+            && f.requires_python.as_ref().is_none_or(|r| r.contains(&full))
+            && (hashes.is_empty() || f.sha256.as_ref().is_some_and(|h| hashes.contains(h)))
+    });
+    let mut best: Option<(usize, &DistFile)> = None;
+    let mut sdist = None;
+    for file in candidates {
+        match &file.kind {
+            DistKind::Wheel(w) => {
+                if let Some(rank) =
+                    PythonTarget::wheel_rank(&tags, &w.python_tags, &w.abi_tags, &w.platform_tags)
+                    && best.is_none_or(|(r, _)| rank < r)
+                {
+                    best = Some((rank, file));
+                }
+            }
+            DistKind::Sdist => {
+                // .tar.gz before .zip, as pip prefers.
+                if sdist.is_none() || file.filename.ends_with(".tar.gz") {
+                    sdist = Some(file);
+                }
+            }
+        }
+    }
+    best.map(|(_, f)| f).or(sdist)
+}
+
+struct Provider<'p, 'c> {
+    index: &'p PackageIndex<'c>,
+    target: &'p PythonTarget,
+    environment: MarkerEnvironment,
+    input: &'p Input<'p>,
+    build_sdist: &'p SdistBuilder<'p>,
+    constraints: HashMap<String, Ranges<Version>>,
+    prefetch: Mutex<mpsc::Sender<String>>,
+    /// First time each package was seen, for breadth-first order among equals.
+    seen: RefCell<HashMap<String, usize>>,
+    /// Metadata of built sdists, by (name, version).
+    built: RefCell<HashMap<(String, Version), CoreMetadata>>,
+}
+
+impl<'p, 'c> Provider<'p, 'c> {
+    fn new(
+        index: &'p PackageIndex<'c>,
+        target: &'p PythonTarget,
+        input: &'p Input<'p>,
+        build_sdist: &'p SdistBuilder<'p>,
+        prefetch: mpsc::Sender<String>,
+    ) -> Self {
+        let mut constraints: HashMap<String, Ranges<Version>> = HashMap::new();
+        let environment = target.marker_environment();
+        for pinned in &input.requirements.constraints {
+            if !pinned.requirement.marker.evaluate(&environment, &[]) {
+                continue;
+            }
+            let name = normalize_name(pinned.requirement.name.as_ref());
+            let range = requirement_range(&pinned.requirement);
+            constraints
+                .entry(name)
+                .and_modify(|r| *r = r.intersection(&range))
+                .or_insert(range);
+        }
+        Provider {
+            index,
+            target,
+            environment,
+            input,
+            build_sdist,
+            constraints,
+            prefetch: Mutex::new(prefetch),
+            seen: RefCell::new(HashMap::new()),
+            built: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn note(&self, name: &str) {
+        let mut seen = self.seen.borrow_mut();
+        if !seen.contains_key(name) {
+            let order = seen.len();
+            seen.insert(name.to_owned(), order);
+            let _ = self
+                .prefetch
+                .lock()
+                .expect("prefetch")
+                .send(name.to_owned());
+        }
+    }
+
+    fn add_requirement(
+        &self,
+        deps: &mut BTreeMap<Node, Ranges<Version>>,
+        requirement: &Requirement<VerbatimUrl>,
+    ) {
+        let name = normalize_name(requirement.name.as_ref());
+        self.note(&name);
+        let mut range = requirement_range(requirement);
+        if let Some(constraint) = self.constraints.get(&name) {
+            range = range.intersection(constraint);
+        }
+        let mut add = |node: Node, range: &Ranges<Version>| {
+            deps.entry(node)
+                .and_modify(|r| *r = r.intersection(range))
+                .or_insert_with(|| range.clone());
+        };
+        add(Node::Dist(name.clone()), &range);
+        for extra in &requirement.extras {
+            add(Node::Extra(name.clone(), extra.to_string()), &range);
+        }
+    }
+
+    fn metadata(&self, name: &str, version: &Version) -> Result<CoreMetadata, ProviderError> {
+        if let Some(meta) = self.built.borrow().get(&(name.to_owned(), version.clone())) {
+            return Ok(meta.clone());
+        }
+        let file = index_choice(self.index, self.target, self.input, name, version)?;
+        match file.kind {
+            DistKind::Wheel(_) => self
+                .index
+                .metadata(&file)
+                .map_err(|e| ProviderError(error_chain(&e))),
+            DistKind::Sdist => {
+                let (meta, _) = (self.build_sdist)(&file).map_err(ProviderError)?;
+                self.built
+                    .borrow_mut()
+                    .insert((name.to_owned(), version.clone()), meta.clone());
+                Ok(meta)
+            }
+        }
+    }
+}
+
+fn requirement_range(requirement: &Requirement<VerbatimUrl>) -> Ranges<Version> {
+    match &requirement.version_or_url {
+        Some(VersionOrUrl::VersionSpecifier(specifiers)) => Ranges::from(specifiers.clone()),
+        _ => Ranges::full(),
+    }
+}
+
+impl DependencyProvider for Provider<'_, '_> {
+    type P = Node;
+    type V = Version;
+    type VS = Ranges<Version>;
+    type M = String;
+    type Priority = (bool, u32, Reverse<usize>);
+    type Err = ProviderError;
+
+    fn prioritize(
+        &self,
+        package: &Node,
+        range: &Ranges<Version>,
+        statistics: &PackageResolutionStatistics,
+    ) -> Self::Priority {
+        let order = match package {
+            Node::Root => 0,
+            Node::Dist(name) | Node::Extra(name, _) => {
+                self.seen.borrow().get(name).copied().unwrap_or(usize::MAX)
+            }
+        };
+        (
+            range.as_singleton().is_some(),
+            statistics.conflict_count(),
+            Reverse(order),
+        )
+    }
+
+    fn choose_version(
+        &self,
+        package: &Node,
+        range: &Ranges<Version>,
+    ) -> Result<Option<Version>, ProviderError> {
+        let name = match package {
+            Node::Root => return Ok(Some(Version::new([0]))),
+            Node::Dist(name) | Node::Extra(name, _) => name,
+        };
+        if let Some(version) = self.input.below.get(name)
+            && range.contains(version)
+        {
+            return Ok(Some(version.clone()));
+        }
+        let files = self
+            .index
+            .files(name)
+            .map_err(|e| ProviderError(error_chain(&e)))?;
+        let hashes = pinned_hashes(self.input.requirements, name);
+        let mut versions: Vec<&Version> = files.iter().map(|f| &f.version).collect();
+        versions.sort_unstable_by(|a, b| b.cmp(a));
+        versions.dedup();
+        let exact = range.as_singleton().is_some();
+        let usable = |version: &&&Version| {
+            range.contains(**version)
+                && best_file(&files, version, self.target, &hashes, exact).is_some()
+        };
+        // Pre-releases only where the request names one or nothing else fits (uv's default).
+        let allow_pre = self.input.requirements.pre;
+        let chosen = versions
+            .iter()
+            .filter(|v| allow_pre || !v.any_prerelease())
+            .find(usable)
+            .or_else(|| versions.iter().find(usable));
+        Ok(chosen.map(|v| (*v).clone()))
+    }
+
+    fn get_dependencies(
+        &self,
+        package: &Node,
+        version: &Version,
+    ) -> Result<Dependencies<Node, Ranges<Version>, String>, ProviderError> {
+        let mut deps: BTreeMap<Node, Ranges<Version>> = BTreeMap::new();
+        match package {
+            Node::Root => {
+                for Pinned { requirement, .. } in &self.input.requirements.requirements {
+                    if requirement.marker.evaluate(&self.environment, &[]) {
+                        self.add_requirement(&mut deps, requirement);
+                    }
+                }
+                for (name, version) in self.input.below {
+                    // Kept unless the layer's requirements ask for another version, which
+                    // the solver then reports as a conflict with the layer below.
+                    self.note(name);
+                    deps.entry(Node::Dist(name.clone()))
+                        .and_modify(|r: &mut Ranges<Version>| {
+                            *r = r.intersection(&Ranges::singleton(version.clone()))
+                        })
+                        .or_insert_with(|| Ranges::singleton(version.clone()));
+                }
+            }
+            Node::Dist(name) => {
+                let meta = self.metadata(name, version)?;
+                if let Some(python) = &meta.requires_python
+                    && !python.contains(&self.target.full_version())
+                {
+                    return Ok(Dependencies::Unavailable(format!(
+                        "requires Python {python}, the image has {}",
+                        self.target.version
+                    )));
+                }
+                for requirement in &meta.requires_dist {
+                    if requirement.marker.evaluate(&self.environment, &[]) {
+                        self.add_requirement(&mut deps, requirement);
+                    }
+                }
+            }
+            Node::Extra(name, extra) => {
+                deps.insert(Node::Dist(name.clone()), Ranges::singleton(version.clone()));
+                let meta = self.metadata(name, version)?;
+                let extra_name = ExtraName::from_str(extra)
+                    .map_err(|e| ProviderError(format!("extra `{extra}` of {name}: {e}")))?;
+                let extras = [extra_name];
+                for requirement in &meta.requires_dist {
+                    if requirement.marker.evaluate(&self.environment, &extras)
+                        && !requirement.marker.evaluate(&self.environment, &[])
+                    {
+                        self.add_requirement(&mut deps, requirement);
+                    }
+                }
+            }
+        }
+        Ok(Dependencies::Available(
+            deps.into_iter().collect::<DependencyConstraints<_, _>>(),
+        ))
+    }
+}
+
+/// An error with its causes, in one line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

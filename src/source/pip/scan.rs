@@ -1,0 +1,204 @@
+//! What the layers below a `pip` layer hold that decides how it installs: the Python there
+//! (Debian's, a conda prefix's, or one built into /usr/local), the C library, and the Python
+//! distributions already installed.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use crate::layer::{Content, EntryKind, LayerTree};
+
+/// One layer, as far as Python installs care.
+#[derive(Clone, Debug, Default)]
+pub struct LayerScan {
+    pub dpkg_status: Option<String>,
+    /// `<prefix>/conda-meta/python-<version>-<build>.json` → (prefix, version).
+    pub conda_pythons: Vec<(String, String)>,
+    /// `(site directory, distribution name, version)` of `.dist-info`/`.egg-info` directories.
+    pub distributions: Vec<(String, String, String)>,
+    /// `lib/python3.X` directories with the standard library (`os.py`), by prefix.
+    pub stdlib_dirs: Vec<String>,
+    pub musl: bool,
+    /// Paths this layer deletes from below.
+    pub whiteouts: Vec<String>,
+}
+
+/// The layers below, merged bottom to top.
+#[derive(Clone, Debug, Default)]
+pub struct PythonBase {
+    pub dpkg_status: String,
+    pub conda_pythons: Vec<(String, String)>,
+    pub distributions: Vec<(String, String, String)>,
+    pub stdlib_dirs: Vec<String>,
+    pub musl: bool,
+    /// The image config's environment (`PYTHON_VERSION` of python:3.x images).
+    pub env: BTreeMap<String, String>,
+}
+
+impl PythonBase {
+    pub fn merge(scans: &[std::sync::Arc<LayerScan>], env: &[String]) -> PythonBase {
+        let mut base = PythonBase::default();
+        for scan in scans {
+            let removed = |path: &str| {
+                scan.whiteouts
+                    .iter()
+                    .any(|w| path == w || path.starts_with(&format!("{w}/")))
+            };
+            base.conda_pythons.retain(|(prefix, _)| !removed(prefix));
+            base.distributions.retain(|(site, name, version)| {
+                let stem = format!("{site}/{name}-{version}");
+                !scan.whiteouts.iter().any(|w| w.starts_with(&stem)) && !removed(site)
+            });
+            base.stdlib_dirs.retain(|d| !removed(d));
+            if let Some(status) = &scan.dpkg_status {
+                base.dpkg_status = status.clone();
+            }
+            base.conda_pythons
+                .extend(scan.conda_pythons.iter().cloned());
+            base.distributions
+                .extend(scan.distributions.iter().cloned());
+            base.stdlib_dirs.extend(scan.stdlib_dirs.iter().cloned());
+            base.musl |= scan.musl;
+        }
+        for entry in env {
+            if let Some((key, value)) = entry.split_once('=') {
+                base.env.insert(key.to_owned(), value.to_owned());
+            }
+        }
+        base
+    }
+}
+
+impl LayerScan {
+    fn see(&mut self, path: &str, read: &mut dyn FnMut() -> std::io::Result<String>) {
+        let path = path.trim_start_matches("./").trim_end_matches('/');
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        if let Some(hidden) = name.strip_prefix(".wh.") {
+            if hidden != ".wh..opq" {
+                self.whiteouts.push(if dir.is_empty() {
+                    format!("/{hidden}")
+                } else {
+                    format!("/{dir}/{hidden}")
+                });
+            }
+            return;
+        }
+        if path == "var/lib/dpkg/status" {
+            self.dpkg_status = read().ok();
+        } else if let Some(prefix) = dir.strip_suffix("/conda-meta")
+            && let Some(rest) = name.strip_prefix("python-")
+            && let Some(rest) = rest.strip_suffix(".json")
+            && rest.starts_with(|c: char| c.is_ascii_digit())
+        {
+            let version = rest.split('-').next().unwrap_or_default().to_owned();
+            self.conda_pythons.push((format!("/{prefix}"), version));
+        } else if let Some(stem) = name
+            .strip_suffix(".dist-info")
+            .or_else(|| name.strip_suffix(".egg-info"))
+        {
+            // `name-version` (a dist-info) or `name-version-pyX.Y` (an egg-info).
+            let mut parts = stem.splitn(3, '-');
+            if let (Some(dist), Some(version)) = (parts.next(), parts.next()) {
+                self.distributions
+                    .push((format!("/{dir}"), dist.to_owned(), version.to_owned()));
+            }
+        } else if name == "os.py"
+            && dir
+                .rsplit('/')
+                .next()
+                .is_some_and(|d| d.starts_with("python3."))
+        {
+            self.stdlib_dirs.push(format!("/{dir}"));
+        } else if dir == "lib" && name.starts_with("ld-musl-") {
+            self.musl = true;
+        }
+    }
+
+    /// Scans an uncompressed layer tar.
+    pub fn of_tar(reader: impl Read) -> std::io::Result<LayerScan> {
+        let mut scan = LayerScan::default();
+        let mut archive = tar::Archive::new(reader);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let path = entry.path()?.to_string_lossy().into_owned();
+            scan.see(&path, &mut || {
+                let mut text = String::new();
+                entry.read_to_string(&mut text)?;
+                Ok(text)
+            });
+        }
+        Ok(scan)
+    }
+
+    /// Scans a layer this run built, without reading it back.
+    pub fn of_tree(tree: &LayerTree) -> LayerScan {
+        let mut scan = LayerScan::default();
+        for (path, entry) in tree.entries_with_parents() {
+            let path = path.as_str().trim_start_matches('/').to_owned();
+            let path = if matches!(entry.kind, EntryKind::Whiteout) {
+                match path.rsplit_once('/') {
+                    Some((dir, name)) => format!("{dir}/.wh.{name}"),
+                    None => format!(".wh.{path}"),
+                }
+            } else {
+                path
+            };
+            let kind = entry.kind.clone();
+            scan.see(&path, &mut || match &kind {
+                EntryKind::File {
+                    content: Content::Inline(bytes),
+                    ..
+                } => Ok(String::from_utf8_lossy(bytes).into_owned()),
+                EntryKind::File {
+                    content: Content::Host { path, .. },
+                    ..
+                } => std::fs::read_to_string(path),
+                _ => Ok(String::new()),
+            });
+        }
+        scan
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sees_pythons_distributions_and_whiteouts() {
+        let mut lower = LayerScan::default();
+        for path in [
+            "usr/lib/python3.11/os.py",
+            "usr/local/lib/python3.11/dist-packages/six-1.16.0.dist-info/",
+            "usr/lib/python3/dist-packages/PyYAML-6.0-py3.11.egg-info",
+            "opt/conda/conda-meta/python-3.11.9-h955ad1f_0.json",
+            "opt/conda/conda-meta/python-dateutil-2.9.0-py_0.json",
+            "lib/ld-musl-x86_64.so.1",
+        ] {
+            lower.see(path, &mut || Ok(String::new()));
+        }
+        assert_eq!(
+            lower.conda_pythons,
+            [("/opt/conda".to_owned(), "3.11.9".to_owned())]
+        );
+        assert_eq!(lower.stdlib_dirs, ["/usr/lib/python3.11"]);
+        assert!(lower.musl);
+        let mut upper = LayerScan::default();
+        upper.see(
+            "usr/local/lib/python3.11/dist-packages/.wh.six-1.16.0.dist-info",
+            &mut || Ok(String::new()),
+        );
+        let base = PythonBase::merge(
+            &[std::sync::Arc::new(lower), std::sync::Arc::new(upper)],
+            &["PYTHON_VERSION=3.11.9".to_owned()],
+        );
+        assert_eq!(
+            base.distributions,
+            [(
+                "/usr/lib/python3/dist-packages".to_owned(),
+                "PyYAML".to_owned(),
+                "6.0".to_owned()
+            )]
+        );
+        assert_eq!(base.env["PYTHON_VERSION"], "3.11.9");
+    }
+}
