@@ -33,8 +33,11 @@ pub struct BuildOptions {
     /// Replaces the recipes' `platforms`.
     pub platforms: Option<Vec<Platform>>,
     pub threads: usize,
-    /// Resolve `debian` layers from the indexes even where the lock file pins them.
+    /// Resolve `debian` and `pip` layers from the indexes even where the lock file pins them.
     pub refresh_lock: bool,
+    /// Only resolve: `pip` layers hold their distributions' names, not their files, so that
+    /// locking a family of images downloads no wheels.
+    pub resolve_only: bool,
     /// How registries are reached for `docker://` bases.
     pub client: ClientOptions,
 }
@@ -348,6 +351,7 @@ impl<'a> Builder<'a> {
                             &self.cache,
                             pinned.as_deref(),
                             self.options.source_date_epoch,
+                            !self.options.resolve_only,
                         )?;
                         pip_inputs = Some(prepared.inputs);
                         Ok(result)

@@ -272,6 +272,7 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
         platforms: (!args.platform.is_empty()).then(|| args.platform.clone()),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         refresh_lock: false,
+        resolve_only: false,
         client: client_options(cli),
     };
     let reporter = TerminalReporter::new(cli.quiet);
@@ -383,6 +384,7 @@ fn lock(cli: &Cli, args: &LockArgs) -> anyhow::Result<()> {
         platforms: None,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         refresh_lock: true,
+        resolve_only: true,
         client: client_options(cli),
     };
     let reporter = TerminalReporter::new(cli.quiet);

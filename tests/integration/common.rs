@@ -1,10 +1,14 @@
 //! Shared helpers: a project in a temp dir, running the binary, running peer tools.
 
 use std::fs;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -198,3 +202,125 @@ pub fn umoci_unpack(layout: &Path, name: &str, into: &Path) -> PathBuf {
     tool("umoci", &args);
     into.join("rootfs")
 }
+
+// A static-file HTTP/1.1 server on 127.0.0.1, for package archives and indexes.
+
+/// Serves `root` under `/<prefix>/` (GET and HEAD, 404 otherwise) and records every request.
+/// A directory URL (`…/`) serves its `index.json` as a PEP 691 page, else its `index.html`.
+pub struct StaticServer {
+    pub addr: SocketAddr,
+    prefix: &'static str,
+    requests: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StaticServer {
+    pub fn start(root: PathBuf, prefix: &'static str) -> StaticServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (requests, stop) = (requests.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let (root, requests) = (root.clone(), requests.clone());
+                    std::thread::spawn(move || {
+                        let _ = answer(stream, &root, prefix, &requests);
+                    });
+                }
+            })
+        };
+        StaticServer {
+            addr,
+            prefix,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The URL of the served root.
+    pub fn uri(&self) -> String {
+        format!("http://{}/{}", self.addr, self.prefix)
+    }
+
+    /// `METHOD /path` of every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for StaticServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so that it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn answer(
+    stream: TcpStream,
+    root: &Path,
+    prefix: &str,
+    requests: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header.trim_end().is_empty() {
+            break;
+        }
+    }
+    let mut words = request_line.split_whitespace();
+    let (Some(method), Some(target)) = (words.next(), words.next()) else {
+        return Ok(());
+    };
+    let path = target.split('?').next().unwrap_or("");
+    requests.lock().unwrap().push(format!("{method} {path}"));
+    let file = path
+        .strip_prefix(&format!("/{prefix}/"))
+        .filter(|rel| !rel.split('/').any(|c| c == ".."))
+        .and_then(|rel| {
+            let at = root.join(rel);
+            if rel.is_empty() || rel.ends_with('/') {
+                [at.join("index.json"), at.join("index.html")]
+                    .into_iter()
+                    .find(|f| f.is_file())
+            } else {
+                Some(at).filter(|f| f.is_file())
+            }
+        });
+    let content_type = match file.as_ref().and_then(|f| f.extension()) {
+        Some(e) if e == "json" => "application/vnd.pypi.simple.v1+json",
+        Some(e) if e == "html" => "text/html",
+        _ => "application/octet-stream",
+    };
+    let mut stream = stream;
+    let (status, body) = match (method, file) {
+        ("GET" | "HEAD", Some(file)) => ("200 OK", fs::read(file)?),
+        ("GET" | "HEAD", None) => ("404 Not Found", b"not found\n".to_vec()),
+        _ => ("405 Method Not Allowed", Vec::new()),
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: {content_type}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    if method != "HEAD" {
+        stream.write_all(&body)?;
+    }
+    stream.flush()
+}
+

@@ -14,122 +14,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
 
 use crate::common::{
-    Project, TarEntry, assert_success, bin_path, is_root, layer_paths, read_layer, tool,
+    Project, StaticServer as Server, TarEntry, assert_success, bin_path, is_root, layer_paths,
+    read_layer, tool,
 };
-
-// ---------------------------------------------------------------------------------------------
-// A static-file HTTP/1.1 server on 127.0.0.1
-
-/// Serves `root` under `/debian/` (GET and HEAD, 404 otherwise) and records every request.
-struct Server {
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(root: PathBuf) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (requests, stop) = (requests.clone(), stop.clone());
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let (root, requests) = (root.clone(), requests.clone());
-                    std::thread::spawn(move || {
-                        let _ = answer(stream, &root, &requests);
-                    });
-                }
-            })
-        };
-        Server {
-            addr,
-            requests,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// The archive URI a recipe names.
-    fn uri(&self) -> String {
-        format!("http://{}/debian", self.addr)
-    }
-
-    /// `METHOD /path` of every request so far, in arrival order.
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wakes the accept loop so that it sees the flag.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn answer(stream: TcpStream, root: &Path, requests: &Mutex<Vec<String>>) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header.trim_end().is_empty() {
-            break;
-        }
-    }
-    let mut words = request_line.split_whitespace();
-    let (Some(method), Some(target)) = (words.next(), words.next()) else {
-        return Ok(());
-    };
-    let path = target.split('?').next().unwrap_or("");
-    requests.lock().unwrap().push(format!("{method} {path}"));
-    let file = path
-        .strip_prefix("/debian/")
-        .filter(|rel| !rel.split('/').any(|c| c == ".." || c.is_empty()))
-        .map(|rel| root.join(rel))
-        .filter(|f| f.is_file());
-    let mut stream = stream;
-    let (status, body) = match (method, file) {
-        ("GET" | "HEAD", Some(file)) => ("200 OK", fs::read(file)?),
-        ("GET" | "HEAD", None) => ("404 Not Found", b"not found\n".to_vec()),
-        _ => ("405 Method Not Allowed", Vec::new()),
-    };
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    if method != "HEAD" {
-        stream.write_all(&body)?;
-    }
-    stream.flush()
-}
 
 // ---------------------------------------------------------------------------------------------
 // Signing keys
@@ -324,7 +221,7 @@ impl Repo {
             "Test Archive <test@archive.invalid>",
             "rsa2048",
         );
-        let server = Server::start(tmp.path().join("root"));
+        let server = Server::start(tmp.path().join("root"), "debian");
         Repo {
             tmp,
             key,

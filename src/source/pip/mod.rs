@@ -363,13 +363,16 @@ fn detect_target(
     })
 }
 
-/// Resolves a prepared layer (or takes the lock's pins) and installs it into a tree.
+/// Resolves a prepared layer (or takes the lock's pins) and installs it into a tree. Without
+/// `install`, the tree only marks each distribution's `.dist-info` directory, which is what the
+/// layers above need to know of it.
 pub fn layer_tree(
     spec: &PipSpec,
     prepared: &Prepared,
     cache: &Cache,
     pinned: Option<&[LockedWheel]>,
     source_date_epoch: u64,
+    install: bool,
 ) -> Result<(LayerTree, Vec<LockedWheel>), PipError> {
     let recipe_indexes = config::RecipeIndexes {
         index_url: spec.index_url.clone(),
@@ -422,6 +425,26 @@ pub fn layer_tree(
     let mut tree = LayerTree::default();
     if let Some(venv) = &prepared.venv {
         add_venv(&mut tree, venv, target);
+    }
+    if !install {
+        for pin in &locked {
+            let dist_info = format!(
+                "{}/{}-{}.dist-info",
+                target.scheme.purelib,
+                pin.name.replace('-', "_"),
+                pin.version
+            );
+            tree.insert(
+                ImagePath::new(&dist_info).expect("dist-info paths are valid"),
+                Entry {
+                    kind: EntryKind::Directory,
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                },
+            );
+        }
+        return Ok((tree, locked));
     }
     for pin in &locked {
         let file = pinned_file(&index, pin)?;
