@@ -323,4 +323,3 @@ fn answer(
     }
     stream.flush()
 }
-

@@ -10,6 +10,7 @@
 //! - `cli`: targets, inspect, --json and --help.
 //! - `debian`: live, the Python 3.11 base from the real archive, run in a chroot.
 //! - `debian_repo`: hermetic, a tiny signed apt archive served on 127.0.0.1 (dpkg-deb, gpg).
+//! - `pip_index`: hermetic, wheels and an sdist made by the test on a PEP 691 index on 127.0.0.1.
 //! - `registry_harness`: real registries (none, htpasswd, token auth) and a fault-injecting proxy.
 //! - `harness_selftest`: the registry harness checked with skopeo as the client.
 //! - `registry`: push, pull, auth, credentials and network faults against real registries.
@@ -22,6 +23,7 @@ mod debian;
 mod debian_repo;
 mod harness_selftest;
 mod peers;
+mod pip_index;
 mod registry;
 mod registry_harness;
 mod reproducible;
