@@ -1093,6 +1093,15 @@ fn copy_blob(
         reporter.blob_done(&blob.digest, blob.size, "present");
         return Ok(BlobOutcome::Present);
     }
+    if let Side::Registry(registry) = dest {
+        let sources = known.sources(&registry.host, &blob.digest, dest_repository);
+        // A mount needs no bytes: tried before the blob is downloaded for an upload.
+        if mount(registry, dest_repository, &blob.digest, &sources)? {
+            known.record(&registry.host, &blob.digest, dest_repository);
+            reporter.blob_done(&blob.digest, blob.size, "mounted");
+            return Ok(BlobOutcome::Mounted);
+        }
+    }
     let path = local_blob(p, blob, cache)?;
     match dest {
         Side::Registry(registry) => {
@@ -1131,6 +1140,35 @@ fn local_blob(p: &Plan, blob: &Descriptor, cache: &Cache) -> Result<PathBuf, Mir
             Ok(path)
         }
     }
+}
+
+/// Asks the registry to mount `digest` from one of `sources` into `repository`; false when
+/// none could (the upload session a refused mount opens is left to expire).
+fn mount(
+    registry: &Registry,
+    repository: &str,
+    digest: &Digest,
+    sources: &[String],
+) -> Result<bool, MirrorError> {
+    for source in sources {
+        let scopes = [scope(repository, "pull,push"), scope(source, "pull")];
+        let mut url = registry.url(&format!("{repository}/blobs/uploads/"));
+        url.query_pairs_mut()
+            .append_pair("mount", &digest.to_string())
+            .append_pair("from", source);
+        let response = registry.send(&Request {
+            method: Method::POST,
+            url,
+            scopes: &scopes,
+            headers: Vec::new(),
+            body: Body::Empty,
+            retry: true,
+        })?;
+        if response.status() == StatusCode::CREATED {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn blob_present(

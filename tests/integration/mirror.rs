@@ -351,6 +351,18 @@ fn registry_to_registry_keeps_digests_platforms_and_referrers() {
         fallback_referrers(&at_b, &image.index),
         vec![digest(&on_index)]
     );
+
+    // Within one registry, blobs are mounted from the source repository, not downloaded.
+    let within = mirror_json(
+        tmp.path(),
+        &[&b.image("site/app:1.0"), "--to", &b.image("other")],
+    );
+    assert_eq!(within[0]["blobs_mounted"], within[0]["blobs"], "{within}");
+    assert_eq!(within[0]["blobs_copied"], 0, "{within}");
+    assert_eq!(
+        digest(&skopeo_raw(&b.image("other/app:1.0"))),
+        digest(&image.index)
+    );
 }
 
 #[test]
