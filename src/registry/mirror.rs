@@ -835,7 +835,11 @@ pub fn mirror(
     // Two sources on one destination name would overwrite each other: refused before copying.
     let mut names: BTreeMap<String, (&str, &Digest)> = BTreeMap::new();
     for p in &plans {
-        let key = p.destination.to_string();
+        // A bundle names images without their registry, so only the repository and tag count.
+        let key = match destination {
+            MirrorDest::Registry { .. } => p.destination.to_string(),
+            _ => format!("{destination} {}", bundle_name(&p.destination)),
+        };
         match names.get(&key) {
             Some((first, digest)) if *digest != &p.root.descriptor.digest => {
                 return Err(MirrorError::Collision {

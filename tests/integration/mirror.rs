@@ -635,4 +635,23 @@ fn tags_are_selected_by_regex_and_latest_semver_and_dry_run_writes_nothing() {
         .collect();
     assert!(writes.is_empty(), "{writes:?}");
     assert!(tags_of(&b, "dry/tool").is_empty());
+
+    // Two different images that one bundle would name alike are refused before copying.
+    craft_image(&b.url(), "team/tool", &["1.0.0"], 4, 1, 1024);
+    let bundle = tmp.path().join("clash");
+    let out = oci_build(
+        tmp.path(),
+        &[
+            "mirror",
+            &format!("{source}:1.0.0"),
+            &b.image("team/tool:1.0.0"),
+            "--to",
+            &format!("dir:{}", bundle.display()),
+        ],
+    )
+    .output()
+    .unwrap();
+    let error = one_line_error(&out);
+    assert!(error.contains("would both be copied to"), "{error}");
+    assert!(!bundle.exists());
 }
