@@ -89,6 +89,48 @@ pub enum Command {
     Login(LoginArgs),
     /// Resolve every package of the targets again and pin them in recipes/recipes.lock.
     Lock(LockArgs),
+    /// Copy images with their digests, platforms and referrers: registry to registry, into a
+    /// bundle (dir:PATH, oci-archive:FILE) and from a bundle into a registry.
+    Mirror(MirrorArgs),
+    /// Check every blob of a bundle (dir:PATH or oci-archive:FILE) against its digest and size.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    /// Images (docker://HOST/REPOSITORY[:TAG] or HOST/REPOSITORY[:TAG]), bundles (dir:PATH,
+    /// oci-archive:FILE), or @FILE: a list of these, one a line, `#` starting a comment.
+    #[arg(value_name = "SOURCE", required_unless_present = "all")]
+    pub sources: Vec<String>,
+    /// Every target of the project, as `oci-build targets` names it.
+    #[arg(long)]
+    pub all: bool,
+    /// REGISTRY[:PORT][/PREFIX] (each image keeps the last component of its repository and
+    /// its tag under the prefix), dir:PATH or oci-archive:FILE (one bundle holding every image).
+    #[arg(long, value_name = "DEST")]
+    pub to: String,
+    /// For sources named without a tag: copy the tags matching this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub tags_regex: Option<String>,
+    /// For sources named without a tag: copy the N highest semantic-version tags (after
+    /// --tags-regex, if given).
+    #[arg(long, value_name = "N")]
+    pub latest: Option<usize>,
+    /// List what would be copied (images, blob count, size) and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print what was copied as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// dir:PATH or oci-archive:FILE.
+    pub bundle: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +229,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Push(args) => push(&cli, args),
         Command::Login(args) => login(&cli, args),
         Command::Lock(args) => lock(&cli, args),
+        Command::Mirror(args) => mirror(&cli, args),
+        Command::Verify(args) => verify(args),
     }
 }
 
@@ -622,6 +666,88 @@ fn targets(cli: &Cli, args: &TargetsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn mirror(cli: &Cli, args: &MirrorArgs) -> anyhow::Result<()> {
+    use oci_build::registry::mirror::{MirrorDest, MirrorOptions, MirrorSource, TagSelection};
+    let mut sources = Vec::new();
+    if args.all {
+        let project = Project::open(&cli.project)?;
+        for name in project.target_names() {
+            sources.push(MirrorSource::Image(project.load(&name)?.reference));
+        }
+    }
+    for arg in &args.sources {
+        sources.extend(MirrorSource::parse_arg(arg)?);
+    }
+    let destination: MirrorDest = args.to.parse()?;
+    let options = MirrorOptions {
+        tags: TagSelection::new(args.tags_regex.as_deref(), args.latest)?,
+        dry_run: args.dry_run,
+    };
+    let cache_root = cli.cache_dir.clone().unwrap_or_else(Cache::default_root);
+    let cache = Cache::open(&cache_root)?;
+    let registries = Registries::new(client_options(cli));
+    let reporter = TerminalReporter::new(cli.quiet || args.json);
+    let result = oci_build::registry::mirror::mirror(
+        &sources,
+        &destination,
+        &options,
+        &registries,
+        &cache,
+        &reporter,
+    );
+    reporter.finish();
+    let images = result.with_context(|| format!("mirroring to {destination}"))?;
+    if args.json {
+        return print_json(&images);
+    }
+    if !cli.quiet {
+        let blobs: usize = images.iter().map(|i| i.blobs).sum();
+        let bytes: u64 = images.iter().map(|i| i.bytes).sum();
+        let verb = if args.dry_run { "would copy" } else { "copied" };
+        eprintln!(
+            "{verb} {} images, {blobs} blobs, {} to {destination}",
+            images.len(),
+            human_bytes(bytes)
+        );
+    }
+    Ok(())
+}
+
+fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
+    use oci_build::image::bundle::Bundle;
+    let unpacked;
+    let report = if let Some(file) = args.bundle.strip_prefix("oci-archive:") {
+        unpacked = tempfile::tempdir()?;
+        let reader = std::fs::File::open(file).with_context(|| format!("cannot open `{file}`"))?;
+        tar::Archive::new(std::io::BufReader::new(reader))
+            .unpack(unpacked.path())
+            .with_context(|| format!("cannot unpack `{file}`"))?;
+        Bundle::open(unpacked.path(), &args.bundle)?.verify()?
+    } else if let Some(dir) = args
+        .bundle
+        .strip_prefix("dir:")
+        .or_else(|| args.bundle.strip_prefix("oci:"))
+    {
+        Bundle::open(std::path::Path::new(dir), &args.bundle)?.verify()?
+    } else {
+        bail!(
+            "`{}` is not a bundle; use dir:PATH or oci-archive:FILE",
+            args.bundle
+        );
+    };
+    if args.json {
+        return print_json(&report);
+    }
+    println!(
+        "{}: {} images, {} blobs, {} verified",
+        report.bundle,
+        report.images,
+        report.blobs,
+        human_bytes(report.bytes)
+    );
+    Ok(())
+}
+
 fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value)?;
@@ -700,6 +826,41 @@ impl PushReporter for TerminalReporter {
             return;
         }
         let line = format!("blob {digest} {} {how}", human_bytes(size));
+        match self.bar.lock().expect("reporter lock").as_ref() {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+impl oci_build::registry::mirror::MirrorReporter for TerminalReporter {
+    fn image_done(&self, image: &oci_build::registry::mirror::MirroredImage, dry_run: bool) {
+        if self.quiet {
+            return;
+        }
+        let line = if dry_run {
+            format!(
+                "would copy {} -> {} {} ({} blobs, {} referrers, {})",
+                image.source,
+                image.destination,
+                image.digest,
+                image.blobs,
+                image.referrers,
+                human_bytes(image.bytes)
+            )
+        } else {
+            format!(
+                "{} -> {} {} ({} blobs copied, {}; {} already there; {} mounted; {} referrers)",
+                image.source,
+                image.destination,
+                image.digest,
+                image.blobs_copied,
+                human_bytes(image.bytes_copied),
+                image.blobs_present,
+                image.blobs_mounted,
+                image.referrers
+            )
+        };
         match self.bar.lock().expect("reporter lock").as_ref() {
             Some(bar) => bar.println(line),
             None => eprintln!("{line}"),

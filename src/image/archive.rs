@@ -228,3 +228,33 @@ fn decompress_to(
     let (_, path) = temp.keep().map_err(|e| e.error)?;
     Ok((path, digest, size))
 }
+
+/// Writes the OCI layout directory `dir` (as a mirror bundle stages it) as a tar file at
+/// `dest`: `oci-layout`, `index.json` and every blob, in the same deterministic form as
+/// [`write_oci_archive`].
+pub fn write_layout_dir_archive(dir: &Path, dest: &Path) -> Result<(), ArchiveError> {
+    let io_err = |source| ArchiveError::Io {
+        path: dest.to_owned(),
+        source,
+    };
+    let host_file = |file: PathBuf| -> Result<Entry, ArchiveError> {
+        let size = fs::metadata(&file).map_err(io_err)?.len();
+        Ok(blob_entry(&BlobData::File(file), size))
+    };
+    let mut tree = LayerTree::default();
+    for name in ["oci-layout", "index.json"] {
+        tree.insert(path(name), host_file(dir.join(name))?);
+    }
+    for entry in fs::read_dir(dir.join("blobs/sha256")).map_err(io_err)? {
+        let entry = entry.map_err(io_err)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Only finished blobs: temporary files of an interrupted copy are not part of it.
+        if Digest::from_hex(&name).is_ok() {
+            tree.insert(
+                path(&format!("blobs/sha256/{name}")),
+                host_file(entry.path())?,
+            );
+        }
+    }
+    write_tree_atomic(dest, &tree)
+}

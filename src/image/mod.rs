@@ -5,6 +5,7 @@
 //! platforms) and every blob it references, ready for `layout`, `archive` or a registry.
 
 pub mod archive;
+pub mod bundle;
 pub mod layout;
 pub mod spec;
 

@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod credentials;
+pub mod mirror;
 pub mod pull;
 pub mod push;
 

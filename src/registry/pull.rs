@@ -89,7 +89,7 @@ pub fn pull(
     })
 }
 
-fn parse<T: serde::de::DeserializeOwned>(
+pub(super) fn parse<T: serde::de::DeserializeOwned>(
     registry: &Registry,
     bytes: &[u8],
     what: &str,
@@ -102,7 +102,7 @@ fn parse<T: serde::de::DeserializeOwned>(
 
 /// GETs a manifest or index and checks it against `expected` (a pull by digest) or the
 /// registry's Docker-Content-Digest header.
-fn get_manifest(
+pub(super) fn get_manifest(
     registry: &Registry,
     repository: &str,
     reference: &str,
@@ -231,7 +231,7 @@ fn fetch_layers(
     }
 }
 
-fn fetch_blob(
+pub(super) fn fetch_blob(
     registry: &Registry,
     repository: &str,
     descriptor: &Descriptor,

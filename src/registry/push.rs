@@ -29,7 +29,7 @@ pub struct PushReport {
     pub blobs_mounted: usize,
 }
 
-enum BlobOutcome {
+pub(super) enum BlobOutcome {
     Present,
     Mounted,
     Uploaded(u64),
@@ -62,7 +62,7 @@ impl KnownBlobs {
         }
     }
 
-    fn sources(&self, registry: &str, digest: &Digest, except: &str) -> Vec<String> {
+    pub(super) fn sources(&self, registry: &str, digest: &Digest, except: &str) -> Vec<String> {
         self.repositories
             .lock()
             .expect("known blobs lock")
@@ -171,7 +171,7 @@ pub fn push(
     Ok(report)
 }
 
-fn push_blob(
+pub(super) fn push_blob(
     registry: &Registry,
     repository: &str,
     blob: &Blob,
@@ -386,12 +386,14 @@ fn verify_digest_header(
 }
 
 /// PUT of a manifest or index under a digest or tag, with its exact media type and bytes.
-fn put_manifest(
+/// Returns whether the registry processed a `subject` (answered `OCI-Subject`), i.e. serves
+/// the referrers API itself.
+pub(super) fn put_manifest(
     registry: &Registry,
     repository: &str,
     reference: &str,
     document: &Blob,
-) -> Result<(), RegistryError> {
+) -> Result<bool, RegistryError> {
     let BlobData::Bytes(bytes) = &document.data else {
         return Err(RegistryError::ReadBlob {
             registry: registry.host.clone(),
@@ -416,5 +418,6 @@ fn put_manifest(
     let response = check(registry, response, repository, "push", || {
         format!("the {kind} {repository}:{reference}")
     })?;
-    verify_digest_header(registry, &response, &document.descriptor.digest, kind)
+    verify_digest_header(registry, &response, &document.descriptor.digest, kind)?;
+    Ok(response.headers().contains_key("OCI-Subject"))
 }

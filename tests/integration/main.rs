@@ -14,6 +14,7 @@
 //! - `registry_harness`: real registries (none, htpasswd, token auth) and a fault-injecting proxy.
 //! - `harness_selftest`: the registry harness checked with skopeo as the client.
 //! - `registry`: push, pull, auth, credentials and network faults against real registries.
+//! - `mirror`: mirror and verify between two real registries and bundles, killed and resumed.
 
 mod bad_input;
 mod cache;
@@ -22,6 +23,7 @@ mod common;
 mod debian;
 mod debian_repo;
 mod harness_selftest;
+mod mirror;
 mod peers;
 mod pip_index;
 mod registry;

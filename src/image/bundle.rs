@@ -1,0 +1,444 @@
+//! Mirror bundles: one OCI image layout holding many images from many repositories, for
+//! carrying images into an air-gapped site (`dir:PATH`, or the same in a tar: `oci-archive:`).
+//!
+//! Each image is an `index.json` entry named `REPOSITORY:TAG` (`org.opencontainers.image.ref.name`,
+//! e.g. `mlrun/mlrun:1.0`) with [`ANNOTATION_MIRROR_REFERENCE`] holding the full reference it was
+//! copied from. OCI 1.1 referrers ride along the way registries without the referrers API keep
+//! them: an index tagged `REPOSITORY:sha256-<hex>` lists the referrers of `sha256:<hex>`. So a
+//! bundle reads like a registry whose tags are the ref names, and is written the same way.
+//!
+//! Blobs are renamed into place complete and `index.json` is replaced atomically after each
+//! image, so an interrupted copy leaves a bundle that a rerun completes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::{self, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+use tempfile::NamedTempFile;
+
+use super::spec::{self, Descriptor, Index};
+use crate::digest::{Digest, digest_reader};
+use crate::layer::cache::publish_mode;
+
+/// The full reference an image of a bundle was copied from (`docker.io/mlrun/mlrun:1.0`).
+pub const ANNOTATION_MIRROR_REFERENCE: &str = "io.oci-build.mirror.reference";
+const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("bundle `{bundle}` is not an OCI image layout (it has no `oci-layout` file)")]
+    NotALayout { bundle: String },
+    #[error("bundle `{bundle}`: cannot {action}")]
+    Io {
+        bundle: String,
+        action: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("bundle `{bundle}`: `{file}` is not valid JSON of the expected shape ({message})")]
+    BadJson {
+        bundle: String,
+        file: String,
+        message: String,
+    },
+    #[error("bundle `{bundle}`: blob {digest} (file `{file}`) is missing")]
+    MissingBlob {
+        bundle: String,
+        digest: Digest,
+        file: String,
+    },
+    #[error(
+        "bundle `{bundle}`: blob {digest} (file `{file}`) is corrupt: its content hashes to {found} ({size} bytes)"
+    )]
+    CorruptBlob {
+        bundle: String,
+        digest: Digest,
+        file: String,
+        found: Digest,
+        size: u64,
+    },
+    #[error(
+        "bundle `{bundle}`: blob {digest} (file `{file}`) is {size} bytes, but a descriptor says {expected}"
+    )]
+    WrongSize {
+        bundle: String,
+        digest: Digest,
+        file: String,
+        size: u64,
+        expected: u64,
+    },
+}
+
+/// An open bundle directory. `name` is how messages call it (`dir:out` or `oci-archive:b.tar`,
+/// whose directory is a temporary unpacking).
+pub struct Bundle {
+    dir: PathBuf,
+    name: String,
+    index: Mutex<Index>,
+}
+
+/// What [`Bundle::verify`] checked.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct VerifyReport {
+    pub bundle: String,
+    pub images: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+}
+
+impl Bundle {
+    /// Opens an existing bundle.
+    pub fn open(dir: &Path, name: &str) -> Result<Bundle, BundleError> {
+        if !dir.join("oci-layout").is_file() {
+            return Err(BundleError::NotALayout {
+                bundle: name.to_owned(),
+            });
+        }
+        let bundle = Bundle {
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+            index: Mutex::new(Index::new(Some(spec::OCI_INDEX))),
+        };
+        let bytes = fs::read(dir.join("index.json")).map_err(bundle.io("read index.json"))?;
+        let index = serde_json::from_slice(&bytes).map_err(|e| BundleError::BadJson {
+            bundle: name.to_owned(),
+            file: "index.json".to_owned(),
+            message: e.to_string(),
+        })?;
+        *bundle.index.lock().expect("index lock") = index;
+        Ok(bundle)
+    }
+
+    /// Opens the bundle at `dir`, creating an empty one when there is none.
+    pub fn create(dir: &Path, name: &str) -> Result<Bundle, BundleError> {
+        if dir.join("oci-layout").is_file() && dir.join("index.json").is_file() {
+            return Bundle::open(dir, name);
+        }
+        let bundle = Bundle {
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+            index: Mutex::new(Index::new(Some(spec::OCI_INDEX))),
+        };
+        fs::create_dir_all(dir.join("blobs/sha256")).map_err(bundle.io("create the directory"))?;
+        write_atomic(dir, "oci-layout", LAYOUT_CONTENT).map_err(bundle.io("write oci-layout"))?;
+        bundle.save_index()?;
+        Ok(bundle)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn io(&self, action: impl Into<String>) -> impl FnOnce(io::Error) -> BundleError + '_ {
+        let action = action.into();
+        move |source| BundleError::Io {
+            bundle: self.name.clone(),
+            action,
+            source,
+        }
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join("blobs/sha256").join(digest.hex())
+    }
+
+    fn blob_file(digest: &Digest) -> String {
+        format!("blobs/sha256/{}", digest.hex())
+    }
+
+    /// Whether the bundle has a blob of the descriptor's size (blobs are renamed into place
+    /// complete, so a file of the right size is the finished blob).
+    pub fn has_blob(&self, descriptor: &Descriptor) -> bool {
+        fs::metadata(self.blob_path(&descriptor.digest)).is_ok_and(|m| m.len() == descriptor.size)
+    }
+
+    /// Streams a blob through sha256 and compares it with its descriptor.
+    pub fn verify_blob(&self, descriptor: &Descriptor) -> Result<(), BundleError> {
+        let digest = &descriptor.digest;
+        let file =
+            fs::File::open(self.blob_path(digest)).map_err(|_| BundleError::MissingBlob {
+                bundle: self.name.clone(),
+                digest: digest.clone(),
+                file: Bundle::blob_file(digest),
+            })?;
+        let (found, size) =
+            digest_reader(BufReader::new(file)).map_err(self.io(format!("read blob {digest}")))?;
+        if &found != digest {
+            return Err(BundleError::CorruptBlob {
+                bundle: self.name.clone(),
+                digest: digest.clone(),
+                file: Bundle::blob_file(digest),
+                found,
+                size,
+            });
+        }
+        if size != descriptor.size {
+            return Err(BundleError::WrongSize {
+                bundle: self.name.clone(),
+                digest: digest.clone(),
+                file: Bundle::blob_file(digest),
+                size,
+                expected: descriptor.size,
+            });
+        }
+        Ok(())
+    }
+
+    /// A small document (manifest, index), verified against its digest.
+    pub fn read_document(&self, descriptor: &Descriptor) -> Result<Vec<u8>, BundleError> {
+        self.verify_blob(descriptor)?;
+        fs::read(self.blob_path(&descriptor.digest))
+            .map_err(self.io(format!("read blob {}", descriptor.digest)))
+    }
+
+    /// Puts a blob into place from a file (a hard link when possible; blobs never change).
+    pub fn put_blob_file(&self, descriptor: &Descriptor, source: &Path) -> Result<(), BundleError> {
+        let target = self.blob_path(&descriptor.digest);
+        if self.has_blob(descriptor) {
+            return Ok(());
+        }
+        let _ = fs::remove_file(&target);
+        if fs::hard_link(source, &target).is_ok() {
+            return Ok(());
+        }
+        let action = format!("write blob {}", descriptor.digest);
+        let copy = || -> io::Result<()> {
+            let mut temp = NamedTempFile::new_in(self.dir.join("blobs/sha256"))?;
+            io::copy(&mut fs::File::open(source)?, &mut temp)?;
+            publish_mode(&temp)?;
+            temp.persist(&target).map_err(|e| e.error)?;
+            Ok(())
+        };
+        copy().map_err(self.io(action))
+    }
+
+    pub fn put_blob_bytes(&self, descriptor: &Descriptor, bytes: &[u8]) -> Result<(), BundleError> {
+        if self.has_blob(descriptor) {
+            return Ok(());
+        }
+        let dir = self.dir.join("blobs/sha256");
+        write_atomic(&dir, descriptor.digest.hex(), bytes)
+            .map_err(self.io(format!("write blob {}", descriptor.digest)))
+    }
+
+    /// The descriptor named `name` (`REPOSITORY:TAG`).
+    pub fn tagged(&self, name: &str) -> Option<Descriptor> {
+        self.index
+            .lock()
+            .expect("index lock")
+            .manifests
+            .iter()
+            .find(|d| d.ref_name() == Some(name))
+            .cloned()
+    }
+
+    /// The tags of `repository`, as the ref names `REPOSITORY:TAG` give them.
+    pub fn tags(&self, repository: &str) -> Vec<String> {
+        let prefix = format!("{repository}:");
+        self.index
+            .lock()
+            .expect("index lock")
+            .manifests
+            .iter()
+            .filter_map(|d| d.ref_name()?.strip_prefix(&prefix).map(str::to_owned))
+            .collect()
+    }
+
+    /// The images the bundle holds: (ref name, original reference, descriptor). Referrer
+    /// indexes (tagged `sha256-…`, without the reference annotation) are not images.
+    pub fn images(&self) -> Vec<(String, String, Descriptor)> {
+        self.index
+            .lock()
+            .expect("index lock")
+            .manifests
+            .iter()
+            .filter_map(|d| {
+                let original = d.annotations.get(ANNOTATION_MIRROR_REFERENCE)?;
+                Some((d.ref_name()?.to_owned(), original.clone(), d.clone()))
+            })
+            .collect()
+    }
+
+    /// Names `descriptor` `name` in index.json (replacing what had that name) and saves it.
+    pub fn set_tag(
+        &self,
+        name: &str,
+        descriptor: &Descriptor,
+        original: Option<&str>,
+    ) -> Result<(), BundleError> {
+        let mut entry = Descriptor::new(
+            &descriptor.media_type,
+            descriptor.digest.clone(),
+            descriptor.size,
+        );
+        entry.extra = descriptor.extra.clone();
+        entry
+            .annotations
+            .insert(spec::ANNOTATION_REF_NAME.to_owned(), name.to_owned());
+        if let Some(original) = original {
+            entry
+                .annotations
+                .insert(ANNOTATION_MIRROR_REFERENCE.to_owned(), original.to_owned());
+        }
+        {
+            let mut index = self.index.lock().expect("index lock");
+            index.manifests.retain(|d| d.ref_name() != Some(name));
+            index.manifests.push(entry);
+            index
+                .manifests
+                .sort_by(|a, b| a.ref_name().cmp(&b.ref_name()));
+        }
+        self.save_index()
+    }
+
+    fn save_index(&self) -> Result<(), BundleError> {
+        let bytes = spec::to_json_bytes(&*self.index.lock().expect("index lock"));
+        write_atomic(&self.dir, "index.json", &bytes).map_err(self.io("write index.json"))
+    }
+
+    /// Checks every blob file against the digest its name says, and every descriptor reachable
+    /// from index.json (indexes, manifests, configs, layers) for presence and size.
+    pub fn verify(&self) -> Result<VerifyReport, BundleError> {
+        let mut sizes: HashMap<Digest, u64> = HashMap::new();
+        let mut bytes = 0;
+        let blob_dir = self.dir.join("blobs/sha256");
+        let mut names: Vec<_> = fs::read_dir(&blob_dir)
+            .map_err(self.io("list blobs/sha256"))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            // Temporary files of an interrupted copy are not blobs.
+            let Ok(digest) = Digest::from_hex(&name) else {
+                continue;
+            };
+            let file = fs::File::open(blob_dir.join(&name))
+                .map_err(self.io(format!("read blob {digest}")))?;
+            let (found, size) = digest_reader(BufReader::new(file))
+                .map_err(self.io(format!("read blob {digest}")))?;
+            if found != digest {
+                return Err(BundleError::CorruptBlob {
+                    bundle: self.name.clone(),
+                    file: Bundle::blob_file(&digest),
+                    digest,
+                    found,
+                    size,
+                });
+            }
+            bytes += size;
+            sizes.insert(digest, size);
+        }
+        let index = self.index.lock().expect("index lock").clone();
+        let mut pending: Vec<Descriptor> = index.manifests.clone();
+        let mut seen = BTreeMap::new();
+        while let Some(descriptor) = pending.pop() {
+            if seen.insert(descriptor.digest.clone(), ()).is_some() {
+                continue;
+            }
+            let file = Bundle::blob_file(&descriptor.digest);
+            match sizes.get(&descriptor.digest) {
+                None => {
+                    return Err(BundleError::MissingBlob {
+                        bundle: self.name.clone(),
+                        digest: descriptor.digest.clone(),
+                        file,
+                    });
+                }
+                Some(&size) if size != descriptor.size => {
+                    return Err(BundleError::WrongSize {
+                        bundle: self.name.clone(),
+                        digest: descriptor.digest.clone(),
+                        file,
+                        size,
+                        expected: descriptor.size,
+                    });
+                }
+                Some(_) => {}
+            }
+            let is_index = spec::is_index(&descriptor.media_type);
+            if !(is_index || spec::is_manifest(&descriptor.media_type)) {
+                continue;
+            }
+            let document = self.read_document(&descriptor)?;
+            let bad_json = |e: serde_json::Error| BundleError::BadJson {
+                bundle: self.name.clone(),
+                file: file.clone(),
+                message: e.to_string(),
+            };
+            if is_index {
+                let child: Index = serde_json::from_slice(&document).map_err(bad_json)?;
+                pending.extend(child.manifests);
+            } else {
+                let manifest: spec::Manifest =
+                    serde_json::from_slice(&document).map_err(bad_json)?;
+                pending.push(manifest.config);
+                pending.extend(manifest.layers);
+            }
+        }
+        Ok(VerifyReport {
+            bundle: self.name.clone(),
+            images: self.images().len(),
+            blobs: sizes.len(),
+            bytes,
+        })
+    }
+}
+
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let mut temp = NamedTempFile::new_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    publish_mode(&temp)?;
+    temp.persist(dir.join(name)).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip_and_a_flipped_byte_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = Bundle::create(dir.path(), "dir:test").unwrap();
+        let data = b"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"x\",\"digest\":\"sha256:0000000000000000000000000000000000000000000000000000000000000000\",\"size\":0},\"layers\":[]}";
+        let descriptor = Descriptor::new(
+            spec::OCI_MANIFEST,
+            Digest::of_bytes(data),
+            data.len() as u64,
+        );
+        bundle.put_blob_bytes(&descriptor, data).unwrap();
+        bundle
+            .set_tag(
+                "team/app:1.0",
+                &descriptor,
+                Some("registry.example/team/app:1.0"),
+            )
+            .unwrap();
+        let reopened = Bundle::open(dir.path(), "dir:test").unwrap();
+        assert_eq!(reopened.tags("team/app"), vec!["1.0".to_owned()]);
+        assert_eq!(reopened.images()[0].1, "registry.example/team/app:1.0");
+        // The config is missing: verify names it.
+        let error = reopened.verify().unwrap_err().to_string();
+        assert!(error.contains("is missing"), "{error}");
+
+        let path = reopened.blob_path(&descriptor.digest);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[0] ^= 1;
+        fs::write(&path, bytes).unwrap();
+        let error = reopened.verify_blob(&descriptor).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("blobs/sha256/{}", descriptor.digest.hex()))
+                && error.contains("corrupt"),
+            "{error}"
+        );
+    }
+}
