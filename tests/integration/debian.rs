@@ -9,7 +9,7 @@ use std::process::Command;
 
 use crate::common::{assert_success, bin_path, is_root, json, tool, umoci_unpack};
 
-fn offline() -> bool {
+pub fn offline() -> bool {
     if std::env::var("OCI_BUILD_OFFLINE").is_ok_and(|v| v == "1") {
         eprintln!("OCI_BUILD_OFFLINE=1: live Debian test skipped");
         return true;
@@ -17,7 +17,7 @@ fn offline() -> bool {
     false
 }
 
-fn chroot(rootfs: &Path, script: &str) -> String {
+pub fn chroot(rootfs: &Path, script: &str) -> String {
     let out = Command::new("chroot")
         .arg(rootfs)
         .args(["/bin/sh", "-c", script])

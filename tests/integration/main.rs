@@ -11,6 +11,7 @@
 //! - `debian`: live, the Python 3.11 base from the real archive, run in a chroot.
 //! - `debian_repo`: hermetic, a tiny signed apt archive served on 127.0.0.1 (dpkg-deb, gpg).
 //! - `pip_index`: hermetic, wheels and an sdist made by the test on a PEP 691 index on 127.0.0.1.
+//! - `pip_live`: live, real wheels on the Python base run in a chroot; mlrun locked like uv.
 //! - `registry_harness`: real registries (none, htpasswd, token auth) and a fault-injecting proxy.
 //! - `harness_selftest`: the registry harness checked with skopeo as the client.
 //! - `registry`: push, pull, auth, credentials and network faults against real registries.
@@ -26,6 +27,7 @@ mod harness_selftest;
 mod mirror;
 mod peers;
 mod pip_index;
+mod pip_live;
 mod registry;
 mod registry_harness;
 mod reproducible;
