@@ -427,7 +427,7 @@ fn a_conflict_names_the_packages_and_versions() {
 
 /// An sdist whose in-tree PEP 517 backend writes the wheel with the standard library, so the
 /// build needs nothing from an index.
-fn sdist_bytes() -> Vec<u8> {
+fn sdist_bytes(tag: &str) -> Vec<u8> {
     let backend = r#"
 import base64, hashlib, os, zipfile
 NAME, VERSION = "srconly", "0.3"
@@ -441,16 +441,17 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     files = {
         "srconly.py": b"ANSWER = 42\n",
         f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {NAME}\nVersion: {VERSION}\n".encode(),
-        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: TAG\n",
     }
     record = "".join(_record_line(p, d) for p, d in files.items()) + f"{info}/RECORD,,\n"
-    name = f"{NAME}-{VERSION}-py3-none-any.whl"
+    name = f"{NAME}-{VERSION}-TAG.whl"
     with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as z:
         for path, data in files.items():
             z.writestr(path, data)
         z.writestr(f"{info}/RECORD", record)
     return name
 "#;
+    let backend = backend.replace("TAG", tag);
     let pyproject =
         "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n";
     let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
@@ -459,7 +460,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     ));
     for (path, text) in [
         ("srconly-0.3/pyproject.toml", pyproject),
-        ("srconly-0.3/backend.py", backend),
+        ("srconly-0.3/backend.py", &backend),
         (
             "srconly-0.3/PKG-INFO",
             "Metadata-Version: 2.1\nName: srconly\nVersion: 0.3\n",
@@ -477,7 +478,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 #[test]
 fn builds_a_package_that_ships_only_an_sdist() {
     let mut index = Index::new();
-    let bytes = sdist_bytes();
+    let bytes = sdist_bytes("py3-none-any");
     index.publish_raw("srconly", "srconly-0.3.tar.gz", &bytes);
     let project = project(&index, "[\"linux/amd64\"]", &["packages = [\"srconly\"]"]);
     let layout = project.tmp.path().join("out");
@@ -532,4 +533,25 @@ fn a_split_rebuilds_only_the_layer_whose_pins_changed() {
     assert_ne!(before[2], after[2]);
     assert_eq!(locked(&project, 2)["appcode"].0, "2.0");
     assert_eq!(locked(&project, 1)["heavy"].0, "1.0");
+}
+
+#[test]
+fn an_sdist_that_compiles_for_the_host_is_refused_for_another_target() {
+    let mut index = Index::new();
+    // What a compiled package's build on this x86_64 host gives: a wheel only the host can use.
+    index.publish_raw(
+        "srconly",
+        "srconly-0.3.tar.gz",
+        &sdist_bytes("cp311-cp311-linux_x86_64"),
+    );
+    let project = project(&index, "[\"linux/arm64\"]", &["packages = [\"srconly\"]"]);
+    let out = project.run(&["lock", "app"]);
+    assert!(!out.status.success());
+    let message = stderr(&out);
+    assert!(
+        message.contains("srconly 0.3")
+            && message.contains("aarch64")
+            && message.contains("wheelhouse"),
+        "{message}"
+    );
 }

@@ -146,6 +146,16 @@ fn real_wheels_install_and_run_on_the_python_base() {
         version.contains(&pins["charset-normalizer"]) && version.contains("Python 3.11.2"),
         "{version}"
     );
+    // RECORD is right: the image's pip removes a distribution completely.
+    chroot(
+        &rootfs,
+        "python3 -m pip uninstall --yes --break-system-packages click >/dev/null 2>&1",
+    );
+    let gone = chroot(
+        &rootfs,
+        "ls /usr/local/lib/python3.11/dist-packages | grep -c '^click' || true",
+    );
+    assert_eq!(gone.trim(), "0");
 }
 
 #[test]
