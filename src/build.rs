@@ -286,29 +286,73 @@ impl<'a> Builder<'a> {
                     image.platform.variant.as_deref(),
                 );
                 let mut lock_inputs = None;
-                let (tree, locked) = source::layer_tree(layer_spec, || {
-                    let base_status = dpkg_status(image)
-                        .map_err(|e| source::SourceError::BaseStatus(e.to_string()))?;
-                    let inputs = lock_inputs_of(layer_spec, &arch, &base_status);
-                    let pinned = (!self.options.refresh_lock)
-                        .then(|| {
-                            self.lock
-                                .lock()
-                                .expect("lock file lock")
-                                .debian(&recipe.target, index + 1, &arch, &inputs)
-                                .map(<[_]>::to_vec)
+                let mut conda_locked = None;
+                let mut conda_inputs = None;
+                let (tree, locked) = source::layer_tree(
+                    layer_spec,
+                    || {
+                        let base_status = dpkg_status(image)
+                            .map_err(|e| source::SourceError::BaseStatus(e.to_string()))?;
+                        let inputs = lock_inputs_of(layer_spec, &arch, &base_status);
+                        let pinned = (!self.options.refresh_lock)
+                            .then(|| {
+                                self.lock
+                                    .lock()
+                                    .expect("lock file lock")
+                                    .debian(&recipe.target, index + 1, &arch, &inputs)
+                                    .map(<[_]>::to_vec)
+                            })
+                            .flatten();
+                        lock_inputs = Some(inputs);
+                        Ok(source::DebianContext {
+                            arch: arch.clone(),
+                            base_status,
+                            archives: self.archives()?,
+                            cache: &self.cache,
+                            pinned,
                         })
-                        .flatten();
-                    lock_inputs = Some(inputs);
-                    Ok(source::DebianContext {
-                        arch: arch.clone(),
-                        base_status,
-                        archives: self.archives()?,
-                        cache: &self.cache,
-                        pinned,
-                    })
-                })
+                    },
+                    || {
+                        let subdir = source::conda::conda_subdir(
+                            &image.platform.os,
+                            &image.platform.architecture,
+                        )?;
+                        let inputs = conda_lock_inputs_of(layer_spec, &subdir);
+                        let pinned = (!self.options.refresh_lock)
+                            .then(|| {
+                                self.lock
+                                    .lock()
+                                    .expect("lock file lock")
+                                    .conda(&recipe.target, index + 1, &subdir, &inputs)
+                                    .map(<[_]>::to_vec)
+                            })
+                            .flatten();
+                        conda_inputs = Some((subdir.clone(), inputs));
+                        Ok(source::CondaContext {
+                            subdir,
+                            cache: &self.cache,
+                            pinned,
+                            source_date_epoch: self.options.source_date_epoch,
+                            locked: &mut conda_locked,
+                        })
+                    },
+                )
                 .map_err(|e| layer_error(e.into()))?;
+                if let (Some(packages), Some((subdir, inputs))) = (conda_locked, conda_inputs) {
+                    let mut lock = self.lock.lock().expect("lock file lock");
+                    if lock.conda(&recipe.target, index + 1, &subdir, &inputs)
+                        != Some(&packages[..])
+                    {
+                        lock.record_conda(crate::lock::CondaLayerLock {
+                            target: recipe.target.clone(),
+                            layer: index + 1,
+                            subdir,
+                            inputs,
+                            packages,
+                        });
+                        self.lock_changed = true;
+                    }
+                }
                 if let (Some(packages), Some(inputs)) = (locked, lock_inputs) {
                     let mut lock = self.lock.lock().expect("lock file lock");
                     if lock.debian(&recipe.target, index + 1, &arch, &inputs) != Some(&packages[..])
@@ -360,6 +404,17 @@ impl<'a> Builder<'a> {
                     diff_id: blob.diff_id,
                     compression: Some(blob.compression),
                 });
+                // A conda environment is used through its bin/, as `conda activate` would.
+                if let crate::recipe::LayerSource::Conda(conda) = &layer_spec.source {
+                    let bin = format!("{}/bin", conda.prefix.trim_end_matches('/'));
+                    apply_config(
+                        &mut image.config,
+                        &ConfigSpec {
+                            path_prepend: vec![bin],
+                            ..Default::default()
+                        },
+                    );
+                }
             }
         }
 
@@ -461,6 +516,21 @@ fn lock_inputs_of(layer: &crate::recipe::Layer, arch: &str, base_status: &str) -
     key.field(spec.as_bytes())
         .field(arch.as_bytes())
         .field(base_status.as_bytes());
+    key.finish().as_str().to_owned()
+}
+
+/// What a `conda` layer's solve depends on: its spec, subdir and assumed virtual packages.
+fn conda_lock_inputs_of(layer: &crate::recipe::Layer, subdir: &str) -> String {
+    let spec = match &layer.source {
+        crate::recipe::LayerSource::Conda(spec) => {
+            serde_json::to_string(spec).expect("specs serialise")
+        }
+        _ => String::new(),
+    };
+    let mut key = crate::layer::cache::CacheKeyBuilder::new("conda-lock-v1");
+    key.field(spec.as_bytes())
+        .field(subdir.as_bytes())
+        .field(source::conda::solve_inputs(subdir).as_bytes());
     key.finish().as_str().to_owned()
 }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::source::conda::LockedConda;
 use crate::source::debian::LockedDeb;
 
 pub const LOCK_FILE: &str = "recipes/recipes.lock";
@@ -37,6 +38,20 @@ pub struct Lockfile {
     pub version: u32,
     #[serde(default, rename = "debian")]
     pub debian: Vec<DebianLayerLock>,
+    #[serde(default, rename = "conda", skip_serializing_if = "Vec::is_empty")]
+    pub conda: Vec<CondaLayerLock>,
+}
+
+/// A `conda` layer's packages, keyed like a Debian layer's, with the conda subdir as the
+/// architecture.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CondaLayerLock {
+    pub target: String,
+    pub layer: usize,
+    pub subdir: String,
+    /// sha256 of the layer's spec, subdir and assumed virtual packages.
+    pub inputs: String,
+    pub packages: Vec<LockedConda>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +76,7 @@ impl Lockfile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Lockfile {
                     version: FORMAT_VERSION,
-                    debian: Vec::new(),
+                    ..Default::default()
                 });
             }
             Err(source) => {
@@ -107,6 +122,31 @@ impl Lockfile {
         self.debian.push(entry);
         self.debian
             .sort_by(|a, b| (&a.target, a.layer, &a.arch).cmp(&(&b.target, b.layer, &b.arch)));
+    }
+
+    pub fn conda(
+        &self,
+        target: &str,
+        layer: usize,
+        subdir: &str,
+        inputs: &str,
+    ) -> Option<&[LockedConda]> {
+        self.conda
+            .iter()
+            .find(|l| {
+                l.target == target && l.layer == layer && l.subdir == subdir && l.inputs == inputs
+            })
+            .map(|l| l.packages.as_slice())
+    }
+
+    /// Records a conda layer's packages, replacing what was pinned for the same layer before.
+    pub fn record_conda(&mut self, entry: CondaLayerLock) {
+        self.conda.retain(|l| {
+            !(l.target == entry.target && l.layer == entry.layer && l.subdir == entry.subdir)
+        });
+        self.conda.push(entry);
+        self.conda
+            .sort_by(|a, b| (&a.target, a.layer, &a.subdir).cmp(&(&b.target, b.layer, &b.subdir)));
     }
 
     /// Writes the lock file (to a temporary file renamed over the old one).

@@ -99,6 +99,7 @@ pub struct Layer {
 pub enum LayerSource {
     Files(Vec<FileCopy>),
     Debian(crate::source::debian::DebianSpec),
+    Conda(crate::source::conda::CondaSpec),
     /// Only removals.
     Nothing,
 }
@@ -399,6 +400,13 @@ impl Project {
             .iter()
             .map(|p| ImagePath::new(p).map_err(|e| invalid(p, format!("in `remove`: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(conda) = &spec.conda {
+            return Ok(Layer {
+                comment: spec.comment.clone(),
+                source: check_conda(index, spec, conda, invalid)?,
+                remove,
+            });
+        }
         let source = match (&spec.files, &spec.debian) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -615,6 +623,41 @@ fn expand(s: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// A `conda` layer: alone in its layer, with specs and an absolute prefix.
+fn check_conda(
+    index: usize,
+    spec: &LayerSpec,
+    conda: &crate::source::conda::CondaSpec,
+    invalid: &dyn Fn(&str, String) -> RecipeError,
+) -> Result<LayerSource, RecipeError> {
+    if spec.files.is_some() || spec.debian.is_some() {
+        return Err(invalid(
+            "conda",
+            format!(
+                "layer {} has `conda` and another source; give each its own layer",
+                index + 1
+            ),
+        ));
+    }
+    if conda.specs.iter().all(|s| s.trim().is_empty()) {
+        return Err(invalid(
+            "conda",
+            format!("layer {}: `conda` names no specs", index + 1),
+        ));
+    }
+    if !conda.prefix.starts_with('/') || ImagePath::new(&conda.prefix).is_err() {
+        return Err(invalid(
+            &conda.prefix,
+            format!(
+                "layer {}: conda prefix `{}` must be an absolute path without `..`",
+                index + 1,
+                conda.prefix
+            ),
+        ));
+    }
+    Ok(LayerSource::Conda(conda.clone()))
 }
 
 #[cfg(test)]

@@ -53,6 +53,8 @@ pub struct LayerSpec {
     pub files: Option<Vec<FileCopySpec>>,
     /// Packages from a Debian archive, installed as apt and dpkg would.
     pub debian: Option<crate::source::debian::DebianSpec>,
+    /// Conda packages solved from channels and installed into a prefix, as conda would.
+    pub conda: Option<crate::source::conda::CondaSpec>,
     /// Paths of the layers below to delete (written as OCI whiteouts).
     #[serde(default)]
     pub remove: Vec<String>,

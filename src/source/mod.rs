@@ -6,6 +6,7 @@
 //! writer and one cache. Debian, pip, conda and image sources add variants to
 //! [`LayerSource`](crate::recipe::LayerSource) and a module here.
 
+pub mod conda;
 pub mod debian;
 pub mod files;
 
@@ -34,6 +35,21 @@ pub enum SourceError {
     Debian(#[from] debian::DebianError),
     #[error("cannot read the dpkg status of the base image: {0}")]
     BaseStatus(String),
+    #[error(transparent)]
+    Conda(#[from] conda::CondaError),
+}
+
+/// What a `conda` layer needs to know of the image it goes on.
+pub struct CondaContext<'a> {
+    /// Conda's name of the platform (`linux-64`, `linux-aarch64`).
+    pub subdir: String,
+    pub cache: &'a crate::layer::cache::Cache,
+    /// The packages a lock file pins for this layer; solved from repodata when None.
+    pub pinned: Option<Vec<conda::LockedConda>>,
+    /// The time written into `conda-meta/history`.
+    pub source_date_epoch: u64,
+    /// Receives the packages the layer holds (what a lock file pins).
+    pub locked: &'a mut Option<Vec<conda::LockedConda>>,
 }
 
 /// What a `debian` layer needs to know of the image it goes on.
@@ -54,6 +70,7 @@ pub struct DebianContext<'a> {
 pub fn layer_tree<'a>(
     layer: &Layer,
     debian: impl FnOnce() -> Result<DebianContext<'a>, SourceError>,
+    conda: impl FnOnce() -> Result<CondaContext<'a>, SourceError>,
 ) -> Result<(LayerTree, Option<Vec<debian::LockedDeb>>), SourceError> {
     let mut tree = LayerTree::default();
     let mut locked = None;
@@ -75,6 +92,18 @@ pub fn layer_tree<'a>(
             )?;
             tree = debian_tree;
             locked = Some(packages);
+        }
+        LayerSource::Conda(spec) => {
+            let context = conda()?;
+            let (conda_tree, packages) = conda::layer_tree(
+                spec,
+                &context.subdir,
+                context.cache,
+                context.pinned.as_deref(),
+                context.source_date_epoch,
+            )?;
+            tree = conda_tree;
+            *context.locked = Some(packages);
         }
         LayerSource::Nothing => {}
     }
@@ -116,6 +145,9 @@ pub fn describe(layer: &Layer) -> String {
                 Some(release) => parts.push(format!("debian {release}: {what}")),
                 None => parts.push(format!("debian {what}")),
             }
+        }
+        LayerSource::Conda(spec) => {
+            parts.push(format!("conda {}: {}", spec.prefix, spec.specs.join(" ")));
         }
         LayerSource::Nothing => {}
     }
