@@ -818,6 +818,29 @@ fn conda_entries_escaping_the_prefix_are_refused() {
     }
 }
 
+#[test]
+fn conda_layers_in_recipes_are_checked() {
+    let p = Project::new();
+    for (layer, expected) in [
+        (
+            "conda = { channels = [\"file:///x\"], specs = [] }",
+            "names no specs",
+        ),
+        (
+            "conda = { channels = [\"file:///x\"], specs = [\"a\"], prefix = \"opt/conda\" }",
+            "must be an absolute path",
+        ),
+        (
+            "conda = { specs = [\"a\"] }\nfiles = []",
+            "has `conda` and another source",
+        ),
+    ] {
+        p.recipe("env", &format!("from = \"scratch\"\n[[layer]]\n{layer}\n"));
+        let error = error_of(&p);
+        assert!(error.contains(expected), "{layer}: {error}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Live: the entry point runs in a chroot of the Debian Python base
 
@@ -874,7 +897,10 @@ fn live_conda_entry_point_runs_in_a_chroot_of_the_python_base() {
             .arg(&rootfs)
             .args(["/bin/sh", "-c", script])
             .env_clear()
-            .env("PATH", "/opt/conda/bin:/usr/local/bin:/usr/bin:/bin")
+            .env(
+                "PATH",
+                "/opt/conda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .env("LANG", "C.UTF-8")
             .output()
             .unwrap();

@@ -245,3 +245,50 @@ fn fetch_all(
 pub fn dist_name(locked: &LockedConda) -> String {
     format!("{}-{}-{}", locked.name, locked.version, locked.build)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::{CondaLayerLock, Lockfile};
+
+    #[test]
+    fn platforms_map_to_subdirs() {
+        assert_eq!(conda_subdir("linux", "amd64").unwrap(), "linux-64");
+        assert_eq!(conda_subdir("linux", "arm64").unwrap(), "linux-aarch64");
+        assert!(conda_subdir("windows", "amd64").is_err());
+    }
+
+    #[test]
+    fn conda_lock_entries_round_trip_and_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("recipes/recipes.lock");
+        let mut lock = Lockfile::load(&path).unwrap();
+        let package = LockedConda {
+            name: "python".into(),
+            version: "3.11.2".into(),
+            build: "h0".into(),
+            subdir: "linux-64".into(),
+            channel: "conda-forge".into(),
+            filename: "python-3.11.2-h0.conda".into(),
+            url: None,
+            sha256: "ab".repeat(32),
+            md5: None,
+            size: Some(1),
+        };
+        let entry = |inputs: &str| CondaLayerLock {
+            target: "env".into(),
+            layer: 1,
+            subdir: "linux-64".into(),
+            inputs: inputs.into(),
+            packages: vec![package.clone()],
+        };
+        lock.record_conda(entry("one"));
+        lock.record_conda(entry("two"));
+        lock.save(&path).unwrap();
+        let back = Lockfile::load(&path).unwrap();
+        assert_eq!(back, lock);
+        assert_eq!(back.conda.len(), 1);
+        assert!(back.conda("env", 1, "linux-64", "one").is_none());
+        assert_eq!(back.conda("env", 1, "linux-64", "two").unwrap(), [package]);
+    }
+}
