@@ -225,6 +225,11 @@ impl Pkg {
         self
     }
 
+    fn subdir(mut self, subdir: &str) -> Pkg {
+        self.subdir = subdir.into();
+        self
+    }
+
     fn conda(mut self) -> Pkg {
         self.conda_format = true;
         self
@@ -253,7 +258,11 @@ impl Pkg {
         if self.noarch_python {
             index["noarch"] = json!("python");
         } else {
-            index["arch"] = json!("x86_64");
+            let arch = self
+                .subdir
+                .trim_start_matches("linux-")
+                .replace("64", "x86_64");
+            index["arch"] = json!(arch);
             index["platform"] = json!("linux");
         }
         index
@@ -396,8 +405,9 @@ struct Channel {
 impl Channel {
     fn new() -> Channel {
         let mut records = BTreeMap::new();
-        records.insert("linux-64".to_owned(), BTreeMap::new());
-        records.insert("noarch".to_owned(), BTreeMap::new());
+        for subdir in ["linux-64", "linux-aarch64", "noarch"] {
+            records.insert(subdir.to_owned(), BTreeMap::new());
+        }
         Channel {
             dir: tempfile::tempdir().unwrap(),
             records,
@@ -839,6 +849,55 @@ fn conda_layers_in_recipes_are_checked() {
         let error = error_of(&p);
         assert!(error.contains(expected), "{layer}: {error}");
     }
+}
+
+#[test]
+fn each_platform_gets_its_subdir_and_lock_re_solves() {
+    let mut channel = Channel::new();
+    for (subdir, content) in [("linux-64", "x86\n"), ("linux-aarch64", "arm\n")] {
+        channel.add(Pkg::new("tool", "1.0", "0").subdir(subdir).file(
+            "share/tool/arch",
+            content.as_bytes(),
+            0o644,
+        ));
+    }
+    let p = Project::new();
+    p.recipe(
+        "env",
+        &format!(
+            "from = \"scratch\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\n[[layer]]\nconda = {{ channels = [{:?}], specs = [\"tool\"] }}\n",
+            channel.file_url()
+        ),
+    );
+    let report = p.build(&["env", "--output", "oci:out"]);
+    let layout = p.tmp.path().join("out");
+    for (i, expected) in ["x86\n", "arm\n"].iter().enumerate() {
+        let digest = report["manifests"][i]["layers"][0]["digest"]
+            .as_str()
+            .unwrap();
+        let layer = read_layer(&layout.join("blobs/sha256").join(&digest["sha256:".len()..]));
+        let file = entry(&layer, "opt/conda/share/tool/arch");
+        assert_eq!(String::from_utf8_lossy(&file.content), *expected);
+    }
+    let lock = fs::read_to_string(p.path("recipes/recipes.lock")).unwrap();
+    assert_eq!(lock.matches("[[conda]]").count(), 2, "{lock}");
+    assert!(lock.contains("subdir = \"linux-aarch64\""), "{lock}");
+
+    // A newer version in the channel: builds keep the lock, `oci-build lock` takes it.
+    for subdir in ["linux-64", "linux-aarch64"] {
+        channel.add(Pkg::new("tool", "1.1", "0").subdir(subdir).file(
+            "share/tool/arch",
+            b"new\n",
+            0o644,
+        ));
+    }
+    let again = p.build(&["env", "--output", "oci:out"]);
+    assert_eq!(again["digest"], report["digest"]);
+    assert_success(&p.run(&["lock", "env"]), "oci-build lock env");
+    let lock = fs::read_to_string(p.path("recipes/recipes.lock")).unwrap();
+    assert_eq!(lock.matches("version = \"1.1\"").count(), 2, "{lock}");
+    let relocked = p.build(&["env", "--output", "oci:out"]);
+    assert_ne!(relocked["digest"], report["digest"]);
 }
 
 // ---------------------------------------------------------------------------------------------
