@@ -258,10 +258,10 @@ impl Pkg {
         if self.noarch_python {
             index["noarch"] = json!("python");
         } else {
-            let arch = self
-                .subdir
-                .trim_start_matches("linux-")
-                .replace("64", "x86_64");
+            let arch = match self.subdir.as_str() {
+                "linux-64" => "x86_64",
+                other => other.trim_start_matches("linux-"),
+            };
             index["arch"] = json!(arch);
             index["platform"] = json!("linux");
         }
