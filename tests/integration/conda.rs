@@ -787,6 +787,10 @@ fn an_unsatisfiable_conda_spec_names_the_conflict() {
     assert!(error.contains("cannot be satisfied"), "{error}");
     assert!(error.contains("textpre"), "{error}");
     assert!(error.contains("binpre"), "{error}");
+    // A package no channel has is named as such.
+    conda_recipe(&p, &channel.file_url(), &["nosuchpackage >=1"]);
+    let error = error_of(&p);
+    assert!(error.contains("nosuchpackage"), "{error}");
 }
 
 #[test]

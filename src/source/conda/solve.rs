@@ -143,22 +143,35 @@ fn lock_entry(channel: &ResolvedChannel, record: &RepoDataRecord) -> LockedConda
     }
 }
 
-/// resolvo explains a conflict as an indented tree; a build error is one line, so the tree's
-/// lines are joined, without their drawing characters.
+/// resolvo explains a conflict as an indented tree; a build error is one line, so the tree is
+/// flattened: a line that introduces the next ("… would require", "… options:") runs into it,
+/// other lines are separated by `;`.
 fn one_sentence(reasons: &[String]) -> String {
-    let mut parts = Vec::new();
+    let mut out = String::new();
+    let mut joiner = "";
     for reason in reasons {
         for line in reason.lines() {
             let line = line
                 .trim_start_matches(|c: char| c.is_whitespace() || "│├└─".contains(c))
-                .trim_end_matches(':')
                 .trim();
-            if !line.is_empty() {
-                parts.push(line.to_owned());
+            if line.is_empty() || line == "The following packages are incompatible" {
+                continue;
             }
+            if !out.is_empty() {
+                out.push_str(if joiner.is_empty() { "; " } else { joiner });
+            }
+            let (text, next) = if let Some(text) = line.strip_suffix(':') {
+                (text, ": ")
+            } else if line.ends_with("would require") || line.ends_with("would constrain") {
+                (line, " ")
+            } else {
+                (line, "")
+            };
+            out.push_str(text);
+            joiner = next;
         }
     }
-    parts.join("; ")
+    out
 }
 
 #[cfg(test)]
@@ -170,7 +183,7 @@ mod tests {
         let tree = "The following packages are incompatible\n├─ a * can be installed with any of the following options:\n│  └─ a 1 would require\n│     └─ b >=2, for which no candidates were found.\n";
         assert_eq!(
             one_sentence(&[tree.to_owned()]),
-            "The following packages are incompatible; a * can be installed with any of the following options; a 1 would require; b >=2, for which no candidates were found."
+            "a * can be installed with any of the following options: a 1 would require b >=2, for which no candidates were found."
         );
     }
 }
