@@ -288,55 +288,55 @@ impl<'a> Builder<'a> {
                 let mut lock_inputs = None;
                 let mut conda_locked = None;
                 let mut conda_inputs = None;
-                let (tree, locked) = source::layer_tree(
-                    layer_spec,
-                    || {
-                        let base_status = dpkg_status(image)
-                            .map_err(|e| source::SourceError::BaseStatus(e.to_string()))?;
-                        let inputs = lock_inputs_of(layer_spec, &arch, &base_status);
-                        let pinned = (!self.options.refresh_lock)
-                            .then(|| {
-                                self.lock
-                                    .lock()
-                                    .expect("lock file lock")
-                                    .debian(&recipe.target, index + 1, &arch, &inputs)
-                                    .map(<[_]>::to_vec)
-                            })
-                            .flatten();
-                        lock_inputs = Some(inputs);
-                        Ok(source::DebianContext {
-                            arch: arch.clone(),
-                            base_status,
-                            archives: self.archives()?,
-                            cache: &self.cache,
-                            pinned,
+                // Taken by the closure (bound to a name, it is FnMut and cannot give away a
+                // captured `&mut` itself).
+                let mut conda_slot = Some(&mut conda_locked);
+                let conda_context = || {
+                    let subdir = source::conda::conda_subdir(
+                        &image.platform.os,
+                        &image.platform.architecture,
+                    )?;
+                    let inputs = conda_lock_inputs_of(layer_spec, &subdir);
+                    let pinned = (!self.options.refresh_lock)
+                        .then(|| {
+                            self.lock
+                                .lock()
+                                .expect("lock file lock")
+                                .conda(&recipe.target, index + 1, &subdir, &inputs)
+                                .map(<[_]>::to_vec)
                         })
-                    },
-                    || {
-                        let subdir = source::conda::conda_subdir(
-                            &image.platform.os,
-                            &image.platform.architecture,
-                        )?;
-                        let inputs = conda_lock_inputs_of(layer_spec, &subdir);
-                        let pinned = (!self.options.refresh_lock)
-                            .then(|| {
-                                self.lock
-                                    .lock()
-                                    .expect("lock file lock")
-                                    .conda(&recipe.target, index + 1, &subdir, &inputs)
-                                    .map(<[_]>::to_vec)
-                            })
-                            .flatten();
-                        conda_inputs = Some((subdir.clone(), inputs));
-                        Ok(source::CondaContext {
-                            subdir,
-                            cache: &self.cache,
-                            pinned,
-                            source_date_epoch: self.options.source_date_epoch,
-                            locked: &mut conda_locked,
+                        .flatten();
+                    conda_inputs = Some((subdir.clone(), inputs));
+                    Ok(source::CondaContext {
+                        subdir,
+                        cache: &self.cache,
+                        pinned,
+                        source_date_epoch: self.options.source_date_epoch,
+                        locked: conda_slot.take().expect("the conda context is asked once"),
+                    })
+                };
+                let (tree, locked) = source::layer_tree(layer_spec, conda_context, || {
+                    let base_status = dpkg_status(image)
+                        .map_err(|e| source::SourceError::BaseStatus(e.to_string()))?;
+                    let inputs = lock_inputs_of(layer_spec, &arch, &base_status);
+                    let pinned = (!self.options.refresh_lock)
+                        .then(|| {
+                            self.lock
+                                .lock()
+                                .expect("lock file lock")
+                                .debian(&recipe.target, index + 1, &arch, &inputs)
+                                .map(<[_]>::to_vec)
                         })
-                    },
-                )
+                        .flatten();
+                    lock_inputs = Some(inputs);
+                    Ok(source::DebianContext {
+                        arch: arch.clone(),
+                        base_status,
+                        archives: self.archives()?,
+                        cache: &self.cache,
+                        pinned,
+                    })
+                })
                 .map_err(|e| layer_error(e.into()))?;
                 if let (Some(packages), Some((subdir, inputs))) = (conda_locked, conda_inputs) {
                     let mut lock = self.lock.lock().expect("lock file lock");

@@ -66,11 +66,12 @@ pub struct DebianContext<'a> {
 
 /// Lists the entries of one layer. `debian` is asked for the image's context only by a
 /// `debian` layer, since finding the base's dpkg status means reading its layers. Returns the
-/// tree and, for a `debian` layer, the packages it holds (what a lock file pins).
+/// tree and, for a `debian` layer, the packages it holds (what a lock file pins). `conda` is
+/// asked only by a `conda` layer, and receives that layer's packages in its `locked`.
 pub fn layer_tree<'a>(
     layer: &Layer,
-    debian: impl FnOnce() -> Result<DebianContext<'a>, SourceError>,
     conda: impl FnOnce() -> Result<CondaContext<'a>, SourceError>,
+    debian: impl FnOnce() -> Result<DebianContext<'a>, SourceError>,
 ) -> Result<(LayerTree, Option<Vec<debian::LockedDeb>>), SourceError> {
     let mut tree = LayerTree::default();
     let mut locked = None;
