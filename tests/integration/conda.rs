@@ -819,6 +819,12 @@ fn conda_entries_escaping_the_prefix_are_refused() {
             "link",
             Pkg::new("evil", "1.0", "0").symlink("lib/escape", "../../../etc"),
         ),
+        (
+            "below a link",
+            Pkg::new("evil", "1.0", "0")
+                .symlink("lib/etc", "/etc")
+                .raw("lib/etc/passwd", b"x"),
+        ),
     ] {
         let mut channel = Channel::new();
         channel.add(pkg);
