@@ -805,6 +805,26 @@ fn a_conda_package_that_does_not_match_its_sha256_is_refused() {
 }
 
 #[test]
+fn a_prefix_longer_than_a_binary_placeholder_is_refused() {
+    let channel = test_channel();
+    let p = Project::new();
+    let prefix = format!("/opt/{}", "x".repeat(PLACEHOLDER.len()));
+    p.recipe(
+        "env",
+        &format!(
+            "from = \"scratch\"\nplatforms = [\"linux/amd64\"]\n[[layer]]\nconda = {{ channels = [{:?}], specs = [\"binpre\"], prefix = {prefix:?} }}\n",
+            channel.file_url()
+        ),
+    );
+    let error = error_of(&p);
+    assert!(
+        error.contains("binpre-2.1-h1") && error.contains("lib/libbinpre.so"),
+        "{error}"
+    );
+    assert!(error.contains("longer than the placeholder"), "{error}");
+}
+
+#[test]
 fn conda_entries_escaping_the_prefix_are_refused() {
     for (name, pkg) in [
         (
