@@ -295,6 +295,7 @@ impl<'a> Builder<'a> {
                 );
                 let mut lock_inputs = None;
                 let mut pip_inputs = None;
+                let mut conda_inputs = None;
                 let platform_name = image.platform.to_string();
                 let image_ref: &PlatformImage = image;
                 let (tree, locked) = source::layer_tree(
@@ -356,6 +357,31 @@ impl<'a> Builder<'a> {
                         pip_inputs = Some(prepared.inputs);
                         Ok(result)
                     },
+                    |spec| {
+                        let subdir = source::conda::conda_subdir(
+                            &image_ref.platform.os,
+                            &image_ref.platform.architecture,
+                        )?;
+                        let inputs = conda_lock_inputs_of(spec, &subdir);
+                        let pinned = (!self.options.refresh_lock)
+                            .then(|| {
+                                self.lock
+                                    .lock()
+                                    .expect("lock file lock")
+                                    .conda(&recipe.target, index + 1, &subdir, &inputs)
+                                    .map(<[_]>::to_vec)
+                            })
+                            .flatten();
+                        let result = source::conda::layer_tree(
+                            spec,
+                            &subdir,
+                            &self.cache,
+                            pinned.as_deref(),
+                            self.options.source_date_epoch,
+                        )?;
+                        conda_inputs = Some((subdir, inputs));
+                        Ok(result)
+                    },
                 )
                 .map_err(|e| layer_error(e.into()))?;
                 match locked {
@@ -386,6 +412,23 @@ impl<'a> Builder<'a> {
                                     target: recipe.target.clone(),
                                     layer: index + 1,
                                     platform: platform_name.clone(),
+                                    inputs,
+                                    packages,
+                                });
+                                self.lock_changed = true;
+                            }
+                        }
+                    }
+                    Some(source::Pinned::Conda(packages)) => {
+                        if let Some((subdir, inputs)) = conda_inputs {
+                            let mut lock = self.lock.lock().expect("lock file lock");
+                            if lock.conda(&recipe.target, index + 1, &subdir, &inputs)
+                                != Some(&packages[..])
+                            {
+                                lock.record_conda(crate::lock::CondaLayerLock {
+                                    target: recipe.target.clone(),
+                                    layer: index + 1,
+                                    subdir,
                                     inputs,
                                     packages,
                                 });
@@ -437,6 +480,17 @@ impl<'a> Builder<'a> {
                     diff_id: blob.diff_id,
                     compression: Some(blob.compression),
                 });
+                // A conda environment is used through its bin/, as `conda activate` would.
+                if let crate::recipe::LayerSource::Conda(conda) = &layer_spec.source {
+                    let bin = format!("{}/bin", conda.prefix.trim_end_matches('/'));
+                    apply_config(
+                        &mut image.config,
+                        &ConfigSpec {
+                            path_prepend: vec![bin],
+                            ..Default::default()
+                        },
+                    );
+                }
             }
         }
 
@@ -578,6 +632,15 @@ fn lock_inputs_of(layer: &crate::recipe::Layer, arch: &str, base_status: &str) -
     key.field(spec.as_bytes())
         .field(arch.as_bytes())
         .field(base_status.as_bytes());
+    key.finish().as_str().to_owned()
+}
+
+/// What a `conda` layer's solve depends on: its spec, subdir and assumed virtual packages.
+fn conda_lock_inputs_of(spec: &source::conda::CondaSpec, subdir: &str) -> String {
+    let mut key = crate::layer::cache::CacheKeyBuilder::new("conda-lock-v1");
+    key.field(serde_json::to_string(spec).expect("specs serialise").as_bytes())
+        .field(subdir.as_bytes())
+        .field(source::conda::solve_inputs(subdir).as_bytes());
     key.finish().as_str().to_owned()
 }
 

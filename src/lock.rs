@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::source::conda::LockedConda;
 use crate::source::debian::LockedDeb;
 
 pub const LOCK_FILE: &str = "recipes/recipes.lock";
@@ -35,10 +36,24 @@ pub enum LockError {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lockfile {
     pub version: u32,
-    #[serde(default, rename = "debian")]
+    #[serde(default, rename = "debian", skip_serializing_if = "Vec::is_empty")]
     pub debian: Vec<DebianLayerLock>,
-    #[serde(default, rename = "pip")]
+    #[serde(default, rename = "pip", skip_serializing_if = "Vec::is_empty")]
     pub pip: Vec<PipLayerLock>,
+    #[serde(default, rename = "conda", skip_serializing_if = "Vec::is_empty")]
+    pub conda: Vec<CondaLayerLock>,
+}
+
+/// A `conda` layer's packages, keyed like a Debian layer's, with the conda subdir as the
+/// architecture.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CondaLayerLock {
+    pub target: String,
+    pub layer: usize,
+    pub subdir: String,
+    /// sha256 of the layer's spec, subdir and assumed virtual packages.
+    pub inputs: String,
+    pub packages: Vec<LockedConda>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +164,31 @@ impl Lockfile {
         self.pip.sort_by(|a, b| {
             (&a.target, a.layer, &a.platform).cmp(&(&b.target, b.layer, &b.platform))
         });
+    }
+
+    pub fn conda(
+        &self,
+        target: &str,
+        layer: usize,
+        subdir: &str,
+        inputs: &str,
+    ) -> Option<&[LockedConda]> {
+        self.conda
+            .iter()
+            .find(|l| {
+                l.target == target && l.layer == layer && l.subdir == subdir && l.inputs == inputs
+            })
+            .map(|l| l.packages.as_slice())
+    }
+
+    /// Records a conda layer's packages, replacing what was pinned for the same layer before.
+    pub fn record_conda(&mut self, entry: CondaLayerLock) {
+        self.conda.retain(|l| {
+            !(l.target == entry.target && l.layer == entry.layer && l.subdir == entry.subdir)
+        });
+        self.conda.push(entry);
+        self.conda
+            .sort_by(|a, b| (&a.target, a.layer, &a.subdir).cmp(&(&b.target, b.layer, &b.subdir)));
     }
 
     /// Writes the lock file (to a temporary file renamed over the old one).

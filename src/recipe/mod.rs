@@ -100,6 +100,7 @@ pub enum LayerSource {
     Files(Vec<FileCopy>),
     Debian(crate::source::debian::DebianSpec),
     Pip(crate::source::pip::PipSpec),
+    Conda(crate::source::conda::CondaSpec),
     /// Only removals.
     Nothing,
 }
@@ -404,6 +405,7 @@ impl Project {
             ("files", spec.files.is_some()),
             ("debian", spec.debian.is_some()),
             ("pip", spec.pip.is_some()),
+            ("conda", spec.conda.is_some()),
         ]
         .iter()
         .filter(|(_, set)| *set)
@@ -424,6 +426,13 @@ impl Project {
             return Ok(Layer {
                 comment: spec.comment.clone(),
                 source: LayerSource::Pip(self.check_pip(pip, index, invalid)?),
+                remove,
+            });
+        }
+        if let Some(conda) = &spec.conda {
+            return Ok(Layer {
+                comment: spec.comment.clone(),
+                source: check_conda(index, conda, invalid)?,
                 remove,
             });
         }
@@ -472,7 +481,7 @@ impl Project {
                 return Err(invalid(
                     "[[layer]]",
                     format!(
-                        "layer {} has no content: give it `files`, `debian`, `pip` or `remove`",
+                        "layer {} has no content: give it `files`, `debian`, `pip`, `conda` or `remove`",
                         index + 1
                     ),
                 ));
@@ -677,6 +686,31 @@ fn expand(s: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// A `conda` layer: specs and an absolute prefix.
+fn check_conda(
+    index: usize,
+    conda: &crate::source::conda::CondaSpec,
+    invalid: &dyn Fn(&str, String) -> RecipeError,
+) -> Result<LayerSource, RecipeError> {
+    if conda.specs.iter().all(|s| s.trim().is_empty()) {
+        return Err(invalid(
+            "conda",
+            format!("layer {}: `conda` names no specs", index + 1),
+        ));
+    }
+    if !conda.prefix.starts_with('/') || ImagePath::new(&conda.prefix).is_err() {
+        return Err(invalid(
+            &conda.prefix,
+            format!(
+                "layer {}: conda prefix `{}` must be an absolute path without `..`",
+                index + 1,
+                conda.prefix
+            ),
+        ));
+    }
+    Ok(LayerSource::Conda(conda.clone()))
 }
 
 #[cfg(test)]

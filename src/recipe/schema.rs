@@ -55,6 +55,8 @@ pub struct LayerSpec {
     pub debian: Option<crate::source::debian::DebianSpec>,
     /// Python packages from a package index, installed from wheels.
     pub pip: Option<crate::source::pip::PipSpec>,
+    /// Conda packages solved from channels and installed into a prefix, as conda would.
+    pub conda: Option<crate::source::conda::CondaSpec>,
     /// Paths of the layers below to delete (written as OCI whiteouts).
     #[serde(default)]
     pub remove: Vec<String>,

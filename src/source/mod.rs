@@ -6,6 +6,7 @@
 //! writer and one cache. Debian, pip, conda and image sources add variants to
 //! [`LayerSource`](crate::recipe::LayerSource) and a module here.
 
+pub mod conda;
 pub mod debian;
 pub mod files;
 pub mod pip;
@@ -37,6 +38,8 @@ pub enum SourceError {
     BaseStatus(String),
     #[error(transparent)]
     Pip(Box<pip::PipError>),
+    #[error(transparent)]
+    Conda(#[from] conda::CondaError),
 }
 
 impl From<pip::PipError> for SourceError {
@@ -61,6 +64,7 @@ pub struct DebianContext<'a> {
 pub enum Pinned {
     Debian(Vec<debian::LockedDeb>),
     Pip(Vec<pip::LockedWheel>),
+    Conda(Vec<conda::LockedConda>),
 }
 
 /// Lists the entries of one layer. `debian` is asked for the image's context only by a
@@ -71,6 +75,9 @@ pub fn layer_tree<'a>(
     layer: &Layer,
     debian: impl FnOnce() -> Result<DebianContext<'a>, SourceError>,
     pip: impl FnOnce(&pip::PipSpec) -> Result<(LayerTree, Vec<pip::LockedWheel>), SourceError>,
+    conda: impl FnOnce(
+        &conda::CondaSpec,
+    ) -> Result<(LayerTree, Vec<conda::LockedConda>), SourceError>,
 ) -> Result<(LayerTree, Option<Pinned>), SourceError> {
     let mut tree = LayerTree::default();
     let mut locked = None;
@@ -97,6 +104,11 @@ pub fn layer_tree<'a>(
             let (pip_tree, wheels) = pip(spec)?;
             tree = pip_tree;
             locked = Some(Pinned::Pip(wheels));
+        }
+        LayerSource::Conda(spec) => {
+            let (conda_tree, packages) = conda(spec)?;
+            tree = conda_tree;
+            locked = Some(Pinned::Conda(packages));
         }
         LayerSource::Nothing => {}
     }
@@ -150,6 +162,9 @@ pub fn describe(layer: &Layer) -> String {
                 Some(venv) => parts.push(format!("pip {} (venv {venv})", what.join(" "))),
                 None => parts.push(format!("pip {}", what.join(" "))),
             }
+        }
+        LayerSource::Conda(spec) => {
+            parts.push(format!("conda {}: {}", spec.prefix, spec.specs.join(" ")));
         }
         LayerSource::Nothing => {}
     }

@@ -8,6 +8,8 @@
 //! - `bad_input`: broken recipes fail with one sentence naming file and line, writing nothing.
 //! - `cache`: unchanged layers come from the cache; damaged or interrupted entries do not stick.
 //! - `cli`: targets, inspect, --json and --help.
+//! - `conda`: hermetic conda channels (packages, repodata) on 127.0.0.1 and file://; live, a
+//!   conda entry point run in a chroot of the Debian Python base.
 //! - `debian`: live, the Python 3.11 base from the real archive, run in a chroot.
 //! - `debian_repo`: hermetic, a tiny signed apt archive served on 127.0.0.1 (dpkg-deb, gpg).
 //! - `pip_index`: hermetic, wheels and an sdist made by the test on a PEP 691 index on 127.0.0.1.
@@ -21,6 +23,7 @@ mod bad_input;
 mod cache;
 mod cli;
 mod common;
+mod conda;
 mod debian;
 mod debian_repo;
 mod harness_selftest;

@@ -1,0 +1,408 @@
+//! Conda channels: where their URLs come from, and fetching repodata and packages from them.
+//!
+//! A recipe's channel is a URL (`https://mirror.example/conda-forge`, `file:///srv/channel`)
+//! or a name. Names go through configuration, as conda's own do: `custom_channels` of the
+//! host's `.condarc`, else its `channel_alias` (or `OCI_BUILD_CONDA_CHANNEL_ALIAS`, which wins)
+//! followed by the name. No channel host is built in: an air-gapped site points the alias at
+//! its mirror and recipes keep saying `conda-forge`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use super::LockedConda;
+use crate::digest::{Digest, HashingWriter};
+use crate::layer::cache::Cache;
+
+/// The environment variable naming the channel alias (base URL that channel names go under).
+pub const ALIAS_ENV: &str = "OCI_BUILD_CONDA_CHANNEL_ALIAS";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error(
+        "conda channel `{0}` is a name and no channel alias is configured: set {ALIAS_ENV}, `channel_alias` or `custom_channels` in .condarc, or give the channel's URL"
+    )]
+    NoAlias(String),
+    #[error(
+        "the conda layer names no channels and .condarc lists none: give `channels` in the recipe"
+    )]
+    NoChannels,
+    #[error("conda channel `{channel}` is not a usable URL: {message}")]
+    BadUrl { channel: String, message: String },
+    #[error("cannot download {url}: {message}")]
+    Download { url: String, message: String },
+    #[error("{url} is not valid repodata: {message}")]
+    BadRepodata { url: String, message: String },
+    #[error("conda channel {channel} has no repodata for {subdir} or noarch")]
+    NoRepodata { channel: String, subdir: String },
+    #[error(
+        "{url} does not match the SHA256 of its {pinned_by} (expected {expected}, got {found}); the channel or a proxy is serving a different file"
+    )]
+    Checksum {
+        url: String,
+        pinned_by: &'static str,
+        expected: String,
+        found: String,
+    },
+    #[error(
+        "locked conda package {package} names channel `{channel}`, which the layer no longer lists; run `oci-build lock`"
+    )]
+    UnknownChannel { package: String, channel: String },
+    #[error("cannot set up HTTP for conda channels: {0}")]
+    Http(String),
+    #[error(transparent)]
+    Cache(#[from] crate::layer::cache::CacheError),
+    #[error("cannot store a download in the cache: {0}")]
+    Io(#[source] io::Error),
+}
+
+/// Channel settings of the host: `OCI_BUILD_CONDA_CHANNEL_ALIAS` and `.condarc`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelConfig {
+    pub alias: Option<String>,
+    pub custom_channels: BTreeMap<String, String>,
+    pub channels: Vec<String>,
+}
+
+/// A layer's channel: as the recipe names it, and its base URL (no trailing `/`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedChannel {
+    pub name: String,
+    pub url: String,
+}
+
+impl ChannelConfig {
+    /// `$CONDARC`, else `~/.condarc`; then the alias from the environment.
+    pub fn from_host() -> ChannelConfig {
+        let path = std::env::var_os("CONDARC")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".condarc")));
+        let mut config = path
+            .and_then(|p| fs::read_to_string(p).ok())
+            .map(|text| ChannelConfig::parse_condarc(&text))
+            .unwrap_or_default();
+        if let Ok(alias) = std::env::var(ALIAS_ENV)
+            && !alias.trim().is_empty()
+        {
+            config.alias = Some(alias.trim().to_owned());
+        }
+        config
+    }
+
+    /// Reads the three keys that matter here from a `.condarc`. It is YAML, but these keys are
+    /// written as plain scalars, block lists and block maps; anything fancier is ignored.
+    pub fn parse_condarc(text: &str) -> ChannelConfig {
+        let mut config = ChannelConfig::default();
+        let mut section = "";
+        for line in text.lines() {
+            let line = line.split(" #").next().unwrap_or("").trim_end();
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            let indented = line.starts_with([' ', '\t']);
+            let item = line.trim();
+            if !indented {
+                let (key, value) = item.split_once(':').unwrap_or((item, ""));
+                let value = unquote(value.trim());
+                section = "";
+                match key.trim() {
+                    "channel_alias" if !value.is_empty() => config.alias = Some(value),
+                    "custom_channels" => section = "custom_channels",
+                    "channels" => {
+                        section = "channels";
+                        // Flow style: channels: [a, b]
+                        if let Some(list) =
+                            value.strip_prefix('[').and_then(|v| v.strip_suffix(']'))
+                        {
+                            config.channels.extend(
+                                list.split(',')
+                                    .map(|c| unquote(c.trim()))
+                                    .filter(|c| !c.is_empty()),
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            match section {
+                "channels" => {
+                    if let Some(channel) = item.strip_prefix('-') {
+                        config.channels.push(unquote(channel.trim()));
+                    }
+                }
+                "custom_channels" => {
+                    // `name: https://host/path` — split at the first `: `.
+                    if let Some((name, url)) = item.split_once(": ") {
+                        config
+                            .custom_channels
+                            .insert(unquote(name.trim()), unquote(url.trim()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        config
+    }
+
+    /// The base URLs of a layer's channels (the host's `channels` when the layer has none).
+    pub fn resolve(&self, channels: &[String]) -> Result<Vec<ResolvedChannel>, ChannelError> {
+        let channels = if channels.is_empty() {
+            &self.channels
+        } else {
+            channels
+        };
+        if channels.is_empty() {
+            return Err(ChannelError::NoChannels);
+        }
+        channels.iter().map(|c| self.resolve_one(c)).collect()
+    }
+
+    fn resolve_one(&self, channel: &str) -> Result<ResolvedChannel, ChannelError> {
+        let url = if is_url(channel) {
+            channel.to_owned()
+        } else if let Some(base) = self.custom_channels.get(channel) {
+            format!("{}/{channel}", base.trim_end_matches('/'))
+        } else if let Some(alias) = &self.alias {
+            format!("{}/{channel}", alias.trim_end_matches('/'))
+        } else {
+            return Err(ChannelError::NoAlias(channel.to_owned()));
+        };
+        if !is_url(&url) {
+            return Err(ChannelError::BadUrl {
+                channel: channel.to_owned(),
+                message: format!("`{url}` is not an http, https or file URL"),
+            });
+        }
+        Ok(ResolvedChannel {
+            name: channel.to_owned(),
+            url: url.trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
+fn unquote(value: &str) -> String {
+    value.trim_matches(['"', '\'']).to_owned()
+}
+
+fn is_url(text: &str) -> bool {
+    ["http://", "https://", "file://"]
+        .iter()
+        .any(|scheme| text.starts_with(scheme))
+}
+
+/// The HTTP client for channels: the system's CA store, no overall timeout (packages are big).
+pub fn http_client() -> Result<reqwest::blocking::Client, ChannelError> {
+    reqwest::blocking::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .timeout(None)
+        .user_agent(concat!("oci-build/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ChannelError::Http(e.to_string()))
+}
+
+/// A local path of a `file://` URL.
+fn file_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("file://")?;
+    // file:///abs/path and file://localhost/abs/path.
+    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
+    Some(PathBuf::from(percent_decode(rest)))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len() + 1
+            && let Some(hex) = text.get(i + 1..i + 3)
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Opens a URL for reading; `Ok(None)` when it does not exist (404, missing file).
+fn open(
+    http: &reqwest::blocking::Client,
+    url: &str,
+) -> Result<Option<Box<dyn Read + Send>>, ChannelError> {
+    let fail = |message: String| ChannelError::Download {
+        url: url.to_owned(),
+        message,
+    };
+    if let Some(path) = file_path(url) {
+        return match fs::File::open(&path) {
+            Ok(file) => Ok(Some(Box::new(file))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(fail(e.to_string())),
+        };
+    }
+    let response = http
+        .get(url)
+        .send()
+        .map_err(|e| fail(e.without_url().to_string()))?;
+    match response.status() {
+        s if s.is_success() => Ok(Some(Box::new(response))),
+        reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::FORBIDDEN => Ok(None),
+        s => Err(fail(format!("the server answered {s}"))),
+    }
+}
+
+/// The repodata of one subdir of a channel: `repodata.json.zst` where offered, else
+/// `repodata.json`. `Ok(None)` when the channel has neither.
+pub fn fetch_repodata(
+    http: &reqwest::blocking::Client,
+    channel: &ResolvedChannel,
+    subdir: &str,
+) -> Result<Option<(String, Vec<u8>)>, ChannelError> {
+    let base = format!("{}/{subdir}/repodata.json", channel.url);
+    let zst_url = format!("{base}.zst");
+    if let Some(reader) = open(http, &zst_url)? {
+        let mut bytes = Vec::new();
+        zstd::stream::read::Decoder::new(reader)
+            .and_then(|mut d| d.read_to_end(&mut bytes))
+            .map_err(|e| ChannelError::BadRepodata {
+                url: zst_url.clone(),
+                message: format!("cannot decompress it: {e}"),
+            })?;
+        return Ok(Some((zst_url, bytes)));
+    }
+    match open(http, &base)? {
+        Some(mut reader) => {
+            let mut bytes = Vec::new();
+            reader
+                .read_to_end(&mut bytes)
+                .map_err(|e| ChannelError::Download {
+                    url: base.clone(),
+                    message: e.to_string(),
+                })?;
+            Ok(Some((base, bytes)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Where a locked package is fetched from, and the URL of its channel.
+pub fn package_url(
+    channels: &[ResolvedChannel],
+    locked: &LockedConda,
+) -> Result<(String, String), ChannelError> {
+    let channel = channels
+        .iter()
+        .find(|c| c.name == locked.channel)
+        .ok_or_else(|| ChannelError::UnknownChannel {
+            package: super::dist_name(locked),
+            channel: locked.channel.clone(),
+        })?;
+    let url = match &locked.url {
+        Some(url) => url.clone(),
+        None => format!("{}/{}/{}", channel.url, locked.subdir, locked.filename),
+    };
+    Ok((url, channel.url.clone()))
+}
+
+/// Downloads (or finds in the cache) a package file, verified against its pinned SHA256.
+pub fn fetch_package(
+    http: &reqwest::blocking::Client,
+    cache: &Cache,
+    locked: &LockedConda,
+    url: &str,
+) -> Result<PathBuf, ChannelError> {
+    let checksum = |found: String| ChannelError::Checksum {
+        url: url.to_owned(),
+        pinned_by: "repodata entry or lock",
+        expected: locked.sha256.clone(),
+        found,
+    };
+    let expected =
+        Digest::from_hex(&locked.sha256).map_err(|_| checksum("no valid SHA256".to_owned()))?;
+    let path = cache.blob_path(&expected);
+    if fs::metadata(&path).is_ok() {
+        return Ok(path);
+    }
+    let mut reader = open(http, url)?.ok_or_else(|| ChannelError::Download {
+        url: url.to_owned(),
+        message: "it does not exist (404)".to_owned(),
+    })?;
+    let temp = cache.temp_file()?;
+    let mut writer =
+        HashingWriter::new(io::BufWriter::new(temp.reopen().map_err(ChannelError::Io)?));
+    io::copy(&mut reader, &mut writer).map_err(|e| ChannelError::Download {
+        url: url.to_owned(),
+        message: e.to_string(),
+    })?;
+    let (buffered, found, _) = writer.finish();
+    buffered
+        .into_inner()
+        .map_err(|e| ChannelError::Io(e.into_error()))?;
+    if found != expected {
+        return Err(checksum(found.hex().to_owned()));
+    }
+    Ok(cache.commit_blob(temp, &expected)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn condarc_alias_custom_channels_and_channels() {
+        let config = ChannelConfig::parse_condarc(
+            "# site mirror\nchannel_alias: https://mirror.example/conda\nchannels:\n  - conda-forge\n  - 'bioconda'\ncustom_channels:\n  internal: https://intranet.example/channels  # ours\nshow_channel_urls: true\n",
+        );
+        assert_eq!(
+            config.alias.as_deref(),
+            Some("https://mirror.example/conda")
+        );
+        assert_eq!(config.channels, ["conda-forge", "bioconda"]);
+        let resolved = config
+            .resolve(&[
+                "conda-forge".into(),
+                "internal".into(),
+                "file:///srv/ch/".into(),
+            ])
+            .unwrap();
+        let urls: Vec<&str> = resolved.iter().map(|c| c.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://mirror.example/conda/conda-forge",
+                "https://intranet.example/channels/internal",
+                "file:///srv/ch"
+            ]
+        );
+        let flow = ChannelConfig::parse_condarc("channels: [a, \"b\"]\n");
+        assert_eq!(flow.channels, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_name_without_alias_is_refused_with_what_to_set() {
+        let error = ChannelConfig::default()
+            .resolve(&["conda-forge".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(ALIAS_ENV), "{error}");
+    }
+
+    #[test]
+    fn file_urls_become_paths() {
+        assert_eq!(
+            file_path("file:///srv/my%20channel/noarch").unwrap(),
+            PathBuf::from("/srv/my channel/noarch")
+        );
+        assert_eq!(
+            file_path("file://localhost/srv").unwrap(),
+            PathBuf::from("/srv")
+        );
+        assert!(file_path("https://x").is_none());
+    }
+}

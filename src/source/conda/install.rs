@@ -1,0 +1,634 @@
+//! Placing extracted conda packages into the layer's prefix, as conda's linker would:
+//!
+//! - only the paths that `info/paths.json` lists (or, for old packages, `info/files`);
+//! - prefix placeholders replaced where `paths.json` (or `info/has_prefix`) says: in text
+//!   files every occurrence; in binary files inside each NUL-terminated string, which keeps
+//!   its length by NUL padding (so offsets in the binary stay right);
+//! - `noarch: python` packages: `site-packages/` goes to `lib/pythonX.Y/site-packages/` (X.Y
+//!   of the solved `python`), `python-scripts/` to `bin/`, and the entry points of
+//!   `info/link.json` become scripts in `bin/`;
+//! - `conda-meta/<name>-<version>-<build>.json` for every package and `conda-meta/history`.
+//!
+//! Not done: compiling `.pyc` files, `pre-link`/`post-link` scripts, menu entries.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{CondaError, CondaSpec, Unpacked};
+use crate::layer::{Content, Entry, EntryKind, FileStamp, ImagePath, LayerTree};
+
+/// conda-build's placeholder when `info/has_prefix` gives none.
+const DEFAULT_PLACEHOLDER: &str = "/opt/anaconda1anaconda2anaconda3";
+
+/// Every entry of an extracted package, as `listing.json` in the cache keeps it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    pub entries: Vec<ListedEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedEntry {
+    /// Relative to the package root (`bin/x`, `info/index.json`).
+    pub path: String,
+    pub kind: ListedKind,
+    pub mode: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ListedKind {
+    Directory,
+    File { size: u64 },
+    Symlink { target: String },
+    Hardlink { target: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("conda package {package}: info/{file} cannot be read: {message}")]
+    Info {
+        package: String,
+        file: String,
+        message: String,
+    },
+    #[error("conda package {package} lists `{path}` in its info/ but does not contain it")]
+    Missing { package: String, path: String },
+    #[error(
+        "conda package {package}: the prefix `{prefix}` is longer than the placeholder in binary file `{path}` ({length} bytes); use a shorter prefix"
+    )]
+    PrefixTooLong {
+        package: String,
+        prefix: String,
+        path: String,
+        length: usize,
+    },
+    #[error(
+        "conda package {package} is `noarch: python`, but the layer's packages include no `python`; add python to its specs"
+    )]
+    NoPython { package: String },
+    #[error("conda layer prefix `{0}` is not an absolute path inside the image")]
+    BadPrefix(String),
+    #[error("cannot write a prefix-replaced file of conda package {package} into the cache")]
+    Io {
+        package: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// One line of `info/paths.json` (`paths_version` 1).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PathEntry {
+    #[serde(rename = "_path")]
+    pub path: String,
+    #[serde(default = "hardlink")]
+    pub path_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_placeholder: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_link: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_in_bytes: Option<u64>,
+}
+
+fn hardlink() -> String {
+    "hardlink".to_owned()
+}
+
+#[derive(Deserialize)]
+struct PathsJson {
+    paths: Vec<PathEntry>,
+}
+
+/// The package's info files.
+struct Info {
+    index: serde_json::Map<String, Value>,
+    paths: Vec<PathEntry>,
+    noarch_python: bool,
+    entry_points: Vec<String>,
+}
+
+fn read_info(unpacked: &Unpacked) -> Result<Info, InstallError> {
+    let package = super::dist_name(&unpacked.locked);
+    let files = unpacked.dir.join("files/info");
+    let bad = |file: &str, message: String| InstallError::Info {
+        package: package.clone(),
+        file: file.to_owned(),
+        message,
+    };
+    let index: serde_json::Map<String, Value> = fs::read(files.join("index.json"))
+        .map_err(|e| bad("index.json", e.to_string()))
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| bad("index.json", e.to_string())))?;
+    let paths = match fs::read(files.join("paths.json")) {
+        Ok(bytes) => {
+            serde_json::from_slice::<PathsJson>(&bytes)
+                .map_err(|e| bad("paths.json", e.to_string()))?
+                .paths
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => legacy_paths(unpacked, &files)?,
+        Err(e) => return Err(bad("paths.json", e.to_string())),
+    };
+    let link: Value = match fs::read(files.join("link.json")) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| bad("link.json", e.to_string()))?,
+        Err(_) => Value::Null,
+    };
+    let noarch_python = index.get("noarch").and_then(Value::as_str) == Some("python")
+        || link["noarch"]["type"].as_str() == Some("python");
+    let entry_points = link["noarch"]["entry_points"]
+        .as_array()
+        .map(|points| {
+            points
+                .iter()
+                .filter_map(|p| p.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Info {
+        index,
+        paths,
+        noarch_python,
+        entry_points,
+    })
+}
+
+/// Packages from before paths.json: `info/files` lists the paths, `info/has_prefix` the
+/// files with a placeholder (`PLACEHOLDER MODE PATH`, or just `PATH`).
+fn legacy_paths(unpacked: &Unpacked, info: &Path) -> Result<Vec<PathEntry>, InstallError> {
+    let files = fs::read_to_string(info.join("files")).map_err(|e| InstallError::Info {
+        package: super::dist_name(&unpacked.locked),
+        file: "files".to_owned(),
+        message: e.to_string(),
+    })?;
+    let mut prefixed: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for line in fs::read_to_string(info.join("has_prefix"))
+        .unwrap_or_default()
+        .lines()
+    {
+        let words: Vec<String> = line
+            .split_whitespace()
+            .map(|w| w.trim_matches('"').to_owned())
+            .collect();
+        match words.as_slice() {
+            [path] => {
+                prefixed.insert(path.clone(), (DEFAULT_PLACEHOLDER.into(), "text".into()));
+            }
+            [placeholder, mode, path] => {
+                prefixed.insert(path.clone(), (placeholder.clone(), mode.clone()));
+            }
+            _ => {}
+        }
+    }
+    Ok(files
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|path| {
+            let listed = unpacked.listing.entries.iter().find(|e| e.path == path);
+            let path_type = match listed.map(|e| &e.kind) {
+                Some(ListedKind::Symlink { .. }) => "softlink",
+                Some(ListedKind::Directory) => "directory",
+                _ => "hardlink",
+            };
+            let (placeholder, mode) = prefixed.get(path).cloned().unzip();
+            PathEntry {
+                path: path.to_owned(),
+                path_type: path_type.to_owned(),
+                prefix_placeholder: placeholder,
+                file_mode: mode,
+                ..Default::default()
+            }
+        })
+        .collect())
+}
+
+/// Replaces `placeholder` by `prefix` in a text file: every occurrence.
+pub fn replace_text(data: &[u8], placeholder: &[u8], prefix: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut rest = data;
+    while let Some(at) = find(rest, placeholder) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(prefix);
+        rest = &rest[at + placeholder.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// Replaces `placeholder` by `prefix` in a binary file: each NUL-terminated string holding it
+/// is rewritten in place and padded with NULs to its old length. None when the prefix is
+/// longer than the placeholder (the string would grow).
+pub fn replace_binary(data: &[u8], placeholder: &[u8], prefix: &[u8]) -> Option<Vec<u8>> {
+    if prefix.len() > placeholder.len() {
+        return find(data, placeholder).is_none().then(|| data.to_vec());
+    }
+    let mut out = data.to_vec();
+    let mut from = 0;
+    while let Some(found) = find(&data[from..], placeholder) {
+        let start = from + found;
+        let end = data[start..]
+            .iter()
+            .position(|&b| b == 0)
+            .map_or(data.len(), |n| start + n);
+        let replaced = replace_text(&data[start..end], placeholder, prefix);
+        out[start..start + replaced.len()].copy_from_slice(&replaced);
+        out[start + replaced.len()..end].fill(0);
+        from = end;
+    }
+    Some(out)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || haystack.len() < needle.len() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn image_path(p: &str) -> ImagePath {
+    ImagePath::new(p).expect("paths under the prefix are checked")
+}
+
+fn stamp_of(host: &Path) -> FileStamp {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(host).map_or(
+        FileStamp {
+            modified_ns: 0,
+            inode: 0,
+            device: 0,
+        },
+        |m| FileStamp {
+            modified_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            inode: m.ino(),
+            device: m.dev(),
+        },
+    )
+}
+
+fn host_file(path: PathBuf, size: u64, mode: u32) -> Entry {
+    Entry {
+        kind: EntryKind::File {
+            content: Content::Host {
+                stamp: stamp_of(&path),
+                path,
+            },
+            size,
+        },
+        mode,
+        uid: 0,
+        gid: 0,
+    }
+}
+
+fn inline(bytes: Vec<u8>, mode: u32) -> Entry {
+    Entry {
+        kind: EntryKind::File {
+            size: bytes.len() as u64,
+            content: Content::Inline(Arc::from(bytes)),
+        },
+        mode,
+        uid: 0,
+        gid: 0,
+    }
+}
+
+/// The script conda writes for a `name = module:function` entry point.
+pub fn entry_point_script(python: &str, module: &str, function: &str) -> String {
+    let import = function.split('.').next().unwrap_or(function);
+    format!(
+        "#!{python}\n# -*- coding: utf-8 -*-\nimport re\nimport sys\n\nfrom {module} import {import}\n\nif __name__ == '__main__':\n    sys.argv[0] = re.sub(r'(-script\\.pyw?|\\.exe)?$', '', sys.argv[0])\n    sys.exit({function}())\n"
+    )
+}
+
+/// Fills a layer tree with the packages, placed under the spec's prefix.
+pub fn install(
+    spec: &CondaSpec,
+    packages: &[Unpacked],
+    source_date_epoch: u64,
+) -> Result<LayerTree, CondaError> {
+    let prefix = spec.prefix.trim_end_matches('/');
+    let prefix_path = ImagePath::new(prefix)
+        .ok()
+        .filter(|_| prefix.starts_with('/'))
+        .ok_or_else(|| InstallError::BadPrefix(spec.prefix.clone()))?;
+    let python_version = packages
+        .iter()
+        .find(|p| p.locked.name == "python")
+        .map(|p| {
+            let mut parts = p.locked.version.split('.');
+            format!(
+                "{}.{}",
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or("")
+            )
+        });
+    let under_prefix = |rel: &str| image_path(&format!("{}/{rel}", prefix_path.as_str()));
+
+    let mut tree = LayerTree::default();
+    let mut history = String::new();
+    let timestamp = crate::build::rfc3339(source_date_epoch)
+        .replace('T', " ")
+        .trim_end_matches('Z')
+        .to_owned();
+    history.push_str(&format!(
+        "==> {timestamp} <==\n# cmd: oci-build build (conda layer)\n"
+    ));
+    for unpacked in packages {
+        let package = super::dist_name(&unpacked.locked);
+        let info = read_info(unpacked)?;
+        let python_dir = if info.noarch_python {
+            Some(
+                python_version
+                    .clone()
+                    .ok_or_else(|| InstallError::NoPython {
+                        package: package.clone(),
+                    })?,
+            )
+        } else {
+            None
+        };
+        let listed: BTreeMap<&str, &ListedEntry> = unpacked
+            .listing
+            .entries
+            .iter()
+            .map(|e| (e.path.as_str(), e))
+            .collect();
+        let mut installed: Vec<PathEntry> = Vec::new();
+        for path_entry in &info.paths {
+            let escapes = || CondaError::Escapes {
+                package: package.clone(),
+                entry: path_entry.path.clone(),
+            };
+            if path_entry.path.starts_with('/')
+                || path_entry
+                    .path
+                    .split('/')
+                    .any(|p| p == ".." || p.is_empty())
+            {
+                return Err(escapes());
+            }
+            let dest = match &python_dir {
+                Some(version) => noarch_python_path(&path_entry.path, version),
+                None => path_entry.path.clone(),
+            };
+            let listed_entry =
+                listed
+                    .get(path_entry.path.as_str())
+                    .ok_or_else(|| InstallError::Missing {
+                        package: package.clone(),
+                        path: path_entry.path.clone(),
+                    })?;
+            let entry = match &listed_entry.kind {
+                ListedKind::Directory => Entry {
+                    kind: EntryKind::Directory,
+                    mode: listed_entry.mode,
+                    uid: 0,
+                    gid: 0,
+                },
+                ListedKind::Symlink { target } => Entry {
+                    kind: EntryKind::Symlink {
+                        target: target.clone(),
+                    },
+                    mode: 0o777,
+                    uid: 0,
+                    gid: 0,
+                },
+                ListedKind::File { .. } | ListedKind::Hardlink { .. } => {
+                    // A tar hard link inside a package is a second copy here: the layer keeps
+                    // links only where their target is in the same layer under a known name.
+                    let source = match &listed_entry.kind {
+                        ListedKind::Hardlink { target } => target.as_str(),
+                        _ => path_entry.path.as_str(),
+                    };
+                    let host = unpacked.dir.join("files").join(source);
+                    match &path_entry.prefix_placeholder {
+                        Some(placeholder) if !placeholder.is_empty() => {
+                            let data = fs::read(&host).map_err(|_| InstallError::Missing {
+                                package: package.clone(),
+                                path: source.to_owned(),
+                            })?;
+                            let binary = path_entry.file_mode.as_deref() == Some("binary");
+                            let replaced = if binary {
+                                replace_binary(&data, placeholder.as_bytes(), prefix.as_bytes())
+                                    .ok_or_else(|| InstallError::PrefixTooLong {
+                                        package: package.clone(),
+                                        prefix: prefix.to_owned(),
+                                        path: path_entry.path.clone(),
+                                        length: placeholder.len(),
+                                    })?
+                            } else {
+                                replace_text(&data, placeholder.as_bytes(), prefix.as_bytes())
+                            };
+                            let stored = store_replaced(unpacked, prefix, source, &replaced)
+                                .map_err(|source| InstallError::Io {
+                                    package: package.clone(),
+                                    source,
+                                })?;
+                            host_file(stored, replaced.len() as u64, listed_entry.mode)
+                        }
+                        _ => {
+                            let size = fs::metadata(&host).map_or(0, |m| m.len());
+                            host_file(host, size, listed_entry.mode)
+                        }
+                    }
+                }
+            };
+            tree.insert(under_prefix(&dest), entry);
+            installed.push(PathEntry {
+                path: dest,
+                ..path_entry.clone()
+            });
+        }
+        for point in &info.entry_points {
+            let Some((name, target)) = point.split_once('=') else {
+                continue;
+            };
+            let (name, target) = (name.trim(), target.trim());
+            let Some((module, function)) = target.split_once(':') else {
+                continue;
+            };
+            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                return Err(CondaError::Escapes {
+                    package: package.clone(),
+                    entry: format!("entry point {point}"),
+                });
+            }
+            let script = entry_point_script(
+                &format!("{prefix}/bin/python"),
+                module.trim(),
+                function.trim(),
+            );
+            let dest = format!("bin/{name}");
+            installed.push(PathEntry {
+                path: dest.clone(),
+                path_type: "unix_python_entry_point".to_owned(),
+                size_in_bytes: Some(script.len() as u64),
+                ..Default::default()
+            });
+            tree.insert(under_prefix(&dest), inline(script.into_bytes(), 0o755));
+        }
+
+        let record = prefix_record(spec, unpacked, info.index, &installed, prefix);
+        tree.insert(
+            under_prefix(&format!("conda-meta/{package}.json")),
+            inline(
+                serde_json::to_vec_pretty(&record).expect("records serialise"),
+                0o644,
+            ),
+        );
+        history.push_str(&format!(
+            "+{}/{}::{package}\n",
+            unpacked.channel_url, unpacked.locked.subdir
+        ));
+    }
+    history.push_str(&format!(
+        "# update specs: {}\n",
+        serde_json::to_string(&spec.specs).expect("specs serialise")
+    ));
+    tree.insert(
+        under_prefix("conda-meta/history"),
+        inline(history.into_bytes(), 0o644),
+    );
+    Ok(tree)
+}
+
+/// Where a `noarch: python` package's path goes in the prefix.
+fn noarch_python_path(path: &str, python_version: &str) -> String {
+    if let Some(rest) = path.strip_prefix("site-packages/") {
+        format!("lib/python{python_version}/site-packages/{rest}")
+    } else if let Some(rest) = path.strip_prefix("python-scripts/") {
+        format!("bin/{rest}")
+    } else {
+        path.to_owned()
+    }
+}
+
+/// A prefix-replaced copy of a package file, kept beside the extraction and keyed by prefix so
+/// that the next build with the same prefix finds it.
+fn store_replaced(
+    unpacked: &Unpacked,
+    prefix: &str,
+    path: &str,
+    bytes: &[u8],
+) -> io::Result<PathBuf> {
+    let key = crate::digest::Digest::of_bytes(prefix.as_bytes());
+    let target = unpacked
+        .dir
+        .join("prefixed")
+        .join(&key.hex()[..16])
+        .join(path);
+    if fs::read(&target).is_ok_and(|existing| existing == bytes) {
+        return Ok(target);
+    }
+    let parent = target.parent().expect("stored files have a parent");
+    fs::create_dir_all(parent)?;
+    let mut temp = tempfile::NamedTempFile::new_in(parent)?;
+    io::Write::write_all(&mut temp, bytes)?;
+    temp.persist(&target).map_err(|e| e.error)?;
+    Ok(target)
+}
+
+/// The `conda-meta` record conda writes for an installed package: its index.json with where it
+/// came from, the files it put in the prefix and how.
+fn prefix_record(
+    spec: &CondaSpec,
+    unpacked: &Unpacked,
+    mut record: serde_json::Map<String, Value>,
+    installed: &[PathEntry],
+    prefix: &str,
+) -> Value {
+    let locked = &unpacked.locked;
+    let requested = spec.specs.iter().find(|s| {
+        let name: String = s
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || "-_.".contains(*c))
+            .collect();
+        name.eq_ignore_ascii_case(&locked.name)
+    });
+    let mut set = |key: &str, value: Value| {
+        record.insert(key.to_owned(), value);
+    };
+    set("channel", json!(unpacked.channel_url));
+    set("url", json!(unpacked.url));
+    set("fn", json!(locked.filename));
+    set("sha256", json!(locked.sha256));
+    if let Some(md5) = &locked.md5 {
+        set("md5", json!(md5));
+    }
+    if let Some(size) = locked.size {
+        set("size", json!(size));
+    }
+    set(
+        "files",
+        json!(installed.iter().map(|p| &p.path).collect::<Vec<_>>()),
+    );
+    set(
+        "paths_data",
+        json!({ "paths": installed, "paths_version": 1 }),
+    );
+    set(
+        "link",
+        json!({ "source": format!("{prefix}/pkgs/{}", super::dist_name(locked)), "type": 1 }),
+    );
+    if let Some(requested) = requested {
+        set("requested_spec", json!(requested));
+    }
+    Value::Object(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_replacement_changes_every_occurrence() {
+        assert_eq!(
+            replace_text(b"a=/ph/bin b=/ph/lib", b"/ph", b"/opt/conda"),
+            b"a=/opt/conda/bin b=/opt/conda/lib"
+        );
+    }
+
+    #[test]
+    fn binary_replacement_keeps_length_with_nul_padding() {
+        let placeholder = b"/placeholder_long_enough";
+        let mut data = b"\x7fELF\0".to_vec();
+        data.extend_from_slice(placeholder);
+        data.extend_from_slice(b"/lib:");
+        data.extend_from_slice(placeholder);
+        data.extend_from_slice(b"/x\0tail\0");
+        let out = replace_binary(&data, placeholder, b"/opt/c").unwrap();
+        assert_eq!(out.len(), data.len());
+        let mut expected = b"\x7fELF\0/opt/c/lib:/opt/c/x".to_vec();
+        expected.resize(data.len() - b"tail\0".len(), 0);
+        expected.extend_from_slice(b"tail\0");
+        assert_eq!(out, expected);
+        assert!(replace_binary(&data, placeholder, &[b'x'; 40]).is_none());
+    }
+
+    #[test]
+    fn noarch_paths_move_into_the_python_tree() {
+        assert_eq!(
+            noarch_python_path("site-packages/hello/__init__.py", "3.11"),
+            "lib/python3.11/site-packages/hello/__init__.py"
+        );
+        assert_eq!(noarch_python_path("python-scripts/x", "3.11"), "bin/x");
+        assert_eq!(noarch_python_path("share/doc", "3.11"), "share/doc");
+    }
+
+    #[test]
+    fn entry_points_import_the_function() {
+        let script = entry_point_script("/opt/conda/bin/python", "hello.cli", "main");
+        assert!(script.starts_with("#!/opt/conda/bin/python\n"));
+        assert!(script.contains("from hello.cli import main\n"));
+        assert!(script.contains("sys.exit(main())"));
+    }
+}

@@ -1,0 +1,1009 @@
+//! Hermetic `conda` layers: each test writes a tiny conda channel (packages as `.tar.bz2` and
+//! `.conda` archives made here, indexed into repodata.json and repodata.json.zst), serves it on
+//! 127.0.0.1 or as a file:// URL, and builds a recipe that names it. Nothing else is contacted,
+//! except by the live chroot test (Debian's archive, for the Python base).
+//!
+//! Covered: the solve (dependencies, versions, noarch), text and binary prefix replacement,
+//! noarch python with an entry point, conda-meta records and history, PATH, the lock and a
+//! build from it without repodata, channel names through the alias, an unsatisfiable spec, a
+//! checksum mismatch, entries that escape the prefix; live: the entry point run in a chroot
+//! of the Debian Python base.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::common::{
+    Project, TarEntry, assert_success, bin_path, is_root, json, layer_paths, read_layer,
+    umoci_unpack,
+};
+
+/// A placeholder as conda-build writes them: long, so that binary prefixes fit.
+const PLACEHOLDER: &str =
+    "/opt/conda_build_placeholder_placeholder_placeholder_placeholder_placeholder_plac";
+
+// ---------------------------------------------------------------------------------------------
+// A static-file HTTP/1.1 server on 127.0.0.1
+
+/// Serves `root` under `/` (GET and HEAD) and records every request path.
+struct Server {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(root: PathBuf) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (requests, stop) = (requests.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let (root, requests) = (root.clone(), requests.clone());
+                    std::thread::spawn(move || {
+                        let _ = answer(stream, &root, &requests);
+                    });
+                }
+            })
+        };
+        Server {
+            addr,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn answer(stream: TcpStream, root: &Path, requests: &Mutex<Vec<String>>) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header.trim_end().is_empty() {
+            break;
+        }
+    }
+    let mut words = request_line.split_whitespace();
+    let (Some(method), Some(target)) = (words.next(), words.next()) else {
+        return Ok(());
+    };
+    let path = target.split('?').next().unwrap_or("");
+    requests.lock().unwrap().push(path.to_owned());
+    let file = path
+        .strip_prefix('/')
+        .filter(|rel| !rel.split('/').any(|c| c == ".." || c.is_empty()))
+        .map(|rel| root.join(rel))
+        .filter(|f| f.is_file());
+    let mut stream = stream;
+    let (status, body) = match file {
+        Some(file) => ("200 OK", fs::read(file)?),
+        None => ("404 Not Found", b"not found\n".to_vec()),
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    if method != "HEAD" {
+        stream.write_all(&body)?;
+    }
+    stream.flush()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conda packages and a channel
+
+enum Item {
+    File {
+        path: String,
+        data: Vec<u8>,
+        mode: u32,
+        /// `(placeholder, "text" | "binary")`
+        prefix: Option<&'static str>,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
+    /// Written byte for byte into the tar header, past the tar crate's checks.
+    RawFile {
+        path: String,
+        data: Vec<u8>,
+    },
+}
+
+struct Pkg {
+    name: String,
+    version: String,
+    build: String,
+    subdir: String,
+    depends: Vec<String>,
+    noarch_python: bool,
+    entry_points: Vec<String>,
+    items: Vec<Item>,
+    conda_format: bool,
+}
+
+impl Pkg {
+    fn new(name: &str, version: &str, build: &str) -> Pkg {
+        Pkg {
+            name: name.into(),
+            version: version.into(),
+            build: build.into(),
+            subdir: "linux-64".into(),
+            depends: Vec::new(),
+            noarch_python: false,
+            entry_points: Vec::new(),
+            items: Vec::new(),
+            conda_format: false,
+        }
+    }
+
+    fn depends(mut self, spec: &str) -> Pkg {
+        self.depends.push(spec.into());
+        self
+    }
+
+    fn file(mut self, path: &str, data: &[u8], mode: u32) -> Pkg {
+        self.items.push(Item::File {
+            path: path.into(),
+            data: data.to_vec(),
+            mode,
+            prefix: None,
+        });
+        self
+    }
+
+    fn prefixed(mut self, path: &str, data: &[u8], file_mode: &'static str) -> Pkg {
+        self.items.push(Item::File {
+            path: path.into(),
+            data: data.to_vec(),
+            mode: 0o644,
+            prefix: Some(file_mode),
+        });
+        self
+    }
+
+    fn symlink(mut self, path: &str, target: &str) -> Pkg {
+        self.items.push(Item::Symlink {
+            path: path.into(),
+            target: target.into(),
+        });
+        self
+    }
+
+    fn raw(mut self, path: &str, data: &[u8]) -> Pkg {
+        self.items.push(Item::RawFile {
+            path: path.into(),
+            data: data.to_vec(),
+        });
+        self
+    }
+
+    fn noarch_python(mut self, entry_point: &str) -> Pkg {
+        self.noarch_python = true;
+        self.subdir = "noarch".into();
+        self.entry_points.push(entry_point.into());
+        self
+    }
+
+    fn subdir(mut self, subdir: &str) -> Pkg {
+        self.subdir = subdir.into();
+        self
+    }
+
+    fn conda(mut self) -> Pkg {
+        self.conda_format = true;
+        self
+    }
+
+    fn file_name(&self) -> String {
+        let ext = if self.conda_format {
+            ".conda"
+        } else {
+            ".tar.bz2"
+        };
+        format!("{}-{}-{}{ext}", self.name, self.version, self.build)
+    }
+
+    fn index_json(&self) -> Value {
+        let mut index = json!({
+            "name": self.name,
+            "version": self.version,
+            "build": self.build,
+            "build_number": 0,
+            "depends": self.depends,
+            "subdir": self.subdir,
+            "license": "MIT",
+            "timestamp": 1_700_000_000_000u64,
+        });
+        if self.noarch_python {
+            index["noarch"] = json!("python");
+        } else {
+            let arch = match self.subdir.as_str() {
+                "linux-64" => "x86_64",
+                other => other.trim_start_matches("linux-"),
+            };
+            index["arch"] = json!(arch);
+            index["platform"] = json!("linux");
+        }
+        index
+    }
+
+    /// `info/` entries: index.json, paths.json, has_prefix, link.json.
+    fn info(&self) -> Vec<(String, Vec<u8>)> {
+        let mut paths = Vec::new();
+        let mut has_prefix = String::new();
+        for item in &self.items {
+            match item {
+                Item::File {
+                    path, data, prefix, ..
+                } => {
+                    let mut entry = json!({
+                        "_path": path,
+                        "path_type": "hardlink",
+                        "sha256": hex(&Sha256::digest(data)),
+                        "size_in_bytes": data.len(),
+                    });
+                    if let Some(mode) = prefix {
+                        entry["prefix_placeholder"] = json!(PLACEHOLDER);
+                        entry["file_mode"] = json!(mode);
+                        has_prefix.push_str(&format!("{PLACEHOLDER} {mode} {path}\n"));
+                    }
+                    paths.push(entry);
+                }
+                Item::Symlink { path, .. } => {
+                    paths.push(json!({"_path": path, "path_type": "softlink"}));
+                }
+                Item::RawFile { path, .. } => {
+                    paths.push(json!({"_path": path, "path_type": "hardlink"}));
+                }
+            }
+        }
+        let mut info = vec![
+            (
+                "info/index.json".to_owned(),
+                serde_json::to_vec(&self.index_json()).unwrap(),
+            ),
+            (
+                "info/paths.json".to_owned(),
+                serde_json::to_vec(&json!({"paths": paths, "paths_version": 1})).unwrap(),
+            ),
+        ];
+        if !has_prefix.is_empty() {
+            info.push(("info/has_prefix".to_owned(), has_prefix.into_bytes()));
+        }
+        if self.noarch_python {
+            let link = json!({
+                "noarch": {"type": "python", "entry_points": self.entry_points},
+                "package_metadata_version": 1,
+            });
+            info.push((
+                "info/link.json".to_owned(),
+                serde_json::to_vec(&link).unwrap(),
+            ));
+        }
+        info
+    }
+
+    fn tar(&self, with_info: bool, with_content: bool) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let header = |size: usize, mode: u32, kind: tar::EntryType| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(size as u64);
+            h.set_mode(mode);
+            h.set_entry_type(kind);
+            h.set_mtime(0);
+            h
+        };
+        if with_info {
+            for (path, data) in self.info() {
+                let mut h = header(data.len(), 0o644, tar::EntryType::Regular);
+                builder.append_data(&mut h, path, &data[..]).unwrap();
+            }
+        }
+        if with_content {
+            for item in &self.items {
+                match item {
+                    Item::File {
+                        path, data, mode, ..
+                    } => {
+                        let mut h = header(data.len(), *mode, tar::EntryType::Regular);
+                        builder.append_data(&mut h, path, &data[..]).unwrap();
+                    }
+                    Item::Symlink { path, target } => {
+                        let mut h = header(0, 0o777, tar::EntryType::Symlink);
+                        builder.append_link(&mut h, path, target).unwrap();
+                    }
+                    Item::RawFile { path, data } => {
+                        let mut h = header(data.len(), 0o644, tar::EntryType::Regular);
+                        let name = &mut h.as_old_mut().name;
+                        name.fill(0);
+                        name[..path.len()].copy_from_slice(path.as_bytes());
+                        h.set_cksum();
+                        builder.append(&h, &data[..]).unwrap();
+                    }
+                }
+            }
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn archive(&self) -> Vec<u8> {
+        if !self.conda_format {
+            let mut out = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());
+            out.write_all(&self.tar(true, true)).unwrap();
+            return out.finish().unwrap();
+        }
+        // .conda: a stored zip of metadata.json, pkg-*.tar.zst and info-*.tar.zst.
+        let stem = format!("{}-{}-{}", self.name, self.version, self.build);
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        zip.start_file("metadata.json", stored).unwrap();
+        zip.write_all(br#"{"conda_pkg_format_version": 2}"#)
+            .unwrap();
+        for (part, info, content) in [("pkg", false, true), ("info", true, false)] {
+            zip.start_file(format!("{part}-{stem}.tar.zst"), stored)
+                .unwrap();
+            zip.write_all(&zstd::encode_all(&self.tar(info, content)[..], 3).unwrap())
+                .unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A channel directory: `linux-64/` and `noarch/` with packages and repodata.
+struct Channel {
+    dir: tempfile::TempDir,
+    /// Per subdir: file name → repodata record.
+    records: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+impl Channel {
+    fn new() -> Channel {
+        let mut records = BTreeMap::new();
+        for subdir in ["linux-64", "linux-aarch64", "noarch"] {
+            records.insert(subdir.to_owned(), BTreeMap::new());
+        }
+        Channel {
+            dir: tempfile::tempdir().unwrap(),
+            records,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn file_url(&self) -> String {
+        format!("file://{}", self.path().display())
+    }
+
+    fn add(&mut self, pkg: Pkg) -> &mut Channel {
+        let bytes = pkg.archive();
+        let dir = self.path().join(&pkg.subdir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(pkg.file_name()), &bytes).unwrap();
+        let mut record = pkg.index_json();
+        record["sha256"] = json!(hex(&Sha256::digest(&bytes)));
+        record["size"] = json!(bytes.len());
+        self.records
+            .get_mut(&pkg.subdir)
+            .unwrap()
+            .insert(pkg.file_name(), record);
+        self.publish();
+        self
+    }
+
+    /// Writes repodata.json (and .zst, which clients should prefer) for each subdir.
+    fn publish(&self) {
+        for (subdir, records) in &self.records {
+            let (tar_bz2, conda): (Vec<_>, Vec<_>) = records
+                .iter()
+                .partition(|(name, _)| name.ends_with(".tar.bz2"));
+            let repodata = json!({
+                "info": {"subdir": subdir},
+                "packages": tar_bz2.into_iter().collect::<BTreeMap<_, _>>(),
+                "packages.conda": conda.into_iter().collect::<BTreeMap<_, _>>(),
+                "repodata_version": 1,
+            });
+            let dir = self.path().join(subdir);
+            fs::create_dir_all(&dir).unwrap();
+            let text = serde_json::to_vec(&repodata).unwrap();
+            fs::write(dir.join("repodata.json"), &text).unwrap();
+            fs::write(
+                dir.join("repodata.json.zst"),
+                zstd::encode_all(&text[..], 3).unwrap(),
+            )
+            .unwrap();
+        }
+    }
+
+    /// Changes the SHA256 its repodata gives for a package (the file stays).
+    fn corrupt_sha256(&mut self, subdir: &str, file_name: &str) {
+        self.records
+            .get_mut(subdir)
+            .unwrap()
+            .get_mut(file_name)
+            .unwrap()["sha256"] = json!("00".repeat(32));
+        self.publish();
+    }
+}
+
+/// The binary test file: an ELF-like header, a C string holding the placeholder twice, a
+/// second string after it.
+fn binary_with_placeholder() -> Vec<u8> {
+    let mut data = b"\x7fELF\x02\x01\x01\0".to_vec();
+    data.extend_from_slice(PLACEHOLDER.as_bytes());
+    data.extend_from_slice(b"/lib:");
+    data.extend_from_slice(PLACEHOLDER.as_bytes());
+    data.extend_from_slice(b"/lib64\0after\0");
+    data
+}
+
+/// The channel most tests use.
+fn test_channel() -> Channel {
+    let mut channel = Channel::new();
+    channel
+        .add(Pkg::new("textpre", "0.9", "0").prefixed("etc/textpre.conf", b"old\n", "text"))
+        .add(Pkg::new("textpre", "1.0", "0").prefixed(
+            "etc/textpre.conf",
+            format!("prefix={PLACEHOLDER}\nlib={PLACEHOLDER}/lib\n").as_bytes(),
+            "text",
+        ))
+        .add(
+            Pkg::new("binpre", "2.1", "h1")
+                .depends("textpre >=1.0")
+                .prefixed("lib/libbinpre.so", &binary_with_placeholder(), "binary")
+                .file("bin/binpre", b"#!/bin/sh\necho binpre\n", 0o755)
+                .symlink("lib/libbinpre.so.2", "libbinpre.so")
+                .conda(),
+        )
+        .add(
+            Pkg::new("python", "3.11.2", "h0_test")
+                .symlink("bin/python", "/usr/bin/python3.11")
+                .symlink("bin/python3", "python")
+                .file(
+                    "pyvenv.cfg",
+                    b"home = /usr/bin\ninclude-system-site-packages = false\n",
+                    0o644,
+                ),
+        )
+        .add(
+            Pkg::new("hello", "2.0", "pyh_0")
+                .depends("python >=3.11")
+                .file(
+                    "site-packages/hello/__init__.py",
+                    b"def main():\n    print('hello from conda')\n",
+                    0o644,
+                )
+                .noarch_python("hello = hello:main")
+                .conda(),
+        )
+        .add(
+            Pkg::new("app", "1.0", "0")
+                .depends("binpre 2.*")
+                .depends("hello")
+                .file("share/app/README", b"app\n", 0o644),
+        );
+    channel
+}
+
+fn conda_recipe(p: &Project, channel: &str, specs: &[&str]) {
+    let specs: Vec<String> = specs.iter().map(|s| format!("{s:?}")).collect();
+    p.recipe(
+        "env",
+        &format!(
+            "from = \"scratch\"\nplatforms = [\"linux/amd64\"]\n\n[[layer]]\nconda = {{ channels = [{channel:?}], specs = [{}], prefix = \"/opt/conda\" }}\n",
+            specs.join(", ")
+        ),
+    );
+}
+
+fn entry<'a>(layer: &'a [TarEntry], path: &str) -> &'a TarEntry {
+    layer
+        .iter()
+        .find(|e| e.path == path)
+        .unwrap_or_else(|| panic!("{path} is not in the layer"))
+}
+
+fn config_of(p: &Project, report: &Value) -> Value {
+    let digest = report["manifests"][0]["config"]["digest"].as_str().unwrap();
+    let blob = p
+        .tmp
+        .path()
+        .join("out/blobs/sha256")
+        .join(&digest["sha256:".len()..]);
+    json(&fs::read_to_string(blob).unwrap())
+}
+
+/// A build that must fail: its one-line error.
+fn error_of(p: &Project) -> String {
+    let out = p.run(&["build", "env", "--output", "oci:out"]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "expected a failure:\n{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "expected one line:\n{stderr}");
+    assert!(!p.tmp.path().join("out").exists());
+    eprintln!("{stderr}");
+    stderr.trim_end().to_owned()
+}
+
+#[test]
+fn conda_layer_solves_installs_records_and_locks() {
+    let channel = test_channel();
+    let server = Server::start(channel.path().to_owned());
+    let p = Project::new();
+    let url = server.url();
+    conda_recipe(&p, &url, &["app", "python=3.11"]);
+    let report = p.build(&["env", "--output", "oci:out"]);
+    let layers: Vec<Vec<TarEntry>> = layer_paths(&p.tmp.path().join("out"), &report)
+        .iter()
+        .map(|l| read_layer(l))
+        .collect();
+    assert_eq!(layers.len(), 1);
+    let layer = &layers[0];
+
+    // The solve: app's dependencies, the newest textpre that binpre allows, noarch included.
+    let mut records: Vec<String> = layer
+        .iter()
+        .filter_map(|e| e.path.strip_prefix("opt/conda/conda-meta/"))
+        .filter(|n| n.ends_with(".json"))
+        .map(str::to_owned)
+        .collect();
+    records.sort();
+    assert_eq!(
+        records,
+        [
+            "app-1.0-0.json",
+            "binpre-2.1-h1.json",
+            "hello-2.0-pyh_0.json",
+            "python-3.11.2-h0_test.json",
+            "textpre-1.0-0.json"
+        ]
+    );
+    // repodata.json.zst is preferred where offered.
+    let requests = server.requests();
+    assert!(
+        requests.contains(&"/linux-64/repodata.json.zst".to_owned()),
+        "{requests:?}"
+    );
+    assert!(!requests.contains(&"/linux-64/repodata.json".to_owned()));
+
+    // Text prefix replacement: every occurrence.
+    assert_eq!(
+        String::from_utf8_lossy(&entry(layer, "opt/conda/etc/textpre.conf").content),
+        "prefix=/opt/conda\nlib=/opt/conda/lib\n"
+    );
+    // Binary: same length, the C string rewritten and NUL-padded, what follows unmoved.
+    let original = binary_with_placeholder();
+    let binary = &entry(layer, "opt/conda/lib/libbinpre.so").content;
+    assert_eq!(binary.len(), original.len());
+    let string_start = 8;
+    let new_string = b"/opt/conda/lib:/opt/conda/lib64";
+    assert_eq!(
+        &binary[string_start..string_start + new_string.len()],
+        new_string
+    );
+    let tail = b"\0after\0";
+    let padding_end = binary.len() - tail.len();
+    assert!(
+        binary[string_start + new_string.len()..padding_end]
+            .iter()
+            .all(|&b| b == 0)
+    );
+    assert_eq!(&binary[padding_end..], tail);
+    assert_eq!(entry(layer, "opt/conda/bin/binpre").mode, 0o755);
+    let link = entry(layer, "opt/conda/lib/libbinpre.so.2");
+    assert_eq!(
+        (link.kind, link.link.as_deref()),
+        ('l', Some("libbinpre.so"))
+    );
+
+    // noarch python: site-packages under the solved python's version, and the entry point.
+    let module = entry(
+        layer,
+        "opt/conda/lib/python3.11/site-packages/hello/__init__.py",
+    );
+    assert!(String::from_utf8_lossy(&module.content).contains("hello from conda"));
+    let script = entry(layer, "opt/conda/bin/hello");
+    assert_eq!(script.mode, 0o755);
+    let script_text = String::from_utf8_lossy(&script.content).into_owned();
+    assert!(
+        script_text.starts_with("#!/opt/conda/bin/python\n"),
+        "{script_text}"
+    );
+    assert!(script_text.contains("from hello import main"));
+    assert!(
+        !layer.iter().any(|e| e.path.contains("site-packages/hello")
+            && e.path.starts_with("opt/conda/site-packages"))
+    );
+    assert!(!layer.iter().any(|e| e.path.starts_with("opt/conda/info")));
+
+    // conda-meta records as conda writes them.
+    let hello: Value = json(&String::from_utf8_lossy(
+        &entry(layer, "opt/conda/conda-meta/hello-2.0-pyh_0.json").content,
+    ));
+    assert_eq!(hello["name"], "hello");
+    assert_eq!(hello["noarch"], "python");
+    assert_eq!(hello["fn"], "hello-2.0-pyh_0.conda");
+    assert_eq!(hello["channel"], url);
+    assert_eq!(hello["url"], format!("{url}/noarch/hello-2.0-pyh_0.conda"));
+    let files: Vec<&str> = hello["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "lib/python3.11/site-packages/hello/__init__.py",
+            "bin/hello"
+        ]
+    );
+    assert_eq!(hello["paths_data"]["paths_version"], 1);
+    let python: Value = json(&String::from_utf8_lossy(
+        &entry(layer, "opt/conda/conda-meta/python-3.11.2-h0_test.json").content,
+    ));
+    assert_eq!(python["requested_spec"], "python=3.11");
+    assert_eq!(python["version"], "3.11.2");
+    assert_eq!(python["sha256"].as_str().unwrap().len(), 64);
+    let history =
+        String::from_utf8_lossy(&entry(layer, "opt/conda/conda-meta/history").content).into_owned();
+    assert!(
+        history.starts_with("==> 1970-01-01 00:00:00 <==\n"),
+        "{history}"
+    );
+    assert!(history.contains(&format!("+{url}/linux-64::binpre-2.1-h1\n")));
+    assert!(history.contains("# update specs: [\"app\",\"python=3.11\"]"));
+
+    // PATH: the environment's bin/ first.
+    let config = config_of(&p, &report);
+    let env: Vec<&str> = config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(
+        env.iter()
+            .any(|e| e.starts_with("PATH=/opt/conda/bin:/usr/local/sbin")),
+        "{env:?}"
+    );
+
+    // The lock: what, not where: file names relative to the channel, no package URLs.
+    let lock = fs::read_to_string(p.path("recipes/recipes.lock")).unwrap();
+    assert!(lock.contains("[[conda]]"), "{lock}");
+    assert!(lock.contains("subdir = \"linux-64\""), "{lock}");
+    assert!(
+        lock.contains("filename = \"binpre-2.1-h1.conda\""),
+        "{lock}"
+    );
+    assert!(lock.contains("build = \"pyh_0\""), "{lock}");
+    assert!(!lock.contains("url ="), "{lock}");
+    assert!(!lock.contains("/linux-64/"), "{lock}");
+
+    // From the lock, with an empty cache: no repodata read, the same image.
+    let before = server.requests().len();
+    fs::remove_dir_all(p.cache()).unwrap();
+    let again = p.build(&["env", "--output", "oci:out2"]);
+    assert_eq!(again["digest"], report["digest"]);
+    let later: Vec<String> = server.requests()[before..].to_vec();
+    assert!(!later.iter().any(|r| r.contains("repodata")), "{later:?}");
+}
+
+#[test]
+fn conda_layer_from_a_file_channel_by_name_through_the_alias() {
+    let channel = test_channel();
+    let p = Project::new();
+    // The recipe says `testchannel`; the alias says where channels live.
+    let alias_root = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(channel.path(), alias_root.path().join("testchannel")).unwrap();
+    conda_recipe(&p, "testchannel", &["binpre"]);
+    let out = p
+        .command(&["build", "--json", "env", "--output", "oci:out"])
+        .env(
+            "OCI_BUILD_CONDA_CHANNEL_ALIAS",
+            format!("file://{}", alias_root.path().display()),
+        )
+        .output()
+        .unwrap();
+    assert_success(&out, "build from a file:// channel");
+    let report: Value = json(&String::from_utf8_lossy(&out.stdout));
+    let layer = read_layer(&layer_paths(&p.tmp.path().join("out"), &report[0])[0]);
+    assert!(
+        layer
+            .iter()
+            .any(|e| e.path == "opt/conda/conda-meta/textpre-1.0-0.json")
+    );
+    assert!(!layer.iter().any(|e| e.path.contains("python")));
+    // A channel named by the recipe is pinned by that name: the alias may change.
+    let lock = fs::read_to_string(p.path("recipes/recipes.lock")).unwrap();
+    assert!(lock.contains("channel = \"testchannel\""), "{lock}");
+    assert!(!lock.contains("file:"), "{lock}");
+
+    // Without the alias, the name cannot be resolved, and the error says what to set.
+    let out = p
+        .command(&["build", "env", "--output", "oci:out3"])
+        .env_remove("OCI_BUILD_CONDA_CHANNEL_ALIAS")
+        .env("HOME", p.tmp.path())
+        .env_remove("CONDARC")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("OCI_BUILD_CONDA_CHANNEL_ALIAS"), "{stderr}");
+}
+
+#[test]
+fn an_unsatisfiable_conda_spec_names_the_conflict() {
+    let channel = test_channel();
+    let p = Project::new();
+    conda_recipe(&p, &channel.file_url(), &["binpre", "textpre<1"]);
+    let error = error_of(&p);
+    assert!(error.contains("cannot be satisfied"), "{error}");
+    assert!(error.contains("textpre"), "{error}");
+    assert!(error.contains("binpre"), "{error}");
+    // A package no channel has is named as such.
+    conda_recipe(&p, &channel.file_url(), &["nosuchpackage >=1"]);
+    let error = error_of(&p);
+    assert!(error.contains("nosuchpackage"), "{error}");
+}
+
+#[test]
+fn a_conda_package_that_does_not_match_its_sha256_is_refused() {
+    let mut channel = test_channel();
+    channel.corrupt_sha256("linux-64", "textpre-1.0-0.tar.bz2");
+    let p = Project::new();
+    conda_recipe(&p, &channel.file_url(), &["textpre"]);
+    let error = error_of(&p);
+    assert!(error.contains("textpre-1.0-0.tar.bz2"), "{error}");
+    assert!(error.contains("does not match the SHA256"), "{error}");
+}
+
+#[test]
+fn a_prefix_longer_than_a_binary_placeholder_is_refused() {
+    let channel = test_channel();
+    let p = Project::new();
+    let prefix = format!("/opt/{}", "x".repeat(PLACEHOLDER.len()));
+    p.recipe(
+        "env",
+        &format!(
+            "from = \"scratch\"\nplatforms = [\"linux/amd64\"]\n[[layer]]\nconda = {{ channels = [{:?}], specs = [\"binpre\"], prefix = {prefix:?} }}\n",
+            channel.file_url()
+        ),
+    );
+    let error = error_of(&p);
+    assert!(
+        error.contains("binpre-2.1-h1") && error.contains("lib/libbinpre.so"),
+        "{error}"
+    );
+    assert!(error.contains("longer than the placeholder"), "{error}");
+}
+
+#[test]
+fn conda_entries_escaping_the_prefix_are_refused() {
+    for (name, pkg) in [
+        (
+            "dotdot",
+            Pkg::new("evil", "1.0", "0").raw("../../etc/evil", b"x"),
+        ),
+        (
+            "absolute",
+            Pkg::new("evil", "1.0", "0").raw("/etc/evil", b"x"),
+        ),
+        (
+            "link",
+            Pkg::new("evil", "1.0", "0").symlink("lib/escape", "../../../etc"),
+        ),
+        (
+            "below a link",
+            Pkg::new("evil", "1.0", "0")
+                .symlink("lib/etc", "/etc")
+                .raw("lib/etc/passwd", b"x"),
+        ),
+    ] {
+        let mut channel = Channel::new();
+        channel.add(pkg);
+        let p = Project::new();
+        conda_recipe(&p, &channel.file_url(), &["evil"]);
+        let error = error_of(&p);
+        assert!(
+            error.contains("evil-1.0-0") && error.contains("escapes its prefix"),
+            "{name}: {error}"
+        );
+    }
+}
+
+#[test]
+fn conda_layers_in_recipes_are_checked() {
+    let p = Project::new();
+    for (layer, expected) in [
+        (
+            "conda = { channels = [\"file:///x\"], specs = [] }",
+            "names no specs",
+        ),
+        (
+            "conda = { channels = [\"file:///x\"], specs = [\"a\"], prefix = \"opt/conda\" }",
+            "must be an absolute path",
+        ),
+        (
+            "conda = { specs = [\"a\"] }\nfiles = []",
+            "has `conda` and another source",
+        ),
+    ] {
+        p.recipe("env", &format!("from = \"scratch\"\n[[layer]]\n{layer}\n"));
+        let error = error_of(&p);
+        assert!(error.contains(expected), "{layer}: {error}");
+    }
+}
+
+#[test]
+fn each_platform_gets_its_subdir_and_lock_re_solves() {
+    let mut channel = Channel::new();
+    for (subdir, content) in [("linux-64", "x86\n"), ("linux-aarch64", "arm\n")] {
+        channel.add(Pkg::new("tool", "1.0", "0").subdir(subdir).file(
+            "share/tool/arch",
+            content.as_bytes(),
+            0o644,
+        ));
+    }
+    let p = Project::new();
+    p.recipe(
+        "env",
+        &format!(
+            "from = \"scratch\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\n[[layer]]\nconda = {{ channels = [{:?}], specs = [\"tool\"] }}\n",
+            channel.file_url()
+        ),
+    );
+    let report = p.build(&["env", "--output", "oci:out"]);
+    let layout = p.tmp.path().join("out");
+    for (i, expected) in ["x86\n", "arm\n"].iter().enumerate() {
+        let digest = report["manifests"][i]["layers"][0]["digest"]
+            .as_str()
+            .unwrap();
+        let layer = read_layer(&layout.join("blobs/sha256").join(&digest["sha256:".len()..]));
+        let file = entry(&layer, "opt/conda/share/tool/arch");
+        assert_eq!(String::from_utf8_lossy(&file.content), *expected);
+    }
+    let lock = fs::read_to_string(p.path("recipes/recipes.lock")).unwrap();
+    assert_eq!(lock.matches("[[conda]]").count(), 2, "{lock}");
+    assert!(lock.contains("subdir = \"linux-aarch64\""), "{lock}");
+
+    // A newer version in the channel: builds keep the lock, `oci-build lock` takes it.
+    for subdir in ["linux-64", "linux-aarch64"] {
+        channel.add(Pkg::new("tool", "1.1", "0").subdir(subdir).file(
+            "share/tool/arch",
+            b"new\n",
+            0o644,
+        ));
+    }
+    let again = p.build(&["env", "--output", "oci:out"]);
+    assert_eq!(again["digest"], report["digest"]);
+    assert_success(&p.run(&["lock", "env"]), "oci-build lock env");
+    let lock = fs::read_to_string(p.path("recipes/recipes.lock")).unwrap();
+    assert_eq!(lock.matches("version = \"1.1\"").count(), 2, "{lock}");
+    let relocked = p.build(&["env", "--output", "oci:out"]);
+    assert_ne!(relocked["digest"], report["digest"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live: the entry point runs in a chroot of the Debian Python base
+
+fn offline() -> bool {
+    if std::env::var("OCI_BUILD_OFFLINE").is_ok_and(|v| v == "1") {
+        eprintln!("OCI_BUILD_OFFLINE=1: live conda-on-Debian test skipped");
+        return true;
+    }
+    false
+}
+
+#[test]
+fn live_conda_entry_point_runs_in_a_chroot_of_the_python_base() {
+    if offline() {
+        return;
+    }
+    let channel = test_channel();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("project");
+    fs::create_dir_all(project.join("layers")).unwrap();
+    fs::create_dir_all(project.join("recipes")).unwrap();
+    fs::copy(
+        repo.join("layers/python-3.11.toml"),
+        project.join("layers/python-3.11.toml"),
+    )
+    .unwrap();
+    fs::write(
+        project.join("recipes/app.toml"),
+        format!(
+            "from = \"python-3.11\"\nplatforms = [\"linux/amd64\"]\n\n[[layer]]\nconda = {{ channels = [{:?}], specs = [\"python=3.11.2\", \"hello\"] }}\n",
+            channel.file_url()
+        ),
+    )
+    .unwrap();
+    let out_dir = tmp.path().join("out");
+    let output = Command::new(bin_path())
+        .arg("-C")
+        .arg(&project)
+        .arg("--cache-dir")
+        .arg(tmp.path().join("cache"))
+        .args(["build", "app", "--output"])
+        .arg(format!("oci:{}:app", out_dir.display()))
+        .output()
+        .unwrap();
+    assert_success(&output, "build app on python-3.11");
+    if !is_root() {
+        eprintln!("not root: the conda image was built, but not run (chroot needs root)");
+        return;
+    }
+    let rootfs = umoci_unpack(&out_dir, "app", &tmp.path().join("bundle"));
+    let run = |script: &str| {
+        let out = Command::new("chroot")
+            .arg(&rootfs)
+            .args(["/bin/sh", "-c", script])
+            .env_clear()
+            .env(
+                "PATH",
+                "/opt/conda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("LANG", "C.UTF-8")
+            .output()
+            .unwrap();
+        assert_success(&out, &format!("chroot: {script}"));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(run("hello").trim(), "hello from conda");
+    assert_eq!(
+        run("python -c 'import sys; print(sys.prefix)'").trim(),
+        "/opt/conda"
+    );
+    assert!(
+        Path::new(&rootfs)
+            .join("opt/conda/conda-meta/python-3.11.2-h0_test.json")
+            .is_file()
+    );
+}
