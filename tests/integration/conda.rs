@@ -872,7 +872,7 @@ fn conda_layers_in_recipes_are_checked() {
         ),
         (
             "conda = { specs = [\"a\"] }\nfiles = []",
-            "has `conda` and another source",
+            "has both `files` and `conda`",
         ),
     ] {
         p.recipe("env", &format!("from = \"scratch\"\n[[layer]]\n{layer}\n"));
