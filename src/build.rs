@@ -35,6 +35,9 @@ pub struct BuildOptions {
     pub threads: usize,
     /// Resolve `debian` and `pip` layers from the indexes even where the lock file pins them.
     pub refresh_lock: bool,
+    /// Refuse to resolve: every `debian`, `pip` and `conda` layer must be pinned by the lock
+    /// file (CI builds, so that an outdated lock fails instead of drifting).
+    pub locked: bool,
     /// Only resolve: `pip` layers hold their distributions' names, not their files, so that
     /// locking a family of images downloads no wheels.
     pub resolve_only: bool,
@@ -313,6 +316,7 @@ impl<'a> Builder<'a> {
                                     .map(<[_]>::to_vec)
                             })
                             .flatten();
+                        self.require_pin(pinned.is_some(), &recipe.target, &arch)?;
                         lock_inputs = Some(inputs);
                         Ok(source::DebianContext {
                             arch: arch.clone(),
@@ -346,6 +350,7 @@ impl<'a> Builder<'a> {
                                     .map(<[_]>::to_vec)
                             })
                             .flatten();
+                        self.require_pin(pinned.is_some(), &recipe.target, &platform_name)?;
                         let result = pip::layer_tree(
                             spec,
                             &prepared,
@@ -372,6 +377,7 @@ impl<'a> Builder<'a> {
                                     .map(<[_]>::to_vec)
                             })
                             .flatten();
+                        self.require_pin(pinned.is_some(), &recipe.target, &subdir)?;
                         let result = source::conda::layer_tree(
                             spec,
                             &subdir,
@@ -381,6 +387,13 @@ impl<'a> Builder<'a> {
                         )?;
                         conda_inputs = Some((subdir, inputs));
                         Ok(result)
+                    },
+                    |specs| {
+                        let base = self
+                            .python_base(image_ref)
+                            .map_err(|e| source::SourceError::BaseStatus(e.to_string()))?;
+                        let files = source::accounts::merge_files(&base.account_files);
+                        Ok(source::accounts::layer_tree(specs, &files)?)
                     },
                 )
                 .map_err(|e| layer_error(e.into()))?;
@@ -556,6 +569,17 @@ impl<'a> Builder<'a> {
         })
     }
 
+    /// With `--locked`, a layer the lock file does not pin is an error.
+    fn require_pin(&self, pinned: bool, target: &str, platform: &str) -> Result<(), SourceError> {
+        if self.options.locked && !pinned {
+            return Err(SourceError::NotLocked {
+                target: target.to_owned(),
+                platform: platform.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// What the image's layers hold for a `pip` layer on top: its Python, C library and
     /// installed distributions. Each layer is read once per run.
     fn python_base(&self, image: &PlatformImage) -> std::io::Result<pip::scan::PythonBase> {
@@ -638,9 +662,13 @@ fn lock_inputs_of(layer: &crate::recipe::Layer, arch: &str, base_status: &str) -
 /// What a `conda` layer's solve depends on: its spec, subdir and assumed virtual packages.
 fn conda_lock_inputs_of(spec: &source::conda::CondaSpec, subdir: &str) -> String {
     let mut key = crate::layer::cache::CacheKeyBuilder::new("conda-lock-v1");
-    key.field(serde_json::to_string(spec).expect("specs serialise").as_bytes())
-        .field(subdir.as_bytes())
-        .field(source::conda::solve_inputs(subdir).as_bytes());
+    key.field(
+        serde_json::to_string(spec)
+            .expect("specs serialise")
+            .as_bytes(),
+    )
+    .field(subdir.as_bytes())
+    .field(source::conda::solve_inputs(subdir).as_bytes());
     key.finish().as_str().to_owned()
 }
 

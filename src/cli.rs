@@ -94,6 +94,16 @@ pub enum Command {
     Mirror(MirrorArgs),
     /// Check every blob of a bundle (dir:PATH or oci-archive:FILE) against its digest and size.
     Verify(VerifyArgs),
+    /// Print the full reference of an image as the project names it now: `mlrun/mlrun` becomes
+    /// `mlrun/mlrun:<MLRUN_VERSION>` with the registry prefix; other references stay as given.
+    Resolve(ResolveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// Image references, e.g. mlrun/mlrun, mlrun/ml-models:1.6.0, python:3.11.
+    #[arg(required = true)]
+    pub images: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -203,6 +213,10 @@ pub struct BuildArgs {
     /// Print the result as JSON on stdout: references, digests, sizes.
     #[arg(long)]
     pub json: bool,
+
+    /// Fail instead of resolving any layer the lock file does not pin (for CI).
+    #[arg(long)]
+    pub locked: bool,
 }
 
 #[derive(Debug, Args)]
@@ -231,6 +245,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lock(args) => lock(&cli, args),
         Command::Mirror(args) => mirror(&cli, args),
         Command::Verify(args) => verify(args),
+        Command::Resolve(args) => resolve(&cli, args),
     }
 }
 
@@ -317,6 +332,7 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         refresh_lock: false,
         resolve_only: false,
+        locked: args.locked,
         client: client_options(cli),
     };
     let reporter = TerminalReporter::new(cli.quiet);
@@ -429,6 +445,7 @@ fn lock(cli: &Cli, args: &LockArgs) -> anyhow::Result<()> {
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         refresh_lock: true,
         resolve_only: true,
+        locked: false,
         client: client_options(cli),
     };
     let reporter = TerminalReporter::new(cli.quiet);
@@ -631,6 +648,24 @@ struct TargetInfo {
     file: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<String>,
+}
+
+fn resolve(cli: &Cli, args: &ResolveArgs) -> anyhow::Result<()> {
+    let project = Project::open(&cli.project)?;
+    let mut family = Vec::new();
+    for name in project.target_names() {
+        family.push(project.load(&name)?.reference);
+    }
+    let repo = std::env::var("MLRUN_DOCKER_REPO").unwrap_or_else(|_| "mlrun".to_owned());
+    let mut out = std::io::stdout().lock();
+    for image in &args.images {
+        writeln!(
+            out,
+            "{}",
+            oci_build::recipe::resolve_image(image, &family, &repo)?
+        )?;
+    }
+    Ok(())
 }
 
 fn targets(cli: &Cli, args: &TargetsArgs) -> anyhow::Result<()> {

@@ -101,6 +101,7 @@ pub enum LayerSource {
     Debian(crate::source::debian::DebianSpec),
     Pip(crate::source::pip::PipSpec),
     Conda(crate::source::conda::CondaSpec),
+    Accounts(Vec<crate::source::accounts::AccountSpec>),
     /// Only removals.
     Nothing,
 }
@@ -127,7 +128,7 @@ struct Definition {
 pub struct Project {
     root: PathBuf,
     targets: BTreeMap<String, Definition>,
-    layer_defs: BTreeMap<String, PathBuf>,
+    layer_defs: BTreeMap<String, Definition>,
     shared_vars: BTreeMap<String, String>,
 }
 
@@ -146,7 +147,7 @@ impl Project {
         let mut project = Project {
             root: root.clone(),
             targets: BTreeMap::new(),
-            layer_defs: toml_files(&root.join("layers")).into_iter().collect(),
+            layer_defs: BTreeMap::new(),
             shared_vars: BTreeMap::new(),
         };
         let shared = root.join("recipes/_vars.toml");
@@ -172,6 +173,27 @@ impl Project {
                 })?;
                 project.shared_vars = vars;
             }
+        }
+        // layers/ definitions have variants too (`mlrun-runtime-py39`), but are not targets.
+        for (stem, file) in toml_files(&root.join("layers")) {
+            let text = project.read(&file)?;
+            let parsed: RecipeFile = parse_toml(&project.display(&file), &text)?;
+            for variant in parsed.variants.keys() {
+                project.layer_defs.insert(
+                    format!("{stem}-{variant}"),
+                    Definition {
+                        file: file.clone(),
+                        variant: Some(variant.clone()),
+                    },
+                );
+            }
+            project.layer_defs.insert(
+                stem,
+                Definition {
+                    file,
+                    variant: None,
+                },
+            );
         }
         for (stem, file) in recipe_files {
             if stem.starts_with('_') {
@@ -233,8 +255,8 @@ impl Project {
         if let Some(def) = self.targets.get(name) {
             return self.load_file(name, &def.file, def.variant.as_deref());
         }
-        if let Some(file) = self.layer_defs.get(name) {
-            return self.load_file(name, file, None);
+        if let Some(def) = self.layer_defs.get(name) {
+            return self.load_file(name, &def.file, def.variant.as_deref());
         }
         Err(RecipeError::UnknownTarget {
             name: name.to_owned(),
@@ -265,6 +287,15 @@ impl Project {
         for (name, value) in vars.iter_mut() {
             if let Ok(from_env) = std::env::var(name) {
                 *value = from_env;
+            }
+        }
+        // A default may name another variable (`MLRUN_PIN = "${MLRUN_VERSION}"`): one level.
+        let snapshot = vars.clone();
+        for value in vars.values_mut() {
+            if value.contains("${")
+                && let Ok(expanded) = expand(value, &snapshot)
+            {
+                *value = expanded;
             }
         }
 
@@ -356,7 +387,13 @@ impl Project {
 
         let mut layers = Vec::new();
         for (index, spec) in recipe.layers.iter().enumerate() {
-            layers.push(self.check_layer(index, spec, &invalid)?);
+            let off = spec
+                .when
+                .as_deref()
+                .is_some_and(|w| matches!(w.trim(), "" | "false" | "0"));
+            if !off {
+                layers.push(self.check_layer(index, spec, &invalid)?);
+            }
         }
 
         for port in &recipe.config.ports {
@@ -406,6 +443,7 @@ impl Project {
             ("debian", spec.debian.is_some()),
             ("pip", spec.pip.is_some()),
             ("conda", spec.conda.is_some()),
+            ("accounts", spec.accounts.is_some()),
         ]
         .iter()
         .filter(|(_, set)| *set)
@@ -426,6 +464,13 @@ impl Project {
             return Ok(Layer {
                 comment: spec.comment.clone(),
                 source: LayerSource::Pip(self.check_pip(pip, index, invalid)?),
+                remove,
+            });
+        }
+        if let Some(accounts) = &spec.accounts {
+            return Ok(Layer {
+                comment: spec.comment.clone(),
+                source: LayerSource::Accounts(accounts.clone()),
                 remove,
             });
         }
@@ -481,7 +526,7 @@ impl Project {
                 return Err(invalid(
                     "[[layer]]",
                     format!(
-                        "layer {} has no content: give it `files`, `debian`, `pip`, `conda` or `remove`",
+                        "layer {} has no content: give it `files`, `debian`, `pip`, `conda`, `accounts` or `remove`",
                         index + 1
                     ),
                 ));
@@ -731,5 +776,102 @@ mod tests {
     fn line_and_column_count_from_one() {
         assert_eq!(line_col("a\nbc\nd", 3), (2, 2));
         assert_eq!(line_col("abc", 0), (1, 1));
+    }
+}
+
+/// How `oci-build resolve` names a user's image reference, given the images the project's
+/// targets build (named by the current variables): a reference to one of them by its
+/// familiar short name (`mlrun/mlrun`, `mlrun/ml-models`), with no tag, becomes the target's
+/// full reference (registry prefix, repository and tag with its suffix); with a tag or a digest
+/// it keeps them and gets only the registry and repository. Anything else is returned as given.
+pub fn resolve_image(
+    input: &str,
+    family: &[Reference],
+    default_repo: &str,
+) -> Result<String, crate::reference::ReferenceError> {
+    let parsed: Reference = input.parse()?;
+    let (namespace, name) = parsed
+        .repository
+        .rsplit_once('/')
+        .unwrap_or(("", parsed.repository.as_str()));
+    let short_form = parsed.registry == "docker.io"
+        && !input.starts_with("docker.io/")
+        && (namespace == default_repo || namespace == "mlrun");
+    let found = family
+        .iter()
+        .find(|r| r.repository.rsplit('/').next() == Some(name));
+    let Some(target) = found.filter(|_| short_form) else {
+        return Ok(input.to_owned());
+    };
+    if parsed.tag.is_none() && parsed.digest.is_none() {
+        return Ok(target.familiar());
+    }
+    let name = target.familiar();
+    let name = name
+        .rsplit_once(':')
+        .map_or(name.as_str(), |(name, _)| name)
+        .to_owned();
+    let mut out = name;
+    if let Some(tag) = &parsed.tag {
+        out.push(':');
+        out.push_str(tag);
+    }
+    if let Some(digest) = &parsed.digest {
+        out.push('@');
+        out.push_str(&digest.to_string());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use super::*;
+
+    fn family(prefix: &str) -> Vec<Reference> {
+        [
+            "mlrun/mlrun:0.9.2",
+            "mlrun/ml-models:0.9.2",
+            "mlrun/ml-base:0.9.2-py39",
+        ]
+        .iter()
+        .map(|r| format!("{prefix}{r}").parse().unwrap())
+        .collect()
+    }
+
+    #[test]
+    fn family_images_get_version_and_prefix_others_stay() {
+        let hub = family("");
+        assert_eq!(
+            resolve_image("mlrun/mlrun", &hub, "mlrun").unwrap(),
+            "mlrun/mlrun:0.9.2"
+        );
+        let site = family("registry.site:5000/");
+        assert_eq!(
+            resolve_image("mlrun/ml-models", &site, "mlrun").unwrap(),
+            "registry.site:5000/mlrun/ml-models:0.9.2"
+        );
+        // A pinned tag or digest is kept; only the registry moves.
+        assert_eq!(
+            resolve_image("mlrun/mlrun:1.6.0", &site, "mlrun").unwrap(),
+            "registry.site:5000/mlrun/mlrun:1.6.0"
+        );
+        let digest = format!("mlrun/mlrun@sha256:{}", "a".repeat(64));
+        assert_eq!(
+            resolve_image(&digest, &site, "mlrun").unwrap(),
+            format!("registry.site:5000/{digest}")
+        );
+        // Third-party references and other namespaces keep what they say.
+        assert_eq!(
+            resolve_image("python:3.11", &site, "mlrun").unwrap(),
+            "python:3.11"
+        );
+        assert_eq!(
+            resolve_image("acme/mlrun", &site, "mlrun").unwrap(),
+            "acme/mlrun"
+        );
+        assert_eq!(
+            resolve_image("quay.io/mlrun/mlrun", &site, "mlrun").unwrap(),
+            "quay.io/mlrun/mlrun"
+        );
     }
 }

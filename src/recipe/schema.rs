@@ -57,6 +57,11 @@ pub struct LayerSpec {
     pub pip: Option<crate::source::pip::PipSpec>,
     /// Conda packages solved from channels and installed into a prefix, as conda would.
     pub conda: Option<crate::source::conda::CondaSpec>,
+    /// Users and groups added to the base's /etc/passwd and /etc/group, with their homes.
+    pub accounts: Option<Vec<crate::source::accounts::AccountSpec>>,
+    /// The layer is left out when this is empty, `false` or `0` (after variables):
+    /// `when = "${CONDA_CHANNEL}"` adds a layer only where a channel is configured.
+    pub when: Option<String>,
     /// Paths of the layers below to delete (written as OCI whiteouts).
     #[serde(default)]
     pub remove: Vec<String>,

@@ -6,6 +6,7 @@
 //! writer and one cache. Debian, pip, conda and image sources add variants to
 //! [`LayerSource`](crate::recipe::LayerSource) and a module here.
 
+pub mod accounts;
 pub mod conda;
 pub mod debian;
 pub mod files;
@@ -40,6 +41,12 @@ pub enum SourceError {
     Pip(Box<pip::PipError>),
     #[error(transparent)]
     Conda(#[from] conda::CondaError),
+    #[error(transparent)]
+    Accounts(#[from] accounts::AccountsError),
+    #[error(
+        "the lock file does not pin this layer for {platform} (or its inputs changed); run `oci-build lock {target}` and commit recipes/recipes.lock"
+    )]
+    NotLocked { target: String, platform: String },
 }
 
 impl From<pip::PipError> for SourceError {
@@ -75,9 +82,8 @@ pub fn layer_tree<'a>(
     layer: &Layer,
     debian: impl FnOnce() -> Result<DebianContext<'a>, SourceError>,
     pip: impl FnOnce(&pip::PipSpec) -> Result<(LayerTree, Vec<pip::LockedWheel>), SourceError>,
-    conda: impl FnOnce(
-        &conda::CondaSpec,
-    ) -> Result<(LayerTree, Vec<conda::LockedConda>), SourceError>,
+    conda: impl FnOnce(&conda::CondaSpec) -> Result<(LayerTree, Vec<conda::LockedConda>), SourceError>,
+    accounts: impl FnOnce(&[accounts::AccountSpec]) -> Result<LayerTree, SourceError>,
 ) -> Result<(LayerTree, Option<Pinned>), SourceError> {
     let mut tree = LayerTree::default();
     let mut locked = None;
@@ -110,6 +116,7 @@ pub fn layer_tree<'a>(
             tree = conda_tree;
             locked = Some(Pinned::Conda(packages));
         }
+        LayerSource::Accounts(specs) => tree = accounts(specs)?,
         LayerSource::Nothing => {}
     }
     for path in &layer.remove {
@@ -165,6 +172,13 @@ pub fn describe(layer: &Layer) -> String {
         }
         LayerSource::Conda(spec) => {
             parts.push(format!("conda {}: {}", spec.prefix, spec.specs.join(" ")));
+        }
+        LayerSource::Accounts(specs) => {
+            let users: Vec<String> = specs
+                .iter()
+                .map(|a| format!("{} ({})", a.user, a.uid))
+                .collect();
+            parts.push(format!("accounts {}", users.join(" ")));
         }
         LayerSource::Nothing => {}
     }

@@ -77,6 +77,16 @@ pub struct PipSpec {
     /// Allow pre-releases.
     #[serde(default)]
     pub pre: bool,
+    /// Pins a package to a version where the value is a PEP 440 version, and leaves it as the
+    /// requirements say otherwise: `pin = { mlrun = "${MLRUN_VERSION}" }` pins mlrun for a
+    /// release and not for `unstable`.
+    #[serde(default)]
+    pub pin: BTreeMap<String, String>,
+    /// Installs only the distributions whose names match one of these patterns (`*` matches
+    /// any run of characters), out of the whole resolution: `packages = ["torch"]` with
+    /// `only = ["nvidia-*"]` is a layer of exactly the CUDA libraries torch needs.
+    #[serde(default)]
+    pub only: Vec<String>,
 }
 
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
@@ -179,6 +189,11 @@ pub fn prepare(
             .chain(constraints.constraints),
     );
     requirements.pre |= spec.pre;
+    for (name, version) in &spec.pin {
+        if Version::from_str(version).is_ok() {
+            requirements.add_line(&format!("{name}=={version}"), "the pip layer's `pin`")?;
+        }
+    }
     let target = detect_target(spec, base, architecture, variant)?;
     let site = target.scheme.purelib.clone();
     let below: BTreeMap<String, Version> = base
@@ -406,6 +421,9 @@ pub fn layer_tree(
                 .collect();
             resolve::resolve(&index, target, &input, &builder)?
                 .into_iter()
+                .filter(|r| {
+                    spec.only.is_empty() || spec.only.iter().any(|p| glob_match(p, &r.name))
+                })
                 .map(|r| {
                     let sha256 = match &r.file.sha256 {
                         Some(hex) => hex.clone(),
@@ -469,6 +487,27 @@ pub fn layer_tree(
         )?;
     }
     Ok((tree, locked))
+}
+
+/// `*` matches any run of characters; everything else matches itself (names are normalised).
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase().replace('_', "-");
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    for (i, part) in parts.iter().enumerate() {
+        if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
 }
 
 /// The file a lock entry names, found in the cache (no network) or on the index.
@@ -669,6 +708,17 @@ mod tests {
             "/opt/venv/lib/python3.11/site-packages"
         );
         assert_eq!(target.scheme.interpreter, "/opt/venv/bin/python");
+    }
+
+    #[test]
+    fn globs_match_normalised_names() {
+        assert!(glob_match("nvidia-*", "nvidia-cudnn-cu12"));
+        assert!(glob_match("NVIDIA_*", "nvidia-cublas-cu13"));
+        assert!(glob_match("*-cu12", "nvidia-cublas-cu12"));
+        assert!(glob_match("torch", "torch"));
+        assert!(!glob_match("torch", "torchvision"));
+        assert!(!glob_match("nvidia-*", "triton"));
+        assert!(glob_match("a*b*c", "axxbyyc"));
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub struct LayerScan {
     pub musl: bool,
     /// Paths this layer deletes from below.
     pub whiteouts: Vec<String>,
+    /// `etc/passwd`, `etc/group`, `etc/shadow`, `etc/gshadow`, for `accounts` layers.
+    pub account_files: std::collections::BTreeMap<String, String>,
 }
 
 /// The layers below, merged bottom to top.
@@ -32,6 +34,7 @@ pub struct PythonBase {
     pub musl: bool,
     /// The image config's environment (`PYTHON_VERSION` of python:3.x images).
     pub env: BTreeMap<String, String>,
+    pub account_files: BTreeMap<String, String>,
 }
 
 impl PythonBase {
@@ -58,6 +61,11 @@ impl PythonBase {
                 .extend(scan.distributions.iter().cloned());
             base.stdlib_dirs.extend(scan.stdlib_dirs.iter().cloned());
             base.musl |= scan.musl;
+            base.account_files.extend(
+                scan.account_files
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
         }
         for entry in env {
             if let Some((key, value)) = entry.split_once('=') {
@@ -84,6 +92,13 @@ impl LayerScan {
         }
         if path == "var/lib/dpkg/status" {
             self.dpkg_status = read().ok();
+        } else if matches!(
+            path,
+            "etc/passwd" | "etc/group" | "etc/shadow" | "etc/gshadow"
+        ) {
+            if let Ok(text) = read() {
+                self.account_files.insert(path.to_owned(), text);
+            }
         } else if let Some(prefix) = dir.strip_suffix("/conda-meta")
             && let Some(rest) = name.strip_prefix("python-")
             && let Some(rest) = rest.strip_suffix(".json")
