@@ -15,6 +15,7 @@
 //! - `pip_index`: hermetic, wheels and an sdist made by the test on a PEP 691 index on 127.0.0.1.
 //! - `pip_live`: live, real wheels on the Python base run in a chroot; mlrun locked like uv.
 //! - `registry_harness`: real registries (none, htpasswd, token auth) and a fault-injecting proxy.
+//! - `family`: the MLRun recipes: names, resolve, the committed lock; live, mlrun pushed and run.
 //! - `harness_selftest`: the registry harness checked with skopeo as the client.
 //! - `registry`: push, pull, auth, credentials and network faults against real registries.
 //! - `mirror`: mirror and verify between two real registries and bundles, killed and resumed.
@@ -26,6 +27,7 @@ mod common;
 mod conda;
 mod debian;
 mod debian_repo;
+mod family;
 mod harness_selftest;
 mod mirror;
 mod peers;

@@ -1,0 +1,272 @@
+//! The MLRun image family of this repository: names from the MLRun variables, `resolve`, the
+//! committed lock covering every image (the heavy ones are not built here), and, live, the
+//! `mlrun` image built from that lock, pushed, pulled back with skopeo and run; `api` built
+//! after it reuses the layers they share; the GPU smoke check's image builds.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use oci_build::recipe::{BaseRef, LayerSource, Project};
+
+use crate::common::{assert_success, bin_path, is_root, json, tool};
+use crate::debian::{chroot, offline};
+use crate::registry_harness::{Auth, Registry};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `oci-build -C <repo> ARGS` with the MLRun variables set as given (others unset).
+fn in_repo(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(bin_path());
+    command.arg("-C").arg(repo()).args(args);
+    for name in ["MLRUN_VERSION", "MLRUN_DOCKER_REPO", "MLRUN_DOCKER_REGISTRY"] {
+        command.env_remove(name);
+    }
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn targets_are_named_by_the_mlrun_variables() {
+    let out = in_repo(&["targets", "--json"], &[("MLRUN_VERSION", "0.9.2")]);
+    assert_success(&out, "targets");
+    let listed: BTreeSet<String> = json(&String::from_utf8(out.stdout).unwrap())
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["image"].as_str().unwrap().to_owned())
+        .filter(|image| image.starts_with("mlrun/"))
+        .collect();
+    let expected: BTreeSet<String> = [
+        "mlrun/mlrun-api:0.9.2",
+        "mlrun/mlrun:0.9.2",
+        "mlrun/jupyter:0.9.2",
+        "mlrun/ml-base:0.9.2",
+        "mlrun/ml-base:0.9.2-py39",
+        "mlrun/ml-models:0.9.2",
+        "mlrun/ml-models:0.9.2-py39",
+        "mlrun/ml-models-gpu:0.9.2",
+        "mlrun/ml-models-gpu:0.9.2-py39",
+        "mlrun/mlrun-ui:0.9.2",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    assert_eq!(listed, expected);
+
+    let out = in_repo(
+        &["targets"],
+        &[
+            ("MLRUN_DOCKER_REGISTRY", "quay.io/"),
+            ("MLRUN_DOCKER_REPO", "iguazio"),
+        ],
+    );
+    assert_success(&out, "targets with a registry");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("quay.io/iguazio/mlrun:unstable"), "{text}");
+    assert!(text.contains("quay.io/iguazio/ml-models-gpu:unstable-py39"), "{text}");
+}
+
+#[test]
+fn resolve_gives_the_family_its_version_and_registry() {
+    let vars = [
+        ("MLRUN_VERSION", "1.12.1"),
+        ("MLRUN_DOCKER_REGISTRY", "registry.site:5000/"),
+    ];
+    let out = in_repo(
+        &[
+            "resolve",
+            "mlrun/mlrun",
+            "mlrun/mlrun-api",
+            "mlrun/ml-models:1.6.0",
+            "python:3.11-slim",
+        ],
+        &vars,
+    );
+    assert_success(&out, "resolve");
+    let lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "registry.site:5000/mlrun/mlrun:1.12.1",
+            "registry.site:5000/mlrun/mlrun-api:1.12.1",
+            "registry.site:5000/mlrun/ml-models:1.6.0",
+            "python:3.11-slim",
+        ]
+    );
+}
+
+/// Every `debian`, `pip` and `conda` layer in the chain of `target` has a lock entry for amd64.
+fn missing_pins(project: &Project, lock: &toml::Value, target: &str) -> Vec<String> {
+    let mut missing = Vec::new();
+    let mut name = target.to_owned();
+    loop {
+        let recipe = project.load(&name).unwrap();
+        for (index, layer) in recipe.layers.iter().enumerate() {
+            let (table, key, value) = match &layer.source {
+                LayerSource::Debian(_) => ("debian", "arch", "amd64"),
+                LayerSource::Pip(_) => ("pip", "platform", "linux/amd64"),
+                LayerSource::Conda(_) => ("conda", "subdir", "linux-64"),
+                _ => continue,
+            };
+            let pinned = lock
+                .get(table)
+                .and_then(|t| t.as_array())
+                .is_some_and(|entries| {
+                    entries.iter().any(|e| {
+                        e["target"].as_str() == Some(&name)
+                            && e["layer"].as_integer() == Some(index as i64 + 1)
+                            && e[key].as_str() == Some(value)
+                            && !e["packages"].as_array().unwrap().is_empty()
+                    })
+                });
+            if !pinned {
+                missing.push(format!("{name} layer {}", index + 1));
+            }
+        }
+        match recipe.from {
+            BaseRef::Definition(base) => name = base,
+            _ => return missing,
+        }
+    }
+}
+
+#[test]
+fn the_committed_lock_pins_every_image_of_the_family() {
+    // The variables at their defaults, as the lock was written.
+    for name in ["MLRUN_VERSION", "MLRUN_DOCKER_REPO", "MLRUN_DOCKER_REGISTRY", "MLRUN_CONDA_CHANNEL"] {
+        assert!(std::env::var(name).is_err(), "unset {name} to run this test");
+    }
+    let project = Project::open(&repo()).unwrap();
+    let text = std::fs::read_to_string(repo().join("recipes/recipes.lock")).unwrap();
+    let lock: toml::Value = toml::from_str(&text).unwrap();
+    let mut missing = Vec::new();
+    for target in [
+        "mlrun", "api", "jupyter", "base", "base-legacy", "models", "models-legacy",
+        "models-gpu", "models-gpu-legacy", "ui",
+    ] {
+        missing.extend(missing_pins(&project, &lock, target));
+    }
+    assert!(missing.is_empty(), "not pinned: {}", missing.join(", "));
+
+    // The GPU split: the shared CUDA layer holds only NVIDIA's wheels, and the frameworks'
+    // layer above installs none of them again.
+    let pip = lock["pip"].as_array().unwrap();
+    let packages = |target: &str, layer: i64| -> Vec<String> {
+        pip.iter()
+            .filter(|e| e["target"].as_str() == Some(target) && e["layer"].as_integer() == Some(layer))
+            .flat_map(|e| e["packages"].as_array().unwrap().clone())
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let cuda = packages("cuda", 1);
+    assert!(!cuda.is_empty() && cuda.iter().all(|n| n.starts_with("nvidia-")), "{cuda:?}");
+    let frameworks = packages("models-gpu", 2);
+    assert!(frameworks.contains(&"torch".to_owned()), "{frameworks:?}");
+    assert!(!frameworks.iter().any(|n| n.starts_with("nvidia-")), "{frameworks:?}");
+    // The legacy images run mlrun 1.10.4 on Python 3.9.
+    let legacy = pip
+        .iter()
+        .find(|e| e["target"].as_str() == Some("mlrun-runtime-py39"))
+        .expect("the Python 3.9 runtime is locked");
+    assert!(
+        legacy["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"].as_str() == Some("mlrun") && p["version"].as_str() == Some("1.10.4"))
+    );
+}
+
+fn shared_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-cache")
+}
+
+fn build_json(args: &[&str], vars: &[(&str, &str)]) -> serde_json::Value {
+    let mut all = vec!["--cache-dir"];
+    let cache = shared_cache().display().to_string();
+    all.push(&cache);
+    all.extend_from_slice(args);
+    let out = in_repo(&all, vars);
+    assert_success(&out, &format!("oci-build {}", args.join(" ")));
+    json(&String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn mlrun_builds_from_the_lock_pushes_and_runs_and_api_reuses_its_layers() {
+    if offline() {
+        return;
+    }
+    let registry = Registry::start(Auth::None);
+    let prefix = format!("{}/", registry.host());
+    let vars = [("MLRUN_DOCKER_REGISTRY", prefix.as_str())];
+    let insecure = registry.host();
+    let report = build_json(
+        &["--insecure-registry", &insecure, "build", "--json", "--locked", "--push", "mlrun"],
+        &vars,
+    );
+    let reference = report[0]["reference"].as_str().unwrap().to_owned();
+    assert_eq!(reference, format!("{prefix}mlrun/mlrun:unstable"));
+
+    // skopeo reads it back from the registry; the image runs MLRun.
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("pulled");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{reference}"),
+            &format!("oci:{}:mlrun", layout.display()),
+        ],
+    );
+    if is_root() {
+        let rootfs = crate::common::umoci_unpack(&layout, "mlrun", &tmp.path().join("bundle"));
+        let version = chroot(&rootfs, "python3 -c 'import mlrun; print(mlrun.__version__)'");
+        let lock = std::fs::read_to_string(repo().join("recipes/recipes.lock")).unwrap();
+        assert!(
+            lock.contains(&format!("name = \"mlrun\"\nversion = \"{}\"", version.trim())),
+            "mlrun {version} is not the locked version"
+        );
+    } else {
+        eprintln!("not root: the chroot part of the mlrun test skipped");
+    }
+
+    // api starts from the same runtime: only its own three layers are new.
+    let api = build_json(
+        &["build", "--json", "--locked", "api", "--output", &format!("oci:{}", tmp.path().join("api").display())],
+        &vars,
+    );
+    assert_eq!(api[0]["layers_built"], 3, "{}", api[0]);
+    let runtime_layers = report[0]["manifests"][0]["layers"].as_array().unwrap().clone();
+    let api_layers = api[0]["manifests"][0]["layers"].as_array().unwrap();
+    assert_eq!(api_layers[..runtime_layers.len()], runtime_layers[..]);
+}
+
+#[test]
+fn the_gpu_smoke_image_builds() {
+    if offline() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(bin_path())
+        .arg("-C")
+        .arg(repo().join("gpu-smoke"))
+        .arg("--cache-dir")
+        .arg(shared_cache())
+        .args(["build", "--json", "--locked", "cuda-smoke", "--output"])
+        .arg(format!("oci:{}", tmp.path().join("out").display()))
+        .output()
+        .unwrap();
+    assert_success(&out, "build the GPU smoke image");
+    let report = json(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(report[0]["manifests"][0]["layers"].as_array().unwrap().len(), 3);
+}
