@@ -49,6 +49,14 @@ pub struct Resolved {
     pub file: DistFile,
 }
 
+/// Work for the prefetching threads.
+enum Prefetch {
+    /// A project's page and its newest wheel's metadata.
+    Project(String),
+    /// The metadata of one version, ahead of a backtracking solver asking for it.
+    Version(String, Version),
+}
+
 /// Builds a source distribution into a wheel and returns its metadata and the wheel's file.
 pub type SdistBuilder<'b> =
     dyn Fn(&DistFile) -> Result<(CoreMetadata, DistFile), String> + Sync + 'b;
@@ -79,21 +87,33 @@ pub fn resolve(
     input: &Input<'_>,
     build_sdist: &SdistBuilder<'_>,
 ) -> Result<Vec<Resolved>, ResolveError> {
-    let (sender, receiver) = mpsc::channel::<String>();
+    let (sender, receiver) = mpsc::channel::<Prefetch>();
     let receiver = Mutex::new(receiver);
     let solution = std::thread::scope(|scope| {
         for _ in 0..8 {
             scope.spawn(|| {
                 loop {
-                    let name = match receiver.lock().expect("prefetch queue").recv() {
-                        Ok(name) => name,
+                    let job = match receiver.lock().expect("prefetch queue").recv() {
+                        Ok(job) => job,
                         Err(_) => return,
                     };
                     // Errors show again when the solver asks; here they only cost a request.
-                    if let Ok(files) = index.files(&name)
-                        && let Some(best) = newest_wheel(&files, target)
-                    {
-                        let _ = index.metadata(best);
+                    match job {
+                        Prefetch::Project(name) => {
+                            if let Ok(files) = index.files(&name)
+                                && let Some(best) = newest_wheel(&files, target)
+                            {
+                                let _ = index.metadata(best);
+                            }
+                        }
+                        Prefetch::Version(name, version) => {
+                            if let Ok(files) = index.files(&name)
+                                && let Some(file) = best_file(&files, &version, target, &[], false)
+                                && matches!(file.kind, DistKind::Wheel(_))
+                            {
+                                let _ = index.metadata(file);
+                            }
+                        }
                     }
                 }
             });
@@ -230,7 +250,9 @@ struct Provider<'p, 'c> {
     input: &'p Input<'p>,
     build_sdist: &'p SdistBuilder<'p>,
     constraints: HashMap<String, Ranges<Version>>,
-    prefetch: Mutex<mpsc::Sender<String>>,
+    prefetch: Mutex<mpsc::Sender<Prefetch>>,
+    /// How many versions of each project the solver has asked dependencies of.
+    tried: RefCell<HashMap<String, usize>>,
     /// First time each package was seen, for breadth-first order among equals.
     seen: RefCell<HashMap<String, usize>>,
     /// Metadata of built sdists, by (name, version).
@@ -243,7 +265,7 @@ impl<'p, 'c> Provider<'p, 'c> {
         target: &'p PythonTarget,
         input: &'p Input<'p>,
         build_sdist: &'p SdistBuilder<'p>,
-        prefetch: mpsc::Sender<String>,
+        prefetch: mpsc::Sender<Prefetch>,
     ) -> Self {
         let mut constraints: HashMap<String, Ranges<Version>> = HashMap::new();
         let environment = target.marker_environment();
@@ -266,6 +288,7 @@ impl<'p, 'c> Provider<'p, 'c> {
             build_sdist,
             constraints,
             prefetch: Mutex::new(prefetch),
+            tried: RefCell::new(HashMap::new()),
             seen: RefCell::new(HashMap::new()),
             built: RefCell::new(HashMap::new()),
         }
@@ -280,7 +303,7 @@ impl<'p, 'c> Provider<'p, 'c> {
                 .prefetch
                 .lock()
                 .expect("prefetch")
-                .send(name.to_owned());
+                .send(Prefetch::Project(name.to_owned()));
         }
     }
 
@@ -322,6 +345,39 @@ impl<'p, 'c> Provider<'p, 'c> {
                     .borrow_mut()
                     .insert((name.to_owned(), version.clone()), meta.clone());
                 Ok(meta)
+            }
+        }
+    }
+}
+
+impl Provider<'_, '_> {
+    /// When the solver comes back for another version of a project, it is backtracking and
+    /// will likely walk down its versions: fetch the next few versions' metadata meanwhile.
+    fn prefetch_older(&self, name: &str, version: &Version) {
+        let tries = {
+            let mut tried = self.tried.borrow_mut();
+            let count = tried.entry(name.to_owned()).or_insert(0);
+            *count += 1;
+            *count
+        };
+        if tries < 2 {
+            return;
+        }
+        let Ok(files) = self.index.files(name) else {
+            return;
+        };
+        let mut older: Vec<&Version> = files
+            .iter()
+            .map(|f| &f.version)
+            .filter(|v| *v < version && !v.any_prerelease())
+            .collect();
+        older.sort_unstable_by(|a, b| b.cmp(a));
+        older.dedup();
+        let sender = self.prefetch.lock().expect("prefetch");
+        // Every second try asks for the next batch, so the walk stays ahead of the solver.
+        if tries % 8 == 2 {
+            for v in older.into_iter().take(16) {
+                let _ = sender.send(Prefetch::Version(name.to_owned(), v.clone()));
             }
         }
     }
@@ -423,6 +479,7 @@ impl DependencyProvider for Provider<'_, '_> {
                 }
             }
             Node::Dist(name) => {
+                self.prefetch_older(name, version);
                 let meta = self.metadata(name, version)?;
                 if let Some(python) = &meta.requires_python
                     && !python.contains(&self.target.full_version())
