@@ -40,6 +40,13 @@ pub struct BuildOptions {
     pub resolve_only: bool,
     /// How registries are reached for `docker://` bases.
     pub client: ClientOptions,
+    /// `build --offline`: no connection is opened (no apt configuration, index, archive or
+    /// registry); locked inputs come from the cache and, when given, a directory that
+    /// `oci-build fetch` wrote. None: online.
+    pub offline: Option<crate::offline::Offline>,
+    /// Resolve nothing: a `debian` or `pip` layer the lock does not pin fails (`oci-build
+    /// fetch`; offline builds always).
+    pub require_lock: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +90,12 @@ pub enum BuildError {
     ZstdWithDockerTypes,
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
+    #[error("{target}: its base")]
+    OfflineBase {
+        target: String,
+        #[source]
+        source: Box<crate::offline::OfflineError>,
+    },
 }
 
 /// Why a layer could not be made: its source could not be listed, or its blob not written.
@@ -127,6 +140,8 @@ pub struct Builder<'a> {
     built: HashMap<(String, Vec<Platform>), BuiltImages>,
     /// What each layer holds for Python installs, by diff_id, read once per run.
     scans: std::sync::Mutex<HashMap<Digest, std::sync::Arc<LayerScan>>>,
+    /// Every locked input this run used (for `oci-build fetch`).
+    used: std::sync::Mutex<crate::offline::Used>,
 }
 
 impl<'a> Builder<'a> {
@@ -153,7 +168,17 @@ impl<'a> Builder<'a> {
             reporter,
             built: HashMap::new(),
             scans: std::sync::Mutex::new(HashMap::new()),
+            used: Default::default(),
         })
+    }
+
+    /// Every locked input the builds of this run used: packages, files, base images.
+    pub fn used_inputs(&self) -> crate::offline::Used {
+        self.used.lock().expect("used inputs").clone()
+    }
+
+    fn lock_required(&self) -> bool {
+        self.options.require_lock || self.options.offline.is_some()
     }
 
     /// Writes the lock file if this run pinned anything new. Returns its path when written.
@@ -312,6 +337,12 @@ impl<'a> Builder<'a> {
                                     .map(<[_]>::to_vec)
                             })
                             .flatten();
+                        if self.lock_required() && pinned.is_none() {
+                            return Err(crate::offline::OfflineError::NotLocked.into());
+                        }
+                        if let (Some(offline), Some(pinned)) = (&self.options.offline, &pinned) {
+                            offline.provide_debs(&self.cache, pinned)?;
+                        }
                         lock_inputs = Some(inputs);
                         Ok(source::DebianContext {
                             arch: arch.clone(),
@@ -345,6 +376,12 @@ impl<'a> Builder<'a> {
                                     .map(<[_]>::to_vec)
                             })
                             .flatten();
+                        if self.lock_required() && pinned.is_none() {
+                            return Err(crate::offline::OfflineError::NotLocked.into());
+                        }
+                        if let (Some(offline), Some(pinned)) = (&self.options.offline, &pinned) {
+                            offline.provide_pip(&self.cache, pinned)?;
+                        }
                         let result = pip::layer_tree(
                             spec,
                             &prepared,
@@ -352,12 +389,20 @@ impl<'a> Builder<'a> {
                             pinned.as_deref(),
                             self.options.source_date_epoch,
                             !self.options.resolve_only,
+                            self.options.offline.is_some(),
                         )?;
                         pip_inputs = Some(prepared.inputs);
                         Ok(result)
                     },
                 )
                 .map_err(|e| layer_error(e.into()))?;
+                let mut used = self.used.lock().expect("used inputs");
+                match &locked {
+                    Some(source::Pinned::Debian(packages)) => used.record_debs(packages),
+                    Some(source::Pinned::Pip(pins)) => used.record_pip(&self.cache, pins),
+                    None => {}
+                }
+                drop(used);
                 match locked {
                     Some(source::Pinned::Debian(packages)) => {
                         if let Some(inputs) = lock_inputs {
@@ -460,8 +505,28 @@ impl<'a> Builder<'a> {
             reference: reference.to_string(),
             source: Box::new(source),
         };
-        let registry = self.registries.get(&reference.registry).map_err(pull_err)?;
-        let pulled = pull::pull(&registry, reference, platform, &self.cache).map_err(pull_err)?;
+        let offline_err = |source| BuildError::OfflineBase {
+            target: target.to_owned(),
+            source: Box::new(source),
+        };
+        let pulled = match &self.options.offline {
+            Some(offline) => offline
+                .pull_base(&self.cache, reference, platform)
+                .map_err(offline_err)?,
+            None => {
+                let registry = self.registries.get(&reference.registry).map_err(pull_err)?;
+                let pulled =
+                    pull::pull(&registry, reference, platform, &self.cache).map_err(pull_err)?;
+                let remembered =
+                    crate::offline::remember_base(&self.cache, reference, platform, &pulled)
+                        .map_err(offline_err)?;
+                self.used
+                    .lock()
+                    .expect("used inputs")
+                    .record_base(remembered);
+                pulled
+            }
+        };
         if pulled.manifest.layers.len() != pulled.config.rootfs.diff_ids.len() {
             return Err(pull_err(RegistryError::Protocol {
                 registry: reference.registry.clone(),
@@ -547,7 +612,10 @@ impl<'a> Builder<'a> {
         if let Some(archives) = self.archives.get() {
             return Ok(archives);
         }
-        let archives = debian::Archives::new(std::path::Path::new("/"))?;
+        let archives = match self.options.offline {
+            Some(_) => debian::Archives::offline()?,
+            None => debian::Archives::new(std::path::Path::new("/"))?,
+        };
         Ok(self.archives.get_or_init(|| archives))
     }
 

@@ -37,6 +37,8 @@ pub enum SourceError {
     BaseStatus(String),
     #[error(transparent)]
     Pip(Box<pip::PipError>),
+    #[error(transparent)]
+    Offline(#[from] crate::offline::OfflineError),
 }
 
 impl From<pip::PipError> for SourceError {
