@@ -16,6 +16,7 @@
 //! - `harness_selftest`: the registry harness checked with skopeo as the client.
 //! - `registry`: push, pull, auth, credentials and network faults against real registries.
 //! - `mirror`: mirror and verify between two real registries and bundles, killed and resumed.
+//! - `offline`: fetch the inputs of a target, then build it with no server and an empty cache.
 
 mod bad_input;
 mod cache;
@@ -25,6 +26,7 @@ mod debian;
 mod debian_repo;
 mod harness_selftest;
 mod mirror;
+mod offline;
 mod peers;
 mod pip_index;
 mod pip_live;
