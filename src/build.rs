@@ -35,14 +35,19 @@ pub struct BuildOptions {
     pub threads: usize,
     /// Resolve `debian` and `pip` layers from the indexes even where the lock file pins them.
     pub refresh_lock: bool,
-    /// Refuse to resolve: every `debian`, `pip` and `conda` layer must be pinned by the lock
-    /// file (CI builds, so that an outdated lock fails instead of drifting).
-    pub locked: bool,
     /// Only resolve: `pip` layers hold their distributions' names, not their files, so that
     /// locking a family of images downloads no wheels.
     pub resolve_only: bool,
     /// How registries are reached for `docker://` bases.
     pub client: ClientOptions,
+    /// `build --offline`: no connection is opened (no apt configuration, index, archive or
+    /// registry); locked inputs come from the cache and, when given, a directory that
+    /// `oci-build fetch` wrote. None: online.
+    pub offline: Option<crate::offline::Offline>,
+    /// Resolve nothing: a `debian`, `pip` or `conda` layer the lock does not pin fails
+    /// (`build --locked` in CI, so that an outdated lock fails instead of drifting;
+    /// `oci-build fetch`; offline builds always).
+    pub require_lock: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +91,12 @@ pub enum BuildError {
     ZstdWithDockerTypes,
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
+    #[error("{target}: its base")]
+    OfflineBase {
+        target: String,
+        #[source]
+        source: Box<crate::offline::OfflineError>,
+    },
 }
 
 /// Why a layer could not be made: its source could not be listed, or its blob not written.
@@ -130,6 +141,8 @@ pub struct Builder<'a> {
     built: HashMap<(String, Vec<Platform>), BuiltImages>,
     /// What each layer holds for Python installs, by diff_id, read once per run.
     scans: std::sync::Mutex<HashMap<Digest, std::sync::Arc<LayerScan>>>,
+    /// Every locked input this run used (for `oci-build fetch`).
+    used: std::sync::Mutex<crate::offline::Used>,
 }
 
 impl<'a> Builder<'a> {
@@ -156,7 +169,17 @@ impl<'a> Builder<'a> {
             reporter,
             built: HashMap::new(),
             scans: std::sync::Mutex::new(HashMap::new()),
+            used: Default::default(),
         })
+    }
+
+    /// Every locked input the builds of this run used: packages, files, base images.
+    pub fn used_inputs(&self) -> crate::offline::Used {
+        self.used.lock().expect("used inputs").clone()
+    }
+
+    fn lock_required(&self) -> bool {
+        self.options.require_lock || self.options.offline.is_some()
     }
 
     /// Writes the lock file if this run pinned anything new. Returns its path when written.
@@ -316,7 +339,12 @@ impl<'a> Builder<'a> {
                                     .map(<[_]>::to_vec)
                             })
                             .flatten();
-                        self.require_pin(pinned.is_some(), &recipe.target, &arch)?;
+                        if self.lock_required() && pinned.is_none() {
+                            return Err(crate::offline::OfflineError::NotLocked.into());
+                        }
+                        if let (Some(offline), Some(pinned)) = (&self.options.offline, &pinned) {
+                            offline.provide_debs(&self.cache, pinned)?;
+                        }
                         lock_inputs = Some(inputs);
                         Ok(source::DebianContext {
                             arch: arch.clone(),
@@ -350,7 +378,12 @@ impl<'a> Builder<'a> {
                                     .map(<[_]>::to_vec)
                             })
                             .flatten();
-                        self.require_pin(pinned.is_some(), &recipe.target, &platform_name)?;
+                        if self.lock_required() && pinned.is_none() {
+                            return Err(crate::offline::OfflineError::NotLocked.into());
+                        }
+                        if let (Some(offline), Some(pinned)) = (&self.options.offline, &pinned) {
+                            offline.provide_pip(&self.cache, pinned)?;
+                        }
                         let result = pip::layer_tree(
                             spec,
                             &prepared,
@@ -358,6 +391,7 @@ impl<'a> Builder<'a> {
                             pinned.as_deref(),
                             self.options.source_date_epoch,
                             !self.options.resolve_only,
+                            self.options.offline.is_some(),
                         )?;
                         pip_inputs = Some(prepared.inputs);
                         Ok(result)
@@ -377,7 +411,9 @@ impl<'a> Builder<'a> {
                                     .map(<[_]>::to_vec)
                             })
                             .flatten();
-                        self.require_pin(pinned.is_some(), &recipe.target, &subdir)?;
+                        if self.lock_required() && pinned.is_none() {
+                            return Err(crate::offline::OfflineError::NotLocked.into());
+                        }
                         let result = source::conda::layer_tree(
                             spec,
                             &subdir,
@@ -397,6 +433,30 @@ impl<'a> Builder<'a> {
                     },
                 )
                 .map_err(|e| layer_error(e.into()))?;
+                let mut used = self.used.lock().expect("used inputs");
+                match &locked {
+                    Some(source::Pinned::Debian(packages)) => used.record_debs(packages),
+                    Some(source::Pinned::Pip(pins)) => used.record_pip(&self.cache, pins),
+                    Some(source::Pinned::Conda(packages)) => {
+                        for package in packages {
+                            let size = package.size.unwrap_or_else(|| {
+                                Digest::from_hex(&package.sha256)
+                                    .ok()
+                                    .and_then(|d| std::fs::metadata(self.cache.blob_path(&d)).ok())
+                                    .map_or(0, |m| m.len())
+                            });
+                            used.record_conda(
+                                &package.name,
+                                &package.version,
+                                &package.filename,
+                                &package.sha256,
+                                size,
+                            );
+                        }
+                    }
+                    None => {}
+                }
+                drop(used);
                 match locked {
                     Some(source::Pinned::Debian(packages)) => {
                         if let Some(inputs) = lock_inputs {
@@ -527,8 +587,28 @@ impl<'a> Builder<'a> {
             reference: reference.to_string(),
             source: Box::new(source),
         };
-        let registry = self.registries.get(&reference.registry).map_err(pull_err)?;
-        let pulled = pull::pull(&registry, reference, platform, &self.cache).map_err(pull_err)?;
+        let offline_err = |source| BuildError::OfflineBase {
+            target: target.to_owned(),
+            source: Box::new(source),
+        };
+        let pulled = match &self.options.offline {
+            Some(offline) => offline
+                .pull_base(&self.cache, reference, platform)
+                .map_err(offline_err)?,
+            None => {
+                let registry = self.registries.get(&reference.registry).map_err(pull_err)?;
+                let pulled =
+                    pull::pull(&registry, reference, platform, &self.cache).map_err(pull_err)?;
+                let remembered =
+                    crate::offline::remember_base(&self.cache, reference, platform, &pulled)
+                        .map_err(offline_err)?;
+                self.used
+                    .lock()
+                    .expect("used inputs")
+                    .record_base(remembered);
+                pulled
+            }
+        };
         if pulled.manifest.layers.len() != pulled.config.rootfs.diff_ids.len() {
             return Err(pull_err(RegistryError::Protocol {
                 registry: reference.registry.clone(),
@@ -567,17 +647,6 @@ impl<'a> Builder<'a> {
             config: pulled.config,
             layers,
         })
-    }
-
-    /// With `--locked`, a layer the lock file does not pin is an error.
-    fn require_pin(&self, pinned: bool, target: &str, platform: &str) -> Result<(), SourceError> {
-        if self.options.locked && !pinned {
-            return Err(SourceError::NotLocked {
-                target: target.to_owned(),
-                platform: platform.to_owned(),
-            });
-        }
-        Ok(())
     }
 
     /// What the image's layers hold for a `pip` layer on top: its Python, C library and
@@ -625,7 +694,10 @@ impl<'a> Builder<'a> {
         if let Some(archives) = self.archives.get() {
             return Ok(archives);
         }
-        let archives = debian::Archives::new(std::path::Path::new("/"))?;
+        let archives = match self.options.offline {
+            Some(_) => debian::Archives::offline()?,
+            None => debian::Archives::new(std::path::Path::new("/"))?,
+        };
         Ok(self.archives.get_or_init(|| archives))
     }
 

@@ -97,6 +97,9 @@ pub enum Command {
     /// Print the full reference of an image as the project names it now: `mlrun/mlrun` becomes
     /// `mlrun/mlrun:<MLRUN_VERSION>` with the registry prefix; other references stay as given.
     Resolve(ResolveArgs),
+    /// Gather every locked input of targets (packages, built wheels, base images) into a
+    /// directory to carry across an air gap, for `build --offline --inputs dir:PATH`.
+    Fetch(FetchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +107,25 @@ pub struct ResolveArgs {
     /// Image references, e.g. mlrun/mlrun, mlrun/ml-models:1.6.0, python:3.11.
     #[arg(required = true)]
     pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Targets (or layers/ definitions) whose inputs to gather.
+    #[arg(value_name = "TARGET", required_unless_present = "all")]
+    pub targets: Vec<String>,
+    /// Every target of the project.
+    #[arg(long, conflicts_with = "targets")]
+    pub all: bool,
+    /// dir:PATH: the directory to write (added to when it exists).
+    #[arg(long, value_name = "dir:PATH")]
+    pub to: String,
+    /// Platforms to gather for, replacing the recipes' own (as for build).
+    #[arg(long, value_delimiter = ',', value_name = "OS/ARCH")]
+    pub platform: Vec<Platform>,
+    /// Print what was written as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -217,6 +239,14 @@ pub struct BuildArgs {
     /// Fail instead of resolving any layer the lock file does not pin (for CI).
     #[arg(long)]
     pub locked: bool,
+
+    /// Open no connection: build from the lock, with inputs from the cache and --inputs.
+    #[arg(long)]
+    pub offline: bool,
+
+    /// dir:PATH written by `oci-build fetch`: where an offline build finds its inputs.
+    #[arg(long, value_name = "dir:PATH", requires = "offline")]
+    pub inputs: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -246,6 +276,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mirror(args) => mirror(&cli, args),
         Command::Verify(args) => verify(args),
         Command::Resolve(args) => resolve(&cli, args),
+        Command::Fetch(args) => fetch(&cli, args),
     }
 }
 
@@ -318,6 +349,16 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
             targets.len()
         );
     }
+    if args.offline && (args.push || matches!(output, Some(Transport::Docker(_)))) {
+        bail!(
+            "an --offline build opens no connection, so it cannot push; write to oci:DIR or an archive"
+        );
+    }
+    let offline = match (&args.offline, &args.inputs) {
+        (false, _) => None,
+        (true, None) => Some(oci_build::offline::Offline::cache_only()),
+        (true, Some(dir)) => Some(oci_build::offline::Offline::from_inputs(dir)?),
+    };
     let cache_root = cli.cache_dir.clone().unwrap_or_else(Cache::default_root);
     let cache = Cache::open(&cache_root)?;
     let options = BuildOptions {
@@ -332,8 +373,9 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         refresh_lock: false,
         resolve_only: false,
-        locked: args.locked,
         client: client_options(cli),
+        require_lock: args.locked || offline.is_some(),
+        offline,
     };
     let reporter = TerminalReporter::new(cli.quiet);
     let mut builder = Builder::new(&project, cache, options, &reporter)?;
@@ -445,8 +487,9 @@ fn lock(cli: &Cli, args: &LockArgs) -> anyhow::Result<()> {
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         refresh_lock: true,
         resolve_only: true,
-        locked: false,
         client: client_options(cli),
+        offline: None,
+        require_lock: false,
     };
     let reporter = TerminalReporter::new(cli.quiet);
     let mut builder = Builder::new(&project, Cache::open(&cache_root)?, options, &reporter)?;
@@ -459,6 +502,62 @@ fn lock(cli: &Cli, args: &LockArgs) -> anyhow::Result<()> {
             Some(path) => eprintln!("locked {} in {}", targets.join(", "), path.display()),
             None => eprintln!("the lock file already pins {}", targets.join(", ")),
         }
+    }
+    Ok(())
+}
+
+/// `fetch`: builds the targets from the lock (resolving nothing), which leaves every input in
+/// the cache, and copies what the builds used into the directory.
+fn fetch(cli: &Cli, args: &FetchArgs) -> anyhow::Result<()> {
+    let Some(dir) = args.to.strip_prefix("dir:").filter(|d| !d.is_empty()) else {
+        bail!(
+            "`{}` is not a directory destination; use --to dir:PATH",
+            args.to
+        );
+    };
+    let project = Project::open(&cli.project)?;
+    let targets = if args.all {
+        project.target_names()
+    } else {
+        args.targets.clone()
+    };
+    let cache_root = cli.cache_dir.clone().unwrap_or_else(Cache::default_root);
+    let cache = Cache::open(&cache_root)?;
+    let options = BuildOptions {
+        compression: Compression::Gzip,
+        media_types: MediaTypes::Oci,
+        source_date_epoch: source_date_epoch()?,
+        platforms: (!args.platform.is_empty()).then(|| args.platform.clone()),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        refresh_lock: false,
+        resolve_only: false,
+        client: client_options(cli),
+        offline: None,
+        require_lock: true,
+    };
+    let reporter = TerminalReporter::new(cli.quiet);
+    let mut builder = Builder::new(&project, cache.clone(), options, &reporter)?;
+    for target in &targets {
+        builder.build(target)?;
+    }
+    let report = oci_build::offline::export(
+        &builder.used_inputs(),
+        &cache,
+        std::path::Path::new(dir),
+        &args.to,
+    )?;
+    if args.json {
+        return print_json(&report);
+    }
+    if !cli.quiet {
+        eprintln!(
+            "fetched {} inputs ({} base images), {} blobs, {} into {}",
+            report.inputs,
+            report.images,
+            report.blobs,
+            human_bytes(report.bytes),
+            report.directory
+        );
     }
     Ok(())
 }

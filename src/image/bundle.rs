@@ -60,6 +60,14 @@ pub enum BundleError {
         found: Digest,
         size: u64,
     },
+    #[error("bundle `{bundle}`: {what} (file `{file}`) is missing or not of its listed size")]
+    MissingInput {
+        bundle: String,
+        what: String,
+        file: String,
+    },
+    #[error("bundle `{bundle}`: {message}")]
+    BadInputs { bundle: String, message: String },
     #[error(
         "bundle `{bundle}`: blob {digest} (file `{file}`) is {size} bytes, but a descriptor says {expected}"
     )]
@@ -87,6 +95,8 @@ pub struct VerifyReport {
     pub images: usize,
     pub blobs: usize,
     pub bytes: u64,
+    /// Entries of `inputs.json` (a directory written by `oci-build fetch`).
+    pub inputs: usize,
 }
 
 impl Bundle {
@@ -273,12 +283,39 @@ impl Bundle {
         descriptor: &Descriptor,
         original: Option<&str>,
     ) -> Result<(), BundleError> {
+        self.put_entry(name, descriptor, original, None)
+    }
+
+    /// Names the image of one platform `name`, beside images of other platforms so named
+    /// (`oci-build fetch` keeps only the platforms a build uses). `descriptor.platform` is set.
+    pub fn set_platform_tag(
+        &self,
+        name: &str,
+        descriptor: &Descriptor,
+        original: &str,
+    ) -> Result<(), BundleError> {
+        self.put_entry(
+            name,
+            descriptor,
+            Some(original),
+            descriptor.platform.clone(),
+        )
+    }
+
+    fn put_entry(
+        &self,
+        name: &str,
+        descriptor: &Descriptor,
+        original: Option<&str>,
+        platform: Option<spec::Platform>,
+    ) -> Result<(), BundleError> {
         let mut entry = Descriptor::new(
             &descriptor.media_type,
             descriptor.digest.clone(),
             descriptor.size,
         );
         entry.extra = descriptor.extra.clone();
+        entry.platform = platform.clone();
         entry
             .annotations
             .insert(spec::ANNOTATION_REF_NAME.to_owned(), name.to_owned());
@@ -289,7 +326,9 @@ impl Bundle {
         }
         {
             let mut index = self.index.lock().expect("index lock");
-            index.manifests.retain(|d| d.ref_name() != Some(name));
+            index
+                .manifests
+                .retain(|d| d.ref_name() != Some(name) || d.platform != platform);
             index.manifests.push(entry);
             index
                 .manifests
@@ -383,11 +422,30 @@ impl Bundle {
                 pending.extend(manifest.layers);
             }
         }
+        // A directory written by `oci-build fetch` lists its packages too.
+        let inputs =
+            crate::offline::read_inputs(&self.dir).map_err(|e| BundleError::BadInputs {
+                bundle: self.name.clone(),
+                message: e.to_string(),
+            })?;
+        for input in &inputs {
+            let found = Digest::from_hex(&input.sha256)
+                .ok()
+                .and_then(|d| sizes.get(&d).copied());
+            if found != Some(input.size) {
+                return Err(BundleError::MissingInput {
+                    bundle: self.name.clone(),
+                    what: input.describe(),
+                    file: format!("blobs/sha256/{}", input.sha256),
+                });
+            }
+        }
         Ok(VerifyReport {
             bundle: self.name.clone(),
             images: self.images().len(),
             blobs: sizes.len(),
             bytes,
+            inputs: inputs.len(),
         })
     }
 }

@@ -28,6 +28,11 @@ pub struct PulledImage {
     pub config: ImageConfig,
     /// Layer bytes fetched by this pull (0 when the cache had them all).
     pub downloaded: u64,
+    /// The platform manifest and config as the registry served them, so that an offline build
+    /// can find the same image again (see `crate::offline`).
+    pub manifest_media_type: String,
+    pub manifest_bytes: Vec<u8>,
+    pub config_bytes: Vec<u8>,
 }
 
 pub fn pull(
@@ -49,7 +54,7 @@ pub fn pull(
         &scopes,
         reference.digest.as_ref(),
     )?;
-    let (manifest_digest, manifest_bytes) = if spec::is_index(&media_type) {
+    let (manifest_digest, manifest_bytes, manifest_media_type) = if spec::is_index(&media_type) {
         let index: Index = parse(registry, &bytes, "index")?;
         let chosen = index
             .manifest_for(platform)
@@ -58,16 +63,16 @@ pub fn pull(
                 platform: platform.to_string(),
                 available: index.platform_list(),
             })?;
-        let (_, bytes, digest) = get_manifest(
+        let (media_type, bytes, digest) = get_manifest(
             registry,
             repository,
             &chosen.digest.to_string(),
             &scopes,
             Some(&chosen.digest),
         )?;
-        (digest, bytes)
+        (digest, bytes, media_type)
     } else {
-        (digest, bytes)
+        (digest, bytes, media_type)
     };
     let manifest: Manifest = parse(registry, &manifest_bytes, "manifest")?;
     let config_bytes = get_small_blob(registry, repository, &manifest.config, &scopes)?;
@@ -86,6 +91,9 @@ pub fn pull(
         manifest,
         config,
         downloaded,
+        manifest_media_type,
+        manifest_bytes,
+        config_bytes,
     })
 }
 

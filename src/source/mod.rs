@@ -43,10 +43,8 @@ pub enum SourceError {
     Conda(#[from] conda::CondaError),
     #[error(transparent)]
     Accounts(#[from] accounts::AccountsError),
-    #[error(
-        "the lock file does not pin this layer for {platform} (or its inputs changed); run `oci-build lock {target}` and commit recipes/recipes.lock"
-    )]
-    NotLocked { target: String, platform: String },
+    #[error(transparent)]
+    Offline(#[from] crate::offline::OfflineError),
 }
 
 impl From<pip::PipError> for SourceError {

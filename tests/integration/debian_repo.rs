@@ -112,7 +112,7 @@ const MAINTAINER: &str = "Test Archive <test@archive.invalid>";
 
 /// A binary package to build with dpkg-deb.
 #[derive(Clone)]
-struct Pkg {
+pub(crate) struct Pkg {
     name: String,
     version: String,
     arch: String,
@@ -124,7 +124,7 @@ struct Pkg {
 
 impl Pkg {
     /// A package shipping `/usr/share/<name>/marker` with "<name> <version>\n".
-    fn new(name: &str, version: &str) -> Pkg {
+    pub(crate) fn new(name: &str, version: &str) -> Pkg {
         Pkg {
             name: name.to_owned(),
             version: version.to_owned(),
@@ -199,7 +199,7 @@ fn raw_tar_gz(entries: &[RawEntry<'_>]) -> Vec<u8> {
 
 /// A signed archive with one suite (`test`) and one component (`main`), for amd64, served on
 /// 127.0.0.1 while it lives.
-struct Repo {
+pub(crate) struct Repo {
     // Fields drop in order: the server and the gpg-agent stop before their files go.
     server: Server,
     key: Gpg,
@@ -213,7 +213,7 @@ struct Repo {
 const PACKAGES: &str = "main/binary-amd64/Packages";
 
 impl Repo {
-    fn new() -> Repo {
+    pub(crate) fn new() -> Repo {
         let tmp = tempfile::tempdir().unwrap();
         fs::create_dir_all(tmp.path().join("root/pool/main")).unwrap();
         let key = Gpg::new(
@@ -258,7 +258,7 @@ impl Repo {
     }
 
     /// Builds `pkg` with dpkg-deb (files owned by root in the package, modes as given).
-    fn add(&mut self, pkg: Pkg) -> &mut Repo {
+    pub(crate) fn add(&mut self, pkg: Pkg) -> &mut Repo {
         let stage = self
             .tmp
             .path()
@@ -326,7 +326,7 @@ impl Repo {
     }
 
     /// Writes Packages, Packages.gz, Release and InRelease (signed with the archive key).
-    fn publish(&self) {
+    pub(crate) fn publish(&self) {
         let pool: Vec<PathBuf> = self.debs.iter().map(|(_, f)| self.root().join(f)).collect();
         let md5 = md5sums(&pool);
         let mut index = String::new();
@@ -374,12 +374,12 @@ impl Repo {
     }
 
     /// Writes the archive key into the project's `keys/archive.gpg`.
-    fn trust(&self, p: &Project) {
+    pub(crate) fn trust(&self, p: &Project) {
         write_key(p, &self.key.public_key());
     }
 
     /// `[[layer]]` installing from this archive; `spec` is the rest of the `debian` table.
-    fn layer(&self, spec: &str) -> String {
+    pub(crate) fn layer(&self, spec: &str) -> String {
         format!(
             "[[layer]]\ndebian = {{ {spec}, sources = [{{ uri = \"{}\", suites = [\"test\"], components = [\"main\"], keyring = \"keys/archive.gpg\" }}] }}\n",
             self.server.uri()

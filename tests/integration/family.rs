@@ -21,7 +21,11 @@ fn repo() -> PathBuf {
 fn in_repo(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(bin_path());
     command.arg("-C").arg(repo()).args(args);
-    for name in ["MLRUN_VERSION", "MLRUN_DOCKER_REPO", "MLRUN_DOCKER_REGISTRY"] {
+    for name in [
+        "MLRUN_VERSION",
+        "MLRUN_DOCKER_REPO",
+        "MLRUN_DOCKER_REGISTRY",
+    ] {
         command.env_remove(name);
     }
     for (name, value) in vars {
@@ -68,7 +72,10 @@ fn targets_are_named_by_the_mlrun_variables() {
     assert_success(&out, "targets with a registry");
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("quay.io/iguazio/mlrun:unstable"), "{text}");
-    assert!(text.contains("quay.io/iguazio/ml-models-gpu:unstable-py39"), "{text}");
+    assert!(
+        text.contains("quay.io/iguazio/ml-models-gpu:unstable-py39"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -142,16 +149,32 @@ fn missing_pins(project: &Project, lock: &toml::Value, target: &str) -> Vec<Stri
 #[test]
 fn the_committed_lock_pins_every_image_of_the_family() {
     // The variables at their defaults, as the lock was written.
-    for name in ["MLRUN_VERSION", "MLRUN_DOCKER_REPO", "MLRUN_DOCKER_REGISTRY", "MLRUN_CONDA_CHANNEL"] {
-        assert!(std::env::var(name).is_err(), "unset {name} to run this test");
+    for name in [
+        "MLRUN_VERSION",
+        "MLRUN_DOCKER_REPO",
+        "MLRUN_DOCKER_REGISTRY",
+        "MLRUN_CONDA_CHANNEL",
+    ] {
+        assert!(
+            std::env::var(name).is_err(),
+            "unset {name} to run this test"
+        );
     }
     let project = Project::open(&repo()).unwrap();
     let text = std::fs::read_to_string(repo().join("recipes/recipes.lock")).unwrap();
     let lock: toml::Value = toml::from_str(&text).unwrap();
     let mut missing = Vec::new();
     for target in [
-        "mlrun", "api", "jupyter", "base", "base-legacy", "models", "models-legacy",
-        "models-gpu", "models-gpu-legacy", "ui",
+        "mlrun",
+        "api",
+        "jupyter",
+        "base",
+        "base-legacy",
+        "models",
+        "models-legacy",
+        "models-gpu",
+        "models-gpu-legacy",
+        "ui",
     ] {
         missing.extend(missing_pins(&project, &lock, target));
     }
@@ -162,16 +185,24 @@ fn the_committed_lock_pins_every_image_of_the_family() {
     let pip = lock["pip"].as_array().unwrap();
     let packages = |target: &str, layer: i64| -> Vec<String> {
         pip.iter()
-            .filter(|e| e["target"].as_str() == Some(target) && e["layer"].as_integer() == Some(layer))
+            .filter(|e| {
+                e["target"].as_str() == Some(target) && e["layer"].as_integer() == Some(layer)
+            })
             .flat_map(|e| e["packages"].as_array().unwrap().clone())
             .map(|p| p["name"].as_str().unwrap().to_owned())
             .collect()
     };
     let cuda = packages("cuda", 1);
-    assert!(!cuda.is_empty() && cuda.iter().all(|n| n.starts_with("nvidia-")), "{cuda:?}");
+    assert!(
+        !cuda.is_empty() && cuda.iter().all(|n| n.starts_with("nvidia-")),
+        "{cuda:?}"
+    );
     let frameworks = packages("models-gpu", 2);
     assert!(frameworks.contains(&"torch".to_owned()), "{frameworks:?}");
-    assert!(!frameworks.iter().any(|n| n.starts_with("nvidia-")), "{frameworks:?}");
+    assert!(
+        !frameworks.iter().any(|n| n.starts_with("nvidia-")),
+        "{frameworks:?}"
+    );
     // The legacy images run mlrun 1.10.4 on Python 3.9.
     let legacy = pip
         .iter()
@@ -210,7 +241,15 @@ fn mlrun_builds_from_the_lock_pushes_and_runs_and_api_reuses_its_layers() {
     let vars = [("MLRUN_DOCKER_REGISTRY", prefix.as_str())];
     let insecure = registry.host();
     let report = build_json(
-        &["--insecure-registry", &insecure, "build", "--json", "--locked", "--push", "mlrun"],
+        &[
+            "--insecure-registry",
+            &insecure,
+            "build",
+            "--json",
+            "--locked",
+            "--push",
+            "mlrun",
+        ],
         &vars,
     );
     let reference = report[0]["reference"].as_str().unwrap().to_owned();
@@ -230,10 +269,16 @@ fn mlrun_builds_from_the_lock_pushes_and_runs_and_api_reuses_its_layers() {
     );
     if is_root() {
         let rootfs = crate::common::umoci_unpack(&layout, "mlrun", &tmp.path().join("bundle"));
-        let version = chroot(&rootfs, "python3 -c 'import mlrun; print(mlrun.__version__)'");
+        let version = chroot(
+            &rootfs,
+            "python3 -c 'import mlrun; print(mlrun.__version__)'",
+        );
         let lock = std::fs::read_to_string(repo().join("recipes/recipes.lock")).unwrap();
         assert!(
-            lock.contains(&format!("name = \"mlrun\"\nversion = \"{}\"", version.trim())),
+            lock.contains(&format!(
+                "name = \"mlrun\"\nversion = \"{}\"",
+                version.trim()
+            )),
             "mlrun {version} is not the locked version"
         );
     } else {
@@ -242,11 +287,21 @@ fn mlrun_builds_from_the_lock_pushes_and_runs_and_api_reuses_its_layers() {
 
     // api starts from the same runtime: only its own three layers are new.
     let api = build_json(
-        &["build", "--json", "--locked", "api", "--output", &format!("oci:{}", tmp.path().join("api").display())],
+        &[
+            "build",
+            "--json",
+            "--locked",
+            "api",
+            "--output",
+            &format!("oci:{}", tmp.path().join("api").display()),
+        ],
         &vars,
     );
     assert_eq!(api[0]["layers_built"], 3, "{}", api[0]);
-    let runtime_layers = report[0]["manifests"][0]["layers"].as_array().unwrap().clone();
+    let runtime_layers = report[0]["manifests"][0]["layers"]
+        .as_array()
+        .unwrap()
+        .clone();
     let api_layers = api[0]["manifests"][0]["layers"].as_array().unwrap();
     assert_eq!(api_layers[..runtime_layers.len()], runtime_layers[..]);
 }
@@ -268,5 +323,11 @@ fn the_gpu_smoke_image_builds() {
         .unwrap();
     assert_success(&out, "build the GPU smoke image");
     let report = json(&String::from_utf8(out.stdout).unwrap());
-    assert_eq!(report[0]["manifests"][0]["layers"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        report[0]["manifests"][0]["layers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
 }

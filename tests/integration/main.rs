@@ -19,6 +19,7 @@
 //! - `harness_selftest`: the registry harness checked with skopeo as the client.
 //! - `registry`: push, pull, auth, credentials and network faults against real registries.
 //! - `mirror`: mirror and verify between two real registries and bundles, killed and resumed.
+//! - `offline`: fetch the inputs of a target, then build it with no server and an empty cache.
 
 mod bad_input;
 mod cache;
@@ -30,6 +31,7 @@ mod debian_repo;
 mod family;
 mod harness_selftest;
 mod mirror;
+mod offline;
 mod peers;
 mod pip_index;
 mod pip_live;

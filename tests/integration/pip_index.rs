@@ -17,10 +17,10 @@ use sha2::{Digest as _, Sha256};
 
 use crate::common::{Project, StaticServer, assert_success, layer_paths, read_layer};
 
-const STATUS: &str = "Package: libc6\nStatus: install ok installed\nVersion: 2.36-9+deb12u7\nArchitecture: amd64\n\nPackage: libpython3.11-minimal\nStatus: install ok installed\nVersion: 3.11.2-6+deb12u6\nArchitecture: amd64\n";
+pub(crate) const STATUS: &str = "Package: libc6\nStatus: install ok installed\nVersion: 2.36-9+deb12u7\nArchitecture: amd64\n\nPackage: libpython3.11-minimal\nStatus: install ok installed\nVersion: 3.11.2-6+deb12u6\nArchitecture: amd64\n";
 
 /// One distribution file to publish.
-struct Dist {
+pub(crate) struct Dist {
     name: &'static str,
     version: &'static str,
     tag: &'static str,
@@ -30,7 +30,7 @@ struct Dist {
     entry_points: Option<&'static str>,
 }
 
-fn dist(name: &'static str, version: &'static str) -> Dist {
+pub(crate) fn dist(name: &'static str, version: &'static str) -> Dist {
     Dist {
         name,
         version,
@@ -109,14 +109,14 @@ fn zip_of(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
 }
 
 /// A PEP 691 index: `simple/<project>/index.json`, files and `.metadata` files under `files/`.
-struct Index {
+pub(crate) struct Index {
     root: tempfile::TempDir,
     pages: BTreeMap<String, Vec<serde_json::Value>>,
     server: StaticServer,
 }
 
 impl Index {
-    fn new() -> Index {
+    pub(crate) fn new() -> Index {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("files")).unwrap();
         let server = StaticServer::start(root.path().to_owned(), "pypi");
@@ -127,11 +127,11 @@ impl Index {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("{}/simple/", self.server.uri())
     }
 
-    fn publish(&mut self, d: &Dist) -> String {
+    pub(crate) fn publish(&mut self, d: &Dist) -> String {
         let (filename, bytes) = wheel(d);
         let metadata = metadata_of(d);
         std::fs::write(self.root.path().join("files").join(&filename), &bytes).unwrap();
@@ -156,7 +156,7 @@ impl Index {
         filename
     }
 
-    fn publish_raw(&mut self, project: &str, filename: &str, bytes: &[u8]) {
+    pub(crate) fn publish_raw(&mut self, project: &str, filename: &str, bytes: &[u8]) {
         std::fs::write(self.root.path().join("files").join(filename), bytes).unwrap();
         let file = serde_json::json!({
             "filename": filename,
@@ -427,7 +427,7 @@ fn a_conflict_names_the_packages_and_versions() {
 
 /// An sdist whose in-tree PEP 517 backend writes the wheel with the standard library, so the
 /// build needs nothing from an index.
-fn sdist_bytes(tag: &str) -> Vec<u8> {
+pub(crate) fn sdist_bytes(tag: &str) -> Vec<u8> {
     let backend = r#"
 import base64, hashlib, os, zipfile
 NAME, VERSION = "srconly", "0.3"

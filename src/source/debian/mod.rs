@@ -109,6 +109,10 @@ pub enum DebianError {
     Http(String),
     #[error("the base image's /var/lib/dpkg/status is damaged")]
     BaseStatus(#[source] deb822::Deb822Error),
+    #[error(
+        "an offline build reads no Debian archive or index; pin the layer with `oci-build lock` where the archive is reachable"
+    )]
+    Offline,
 }
 
 /// The sources (as text) and architecture an index set was loaded for.
@@ -119,6 +123,9 @@ pub struct Archives {
     root: PathBuf,
     http: reqwest::blocking::Client,
     loaded: Mutex<HashMap<IndexKey, std::sync::Arc<Vec<IndexedPackage>>>>,
+    /// `build --offline`: no apt configuration is read and no archive is contacted; locked
+    /// packages come from the cache alone.
+    offline: bool,
 }
 
 impl Archives {
@@ -134,11 +141,23 @@ impl Archives {
             root: root.to_owned(),
             http,
             loaded: Mutex::new(HashMap::new()),
+            offline: false,
+        })
+    }
+
+    /// Archives for an offline build: none. Package files must be in the cache.
+    pub fn offline() -> Result<Archives, DebianError> {
+        Ok(Archives {
+            offline: true,
+            ..Archives::new(Path::new("/"))?
         })
     }
 
     /// The recipe's own sources, else the host's with the release substituted.
     fn sources(&self, spec: &DebianSpec) -> Result<Vec<AptSource>, DebianError> {
+        if self.offline {
+            return Ok(Vec::new());
+        }
         if !spec.sources.is_empty() {
             return Ok(spec
                 .sources
@@ -184,6 +203,9 @@ impl Archives {
         arch: &str,
         cache: &Cache,
     ) -> Result<std::sync::Arc<Vec<IndexedPackage>>, DebianError> {
+        if self.offline {
+            return Err(DebianError::Offline);
+        }
         let sources = self.sources(spec)?;
         let described: Vec<String> = sources
             .iter()

@@ -64,6 +64,7 @@ fn sources_from(
         return Ok(Sources {
             index_urls: Vec::new(),
             find_links,
+            offline: false,
         });
     }
     let primary = match recipe
@@ -88,6 +89,7 @@ fn sources_from(
     Ok(Sources {
         index_urls,
         find_links,
+        offline: false,
     })
 }
 

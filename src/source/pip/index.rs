@@ -48,6 +48,9 @@ pub enum IndexError {
 pub struct Sources {
     pub index_urls: Vec<String>,
     pub find_links: Vec<String>,
+    /// An offline build (`build --offline`): no request is sent, no sdist is built; every file
+    /// must already be in the cache.
+    pub offline: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -214,6 +217,9 @@ impl<'a> PackageIndex<'a> {
         url: &str,
         customize: impl Fn(reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder,
     ) -> Result<reqwest::blocking::Response, String> {
+        if self.sources.offline {
+            return Err("this is an offline build, which sends no request".to_owned());
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;

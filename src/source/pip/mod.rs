@@ -380,7 +380,8 @@ fn detect_target(
 
 /// Resolves a prepared layer (or takes the lock's pins) and installs it into a tree. Without
 /// `install`, the tree only marks each distribution's `.dist-info` directory, which is what the
-/// layers above need to know of it.
+/// layers above need to know of it. `offline`: no index is configured or asked, nothing is
+/// built; every pinned file (and the wheel built from each sdist) must be in the cache.
 pub fn layer_tree(
     spec: &PipSpec,
     prepared: &Prepared,
@@ -388,6 +389,7 @@ pub fn layer_tree(
     pinned: Option<&[LockedWheel]>,
     source_date_epoch: u64,
     install: bool,
+    offline: bool,
 ) -> Result<(LayerTree, Vec<LockedWheel>), PipError> {
     let recipe_indexes = config::RecipeIndexes {
         index_url: spec.index_url.clone(),
@@ -395,7 +397,14 @@ pub fn layer_tree(
         find_links: spec.wheelhouse.clone(),
         no_index: spec.no_index,
     };
-    let sources = config::sources(&recipe_indexes, &prepared.requirements)?;
+    let sources = if offline {
+        index::Sources {
+            offline: true,
+            ..Default::default()
+        }
+    } else {
+        config::sources(&recipe_indexes, &prepared.requirements)?
+    };
     let index = PackageIndex::new(sources, cache)?;
     let target = &prepared.target;
     let builder = |file: &DistFile| -> Result<(metadata::CoreMetadata, DistFile), String> {

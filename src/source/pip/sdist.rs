@@ -25,6 +25,10 @@ pub enum SdistError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{file} would have to be built into a wheel, but an offline build builds nothing; fetch its inputs with `oci-build fetch`, which carries the built wheel"
+    )]
+    Offline { file: String },
     #[error("cache: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -91,6 +95,11 @@ pub fn build_wheel(
     let done = cache.root().join("pip-built-v1").join(sha256);
     if let Some(wheel) = find_wheel(&done) {
         return Ok(wheel);
+    }
+    if sources.offline {
+        return Err(SdistError::Offline {
+            file: filename.to_owned(),
+        });
     }
     std::fs::create_dir_all(cache.root().join("pip-built-v1"))?;
     let work = tempfile::tempdir_in(cache.root().join("pip-built-v1"))?;
@@ -197,6 +206,11 @@ pub fn build_wheel(
         });
     }
     Ok(find_wheel(&done).expect("the wheel was just stored"))
+}
+
+/// The wheel built from the sdist whose SHA256 is `sdist_sha256`, if the cache has one.
+pub fn built_wheel(cache: &Cache, sdist_sha256: &str) -> Option<PathBuf> {
+    find_wheel(&cache.root().join("pip-built-v1").join(sdist_sha256))
 }
 
 fn find_wheel(dir: &Path) -> Option<PathBuf> {

@@ -1,0 +1,799 @@
+//! Air-gapped builds: `oci-build fetch` gathers every locked input of some targets into a
+//! directory that can be carried across an air gap, and `oci-build build --offline --inputs
+//! dir:PATH` builds from it (and the cache) without opening a single connection.
+//!
+//! The directory is a mirror bundle (an OCI image layout, see [`crate::image::bundle`]) plus one
+//! file:
+//!
+//! ```text
+//! PATH/oci-layout, PATH/index.json    the base images, one entry per reference and platform
+//! PATH/blobs/sha256/<hex>             every input, by the SHA256 of its bytes
+//! PATH/inputs.json                    what each blob is: kind, name, version, filename, size
+//! ```
+//!
+//! Kinds: `deb` (a `.deb` the lock pins), `pip` (a wheel or sdist the lock pins), `pip-built`
+//! (the wheel built from a pinned sdist, `built_from` its SHA256: an offline site cannot
+//! install build requirements), `image` (the platform manifest of a `docker://` base, `name` the
+//! reference as the recipe names it; its config and layers are in `index.json`'s closure) and
+//! `conda` (reserved for `[[conda]]` lock entries, see [`Used::record_conda`]).
+//!
+//! `verify dir:PATH` checks it like any bundle, and checks that every input of `inputs.json` is
+//! there with its size.
+//!
+//! An offline build copies what it needs from PATH into the cache (verified by SHA256) and
+//! then reads the cache alone, so `--offline` without `--inputs` builds from the cache alone.
+//! Online pulls of `docker://` bases remember the manifest they resolved in the cache for that.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{self, BufReader};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{Digest, HashingWriter, digest_reader};
+use crate::image::bundle::{Bundle, BundleError};
+use crate::image::spec::{self, Descriptor, ImageConfig, Manifest, Platform};
+use crate::layer::cache::{Cache, CacheError, CacheKeyBuilder};
+use crate::reference::Reference;
+use crate::registry::pull::PulledImage;
+use crate::source::debian::LockedDeb;
+use crate::source::pip::LockedWheel;
+
+pub const INPUTS_FILE: &str = "inputs.json";
+const INPUTS_VERSION: u32 = 1;
+/// Where online pulls remember which manifest a reference resolved to, per platform.
+const BASES_BUCKET: &str = "bases-v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    #[error("{what} is not in {place}")]
+    Missing { what: String, place: String },
+    #[error(
+        "this layer is not pinned in recipes/recipes.lock (or what it depends on changed since); run `oci-build lock` where its indexes are reachable"
+    )]
+    NotLocked,
+    #[error("{what} in `{file}` does not match its SHA256 (its content hashes to {found})")]
+    Corrupt {
+        what: String,
+        file: PathBuf,
+        found: String,
+    },
+    #[error("`{path}` is not a valid inputs file: {message}")]
+    BadInputs { path: PathBuf, message: String },
+    #[error("`{0}` is not an inputs directory; name one as dir:PATH")]
+    NotADir(String),
+    #[error("cannot read or write `{path}`")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OfflineError + '_ {
+    move |source| OfflineError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputKind {
+    Deb,
+    Pip,
+    PipBuilt,
+    Image,
+    Conda,
+}
+
+/// One entry of `inputs.json`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Input {
+    pub kind: InputKind,
+    /// Package name, or for an image the reference (`registry/repository:tag`).
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    /// File name as the lock (or index) names it; empty for images.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub filename: String,
+    pub sha256: String,
+    pub size: u64,
+    /// Images: the platform (`linux/amd64`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// Images: the manifest's media type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// pip-built: the SHA256 of the sdist the wheel was built from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built_from: Option<String>,
+}
+
+impl Input {
+    /// How messages name the input.
+    pub fn describe(&self) -> String {
+        let short = &self.sha256[..self.sha256.len().min(12)];
+        match self.kind {
+            InputKind::Deb => format!(
+                "Debian package {} {} ({}, sha256 {short}…)",
+                self.name, self.version, self.filename
+            ),
+            InputKind::Pip => format!(
+                "pip file {} ({} {}, sha256 {short}…)",
+                self.filename, self.name, self.version
+            ),
+            InputKind::PipBuilt => format!(
+                "the wheel built from the sdist of {} {} (sdist sha256 {}…)",
+                self.name,
+                self.version,
+                self.built_from
+                    .as_deref()
+                    .map_or("", |s| &s[..s.len().min(12)])
+            ),
+            InputKind::Image => format!(
+                "base image {} for {}",
+                self.name,
+                self.platform.as_deref().unwrap_or("its platform")
+            ),
+            InputKind::Conda => format!(
+                "conda package {} ({} {}, sha256 {short}…)",
+                self.filename, self.name, self.version
+            ),
+        }
+    }
+
+    fn digest(&self) -> Result<Digest, OfflineError> {
+        Digest::from_hex(&self.sha256).map_err(|_| OfflineError::Missing {
+            what: self.describe(),
+            place: "any store, since its SHA256 is not valid".to_owned(),
+        })
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct InputsFile {
+    version: u32,
+    inputs: Vec<Input>,
+}
+
+/// The inputs listed in `dir/inputs.json` (none when there is no such file).
+pub fn read_inputs(dir: &Path) -> Result<Vec<Input>, OfflineError> {
+    let path = dir.join(INPUTS_FILE);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    let file: InputsFile = serde_json::from_slice(&bytes).map_err(|e| OfflineError::BadInputs {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    if file.version != INPUTS_VERSION {
+        return Err(OfflineError::BadInputs {
+            path,
+            message: format!("format version {} is not {INPUTS_VERSION}", file.version),
+        });
+    }
+    Ok(file.inputs)
+}
+
+fn write_inputs(dir: &Path, inputs: Vec<Input>) -> Result<(), OfflineError> {
+    let path = dir.join(INPUTS_FILE);
+    let file = InputsFile {
+        version: INPUTS_VERSION,
+        inputs,
+    };
+    let mut bytes = serde_json::to_vec_pretty(&file).expect("inputs serialise");
+    bytes.push(b'\n');
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
+    io::Write::write_all(&mut temp, &bytes).map_err(io_err(&path))?;
+    crate::layer::cache::publish_mode(&temp).map_err(io_err(&path))?;
+    temp.persist(&path).map_err(|e| io_err(&path)(e.error))?;
+    Ok(())
+}
+
+/// `docker.io/library/debian:latest` for a reference named without tag or digest.
+fn reference_key(reference: &Reference) -> String {
+    let mut reference = reference.clone();
+    if reference.tag.is_none() && reference.digest.is_none() {
+        reference.tag = Some("latest".to_owned());
+    }
+    reference.to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building offline
+
+/// How an offline build finds its inputs: the cache, and a fetched directory when given.
+#[derive(Clone, Debug, Default)]
+pub struct Offline {
+    inputs: Option<InputsDir>,
+}
+
+#[derive(Clone, Debug)]
+struct InputsDir {
+    dir: PathBuf,
+    /// `dir:PATH`, as messages name it.
+    name: String,
+    inputs: Vec<Input>,
+}
+
+impl Offline {
+    /// Offline from the cache alone.
+    pub fn cache_only() -> Offline {
+        Offline { inputs: None }
+    }
+
+    /// Offline from `dir:PATH` (what `oci-build fetch` wrote) and the cache.
+    pub fn from_inputs(arg: &str) -> Result<Offline, OfflineError> {
+        let Some(dir) = arg.strip_prefix("dir:").filter(|d| !d.is_empty()) else {
+            return Err(OfflineError::NotADir(arg.to_owned()));
+        };
+        let dir = PathBuf::from(dir);
+        if !dir.join(INPUTS_FILE).is_file() {
+            return Err(OfflineError::Missing {
+                what: INPUTS_FILE.to_owned(),
+                place: format!("{arg} (write it with `oci-build fetch --to {arg}`)"),
+            });
+        }
+        Ok(Offline {
+            inputs: Some(InputsDir {
+                inputs: read_inputs(&dir)?,
+                dir,
+                name: arg.to_owned(),
+            }),
+        })
+    }
+
+    fn place(&self) -> String {
+        match &self.inputs {
+            Some(inputs) => format!("{} (nor in the cache)", inputs.name),
+            None => "the cache (and no --inputs dir:PATH was given)".to_owned(),
+        }
+    }
+
+    /// Makes sure the cache has the blob of `input`, copying it (verified) from the inputs
+    /// directory where the cache lacks it. Returns its path in the cache.
+    pub fn provide(&self, cache: &Cache, input: &Input) -> Result<PathBuf, OfflineError> {
+        let digest = input.digest()?;
+        let path = cache.blob_path(&digest);
+        if fs::metadata(&path).is_ok_and(|m| m.len() == input.size) {
+            return Ok(path);
+        }
+        let source = self
+            .inputs
+            .as_ref()
+            .map(|i| i.dir.join("blobs/sha256").join(digest.hex()))
+            .filter(|p| p.is_file())
+            .ok_or_else(|| OfflineError::Missing {
+                what: input.describe(),
+                place: self.place(),
+            })?;
+        import(cache, &source, &digest, input)
+    }
+
+    /// The pinned packages of a `debian` layer, into the cache.
+    pub fn provide_debs(&self, cache: &Cache, packages: &[LockedDeb]) -> Result<(), OfflineError> {
+        for deb in packages {
+            self.provide(cache, &deb_input(deb))?;
+        }
+        Ok(())
+    }
+
+    /// The pinned files of a `pip` layer, and the wheel built from each sdist, into the cache.
+    pub fn provide_pip(&self, cache: &Cache, pins: &[LockedWheel]) -> Result<(), OfflineError> {
+        for pin in pins {
+            let mut input = pip_input(pin, 0);
+            // The lock has no sizes for pip files: the cache's or the inputs' listing says.
+            let cached = Digest::from_hex(&pin.sha256)
+                .ok()
+                .and_then(|d| fs::metadata(cache.blob_path(&d)).ok());
+            input.size = match (cached, self.listed(InputKind::Pip, &pin.sha256)) {
+                (Some(meta), _) => meta.len(),
+                (None, Some(listed)) => listed.size,
+                (None, None) => {
+                    return Err(OfflineError::Missing {
+                        what: input.describe(),
+                        place: self.place(),
+                    });
+                }
+            };
+            self.provide(cache, &input)?;
+            if pin.filename.ends_with(".whl")
+                || crate::source::pip::sdist::built_wheel(cache, &pin.sha256).is_some()
+            {
+                continue;
+            }
+            let built = self
+                .inputs
+                .as_ref()
+                .and_then(|i| {
+                    i.inputs.iter().find(|x| {
+                        x.kind == InputKind::PipBuilt
+                            && x.built_from.as_deref() == Some(pin.sha256.as_str())
+                    })
+                })
+                .cloned()
+                .ok_or_else(|| OfflineError::Missing {
+                    what: Input {
+                        kind: InputKind::PipBuilt,
+                        built_from: Some(pin.sha256.clone()),
+                        ..pip_input(pin, 0)
+                    }
+                    .describe(),
+                    place: self.place(),
+                })?;
+            let blob = self.provide(cache, &built)?;
+            let parent = cache.root().join("pip-built-v1");
+            fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+            let temp = tempfile::tempdir_in(&parent).map_err(io_err(&parent))?;
+            let wheel = temp.path().join(&built.filename);
+            fs::copy(&blob, &wheel).map_err(io_err(&wheel))?;
+            let kept = temp.keep();
+            if fs::rename(&kept, parent.join(&pin.sha256)).is_err() {
+                // Another build put it there first.
+                let _ = fs::remove_dir_all(&kept);
+            }
+        }
+        Ok(())
+    }
+
+    fn listed(&self, kind: InputKind, sha256: &str) -> Option<&Input> {
+        self.inputs
+            .as_ref()?
+            .inputs
+            .iter()
+            .find(|i| i.kind == kind && i.sha256 == sha256)
+    }
+
+    /// A `docker://` base for one platform, from the inputs directory (which decides which
+    /// manifest the reference means) or what an online pull left in the cache.
+    pub fn pull_base(
+        &self,
+        cache: &Cache,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<PulledImage, OfflineError> {
+        let key = reference_key(reference);
+        let wanted = platform.to_string();
+        let missing = || OfflineError::Missing {
+            what: format!("base image {key} for {wanted}"),
+            place: self.place(),
+        };
+        let listed = match &self.inputs {
+            Some(inputs) => inputs
+                .inputs
+                .iter()
+                .find(|i| {
+                    i.kind == InputKind::Image
+                        && i.name == key
+                        && i.platform.as_deref() == Some(&wanted)
+                })
+                .cloned(),
+            None => None,
+        };
+        let manifest_input = match listed {
+            Some(input) => {
+                // Later offline builds without --inputs find the base in the cache.
+                self.provide(cache, &input)?;
+                write_base_record(cache, &input)?;
+                input
+            }
+            None => {
+                let path = base_record_path(cache, &key, &wanted);
+                let bytes = fs::read(&path).map_err(|_| missing())?;
+                serde_json::from_slice(&bytes).map_err(|_| missing())?
+            }
+        };
+        let manifest_path = self.provide(cache, &manifest_input)?;
+        let manifest_bytes = fs::read(&manifest_path).map_err(io_err(&manifest_path))?;
+        let bad = |message: String| OfflineError::BadInputs {
+            path: manifest_path.clone(),
+            message,
+        };
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| bad(format!("the manifest of {key} is not valid JSON ({e})")))?;
+        let blob_input = |descriptor: &Descriptor, what: &str| Input {
+            kind: InputKind::Image,
+            name: format!("{what} {} of {key}", descriptor.digest),
+            version: String::new(),
+            filename: String::new(),
+            sha256: descriptor.digest.hex().to_owned(),
+            size: descriptor.size,
+            platform: Some(wanted.clone()),
+            media_type: Some(descriptor.media_type.clone()),
+            built_from: None,
+        };
+        let config_path = self.provide(cache, &blob_input(&manifest.config, "config"))?;
+        let config_bytes = fs::read(&config_path).map_err(io_err(&config_path))?;
+        let config: ImageConfig = serde_json::from_slice(&config_bytes)
+            .map_err(|e| bad(format!("the config of {key} is not valid JSON ({e})")))?;
+        for layer in &manifest.layers {
+            self.provide(cache, &blob_input(layer, "layer"))?;
+        }
+        Ok(PulledImage {
+            manifest_digest: manifest_input.digest()?,
+            manifest,
+            config,
+            downloaded: 0,
+            manifest_media_type: manifest_input
+                .media_type
+                .clone()
+                .unwrap_or_else(|| spec::OCI_MANIFEST.to_owned()),
+            manifest_bytes,
+            config_bytes,
+        })
+    }
+}
+
+/// Copies `source` into the cache as the blob `digest`, refusing other bytes.
+fn import(
+    cache: &Cache,
+    source: &Path,
+    digest: &Digest,
+    input: &Input,
+) -> Result<PathBuf, OfflineError> {
+    let temp = cache.temp_file()?;
+    let mut writer = HashingWriter::new(io::BufWriter::new(
+        temp.reopen().map_err(io_err(temp.path()))?,
+    ));
+    let mut reader = BufReader::new(fs::File::open(source).map_err(io_err(source))?);
+    io::copy(&mut reader, &mut writer).map_err(io_err(source))?;
+    let (buffered, found, size) = writer.finish();
+    buffered
+        .into_inner()
+        .map_err(|e| io_err(temp.path())(e.into_error()))?;
+    if &found != digest || size != input.size {
+        return Err(OfflineError::Corrupt {
+            what: input.describe(),
+            file: source.to_owned(),
+            found: format!("{found}, {size} bytes"),
+        });
+    }
+    Ok(cache.commit_blob(temp, digest)?)
+}
+
+fn deb_input(deb: &LockedDeb) -> Input {
+    Input {
+        kind: InputKind::Deb,
+        name: deb.name.clone(),
+        version: deb.version.clone(),
+        filename: deb.filename.clone(),
+        sha256: deb.sha256.clone(),
+        size: deb.size,
+        platform: None,
+        media_type: None,
+        built_from: None,
+    }
+}
+
+fn pip_input(pin: &LockedWheel, size: u64) -> Input {
+    Input {
+        kind: InputKind::Pip,
+        name: pin.name.clone(),
+        version: pin.version.clone(),
+        filename: pin.filename.clone(),
+        sha256: pin.sha256.clone(),
+        size,
+        platform: None,
+        media_type: None,
+        built_from: None,
+    }
+}
+
+fn base_record_path(cache: &Cache, reference: &str, platform: &str) -> PathBuf {
+    let mut key = CacheKeyBuilder::new(BASES_BUCKET);
+    key.field(reference.as_bytes()).field(platform.as_bytes());
+    cache
+        .root()
+        .join(BASES_BUCKET)
+        .join(format!("{}.json", key.finish().as_str()))
+}
+
+/// After an online pull: keeps the manifest and config in the cache and remembers which
+/// manifest `reference` meant for `platform`, so that an offline build (and `fetch`) finds it.
+pub fn remember_base(
+    cache: &Cache,
+    reference: &Reference,
+    platform: &Platform,
+    pulled: &PulledImage,
+) -> Result<Input, OfflineError> {
+    for (bytes, digest) in [
+        (&pulled.manifest_bytes, &pulled.manifest_digest),
+        (&pulled.config_bytes, &pulled.manifest.config.digest),
+    ] {
+        if !cache.blob_path(digest).is_file() {
+            let temp = cache.temp_file()?;
+            fs::write(temp.path(), bytes).map_err(io_err(temp.path()))?;
+            cache.commit_blob(temp, digest)?;
+        }
+    }
+    let key = reference_key(reference);
+    let input = Input {
+        kind: InputKind::Image,
+        name: key.clone(),
+        version: String::new(),
+        filename: String::new(),
+        sha256: pulled.manifest_digest.hex().to_owned(),
+        size: pulled.manifest_bytes.len() as u64,
+        platform: Some(platform.to_string()),
+        media_type: Some(pulled.manifest_media_type.clone()),
+        built_from: None,
+    };
+    write_base_record(cache, &input)?;
+    Ok(input)
+}
+
+/// Remembers in the cache which manifest an image input's reference means for its platform.
+fn write_base_record(cache: &Cache, input: &Input) -> Result<(), OfflineError> {
+    let path = base_record_path(cache, &input.name, input.platform.as_deref().unwrap_or(""));
+    let dir = path.parent().expect("records have a directory");
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
+    io::Write::write_all(
+        &mut temp,
+        &serde_json::to_vec(input).expect("inputs serialise"),
+    )
+    .map_err(io_err(&path))?;
+    temp.persist(&path).map_err(|e| io_err(&path)(e.error))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fetching
+
+/// Every input a build used, as the builder records them (for `oci-build fetch`).
+#[derive(Clone, Debug, Default)]
+pub struct Used {
+    inputs: BTreeSet<Input>,
+}
+
+impl Used {
+    pub fn record_debs(&mut self, packages: &[LockedDeb]) {
+        self.inputs.extend(packages.iter().map(deb_input));
+    }
+
+    /// The pinned pip files, which the build left in the cache, and for each sdist the wheel
+    /// built from it.
+    pub fn record_pip(&mut self, cache: &Cache, pins: &[LockedWheel]) {
+        for pin in pins {
+            let size = Digest::from_hex(&pin.sha256)
+                .ok()
+                .and_then(|d| fs::metadata(cache.blob_path(&d)).ok())
+                .map_or(0, |m| m.len());
+            self.inputs.insert(pip_input(pin, size));
+            if pin.filename.ends_with(".whl") {
+                continue;
+            }
+            let Some(wheel) = crate::source::pip::sdist::built_wheel(cache, &pin.sha256) else {
+                continue;
+            };
+            let Ok((digest, size)) =
+                fs::File::open(&wheel).and_then(|f| digest_reader(BufReader::new(f)))
+            else {
+                continue;
+            };
+            self.inputs.insert(Input {
+                kind: InputKind::PipBuilt,
+                filename: wheel
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                sha256: digest.hex().to_owned(),
+                size,
+                built_from: Some(pin.sha256.clone()),
+                ..pip_input(pin, size)
+            });
+        }
+    }
+
+    /// A `docker://` base as [`remember_base`] recorded it.
+    pub fn record_base(&mut self, image: Input) {
+        self.inputs.insert(image);
+    }
+
+    /// HOOK(conda): where `[[conda]]` lock entries plug in. Record each locked conda package
+    /// (its file in the cache at `blobs/sha256/<sha256>`) here from the builder, next to
+    /// `record_debs`/`record_pip`, and call [`Offline::provide`] with the same [`Input`] before
+    /// the layer is made offline; `fetch`, `inputs.json` and `verify` need nothing more.
+    pub fn record_conda(
+        &mut self,
+        name: &str,
+        version: &str,
+        filename: &str,
+        sha256: &str,
+        size: u64,
+    ) {
+        self.inputs.insert(Input {
+            kind: InputKind::Conda,
+            name: name.to_owned(),
+            version: version.to_owned(),
+            filename: filename.to_owned(),
+            sha256: sha256.to_owned(),
+            size,
+            platform: None,
+            media_type: None,
+            built_from: None,
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty()
+    }
+}
+
+/// What [`export`] wrote.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FetchReport {
+    pub directory: String,
+    pub inputs: usize,
+    pub images: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+}
+
+/// Writes every used input from the cache into the directory `dir` (named `name`, `dir:PATH`),
+/// adding to what is there.
+pub fn export(
+    used: &Used,
+    cache: &Cache,
+    dir: &Path,
+    name: &str,
+) -> Result<FetchReport, OfflineError> {
+    let bundle = Bundle::create(dir, name)?;
+    let mut listed: BTreeSet<Input> = read_inputs(dir)?.into_iter().collect();
+    let mut report = FetchReport {
+        directory: name.to_owned(),
+        ..Default::default()
+    };
+    let mut blobs = BTreeSet::new();
+    let mut put = |input: &Input| -> Result<(), OfflineError> {
+        let digest = input.digest()?;
+        let path = cache.blob_path(&digest);
+        if !fs::metadata(&path).is_ok_and(|m| m.len() == input.size) {
+            return Err(OfflineError::Missing {
+                what: input.describe(),
+                place: "the cache, where the build should have left it".to_owned(),
+            });
+        }
+        bundle.put_blob_file(&Descriptor::new("", digest.clone(), input.size), &path)?;
+        if blobs.insert(digest) {
+            report.bytes += input.size;
+        }
+        Ok(())
+    };
+    for input in &used.inputs {
+        put(input)?;
+        if input.kind == InputKind::Image {
+            let (Some(reference), Some(platform)) = (
+                input.name.parse::<Reference>().ok(),
+                input
+                    .platform
+                    .as_deref()
+                    .and_then(|p| p.parse::<Platform>().ok()),
+            ) else {
+                continue;
+            };
+            let manifest_path = cache.blob_path(&input.digest()?);
+            let manifest: Manifest =
+                serde_json::from_slice(&fs::read(&manifest_path).map_err(io_err(&manifest_path))?)
+                    .map_err(|e| OfflineError::BadInputs {
+                        path: manifest_path.clone(),
+                        message: e.to_string(),
+                    })?;
+            for descriptor in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                put(&Input {
+                    name: format!("blob {} of {}", descriptor.digest, input.name),
+                    sha256: descriptor.digest.hex().to_owned(),
+                    size: descriptor.size,
+                    ..input.clone()
+                })?;
+            }
+            let mut descriptor = Descriptor::new(
+                input.media_type.as_deref().unwrap_or(spec::OCI_MANIFEST),
+                input.digest()?,
+                input.size,
+            );
+            descriptor.platform = Some(platform);
+            let ref_name = match (&reference.digest, &reference.tag) {
+                (Some(digest), _) => format!("{}@{digest}", reference.repository),
+                (None, tag) => format!(
+                    "{}:{}",
+                    reference.repository,
+                    tag.as_deref().unwrap_or("latest")
+                ),
+            };
+            bundle.set_platform_tag(&ref_name, &descriptor, &input.name)?;
+            report.images += 1;
+        }
+        listed.retain(|l| !(l.kind == input.kind && l.sha256 == input.sha256));
+        listed.insert(input.clone());
+    }
+    report.inputs = used.inputs.len();
+    report.blobs = blobs.len();
+    write_inputs(dir, listed.into_iter().collect())?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deb(name: &str, bytes: &[u8]) -> LockedDeb {
+        LockedDeb {
+            name: name.to_owned(),
+            version: "1.0".to_owned(),
+            architecture: "amd64".to_owned(),
+            multi_arch: None,
+            filename: format!("pool/main/{name}_1.0_amd64.deb"),
+            size: bytes.len() as u64,
+            sha256: Digest::of_bytes(bytes).hex().to_owned(),
+        }
+    }
+
+    #[test]
+    fn exported_inputs_come_back_into_an_empty_cache_and_a_missing_one_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let online = Cache::open(&tmp.path().join("online")).unwrap();
+        let packages = [deb("hello", b"hello deb"), deb("absent", b"absent deb")];
+        for (package, bytes) in packages.iter().zip([&b"hello deb"[..], b"absent deb"]) {
+            let temp = online.temp_file().unwrap();
+            fs::write(temp.path(), bytes).unwrap();
+            online
+                .commit_blob(temp, &Digest::from_hex(&package.sha256).unwrap())
+                .unwrap();
+        }
+        let mut used = Used::default();
+        used.record_debs(&packages[..1]);
+        let dir = tmp.path().join("inputs");
+        let report = export(&used, &online, &dir, "dir:inputs").unwrap();
+        assert_eq!((report.inputs, report.blobs), (1, 1));
+        assert_eq!(read_inputs(&dir).unwrap()[0].kind, InputKind::Deb);
+
+        let offline = Offline::from_inputs(&format!("dir:{}", dir.display())).unwrap();
+        let fresh = Cache::open(&tmp.path().join("fresh")).unwrap();
+        offline.provide_debs(&fresh, &packages[..1]).unwrap();
+        assert_eq!(
+            fs::read(fresh.blob_path(&Digest::from_hex(&packages[0].sha256).unwrap())).unwrap(),
+            b"hello deb"
+        );
+        let error = offline
+            .provide_debs(&fresh, &packages)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("Debian package absent 1.0 (pool/main/absent_1.0_amd64.deb")
+                && error.contains("is not in dir:"),
+            "{error}"
+        );
+        let error = Offline::cache_only()
+            .provide_debs(&Cache::open(&tmp.path().join("empty")).unwrap(), &packages)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("is not in the cache"), "{error}");
+    }
+
+    #[test]
+    fn a_changed_input_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("inputs");
+        let package = deb("hello", b"hello deb");
+        fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        fs::write(dir.join("blobs/sha256").join(&package.sha256), b"hellO deb").unwrap();
+        write_inputs(&dir, vec![deb_input(&package)]).unwrap();
+        let offline = Offline::from_inputs(&format!("dir:{}", dir.display())).unwrap();
+        let cache = Cache::open(&tmp.path().join("cache")).unwrap();
+        let error = offline
+            .provide_debs(&cache, &[package])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("does not match its SHA256"), "{error}");
+    }
+}
