@@ -206,8 +206,8 @@ fn the_committed_lock_pins_every_image_of_the_family() {
     // The legacy images run mlrun 1.10.4 on Python 3.9.
     let legacy = pip
         .iter()
-        .find(|e| e["target"].as_str() == Some("mlrun-runtime-py39"))
-        .expect("the Python 3.9 runtime is locked");
+        .find(|e| e["target"].as_str() == Some("base-legacy"))
+        .expect("ml-base for Python 3.9 is locked");
     assert!(
         legacy["packages"]
             .as_array()
@@ -285,7 +285,7 @@ fn mlrun_builds_from_the_lock_pushes_and_runs_and_api_reuses_its_layers() {
         eprintln!("not root: the chroot part of the mlrun test skipped");
     }
 
-    // api starts from the same runtime: only its own three layers are new.
+    // api starts from the same Python and tools layers: only its own three layers are new.
     let api = build_json(
         &[
             "build",
@@ -298,12 +298,13 @@ fn mlrun_builds_from_the_lock_pushes_and_runs_and_api_reuses_its_layers() {
         &vars,
     );
     assert_eq!(api[0]["layers_built"], 3, "{}", api[0]);
-    let runtime_layers = report[0]["manifests"][0]["layers"]
+    let mlrun_layers = report[0]["manifests"][0]["layers"]
         .as_array()
         .unwrap()
         .clone();
     let api_layers = api[0]["manifests"][0]["layers"].as_array().unwrap();
-    assert_eq!(api_layers[..runtime_layers.len()], runtime_layers[..]);
+    assert_eq!(api_layers.len(), 6);
+    assert_eq!(api_layers[..3], mlrun_layers[..3], "Python base and tools are shared");
 }
 
 #[test]

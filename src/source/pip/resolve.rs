@@ -444,12 +444,23 @@ impl DependencyProvider for Provider<'_, '_> {
             range.contains(**version)
                 && best_file(&files, version, self.target, &hashes, exact).is_some()
         };
+        let has_wheel = |version: &&&Version| {
+            best_file(&files, version, self.target, &hashes, exact)
+                .is_some_and(|f| matches!(f.kind, DistKind::Wheel(_)))
+        };
         // Pre-releases only where the request names one or nothing else fits (uv's default).
+        // A version with a wheel first (pip's --prefer-binary): backtracking into old,
+        // sdist-only releases would build each of them on the host to read its metadata.
         let allow_pre = self.input.requirements.pre;
-        let chosen = versions
-            .iter()
-            .filter(|v| allow_pre || !v.any_prerelease())
-            .find(usable)
+        let finals = || {
+            versions
+                .iter()
+                .filter(move |v| allow_pre || !v.any_prerelease())
+        };
+        let chosen = finals()
+            .filter(usable)
+            .find(has_wheel)
+            .or_else(|| finals().find(usable))
             .or_else(|| versions.iter().find(usable));
         Ok(chosen.map(|v| (*v).clone()))
     }
