@@ -106,6 +106,26 @@ pub struct FileStamp {
     pub device: u64,
 }
 
+impl FileStamp {
+    /// The stamp of a file the build wrote itself (an extracted package), all zero when it
+    /// cannot be read (the tar writer then reports the missing file).
+    pub fn of(host: &std::path::Path) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(host).map_or(
+            FileStamp {
+                modified_ns: 0,
+                inode: 0,
+                device: 0,
+            },
+            |m| FileStamp {
+                modified_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+                inode: m.ino(),
+                device: m.dev(),
+            },
+        )
+    }
+}
+
 /// Where a regular file's bytes come from when the layer is written.
 #[derive(Clone, Debug)]
 pub enum Content {

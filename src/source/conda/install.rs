@@ -258,27 +258,11 @@ fn image_path(p: &str) -> ImagePath {
     ImagePath::new(p).expect("paths under the prefix are checked")
 }
 
-fn stamp_of(host: &Path) -> FileStamp {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata(host).map_or(
-        FileStamp {
-            modified_ns: 0,
-            inode: 0,
-            device: 0,
-        },
-        |m| FileStamp {
-            modified_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-            inode: m.ino(),
-            device: m.dev(),
-        },
-    )
-}
-
 fn host_file(path: PathBuf, size: u64, mode: u32) -> Entry {
     Entry {
         kind: EntryKind::File {
             content: Content::Host {
-                stamp: stamp_of(&path),
+                stamp: FileStamp::of(&path),
                 path,
             },
             size,

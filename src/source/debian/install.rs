@@ -177,23 +177,6 @@ fn symlink(target: &str) -> Entry {
     }
 }
 
-/// What the layer cache key sees of an extracted file.
-fn stamp_of(host: &Path) -> FileStamp {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata(host).map_or(
-        FileStamp {
-            modified_ns: 0,
-            inode: 0,
-            device: 0,
-        },
-        |m| FileStamp {
-            modified_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-            inode: m.ino(),
-            device: m.dev(),
-        },
-    )
-}
-
 /// One package ready to go into a layer.
 pub struct Unpacked {
     pub deb: LockedDeb,
@@ -239,7 +222,7 @@ pub fn install(tree: &mut LayerTree, packages: &[Unpacked], status_below: &str) 
                 DebEntryKind::Directory => EntryKind::Directory,
                 DebEntryKind::File { size } => {
                     let host = files.join(&entry.path);
-                    let stamp = stamp_of(&host);
+                    let stamp = FileStamp::of(&host);
                     EntryKind::File {
                         content: Content::Host { path: host, stamp },
                         size: *size,
@@ -309,7 +292,7 @@ pub fn install(tree: &mut LayerTree, packages: &[Unpacked], status_below: &str) 
                 Entry {
                     kind: EntryKind::File {
                         content: Content::Host {
-                            stamp: stamp_of(&host),
+                            stamp: FileStamp::of(&host),
                             path: host,
                         },
                         size,

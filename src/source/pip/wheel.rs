@@ -1033,23 +1033,6 @@ fn launcher(interpreter: &str, ep: &EntryPoint, project: &str, version: &str) ->
 // ---------------------------------------------------------------------------------------------
 // Installation
 
-/// What the layer cache key sees of an extracted file (as for extracted packages).
-fn stamp_of(host: &Path) -> FileStamp {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata(host).map_or(
-        FileStamp {
-            modified_ns: 0,
-            inode: 0,
-            device: 0,
-        },
-        |m| FileStamp {
-            modified_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-            inode: m.ino(),
-            device: m.dev(),
-        },
-    )
-}
-
 struct Roots {
     purelib: ImagePath,
     platlib: ImagePath,
@@ -1146,7 +1129,7 @@ pub fn install_wheel(
         let from_archive = |base: &ImagePath, mode| Planned {
             base: base.clone(),
             content: Content::Host {
-                stamp: stamp_of(&host),
+                stamp: FileStamp::of(&host),
                 path: host.clone(),
             },
             size: file.size,
