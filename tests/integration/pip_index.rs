@@ -555,3 +555,45 @@ fn an_sdist_that_compiles_for_the_host_is_refused_for_another_target() {
         "{message}"
     );
 }
+
+#[test]
+fn a_venv_layer_installs_into_its_own_prefix() {
+    let mut index = Index::new();
+    let mut tool = dist("demo-tool", "1.2");
+    tool.files = vec![(
+        "demo_tool.py".to_owned(),
+        b"def main():\n    return 0\n".to_vec(),
+    )];
+    tool.entry_points = Some("[console_scripts]\ndemo-tool = demo_tool:main\n");
+    index.publish(&tool);
+    let project = project(
+        &index,
+        "[\"linux/amd64\"]",
+        &["packages = [\"demo-tool\"], venv = \"/opt/venv\""],
+    );
+    let layout = project.tmp.path().join("out");
+    let report = project.build(&["app", "--output", &format!("oci:{}", layout.display())]);
+    let entries = read_layer(&layer_paths(&layout, &report)[1]);
+    let get = |path: &str| {
+        entries
+            .iter()
+            .find(|e| e.path.trim_end_matches('/') == path)
+            .unwrap_or_else(|| panic!("{path} not in the layer"))
+    };
+    assert!(get("opt/venv/lib/python3.11/site-packages/demo_tool.py").kind == 'f');
+    let config = String::from_utf8_lossy(&get("opt/venv/pyvenv.cfg").content).into_owned();
+    assert!(
+        config.contains("home = /usr/bin") && config.contains("version = 3.11.2"),
+        "{config}"
+    );
+    assert_eq!(
+        get("opt/venv/bin/python").link.as_deref(),
+        Some("/usr/bin/python3.11")
+    );
+    let script = String::from_utf8_lossy(&get("opt/venv/bin/demo-tool").content).into_owned();
+    assert!(script.starts_with("#!/opt/venv/bin/python\n"), "{script}");
+    assert!(
+        !entries.iter().any(|e| e.path.starts_with("usr/local")),
+        "nothing goes to the system site"
+    );
+}
