@@ -1007,3 +1007,49 @@ fn live_conda_entry_point_runs_in_a_chroot_of_the_python_base() {
             .is_file()
     );
 }
+
+/// A pip layer on a conda Python installs into that Python's site-packages, with scripts for
+/// the conda interpreter (the dpkg status below says only which glibc the image has).
+#[test]
+fn pip_on_a_conda_python_installs_into_its_site_packages() {
+    let channel = test_channel();
+    let server = Server::start(channel.path().to_owned());
+    let mut index = crate::pip_index::Index::new();
+    let mut tool = crate::pip_index::dist("demo-tool", "1.2");
+    tool.files = vec![(
+        "demo_tool.py".to_owned(),
+        b"def main():\n    return 0\n".to_vec(),
+    )];
+    tool.entry_points = Some("[console_scripts]\ndemo-tool = demo_tool:main\n");
+    index.publish(&tool);
+    let p = Project::new();
+    p.write(
+        "fixtures/status",
+        "Package: libc6\nStatus: install ok installed\nVersion: 2.36-9\n",
+    );
+    p.recipe(
+        "env",
+        &format!(
+            "from = \"scratch\"\nplatforms = [\"linux/amd64\"]\n\
+             [[layer]]\nfiles = [{{ src = \"fixtures/status\", dest = \"/var/lib/dpkg/status\" }}]\n\
+             [[layer]]\nconda = {{ channels = [{:?}], specs = [\"python=3.11\"], prefix = \"/opt/conda\" }}\n\
+             [[layer]]\npip = {{ index_url = {:?}, packages = [\"demo-tool\"] }}\n",
+            server.url(),
+            index.url()
+        ),
+    );
+    let report = p.build(&["env", "--output", "oci:out"]);
+    let layers = layer_paths(&p.tmp.path().join("out"), &report);
+    let pip_layer = read_layer(&layers[2]);
+    entry(
+        &pip_layer,
+        "opt/conda/lib/python3.11/site-packages/demo_tool.py",
+    );
+    let script =
+        String::from_utf8_lossy(&entry(&pip_layer, "opt/conda/bin/demo-tool").content).into_owned();
+    assert!(
+        script.starts_with("#!/opt/conda/bin/python3.11\n"),
+        "{script}"
+    );
+    assert!(!pip_layer.iter().any(|e| e.path.starts_with("usr/")));
+}

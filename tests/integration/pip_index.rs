@@ -26,8 +26,8 @@ pub(crate) struct Dist {
     tag: &'static str,
     requires: Vec<&'static str>,
     requires_python: Option<&'static str>,
-    files: Vec<(String, Vec<u8>)>,
-    entry_points: Option<&'static str>,
+    pub(crate) files: Vec<(String, Vec<u8>)>,
+    pub(crate) entry_points: Option<&'static str>,
 }
 
 pub(crate) fn dist(name: &'static str, version: &'static str) -> Dist {
