@@ -130,11 +130,11 @@ env = { A = "1" }
 /// The README's first command builds the bundled example; the same recipe must keep working.
 #[test]
 fn bundled_example_builds_offline() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/offline");
     let tmp = tempfile::tempdir().unwrap();
     let out = Command::new(bin_path())
         .arg("-C")
-        .arg(repo)
+        .arg(&repo)
         .arg("--cache-dir")
         .arg(tmp.path().join("cache"))
         .args(["build", "--json", "example", "--output"])
