@@ -116,6 +116,9 @@ struct BuiltImages {
     layers_cached: usize,
 }
 
+/// A definition and the platforms it was built for.
+type BuiltKey = (String, Vec<Platform>);
+
 /// A target built for every platform it asked for.
 #[derive(Clone, Debug)]
 pub struct BuiltTarget {
@@ -136,9 +139,10 @@ pub struct Builder<'a> {
     pub known_blobs: KnownBlobs,
     archives: std::sync::OnceLock<debian::Archives>,
     lock: std::sync::Mutex<crate::lock::Lockfile>,
-    lock_changed: bool,
+    lock_changed: std::sync::atomic::AtomicBool,
     /// Images already built in this run, by definition name and platform list.
-    built: HashMap<(String, Vec<Platform>), BuiltImages>,
+    built:
+        std::sync::Mutex<HashMap<BuiltKey, std::sync::Arc<std::sync::Mutex<Option<BuiltImages>>>>>,
     /// What each layer holds for Python installs, by diff_id, read once per run.
     scans: std::sync::Mutex<HashMap<Digest, std::sync::Arc<LayerScan>>>,
     /// Every locked input this run used (for `oci-build fetch`).
@@ -164,10 +168,10 @@ impl<'a> Builder<'a> {
             lock: std::sync::Mutex::new(crate::lock::Lockfile::load(
                 &crate::lock::Lockfile::path(project.root()),
             )?),
-            lock_changed: false,
+            lock_changed: std::sync::atomic::AtomicBool::new(false),
             options,
             reporter,
-            built: HashMap::new(),
+            built: std::sync::Mutex::new(HashMap::new()),
             scans: std::sync::Mutex::new(HashMap::new()),
             used: Default::default(),
         })
@@ -184,7 +188,7 @@ impl<'a> Builder<'a> {
 
     /// Writes the lock file if this run pinned anything new. Returns its path when written.
     pub fn save_lock(&self) -> Result<Option<std::path::PathBuf>, BuildError> {
-        if !self.lock_changed {
+        if !self.lock_changed.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(None);
         }
         let path = crate::lock::Lockfile::path(self.project.root());
@@ -193,7 +197,9 @@ impl<'a> Builder<'a> {
     }
 
     /// Builds `target` (and whatever it starts from) into an artifact ready to be written.
-    pub fn build(&mut self, target: &str) -> Result<BuiltTarget, BuildError> {
+    /// Several targets may build at once on one builder: a base they share is built by the
+    /// first that needs it while the others wait for it.
+    pub fn build(&self, target: &str) -> Result<BuiltTarget, BuildError> {
         let recipe = self.project.load(target)?;
         let platforms = self.platforms_of(&recipe, &mut Vec::new())?;
         let BuiltImages {
@@ -254,13 +260,22 @@ impl<'a> Builder<'a> {
     }
 
     fn build_images(
-        &mut self,
+        &self,
         recipe: &Recipe,
         platforms: &[Platform],
         chain: &mut Vec<String>,
     ) -> Result<BuiltImages, BuildError> {
         let memo_key = (recipe.target.clone(), platforms.to_vec());
-        if let Some(done) = self.built.get(&memo_key) {
+        let slot = self
+            .built
+            .lock()
+            .expect("built images")
+            .entry(memo_key)
+            .or_default()
+            .clone();
+        // Held while this definition builds: another target that needs it waits here.
+        let mut slot = slot.lock().expect("built image slot");
+        if let Some(done) = slot.as_ref() {
             return Ok(done.clone());
         }
         let fresh = |images| BuiltImages {
@@ -471,7 +486,8 @@ impl<'a> Builder<'a> {
                                     inputs,
                                     packages,
                                 });
-                                self.lock_changed = true;
+                                self.lock_changed
+                                    .store(true, std::sync::atomic::Ordering::SeqCst);
                             }
                         }
                     }
@@ -488,7 +504,8 @@ impl<'a> Builder<'a> {
                                     inputs,
                                     packages,
                                 });
-                                self.lock_changed = true;
+                                self.lock_changed
+                                    .store(true, std::sync::atomic::Ordering::SeqCst);
                             }
                         }
                     }
@@ -505,7 +522,8 @@ impl<'a> Builder<'a> {
                                     inputs,
                                     packages,
                                 });
-                                self.lock_changed = true;
+                                self.lock_changed
+                                    .store(true, std::sync::atomic::Ordering::SeqCst);
                             }
                         }
                     }
@@ -571,7 +589,7 @@ impl<'a> Builder<'a> {
             apply_config(&mut image.config, &recipe.config);
             image.config.created = Some(self.created());
         }
-        self.built.insert(memo_key, result.clone());
+        *slot = Some(result.clone());
         Ok(result)
     }
 

@@ -240,6 +240,10 @@ pub struct BuildArgs {
     #[arg(long)]
     pub locked: bool,
 
+    /// How many targets build at once (each layer's compression uses every core already).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub jobs: usize,
+
     /// Open no connection: build from the lock, with inputs from the cache and --inputs.
     #[arg(long)]
     pub offline: bool,
@@ -378,13 +382,13 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
         offline,
     };
     let reporter = TerminalReporter::new(cli.quiet);
-    let mut builder = Builder::new(&project, cache, options, &reporter)?;
+    let builder = Builder::new(&project, cache, options, &reporter)?;
 
     // Everything is built before anything is written, so a failing target leaves the output
-    // as it was.
-    let built: Vec<BuiltTarget> = targets
-        .iter()
-        .map(|t| builder.build(t))
+    // as it was. Targets build `--jobs` at a time; one that needs a base another is building
+    // waits for it, so each shared layer is built once and dependency order holds.
+    let built: Vec<BuiltTarget> = build_in_parallel(&builder, &targets, args.jobs.max(1))
+        .into_iter()
         .collect::<Result<_, _>>()?;
     if let Some(path) = builder.save_lock()?
         && !cli.quiet
@@ -492,7 +496,7 @@ fn lock(cli: &Cli, args: &LockArgs) -> anyhow::Result<()> {
         require_lock: false,
     };
     let reporter = TerminalReporter::new(cli.quiet);
-    let mut builder = Builder::new(&project, Cache::open(&cache_root)?, options, &reporter)?;
+    let builder = Builder::new(&project, Cache::open(&cache_root)?, options, &reporter)?;
     for target in &targets {
         builder.build(target)?;
     }
@@ -536,7 +540,7 @@ fn fetch(cli: &Cli, args: &FetchArgs) -> anyhow::Result<()> {
         require_lock: true,
     };
     let reporter = TerminalReporter::new(cli.quiet);
-    let mut builder = Builder::new(&project, cache.clone(), options, &reporter)?;
+    let builder = Builder::new(&project, cache.clone(), options, &reporter)?;
     for target in &targets {
         builder.build(target)?;
     }
@@ -747,6 +751,41 @@ struct TargetInfo {
     file: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<String>,
+}
+
+/// Builds `targets` on `jobs` threads; results in the order of `targets`.
+fn build_in_parallel(
+    builder: &Builder<'_>,
+    targets: &[String],
+    jobs: usize,
+) -> Vec<Result<BuiltTarget, oci_build::build::BuildError>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<_>>> = targets
+        .iter()
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(targets.len()) {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(target) = targets.get(index) else {
+                        return;
+                    };
+                    let result = builder.build(target);
+                    *results[index].lock().expect("build results") = Some(result);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .expect("build results")
+                .expect("every target was built")
+        })
+        .collect()
 }
 
 fn resolve(cli: &Cli, args: &ResolveArgs) -> anyhow::Result<()> {

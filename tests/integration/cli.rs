@@ -318,3 +318,47 @@ fn a_symlinked_source_keeps_its_own_name() {
         .expect("etc/app.conf in the layer");
     assert_eq!(file.content, b"mode = prod\n");
 }
+
+/// Targets built at once (`--jobs`) give the same images as one after another, and a base
+/// they share is the same layers in both.
+#[test]
+fn targets_built_in_parallel_match_a_sequential_build() {
+    let p = Project::new();
+    p.write("base/a.txt", "a\n");
+    p.write("base/b.txt", "b\n");
+    p.write("one/x.txt", "1\n");
+    p.write("two/y.txt", "2\n");
+    p.recipe(
+        "base",
+        "platforms = [\"linux/amd64\", \"linux/arm64\"]\n[[layer]]\nfiles = [{ src = \"base/a.txt\", dest = \"/a\" }]\n[[layer]]\nfiles = [{ src = \"base/b.txt\", dest = \"/b\" }]\n",
+    );
+    for (name, dir) in [("one", "one"), ("two", "two"), ("three", "one")] {
+        p.recipe(
+            name,
+            &format!(
+                "from = \"base\"\n[[layer]]\nfiles = [{{ src = \"{dir}\", dest = \"/{name}\" }}]\n"
+            ),
+        );
+    }
+    let digests = |jobs: &str, out: &str| -> Vec<String> {
+        let reports = p.run(&[
+            "build", "--json", "--jobs", jobs, "one", "two", "three", "--output", out,
+        ]);
+        assert_success(&reports, "parallel build");
+        // The shared base is built once, whichever target reaches it first.
+        let progress = String::from_utf8_lossy(&reports.stderr).into_owned();
+        assert_eq!(progress.matches("base [1/2]").count(), 1, "{progress}");
+        let reports: serde_json::Value = serde_json::from_slice(&reports.stdout).unwrap();
+        reports
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| format!("{} {}", r["target"], r["digest"]))
+            .collect()
+    };
+    let parallel = digests("3", "oci:par");
+    std::fs::remove_dir_all(p.cache()).unwrap();
+    let sequential = digests("1", "oci:seq");
+    assert_eq!(parallel, sequential);
+    assert_eq!(parallel.len(), 3);
+}
