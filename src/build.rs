@@ -429,6 +429,9 @@ impl<'a> Builder<'a> {
                         if self.lock_required() && pinned.is_none() {
                             return Err(crate::offline::OfflineError::NotLocked.into());
                         }
+                        if let (Some(offline), Some(pinned)) = (&self.options.offline, &pinned) {
+                            offline.provide_conda(&self.cache, pinned)?;
+                        }
                         let result = source::conda::layer_tree(
                             spec,
                             &subdir,

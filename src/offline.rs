@@ -288,6 +288,44 @@ impl Offline {
     }
 
     /// The pinned files of a `pip` layer, and the wheel built from each sdist, into the cache.
+    /// Copies a conda layer's pinned packages into the cache from the inputs directory.
+    pub fn provide_conda(
+        &self,
+        cache: &Cache,
+        packages: &[crate::source::conda::LockedConda],
+    ) -> Result<(), OfflineError> {
+        for package in packages {
+            let mut input = Input {
+                kind: InputKind::Conda,
+                name: package.name.clone(),
+                version: package.version.clone(),
+                filename: package.filename.clone(),
+                sha256: package.sha256.clone(),
+                size: package.size.unwrap_or(0),
+                platform: None,
+                media_type: None,
+                built_from: None,
+            };
+            if package.size.is_none() {
+                let cached = Digest::from_hex(&package.sha256)
+                    .ok()
+                    .and_then(|d| fs::metadata(cache.blob_path(&d)).ok());
+                input.size = match (cached, self.listed(InputKind::Conda, &package.sha256)) {
+                    (Some(meta), _) => meta.len(),
+                    (None, Some(listed)) => listed.size,
+                    (None, None) => {
+                        return Err(OfflineError::Missing {
+                            what: input.describe(),
+                            place: self.place(),
+                        });
+                    }
+                };
+            }
+            self.provide(cache, &input)?;
+        }
+        Ok(())
+    }
+
     pub fn provide_pip(&self, cache: &Cache, pins: &[LockedWheel]) -> Result<(), OfflineError> {
         for pin in pins {
             let mut input = pip_input(pin, 0);
