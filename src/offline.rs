@@ -287,7 +287,6 @@ impl Offline {
         Ok(())
     }
 
-    /// The pinned files of a `pip` layer, and the wheel built from each sdist, into the cache.
     /// Copies a conda layer's pinned packages into the cache from the inputs directory.
     pub fn provide_conda(
         &self,
@@ -307,42 +306,35 @@ impl Offline {
                 built_from: None,
             };
             if package.size.is_none() {
-                let cached = Digest::from_hex(&package.sha256)
-                    .ok()
-                    .and_then(|d| fs::metadata(cache.blob_path(&d)).ok());
-                input.size = match (cached, self.listed(InputKind::Conda, &package.sha256)) {
-                    (Some(meta), _) => meta.len(),
-                    (None, Some(listed)) => listed.size,
-                    (None, None) => {
-                        return Err(OfflineError::Missing {
-                            what: input.describe(),
-                            place: self.place(),
-                        });
-                    }
-                };
+                input.size = self.size_of(cache, &input)?;
             }
             self.provide(cache, &input)?;
         }
         Ok(())
     }
 
+    /// The size of an input its lock entry does not give: the cache's file, else the inputs'
+    /// listing.
+    fn size_of(&self, cache: &Cache, input: &Input) -> Result<u64, OfflineError> {
+        let cached = Digest::from_hex(&input.sha256)
+            .ok()
+            .and_then(|d| fs::metadata(cache.blob_path(&d)).ok());
+        match (cached, self.listed(input.kind, &input.sha256)) {
+            (Some(meta), _) => Ok(meta.len()),
+            (None, Some(listed)) => Ok(listed.size),
+            (None, None) => Err(OfflineError::Missing {
+                what: input.describe(),
+                place: self.place(),
+            }),
+        }
+    }
+
+    /// The pinned files of a `pip` layer, and the wheel built from each sdist, into the cache.
     pub fn provide_pip(&self, cache: &Cache, pins: &[LockedWheel]) -> Result<(), OfflineError> {
         for pin in pins {
             let mut input = pip_input(pin, 0);
-            // The lock has no sizes for pip files: the cache's or the inputs' listing says.
-            let cached = Digest::from_hex(&pin.sha256)
-                .ok()
-                .and_then(|d| fs::metadata(cache.blob_path(&d)).ok());
-            input.size = match (cached, self.listed(InputKind::Pip, &pin.sha256)) {
-                (Some(meta), _) => meta.len(),
-                (None, Some(listed)) => listed.size,
-                (None, None) => {
-                    return Err(OfflineError::Missing {
-                        what: input.describe(),
-                        place: self.place(),
-                    });
-                }
-            };
+            // The lock has no sizes for pip files.
+            input.size = self.size_of(cache, &input)?;
             self.provide(cache, &input)?;
             if pin.filename.ends_with(".whl")
                 || crate::source::pip::sdist::built_wheel(cache, &pin.sha256).is_some()

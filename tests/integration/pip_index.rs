@@ -228,6 +228,26 @@ fn locked(project: &Project, layer: i64) -> BTreeMap<String, (String, String)> {
         .collect()
 }
 
+/// The layer entry at `path` (directories with or without their trailing `/`).
+fn entry<'a>(entries: &'a [crate::common::TarEntry], path: &str) -> &'a crate::common::TarEntry {
+    entries
+        .iter()
+        .find(|e| e.path.trim_end_matches('/') == path)
+        .unwrap_or_else(|| panic!("{path} not in the layer"))
+}
+
+/// Builds `app` into `layout`, which must fail; its message.
+fn failed_build(project: &Project, layout: &std::path::Path) -> String {
+    let out = project.run(&[
+        "build",
+        "app",
+        "--output",
+        &format!("oci:{}", layout.display()),
+    ]);
+    assert!(!out.status.success());
+    stderr(&out)
+}
+
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -315,12 +335,7 @@ fn installs_wheels_like_pip_and_refuses_a_changed_file() {
     let report = project.build(&["app", "--output", &format!("oci:{}", layout.display())]);
     let layers = layer_paths(&layout, &report);
     let entries = read_layer(&layers[1]);
-    let get = |path: &str| {
-        entries
-            .iter()
-            .find(|e| e.path.trim_end_matches('/') == path)
-            .unwrap_or_else(|| panic!("{path} not in the layer"))
-    };
+    let get = |path: &str| entry(&entries, path);
     let site = "usr/local/lib/python3.11/dist-packages";
     assert_eq!(get(&format!("{site}/helper.py")).content, b"X = 1\n");
     let script = get("usr/local/bin/demo-tool");
@@ -359,14 +374,7 @@ fn installs_wheels_like_pip_and_refuses_a_changed_file() {
     let (_, bytes) = wheel(&changed);
     std::fs::write(index.root.path().join("files").join(&helper_file), bytes).unwrap();
     std::fs::remove_dir_all(project.cache()).unwrap();
-    let out = project.run(&[
-        "build",
-        "app",
-        "--output",
-        &format!("oci:{}", layout.display()),
-    ]);
-    assert!(!out.status.success());
-    let message = stderr(&out);
+    let message = failed_build(&project, &layout);
     assert!(
         message.contains(&helper_file) && message.contains("does not match its hash"),
         "{message}"
@@ -385,14 +393,7 @@ fn refuses_a_wheel_that_escapes_its_root() {
     index.publish_raw("evil", &filename, &bytes);
     let project = project(&index, "[\"linux/amd64\"]", &["packages = [\"evil\"]"]);
     let layout = project.tmp.path().join("out");
-    let out = project.run(&[
-        "build",
-        "app",
-        "--output",
-        &format!("oci:{}", layout.display()),
-    ]);
-    assert!(!out.status.success());
-    let message = stderr(&out);
+    let message = failed_build(&project, &layout);
     assert!(
         message.contains(&filename) && message.contains("etc/cron.d/evil"),
         "{message}"
@@ -574,12 +575,7 @@ fn a_venv_layer_installs_into_its_own_prefix() {
     let layout = project.tmp.path().join("out");
     let report = project.build(&["app", "--output", &format!("oci:{}", layout.display())]);
     let entries = read_layer(&layer_paths(&layout, &report)[1]);
-    let get = |path: &str| {
-        entries
-            .iter()
-            .find(|e| e.path.trim_end_matches('/') == path)
-            .unwrap_or_else(|| panic!("{path} not in the layer"))
-    };
+    let get = |path: &str| entry(&entries, path);
     assert!(get("opt/venv/lib/python3.11/site-packages/demo_tool.py").kind == 'f');
     let config = String::from_utf8_lossy(&get("opt/venv/pyvenv.cfg").content).into_owned();
     assert!(
