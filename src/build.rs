@@ -372,7 +372,7 @@ impl<'a> Builder<'a> {
                     |spec| {
                         let base = self
                             .python_base(image_ref)
-                            .map_err(|e| source::SourceError::BaseStatus(e.to_string()))?;
+                            .map_err(|e| source::SourceError::BaseLayers(e.to_string()))?;
                         let prepared = pip::prepare(
                             spec,
                             &base,
@@ -445,7 +445,7 @@ impl<'a> Builder<'a> {
                     |specs| {
                         let base = self
                             .python_base(image_ref)
-                            .map_err(|e| source::SourceError::BaseStatus(e.to_string()))?;
+                            .map_err(|e| source::SourceError::BaseLayers(e.to_string()))?;
                         let files = source::accounts::merge_files(&base.account_files);
                         Ok(source::accounts::layer_tree(specs, &files)?)
                     },

@@ -37,6 +37,8 @@ pub enum SourceError {
     Debian(#[from] debian::DebianError),
     #[error("cannot read the dpkg status of the base image: {0}")]
     BaseStatus(String),
+    #[error("cannot read the layers below this one: {0}")]
+    BaseLayers(String),
     #[error(transparent)]
     Pip(Box<pip::PipError>),
     #[error(transparent)]

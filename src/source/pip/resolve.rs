@@ -87,6 +87,7 @@ pub fn resolve(
     input: &Input<'_>,
     build_sdist: &SdistBuilder<'_>,
 ) -> Result<Vec<Resolved>, ResolveError> {
+    let fit = Fit::new(target);
     let (sender, receiver) = mpsc::channel::<Prefetch>();
     let receiver = Mutex::new(receiver);
     let solution = std::thread::scope(|scope| {
@@ -101,14 +102,14 @@ pub fn resolve(
                     match job {
                         Prefetch::Project(name) => {
                             if let Ok(files) = index.files(&name)
-                                && let Some(best) = newest_wheel(&files, target)
+                                && let Some(best) = newest_wheel(&files, &fit)
                             {
                                 let _ = index.metadata(best);
                             }
                         }
                         Prefetch::Version(name, version) => {
                             if let Ok(files) = index.files(&name)
-                                && let Some(file) = best_file(&files, &version, target, &[], false)
+                                && let Some(file) = best_file(&files, &version, &fit, &[], false)
                                 && matches!(file.kind, DistKind::Wheel(_))
                             {
                                 let _ = index.metadata(file);
@@ -118,7 +119,7 @@ pub fn resolve(
                 }
             });
         }
-        let provider = Provider::new(index, target, input, build_sdist, sender);
+        let provider = Provider::new(index, target, &fit, input, build_sdist, sender);
         let result = pubgrub::resolve(&provider, Node::Root, Version::new([0]));
         drop(provider);
         result.map_err(explain)
@@ -129,7 +130,7 @@ pub fn resolve(
         if input.below.get(&name) == Some(&version) {
             continue;
         }
-        let file = index_choice(index, target, input, &name, &version)
+        let file = index_choice(index, &fit, input, &name, &version)
             .map_err(|e| ResolveError::Failed(e.0))?;
         resolved.push(Resolved {
             name,
@@ -159,18 +160,39 @@ fn explain(error: PubGrubError<Provider<'_, '_>>) -> ResolveError {
     }
 }
 
-fn newest_wheel<'f>(files: &'f [DistFile], target: &PythonTarget) -> Option<&'f DistFile> {
-    let tags = target.compatible_tags();
-    let full = target.full_version();
+/// What deciding whether a file fits the image needs, worked out once per resolution: the
+/// solver asks for every candidate version of every project.
+struct Fit {
+    tags: Vec<(String, String, String)>,
+    python: Version,
+}
+
+impl Fit {
+    fn new(target: &PythonTarget) -> Fit {
+        Fit {
+            tags: target.compatible_tags(),
+            python: target.full_version(),
+        }
+    }
+
+    fn wheel_rank(&self, wheel: &super::wheel::WheelName) -> Option<usize> {
+        PythonTarget::wheel_rank(
+            &self.tags,
+            &wheel.python_tags,
+            &wheel.abi_tags,
+            &wheel.platform_tags,
+        )
+    }
+}
+
+fn newest_wheel<'f>(files: &'f [DistFile], fit: &Fit) -> Option<&'f DistFile> {
+    let full = &fit.python;
     files
         .iter()
         .filter(|f| !f.yanked && !f.version.any_prerelease())
-        .filter(|f| f.requires_python.as_ref().is_none_or(|r| r.contains(&full)))
+        .filter(|f| f.requires_python.as_ref().is_none_or(|r| r.contains(full)))
         .filter(|f| match &f.kind {
-            DistKind::Wheel(w) => {
-                PythonTarget::wheel_rank(&tags, &w.python_tags, &w.abi_tags, &w.platform_tags)
-                    .is_some()
-            }
+            DistKind::Wheel(w) => fit.wheel_rank(w).is_some(),
             DistKind::Sdist => false,
         })
         .max_by(|a, b| a.version.cmp(&b.version))
@@ -179,7 +201,7 @@ fn newest_wheel<'f>(files: &'f [DistFile], target: &PythonTarget) -> Option<&'f 
 /// The file the resolution used for a version (the best wheel, else the sdist).
 fn index_choice(
     index: &PackageIndex<'_>,
-    target: &PythonTarget,
+    fit: &Fit,
     input: &Input<'_>,
     name: &str,
     version: &Version,
@@ -188,7 +210,7 @@ fn index_choice(
         .files(name)
         .map_err(|e| ProviderError(error_chain(&e)))?;
     let hashes = pinned_hashes(input.requirements, name);
-    best_file(&files, version, target, &hashes, true)
+    best_file(&files, version, fit, &hashes, true)
         .cloned()
         .ok_or_else(|| ProviderError(format!("{name} {version} has no usable file")))
 }
@@ -208,16 +230,15 @@ fn pinned_hashes(requirements: &Requirements, name: &str) -> Vec<String> {
 fn best_file<'f>(
     files: &'f [DistFile],
     version: &Version,
-    target: &PythonTarget,
+    fit: &Fit,
     hashes: &[String],
     allow_yanked: bool,
 ) -> Option<&'f DistFile> {
-    let tags = target.compatible_tags();
-    let full = target.full_version();
+    let full = &fit.python;
     let candidates = files.iter().filter(|f| {
         &f.version == version
             && (allow_yanked || !f.yanked)
-            && f.requires_python.as_ref().is_none_or(|r| r.contains(&full))
+            && f.requires_python.as_ref().is_none_or(|r| r.contains(full))
             && (hashes.is_empty() || f.sha256.as_ref().is_some_and(|h| hashes.contains(h)))
     });
     let mut best: Option<(usize, &DistFile)> = None;
@@ -225,8 +246,7 @@ fn best_file<'f>(
     for file in candidates {
         match &file.kind {
             DistKind::Wheel(w) => {
-                if let Some(rank) =
-                    PythonTarget::wheel_rank(&tags, &w.python_tags, &w.abi_tags, &w.platform_tags)
+                if let Some(rank) = fit.wheel_rank(w)
                     && best.is_none_or(|(r, _)| rank < r)
                 {
                     best = Some((rank, file));
@@ -246,6 +266,7 @@ fn best_file<'f>(
 struct Provider<'p, 'c> {
     index: &'p PackageIndex<'c>,
     target: &'p PythonTarget,
+    fit: &'p Fit,
     environment: MarkerEnvironment,
     input: &'p Input<'p>,
     build_sdist: &'p SdistBuilder<'p>,
@@ -263,6 +284,7 @@ impl<'p, 'c> Provider<'p, 'c> {
     fn new(
         index: &'p PackageIndex<'c>,
         target: &'p PythonTarget,
+        fit: &'p Fit,
         input: &'p Input<'p>,
         build_sdist: &'p SdistBuilder<'p>,
         prefetch: mpsc::Sender<Prefetch>,
@@ -283,6 +305,7 @@ impl<'p, 'c> Provider<'p, 'c> {
         Provider {
             index,
             target,
+            fit,
             environment,
             input,
             build_sdist,
@@ -333,7 +356,7 @@ impl<'p, 'c> Provider<'p, 'c> {
         if let Some(meta) = self.built.borrow().get(&(name.to_owned(), version.clone())) {
             return Ok(meta.clone());
         }
-        let file = index_choice(self.index, self.target, self.input, name, version)?;
+        let file = index_choice(self.index, self.fit, self.input, name, version)?;
         match file.kind {
             DistKind::Wheel(_) => self
                 .index
@@ -442,10 +465,10 @@ impl DependencyProvider for Provider<'_, '_> {
         let exact = range.as_singleton().is_some();
         let usable = |version: &&&Version| {
             range.contains(**version)
-                && best_file(&files, version, self.target, &hashes, exact).is_some()
+                && best_file(&files, version, self.fit, &hashes, exact).is_some()
         };
         let has_wheel = |version: &&&Version| {
-            best_file(&files, version, self.target, &hashes, exact)
+            best_file(&files, version, self.fit, &hashes, exact)
                 .is_some_and(|f| matches!(f.kind, DistKind::Wheel(_)))
         };
         // Pre-releases only where the request names one or nothing else fits (uv's default).
@@ -493,7 +516,7 @@ impl DependencyProvider for Provider<'_, '_> {
                 self.prefetch_older(name, version);
                 let meta = self.metadata(name, version)?;
                 if let Some(python) = &meta.requires_python
-                    && !python.contains(&self.target.full_version())
+                    && !python.contains(&self.fit.python)
                 {
                     return Ok(Dependencies::Unavailable(format!(
                         "requires Python {python}, the image has {}",
