@@ -323,3 +323,73 @@ fn answer(
     }
     stream.flush()
 }
+
+// Hostile inputs: what a refused input must leave behind.
+
+/// A tree of files outside the cache and the output, which no input may reach. Tests point
+/// attacks at it (`../../sentinel/…`, absolute paths, symlinks) and check it afterwards.
+pub struct Sentinel {
+    pub root: PathBuf,
+    before: Vec<(String, Vec<u8>)>,
+}
+
+impl Sentinel {
+    /// Makes `<dir>/sentinel` with a file and a subdirectory, and records their contents.
+    pub fn plant(dir: &Path) -> Sentinel {
+        let root = dir.join("sentinel");
+        fs::create_dir_all(root.join("sub")).unwrap();
+        fs::write(root.join("keep.txt"), b"sentinel\n").unwrap();
+        fs::write(root.join("sub/keep.txt"), b"sentinel too\n").unwrap();
+        let before = Self::snapshot(&root);
+        Sentinel { root, before }
+    }
+
+    fn snapshot(root: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<(String, Vec<u8>)> = walkdir::WalkDir::new(root)
+            .sort_by_file_name()
+            .into_iter()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+                let content = if e.file_type().is_file() {
+                    fs::read(e.path()).unwrap()
+                } else if e.file_type().is_symlink() {
+                    format!("-> {}", fs::read_link(e.path()).unwrap().display()).into_bytes()
+                } else {
+                    b"<dir>".to_vec()
+                };
+                (rel, content)
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// Panics when anything under the sentinel was added, removed or changed.
+    pub fn assert_untouched(&self) {
+        assert_eq!(
+            Self::snapshot(&self.root),
+            self.before,
+            "a hostile input changed files outside the cache and output ({})",
+            self.root.display()
+        );
+    }
+}
+
+/// Asserts that a command failed as a refused input must: exit code 1, nothing on stdout, and
+/// one line on stderr that names `names`. Returns that line.
+pub fn refused(out: &Output, names: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a hostile input must fail with exit code 1; stderr:\n{stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one sentence, got:\n{stderr}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(names),
+        "the error does not name `{names}`: {stderr}"
+    );
+    lines[0].to_owned()
+}
