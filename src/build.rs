@@ -458,9 +458,7 @@ impl<'a> Builder<'a> {
                     Some(source::Pinned::Conda(packages)) => {
                         for package in packages {
                             let size = package.size.unwrap_or_else(|| {
-                                Digest::from_hex(&package.sha256)
-                                    .ok()
-                                    .and_then(|d| std::fs::metadata(self.cache.blob_path(&d)).ok())
+                                std::fs::metadata(self.cache.blob_path(&package.sha256))
                                     .map_or(0, |m| m.len())
                             });
                             used.record_conda(

@@ -42,7 +42,7 @@ impl Digest {
                 hex: hex.to_owned(),
             })
         } else {
-            Err(DigestParseError(hex.to_owned()))
+            Err(DigestParseError(hex.escape_debug().to_string()))
         }
     }
 }
@@ -52,8 +52,8 @@ impl FromStr for Digest {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let hex = s
             .strip_prefix("sha256:")
-            .ok_or_else(|| DigestParseError(s.to_owned()))?;
-        Digest::from_hex(hex).map_err(|_| DigestParseError(s.to_owned()))
+            .ok_or_else(|| DigestParseError(s.escape_debug().to_string()))?;
+        Digest::from_hex(hex).map_err(|_| DigestParseError(s.escape_debug().to_string()))
     }
 }
 
@@ -79,6 +79,51 @@ impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde for a [`Digest`] written as its bare 64 hex digits, as lock files and `inputs.json`
+/// store SHA256s: `#[serde(with = "crate::digest::bare_hex")]`. Anything else is refused
+/// while the file is read, so such a field can be joined to a path.
+pub mod bare_hex {
+    use super::Digest;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(digest: &Digest, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(digest.hex())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s)
+    }
+
+    fn parse<E: serde::de::Error>(s: &str) -> Result<Digest, E> {
+        Digest::from_hex(s).map_err(|_| {
+            E::custom(format_args!(
+                "`{}` is not a SHA256 (64 lowercase hex digits)",
+                s.escape_debug()
+            ))
+        })
+    }
+
+    /// The same for an optional field (`#[serde(default, with = "…::bare_hex::option")]`).
+    pub mod option {
+        use super::Digest;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(digest: &Option<Digest>, s: S) -> Result<S::Ok, S::Error> {
+            match digest {
+                Some(digest) => super::serialize(digest, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Digest>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|s| super::parse(&s))
+                .transpose()
+        }
     }
 }
 

@@ -15,6 +15,7 @@ pub mod image;
 pub mod inspect;
 pub mod layer;
 pub mod lock;
+pub mod name;
 pub mod offline;
 pub mod progress;
 pub mod recipe;

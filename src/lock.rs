@@ -227,7 +227,7 @@ mod tests {
             multi_arch: Some("allowed".into()),
             filename: "pool/main/p/python3/python3_3.11.2-1+b1_amd64.deb".into(),
             size: 26_000,
-            sha256: "ab".repeat(32),
+            sha256: crate::digest::Digest::from_hex(&"ab".repeat(32)).unwrap(),
         };
         let entry = |inputs: &str| DebianLayerLock {
             target: "python-3.11".into(),

@@ -35,6 +35,7 @@ use crate::digest::{Digest, HashingWriter, digest_reader};
 use crate::image::bundle::{Bundle, BundleError};
 use crate::image::spec::{self, Descriptor, ImageConfig, Manifest, Platform};
 use crate::layer::cache::{Cache, CacheError, CacheKeyBuilder};
+use crate::name::{self, Shown};
 use crate::reference::Reference;
 use crate::registry::pull::PulledImage;
 use crate::source::debian::LockedDeb;
@@ -103,7 +104,8 @@ pub struct Input {
     /// File name as the lock (or index) names it; empty for images.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub filename: String,
-    pub sha256: String,
+    #[serde(with = "crate::digest::bare_hex")]
+    pub sha256: Digest,
     pub size: u64,
     /// Images: the platform (`linux/amd64`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,14 +114,18 @@ pub struct Input {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
     /// pip-built: the SHA256 of the sdist the wheel was built from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub built_from: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::digest::bare_hex::option"
+    )]
+    pub built_from: Option<Digest>,
 }
 
 impl Input {
     /// How messages name the input.
     pub fn describe(&self) -> String {
-        let short = &self.sha256[..self.sha256.len().min(12)];
+        let short = &self.sha256.hex()[..12];
         match self.kind {
             InputKind::Deb => format!(
                 "Debian package {} {} ({}, sha256 {short}…)",
@@ -133,9 +139,7 @@ impl Input {
                 "the wheel built from the sdist of {} {} (sdist sha256 {}…)",
                 self.name,
                 self.version,
-                self.built_from
-                    .as_deref()
-                    .map_or("", |s| &s[..s.len().min(12)])
+                self.built_from.as_ref().map_or("", |d| &d.hex()[..12])
             ),
             InputKind::Image => format!(
                 "base image {} for {}",
@@ -149,11 +153,61 @@ impl Input {
         }
     }
 
-    fn digest(&self) -> Result<Digest, OfflineError> {
-        Digest::from_hex(&self.sha256).map_err(|_| OfflineError::Missing {
-            what: self.describe(),
-            place: "any store, since its SHA256 is not valid".to_owned(),
-        })
+    /// Checks what `inputs.json` says beyond its types: names that could become paths or
+    /// forge output, and file names by their kind's grammar. `Err` is the reason.
+    fn check(&self) -> Result<(), String> {
+        for (what, text) in [
+            ("name", &self.name),
+            ("version", &self.version),
+            ("filename", &self.filename),
+        ] {
+            if text.chars().any(char::is_control) {
+                return Err(format!(
+                    "its {what} `{}` has a control character",
+                    Shown(text)
+                ));
+            }
+        }
+        let filename = Shown(&self.filename);
+        let bad_file = |reason: String| Err(format!("its filename `{filename}` {reason}"));
+        match self.kind {
+            InputKind::Deb => {
+                if let Err(e) = name::relative_path(&self.filename) {
+                    return bad_file(e.to_string());
+                }
+                if !self.filename.ends_with(".deb") {
+                    return bad_file("is not a .deb".to_owned());
+                }
+            }
+            InputKind::Pip | InputKind::PipBuilt | InputKind::Conda => {
+                if let Err(e) = name::file_name(&self.filename) {
+                    return bad_file(e.to_string());
+                }
+                let wheel = crate::source::pip::wheel::parse_wheel_filename(&self.filename);
+                match self.kind {
+                    InputKind::PipBuilt if wheel.is_err() => {
+                        return bad_file("is not a wheel file name".to_owned());
+                    }
+                    InputKind::PipBuilt if self.built_from.is_none() => {
+                        return Err("it does not say which sdist it was built from".to_owned());
+                    }
+                    InputKind::Conda
+                        if !(self.filename.ends_with(".conda")
+                            || self.filename.ends_with(".tar.bz2")) =>
+                    {
+                        return bad_file("is not a conda package file name".to_owned());
+                    }
+                    _ => {}
+                }
+            }
+            InputKind::Image => {
+                let platform = self.platform.as_deref().unwrap_or_default();
+                if platform.parse::<Platform>().is_err() {
+                    return Err(format!("its platform `{}` is not os/arch", Shown(platform)));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -180,6 +234,12 @@ pub fn read_inputs(dir: &Path) -> Result<Vec<Input>, OfflineError> {
             path,
             message: format!("format version {} is not {INPUTS_VERSION}", file.version),
         });
+    }
+    for (at, input) in file.inputs.iter().enumerate() {
+        input.check().map_err(|reason| OfflineError::BadInputs {
+            path: path.clone(),
+            message: format!("input {at} ({}): {reason}", Shown(&input.name)),
+        })?;
     }
     Ok(file.inputs)
 }
@@ -262,8 +322,8 @@ impl Offline {
     /// Makes sure the cache has the blob of `input`, copying it (verified) from the inputs
     /// directory where the cache lacks it. Returns its path in the cache.
     pub fn provide(&self, cache: &Cache, input: &Input) -> Result<PathBuf, OfflineError> {
-        let digest = input.digest()?;
-        let path = cache.blob_path(&digest);
+        let digest = &input.sha256;
+        let path = cache.blob_path(digest);
         if fs::metadata(&path).is_ok_and(|m| m.len() == input.size) {
             return Ok(path);
         }
@@ -276,7 +336,7 @@ impl Offline {
                 what: input.describe(),
                 place: self.place(),
             })?;
-        import(cache, &source, &digest, input)
+        import(cache, &source, digest, input)
     }
 
     /// The pinned packages of a `debian` layer, into the cache.
@@ -316,9 +376,7 @@ impl Offline {
     /// The size of an input its lock entry does not give: the cache's file, else the inputs'
     /// listing.
     fn size_of(&self, cache: &Cache, input: &Input) -> Result<u64, OfflineError> {
-        let cached = Digest::from_hex(&input.sha256)
-            .ok()
-            .and_then(|d| fs::metadata(cache.blob_path(&d)).ok());
+        let cached = fs::metadata(cache.blob_path(&input.sha256)).ok();
         match (cached, self.listed(input.kind, &input.sha256)) {
             (Some(meta), _) => Ok(meta.len()),
             (None, Some(listed)) => Ok(listed.size),
@@ -346,8 +404,7 @@ impl Offline {
                 .as_ref()
                 .and_then(|i| {
                     i.inputs.iter().find(|x| {
-                        x.kind == InputKind::PipBuilt
-                            && x.built_from.as_deref() == Some(pin.sha256.as_str())
+                        x.kind == InputKind::PipBuilt && x.built_from.as_ref() == Some(&pin.sha256)
                     })
                 })
                 .cloned()
@@ -364,10 +421,11 @@ impl Offline {
             let parent = cache.root().join("pip-built-v1");
             fs::create_dir_all(&parent).map_err(io_err(&parent))?;
             let temp = tempfile::tempdir_in(&parent).map_err(io_err(&parent))?;
+            // `read_inputs` checked that this is a wheel file name: one component.
             let wheel = temp.path().join(&built.filename);
             fs::copy(&blob, &wheel).map_err(io_err(&wheel))?;
             let kept = temp.keep();
-            if fs::rename(&kept, parent.join(&pin.sha256)).is_err() {
+            if fs::rename(&kept, parent.join(pin.sha256.hex())).is_err() {
                 // Another build put it there first.
                 let _ = fs::remove_dir_all(&kept);
             }
@@ -375,12 +433,12 @@ impl Offline {
         Ok(())
     }
 
-    fn listed(&self, kind: InputKind, sha256: &str) -> Option<&Input> {
+    fn listed(&self, kind: InputKind, sha256: &Digest) -> Option<&Input> {
         self.inputs
             .as_ref()?
             .inputs
             .iter()
-            .find(|i| i.kind == kind && i.sha256 == sha256)
+            .find(|i| i.kind == kind && &i.sha256 == sha256)
     }
 
     /// A `docker://` base for one platform, from the inputs directory (which decides which
@@ -435,7 +493,7 @@ impl Offline {
             name: format!("{what} {} of {key}", descriptor.digest),
             version: String::new(),
             filename: String::new(),
-            sha256: descriptor.digest.hex().to_owned(),
+            sha256: descriptor.digest.clone(),
             size: descriptor.size,
             platform: Some(wanted.clone()),
             media_type: Some(descriptor.media_type.clone()),
@@ -449,7 +507,7 @@ impl Offline {
             self.provide(cache, &blob_input(layer, "layer"))?;
         }
         Ok(PulledImage {
-            manifest_digest: manifest_input.digest()?,
+            manifest_digest: manifest_input.sha256.clone(),
             manifest,
             config,
             downloaded: 0,
@@ -551,7 +609,7 @@ pub fn remember_base(
         name: key.clone(),
         version: String::new(),
         filename: String::new(),
-        sha256: pulled.manifest_digest.hex().to_owned(),
+        sha256: pulled.manifest_digest.clone(),
         size: pulled.manifest_bytes.len() as u64,
         platform: Some(platform.to_string()),
         media_type: Some(pulled.manifest_media_type.clone()),
@@ -594,10 +652,7 @@ impl Used {
     /// built from it.
     pub fn record_pip(&mut self, cache: &Cache, pins: &[LockedWheel]) {
         for pin in pins {
-            let size = Digest::from_hex(&pin.sha256)
-                .ok()
-                .and_then(|d| fs::metadata(cache.blob_path(&d)).ok())
-                .map_or(0, |m| m.len());
+            let size = fs::metadata(cache.blob_path(&pin.sha256)).map_or(0, |m| m.len());
             self.inputs.insert(pip_input(pin, size));
             if pin.filename.ends_with(".whl") {
                 continue;
@@ -616,7 +671,7 @@ impl Used {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
-                sha256: digest.hex().to_owned(),
+                sha256: digest,
                 size,
                 built_from: Some(pin.sha256.clone()),
                 ..pip_input(pin, size)
@@ -638,7 +693,7 @@ impl Used {
         name: &str,
         version: &str,
         filename: &str,
-        sha256: &str,
+        sha256: &Digest,
         size: u64,
     ) {
         self.inputs.insert(Input {
@@ -646,7 +701,7 @@ impl Used {
             name: name.to_owned(),
             version: version.to_owned(),
             filename: filename.to_owned(),
-            sha256: sha256.to_owned(),
+            sha256: sha256.clone(),
             size,
             platform: None,
             media_type: None,
@@ -685,7 +740,7 @@ pub fn export(
     };
     let mut blobs = BTreeSet::new();
     let mut put = |input: &Input| -> Result<(), OfflineError> {
-        let digest = input.digest()?;
+        let digest = input.sha256.clone();
         let path = cache.blob_path(&digest);
         if !fs::metadata(&path).is_ok_and(|m| m.len() == input.size) {
             return Err(OfflineError::Missing {
@@ -711,7 +766,7 @@ pub fn export(
             ) else {
                 continue;
             };
-            let manifest_path = cache.blob_path(&input.digest()?);
+            let manifest_path = cache.blob_path(&input.sha256);
             let manifest: Manifest =
                 serde_json::from_slice(&fs::read(&manifest_path).map_err(io_err(&manifest_path))?)
                     .map_err(|e| OfflineError::BadInputs {
@@ -721,14 +776,14 @@ pub fn export(
             for descriptor in std::iter::once(&manifest.config).chain(&manifest.layers) {
                 put(&Input {
                     name: format!("blob {} of {}", descriptor.digest, input.name),
-                    sha256: descriptor.digest.hex().to_owned(),
+                    sha256: descriptor.digest.clone(),
                     size: descriptor.size,
                     ..input.clone()
                 })?;
             }
             let mut descriptor = Descriptor::new(
                 input.media_type.as_deref().unwrap_or(spec::OCI_MANIFEST),
-                input.digest()?,
+                input.sha256.clone(),
                 input.size,
             );
             descriptor.platform = Some(platform);
@@ -764,7 +819,7 @@ mod tests {
             multi_arch: None,
             filename: format!("pool/main/{name}_1.0_amd64.deb"),
             size: bytes.len() as u64,
-            sha256: Digest::of_bytes(bytes).hex().to_owned(),
+            sha256: Digest::of_bytes(bytes),
         }
     }
 
@@ -776,9 +831,7 @@ mod tests {
         for (package, bytes) in packages.iter().zip([&b"hello deb"[..], b"absent deb"]) {
             let temp = online.temp_file().unwrap();
             fs::write(temp.path(), bytes).unwrap();
-            online
-                .commit_blob(temp, &Digest::from_hex(&package.sha256).unwrap())
-                .unwrap();
+            online.commit_blob(temp, &package.sha256).unwrap();
         }
         let mut used = Used::default();
         used.record_debs(&packages[..1]);
@@ -791,7 +844,7 @@ mod tests {
         let fresh = Cache::open(&tmp.path().join("fresh")).unwrap();
         offline.provide_debs(&fresh, &packages[..1]).unwrap();
         assert_eq!(
-            fs::read(fresh.blob_path(&Digest::from_hex(&packages[0].sha256).unwrap())).unwrap(),
+            fs::read(fresh.blob_path(&packages[0].sha256)).unwrap(),
             b"hello deb"
         );
         let error = offline
@@ -816,7 +869,11 @@ mod tests {
         let dir = tmp.path().join("inputs");
         let package = deb("hello", b"hello deb");
         fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-        fs::write(dir.join("blobs/sha256").join(&package.sha256), b"hellO deb").unwrap();
+        fs::write(
+            dir.join("blobs/sha256").join(package.sha256.hex()),
+            b"hellO deb",
+        )
+        .unwrap();
         write_inputs(&dir, vec![deb_input(&package)]).unwrap();
         let offline = Offline::from_inputs(&format!("dir:{}", dir.display())).unwrap();
         let cache = Cache::open(&tmp.path().join("cache")).unwrap();

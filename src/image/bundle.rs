@@ -429,14 +429,12 @@ impl Bundle {
                 message: e.to_string(),
             })?;
         for input in &inputs {
-            let found = Digest::from_hex(&input.sha256)
-                .ok()
-                .and_then(|d| sizes.get(&d).copied());
+            let found = sizes.get(&input.sha256).copied();
             if found != Some(input.size) {
                 return Err(BundleError::MissingInput {
                     bundle: self.name.clone(),
                     what: input.describe(),
-                    file: format!("blobs/sha256/{}", input.sha256),
+                    file: format!("blobs/sha256/{}", input.sha256.hex()),
                 });
             }
         }

@@ -376,8 +376,9 @@ impl Sentinel {
     }
 }
 
-/// Asserts that a command failed as a refused input must: exit code 1, nothing on stdout, and
-/// one line on stderr that names `names`. Returns that line.
+/// Asserts that a command failed as a refused input must: exit code 1 (not a panic's 101),
+/// nothing on stdout, and one `error:` line on stderr (progress lines of the layers built
+/// before may precede it) that names `names`. Returns that line.
 pub fn refused(out: &Output, names: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(
@@ -385,11 +386,20 @@ pub fn refused(out: &Output, names: &str) -> String {
         Some(1),
         "a hostile input must fail with exit code 1; stderr:\n{stderr}"
     );
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one sentence, got:\n{stderr}");
+    assert!(out.stdout.is_empty(), "a refused input printed a result");
     assert!(
-        lines[0].starts_with("error: ") && lines[0].contains(names),
+        !stderr.contains("panicked"),
+        "a hostile input panicked:\n{stderr}"
+    );
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "expected one error sentence, got:\n{stderr}"
+    );
+    assert!(
+        errors[0].contains(names),
         "the error does not name `{names}`: {stderr}"
     );
-    lines[0].to_owned()
+    errors[0].to_owned()
 }

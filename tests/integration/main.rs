@@ -17,6 +17,8 @@
 //! - `registry_harness`: real registries (none, htpasswd, token auth) and a fault-injecting proxy.
 //! - `family`: the MLRun recipes: names, resolve, the committed lock; live, mlrun pushed and run.
 //! - `harness_selftest`: the registry harness checked with skopeo as the client.
+//! - `hostile_inputs`: index hashes and inputs-directory file names that try to be paths, and a
+//!   swapped cache blob: refused in one sentence, nothing outside the cache written.
 //! - `registry`: push, pull, auth, credentials and network faults against real registries.
 //! - `mirror`: mirror and verify between two real registries and bundles, killed and resumed.
 //! - `offline`: fetch the inputs of a target, then build it with no server and an empty cache.
@@ -30,6 +32,7 @@ mod debian;
 mod debian_repo;
 mod family;
 mod harness_selftest;
+mod hostile_inputs;
 mod mirror;
 mod offline;
 mod peers;

@@ -16,7 +16,7 @@ use crate::pip_index::{Index, STATUS, dist, sdist_bytes};
 use crate::registry_harness::{Auth, Registry};
 
 /// The servers of the online side; dropping them stops them all.
-struct Online {
+pub(crate) struct Online {
     _registry: Registry,
     _repo: Repo,
     _index: Index,
@@ -25,7 +25,7 @@ struct Online {
 /// Pushes a base (a dpkg status saying Debian's Python 3.11 and glibc are installed) to a
 /// registry, publishes a package and two Python distributions, and writes the `app` recipe on
 /// top of them.
-fn online_world() -> (Online, Project) {
+pub(crate) fn online_world() -> (Online, Project) {
     let registry = Registry::start(Auth::None);
     let base = Project::new();
     base.write("fixtures/status", STATUS);
@@ -74,7 +74,7 @@ fn online_world() -> (Online, Project) {
 
 /// Builds `app` online into `oci:online` and fetches its inputs into `dir:inputs`; returns the
 /// image digest and the directory.
-fn build_and_fetch(project: &Project) -> (String, PathBuf) {
+pub(crate) fn build_and_fetch(project: &Project) -> (String, PathBuf) {
     let online = project.build(&["app", "--output", "oci:online"]);
     let inputs = project.tmp.path().join("inputs");
     let out = project.run(&["fetch", "app", "--to", &format!("dir:{}", inputs.display())]);

@@ -166,7 +166,8 @@ impl Index {
         self.add(project, file);
     }
 
-    fn add(&mut self, project: &str, file: serde_json::Value) {
+    /// Lists `file` (a PEP 691 file object, as it is) on the project's page.
+    pub(crate) fn add(&mut self, project: &str, file: serde_json::Value) {
         let files = self.pages.entry(project.to_owned()).or_default();
         files.push(file);
         let page = serde_json::json!({
@@ -179,13 +180,26 @@ impl Index {
         std::fs::write(dir.join("index.json"), page.to_string()).unwrap();
     }
 
+    /// Where the index's files and `.metadata` files are served from.
+    pub(crate) fn files_dir(&self) -> std::path::PathBuf {
+        self.root.path().join("files")
+    }
+
+    /// Serves `html` as the project's PEP 503 page instead of a JSON one.
+    pub(crate) fn html_page(&self, project: &str, html: &str) {
+        let dir = self.root.path().join("simple").join(project);
+        std::fs::create_dir_all(&dir).unwrap();
+        let _ = std::fs::remove_file(dir.join("index.json"));
+        std::fs::write(dir.join("index.html"), html).unwrap();
+    }
+
     fn requests(&self) -> Vec<String> {
         self.server.requests()
     }
 }
 
 /// A project whose `base` is the fake Debian Python and whose `app` adds `pip_layers` on it.
-fn project(index: &Index, platforms: &str, pip_layers: &[&str]) -> Project {
+pub(crate) fn project(index: &Index, platforms: &str, pip_layers: &[&str]) -> Project {
     let project = Project::new();
     project.write("fixtures/status", STATUS);
     project.recipe(

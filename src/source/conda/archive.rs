@@ -25,7 +25,7 @@ pub fn extract_cached(
         source,
     };
     let parent = cache.root().join("conda-v1");
-    let dir = parent.join(&locked.sha256);
+    let dir = parent.join(locked.sha256.hex());
     if let Ok(bytes) = fs::read(dir.join("listing.json"))
         && let Ok(listing) = serde_json::from_slice::<Listing>(&bytes)
     {

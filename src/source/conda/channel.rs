@@ -12,7 +12,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::LockedConda;
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::HashingWriter;
 use crate::layer::cache::Cache;
 
 /// The environment variable naming the channel alias (base URL that channel names go under).
@@ -320,12 +320,11 @@ pub fn fetch_package(
     let checksum = |found: String| ChannelError::Checksum {
         url: url.to_owned(),
         pinned_by: "repodata entry or lock",
-        expected: locked.sha256.clone(),
+        expected: locked.sha256.hex().to_owned(),
         found,
     };
-    let expected =
-        Digest::from_hex(&locked.sha256).map_err(|_| checksum("no valid SHA256".to_owned()))?;
-    let path = cache.blob_path(&expected);
+    let expected = &locked.sha256;
+    let path = cache.blob_path(expected);
     if fs::metadata(&path).is_ok() {
         return Ok(path);
     }
@@ -344,10 +343,10 @@ pub fn fetch_package(
     buffered
         .into_inner()
         .map_err(|e| ChannelError::Io(e.into_error()))?;
-    if found != expected {
+    if &found != expected {
         return Err(checksum(found.hex().to_owned()));
     }
-    Ok(cache.commit_blob(temp, &expected)?)
+    Ok(cache.commit_blob(temp, expected)?)
 }
 
 #[cfg(test)]

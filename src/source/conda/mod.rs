@@ -19,6 +19,8 @@ pub mod solve;
 
 use std::path::PathBuf;
 
+use crate::digest::Digest;
+
 use serde::{Deserialize, Serialize};
 
 use crate::layer::LayerTree;
@@ -59,7 +61,8 @@ pub struct LockedConda {
     /// Only when the repodata put the file somewhere else than next to it (`base_url`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    pub sha256: String,
+    #[serde(with = "crate::digest::bare_hex")]
+    pub sha256: Digest,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub md5: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,6 +93,10 @@ pub enum CondaError {
         "conda package {package} has an entry `{entry}` that escapes its prefix; the package is damaged or malicious"
     )]
     Escapes { package: String, entry: String },
+    #[error(
+        "conda package {package} from {channel} has no SHA256 in its repodata, so it cannot be verified"
+    )]
+    NoSha256 { package: String, channel: String },
     #[error(transparent)]
     Install(#[from] install::InstallError),
     #[error("cannot store conda package {package} in the cache: {source}")]
@@ -271,7 +278,7 @@ mod tests {
             channel: "conda-forge".into(),
             filename: "python-3.11.2-h0.conda".into(),
             url: None,
-            sha256: "ab".repeat(32),
+            sha256: Digest::from_hex(&"ab".repeat(32)).unwrap(),
             md5: None,
             size: Some(1),
         };

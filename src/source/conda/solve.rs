@@ -11,6 +11,7 @@ use rattler_solve::{SolveError, SolverImpl, SolverTask, resolvo};
 
 use super::channel::{self, ChannelError, ResolvedChannel};
 use super::{CondaError, CondaSpec, LockedConda};
+use crate::digest::Digest;
 
 /// The records of a channel's `subdir` and `noarch` repodata.
 fn channel_records(
@@ -114,17 +115,27 @@ pub fn solve(
             .zip(&per_channel)
             .find(|(_, records)| records.iter().any(|r| r.url == record.url))
             .expect("solved records come from the channels' repodata");
-        locked.push(lock_entry(channel, &record));
+        locked.push(lock_entry(channel, &record)?);
     }
     locked.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(locked)
 }
 
-fn lock_entry(channel: &ResolvedChannel, record: &RepoDataRecord) -> LockedConda {
+fn lock_entry(
+    channel: &ResolvedChannel,
+    record: &RepoDataRecord,
+) -> Result<LockedConda, CondaError> {
     let package = &record.package_record;
     let filename = record.identifier.to_file_name();
+    let sha256 = package
+        .sha256
+        .and_then(|h| Digest::from_hex(&hex::encode(&h[..])).ok())
+        .ok_or_else(|| CondaError::NoSha256 {
+            package: filename.clone(),
+            channel: channel.name.clone(),
+        })?;
     let beside = format!("{}/{}/{}", channel.url, package.subdir, filename);
-    LockedConda {
+    Ok(LockedConda {
         name: package.name.as_normalized().to_owned(),
         version: package.version.to_string(),
         build: package.build.as_str().to_owned(),
@@ -134,13 +145,10 @@ fn lock_entry(channel: &ResolvedChannel, record: &RepoDataRecord) -> LockedConda
         // needs the URL pinned.
         url: (record.url.as_str() != beside).then(|| record.url.to_string()),
         filename,
-        sha256: package
-            .sha256
-            .map(|h| hex::encode(&h[..]))
-            .unwrap_or_default(),
+        sha256,
         md5: package.md5.map(|h| hex::encode(&h[..])),
         size: package.size,
-    }
+    })
 }
 
 /// resolvo explains a conflict as an indented tree; a build error is one line, so the tree is

@@ -44,7 +44,7 @@ pub struct IndexedPackage {
     /// `Filename`, relative to the archive's base: `pool/main/p/python3/…deb`.
     pub filename: String,
     pub size: u64,
-    pub sha256: String,
+    pub sha256: Digest,
     pub multi_arch: Option<String>,
 }
 
@@ -210,11 +210,24 @@ fn to_package(stanza: Stanza, base: &str, index_url: &str) -> Result<IndexedPack
         conflicts,
         provides,
     };
+    // Filename, Size and SHA256 become a URL, a download limit and a cache path.
+    let filename = field("Filename");
+    crate::name::relative_path(&filename).map_err(|e| {
+        bad(format!(
+            "package {name}: its Filename `{}` {e}",
+            crate::name::Shown(&filename)
+        ))
+    })?;
+    let size = field("Size")
+        .parse()
+        .map_err(|_| bad(format!("package {name}: its Size is not a number")))?;
+    let sha256 = Digest::from_hex(&field("SHA256").to_ascii_lowercase())
+        .map_err(|_| bad(format!("package {name}: its SHA256 is not 64 hex digits")))?;
     Ok(IndexedPackage {
         base: base.to_owned(),
-        filename: field("Filename"),
-        size: field("Size").parse().unwrap_or(0),
-        sha256: field("SHA256"),
+        filename,
+        size,
+        sha256,
         multi_arch: stanza.get("Multi-Arch").map(|v| v.trim().to_owned()),
         package,
         stanza,

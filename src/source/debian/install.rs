@@ -21,7 +21,7 @@ use std::sync::Arc;
 use super::LockedDeb;
 use super::deb::{self, DebEntryKind, ExtractedDeb};
 use super::deb822::Stanza;
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::HashingWriter;
 use crate::layer::cache::Cache;
 use crate::layer::{Content, Entry, EntryKind, FileStamp, ImagePath, LayerTree};
 
@@ -62,12 +62,8 @@ pub fn fetch(
         bases.first().map_or("", String::as_str),
         package.filename
     );
-    let expected = Digest::from_hex(&package.sha256).map_err(|_| InstallError::Checksum {
-        url: first_url.clone(),
-        expected: package.sha256.clone(),
-        found: "no valid SHA256 in the index".to_owned(),
-    })?;
-    let path = cache.blob_path(&expected);
+    let expected = &package.sha256;
+    let path = cache.blob_path(expected);
     if fs::metadata(&path).is_ok_and(|m| m.len() == package.size) {
         return Ok(path);
     }
@@ -100,14 +96,14 @@ pub fn fetch(
         buffered
             .into_inner()
             .map_err(|e| InstallError::Io(e.into_error()))?;
-        if found != expected {
+        if &found != expected {
             return Err(InstallError::Checksum {
                 url,
                 expected: expected.to_string(),
                 found: found.to_string(),
             });
         }
-        return Ok(cache.commit_blob(temp, &expected)?);
+        return Ok(cache.commit_blob(temp, expected)?);
     }
     Err(last_error)
 }
@@ -118,7 +114,7 @@ pub fn extract_cached(
     deb_path: &Path,
     package: &LockedDeb,
 ) -> Result<(PathBuf, ExtractedDeb), InstallError> {
-    let sha256 = &package.sha256;
+    let sha256 = package.sha256.hex();
     let dir = cache.root().join("debs-v2").join(sha256);
     let listing = dir.join("listing.json");
     if let Ok(bytes) = fs::read(&listing)

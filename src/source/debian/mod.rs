@@ -21,6 +21,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Digest;
 use crate::layer::LayerTree;
 use crate::layer::cache::Cache;
 use apt_config::AptSource;
@@ -70,7 +71,8 @@ pub struct LockedDeb {
     /// Relative to the archive's base URI, which comes from configuration when fetching.
     pub filename: String,
     pub size: u64,
-    pub sha256: String,
+    #[serde(with = "crate::digest::bare_hex")]
+    pub sha256: Digest,
 }
 
 impl From<&IndexedPackage> for LockedDeb {

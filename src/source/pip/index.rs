@@ -65,11 +65,11 @@ pub struct DistFile {
     pub filename: String,
     /// An http(s) URL, or a local path for find-links directories.
     pub url: String,
-    pub sha256: Option<String>,
+    pub sha256: Option<Digest>,
     pub requires_python: Option<VersionSpecifiers>,
     pub yanked: bool,
     /// PEP 658/714: the index serves `<url>.metadata` (with its sha256 when given).
-    pub metadata: Option<Option<String>>,
+    pub metadata: Option<Option<Digest>>,
     pub version: Version,
     pub kind: DistKind,
 }
@@ -193,17 +193,34 @@ impl<'a> PackageIndex<'a> {
                 if sha256.is_none()
                     && let Some(hex) = fragment.strip_prefix("sha256=")
                 {
-                    sha256 = Some(hex.to_ascii_lowercase());
+                    sha256 = Some(hex.to_owned());
                 }
                 absolute_text = without.to_owned();
             }
+            // Hashes name cache files: only a parsed digest goes further.
+            let checked = |hex: String, what: &str| {
+                Digest::from_hex(&hex.to_ascii_lowercase()).map_err(|_| IndexError::Page {
+                    url: shown.clone(),
+                    message: format!(
+                        "the {what} of `{}` is `{}`, not a SHA256 (64 hex digits)",
+                        link.filename.escape_debug(),
+                        hex.escape_debug()
+                    ),
+                })
+            };
+            let sha256 = sha256.map(|hex| checked(hex, "hash")).transpose()?;
+            let metadata = match link.metadata {
+                Some(Some(hex)) => Some(Some(checked(hex, "metadata hash")?)),
+                Some(None) => Some(None),
+                None => None,
+            };
             if let Some(file) = dist_file(
                 &link.filename,
                 absolute_text,
                 sha256,
                 link.requires_python.as_deref(),
                 link.yanked,
-                link.metadata,
+                metadata,
                 project,
             ) {
                 files.push(file);
@@ -257,7 +274,7 @@ impl<'a> PackageIndex<'a> {
         let cached = file
             .sha256
             .as_ref()
-            .map(|hex| self.cache.root().join("pip-metadata-v1").join(hex));
+            .map(|digest| self.cache.root().join("pip-metadata-v1").join(digest.hex()));
         if let Some(path) = &cached
             && let Ok(bytes) = std::fs::read(path)
         {
@@ -284,11 +301,11 @@ impl<'a> PackageIndex<'a> {
                 })?;
                 if let Some(expected) = expected {
                     let found = Digest::of_bytes(&bytes);
-                    if found.hex() != expected {
+                    if &found != expected {
                         return Err(IndexError::Checksum {
                             file: format!("{}.metadata", file.filename),
                             url: redact(&url),
-                            expected: expected.clone(),
+                            expected: expected.hex().to_owned(),
                             found: found.hex().to_owned(),
                         });
                     }
@@ -321,13 +338,11 @@ impl<'a> PackageIndex<'a> {
 
     /// Downloads a file into the cache (or finds it there), verified against `file.sha256`
     /// where known. Returns its path and sha256.
-    pub fn download(&self, file: &DistFile) -> Result<(PathBuf, String), IndexError> {
-        if let Some(hex) = &file.sha256
-            && let Ok(digest) = Digest::from_hex(hex)
-        {
-            let path = self.cache.blob_path(&digest);
+    pub fn download(&self, file: &DistFile) -> Result<(PathBuf, Digest), IndexError> {
+        if let Some(digest) = &file.sha256 {
+            let path = self.cache.blob_path(digest);
             if path.is_file() {
-                return Ok((path, hex.clone()));
+                return Ok((path, digest.clone()));
             }
         }
         let temp = self.cache.temp_file()?;
@@ -367,17 +382,17 @@ impl<'a> PackageIndex<'a> {
         let (buffered, found, _) = writer.finish();
         buffered.into_inner().map_err(|e| temp_io(e.into_error()))?;
         if let Some(expected) = &file.sha256
-            && found.hex() != expected
+            && &found != expected
         {
             return Err(IndexError::Checksum {
                 file: file.filename.clone(),
                 url: redact(&file.url),
-                expected: expected.clone(),
+                expected: expected.hex().to_owned(),
                 found: found.hex().to_owned(),
             });
         }
         let path = self.cache.commit_blob(temp, &found)?;
-        Ok((path, found.hex().to_owned()))
+        Ok((path, found))
     }
 }
 
@@ -534,10 +549,10 @@ fn unescape(text: &str) -> String {
 fn dist_file(
     filename: &str,
     url: String,
-    sha256: Option<String>,
+    sha256: Option<Digest>,
     requires_python: Option<&str>,
     yanked: bool,
-    metadata: Option<Option<String>>,
+    metadata: Option<Option<Digest>>,
     project: &str,
 ) -> Option<DistFile> {
     let requires_python = requires_python
@@ -617,7 +632,7 @@ fn local_files(dir: &Path, project: &str) -> Result<Vec<DistFile>, IndexError> {
                     path: path.clone(),
                     source,
                 })?;
-            file.sha256 = Some(hashed.0.hex().to_owned());
+            file.sha256 = Some(hashed.0);
             files.push(file);
         }
     }

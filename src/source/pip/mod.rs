@@ -23,6 +23,7 @@ use std::sync::Arc;
 use pep440_rs::Version;
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Digest;
 use crate::layer::cache::{Cache, CacheKeyBuilder};
 use crate::layer::{Content, Entry, EntryKind, ImagePath, LayerTree};
 use index::{DistFile, DistKind, PackageIndex};
@@ -109,7 +110,8 @@ pub struct LockedWheel {
     pub version: String,
     /// The wheel (or, for a package without wheels, the sdist) file name.
     pub filename: String,
-    pub sha256: String,
+    #[serde(with = "crate::digest::bare_hex")]
+    pub sha256: Digest,
     /// Named by the layer's requirements, not only pulled in.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub requested: bool,
@@ -226,7 +228,15 @@ pub fn prepare(
         .chain(&requirements.constraints)
     {
         key.field(pinned.requirement.to_string().as_bytes());
-        key.field(pinned.hashes.join(",").as_bytes());
+        key.field(
+            pinned
+                .hashes
+                .iter()
+                .map(Digest::hex)
+                .collect::<Vec<_>>()
+                .join(",")
+                .as_bytes(),
+        );
     }
     key.field(
         serde_json::to_string(&target)
@@ -435,8 +445,8 @@ pub fn layer_tree(
                 })
                 .map(|r| {
                     let sha256 = match &r.file.sha256 {
-                        Some(hex) => hex.clone(),
-                        None => index.download(&r.file).map(|(_, hex)| hex)?,
+                        Some(digest) => digest.clone(),
+                        None => index.download(&r.file).map(|(_, digest)| digest)?,
                     };
                     Ok(LockedWheel {
                         requested: requested.contains(&r.name),
@@ -489,7 +499,7 @@ pub fn layer_tree(
             &wheel::WheelFile {
                 path: &path,
                 filename: &filename,
-                sha256: &sha256,
+                sha256: sha256.hex(),
                 requested: pin.requested,
             },
             cache,
@@ -531,10 +541,7 @@ fn pinned_file(index: &PackageIndex<'_>, pin: &LockedWheel) -> Result<DistFile, 
         version: pin.version.clone(),
         filename: pin.filename.clone(),
     })?;
-    let cached = crate::digest::Digest::from_hex(&pin.sha256)
-        .ok()
-        .map(|d| index_cache_path(index, &d))
-        .filter(|p| p.is_file());
+    let cached = Some(index_cache_path(index, &pin.sha256)).filter(|p| p.is_file());
     let url = match cached {
         Some(path) => path.display().to_string(),
         None => index

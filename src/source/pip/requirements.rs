@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::digest::Digest;
 use pep508_rs::{Requirement, VerbatimUrl};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +35,7 @@ pub enum RequirementsError {
 #[derive(Clone, Debug)]
 pub struct Pinned {
     pub requirement: Requirement<VerbatimUrl>,
-    pub hashes: Vec<String>,
+    pub hashes: Vec<Digest>,
 }
 
 /// Everything a set of requirement sources says.
@@ -228,7 +229,7 @@ fn split_option(line: &str) -> (&str, Option<&str>) {
 }
 
 /// Splits `name==1.0 --hash=sha256:abc --hash=sha256:def` into the requirement and its hashes.
-fn split_hashes(line: &str, origin: &str) -> Result<(String, Vec<String>), RequirementsError> {
+fn split_hashes(line: &str, origin: &str) -> Result<(String, Vec<Digest>), RequirementsError> {
     let Some(at) = line.find("--hash") else {
         return Ok((line.to_owned(), Vec::new()));
     };
@@ -244,9 +245,13 @@ fn split_hashes(line: &str, origin: &str) -> Result<(String, Vec<String>), Requi
             });
         }
         let value = words.next().unwrap_or_default();
-        match value.split_once(':') {
-            Some(("sha256", hex)) if hex.len() == 64 => hashes.push(hex.to_ascii_lowercase()),
-            _ => {
+        match value
+            .split_once(':')
+            .filter(|(algorithm, _)| *algorithm == "sha256")
+            .and_then(|(_, hex)| Digest::from_hex(&hex.to_ascii_lowercase()).ok())
+        {
+            Some(digest) => hashes.push(digest),
+            None => {
                 return Err(RequirementsError::Invalid {
                     origin: origin.to_owned(),
                     line: line.to_owned(),
@@ -286,7 +291,10 @@ mod tests {
             .collect();
         assert_eq!(names, ["requests", "pyyaml", "click"]);
         assert_eq!(reqs.requirements[0].requirement.extras.len(), 1);
-        assert_eq!(reqs.requirements[1].hashes, ["a".repeat(64)]);
+        assert_eq!(
+            reqs.requirements[1].hashes,
+            [Digest::from_hex(&"a".repeat(64)).unwrap()]
+        );
         assert_eq!(reqs.constraints.len(), 1);
         assert_eq!(reqs.constraints[0].requirement.name.to_string(), "urllib3");
         assert_eq!(

@@ -21,6 +21,7 @@ use super::metadata::CoreMetadata;
 use super::requirements::{Pinned, Requirements};
 use super::target::PythonTarget;
 use super::wheel::normalize_name;
+use crate::digest::Digest;
 
 /// A node of the resolution: the layer itself, a distribution, or a distribution with one
 /// extra (which depends on the distribution at the same version).
@@ -215,7 +216,7 @@ fn index_choice(
         .ok_or_else(|| ProviderError(format!("{name} {version} has no usable file")))
 }
 
-fn pinned_hashes(requirements: &Requirements, name: &str) -> Vec<String> {
+fn pinned_hashes(requirements: &Requirements, name: &str) -> Vec<Digest> {
     requirements
         .requirements
         .iter()
@@ -231,7 +232,7 @@ fn best_file<'f>(
     files: &'f [DistFile],
     version: &Version,
     fit: &Fit,
-    hashes: &[String],
+    hashes: &[Digest],
     allow_yanked: bool,
 ) -> Option<&'f DistFile> {
     let full = &fit.python;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::index::Sources;
+use crate::digest::Digest;
 use crate::layer::cache::Cache;
 
 #[derive(Debug, thiserror::Error)]
@@ -87,12 +88,12 @@ print(json.dumps(requires))
 pub fn build_wheel(
     sdist: &Path,
     filename: &str,
-    sha256: &str,
+    sha256: &Digest,
     sources: &Sources,
     cache: &Cache,
     source_date_epoch: u64,
 ) -> Result<PathBuf, SdistError> {
-    let done = cache.root().join("pip-built-v1").join(sha256);
+    let done = cache.root().join("pip-built-v1").join(sha256.hex());
     if let Some(wheel) = find_wheel(&done) {
         return Ok(wheel);
     }
@@ -209,8 +210,8 @@ pub fn build_wheel(
 }
 
 /// The wheel built from the sdist whose SHA256 is `sdist_sha256`, if the cache has one.
-pub fn built_wheel(cache: &Cache, sdist_sha256: &str) -> Option<PathBuf> {
-    find_wheel(&cache.root().join("pip-built-v1").join(sdist_sha256))
+pub fn built_wheel(cache: &Cache, sdist_sha256: &Digest) -> Option<PathBuf> {
+    find_wheel(&cache.root().join("pip-built-v1").join(sdist_sha256.hex()))
 }
 
 fn find_wheel(dir: &Path) -> Option<PathBuf> {
