@@ -21,6 +21,7 @@ use oci_build::progress::{LayerStep, Reporter};
 use oci_build::recipe::{BaseRef, Project};
 use oci_build::reference::Reference;
 use oci_build::registry::credentials::Credential;
+use oci_build::registry::credentials::Stored;
 use oci_build::registry::push::{KnownBlobs, PushReport, PushReporter};
 use oci_build::registry::{ClientOptions, Registries};
 use oci_build::transport::Transport;
@@ -660,12 +661,13 @@ fn login(cli: &Cli, args: &LoginArgs) -> anyhow::Result<()> {
         registry
     };
     let credential = Credential::new(&args.username, &password, "the command line");
-    let path = oci_build::registry::login(registry, &client_options(cli), credential)?;
+    let stored = oci_build::registry::login(registry, &client_options(cli), credential)?;
     if !cli.quiet {
-        eprintln!(
-            "Login to {registry} succeeded; credentials stored in {}",
-            path.display()
-        );
+        let place = match stored {
+            Stored::File(path) => path.display().to_string(),
+            Stored::Helper(program) => format!("the credential store of {program}"),
+        };
+        eprintln!("Login to {registry} succeeded; credentials stored in {place}");
     }
     Ok(())
 }

@@ -288,9 +288,21 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, Creden
     Ok(Some(credential))
 }
 
-/// Stores `user:password` for `registry` in docker's config.json, keeping everything else in
-/// the file; written to a temporary file readable only by its owner, then renamed.
-pub fn store(registry: &str, credential: &Credential) -> Result<PathBuf, CredentialError> {
+/// Where `store` put a credential.
+#[derive(Debug)]
+pub enum Stored {
+    /// In docker's config.json, as base64 `user:password`.
+    File(PathBuf),
+    /// Through `docker-credential-<helper> store` (config.json's `credsStore` or
+    /// `credHelpers`), as docker does: the file then lists the registry with no secret.
+    Helper(String),
+}
+
+/// Stores `user:password` for `registry` as docker would: through the credential helper
+/// config.json names for it (`credHelpers`, else `credsStore`), else in the file itself. The
+/// file keeps everything else; it is written to a temporary file readable only by its owner,
+/// then renamed.
+pub fn store(registry: &str, credential: &Credential) -> Result<Stored, CredentialError> {
     let path = docker_config_path();
     let write_err = |source| CredentialError::Write {
         path: path.clone(),
@@ -308,17 +320,35 @@ pub fn store(registry: &str, credential: &Credential) -> Result<PathBuf, Credent
     } else {
         registry
     };
+    let helper = root
+        .get("credHelpers")
+        .and_then(Value::as_object)
+        .and_then(|helpers| helpers.iter().find(|(k, _)| key_matches(k, registry)))
+        .and_then(|(_, helper)| helper.as_str())
+        .or_else(|| root.get("credsStore").and_then(Value::as_str))
+        .filter(|helper| !helper.is_empty())
+        .map(str::to_owned);
+    if let Some(helper) = &helper {
+        store_with_helper(helper, key, registry, credential)?;
+    }
     let auths = root
         .entry("auths")
         .or_insert_with(|| Value::Object(Map::new()));
     if !auths.is_object() {
         *auths = Value::Object(Map::new());
     }
-    let auth = STANDARD.encode(format!("{}:{}", credential.username, credential.secret));
+    // With a helper, docker lists the registry with an empty entry: the secret is in the
+    // helper's store, and an old plain-text `auth` must not shadow it.
+    let entry = match &helper {
+        Some(_) => serde_json::json!({}),
+        None => serde_json::json!({
+            "auth": STANDARD.encode(format!("{}:{}", credential.username, credential.secret))
+        }),
+    };
     auths
         .as_object_mut()
         .expect("made an object above")
-        .insert(key.to_owned(), serde_json::json!({ "auth": auth }));
+        .insert(key.to_owned(), entry);
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(write_err)?;
     let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
@@ -326,7 +356,48 @@ pub fn store(registry: &str, credential: &Credential) -> Result<PathBuf, Credent
     serde_json::to_writer_pretty(&mut temp, &root).expect("JSON values serialise");
     temp.write_all(b"\n").map_err(write_err)?;
     temp.persist(&path).map_err(|e| write_err(e.error))?;
-    Ok(path)
+    Ok(match helper {
+        Some(helper) => Stored::Helper(format!("docker-credential-{helper}")),
+        None => Stored::File(path),
+    })
+}
+
+/// docker-credential-helpers protocol: `store` with `{ServerURL, Username, Secret}` on stdin.
+/// The secret goes through the pipe only, never the command line or the environment.
+fn store_with_helper(
+    helper: &str,
+    server: &str,
+    registry: &str,
+    credential: &Credential,
+) -> Result<(), CredentialError> {
+    let fail = |message: String| CredentialError::Helper {
+        helper: helper.to_owned(),
+        host: registry.to_owned(),
+        message,
+    };
+    let mut child = Command::new(format!("docker-credential-{helper}"))
+        .arg("store")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("cannot run it ({e})")))?;
+    let request = serde_json::json!({
+        "ServerURL": server,
+        "Username": credential.username,
+        "Secret": credential.secret,
+    });
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(request.to_string().as_bytes())
+        .map_err(|e| fail(e.to_string()))?;
+    let output = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    if !output.status.success() {
+        return Err(fail(format!("`store` exited with {}", output.status)));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -122,7 +122,7 @@ pub fn login(
     host: &str,
     options: &ClientOptions,
     credential: credentials::Credential,
-) -> Result<PathBuf, RegistryError> {
+) -> Result<credentials::Stored, RegistryError> {
     let registry = Registry::connect_as(host, options, Some(credential.clone()))?;
     let response = registry.send(&client::Request {
         method: reqwest::Method::GET,

@@ -271,6 +271,88 @@ fn login_checks_and_stores_credentials_in_docker_format() {
     );
 }
 
+/// With `credsStore` in config.json, login stores through the helper as docker does: the
+/// secret goes to the helper on stdin, config.json lists the registry without it, and a push
+/// finds the credential through the same helper.
+#[test]
+fn login_stores_through_the_configured_credential_helper() {
+    let registry = Registry::start(Auth::token(USER, PASSWORD));
+    let p = image_project();
+    let config_dir = p.tmp.path().join("helper-config");
+    let bin = p.tmp.path().join("helper-bin");
+    fs::create_dir_all(&config_dir).unwrap();
+    fs::create_dir_all(&bin).unwrap();
+    // A stand-in for docker-credential-pass & co.: `store` keeps the request, `get` answers it.
+    let helper = bin.join("docker-credential-testing");
+    fs::write(
+        &helper,
+        "#!/bin/sh
+store=\"$(dirname \"$0\")/stored.json\"\ncase \"$1\" in\n  store) cat > \"$store\" ;;\n  get) cat > /dev/null; cat \"$store\" ;;\n  *) exit 1 ;;\nesac\n",
+    )
+    .unwrap();
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    let stale = crate::registry_harness::base64_encode(b"builder:an-old-password");
+    fs::write(
+        config_dir.join("config.json"),
+        serde_json::json!({
+            "credsStore": "testing",
+            "auths": { registry.url(): { "auth": stale } },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut child = oci_build(
+        &p,
+        &["login", &registry.url(), "-u", USER, "--password-stdin"],
+    )
+    .env("DOCKER_CONFIG", &config_dir)
+    .env("PATH", &path)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_success(&out, "login");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("docker-credential-testing"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = json(&fs::read_to_string(bin.join("stored.json")).unwrap());
+    assert_eq!(stored["ServerURL"], registry.url());
+    assert_eq!(stored["Username"], USER);
+    assert_eq!(stored["Secret"], PASSWORD);
+    let config = fs::read_to_string(config_dir.join("config.json")).unwrap();
+    assert!(
+        !config.contains(&stale) && !config.contains("\"auth\""),
+        "{config}"
+    );
+    assert_eq!(
+        json(&config)["auths"][registry.url()],
+        serde_json::json!({})
+    );
+
+    let dest = format!("docker://{}", registry.image("team/helper:1"));
+    push_json(
+        oci_build(&p, &["push", "--json", &layout(&p), &dest])
+            .env("DOCKER_CONFIG", &config_dir)
+            .env("PATH", &path),
+    );
+}
+
 #[test]
 fn token_auth_pulls_a_base_mounts_its_layers_and_pushes_with_scoped_tokens() {
     let registry = Registry::start(Auth::token(USER, PASSWORD));
