@@ -559,6 +559,11 @@ impl Project {
                 .add_line(line, "pip packages")
                 .map_err(|e| invalid(line, e.to_string()))?;
         }
+        for value in &pip.only_binary {
+            crate::source::pip::requirements::FormatControl::default()
+                .add_only_binary(value, "the pip layer's `only_binary`")
+                .map_err(|e| invalid(value, e.to_string()))?;
+        }
         let mut pip = pip.clone();
         for path in pip
             .requirements

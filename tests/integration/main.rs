@@ -13,6 +13,8 @@
 //! - `debian`: live, the Python 3.11 base from the real archive, run in a chroot.
 //! - `debian_repo`: hermetic, a tiny signed apt archive served on 127.0.0.1 (dpkg-deb, gpg).
 //! - `pip_index`: hermetic, wheels and an sdist made by the test on a PEP 691 index on 127.0.0.1.
+//! - `hostile_sdist`: `--only-binary`/`only_binary` keep sdists unbuilt, even when locked;
+//!   a build backend gets no network and no write access outside its build (bubblewrap).
 //! - `pip_live`: live, real wheels on the Python base run in a chroot; mlrun locked like uv.
 //! - `registry_harness`: real registries (none, htpasswd, token auth) and a fault-injecting proxy.
 //! - `family`: the MLRun recipes: names, resolve, the committed lock; live, mlrun pushed and run.
@@ -33,6 +35,7 @@ mod debian_repo;
 mod family;
 mod harness_selftest;
 mod hostile_inputs;
+mod hostile_sdist;
 mod mirror;
 mod offline;
 mod peers;

@@ -42,7 +42,7 @@ pub(crate) fn dist(name: &'static str, version: &'static str) -> Dist {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
@@ -193,7 +193,7 @@ impl Index {
         std::fs::write(dir.join("index.html"), html).unwrap();
     }
 
-    fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.server.requests()
     }
 }
@@ -223,7 +223,7 @@ fn lock_text(project: &Project) -> toml::Value {
     toml::from_str(&std::fs::read_to_string(project.path("recipes/recipes.lock")).unwrap()).unwrap()
 }
 
-fn locked(project: &Project, layer: i64) -> BTreeMap<String, (String, String)> {
+pub(crate) fn locked(project: &Project, layer: i64) -> BTreeMap<String, (String, String)> {
     lock_text(project)["pip"]
         .as_array()
         .unwrap()
@@ -443,6 +443,11 @@ fn a_conflict_names_the_packages_and_versions() {
 /// An sdist whose in-tree PEP 517 backend writes the wheel with the standard library, so the
 /// build needs nothing from an index.
 pub(crate) fn sdist_bytes(tag: &str) -> Vec<u8> {
+    sdist_running(tag, "")
+}
+
+/// `sdist_bytes` whose backend module runs `prelude` (Python) when a hook imports it.
+pub(crate) fn sdist_running(tag: &str, prelude: &str) -> Vec<u8> {
     let backend = r#"
 import base64, hashlib, os, zipfile
 NAME, VERSION = "srconly", "0.3"
@@ -466,7 +471,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         z.writestr(f"{info}/RECORD", record)
     return name
 "#;
-    let backend = backend.replace("TAG", tag);
+    let backend = format!("{}\n{prelude}\n", backend.replace("TAG", tag));
     let pyproject =
         "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n";
     let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(

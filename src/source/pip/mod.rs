@@ -88,6 +88,11 @@ pub struct PipSpec {
     /// `only = ["nvidia-*"]` is a layer of exactly the CUDA libraries torch needs.
     #[serde(default)]
     pub only: Vec<String>,
+    /// pip's `--only-binary`: `[":all:"]` or package names whose sdists are never built; a
+    /// package with no fitting wheel then fails. Applied after the requirements files' own
+    /// `--only-binary`/`--no-binary`, so the recipe has the last word.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub only_binary: Vec<String>,
 }
 
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
@@ -146,6 +151,22 @@ pub enum PipError {
     )]
     NeedsCompiling { package: String, tags: String },
     #[error(
+        "{name} {version} is pinned in the lock file to the source distribution {filename}, but only binaries are allowed for {name} (`only_binary` or `--only-binary`); run `oci-build lock`"
+    )]
+    LockedSdist {
+        name: String,
+        version: String,
+        filename: String,
+    },
+    #[error(
+        "{name} {version} is pinned in the lock file to the wheel {filename}, but `--no-binary` asks for {name} to be built from source; run `oci-build lock`"
+    )]
+    LockedWheel {
+        name: String,
+        version: String,
+        filename: String,
+    },
+    #[error(
         "{name} {version} ({filename}) is pinned in the lock file but no configured index or wheelhouse has it"
     )]
     NotOnIndex {
@@ -191,6 +212,11 @@ pub fn prepare(
             .chain(constraints.constraints),
     );
     requirements.pre |= spec.pre;
+    for value in &spec.only_binary {
+        requirements
+            .formats
+            .add_only_binary(value, "the pip layer's `only_binary`")?;
+    }
     for (name, version) in &spec.pin {
         if Version::from_str(version).is_ok() {
             requirements.add_line(&format!("{name}=={version}"), "the pip layer's `pin`")?;
@@ -237,6 +263,11 @@ pub fn prepare(
                 .join(",")
                 .as_bytes(),
         );
+    }
+    // Only when set, so that the locks of layers without it keep their keys.
+    if !requirements.formats.is_empty() {
+        let (only_binary, no_binary) = requirements.formats.env_values();
+        key.field(format!("only-binary={only_binary} no-binary={no_binary}").as_bytes());
     }
     key.field(
         serde_json::to_string(&target)
@@ -425,8 +456,15 @@ pub fn layer_tree(
             .map_err(|e| resolve::error_chain(&e))?;
         Ok((meta, built))
     };
+    let formats = &prepared.requirements.formats;
     let locked: Vec<LockedWheel> = match pinned {
-        Some(pins) => pins.to_vec(),
+        Some(pins) => {
+            // Checked before anything is fetched or built: a lock is no way around the rule.
+            for pin in pins {
+                check_pinned_format(pin, formats)?;
+            }
+            pins.to_vec()
+        }
         None => {
             let input = resolve::Input {
                 requirements: &prepared.requirements,
@@ -527,6 +565,31 @@ fn glob_match(pattern: &str, name: &str) -> bool {
         }
     }
     rest.is_empty()
+}
+
+/// Refuses a pin whose kind of file `--only-binary` or `--no-binary` rules out for it.
+fn check_pinned_format(
+    pin: &LockedWheel,
+    formats: &requirements::FormatControl,
+) -> Result<(), PipError> {
+    let allowed = formats.formats(&wheel::normalize_name(&pin.name));
+    let is_wheel = pin.filename.ends_with(".whl");
+    let (name, version, filename) = (pin.name.clone(), pin.version.clone(), pin.filename.clone());
+    if is_wheel && !allowed.binary {
+        return Err(PipError::LockedWheel {
+            name,
+            version,
+            filename,
+        });
+    }
+    if !is_wheel && !allowed.source {
+        return Err(PipError::LockedSdist {
+            name,
+            version,
+            filename,
+        });
+    }
+    Ok(())
 }
 
 /// The file a lock entry names, found in the cache (no network) or on the index.

@@ -1,11 +1,14 @@
 //! Requirements as pip reads them: recipe lines and requirements files with `-r`/`-c`
-//! includes, `--hash` pins and index options.
+//! includes, `--hash` pins, index options and `--only-binary`/`--no-binary`.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use std::collections::BTreeSet;
+
+use pep508_rs::{PackageName, Requirement, VerbatimUrl};
+
 use crate::digest::Digest;
-use pep508_rs::{Requirement, VerbatimUrl};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RequirementsError {
@@ -48,6 +51,115 @@ pub struct Requirements {
     pub find_links: Vec<String>,
     pub no_index: bool,
     pub pre: bool,
+    /// Which distributions may come from wheels and which from sdists.
+    pub formats: FormatControl,
+}
+
+/// pip's `--only-binary` and `--no-binary`: per package, whether a wheel or an sdist may be
+/// used. Each option's value is `:all:`, `:none:` or comma-separated names, applied in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FormatControl {
+    only_binary: BTreeSet<String>,
+    no_binary: BTreeSet<String>,
+}
+
+/// What kinds of files one distribution may be installed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Formats {
+    pub binary: bool,
+    pub source: bool,
+}
+
+impl Formats {
+    pub const ANY: Formats = Formats {
+        binary: true,
+        source: true,
+    };
+}
+
+const ALL: &str = ":all:";
+
+impl FormatControl {
+    /// `--only-binary VALUE`.
+    pub fn add_only_binary(&mut self, value: &str, origin: &str) -> Result<(), RequirementsError> {
+        let FormatControl {
+            only_binary,
+            no_binary,
+        } = self;
+        apply(value, origin, only_binary, no_binary)
+    }
+
+    /// `--no-binary VALUE`.
+    pub fn add_no_binary(&mut self, value: &str, origin: &str) -> Result<(), RequirementsError> {
+        let FormatControl {
+            only_binary,
+            no_binary,
+        } = self;
+        apply(value, origin, no_binary, only_binary)
+    }
+
+    /// pip's rule: a name given explicitly wins over `:all:`; `name` is normalised.
+    pub fn formats(&self, name: &str) -> Formats {
+        const ONLY_BINARY: Formats = Formats {
+            binary: true,
+            source: false,
+        };
+        const NO_BINARY: Formats = Formats {
+            binary: false,
+            source: true,
+        };
+        if self.only_binary.contains(name) {
+            ONLY_BINARY
+        } else if self.no_binary.contains(name) {
+            NO_BINARY
+        } else if self.only_binary.contains(ALL) {
+            ONLY_BINARY
+        } else if self.no_binary.contains(ALL) {
+            NO_BINARY
+        } else {
+            Formats::ANY
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.only_binary.is_empty() && self.no_binary.is_empty()
+    }
+
+    /// pip's environment form (`PIP_ONLY_BINARY`, `PIP_NO_BINARY`), empty where unset.
+    pub fn env_values(&self) -> (String, String) {
+        let join = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join(",");
+        (join(&self.only_binary), join(&self.no_binary))
+    }
+}
+
+/// pip's `handle_mutual_excludes`: `:all:` replaces both sets, `:none:` empties `target`, a
+/// name moves from `other` to `target`.
+fn apply(
+    value: &str,
+    origin: &str,
+    target: &mut BTreeSet<String>,
+    other: &mut BTreeSet<String>,
+) -> Result<(), RequirementsError> {
+    for item in value.split(',').map(str::trim) {
+        match item {
+            ALL => {
+                other.clear();
+                target.clear();
+                target.insert(ALL.to_owned());
+            }
+            ":none:" => target.clear(),
+            name => {
+                let name = PackageName::from_str(name).map_err(|e| RequirementsError::Invalid {
+                    origin: origin.to_owned(),
+                    line: value.to_owned(),
+                    message: format!("expected `:all:`, `:none:` or package names: {e}"),
+                })?;
+                other.remove(name.as_ref());
+                target.insert(name.as_ref().to_owned());
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Requirements {
@@ -162,8 +274,10 @@ impl Requirements {
                 }
                 "--no-index" => self.no_index = true,
                 "--pre" => self.pre = true,
+                "--only-binary" => self.formats.add_only_binary(&needs_value(value)?, origin)?,
+                "--no-binary" => self.formats.add_no_binary(&needs_value(value)?, origin)?,
                 // Options that only change how pip itself runs.
-                "--prefer-binary" | "--only-binary" | "--no-binary" | "--trusted-host" => {}
+                "--prefer-binary" | "--trusted-host" => {}
                 _ => {
                     return Err(RequirementsError::Unsupported {
                         origin: origin.to_owned(),
@@ -324,5 +438,49 @@ mod tests {
             .add_line("pkg @ https://example.invalid/pkg.whl", "recipe")
             .unwrap_err();
         assert!(matches!(err, RequirementsError::DirectUrl { .. }), "{err}");
+    }
+
+    #[test]
+    fn only_binary_and_no_binary_follow_pip() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("r.txt");
+        std::fs::write(
+            &file,
+            "--only-binary=:all:\n--no-binary Foo_Bar,baz\nsrconly\n",
+        )
+        .unwrap();
+        let mut reqs = Requirements::default();
+        reqs.add_file(&file).unwrap();
+        let formats = &reqs.formats;
+        assert_eq!(
+            formats.formats("srconly"),
+            Formats {
+                binary: true,
+                source: false
+            }
+        );
+        // A name given explicitly wins over `:all:`, and names are normalised.
+        let built = Formats {
+            binary: false,
+            source: true,
+        };
+        assert_eq!(formats.formats("foo-bar"), built);
+        assert_eq!(formats.formats("baz"), built);
+        // `:all:` on the other option clears what came before; `:none:` clears its own.
+        let mut control = reqs.formats.clone();
+        control.add_no_binary(":all:", "test").unwrap();
+        assert_eq!(control.formats("srconly"), built);
+        control.add_no_binary(":none:", "test").unwrap();
+        assert!(control.is_empty());
+        assert_eq!(control.formats("srconly"), Formats::ANY);
+        control.add_only_binary("a,b", "test").unwrap();
+        control.add_no_binary("b", "test").unwrap();
+        assert_eq!(control.env_values(), ("a".to_owned(), "b".to_owned()));
+        std::fs::write(&file, "--only-binary\n").unwrap();
+        let err = Requirements::default().add_file(&file).unwrap_err();
+        assert!(err.to_string().contains("r.txt:1"), "{err}");
+        std::fs::write(&file, "--only-binary not/a name\n").unwrap();
+        let err = Requirements::default().add_file(&file).unwrap_err();
+        assert!(err.to_string().contains("r.txt:1"), "{err}");
     }
 }

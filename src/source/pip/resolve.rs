@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -18,7 +18,7 @@ use pubgrub::{
 
 use super::index::{DistFile, DistKind, PackageIndex};
 use super::metadata::CoreMetadata;
-use super::requirements::{Pinned, Requirements};
+use super::requirements::{Formats, Pinned, Requirements};
 use super::target::PythonTarget;
 use super::wheel::normalize_name;
 use crate::digest::Digest;
@@ -70,6 +70,13 @@ pub struct ProviderError(pub String);
 pub enum ResolveError {
     #[error("the requirements cannot be satisfied together: {0}")]
     NoSolution(String),
+    #[error(
+        "{packages}: only binaries are allowed (`only_binary` or `--only-binary`) and no version that fits has a wheel for the image, so no source distribution is built ({explanation})"
+    )]
+    OnlyBinary {
+        packages: String,
+        explanation: String,
+    },
     #[error("{0}")]
     Failed(String),
 }
@@ -110,7 +117,8 @@ pub fn resolve(
                         }
                         Prefetch::Version(name, version) => {
                             if let Ok(files) = index.files(&name)
-                                && let Some(file) = best_file(&files, &version, &fit, &[], false)
+                                && let Some(file) =
+                                    best_file(&files, &version, &fit, &[], false, Formats::ANY)
                                 && matches!(file.kind, DistKind::Wheel(_))
                             {
                                 let _ = index.metadata(file);
@@ -122,8 +130,18 @@ pub fn resolve(
         }
         let provider = Provider::new(index, target, &fit, input, build_sdist, sender);
         let result = pubgrub::resolve(&provider, Node::Root, Version::new([0]));
+        let refused = provider.refused_sources.take();
         drop(provider);
-        result.map_err(explain)
+        result.map_err(|e| match explain(e) {
+            // Said first: the sdists the solver had to pass over are what a user must change.
+            ResolveError::NoSolution(explanation) if !refused.is_empty() => {
+                ResolveError::OnlyBinary {
+                    packages: refused.into_iter().collect::<Vec<_>>().join(", "),
+                    explanation,
+                }
+            }
+            other => other,
+        })
     })?;
     let mut resolved = Vec::new();
     for (node, version) in solution {
@@ -211,7 +229,8 @@ fn index_choice(
         .files(name)
         .map_err(|e| ProviderError(error_chain(&e)))?;
     let hashes = pinned_hashes(input.requirements, name);
-    best_file(&files, version, fit, &hashes, true)
+    let formats = input.requirements.formats.formats(name);
+    best_file(&files, version, fit, &hashes, true, formats)
         .cloned()
         .ok_or_else(|| ProviderError(format!("{name} {version} has no usable file")))
 }
@@ -227,13 +246,15 @@ fn pinned_hashes(requirements: &Requirements, name: &str) -> Vec<Digest> {
 }
 
 /// The best file of `version` for the target: the wheel with the most specific tags, else an
-/// sdist. `hashes`, when not empty, limits the choice to files pinned by `--hash`.
+/// sdist, of the kinds `formats` allows. `hashes`, when not empty, limits the choice to files
+/// pinned by `--hash`.
 fn best_file<'f>(
     files: &'f [DistFile],
     version: &Version,
     fit: &Fit,
     hashes: &[Digest],
     allow_yanked: bool,
+    formats: Formats,
 ) -> Option<&'f DistFile> {
     let full = &fit.python;
     let candidates = files.iter().filter(|f| {
@@ -246,19 +267,21 @@ fn best_file<'f>(
     let mut sdist = None;
     for file in candidates {
         match &file.kind {
-            DistKind::Wheel(w) => {
+            DistKind::Wheel(w) if formats.binary => {
                 if let Some(rank) = fit.wheel_rank(w)
                     && best.is_none_or(|(r, _)| rank < r)
                 {
                     best = Some((rank, file));
                 }
             }
-            DistKind::Sdist => {
+            DistKind::Wheel(_) => {}
+            DistKind::Sdist if formats.source => {
                 // .tar.gz before .zip, as pip prefers.
                 if sdist.is_none() || file.filename.ends_with(".tar.gz") {
                     sdist = Some(file);
                 }
             }
+            DistKind::Sdist => {}
         }
     }
     best.map(|(_, f)| f).or(sdist)
@@ -279,6 +302,8 @@ struct Provider<'p, 'c> {
     seen: RefCell<HashMap<String, usize>>,
     /// Metadata of built sdists, by (name, version).
     built: RefCell<HashMap<(String, Version), CoreMetadata>>,
+    /// Packages for which no version was left once `--only-binary` took their sdists away.
+    refused_sources: RefCell<BTreeSet<String>>,
 }
 
 impl<'p, 'c> Provider<'p, 'c> {
@@ -315,6 +340,7 @@ impl<'p, 'c> Provider<'p, 'c> {
             tried: RefCell::new(HashMap::new()),
             seen: RefCell::new(HashMap::new()),
             built: RefCell::new(HashMap::new()),
+            refused_sources: RefCell::new(BTreeSet::new()),
         }
     }
 
@@ -460,16 +486,18 @@ impl DependencyProvider for Provider<'_, '_> {
             .files(name)
             .map_err(|e| ProviderError(error_chain(&e)))?;
         let hashes = pinned_hashes(self.input.requirements, name);
+        let formats = self.input.requirements.formats.formats(name);
         let mut versions: Vec<&Version> = files.iter().map(|f| &f.version).collect();
         versions.sort_unstable_by(|a, b| b.cmp(a));
         versions.dedup();
         let exact = range.as_singleton().is_some();
-        let usable = |version: &&&Version| {
-            range.contains(**version)
-                && best_file(&files, version, self.fit, &hashes, exact).is_some()
+        let fits = |version: &Version, formats: Formats| {
+            range.contains(version)
+                && best_file(&files, version, self.fit, &hashes, exact, formats).is_some()
         };
+        let usable = |version: &&&Version| fits(version, formats);
         let has_wheel = |version: &&&Version| {
-            best_file(&files, version, self.fit, &hashes, exact)
+            best_file(&files, version, self.fit, &hashes, exact, formats)
                 .is_some_and(|f| matches!(f.kind, DistKind::Wheel(_)))
         };
         // Pre-releases only where the request names one or nothing else fits (uv's default).
@@ -486,6 +514,9 @@ impl DependencyProvider for Provider<'_, '_> {
             .find(has_wheel)
             .or_else(|| finals().find(usable))
             .or_else(|| versions.iter().find(usable));
+        if chosen.is_none() && !formats.source && versions.iter().any(|v| fits(v, Formats::ANY)) {
+            self.refused_sources.borrow_mut().insert(name.clone());
+        }
         Ok(chosen.map(|v| (*v).clone()))
     }
 

@@ -1,14 +1,26 @@
 //! Source distributions built into wheels on the build host, as pip and uv do: a PEP 517
 //! build in an isolated environment made with the host's Python. The wheel is cached by the
 //! sdist's SHA256, so a package is built once per sdist, and only its wheel enters the image.
+//!
+//! An sdist is code from outside, so its build can do little. Its build requirements are
+//! checked as PEP 508 requirements and installed from wheels only, with network access; index
+//! addresses reach pip through its environment, never its command line, where `ps` would show
+//! their credentials. Then the backend's hooks run in a bubblewrap (`bwrap`) sandbox: no
+//! network, no capabilities, the host read-only and only the build's own temporary directory
+//! writable, with a small fixed environment. Where bubblewrap cannot run, a warning says so
+//! once and the hooks run unconfined.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use pep508_rs::{Requirement, VerbatimUrl, VersionOrUrl};
 
 use super::index::Sources;
 use crate::digest::Digest;
 use crate::layer::cache::Cache;
-
 #[derive(Debug, thiserror::Error)]
 pub enum SdistError {
     #[error("cannot unpack source distribution {file}: {message}")]
@@ -25,6 +37,14 @@ pub enum SdistError {
         file: String,
         #[source]
         source: std::io::Error,
+    },
+    #[error(
+        "{file} asks for the build requirement `{requirement}`, which is not a package on an index ({message})"
+    )]
+    BuildRequirement {
+        file: String,
+        requirement: String,
+        message: String,
     },
     #[error(
         "{file} would have to be built into a wheel, but an offline build builds nothing; fetch its inputs with `oci-build fetch`, which carries the built wheel"
@@ -105,11 +125,15 @@ pub fn build_wheel(
     std::fs::create_dir_all(cache.root().join("pip-built-v1"))?;
     let work = tempfile::tempdir_in(cache.root().join("pip-built-v1"))?;
     let tree = unpack(sdist, filename, &work.path().join("src"))?;
+    for dir in ["home", "tmp"] {
+        std::fs::create_dir(work.path().join(dir))?;
+    }
     let python = host_python();
     let env_dir = work.path().join("env");
     let run = |step: &'static str, command: &mut Command| -> Result<String, SdistError> {
         command.env("SOURCE_DATE_EPOCH", source_date_epoch.to_string());
         command.env("PIP_DISABLE_PIP_VERSION_CHECK", "1");
+        command.stdin(Stdio::null());
         let output = command.output().map_err(|source| SdistError::Python {
             python: python.clone(),
             file: filename.to_owned(),
@@ -120,11 +144,10 @@ pub fn build_wheel(
             if text.trim().is_empty() {
                 text = String::from_utf8_lossy(&output.stdout).into_owned();
             }
-            let tail: Vec<&str> = text.trim().lines().rev().take(6).collect();
             return Err(SdistError::Build {
                 file: filename.to_owned(),
                 step,
-                output: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+                output: output_tail(&text),
             });
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
@@ -138,59 +161,63 @@ pub fn build_wheel(
         if requirements.is_empty() {
             return Ok(());
         }
-        let mut command = Command::new(&env_python);
-        command.args(["-m", "pip", "install", "--quiet"]);
-        match sources.index_urls.split_first() {
-            Some((primary, extra)) => {
-                command.arg("--index-url").arg(primary);
-                for url in extra {
-                    command.arg("--extra-index-url").arg(url);
-                }
-            }
-            None => {
-                command.arg("--no-index");
-            }
-        }
-        for location in &sources.find_links {
-            command.arg("--find-links").arg(location);
-        }
-        command.args(requirements);
-        run(step, &mut command).map(|_| ())
+        let requirements = build_requirements(requirements, filename)?;
+        run(
+            step,
+            &mut pip_install_command(&env_python, sources, &requirements),
+        )
+        .map(|_| ())
+    };
+    let sandbox = sandbox();
+    let hook = |args: &[OsString]| {
+        hook_command(
+            sandbox,
+            work.path(),
+            &env_dir,
+            &tree,
+            source_date_epoch,
+            args,
+        )
     };
     let requires = run(
         "reading build-system.requires",
-        Command::new(&env_python)
-            .arg("-c")
-            .arg(BUILD_REQUIRES)
-            .arg(&tree),
+        &mut hook(&["-c".into(), BUILD_REQUIRES.into(), tree.clone().into()]),
     )?;
-    let requires: Vec<String> = serde_json::from_str(requires.trim()).unwrap_or_default();
-    install("installing build-system.requires", &requires)?;
+    install(
+        "installing build-system.requires",
+        &string_list(
+            requires.trim().as_bytes(),
+            filename,
+            "build-system.requires",
+        )?,
+    )?;
     let extra_file = work.path().join("requires.json");
     run(
         "get_requires_for_build_wheel",
-        Command::new(&env_python)
-            .arg("-c")
-            .arg(HOOK_RUNNER)
-            .arg(&tree)
-            .arg("requires")
-            .arg(&extra_file),
+        &mut hook(&[
+            "-c".into(),
+            HOOK_RUNNER.into(),
+            tree.clone().into(),
+            "requires".into(),
+            extra_file.clone().into(),
+        ]),
     )?;
-    let extra: Vec<String> = std::fs::read(&extra_file)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    install("installing get_requires_for_build_wheel", &extra)?;
+    let extra = std::fs::read(&extra_file)?;
+    install(
+        "installing get_requires_for_build_wheel",
+        &string_list(&extra, filename, "get_requires_for_build_wheel")?,
+    )?;
     let out = work.path().join("out");
     std::fs::create_dir_all(&out)?;
     run(
         "build_wheel",
-        Command::new(&env_python)
-            .arg("-c")
-            .arg(HOOK_RUNNER)
-            .arg(&tree)
-            .arg("wheel")
-            .arg(&out),
+        &mut hook(&[
+            "-c".into(),
+            HOOK_RUNNER.into(),
+            tree.clone().into(),
+            "wheel".into(),
+            out.clone().into(),
+        ]),
     )?;
     if find_wheel(&out).is_none() {
         return Err(SdistError::Build {
@@ -206,7 +233,207 @@ pub fn build_wheel(
             output: format!("cannot move the wheel to {}", done.display()),
         });
     }
-    Ok(find_wheel(&done).expect("the wheel was just stored"))
+    find_wheel(&done).ok_or_else(|| SdistError::Build {
+        file: filename.to_owned(),
+        step: "storing the wheel",
+        output: format!("no wheel in {}", done.display()),
+    })
+}
+
+/// The last lines of a failed step's output on one line, without control characters: the
+/// text comes from the sdist's own code and ends up on the user's terminal.
+fn output_tail(text: &str) -> String {
+    let lines: Vec<String> = text
+        .trim()
+        .lines()
+        .rev()
+        .take(6)
+        .map(|line| {
+            line.chars()
+                .take(400)
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect()
+        })
+        .collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+/// A JSON list of strings that the sdist's pyproject.toml or backend gave.
+fn string_list(json: &[u8], file: &str, what: &str) -> Result<Vec<String>, SdistError> {
+    serde_json::from_slice(json).map_err(|e| SdistError::Build {
+        file: file.to_owned(),
+        step: "reading the build requirements",
+        output: format!("{what} is not a list of strings: {e}"),
+    })
+}
+
+/// Build requirements as pip gets them: each one a PEP 508 requirement on a named package,
+/// written back in its normal form, so that none can be read as an option, a URL or a path.
+fn build_requirements(requirements: &[String], file: &str) -> Result<Vec<String>, SdistError> {
+    requirements
+        .iter()
+        .map(|line| {
+            let refuse = |message: String| SdistError::BuildRequirement {
+                file: file.to_owned(),
+                requirement: line.escape_default().to_string(),
+                message,
+            };
+            let requirement = Requirement::<VerbatimUrl>::from_str(line.trim())
+                .map_err(|e| refuse(e.message.to_string()))?;
+            if matches!(requirement.version_or_url, Some(VersionOrUrl::Url(_))) {
+                return Err(refuse("it installs from a URL or path".to_owned()));
+            }
+            Ok(requirement.to_string())
+        })
+        .collect()
+}
+
+/// `python -m pip install` of build requirements. Index addresses may hold credentials, so they
+/// go through pip's environment (readable only by the user), not its command line. Wheels
+/// only: pip would build an sdist among them outside the sandbox.
+fn pip_install_command(python: &Path, sources: &Sources, requirements: &[String]) -> Command {
+    let mut command = Command::new(python);
+    command.args(["-m", "pip", "install", "--quiet"]);
+    // The host's own settings of these would add to, or undo, the layer's sources.
+    for name in [
+        "PIP_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+        "PIP_NO_INDEX",
+        "PIP_FIND_LINKS",
+        "PIP_NO_BINARY",
+    ] {
+        command.env_remove(name);
+    }
+    command.env("PIP_ONLY_BINARY", ":all:");
+    match sources.index_urls.split_first() {
+        Some((primary, extra)) => {
+            command.env("PIP_INDEX_URL", primary);
+            if !extra.is_empty() {
+                command.env("PIP_EXTRA_INDEX_URL", extra.join(" "));
+            }
+        }
+        None => {
+            command.env("PIP_NO_INDEX", "1");
+        }
+    }
+    // pip splits PIP_FIND_LINKS at whitespace, which a local directory may hold; a directory
+    // holds no credentials, so it stays an argument.
+    let (urls, dirs): (Vec<&String>, Vec<&String>) = sources
+        .find_links
+        .iter()
+        .partition(|location| location.contains("://"));
+    if !urls.is_empty() {
+        let urls: Vec<&str> = urls.into_iter().map(String::as_str).collect();
+        command.env("PIP_FIND_LINKS", urls.join(" "));
+    }
+    for dir in dirs {
+        command.arg("--find-links").arg(dir);
+    }
+    command.arg("--").args(requirements);
+    command
+}
+
+/// Where `bwrap` is, if it can make a sandbox on this host; probed once per run.
+fn sandbox() -> Option<&'static Path> {
+    static BWRAP: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BWRAP
+        .get_or_init(|| {
+            let found = std::env::var_os("PATH")
+                .map(|path| {
+                    std::env::split_paths(&path)
+                        .map(|dir| dir.join("bwrap"))
+                        .find(|p| p.is_file())
+                })
+                .unwrap_or_default()
+                .filter(|bwrap| {
+                    tempfile::tempdir().is_ok_and(|dir| {
+                        Command::new(bwrap)
+                            .args(bwrap_args(dir.path(), dir.path()))
+                            .arg("true")
+                            .stdin(Stdio::null())
+                            .stdout(Stdio::null())
+                            .stderr(Stdio::null())
+                            .status()
+                            .is_ok_and(|status| status.success())
+                    })
+                });
+            if found.is_none() {
+                tracing::warn!(
+                    "bubblewrap (`bwrap`) cannot make a sandbox here, so source distributions' build backends run unconfined, with network access and write access to the host; install bubblewrap (Debian package `bubblewrap`) where user namespaces are allowed"
+                );
+            }
+            found
+        })
+        .as_deref()
+}
+
+/// No network, no capabilities (root in the sandbox could remount `/` writable otherwise), no
+/// view of the host's processes, the host read-only and `writable` writable.
+fn bwrap_args(writable: &Path, chdir: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = [
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-uts",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--bind",
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .collect();
+    args.extend([
+        writable.into(),
+        writable.into(),
+        "--chdir".into(),
+        chdir.into(),
+    ]);
+    args
+}
+
+/// The backend's Python with `args`, in the sandbox where there is one, with a small fixed
+/// environment: nothing of the user's reaches the backend, and its builds do not vary with it.
+fn hook_command(
+    sandbox: Option<&Path>,
+    work: &Path,
+    env_dir: &Path,
+    tree: &Path,
+    source_date_epoch: u64,
+    args: &[OsString],
+) -> Command {
+    let python = env_dir.join("bin/python");
+    let mut command = match sandbox {
+        Some(bwrap) => {
+            let mut command = Command::new(bwrap);
+            command.args(bwrap_args(work, tree)).arg("--").arg(python);
+            command
+        }
+        None => Command::new(python),
+    };
+    let mut path = OsString::from(env_dir.join("bin"));
+    path.push(":/usr/local/bin:/usr/bin:/bin");
+    command
+        .args(args)
+        .current_dir(tree)
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", work.join("home"))
+        .env("TMPDIR", work.join("tmp"))
+        .env("LANG", "C.UTF-8")
+        .env("PYTHONHASHSEED", "0")
+        .env("PYTHONNOUSERSITE", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("SOURCE_DATE_EPOCH", source_date_epoch.to_string());
+    command
 }
 
 /// The wheel built from the sdist whose SHA256 is `sdist_sha256`, if the cache has one.
@@ -283,5 +510,105 @@ fn unpack(sdist: &Path, filename: &str, into: &Path) -> Result<PathBuf, SdistErr
         _ => Err(fail(
             "it does not hold exactly one top-level directory".to_owned(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pip_gets_index_addresses_through_its_environment_only() {
+        let sources = Sources {
+            index_urls: vec![
+                "https://user:secret1@index.invalid/simple".to_owned(),
+                "https://user:secret2@mirror.invalid/simple".to_owned(),
+                "https://token@third.invalid/simple".to_owned(),
+            ],
+            find_links: vec![
+                "https://user:secret3@links.invalid/wheels/".to_owned(),
+                "/srv/a wheel dir".to_owned(),
+            ],
+            offline: false,
+        };
+        let command = pip_install_command(
+            Path::new("/env/bin/python"),
+            &sources,
+            &["setuptools>=40".to_owned()],
+        );
+        let args: Vec<String> = command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        for arg in &args {
+            assert!(
+                !arg.contains("://") && !arg.contains("secret") && !arg.contains("token"),
+                "an index address is on pip's command line: {args:?}"
+            );
+        }
+        assert_eq!(
+            args,
+            [
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--find-links",
+                "/srv/a wheel dir",
+                "--",
+                "setuptools>=40"
+            ]
+        );
+        let env = |name: &str| {
+            command
+                .get_envs()
+                .find(|(key, _)| *key == name)
+                .and_then(|(_, value)| value)
+                .map(|v| v.to_string_lossy().into_owned())
+        };
+        assert_eq!(
+            env("PIP_INDEX_URL").as_deref(),
+            Some(&*sources.index_urls[0])
+        );
+        assert_eq!(
+            env("PIP_EXTRA_INDEX_URL").as_deref(),
+            Some("https://user:secret2@mirror.invalid/simple https://token@third.invalid/simple")
+        );
+        assert_eq!(
+            env("PIP_FIND_LINKS").as_deref(),
+            Some(&*sources.find_links[0])
+        );
+        assert_eq!(env("PIP_ONLY_BINARY").as_deref(), Some(":all:"));
+        // No index configured: the host's PIP_INDEX_URL is removed, not inherited.
+        let none = pip_install_command(Path::new("python"), &Sources::default(), &[]);
+        assert!(
+            none.get_envs()
+                .any(|(key, value)| key == "PIP_INDEX_URL" && value.is_none())
+        );
+    }
+
+    #[test]
+    fn build_requirements_are_named_packages_only() {
+        let ok = build_requirements(&["Setuptools >= 40".to_owned()], "x-1.tar.gz").unwrap();
+        assert_eq!(ok, ["setuptools>=40"]);
+        for hostile in [
+            "--index-url=http://127.0.0.1:1/simple",
+            "-e /",
+            "pkg @ file:///etc",
+            "pkg @ https://example.invalid/pkg.whl",
+        ] {
+            let err = build_requirements(&[hostile.to_owned()], "x-1.tar.gz").unwrap_err();
+            assert!(
+                matches!(err, SdistError::BuildRequirement { .. })
+                    && err.to_string().starts_with("x-1.tar.gz asks for"),
+                "{hostile}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn output_tails_are_one_line_without_control_characters() {
+        let tail = output_tail("a\nb\x1b[2Jc\n\n");
+        assert_eq!(tail, "a | b [2Jc");
     }
 }
