@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod conda;
 pub mod debian;
 pub mod files;
+pub mod names;
 pub mod pip;
 
 use std::path::PathBuf;
