@@ -12,6 +12,8 @@
 //!   conda entry point run in a chroot of the Debian Python base.
 //! - `debian`: live, the Python 3.11 base from the real archive, run in a chroot.
 //! - `debian_repo`: hermetic, a tiny signed apt archive served on 127.0.0.1 (dpkg-deb, gpg).
+//! - `hostile_names`: names and members of conda packages and wheels that would write outside
+//!   the build (NUL, control characters, `../`, links) refused in one sentence, nothing touched.
 //! - `pip_index`: hermetic, wheels and an sdist made by the test on a PEP 691 index on 127.0.0.1.
 //! - `pip_live`: live, real wheels on the Python base run in a chroot; mlrun locked like uv.
 //! - `registry_harness`: real registries (none, htpasswd, token auth) and a fault-injecting proxy.
@@ -30,6 +32,7 @@ mod debian;
 mod debian_repo;
 mod family;
 mod harness_selftest;
+mod hostile_names;
 mod mirror;
 mod offline;
 mod peers;
