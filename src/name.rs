@@ -1,51 +1,126 @@
-//! Names from outside (index pages, lock files, `inputs.json`, package metadata) that become
-//! one component of a path. A name is checked here before it is joined to any directory.
+//! Names from outside (archive members, entry points, scripts, file names from packages, index
+//! pages, lock files and `inputs.json`) checked where they are read, before they are joined
+//! onto a directory of the image or the cache.
+//!
+//! A [`FileName`] is one path component; a [`RelPath`] is a relative path of such components.
+//! Neither can be empty, absolute, `.`/`..` (a path drops `.` parts and refuses `..` anywhere,
+//! even where it would stay inside), or hold a control character: a NUL cuts a path short in
+//! the kernel, and a newline or escape in a name would forge lines of the build's output. The
+//! sources wrap a [`NameFault`] in their own error, which names the package and prints the
+//! name Debug-escaped (`{name:?}`).
 
 use std::fmt;
 
-/// Why a name cannot be one path component.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NameError {
+use serde::{Deserialize, Serialize};
+
+/// Why a name from a package cannot be used as a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NameFault {
     #[error("is empty")]
     Empty,
-    #[error("is `.` or `..`")]
-    Dots,
-    #[error("contains a path separator")]
-    Separator,
-    #[error("contains a control character")]
+    #[error("holds a control character")]
     Control,
-    #[error("is longer than 255 bytes")]
-    TooLong,
+    #[error("holds a path separator where one name is expected")]
+    Separator,
+    #[error("is `.` or `..`")]
+    Dot,
+    #[error("is an absolute path")]
+    Absolute,
+    #[error("climbs through `..`")]
+    Climbs,
+    #[error("appears more than once")]
+    Duplicate,
+    #[error("is not `name = module:function` with Python names")]
+    NotEntryPoint,
 }
 
-/// Checks that `name` is a single, ordinary file name: not empty, not `.`/`..`, without `/`,
-/// `\` or control characters (NUL ends a C path; newlines forge log lines), at most 255 bytes.
-pub fn file_name(name: &str) -> Result<&str, NameError> {
-    if name.is_empty() {
-        return Err(NameError::Empty);
+fn check_chars(raw: &str) -> Result<(), NameFault> {
+    if raw.chars().any(char::is_control) {
+        return Err(NameFault::Control);
     }
-    if name == "." || name == ".." {
-        return Err(NameError::Dots);
-    }
-    if name.contains(['/', '\\']) {
-        return Err(NameError::Separator);
-    }
-    if name.chars().any(char::is_control) {
-        return Err(NameError::Control);
-    }
-    if name.len() > 255 {
-        return Err(NameError::TooLong);
-    }
-    Ok(name)
+    Ok(())
 }
 
-/// Checks a relative path of ordinary components (`pool/main/p/python3/x.deb`): each one a
-/// [`file_name`], so it can neither climb out nor start at the root.
-pub fn relative_path(path: &str) -> Result<&str, NameError> {
-    for component in path.split('/') {
-        file_name(component)?;
+/// One path component: not empty, not `.` or `..`, no `/`, no control character.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileName(String);
+
+impl FileName {
+    pub fn new(raw: &str) -> Result<FileName, NameFault> {
+        check_chars(raw)?;
+        match raw {
+            "" => Err(NameFault::Empty),
+            "." | ".." => Err(NameFault::Dot),
+            _ if raw.contains('/') => Err(NameFault::Separator),
+            _ => Ok(FileName(raw.to_owned())),
+        }
     }
-    Ok(path)
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for FileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A relative path of [`FileName`]s joined by `/`, with empty and `.` parts dropped (`./bin/x`
+/// is `bin/x`). Read from JSON (cached listings) through the same check.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RelPath(String);
+
+impl RelPath {
+    pub fn new(raw: &str) -> Result<RelPath, NameFault> {
+        check_chars(raw)?;
+        if raw.starts_with('/') {
+            return Err(NameFault::Absolute);
+        }
+        let mut parts = Vec::new();
+        for part in raw.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => return Err(NameFault::Climbs),
+                p => parts.push(p),
+            }
+        }
+        if parts.is_empty() {
+            return Err(NameFault::Empty);
+        }
+        Ok(RelPath(parts.join("/")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Every proper ancestor, outermost first (`a`, `a/b` for `a/b/c`).
+    pub fn ancestors(&self) -> impl Iterator<Item = &str> {
+        self.0.match_indices('/').map(|(i, _)| &self.0[..i])
+    }
+}
+
+impl TryFrom<String> for RelPath {
+    type Error = NameFault;
+
+    fn try_from(raw: String) -> Result<RelPath, NameFault> {
+        RelPath::new(&raw)
+    }
+}
+
+impl From<RelPath> for String {
+    fn from(path: RelPath) -> String {
+        path.0
+    }
+}
+
+impl fmt::Display for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Text from outside as messages show it: control characters escaped, so that a name cannot
@@ -63,29 +138,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ordinary_names_pass() {
-        assert_eq!(
-            file_name("demo-1.0-py3-none-any.whl"),
-            Ok("demo-1.0-py3-none-any.whl")
-        );
-        assert_eq!(
-            relative_path("pool/main/d/demo_1.0_all.deb"),
-            Ok("pool/main/d/demo_1.0_all.deb")
-        );
+    fn file_names_are_one_plain_component() {
+        assert_eq!(FileName::new("black").unwrap().as_str(), "black");
+        assert_eq!(FileName::new("a b+c").unwrap().as_str(), "a b+c");
+        assert_eq!(FileName::new(""), Err(NameFault::Empty));
+        assert_eq!(FileName::new(".."), Err(NameFault::Dot));
+        assert_eq!(FileName::new("."), Err(NameFault::Dot));
+        assert_eq!(FileName::new("../../x"), Err(NameFault::Separator));
+        assert_eq!(FileName::new("evil\0x"), Err(NameFault::Control));
+        assert_eq!(FileName::new("x\n"), Err(NameFault::Control));
+        assert_eq!(FileName::new("\u{1b}[2J"), Err(NameFault::Control));
+        assert_eq!(FileName::new("x\u{85}"), Err(NameFault::Control));
     }
 
     #[test]
-    fn names_that_could_leave_a_directory_are_refused() {
-        assert_eq!(file_name(""), Err(NameError::Empty));
-        assert_eq!(file_name(".."), Err(NameError::Dots));
-        assert_eq!(file_name("../escape"), Err(NameError::Separator));
-        assert_eq!(file_name("/etc/passwd"), Err(NameError::Separator));
-        assert_eq!(file_name("a\\b"), Err(NameError::Separator));
-        assert_eq!(file_name("evil\0x"), Err(NameError::Control));
-        assert_eq!(file_name(&"x".repeat(256)), Err(NameError::TooLong));
-        assert_eq!(relative_path("pool/../../escape"), Err(NameError::Dots));
-        assert_eq!(relative_path("/abs/x.deb"), Err(NameError::Empty));
-        assert_eq!(relative_path("pool//x.deb"), Err(NameError::Empty));
+    fn relative_paths_stay_below_their_root() {
+        assert_eq!(RelPath::new("./bin//x/.").unwrap().as_str(), "bin/x");
+        assert_eq!(RelPath::new("/etc/passwd"), Err(NameFault::Absolute));
+        assert_eq!(RelPath::new("a/../b"), Err(NameFault::Climbs));
+        assert_eq!(RelPath::new("../x"), Err(NameFault::Climbs));
+        assert_eq!(RelPath::new("./"), Err(NameFault::Empty));
+        assert_eq!(RelPath::new("a/b\0"), Err(NameFault::Control));
+        let path = RelPath::new("a/b/c").unwrap();
+        assert_eq!(path.ancestors().collect::<Vec<_>>(), ["a", "a/b"]);
+    }
+
+    #[test]
+    fn cached_listings_are_checked_when_read() {
+        let ok: RelPath = serde_json::from_str("\"lib/x.so\"").unwrap();
+        assert_eq!(ok.as_str(), "lib/x.so");
+        assert!(serde_json::from_str::<RelPath>("\"../../x\"").is_err());
+        assert_eq!(serde_json::to_string(&ok).unwrap(), "\"lib/x.so\"");
     }
 
     #[test]

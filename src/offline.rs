@@ -35,7 +35,7 @@ use crate::digest::{Digest, HashingWriter, digest_reader};
 use crate::image::bundle::{Bundle, BundleError};
 use crate::image::spec::{self, Descriptor, ImageConfig, Manifest, Platform};
 use crate::layer::cache::{Cache, CacheError, CacheKeyBuilder};
-use crate::name::{self, Shown};
+use crate::name::{FileName, RelPath, Shown};
 use crate::reference::Reference;
 use crate::registry::pull::PulledImage;
 use crate::source::debian::LockedDeb;
@@ -172,7 +172,7 @@ impl Input {
         let bad_file = |reason: String| Err(format!("its filename `{filename}` {reason}"));
         match self.kind {
             InputKind::Deb => {
-                if let Err(e) = name::relative_path(&self.filename) {
+                if let Err(e) = RelPath::new(&self.filename) {
                     return bad_file(e.to_string());
                 }
                 if !self.filename.ends_with(".deb") {
@@ -180,7 +180,7 @@ impl Input {
                 }
             }
             InputKind::Pip | InputKind::PipBuilt | InputKind::Conda => {
-                if let Err(e) = name::file_name(&self.filename) {
+                if let Err(e) = FileName::new(&self.filename) {
                     return bad_file(e.to_string());
                 }
                 let wheel = crate::source::pip::wheel::parse_wheel_filename(&self.filename);

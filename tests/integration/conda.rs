@@ -148,9 +148,13 @@ enum Item {
         path: String,
         data: Vec<u8>,
     },
+    /// Listed in paths.json only; the archive has no such member.
+    PathsOnly {
+        path: String,
+    },
 }
 
-struct Pkg {
+pub(crate) struct Pkg {
     name: String,
     version: String,
     build: String,
@@ -163,7 +167,7 @@ struct Pkg {
 }
 
 impl Pkg {
-    fn new(name: &str, version: &str, build: &str) -> Pkg {
+    pub(crate) fn new(name: &str, version: &str, build: &str) -> Pkg {
         Pkg {
             name: name.into(),
             version: version.into(),
@@ -177,12 +181,12 @@ impl Pkg {
         }
     }
 
-    fn depends(mut self, spec: &str) -> Pkg {
+    pub(crate) fn depends(mut self, spec: &str) -> Pkg {
         self.depends.push(spec.into());
         self
     }
 
-    fn file(mut self, path: &str, data: &[u8], mode: u32) -> Pkg {
+    pub(crate) fn file(mut self, path: &str, data: &[u8], mode: u32) -> Pkg {
         self.items.push(Item::File {
             path: path.into(),
             data: data.to_vec(),
@@ -202,7 +206,7 @@ impl Pkg {
         self
     }
 
-    fn symlink(mut self, path: &str, target: &str) -> Pkg {
+    pub(crate) fn symlink(mut self, path: &str, target: &str) -> Pkg {
         self.items.push(Item::Symlink {
             path: path.into(),
             target: target.into(),
@@ -210,7 +214,7 @@ impl Pkg {
         self
     }
 
-    fn raw(mut self, path: &str, data: &[u8]) -> Pkg {
+    pub(crate) fn raw(mut self, path: &str, data: &[u8]) -> Pkg {
         self.items.push(Item::RawFile {
             path: path.into(),
             data: data.to_vec(),
@@ -218,10 +222,16 @@ impl Pkg {
         self
     }
 
-    fn noarch_python(mut self, entry_point: &str) -> Pkg {
+    pub(crate) fn noarch_python(mut self, entry_point: &str) -> Pkg {
         self.noarch_python = true;
         self.subdir = "noarch".into();
         self.entry_points.push(entry_point.into());
+        self
+    }
+
+    /// A paths.json entry for a member the archive does not have.
+    pub(crate) fn paths_only(mut self, path: &str) -> Pkg {
+        self.items.push(Item::PathsOnly { path: path.into() });
         self
     }
 
@@ -293,7 +303,7 @@ impl Pkg {
                 Item::Symlink { path, .. } => {
                     paths.push(json!({"_path": path, "path_type": "softlink"}));
                 }
-                Item::RawFile { path, .. } => {
+                Item::RawFile { path, .. } | Item::PathsOnly { path } => {
                     paths.push(json!({"_path": path, "path_type": "hardlink"}));
                 }
             }
@@ -361,6 +371,7 @@ impl Pkg {
                         h.set_cksum();
                         builder.append(&h, &data[..]).unwrap();
                     }
+                    Item::PathsOnly { .. } => {}
                 }
             }
         }
@@ -396,14 +407,14 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// A channel directory: `linux-64/` and `noarch/` with packages and repodata.
-struct Channel {
+pub(crate) struct Channel {
     dir: tempfile::TempDir,
     /// Per subdir: file name → repodata record.
     records: BTreeMap<String, BTreeMap<String, Value>>,
 }
 
 impl Channel {
-    fn new() -> Channel {
+    pub(crate) fn new() -> Channel {
         let mut records = BTreeMap::new();
         for subdir in ["linux-64", "linux-aarch64", "noarch"] {
             records.insert(subdir.to_owned(), BTreeMap::new());
@@ -414,26 +425,32 @@ impl Channel {
         }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn file_url(&self) -> String {
+    pub(crate) fn file_url(&self) -> String {
         format!("file://{}", self.path().display())
     }
 
-    fn add(&mut self, pkg: Pkg) -> &mut Channel {
+    pub(crate) fn add(&mut self, pkg: Pkg) -> &mut Channel {
+        let file_name = pkg.file_name();
+        self.add_as(pkg, &file_name)
+    }
+
+    /// Publishes `pkg` under the repodata key (`fn`) `file_name`, written where that points.
+    pub(crate) fn add_as(&mut self, pkg: Pkg, file_name: &str) -> &mut Channel {
         let bytes = pkg.archive();
         let dir = self.path().join(&pkg.subdir);
         fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join(pkg.file_name()), &bytes).unwrap();
+        fs::write(dir.join(file_name), &bytes).unwrap();
         let mut record = pkg.index_json();
         record["sha256"] = json!(hex(&Sha256::digest(&bytes)));
         record["size"] = json!(bytes.len());
         self.records
             .get_mut(&pkg.subdir)
             .unwrap()
-            .insert(pkg.file_name(), record);
+            .insert(file_name.to_owned(), record);
         self.publish();
         self
     }
@@ -532,7 +549,7 @@ fn test_channel() -> Channel {
     channel
 }
 
-fn conda_recipe(p: &Project, channel: &str, specs: &[&str]) {
+pub(crate) fn conda_recipe(p: &Project, channel: &str, specs: &[&str]) {
     let specs: Vec<String> = specs.iter().map(|s| format!("{s:?}")).collect();
     p.recipe(
         "env",

@@ -12,6 +12,8 @@
 //!   conda entry point run in a chroot of the Debian Python base.
 //! - `debian`: live, the Python 3.11 base from the real archive, run in a chroot.
 //! - `debian_repo`: hermetic, a tiny signed apt archive served on 127.0.0.1 (dpkg-deb, gpg).
+//! - `hostile_names`: names and members of conda packages and wheels that would write outside
+//!   the build (NUL, control characters, `../`, links) refused in one sentence, nothing touched.
 //! - `pip_index`: hermetic, wheels and an sdist made by the test on a PEP 691 index on 127.0.0.1.
 //! - `hostile_sdist`: `--only-binary`/`only_binary` keep sdists unbuilt, even when locked;
 //!   a build backend gets no network and no write access outside its build (bubblewrap).
@@ -35,6 +37,7 @@ mod debian_repo;
 mod family;
 mod harness_selftest;
 mod hostile_inputs;
+mod hostile_names;
 mod hostile_sdist;
 mod mirror;
 mod offline;

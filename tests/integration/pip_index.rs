@@ -61,7 +61,7 @@ fn metadata_of(d: &Dist) -> String {
 }
 
 /// Writes a wheel for `d` and returns its file name and bytes.
-fn wheel(d: &Dist) -> (String, Vec<u8>) {
+pub(crate) fn wheel(d: &Dist) -> (String, Vec<u8>) {
     let stem = format!("{}-{}", d.name.replace('-', "_"), d.version);
     let filename = format!("{stem}-{}.whl", d.tag);
     let dist_info = format!("{stem}.dist-info");

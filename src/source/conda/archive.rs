@@ -2,15 +2,23 @@
 //! streams) into the cache, once per package: `conda-v1/<sha256>/files/` holds the regular
 //! files, `listing.json` every entry with its mode. Symbolic links are only listed, never
 //! created on the host, so nothing later can write through them.
+//!
+//! Every member name is a checked [`RelPath`] (no `..`, not absolute, no control character).
+//! A relative link target must stay inside the package, an absolute one must name a path of
+//! the image without `..`; no member may lie below a link of the same package, whatever their
+//! order in the archive; a hard link must name a regular file listed before it. A listing read
+//! back from the cache goes through the same checks.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use super::install::{ListedEntry, ListedKind, Listing};
+use super::install::{ListedEntry, ListedKind, Listing, member_fault};
 use super::{CondaError, LockedConda};
+use crate::layer::ImagePath;
 use crate::layer::cache::Cache;
+use crate::name::{NameFault, RelPath};
 
 /// Extracts a package into the cache once; returns its directory and listing.
 pub fn extract_cached(
@@ -26,10 +34,15 @@ pub fn extract_cached(
     };
     let parent = cache.root().join("conda-v1");
     let dir = parent.join(locked.sha256.hex());
-    if let Ok(bytes) = fs::read(dir.join("listing.json"))
-        && let Ok(listing) = serde_json::from_slice::<Listing>(&bytes)
-    {
-        return Ok((dir, listing));
+    if let Ok(bytes) = fs::read(dir.join("listing.json")) {
+        match serde_json::from_slice::<Listing>(&bytes) {
+            Ok(listing) if check_listing(&package, &listing.entries).is_ok() => {
+                return Ok((dir, listing));
+            }
+            // A listing that does not pass the checks was damaged in the cache: extracted
+            // again from the verified archive, which then passes or is refused.
+            _ => fs::remove_dir_all(&dir).map_err(io_err)?,
+        }
     }
     fs::create_dir_all(&parent).map_err(io_err)?;
     let temp = tempfile::tempdir_in(&parent).map_err(io_err)?;
@@ -38,7 +51,6 @@ pub fn extract_cached(
         url: url.to_owned(),
         files: temp.path().join("files"),
         entries: Vec::new(),
-        symlinks: BTreeSet::new(),
     };
     fs::create_dir_all(&reader.files).map_err(io_err)?;
     let open = || fs::File::open(archive).map_err(io_err);
@@ -56,6 +68,7 @@ pub fn extract_cached(
     } else {
         return Err(reader.damaged("its file name ends in neither .conda nor .tar.bz2".into()));
     }
+    check_listing(&package, &reader.entries)?;
     let listing = Listing {
         entries: reader.entries,
     };
@@ -77,7 +90,6 @@ struct Reader {
     url: String,
     files: PathBuf,
     entries: Vec<ListedEntry>,
-    symlinks: BTreeSet<String>,
 }
 
 impl Reader {
@@ -86,13 +98,6 @@ impl Reader {
             package: self.package.clone(),
             url: self.url.clone(),
             message,
-        }
-    }
-
-    fn escapes(&self, entry: &str) -> CondaError {
-        CondaError::Escapes {
-            package: self.package.clone(),
-            entry: entry.to_owned(),
         }
     }
 
@@ -106,16 +111,12 @@ impl Reader {
                 .to_string_lossy()
                 .into_owned();
             // Entry names are taken strictly: no `..` at all, even one that stays inside.
-            let path = inside(&raw)
-                .filter(|_| !raw.split('/').any(|part| part == ".."))
-                .ok_or_else(|| self.escapes(&raw))?;
-            if path.is_empty() {
-                continue;
-            }
-            // A path below a link of the same package would land wherever the link points.
-            if ancestors(&path).any(|a| self.symlinks.contains(a)) {
-                return Err(self.escapes(&raw));
-            }
+            let path = match RelPath::new(&raw) {
+                Ok(path) => path,
+                // The package root itself (`./`).
+                Err(NameFault::Empty) => continue,
+                Err(fault) => return Err(member_fault(&self.package, &raw, fault)),
+            };
             let header = entry.header();
             let mode = header.mode().map_err(|e| self.damaged(e.to_string()))? & 0o7777;
             let link_target = || -> Result<String, CondaError> {
@@ -127,27 +128,14 @@ impl Reader {
             };
             let kind = match header.entry_type() {
                 tar::EntryType::Directory => ListedKind::Directory,
-                tar::EntryType::Symlink => {
-                    let target = link_target()?;
-                    // Relative links stay inside the package's prefix; absolute ones name image
-                    // paths (a package may point at the base's interpreter) and are kept.
-                    if !target.starts_with('/') {
-                        let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
-                        inside(&format!("{parent}/{target}"))
-                            .ok_or_else(|| self.escapes(&format!("{raw} -> {target}")))?;
-                    }
-                    self.symlinks.insert(path.clone());
-                    ListedKind::Symlink { target }
-                }
-                tar::EntryType::Link => {
-                    let target = link_target()?;
-                    let target = inside(&target)
-                        .filter(|t| !t.is_empty())
-                        .ok_or_else(|| self.escapes(&format!("{raw} => {target}")))?;
-                    ListedKind::Hardlink { target }
-                }
+                tar::EntryType::Symlink => ListedKind::Symlink {
+                    target: link_target()?,
+                },
+                tar::EntryType::Link => ListedKind::Hardlink {
+                    target: link_target()?,
+                },
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let host = self.files.join(&path);
+                    let host = self.files.join(path.as_str());
                     if let Some(parent) = host.parent() {
                         fs::create_dir_all(parent).map_err(|e| self.damaged(e.to_string()))?;
                     }
@@ -159,7 +147,7 @@ impl Reader {
                 }
                 other => {
                     return Err(self.damaged(format!(
-                        "entry `{raw}` is a {other:?}; packages may hold only files, directories and links"
+                        "entry {raw:?} is a {other:?}; packages may hold only files, directories and links"
                     )));
                 }
             };
@@ -167,6 +155,79 @@ impl Reader {
         }
         Ok(())
     }
+}
+
+/// The checks on a whole listing, which the order of the members cannot get around: link
+/// targets, members below a link of the package, hard links to listed files, one entry per
+/// path (a directory may repeat).
+fn check_listing(package: &str, entries: &[ListedEntry]) -> Result<(), CondaError> {
+    let escapes = |entry: String| CondaError::Escapes {
+        package: package.to_owned(),
+        entry,
+    };
+    let mut kinds: BTreeMap<&str, &ListedKind> = BTreeMap::new();
+    for entry in entries {
+        let path = entry.path.as_str();
+        match &entry.kind {
+            ListedKind::Symlink { target } => {
+                let shown = format!("{path} -> {target}");
+                if target.chars().any(char::is_control) || target.is_empty() {
+                    return Err(CondaError::BadName {
+                        package: package.to_owned(),
+                        what: "a link",
+                        name: shown,
+                        fault: if target.is_empty() {
+                            NameFault::Empty
+                        } else {
+                            NameFault::Control
+                        },
+                    });
+                }
+                // Relative links stay inside the package's prefix; absolute ones name image
+                // paths (a package may point at the base's interpreter) and may not climb.
+                let inside_image = if target.starts_with('/') {
+                    ImagePath::new(target).is_ok()
+                } else {
+                    let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+                    inside(&format!("{parent}/{target}")).is_some()
+                };
+                if !inside_image {
+                    return Err(escapes(shown));
+                }
+            }
+            ListedKind::Hardlink { target } => {
+                // A tar hard link names an earlier member; here it must be a regular file.
+                let to_file = RelPath::new(target)
+                    .is_ok_and(|t| matches!(kinds.get(t.as_str()), Some(ListedKind::File { .. })));
+                if !to_file {
+                    return Err(escapes(format!("{path} => {target}")));
+                }
+            }
+            ListedKind::Directory | ListedKind::File { .. } => {}
+        }
+        if let Some(before) = kinds.insert(path, &entry.kind)
+            && !(matches!(before, ListedKind::Directory)
+                && matches!(entry.kind, ListedKind::Directory))
+        {
+            return Err(CondaError::BadName {
+                package: package.to_owned(),
+                what: "an entry named",
+                name: path.to_owned(),
+                fault: NameFault::Duplicate,
+            });
+        }
+    }
+    // A path below a link of the same package would land wherever the link points.
+    for entry in entries {
+        if let Some(link) = entry
+            .path
+            .ancestors()
+            .find(|a| matches!(kinds.get(a), Some(ListedKind::Symlink { .. })))
+        {
+            return Err(escapes(format!("{} (below the link {link})", entry.path)));
+        }
+    }
+    Ok(())
 }
 
 /// `raw` as a path relative to the package root (`""` for the root itself), or None when it
@@ -188,10 +249,6 @@ fn inside(raw: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-fn ancestors(path: &str) -> impl Iterator<Item = &str> {
-    path.match_indices('/').map(|(i, _)| &path[..i])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +260,72 @@ mod tests {
         assert!(inside("../etc/passwd").is_none());
         assert!(inside("bin/../../x").is_none());
         assert!(inside("/etc/passwd").is_none());
-        assert_eq!(ancestors("a/b/c").collect::<Vec<_>>(), ["a", "a/b"]);
+    }
+
+    fn listed(path: &str, kind: ListedKind) -> ListedEntry {
+        ListedEntry {
+            path: RelPath::new(path).unwrap(),
+            kind,
+            mode: 0o644,
+        }
+    }
+
+    #[test]
+    fn listings_are_checked_whatever_the_order_of_members() {
+        let file = || ListedKind::File { size: 1 };
+        let link = |target: &str| ListedKind::Symlink {
+            target: target.to_owned(),
+        };
+        let ok = [
+            listed("lib/libx.so.1", file()),
+            listed("lib/libx.so", link("libx.so.1")),
+            listed("bin/python", link("/usr/bin/python3")),
+            listed(
+                "lib/hard",
+                ListedKind::Hardlink {
+                    target: "lib/libx.so.1".to_owned(),
+                },
+            ),
+        ];
+        check_listing("p-1-0", &ok).unwrap();
+        for (what, entries) in [
+            // The member comes before the link it goes through.
+            (
+                "below a later link",
+                vec![
+                    listed("lib/etc/passwd", file()),
+                    listed("lib/etc", link("/etc")),
+                ],
+            ),
+            (
+                "absolute link climbing",
+                vec![listed("lib/x", link("/../../etc"))],
+            ),
+            (
+                "relative link climbing",
+                vec![listed("lib/x", link("../../etc"))],
+            ),
+            ("control character", vec![listed("lib/x", link("y\nz"))]),
+            (
+                "hard link to a link",
+                vec![
+                    listed("lib/x", link("y")),
+                    listed(
+                        "lib/h",
+                        ListedKind::Hardlink {
+                            target: "lib/x".to_owned(),
+                        },
+                    ),
+                ],
+            ),
+            (
+                "file then link",
+                vec![listed("lib/x", file()), listed("lib/x", link("y"))],
+            ),
+        ] {
+            let error = check_listing("p-1-0", &entries).unwrap_err().to_string();
+            assert!(error.contains("p-1-0"), "{what}: {error}");
+            assert!(!error.contains('\n'), "{what}: {error}");
+        }
     }
 }

@@ -9,6 +9,11 @@
 //!   `info/link.json` become scripts in `bin/`;
 //! - `conda-meta/<name>-<version>-<build>.json` for every package and `conda-meta/history`.
 //!
+//! Names from the package are checked before they become image paths: `paths.json` paths are
+//! [`RelPath`]s, entry point names [`FileName`]s with a `module:function` of Python
+//! identifiers, and no entry of the layer may lie below a symbolic link that its packages
+//! create (a file placed there would land wherever the link points).
+//!
 //! Not done: compiling `.pyc` files, `pre-link`/`post-link` scripts, menu entries.
 
 use std::collections::BTreeMap;
@@ -22,6 +27,7 @@ use serde_json::{Value, json};
 
 use super::{CondaError, CondaSpec, Unpacked};
 use crate::layer::{Content, Entry, EntryKind, FileStamp, ImagePath, LayerTree};
+use crate::name::{FileName, NameFault, RelPath};
 
 /// conda-build's placeholder when `info/has_prefix` gives none.
 const DEFAULT_PLACEHOLDER: &str = "/opt/anaconda1anaconda2anaconda3";
@@ -35,7 +41,7 @@ pub struct Listing {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListedEntry {
     /// Relative to the package root (`bin/x`, `info/index.json`).
-    pub path: String,
+    pub path: RelPath,
     pub kind: ListedKind,
     pub mode: u32,
 }
@@ -193,7 +199,11 @@ fn legacy_paths(unpacked: &Unpacked, info: &Path) -> Result<Vec<PathEntry>, Inst
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .map(|path| {
-            let listed = unpacked.listing.entries.iter().find(|e| e.path == path);
+            let listed = unpacked
+                .listing
+                .entries
+                .iter()
+                .find(|e| e.path.as_str() == path);
             let path_type = match listed.map(|e| &e.kind) {
                 Some(ListedKind::Symlink { .. }) => "softlink",
                 Some(ListedKind::Directory) => "directory",
@@ -254,8 +264,56 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn image_path(p: &str) -> ImagePath {
-    ImagePath::new(p).expect("paths under the prefix are checked")
+/// The error for a package's path that cannot be used: escaping paths say so, others say why.
+pub(super) fn member_fault(package: &str, raw: &str, fault: NameFault) -> CondaError {
+    match fault {
+        NameFault::Absolute | NameFault::Climbs => CondaError::Escapes {
+            package: package.to_owned(),
+            entry: raw.to_owned(),
+        },
+        fault => CondaError::BadName {
+            package: package.to_owned(),
+            what: "an entry named",
+            name: raw.to_owned(),
+            fault,
+        },
+    }
+}
+
+/// A dotted Python name (`pkg.cli`, `main`, `Cli.run`), as conda's entry points give them.
+fn is_dotted_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|part| {
+            part.chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+                && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+        })
+}
+
+/// A `name = module:function` entry point of `info/link.json`, checked: the name becomes
+/// `bin/<name>` and the rest Python source in the script.
+fn parse_entry_point(package: &str, point: &str) -> Result<(FileName, String, String), CondaError> {
+    let (name, target) = point.split_once('=').unwrap_or((point, ""));
+    let name = FileName::new(name.trim()).map_err(|fault| CondaError::BadName {
+        package: package.to_owned(),
+        what: "an entry point named",
+        name: name.trim().to_owned(),
+        fault,
+    })?;
+    match target.split_once(':') {
+        Some((module, function))
+            if is_dotted_identifier(module.trim()) && is_dotted_identifier(function.trim()) =>
+        {
+            Ok((name, module.trim().to_owned(), function.trim().to_owned()))
+        }
+        _ => Err(CondaError::BadName {
+            package: package.to_owned(),
+            what: "an entry point",
+            name: point.to_owned(),
+            fault: NameFault::NotEntryPoint,
+        }),
+    }
 }
 
 fn host_file(path: PathBuf, size: u64, mode: u32) -> Entry {
@@ -315,7 +373,13 @@ pub fn install(
                 parts.next().unwrap_or("")
             )
         });
-    let under_prefix = |rel: &str| image_path(&format!("{}/{rel}", prefix_path.as_str()));
+    // Every `rel` is a checked relative path by now; an error here is a bug, not a panic.
+    let under_prefix = |package: &str, rel: &str| {
+        ImagePath::new(&format!("{}/{rel}", prefix_path.as_str()))
+            .map_err(|_| member_fault(package, rel, NameFault::Climbs))
+    };
+    // Where each package put a symbolic link, to refuse entries below one (in any package).
+    let mut links: BTreeMap<ImagePath, String> = BTreeMap::new();
 
     let mut tree = LayerTree::default();
     let mut history = String::new();
@@ -348,29 +412,19 @@ pub fn install(
             .collect();
         let mut installed: Vec<PathEntry> = Vec::new();
         for path_entry in &info.paths {
-            let escapes = || CondaError::Escapes {
-                package: package.clone(),
-                entry: path_entry.path.clone(),
-            };
-            if path_entry.path.starts_with('/')
-                || path_entry
-                    .path
-                    .split('/')
-                    .any(|p| p == ".." || p.is_empty())
-            {
-                return Err(escapes());
-            }
+            // As for archive members: no `..` at all, not absolute, no control character.
+            let path = RelPath::new(&path_entry.path)
+                .map_err(|fault| member_fault(&package, &path_entry.path, fault))?;
             let dest = match &python_dir {
-                Some(version) => noarch_python_path(&path_entry.path, version),
-                None => path_entry.path.clone(),
+                Some(version) => noarch_python_path(path.as_str(), version),
+                None => path.as_str().to_owned(),
             };
-            let listed_entry =
-                listed
-                    .get(path_entry.path.as_str())
-                    .ok_or_else(|| InstallError::Missing {
-                        package: package.clone(),
-                        path: path_entry.path.clone(),
-                    })?;
+            let listed_entry = listed
+                .get(path.as_str())
+                .ok_or_else(|| InstallError::Missing {
+                    package: package.clone(),
+                    path: path_entry.path.clone(),
+                })?;
             let entry = match &listed_entry.kind {
                 ListedKind::Directory => Entry {
                     kind: EntryKind::Directory,
@@ -378,21 +432,26 @@ pub fn install(
                     uid: 0,
                     gid: 0,
                 },
-                ListedKind::Symlink { target } => Entry {
-                    kind: EntryKind::Symlink {
-                        target: target.clone(),
-                    },
-                    mode: 0o777,
-                    uid: 0,
-                    gid: 0,
-                },
+                ListedKind::Symlink { target } => {
+                    links.insert(under_prefix(&package, &dest)?, package.clone());
+                    Entry {
+                        kind: EntryKind::Symlink {
+                            target: target.clone(),
+                        },
+                        mode: 0o777,
+                        uid: 0,
+                        gid: 0,
+                    }
+                }
                 ListedKind::File { .. } | ListedKind::Hardlink { .. } => {
                     // A tar hard link inside a package is a second copy here: the layer keeps
                     // links only where their target is in the same layer under a known name.
                     let source = match &listed_entry.kind {
-                        ListedKind::Hardlink { target } => target.as_str(),
-                        _ => path_entry.path.as_str(),
+                        ListedKind::Hardlink { target } => RelPath::new(target)
+                            .map_err(|fault| member_fault(&package, target, fault))?,
+                        _ => path.clone(),
                     };
+                    let source = source.as_str();
                     let host = unpacked.dir.join("files").join(source);
                     match &path_entry.prefix_placeholder {
                         Some(placeholder) if !placeholder.is_empty() => {
@@ -426,31 +485,15 @@ pub fn install(
                     }
                 }
             };
-            tree.insert(under_prefix(&dest), entry);
+            tree.insert(under_prefix(&package, &dest)?, entry);
             installed.push(PathEntry {
                 path: dest,
                 ..path_entry.clone()
             });
         }
         for point in &info.entry_points {
-            let Some((name, target)) = point.split_once('=') else {
-                continue;
-            };
-            let (name, target) = (name.trim(), target.trim());
-            let Some((module, function)) = target.split_once(':') else {
-                continue;
-            };
-            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-                return Err(CondaError::Escapes {
-                    package: package.clone(),
-                    entry: format!("entry point {point}"),
-                });
-            }
-            let script = entry_point_script(
-                &format!("{prefix}/bin/python"),
-                module.trim(),
-                function.trim(),
-            );
+            let (name, module, function) = parse_entry_point(&package, point)?;
+            let script = entry_point_script(&format!("{prefix}/bin/python"), &module, &function);
             let dest = format!("bin/{name}");
             installed.push(PathEntry {
                 path: dest.clone(),
@@ -458,12 +501,17 @@ pub fn install(
                 size_in_bytes: Some(script.len() as u64),
                 ..Default::default()
             });
-            tree.insert(under_prefix(&dest), inline(script.into_bytes(), 0o755));
+            tree.insert(
+                under_prefix(&package, &dest)?,
+                inline(script.into_bytes(), 0o755),
+            );
         }
 
         let record = prefix_record(spec, unpacked, info.index, &installed, prefix);
+        let record_name = FileName::new(&format!("{package}.json"))
+            .map_err(|fault| member_fault(&package, &package, fault))?;
         tree.insert(
-            under_prefix(&format!("conda-meta/{package}.json")),
+            under_prefix(&package, &format!("conda-meta/{record_name}"))?,
             inline(
                 serde_json::to_vec_pretty(&record).expect("records serialise"),
                 0o644,
@@ -479,9 +527,17 @@ pub fn install(
         serde_json::to_string(&spec.specs).expect("specs serialise")
     ));
     tree.insert(
-        under_prefix("conda-meta/history"),
+        under_prefix("conda-meta", "conda-meta/history")?,
         inline(history.into_bytes(), 0o644),
     );
+    for path in tree.paths() {
+        if let Some(package) = path.ancestors().find_map(|a| links.get(&a)) {
+            return Err(CondaError::Escapes {
+                package: package.clone(),
+                entry: format!("{path} (below a link the layer's packages create)"),
+            });
+        }
+    }
     Ok(tree)
 }
 

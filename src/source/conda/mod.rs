@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::layer::LayerTree;
 use crate::layer::cache::Cache;
+use crate::name::{FileName, NameFault};
 
 /// `conda = { … }` in a `[[layer]]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,13 +91,33 @@ pub enum CondaError {
         message: String,
     },
     #[error(
-        "conda package {package} has an entry `{entry}` that escapes its prefix; the package is damaged or malicious"
+        "conda package {package} has an entry {entry:?} that escapes its prefix; the package is damaged or malicious"
     )]
     Escapes { package: String, entry: String },
     #[error(
         "conda package {package} from {channel} has no SHA256 in its repodata, so it cannot be verified"
     )]
     NoSha256 { package: String, channel: String },
+    #[error(
+        "conda package {package} has {what} {name:?}, which {fault}; the package is damaged or malicious"
+    )]
+    BadName {
+        package: String,
+        what: &'static str,
+        name: String,
+        fault: NameFault,
+    },
+    #[error(
+        "conda package {package}: its {what} {value:?} {problem}; the repodata or lock file that lists it is damaged or malicious"
+    )]
+    BadRecord {
+        package: String,
+        what: &'static str,
+        value: String,
+        problem: String,
+    },
+    #[error("fetching conda package {package} stopped with an internal error; please report it")]
+    Worker { package: String },
     #[error(transparent)]
     Install(#[from] install::InstallError),
     #[error("cannot store conda package {package} in the cache: {source}")]
@@ -216,36 +237,112 @@ fn fetch_all(
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    // Names become URL and cache paths below: all of them are checked before any is used.
+    for locked in selected {
+        locked.check()?;
+    }
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Result<Unpacked, CondaError>)>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        for _ in 0..4 {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(locked) = selected.get(i) else {
-                        return;
-                    };
-                    let result = (|| {
-                        let (url, channel_url) = channel::package_url(channels, locked)?;
-                        let path = channel::fetch_package(http, cache, locked, &url)?;
-                        let (dir, listing) = archive::extract_cached(cache, &path, locked, &url)?;
-                        Ok(Unpacked {
-                            locked: locked.clone(),
-                            url,
-                            channel_url,
-                            dir,
-                            listing,
-                        })
-                    })();
-                    results.lock().expect("results lock").push((i, result));
-                }
-            });
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(locked) = selected.get(i) else {
+                            return;
+                        };
+                        let result = (|| {
+                            let (url, channel_url) = channel::package_url(channels, locked)?;
+                            let path = channel::fetch_package(http, cache, locked, &url)?;
+                            let (dir, listing) =
+                                archive::extract_cached(cache, &path, locked, &url)?;
+                            Ok(Unpacked {
+                                locked: locked.clone(),
+                                url,
+                                channel_url,
+                                dir,
+                                listing,
+                            })
+                        })();
+                        if let Ok(mut results) = results.lock() {
+                            results.push((i, result));
+                        }
+                    }
+                })
+            })
+            .collect();
+        // Joined here, so that a worker's panic leaves its package without a result (an error
+        // below) instead of taking the process down with exit code 101.
+        for worker in workers {
+            let _ = worker.join();
         }
     });
-    let mut results = results.into_inner().expect("results lock");
+    let mut results = results
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
+    let mut by_index = results.into_iter().peekable();
+    let mut unpacked = Vec::with_capacity(selected.len());
+    for (i, locked) in selected.iter().enumerate() {
+        match by_index.next_if(|(at, _)| *at == i) {
+            Some((_, result)) => unpacked.push(result?),
+            None => {
+                return Err(CondaError::Worker {
+                    package: dist_name(locked),
+                });
+            }
+        }
+    }
+    Ok(unpacked)
+}
+
+impl LockedConda {
+    /// Checks the names that become URL paths, cache paths and image paths (`conda-meta/`)
+    /// before any is used: name, version and build are single names without control
+    /// characters, the subdir is one plain name, the file name is `<name>-<version>-<build>`
+    /// with `.conda` or `.tar.bz2`, and the SHA256 is 64 hex digits.
+    pub fn check(&self) -> Result<(), CondaError> {
+        let package = dist_name(self).escape_debug().to_string();
+        let bad = |what, value: &str, problem: &str| CondaError::BadRecord {
+            package: package.clone(),
+            what,
+            value: value.to_owned(),
+            problem: problem.to_owned(),
+        };
+        let plain = |s: &str, extra: &str| {
+            s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+        };
+        if FileName::new(&self.name).is_err() || !plain(&self.name, "-_.") {
+            return Err(bad("name", &self.name, "is not a conda package name"));
+        }
+        for (what, value) in [("version", &self.version), ("build", &self.build)] {
+            if FileName::new(value).is_err() || value.contains(['-', ' ']) {
+                return Err(bad(
+                    what,
+                    value,
+                    "is not one name without `-`, `/` or control characters",
+                ));
+            }
+        }
+        if FileName::new(&self.subdir).is_err() || !plain(&self.subdir, "-_") {
+            return Err(bad("subdir", &self.subdir, "is not a conda subdir name"));
+        }
+        let stem = self
+            .filename
+            .strip_suffix(".conda")
+            .or_else(|| self.filename.strip_suffix(".tar.bz2"));
+        if !stem.is_some_and(|stem| stem.eq_ignore_ascii_case(&dist_name(self))) {
+            return Err(bad(
+                "file name",
+                &self.filename,
+                "is not `<name>-<version>-<build>.conda` or `.tar.bz2` for this package",
+            ));
+        }
+        // The SHA256 is a `Digest` since the lock was read.
+        Ok(())
+    }
 }
 
 /// `name-version-build` of a package, as conda names it.

@@ -212,7 +212,7 @@ fn to_package(stanza: Stanza, base: &str, index_url: &str) -> Result<IndexedPack
     };
     // Filename, Size and SHA256 become a URL, a download limit and a cache path.
     let filename = field("Filename");
-    crate::name::relative_path(&filename).map_err(|e| {
+    crate::name::RelPath::new(&filename).map_err(|e| {
         bad(format!(
             "package {name}: its Filename `{}` {e}",
             crate::name::Shown(&filename)

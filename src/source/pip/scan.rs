@@ -1,6 +1,7 @@
 //! What the layers below a `pip` layer hold that decides how it installs: the Python there
 //! (Debian's, a conda prefix's, or one built into /usr/local), the C library, and the Python
-//! distributions already installed.
+//! distributions already installed. Paths with control characters or `..` are not taken for
+//! any of these: what is found here becomes interpreter paths and `#!` lines.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -90,6 +91,12 @@ impl LayerScan {
             }
             return;
         }
+        // What is recorded below becomes interpreter paths, `#!` lines and site directories:
+        // a name with a control character (a newline would add a line to every script) or a
+        // `..` is none of the files looked for here.
+        if path.chars().any(char::is_control) || path.split('/').any(|p| p == "..") {
+            return;
+        }
         if path == "var/lib/dpkg/status" {
             self.dpkg_status = read().ok();
         } else if matches!(
@@ -103,8 +110,12 @@ impl LayerScan {
             && let Some(rest) = name.strip_prefix("python-")
             && let Some(rest) = rest.strip_suffix(".json")
             && rest.starts_with(|c: char| c.is_ascii_digit())
+            && let Some(version) = rest
+                .split('-')
+                .next()
+                .filter(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
         {
-            let version = rest.split('-').next().unwrap_or_default().to_owned();
+            let version = version.to_owned();
             self.conda_pythons.push((format!("/{prefix}"), version));
         } else if let Some(stem) = name
             .strip_suffix(".dist-info")
@@ -187,6 +198,9 @@ mod tests {
             "usr/lib/python3/dist-packages/PyYAML-6.0-py3.11.egg-info",
             "opt/conda/conda-meta/python-3.11.9-h955ad1f_0.json",
             "opt/conda/conda-meta/python-dateutil-2.9.0-py_0.json",
+            "opt/co\nnda/conda-meta/python-3.12.0-h0.json",
+            "opt/../conda/conda-meta/python-3.12.0-h0.json",
+            "opt/x/conda-meta/python-3.12\n-h0.json",
             "lib/ld-musl-x86_64.so.1",
         ] {
             lower.see(path, &mut || Ok(String::new()));

@@ -6,9 +6,12 @@
 //!
 //! A wheel is extracted once into the cache under `wheels-v1/<sha256>/`: its regular files under
 //! `files/<path>` and a `listing.json` of every file with its mode, size and sha256. Extraction
-//! refuses entries that leave the root, symlinks and other special entries, and duplicate names,
-//! and checks every file against the wheel's own `RECORD` before the directory is renamed into
-//! place, so a bad wheel never gets a cache entry. Installing then maps the listed files onto
+//! refuses entries that leave the root, names with control characters, symlinks and other
+//! special entries, and duplicate names, and checks every file against the wheel's own `RECORD`
+//! before the directory is renamed into place, so a bad wheel never gets a cache entry; a
+//! cached listing whose paths do not pass the same checks is extracted again. Names the wheel
+//! gives (file name, project name, entry point and `.data` names, RECORD paths) are checked
+//! before they become image paths, and printed Debug-escaped in errors. Installing then maps the listed files onto
 //! the install scheme as `Content::Host` entries (a large wheel is never read into memory) and
 //! adds what an installer writes: entry point launchers, `#!python` scripts pointed at the
 //! image's interpreter, `INSTALLER`, `REQUESTED` and a rewritten `RECORD`, so that `pip show -f`
@@ -31,6 +34,7 @@ use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use super::InstallScheme;
 use crate::layer::cache::Cache;
 use crate::layer::{Content, Entry, EntryKind, FileStamp, ImagePath, LayerTree};
+use crate::name::{FileName, NameFault, RelPath};
 
 /// The cache bucket of extracted wheels; bump the version when the layout or checks change.
 const BUCKET: &str = "wheels-v1";
@@ -40,7 +44,7 @@ const METADATA_LIMIT: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WheelError {
-    #[error("`{filename}` is not a wheel file name: {reason}")]
+    #[error("{filename:?} is not a wheel file name: {reason}")]
     BadFilename { filename: String, reason: String },
     #[error("wheel `{wheel}`: the extraction key `{sha256}` is not a sha256 hex digest")]
     BadSha256 { wheel: String, sha256: String },
@@ -58,18 +62,25 @@ pub enum WheelError {
         source: zip::result::ZipError,
     },
     #[error(
-        "wheel `{wheel}`: entry `{entry}` leaves the wheel root (absolute path, `..` or `\\`); refusing to install it"
+        "wheel `{wheel}`: entry {entry:?} leaves the wheel root (absolute path, `..` or `\\`); refusing to install it"
     )]
     Escapes { wheel: String, entry: String },
+    #[error("wheel `{wheel}` has {what} {name:?}, which {fault}; refusing to install it")]
+    BadName {
+        wheel: String,
+        what: &'static str,
+        name: String,
+        fault: NameFault,
+    },
     #[error(
-        "wheel `{wheel}`: entry `{entry}` is a {kind}; a wheel may only hold regular files and directories"
+        "wheel `{wheel}`: entry {entry:?} is a {kind}; a wheel may only hold regular files and directories"
     )]
     Special {
         wheel: String,
         entry: String,
         kind: &'static str,
     },
-    #[error("wheel `{wheel}`: entry `{entry}` appears more than once in the archive")]
+    #[error("wheel `{wheel}`: entry {entry:?} appears more than once in the archive")]
     Duplicate { wheel: String, entry: String },
     #[error("wheel `{wheel}`: {reason}")]
     DistInfo { wheel: String, reason: String },
@@ -90,7 +101,7 @@ pub enum WheelError {
         version: String,
     },
     #[error(
-        "wheel `{wheel}`: RECORD names `{entry}`, which leaves the wheel root (absolute path, `..` or `\\`); refusing to install it"
+        "wheel `{wheel}`: RECORD names {entry:?}, which leaves the wheel root (absolute path, `..` or `\\`); refusing to install it"
     )]
     RecordEscapes { wheel: String, entry: String },
     #[error(
@@ -112,18 +123,18 @@ pub enum WheelError {
         algorithm: String,
     },
     #[error(
-        "wheel `{wheel}`: `{entry}` is not listed in RECORD, so it cannot be verified; refusing to install it"
+        "wheel `{wheel}`: {entry:?} is not listed in RECORD, so it cannot be verified; refusing to install it"
     )]
     NotInRecord { wheel: String, entry: String },
     #[error(
-        "wheel `{wheel}`: `{entry}` is under `.data/{key}`, which is not one of purelib, platlib, scripts, headers or data"
+        "wheel `{wheel}`: {entry:?} is under `.data/` in {key:?}, which is not one of purelib, platlib, scripts, headers or data"
     )]
     UnknownDataDir {
         wheel: String,
         entry: String,
         key: String,
     },
-    #[error("wheel `{wheel}`: entry point `{entry}` in entry_points.txt is invalid: {reason}")]
+    #[error("wheel `{wheel}`: entry point {entry:?} in entry_points.txt is invalid: {reason}")]
     EntryPoint {
         wheel: String,
         entry: String,
@@ -196,6 +207,16 @@ pub fn normalize_name(name: &str) -> String {
     out
 }
 
+/// A project name as PEP 508 allows it: ASCII letters, digits, `-`, `_` and `.`, starting and
+/// ending with a letter or digit (so never `.`, `..` or a path).
+fn is_project_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// Splits a wheel file name into its parts; the build tag must start with a digit.
 pub fn parse_wheel_filename(filename: &str) -> Result<WheelName, WheelError> {
     let bad = |reason: &str| WheelError::BadFilename {
@@ -205,8 +226,11 @@ pub fn parse_wheel_filename(filename: &str) -> Result<WheelName, WheelError> {
     let stem = filename
         .strip_suffix(".whl")
         .ok_or_else(|| bad("it does not end in `.whl`"))?;
-    if stem.contains(['/', '\\', '\0']) {
+    if stem.contains(['/', '\\']) {
         return Err(bad("it contains a path separator"));
+    }
+    if stem.contains(|c: char| c.is_control() || c.is_whitespace()) {
+        return Err(bad("it contains a control character or a blank"));
     }
     let parts: Vec<&str> = stem.split('-').collect();
     let (name, version, build, tags) = match parts.as_slice() {
@@ -228,13 +252,9 @@ pub fn parse_wheel_filename(filename: &str) -> Result<WheelName, WheelError> {
             ));
         }
     };
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.'))
-    {
+    if !is_project_name(name) {
         return Err(bad(
-            "its distribution name is empty or has characters other than letters, digits, `_` and `.`",
+            "its distribution name is not letters, digits, `_` and `.` starting and ending with a letter or digit",
         ));
     }
     if version.is_empty() {
@@ -260,21 +280,34 @@ pub fn parse_wheel_filename(filename: &str) -> Result<WheelName, WheelError> {
 // ---------------------------------------------------------------------------------------------
 // Paths inside the archive
 
-/// An archive or RECORD path made relative and `/`-separated, with empty and `.` parts dropped.
-/// `None` when it is absolute, climbs with `..`, uses `\` or holds a NUL; `Some("")` for the root.
-fn clean_path(raw: &str) -> Option<String> {
-    if raw.starts_with('/') || raw.contains(['\\', '\0']) {
-        return None;
+/// An archive or RECORD path made relative and `/`-separated, with empty and `.` parts dropped
+/// (a [`RelPath`]); `Ok("")` for the root. A `\` is a [`NameFault::Separator`]: a Windows path
+/// could climb with it.
+fn clean_path(raw: &str) -> Result<String, NameFault> {
+    if raw.contains('\\') {
+        return Err(NameFault::Separator);
     }
-    let mut parts = Vec::new();
-    for part in raw.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => return None,
-            p => parts.push(p),
-        }
+    match RelPath::new(raw) {
+        Ok(path) => Ok(path.into()),
+        Err(NameFault::Empty) => Ok(String::new()),
+        Err(fault) => Err(fault),
     }
-    Some(parts.join("/"))
+}
+
+/// The error for an archive entry whose name cannot be used: one that leaves the root says so.
+fn entry_fault(wheel: &str, raw: &str, fault: NameFault) -> WheelError {
+    match fault {
+        NameFault::Absolute | NameFault::Climbs | NameFault::Separator => WheelError::Escapes {
+            wheel: wheel.to_owned(),
+            entry: raw.to_owned(),
+        },
+        fault => WheelError::BadName {
+            wheel: wheel.to_owned(),
+            what: "an entry named",
+            name: raw.to_owned(),
+            fault,
+        },
+    }
 }
 
 /// The archive's `.dist-info` directory: exactly one at the top level, named after the wheel.
@@ -352,10 +385,7 @@ pub fn read_metadata(path: &Path, filename: &str) -> Result<Vec<u8>, WheelError>
             wheel: filename.to_owned(),
             source,
         })?;
-        let cleaned = clean_path(&name).ok_or_else(|| WheelError::Escapes {
-            wheel: filename.to_owned(),
-            entry: name.to_string(),
-        })?;
+        let cleaned = clean_path(&name).map_err(|fault| entry_fault(filename, &name, fault))?;
         names.push((cleaned, name.into_owned()));
     }
     let dist_info = find_dist_info(filename, &parsed, names.iter().map(|(c, _)| c.as_str()))?;
@@ -411,6 +441,16 @@ struct ListedFile {
     sha256: String,
 }
 
+impl Listing {
+    /// Whether every path is one that extraction could have written (a cached listing is
+    /// outside input too).
+    fn is_clean(&self) -> bool {
+        self.files
+            .iter()
+            .all(|f| !f.path.is_empty() && clean_path(&f.path).is_ok_and(|p| p == f.path))
+    }
+}
+
 fn record_hash(digest: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(digest)
 }
@@ -460,10 +500,7 @@ fn extract(wheel_path: &Path, filename: &str, into: &Path) -> Result<Listing, Wh
             entry: raw.clone(),
             kind,
         };
-        let path = clean_path(&raw).ok_or_else(|| WheelError::Escapes {
-            wheel: filename.to_owned(),
-            entry: raw.clone(),
-        })?;
+        let path = clean_path(&raw).map_err(|fault| entry_fault(filename, &raw, fault))?;
         let unix = entry.unix_mode();
         let file_type = unix.map_or(0, |m| m & 0o170_000);
         let is_dir = raw.ends_with('/') || file_type == 0o040_000;
@@ -543,11 +580,6 @@ fn extract_cached(
     }
     let parent = cache.root().join(BUCKET);
     let dir = parent.join(&key);
-    if let Ok(bytes) = fs::read(dir.join("listing.json"))
-        && let Ok(listing) = serde_json::from_slice::<Listing>(&bytes)
-    {
-        return Ok((dir, listing));
-    }
     let io_err = |entry: &str| {
         let entry = entry.to_owned();
         move |source| WheelError::Io {
@@ -556,6 +588,13 @@ fn extract_cached(
             source,
         }
     };
+    if let Ok(bytes) = fs::read(dir.join("listing.json")) {
+        match serde_json::from_slice::<Listing>(&bytes) {
+            Ok(listing) if listing.is_clean() => return Ok((dir, listing)),
+            // Damaged in the cache: extracted again from the verified wheel.
+            _ => fs::remove_dir_all(&dir).map_err(io_err(BUCKET))?,
+        }
+    }
     fs::create_dir_all(&parent).map_err(io_err(BUCKET))?;
     let temp = tempfile::tempdir_in(&parent).map_err(io_err(BUCKET))?;
     let listing = extract(wheel.path, wheel.filename, temp.path())?;
@@ -689,6 +728,16 @@ impl Layout {
 
         let metadata = headers(&text("METADATA")?);
         let name = header(&metadata, "Name").unwrap_or(&parsed.name).to_owned();
+        // The name becomes the directory of the wheel's headers.
+        if !is_project_name(&name) {
+            return Err(WheelError::Malformed {
+                wheel: filename.to_owned(),
+                entry: format!("{dist_info}/METADATA"),
+                reason: format!(
+                    "its Name {name:?} is not letters, digits, `-`, `_` and `.` starting and ending with a letter or digit"
+                ),
+            });
+        }
         if normalize_name(&name) != normalize_name(&parsed.name) {
             return Err(WheelError::DistInfo {
                 wheel: filename.to_owned(),
@@ -800,14 +849,24 @@ fn verify_record(
         listing.files.iter().map(|f| (f.path.as_str(), f)).collect();
     let mut recorded = BTreeSet::new();
     for row in &rows {
-        let raw = row[0].as_str();
-        let path =
-            clean_path(raw)
-                .filter(|p| !p.is_empty())
-                .ok_or_else(|| WheelError::RecordEscapes {
+        let raw = row.first().map_or("", String::as_str);
+        let path = match clean_path(raw) {
+            Ok(path) if !path.is_empty() => path,
+            Ok(_) | Err(NameFault::Absolute | NameFault::Climbs | NameFault::Separator) => {
+                return Err(WheelError::RecordEscapes {
                     wheel: filename.to_owned(),
                     entry: raw.to_owned(),
-                })?;
+                });
+            }
+            Err(fault) => {
+                return Err(WheelError::BadName {
+                    wheel: filename.to_owned(),
+                    what: "a RECORD path",
+                    name: raw.to_owned(),
+                    fault,
+                });
+            }
+        };
         let hash = row.get(1).map_or("", |h| h.trim());
         let size = row.get(2).map_or("", |s| s.trim());
         let file = by_path.get(path.as_str()).copied();
@@ -927,18 +986,23 @@ fn script_entry_points(filename: &str, text: &str) -> Result<Vec<EntryPoint>, Wh
         let (name, value) = trimmed
             .split_once('=')
             .ok_or_else(|| invalid(trimmed, "the line is not `name = module:attr`"))?;
+        // The name becomes `<scripts>/<name>`: one file name, no `\` either.
         let name = name.trim();
-        if name.is_empty()
-            || name == "."
-            || name == ".."
-            || name.contains(['/', '\\', '\0'])
-            || name.chars().any(char::is_control)
-        {
-            return Err(invalid(
-                name,
-                "the script name is empty or is not a single file name",
-            ));
-        }
+        let name = FileName::new(name)
+            .and_then(|n| {
+                if n.as_str().contains('\\') {
+                    Err(NameFault::Separator)
+                } else {
+                    Ok(n)
+                }
+            })
+            .map_err(|fault| WheelError::BadName {
+                wheel: filename.to_owned(),
+                what: "a script entry point named",
+                name: name.to_owned(),
+                fault,
+            })?;
+        let name = name.as_str();
         // Extras in brackets select optional dependencies; they do not change the script.
         let value = value.split_once('[').map_or(value, |(v, _)| v).trim();
         let (module, attr) = value
@@ -1059,9 +1123,12 @@ impl Roots {
     }
 }
 
-fn under(base: &ImagePath, rel: &str) -> ImagePath {
-    ImagePath::new(&format!("{}/{rel}", base.as_str()))
-        .expect("a cleaned relative path under a valid image path is valid")
+/// `base/rel`; `rel` is a checked path by now, so an error here is a bug, not a panic.
+fn under(base: &ImagePath, rel: &str, wheel: &str) -> Result<ImagePath, WheelError> {
+    ImagePath::new(&format!("{}/{rel}", base.as_str())).map_err(|_| WheelError::Escapes {
+        wheel: wheel.to_owned(),
+        entry: rel.to_owned(),
+    })
 }
 
 /// `to` relative to the directory `from`, with `../` where it lies outside (as pip's RECORD).
@@ -1115,7 +1182,7 @@ pub fn install_wheel(
     } else {
         &roots.platlib
     };
-    let dist_info = under(lib, &layout.dist_info);
+    let dist_info = under(lib, &layout.dist_info, wheel.filename)?;
     let data_prefix = format!("{}/", layout.data_dir);
     let record_entry = format!("{}/RECORD", layout.dist_info);
 
@@ -1137,7 +1204,10 @@ pub fn install_wheel(
             sha256: file.sha256.clone(),
         };
         let Some(rest) = file.path.strip_prefix(&data_prefix) else {
-            planned.insert(under(lib, &file.path), from_archive(lib, file.mode));
+            planned.insert(
+                under(lib, &file.path, wheel.filename)?,
+                from_archive(lib, file.mode),
+            );
             continue;
         };
         let Some((key, sub)) = rest.split_once('/') else {
@@ -1148,14 +1218,27 @@ pub fn install_wheel(
             });
         };
         let (base, target) = match key {
-            "purelib" => (roots.purelib.clone(), under(&roots.purelib, sub)),
-            "platlib" => (roots.platlib.clone(), under(&roots.platlib, sub)),
-            "data" => (roots.data.clone(), under(&roots.data, sub)),
+            "purelib" => (
+                roots.purelib.clone(),
+                under(&roots.purelib, sub, wheel.filename)?,
+            ),
+            "platlib" => (
+                roots.platlib.clone(),
+                under(&roots.platlib, sub, wheel.filename)?,
+            ),
+            "data" => (roots.data.clone(), under(&roots.data, sub, wheel.filename)?),
             "headers" => (
                 roots.headers.clone(),
-                under(&roots.headers, &format!("{}/{sub}", layout.name)),
+                under(
+                    &roots.headers,
+                    &format!("{}/{sub}", layout.name),
+                    wheel.filename,
+                )?,
             ),
-            "scripts" => (roots.scripts.clone(), under(&roots.scripts, sub)),
+            "scripts" => (
+                roots.scripts.clone(),
+                under(&roots.scripts, sub, wheel.filename)?,
+            ),
             _ => {
                 return Err(WheelError::UnknownDataDir {
                     wheel: wheel.filename.to_owned(),
@@ -1206,7 +1289,7 @@ pub fn install_wheel(
             reason: "it is not UTF-8".to_owned(),
         })?;
         for ep in script_entry_points(wheel.filename, &text)? {
-            let target = under(&roots.scripts, &ep.name);
+            let target = under(&roots.scripts, &ep.name, wheel.filename)?;
             let text = launcher(&scheme.interpreter, &ep, &layout.name, &layout.version);
             planned.insert(
                 target.clone(),
@@ -1218,17 +1301,17 @@ pub fn install_wheel(
 
     // What the installer records (PEP 376): INSTALLER, REQUESTED, then RECORD over everything.
     planned.insert(
-        under(&dist_info, "INSTALLER"),
+        under(&dist_info, "INSTALLER", wheel.filename)?,
         Planned::inline(lib, b"oci-build\n".to_vec(), 0o644),
     );
-    let requested = under(&dist_info, "REQUESTED");
+    let requested = under(&dist_info, "REQUESTED", wheel.filename)?;
     if wheel.requested {
         planned.insert(requested, Planned::inline(lib, Vec::new(), 0o644));
     } else {
         // A wheel that shipped one is not thereby requested.
         planned.remove(&requested);
     }
-    let record_path = under(&dist_info, "RECORD");
+    let record_path = under(&dist_info, "RECORD", wheel.filename)?;
     let mut rows: Vec<(String, String)> = planned
         .iter()
         .map(|(path, p)| {
@@ -1728,6 +1811,7 @@ mod tests {
             ("../evil = demo:main", "path name"),
             ("nocall = demo", "no callable"),
             ("bad = demo:main; import os", "injection"),
+            ("evil\u{1b}[2J = demo:main", "control character"),
         ] {
             let s = setup();
             let text = format!("[console_scripts]\n{line}\n");
@@ -1741,9 +1825,14 @@ mod tests {
             );
             let err = s.install(&wheel_bytes(&files)).unwrap_err();
             assert!(
-                matches!(err, WheelError::EntryPoint { .. }),
+                matches!(
+                    err,
+                    WheelError::EntryPoint { .. } | WheelError::BadName { .. }
+                ),
                 "{what}: {err}"
             );
+            // Printed escaped: a control character cannot reach the terminal.
+            assert!(!err.to_string().contains(char::is_control), "{what}: {err}");
         }
     }
 
