@@ -417,8 +417,9 @@ impl Bundle {
             let Ok(digest) = Digest::from_hex(&name) else {
                 continue;
             };
-            let file = fs::File::open(blob_dir.join(&name))
-                .map_err(self.io(format!("read blob {digest}")))?;
+            let file = super::open_regular(&blob_dir.join(&name)).map_err(|e| {
+                self.refused(&Bundle::blob_file(&digest), &format!("read blob {digest}"), e)
+            })?;
             let (found, size) = digest_reader(BufReader::new(file))
                 .map_err(self.io(format!("read blob {digest}")))?;
             if found != digest {

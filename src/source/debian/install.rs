@@ -288,6 +288,13 @@ pub fn install(
             if is_dir && placed.contains_key(&target_path) {
                 continue;
             }
+            // dpkg leaves a directory where a package ships a symlink; replacing it here would
+            // put the symlink before the paths already placed under it.
+            if matches!(image_entry.kind, EntryKind::Symlink { .. })
+                && holds_directory(&placed, &target_path)
+            {
+                continue;
+            }
             placed.insert(target_path, image_entry);
         }
     }
@@ -394,6 +401,18 @@ fn symlink_at(
         Some(_) => None,
         None => below.get(here.as_str()).cloned(),
     }
+}
+
+/// Whether the layer so far has a directory at `path`, named or implied by a path under it.
+fn holds_directory(placed: &BTreeMap<ImagePath, Entry>, path: &ImagePath) -> bool {
+    let below = format!("{}/", path.as_str());
+    // Keys starting with `path` sort together, those under it among them.
+    placed
+        .range(path.clone()..)
+        .take_while(|(p, _)| p.as_str().starts_with(path.as_str()))
+        .any(|(p, e)| {
+            (p == path && matches!(e.kind, EntryKind::Directory)) || p.as_str().starts_with(&below)
+        })
 }
 
 /// Symlinks followed for one path at most, as Linux's MAXSYMLINKS.
@@ -660,6 +679,24 @@ mod tests {
             placed("usr/lib/x/f", false, &relative).unwrap().unwrap(),
             "usr/share/x/f"
         );
+    }
+
+    #[test]
+    fn a_symlink_does_not_replace_a_directory_already_placed() {
+        let dir = Entry {
+            kind: EntryKind::Directory,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        };
+        let mut placed = BTreeMap::new();
+        placed.insert(path("opt/out-x"), dir.clone());
+        assert!(!holds_directory(&placed, &path("opt/out")));
+        placed.insert(path("opt/out/keep.txt"), inline("x", 0o644));
+        assert!(holds_directory(&placed, &path("opt/out")));
+        assert!(!holds_directory(&placed, &path("opt/out/keep.txt")));
+        placed.insert(path("srv"), dir);
+        assert!(holds_directory(&placed, &path("srv")));
     }
 
     #[test]
