@@ -418,7 +418,11 @@ impl Bundle {
                 continue;
             };
             let file = super::open_regular(&blob_dir.join(&name)).map_err(|e| {
-                self.refused(&Bundle::blob_file(&digest), &format!("read blob {digest}"), e)
+                self.refused(
+                    &Bundle::blob_file(&digest),
+                    &format!("read blob {digest}"),
+                    e,
+                )
             })?;
             let (found, size) = digest_reader(BufReader::new(file))
                 .map_err(self.io(format!("read blob {digest}")))?;
