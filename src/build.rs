@@ -344,6 +344,10 @@ impl<'a> Builder<'a> {
                     || {
                         let base_status = dpkg_status(image_ref)
                             .map_err(|e| source::SourceError::BaseStatus(e.to_string()))?;
+                        let base_links = self
+                            .python_base(image_ref)
+                            .map_err(|e| source::SourceError::BaseLayers(e.to_string()))?
+                            .symlinks;
                         let inputs = lock_inputs_of(layer_spec, &arch, &base_status);
                         let pinned = (!self.options.refresh_lock)
                             .then(|| {
@@ -364,6 +368,7 @@ impl<'a> Builder<'a> {
                         Ok(source::DebianContext {
                             arch: arch.clone(),
                             base_status,
+                            base_links,
                             archives: self.archives()?,
                             cache: &self.cache,
                             pinned,
@@ -689,7 +694,10 @@ impl<'a> Builder<'a> {
                         BlobData::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
                     };
                     let reader = crate::layer::compress::decoder(layer.compression, reader)?;
-                    let scan = std::sync::Arc::new(LayerScan::of_tar(reader)?);
+                    let scan = LayerScan::of_tar(reader).map_err(|e| {
+                        std::io::Error::new(e.kind(), format!("layer {}: {e}", layer.digest))
+                    })?;
+                    let scan = std::sync::Arc::new(scan);
                     self.scans
                         .lock()
                         .expect("layer scans")
@@ -764,25 +772,26 @@ fn conda_lock_inputs_of(spec: &source::conda::CondaSpec, subdir: &str) -> String
 }
 
 /// `/var/lib/dpkg/status` as the image's layers leave it: the topmost layer that has one wins.
+/// A layer with a member that leaves the root, or whose status is not a regular file, is
+/// refused (the error names the layer and the member).
 fn dpkg_status(image: &PlatformImage) -> std::io::Result<String> {
     use std::io::Read;
     for layer in image.layers.iter().rev() {
+        let in_layer = |e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("layer {}: {e}", layer.digest))
+        };
         let reader: Box<dyn Read> = match &layer.data {
             BlobData::File(path) => Box::new(std::io::BufReader::new(std::fs::File::open(path)?)),
             BlobData::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
         };
         let reader = crate::layer::compress::decoder(layer.compression, reader)?;
         let mut archive = tar::Archive::new(reader);
-        for entry in archive.entries()? {
-            let mut entry = entry?;
-            let path = entry
-                .path()?
-                .to_string_lossy()
-                .trim_start_matches("./")
-                .to_owned();
+        for entry in archive.entries().map_err(in_layer)? {
+            let mut entry = entry.map_err(in_layer)?;
+            let path = pip::scan::checked_member(&entry).map_err(in_layer)?;
             if path == "var/lib/dpkg/status" {
                 let mut text = String::new();
-                entry.read_to_string(&mut text)?;
+                entry.read_to_string(&mut text).map_err(in_layer)?;
                 return Ok(text);
             }
         }

@@ -250,6 +250,14 @@ pub fn write_layout_dir_archive(dir: &Path, dest: &Path) -> Result<(), ArchiveEr
         let name = entry.file_name().to_string_lossy().into_owned();
         // Only finished blobs: temporary files of an interrupted copy are not part of it.
         if Digest::from_hex(&name).is_ok() {
+            // A symlink here (an existing archive added to may hold one) would put a host file
+            // into the archive.
+            if !entry.file_type().map_err(io_err)?.is_file() {
+                return Err(io_err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("blob `blobs/sha256/{name}` is a symlink or special file"),
+                )));
+            }
             tree.insert(
                 path(&format!("blobs/sha256/{name}")),
                 host_file(entry.path())?,

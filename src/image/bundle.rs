@@ -7,6 +7,10 @@
 //! them: an index tagged `REPOSITORY:sha256-<hex>` lists the referrers of `sha256:<hex>`. So a
 //! bundle reads like a registry whose tags are the ref names, and is written the same way.
 //!
+//! A bundle read from disk is outside input: its blobs are opened only as regular files named by
+//! a parsed digest (never through a symlink), and every ref name of its `index.json` must be a
+//! valid OCI ref name, so that none can act as a path.
+//!
 //! Blobs are renamed into place complete and `index.json` is replaced atomically after each
 //! image, so an interrupted copy leaves a bundle that a rerun completes.
 
@@ -66,6 +70,14 @@ pub enum BundleError {
         what: String,
         file: String,
     },
+    #[error(
+        "bundle `{bundle}`: `{file}` is a symlink or special file, not a regular file; refusing to follow it"
+    )]
+    NotRegular { bundle: String, file: String },
+    #[error(
+        "bundle `{bundle}`: index.json names an image `{name}`, which is not a valid ref name (REPOSITORY:TAG)"
+    )]
+    BadRefName { bundle: String, name: String },
     #[error("bundle `{bundle}`: {message}")]
     BadInputs { bundle: String, message: String },
     #[error(
@@ -112,12 +124,32 @@ impl Bundle {
             name: name.to_owned(),
             index: Mutex::new(Index::new(Some(spec::OCI_INDEX))),
         };
-        let bytes = fs::read(dir.join("index.json")).map_err(bundle.io("read index.json"))?;
-        let index = serde_json::from_slice(&bytes).map_err(|e| BundleError::BadJson {
+        for sub in ["blobs", "blobs/sha256"] {
+            if fs::symlink_metadata(dir.join(sub)).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(BundleError::NotRegular {
+                    bundle: name.to_owned(),
+                    file: sub.to_owned(),
+                });
+            }
+        }
+        let bytes = super::read_regular(&dir.join("index.json"))
+            .map_err(|e| bundle.refused("index.json", "read index.json", e))?;
+        let index: Index = serde_json::from_slice(&bytes).map_err(|e| BundleError::BadJson {
             bundle: name.to_owned(),
             file: "index.json".to_owned(),
             message: e.to_string(),
         })?;
+        if let Some(bad) = index
+            .manifests
+            .iter()
+            .filter_map(Descriptor::ref_name)
+            .find(|n| !valid_ref_name(n))
+        {
+            return Err(BundleError::BadRefName {
+                bundle: name.to_owned(),
+                name: bad.to_owned(),
+            });
+        }
         *bundle.index.lock().expect("index lock") = index;
         Ok(bundle)
     }
@@ -155,6 +187,18 @@ impl Bundle {
         }
     }
 
+    /// The error for a file of the bundle that could not be opened: refused when it is not a
+    /// regular file, else what `action` met.
+    fn refused(&self, file: &str, action: &str, error: super::OpenError) -> BundleError {
+        match error {
+            super::OpenError::NotRegular => BundleError::NotRegular {
+                bundle: self.name.clone(),
+                file: file.to_owned(),
+            },
+            super::OpenError::Io(e) => self.io(action)(e),
+        }
+    }
+
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.dir.join("blobs/sha256").join(digest.hex())
     }
@@ -166,18 +210,26 @@ impl Bundle {
     /// Whether the bundle has a blob of the descriptor's size (blobs are renamed into place
     /// complete, so a file of the right size is the finished blob).
     pub fn has_blob(&self, descriptor: &Descriptor) -> bool {
-        fs::metadata(self.blob_path(&descriptor.digest)).is_ok_and(|m| m.len() == descriptor.size)
+        super::is_regular_of_size(&self.blob_path(&descriptor.digest), descriptor.size)
     }
 
     /// Streams a blob through sha256 and compares it with its descriptor.
     pub fn verify_blob(&self, descriptor: &Descriptor) -> Result<(), BundleError> {
         let digest = &descriptor.digest;
-        let file =
-            fs::File::open(self.blob_path(digest)).map_err(|_| BundleError::MissingBlob {
-                bundle: self.name.clone(),
-                digest: digest.clone(),
-                file: Bundle::blob_file(digest),
-            })?;
+        let file = super::open_regular(&self.blob_path(digest)).map_err(|e| match e {
+            super::OpenError::Io(e) if e.kind() == io::ErrorKind::NotFound => {
+                BundleError::MissingBlob {
+                    bundle: self.name.clone(),
+                    digest: digest.clone(),
+                    file: Bundle::blob_file(digest),
+                }
+            }
+            e => self.refused(
+                &Bundle::blob_file(digest),
+                &format!("read blob {digest}"),
+                e,
+            ),
+        })?;
         let (found, size) =
             digest_reader(BufReader::new(file)).map_err(self.io(format!("read blob {digest}")))?;
         if &found != digest {
@@ -204,8 +256,14 @@ impl Bundle {
     /// A small document (manifest, index), verified against its digest.
     pub fn read_document(&self, descriptor: &Descriptor) -> Result<Vec<u8>, BundleError> {
         self.verify_blob(descriptor)?;
-        fs::read(self.blob_path(&descriptor.digest))
-            .map_err(self.io(format!("read blob {}", descriptor.digest)))
+        let digest = &descriptor.digest;
+        super::read_regular(&self.blob_path(digest)).map_err(|e| {
+            self.refused(
+                &Bundle::blob_file(digest),
+                &format!("read blob {digest}"),
+                e,
+            )
+        })
     }
 
     /// Puts a blob into place from a file (a hard link when possible; blobs never change).
@@ -359,8 +417,13 @@ impl Bundle {
             let Ok(digest) = Digest::from_hex(&name) else {
                 continue;
             };
-            let file = fs::File::open(blob_dir.join(&name))
-                .map_err(self.io(format!("read blob {digest}")))?;
+            let file = super::open_regular(&blob_dir.join(&name)).map_err(|e| {
+                self.refused(
+                    &Bundle::blob_file(&digest),
+                    &format!("read blob {digest}"),
+                    e,
+                )
+            })?;
             let (found, size) = digest_reader(BufReader::new(file))
                 .map_err(self.io(format!("read blob {digest}")))?;
             if found != digest {
@@ -448,6 +511,22 @@ impl Bundle {
     }
 }
 
+/// An OCI ref name (`org.opencontainers.image.ref.name`): `/`-separated components, each
+/// starting with a letter or digit, of letters, digits and `._-:@+` (and `_`, which Docker tags
+/// use). `..`, `.`, empty components and leading `/` are thus refused.
+pub fn valid_ref_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('/').all(|component| {
+            component
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric())
+                && component
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-:@+".contains(&b))
+        })
+}
+
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let mut temp = NamedTempFile::new_in(dir)?;
     temp.write_all(bytes)?;
@@ -460,6 +539,23 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ref_names_that_could_act_as_paths_are_invalid() {
+        for good in [
+            "mlrun/mlrun:1.0",
+            "library/python:3.11_slim",
+            "a/b@sha256:00ff",
+            "x:sha256-ab",
+        ] {
+            assert!(valid_ref_name(good), "{good}");
+        }
+        for bad in [
+            "../../x", "/etc/x", "a//b", "a/./b", "", ".hidden", "a/../b:1", "a\nb",
+        ] {
+            assert!(!valid_ref_name(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn tags_round_trip_and_a_flipped_byte_is_named() {

@@ -4,6 +4,8 @@
 //! Several tags share one layout: each is a descriptor in `index.json` carrying the
 //! `org.opencontainers.image.ref.name` annotation, and writing a tag replaces only that tag.
 //! Blobs are written before `index.json`, and every file is renamed into place complete.
+//! A layout read from disk is outside input: its files are opened only as regular files, never
+//! through a symlink, and blobs only by a parsed digest.
 
 use std::fs;
 use std::io::{self, Write};
@@ -51,6 +53,10 @@ pub enum LayoutError {
     },
     #[error("OCI layout `{dir}` holds {count} images; name one as `oci:{dir_display}:TAG`", dir_display = dir.display())]
     AmbiguousTag { dir: PathBuf, count: usize },
+    #[error(
+        "OCI layout `{dir}`: `{file}` is a symlink or special file, not a regular file; refusing to follow it"
+    )]
+    NotRegular { dir: PathBuf, file: String },
     #[error("OCI layout `{dir}`: blob {digest} is missing")]
     MissingBlob { dir: PathBuf, digest: Digest },
     #[error(
@@ -100,8 +106,30 @@ impl Layout {
         }
     }
 
+    /// The error for a file of the layout that could not be opened or read.
+    fn refused(&self, file: &str, action: &str, error: super::OpenError) -> LayoutError {
+        match error {
+            super::OpenError::NotRegular => LayoutError::NotRegular {
+                dir: self.dir.clone(),
+                file: file.to_owned(),
+            },
+            super::OpenError::Io(e) if e.kind() == io::ErrorKind::NotFound => match file
+                .strip_prefix("blobs/sha256/")
+                .and_then(|hex| Digest::from_hex(hex).ok())
+            {
+                Some(digest) => LayoutError::MissingBlob {
+                    dir: self.dir.clone(),
+                    digest,
+                },
+                None => self.io(action)(e),
+            },
+            super::OpenError::Io(e) => self.io(action)(e),
+        }
+    }
+
     pub fn index(&self) -> Result<Index, LayoutError> {
-        let bytes = fs::read(self.dir.join("index.json")).map_err(self.io("read index.json"))?;
+        let bytes = super::read_regular(&self.dir.join("index.json"))
+            .map_err(|e| self.refused("index.json", "read index.json", e))?;
         serde_json::from_slice(&bytes).map_err(|source| LayoutError::BadJson {
             dir: self.dir.clone(),
             file: "index.json".to_owned(),
@@ -119,17 +147,11 @@ impl Layout {
         descriptor: &Descriptor,
     ) -> Result<(T, Vec<u8>), LayoutError> {
         let digest = &descriptor.digest;
-        let path = self.blob_path(digest);
-        let size = match fs::metadata(&path) {
-            Ok(meta) => meta.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(LayoutError::MissingBlob {
-                    dir: self.dir.clone(),
-                    digest: digest.clone(),
-                });
-            }
-            Err(e) => return Err(self.io(format!("read blob {digest}"))(e)),
-        };
+        let file = format!("blobs/sha256/{}", digest.hex());
+        let action = format!("read blob {digest}");
+        let opened = super::open_regular(&self.blob_path(digest))
+            .map_err(|e| self.refused(&file, &action, e))?;
+        let size = opened.metadata().map_err(self.io(action.clone()))?.len();
         if size > MAX_DOCUMENT_SIZE {
             return Err(LayoutError::DocumentTooLarge {
                 dir: self.dir.clone(),
@@ -137,7 +159,9 @@ impl Layout {
                 size,
             });
         }
-        let bytes = fs::read(&path).map_err(self.io(format!("read blob {digest}")))?;
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut io::Read::take(opened, MAX_DOCUMENT_SIZE), &mut bytes)
+            .map_err(self.io(action))?;
         let found = Digest::of_bytes(&bytes);
         if &found != digest {
             return Err(LayoutError::CorruptBlob {
@@ -158,11 +182,13 @@ impl Layout {
     /// Streams a blob through sha256 and compares it with its descriptor.
     pub fn verify_blob(&self, descriptor: &Descriptor) -> Result<(), LayoutError> {
         let digest = &descriptor.digest;
-        let file =
-            fs::File::open(self.blob_path(digest)).map_err(|_| LayoutError::MissingBlob {
-                dir: self.dir.clone(),
-                digest: digest.clone(),
-            })?;
+        let file = super::open_regular(&self.blob_path(digest)).map_err(|e| {
+            self.refused(
+                &format!("blobs/sha256/{}", digest.hex()),
+                &format!("read blob {digest}"),
+                e,
+            )
+        })?;
         let (found, size) = digest_reader(io::BufReader::new(file))
             .map_err(self.io(format!("read blob {digest}")))?;
         if &found != digest || size != descriptor.size {
@@ -289,7 +315,7 @@ pub fn write_layout(dir: &Path, artifact: &ImageArtifact, tag: &str) -> Result<(
     }
     for blob in artifact.blobs.values() {
         let target = dir.join("blobs/sha256").join(blob.descriptor.digest.hex());
-        if fs::metadata(&target).is_ok_and(|m| m.len() == blob.descriptor.size) {
+        if super::is_regular_of_size(&target, blob.descriptor.size) {
             continue;
         }
         put_blob(dir, &target, blob)

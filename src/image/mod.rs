@@ -17,6 +17,45 @@ use crate::digest::Digest;
 use crate::layer::Compression;
 use spec::{Descriptor, ImageConfig, Index, Manifest, Platform};
 
+/// Why [`open_regular`] did not open a file.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("it is a symlink or special file, not a regular file")]
+    NotRegular,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens a file of a layout or bundle read from disk (a blob, `index.json`) only when it is a
+/// regular file: a symlink there could lead to any file of the host, and a FIFO or device would
+/// block or never end.
+pub fn open_regular(path: &std::path::Path) -> Result<std::fs::File, OpenError> {
+    use std::os::unix::fs::MetadataExt;
+    let before = std::fs::symlink_metadata(path)?;
+    if !before.file_type().is_file() {
+        return Err(OpenError::NotRegular);
+    }
+    let file = std::fs::File::open(path)?;
+    let after = file.metadata()?;
+    // Replaced by something else between the two looks.
+    if (after.dev(), after.ino()) != (before.dev(), before.ino()) {
+        return Err(OpenError::NotRegular);
+    }
+    Ok(file)
+}
+
+/// Reads a whole file with [`open_regular`].
+pub fn read_regular(path: &std::path::Path) -> Result<Vec<u8>, OpenError> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut open_regular(path)?, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// Whether `path` is a regular file of `size` bytes, not following a symlink.
+pub fn is_regular_of_size(path: &std::path::Path, size: u64) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file() && m.len() == size)
+}
+
 /// Where a blob's bytes are.
 #[derive(Clone, Debug)]
 pub enum BlobData {

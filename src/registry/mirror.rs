@@ -493,7 +493,7 @@ impl Side {
             Side::Bundle(bundle) => {
                 let descriptor = match &digest {
                     Some(digest) => {
-                        let Ok(meta) = std::fs::metadata(bundle.blob_path(digest)) else {
+                        let Ok(meta) = std::fs::symlink_metadata(bundle.blob_path(digest)) else {
                             return Ok(None);
                         };
                         // Checked against the digest by read_document; the type comes after.

@@ -61,6 +61,9 @@ pub struct DebianContext<'a> {
     pub arch: String,
     /// `/var/lib/dpkg/status` of the layers below, empty when there is none.
     pub base_status: String,
+    /// The symlinks of the layers below (path without the leading `/` → target), which the
+    /// layer's packages are placed through.
+    pub base_links: std::collections::BTreeMap<String, String>,
     pub archives: &'a debian::Archives,
     pub cache: &'a crate::layer::cache::Cache,
     /// The packages a lock file pins for this layer; resolved from the indexes when None.
@@ -99,6 +102,7 @@ pub fn layer_tree<'a>(
                 spec,
                 &context.arch,
                 &context.base_status,
+                &context.base_links,
                 context.archives,
                 context.cache,
                 context.pinned.as_deref(),

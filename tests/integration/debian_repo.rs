@@ -143,7 +143,7 @@ impl Pkg {
         self
     }
 
-    fn field(mut self, name: &str, value: &str) -> Pkg {
+    pub(crate) fn field(mut self, name: &str, value: &str) -> Pkg {
         self.fields.push((name.to_owned(), value.to_owned()));
         self
     }
@@ -303,6 +303,11 @@ impl Repo {
     /// Writes a `.deb` by hand (ar of debian-binary, control.tar.gz, data.tar.gz), for data
     /// that dpkg-deb would refuse to pack.
     fn add_raw(&mut self, pkg: Pkg, data: &[RawEntry<'_>]) -> &mut Repo {
+        self.add_data_tar(pkg, &raw_tar_gz(data))
+    }
+
+    /// Like `add_raw`, with a `data.tar.gz` the caller made (links, devices).
+    pub(crate) fn add_data_tar(&mut self, pkg: Pkg, data_tar: &[u8]) -> &mut Repo {
         let control = pkg.control();
         let control_tar = raw_tar_gz(&[(
             "./control",
@@ -310,13 +315,12 @@ impl Repo {
             control.as_bytes(),
             0o644,
         )]);
-        let data_tar = raw_tar_gz(data);
         let filename = Repo::pool_name(&pkg.name, &pkg.version, &pkg.arch);
         let mut builder = ar::Builder::new(fs::File::create(self.root().join(&filename)).unwrap());
         for (name, bytes) in [
             ("debian-binary", &b"2.0\n"[..]),
             ("control.tar.gz", &control_tar[..]),
-            ("data.tar.gz", &data_tar[..]),
+            ("data.tar.gz", data_tar),
         ] {
             let header = ar::Header::new(name.as_bytes().to_vec(), bytes.len() as u64);
             builder.append(&header, bytes).unwrap();
@@ -387,7 +391,7 @@ impl Repo {
     }
 
     /// A recipe for linux/amd64 with the given layers.
-    fn recipe(&self, layers: &[&str]) -> String {
+    pub(crate) fn recipe(&self, layers: &[&str]) -> String {
         let mut recipe = String::from("platforms = [\"linux/amd64\"]\n");
         for spec in layers {
             recipe.push_str(&self.layer(spec));

@@ -25,6 +25,8 @@
 //!   swapped cache blob: refused in one sentence, nothing outside the cache written.
 //! - `registry`: push, pull, auth, credentials and network faults against real registries.
 //! - `mirror`: mirror and verify between two real registries and bundles, killed and resumed.
+//! - `hostile_archive`: packages, base layers and bundles whose members escape (`..`, absolute
+//!   names, symlinks and hard links out, devices) are refused, touching nothing outside.
 //! - `offline`: fetch the inputs of a target, then build it with no server and an empty cache.
 
 mod bad_input;
@@ -36,6 +38,7 @@ mod debian;
 mod debian_repo;
 mod family;
 mod harness_selftest;
+mod hostile_archive;
 mod hostile_inputs;
 mod hostile_names;
 mod hostile_sdist;

@@ -3,7 +3,9 @@
 //! and records every entry's real type, mode and owner separately, so that the layer gets
 //! `root:root 4755` without the build ever being root.
 //!
-//! Entries that would leave the root (`..`, absolute names) and device nodes are refused.
+//! Entries that would leave the root (`..`, absolute names), device nodes and FIFOs are refused,
+//! and so are hard links to anything but a regular file the package itself wrote before them.
+//! Where symlinks send the entries is decided when they are installed (`install.rs`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -25,6 +27,15 @@ pub enum DebError {
         deb: String,
         entry: String,
         kind: &'static str,
+    },
+    #[error(
+        "`{deb}`: hard link `{entry}` points at `{target}`, which is not a regular file earlier in the package ({why}); refusing to install it"
+    )]
+    BadHardlink {
+        deb: String,
+        entry: String,
+        target: String,
+        why: &'static str,
     },
     #[error("`{deb}`: cannot extract")]
     Io {
@@ -92,6 +103,13 @@ fn decompressor<'a>(name: &str, reader: Box<dyn Read + 'a>) -> io::Result<Box<dy
             format!("member `{name}` uses a compression oci-build does not read"),
         ));
     })
+}
+
+/// What a path of `data.tar` was when a later hard link names it.
+enum Seen {
+    File,
+    Symlink,
+    Directory,
 }
 
 /// `./usr/bin/x` → `usr/bin/x`, refusing anything that climbs out.
@@ -166,6 +184,8 @@ pub fn extract(deb: &Path, into: &Path) -> Result<ExtractedDeb, DebError> {
             seen_data = true;
             let reader = decompressor(&member_name, Box::new(member)).map_err(io_err)?;
             let mut tar = tar::Archive::new(reader);
+            // What each path of the package is so far, for checking hard links.
+            let mut kinds: BTreeMap<ImagePath, Seen> = BTreeMap::new();
             for entry in tar.entries().map_err(io_err)? {
                 let mut entry = entry.map_err(io_err)?;
                 let raw = entry.path().map_err(io_err)?.to_string_lossy().into_owned();
@@ -191,12 +211,27 @@ pub fn extract(deb: &Path, into: &Path) -> Result<ExtractedDeb, DebError> {
                         target: link_name(&entry).map_err(io_err)?,
                     },
                     tar::EntryType::Link => {
-                        let target = link_name(&entry).map_err(io_err)?;
-                        let target =
-                            member_path(&name, &target)?.ok_or_else(|| DebError::Escapes {
-                                deb: name.clone(),
-                                entry: raw.clone(),
-                            })?;
+                        let target_raw = link_name(&entry).map_err(io_err)?;
+                        let bad = |why| DebError::BadHardlink {
+                            deb: name.clone(),
+                            entry: raw.clone(),
+                            target: target_raw.clone(),
+                            why,
+                        };
+                        // A link out of the root names no file of the package either.
+                        let target = match member_path(&name, &target_raw) {
+                            Ok(Some(target)) => target,
+                            Ok(None) | Err(_) => return Err(bad("it leaves the package root")),
+                        };
+                        // A hard link to a symlink would give the layer a second name for
+                        // wherever that symlink leads; to a path the package never wrote, a
+                        // file of another package or of the host.
+                        match kinds.get(&target) {
+                            Some(Seen::File) => {}
+                            Some(Seen::Symlink) => return Err(bad("it is a symlink")),
+                            Some(Seen::Directory) => return Err(bad("it is a directory")),
+                            None => return Err(bad("the package has no such file before it")),
+                        }
                         DebEntryKind::Hardlink {
                             target: target.as_str().to_owned(),
                         }
@@ -215,6 +250,15 @@ pub fn extract(deb: &Path, into: &Path) -> Result<ExtractedDeb, DebError> {
                         });
                     }
                 };
+                kinds.insert(
+                    path.clone(),
+                    match kind {
+                        DebEntryKind::Directory => Seen::Directory,
+                        DebEntryKind::Symlink { .. } => Seen::Symlink,
+                        // A second name of a file is a file for links that follow it.
+                        DebEntryKind::File { .. } | DebEntryKind::Hardlink { .. } => Seen::File,
+                    },
+                );
                 entries.push(DebEntry {
                     path: path.as_str().to_owned(),
                     kind,
@@ -404,5 +448,74 @@ pub(crate) mod tests {
         );
         let err = extract(&deb, &dir.path().join("o2")).unwrap_err();
         assert!(err.to_string().contains("character device"), "{err}");
+    }
+
+    #[test]
+    fn refuses_hard_links_to_symlinks_and_out_of_the_package() {
+        let dir = tempfile::tempdir().unwrap();
+        let deb = dir.path().join("links.deb");
+        let cases: [(&str, &[TestEntry<'_>]); 4] = [
+            (
+                "it is a symlink",
+                &[
+                    (
+                        "./etc/s",
+                        tar::EntryType::Symlink,
+                        b"",
+                        0o777,
+                        Some("/etc/shadow"),
+                    ),
+                    ("./etc/h", tar::EntryType::Link, b"", 0o644, Some("./etc/s")),
+                ],
+            ),
+            (
+                "the package has no such file",
+                &[(
+                    "./etc/h",
+                    tar::EntryType::Link,
+                    b"",
+                    0o644,
+                    Some("./etc/shadow"),
+                )],
+            ),
+            (
+                "it leaves the package root",
+                &[(
+                    "./etc/h",
+                    tar::EntryType::Link,
+                    b"",
+                    0o644,
+                    Some("../../etc/shadow"),
+                )],
+            ),
+            (
+                "it leaves the package root",
+                &[(
+                    "./etc/h",
+                    tar::EntryType::Link,
+                    b"",
+                    0o644,
+                    Some("/etc/shadow"),
+                )],
+            ),
+        ];
+        for (i, (why, data)) in cases.iter().enumerate() {
+            make_deb(&deb, "Package: links\n", data);
+            let err = extract(&deb, &dir.path().join(format!("o{i}"))).unwrap_err();
+            let message = err.to_string();
+            assert!(matches!(err, DebError::BadHardlink { .. }), "{message}");
+            assert!(
+                message.contains("hard link `./etc/h`") && message.contains(why),
+                "{message}"
+            );
+        }
+
+        make_deb(
+            &deb,
+            "Package: pipe\n",
+            &[("./run/p", tar::EntryType::Fifo, b"", 0o644, None)],
+        );
+        let err = extract(&deb, &dir.path().join("fifo")).unwrap_err();
+        assert!(err.to_string().contains("named pipe"), "{err}");
     }
 }

@@ -11,6 +11,12 @@
 //! - update-alternatives `--install` lines of postinst scripts: the highest priority wins;
 //! - ca-certificates: `/etc/ssl/certs/ca-certificates.crt` from the shipped certificates;
 //! - tzdata: `/etc/localtime` and `/etc/timezone` set to UTC.
+//!
+//! Members are placed where dpkg would write them: their directories followed through the
+//! symlinks of earlier packages, of the same package and of the layers below (`/bin` →
+//! `usr/bin` of a merged-/usr base), so that no layer carries a symlink and then a path through
+//! it. A symlink that leads to the image root itself or out of it is never followed: the member
+//! is refused, as is a hard link whose target is not a regular file of its own package.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -42,6 +48,12 @@ pub enum InstallError {
         package: String,
         #[source]
         source: deb::DebError,
+    },
+    #[error("package {package}: member `{member}` {reason}; refusing to install it")]
+    Unsafe {
+        package: String,
+        member: String,
+        reason: String,
     },
     #[error(transparent)]
     Cache(#[from] crate::layer::cache::CacheError),
@@ -126,10 +138,7 @@ pub fn extract_cached(
     fs::create_dir_all(&parent).map_err(InstallError::Io)?;
     let temp = tempfile::tempdir_in(&parent).map_err(InstallError::Io)?;
     let extracted = deb::extract(deb_path, temp.path()).map_err(|source| InstallError::Deb {
-        package: format!(
-            "{} {} ({})",
-            package.name, package.version, package.filename
-        ),
+        package: package.label(),
         source,
     })?;
     fs::write(
@@ -208,16 +217,41 @@ pub fn status_stanza(stanza: &Stanza) -> String {
 }
 
 /// Fills `tree` with `packages` and the dpkg database. `status_below` is the dpkg status of the
-/// layers underneath (empty for the first Debian layer); the returned text is the new status.
-pub fn install(tree: &mut LayerTree, packages: &[Unpacked], status_below: &str) -> String {
-    let mut files_by_path: BTreeMap<String, Entry> = BTreeMap::new();
+/// layers underneath (empty for the first Debian layer); `links_below` their symlinks (path
+/// without the leading `/` → target). Returns the new status.
+pub fn install(
+    tree: &mut LayerTree,
+    packages: &[Unpacked],
+    status_below: &str,
+    links_below: &BTreeMap<String, String>,
+) -> Result<String, InstallError> {
+    let mut placed: BTreeMap<ImagePath, Entry> = BTreeMap::new();
+    // (hard link, its target, package): checked once every package is in, since a later
+    // package may replace the target.
+    let mut hardlinks: Vec<(ImagePath, ImagePath, String)> = Vec::new();
     for unpacked in packages {
+        let package = unpacked.deb.label();
         let files = deb::files_dir(&unpacked.dir);
+        // Where this package's own paths went, for its hard links.
+        let mut own: BTreeMap<&str, ImagePath> = BTreeMap::new();
         for entry in &unpacked.extracted.entries {
+            let unsafe_member = |reason: String| InstallError::Unsafe {
+                package: package.clone(),
+                member: format!("/{}", entry.path),
+                reason,
+            };
+            // The listing comes from the cache, so it is checked as any outside input is.
+            let member = ImagePath::new(&entry.path).map_err(|e| unsafe_member(e.to_string()))?;
+            let is_dir = matches!(entry.kind, DebEntryKind::Directory);
+            let at = |p: &str| symlink_at(&placed, links_below, p);
+            let Some(target_path) = place(&member, is_dir, &at).map_err(unsafe_member)? else {
+                // A directory where a symlink is: dpkg keeps the symlink.
+                continue;
+            };
             let kind = match &entry.kind {
                 DebEntryKind::Directory => EntryKind::Directory,
                 DebEntryKind::File { size } => {
-                    let host = files.join(&entry.path);
+                    let host = files.join(member.as_str());
                     let stamp = FileStamp::of(&host);
                     EntryKind::File {
                         content: Content::Host { path: host, stamp },
@@ -227,10 +261,19 @@ pub fn install(tree: &mut LayerTree, packages: &[Unpacked], status_below: &str) 
                 DebEntryKind::Symlink { target } => EntryKind::Symlink {
                     target: target.clone(),
                 },
-                DebEntryKind::Hardlink { target } => EntryKind::Hardlink {
-                    target: path(target),
-                },
+                DebEntryKind::Hardlink { target } => {
+                    let Some(placed_target) = own.get(target.as_str()) else {
+                        return Err(unsafe_member(format!(
+                            "is a hard link to `/{target}`, which the package does not hold"
+                        )));
+                    };
+                    hardlinks.push((target_path.clone(), placed_target.clone(), package.clone()));
+                    EntryKind::Hardlink {
+                        target: placed_target.clone(),
+                    }
+                }
             };
+            own.insert(entry.path.as_str(), target_path.clone());
             let image_entry = Entry {
                 kind,
                 mode: entry.mode,
@@ -238,16 +281,33 @@ pub fn install(tree: &mut LayerTree, packages: &[Unpacked], status_below: &str) 
                 gid: entry.gid,
             };
             // Directories shared by packages keep the first package's metadata, as dpkg does.
-            if matches!(image_entry.kind, EntryKind::Directory)
-                && files_by_path.contains_key(&entry.path)
+            if is_dir && placed.contains_key(&target_path) {
+                continue;
+            }
+            // dpkg leaves a directory where a package ships a symlink; replacing it here would
+            // put the symlink before the paths already placed under it.
+            if matches!(image_entry.kind, EntryKind::Symlink { .. })
+                && holds_directory(&placed, &target_path)
             {
                 continue;
             }
-            files_by_path.insert(entry.path.clone(), image_entry);
+            placed.insert(target_path, image_entry);
         }
     }
-    for (p, entry) in &files_by_path {
-        tree.insert(path(p), entry.clone());
+    for (link, target, package) in hardlinks {
+        if !matches!(
+            placed.get(&target).map(|e| &e.kind),
+            Some(EntryKind::File { .. })
+        ) {
+            return Err(InstallError::Unsafe {
+                package,
+                member: link.to_string(),
+                reason: format!("is a hard link to {target}, which is no longer a regular file"),
+            });
+        }
+    }
+    for (p, entry) in placed {
+        tree.insert(p, entry);
     }
 
     // The dpkg database.
@@ -318,7 +378,122 @@ pub fn install(tree: &mut LayerTree, packages: &[Unpacked], status_below: &str) 
     }
 
     emulate_maintainer_scripts(tree, packages);
-    status
+    Ok(status)
+}
+
+/// The target of the symlink at `path` as the layer so far leaves it: this layer's entry if it
+/// has one there, else the layers below.
+fn symlink_at(
+    placed: &BTreeMap<ImagePath, Entry>,
+    below: &BTreeMap<String, String>,
+    path: &str,
+) -> Option<String> {
+    let here = ImagePath::new(path).ok()?;
+    match placed.get(&here) {
+        Some(Entry {
+            kind: EntryKind::Symlink { target },
+            ..
+        }) => Some(target.clone()),
+        Some(_) => None,
+        None => below.get(here.as_str()).cloned(),
+    }
+}
+
+/// Whether the layer so far has a directory at `path`, named or implied by a path under it.
+fn holds_directory(placed: &BTreeMap<ImagePath, Entry>, path: &ImagePath) -> bool {
+    let below = format!("{}/", path.as_str());
+    // Keys starting with `path` sort together, those under it among them.
+    placed
+        .range(path.clone()..)
+        .take_while(|(p, _)| p.as_str().starts_with(path.as_str()))
+        .any(|(p, e)| {
+            (p == path && matches!(e.kind, EntryKind::Directory)) || p.as_str().starts_with(&below)
+        })
+}
+
+/// Symlinks followed for one path at most, as Linux's MAXSYMLINKS.
+const MAX_SYMLINKS: u32 = 40;
+
+/// Where dpkg writes `member`: its directories followed through symlinks (`symlink_at`), inside
+/// the image root. `None` for a directory where a symlink already is. The error says why the
+/// member cannot be placed.
+fn place(
+    member: &ImagePath,
+    is_dir: bool,
+    symlink_at: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<ImagePath>, String> {
+    let mut dirs = Vec::new();
+    let mut hops = 0;
+    if let Some(parent) = member.parent() {
+        follow(&mut dirs, parent.as_str(), None, &mut hops, symlink_at)?;
+    }
+    dirs.push(member.file_name().to_owned());
+    let placed = ImagePath::new(&dirs.join("/")).map_err(|e| e.to_string())?;
+    if is_dir && symlink_at(placed.as_str()).is_some() {
+        return Ok(None);
+    }
+    Ok(Some(placed))
+}
+
+/// Walks `parts` from the directory `dirs` (components below the root), following every
+/// symlink met. `via` is the symlink whose target `parts` is, for the error.
+fn follow(
+    dirs: &mut Vec<String>,
+    parts: &str,
+    via: Option<(&str, &str)>,
+    hops: &mut u32,
+    symlink_at: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    for part in parts.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if dirs.pop().is_none() {
+                    return Err(match via {
+                        Some((link, target)) => format!(
+                            "goes through symlink `/{link}` -> `{target}`, which leads out of the image root"
+                        ),
+                        None => "climbs out of the image root".to_owned(),
+                    });
+                }
+            }
+            name => {
+                dirs.push(name.to_owned());
+                let here = dirs.join("/");
+                let Some(target) = symlink_at(&here) else {
+                    continue;
+                };
+                *hops += 1;
+                if *hops > MAX_SYMLINKS {
+                    return Err(format!(
+                        "goes through more than {MAX_SYMLINKS} symlinks (a loop at `/{here}`?)"
+                    ));
+                }
+                dirs.pop();
+                let mut resolved = if target.starts_with('/') {
+                    Vec::new()
+                } else {
+                    dirs.clone()
+                };
+                follow(
+                    &mut resolved,
+                    &target,
+                    Some((&here, &target)),
+                    hops,
+                    symlink_at,
+                )?;
+                // A directory symlink to `/` is how `usr/lib/x -> /` writes anywhere: never
+                // followed, though a chroot would stay inside.
+                if resolved.is_empty() {
+                    return Err(format!(
+                        "goes through symlink `/{here}` -> `{target}`, which leads to the image root"
+                    ));
+                }
+                *dirs = resolved;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn host_file_text(tree: &LayerTree, p: &str) -> Option<String> {
@@ -463,6 +638,81 @@ fn emulate_maintainer_scripts(tree: &mut LayerTree, packages: &[Unpacked]) {
 mod tests {
     use super::*;
     use crate::source::debian::deb822;
+
+    /// `place` with the symlinks of `links` (path → target).
+    fn placed(
+        member: &str,
+        is_dir: bool,
+        links: &[(&str, &str)],
+    ) -> Result<Option<String>, String> {
+        let links: BTreeMap<String, String> = links
+            .iter()
+            .map(|(p, t)| ((*p).to_owned(), (*t).to_owned()))
+            .collect();
+        let at = |p: &str| links.get(p).cloned();
+        place(&path(member), is_dir, &at).map(|p| p.map(|p| p.as_str().to_owned()))
+    }
+
+    #[test]
+    fn members_follow_symlinks_inside_the_root() {
+        // A merged-/usr base: dpkg writes `/bin/sh` into `/usr/bin`.
+        let usrmerge = [("bin", "usr/bin"), ("lib64", "/usr/lib64")];
+        assert_eq!(
+            placed("bin/sh", false, &usrmerge).unwrap().unwrap(),
+            "usr/bin/sh"
+        );
+        assert_eq!(
+            placed("lib64/ld.so", false, &usrmerge).unwrap().unwrap(),
+            "usr/lib64/ld.so"
+        );
+        // The directory entry `./bin/` leaves the symlink as it is.
+        assert_eq!(placed("bin", true, &usrmerge).unwrap(), None);
+        // A symlink member replaces what is at its own name, so it is not followed.
+        assert_eq!(placed("bin", false, &usrmerge).unwrap().unwrap(), "bin");
+        // `..` inside the root is fine.
+        let relative = [("usr/lib/x", "../share/x")];
+        assert_eq!(
+            placed("usr/lib/x/f", false, &relative).unwrap().unwrap(),
+            "usr/share/x/f"
+        );
+    }
+
+    #[test]
+    fn a_symlink_does_not_replace_a_directory_already_placed() {
+        let dir = Entry {
+            kind: EntryKind::Directory,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        };
+        let mut placed = BTreeMap::new();
+        placed.insert(path("opt/out-x"), dir.clone());
+        assert!(!holds_directory(&placed, &path("opt/out")));
+        placed.insert(path("opt/out/keep.txt"), inline("x", 0o644));
+        assert!(holds_directory(&placed, &path("opt/out")));
+        assert!(!holds_directory(&placed, &path("opt/out/keep.txt")));
+        placed.insert(path("srv"), dir);
+        assert!(holds_directory(&placed, &path("srv")));
+    }
+
+    #[test]
+    fn symlinks_to_the_root_or_out_of_it_are_never_followed() {
+        let error = placed("usr/lib/escape/file", false, &[("usr/lib/escape", "/")]).unwrap_err();
+        assert!(error.contains("`/usr/lib/escape` -> `/`"), "{error}");
+        assert!(error.contains("leads to the image root"), "{error}");
+        let error = placed("x/etc/passwd", false, &[("x", "../../..")]).unwrap_err();
+        assert!(error.contains("leads out of the image root"), "{error}");
+        // Through a chain: the link that climbs out is named.
+        let chain = [("a", "b/c"), ("b/c", "../../../etc")];
+        let error = placed("a/passwd", false, &chain).unwrap_err();
+        assert!(error.contains("`/b/c` -> `../../../etc`"), "{error}");
+        let looped = [("a", "b"), ("b", "a")];
+        assert!(
+            placed("a/f", false, &looped)
+                .unwrap_err()
+                .contains("more than 40")
+        );
+    }
 
     #[test]
     fn status_stanzas_drop_download_fields_and_say_installed() {

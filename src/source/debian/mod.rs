@@ -75,6 +75,13 @@ pub struct LockedDeb {
     pub sha256: Digest,
 }
 
+impl LockedDeb {
+    /// How messages name the package: `name version (pool file)`.
+    pub fn label(&self) -> String {
+        format!("{} {} ({})", self.name, self.version, self.filename)
+    }
+}
+
 impl From<&IndexedPackage> for LockedDeb {
     fn from(indexed: &IndexedPackage) -> LockedDeb {
         LockedDeb {
@@ -273,12 +280,14 @@ pub fn installed_from_status(status: &str) -> Result<BTreeMap<String, Installed>
 }
 
 /// Builds the tree of a `debian` layer for one architecture on top of a base whose dpkg status
-/// is `base_status`: from `pinned` packages (a lock file; no index is read), or resolved from
-/// the archive's indexes. Returns the tree and the packages it holds, as a lock pins them.
+/// is `base_status` and whose symlinks are `base_links`: from `pinned` packages (a lock file; no
+/// index is read), or resolved from the archive's indexes. Returns the tree and the packages it
+/// holds, as a lock pins them.
 pub fn layer_tree(
     spec: &DebianSpec,
     arch: &str,
     base_status: &str,
+    base_links: &BTreeMap<String, String>,
     archives: &Archives,
     cache: &Cache,
     pinned: Option<&[LockedDeb]>,
@@ -328,7 +337,7 @@ pub fn layer_tree(
         .collect::<Result<Vec<_>, _>>()?;
 
     let mut tree = LayerTree::default();
-    install::install(&mut tree, &unpacked, base_status);
+    install::install(&mut tree, &unpacked, base_status, base_links)?;
     Ok((tree, selected))
 }
 

@@ -1,10 +1,16 @@
 //! What the layers below a `pip` layer hold that decides how it installs: the Python there
 //! (Debian's, a conda prefix's, or one built into /usr/local), the C library, and the Python
-//! distributions already installed. Paths with control characters or `..` are not taken for
+//! distributions already installed, and the symlinks that later layers' packages are placed
+//! through.
+//!
+//! Layers come from outside (a pulled base): a member named with `..` or an absolute path is
+//! refused, and a file whose content is read (`/var/lib/dpkg/status`, `/etc/passwd`…) must be a
+//! regular file of the layer itself, never a symlink or hard link, so nothing is read from
+//! anywhere but the layer's own bytes. Paths with control characters or `..` are not taken for
 //! any of these: what is found here becomes interpreter paths and `#!` lines.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{self, Read};
 
 use crate::layer::{Content, EntryKind, LayerTree};
 
@@ -23,6 +29,56 @@ pub struct LayerScan {
     pub whiteouts: Vec<String>,
     /// `etc/passwd`, `etc/group`, `etc/shadow`, `etc/gshadow`, for `accounts` layers.
     pub account_files: std::collections::BTreeMap<String, String>,
+    /// `(path, target)` of every symlink, path relative to `/`.
+    pub symlinks: Vec<(String, String)>,
+}
+
+/// The files whose content a scan reads.
+const READ_PATHS: [&str; 5] = [
+    "var/lib/dpkg/status",
+    "etc/passwd",
+    "etc/group",
+    "etc/shadow",
+    "etc/gshadow",
+];
+
+/// A layer member's name relative to `/`, without `./` or a trailing `/`; `..` and absolute
+/// names are refused (an error naming the member), since extracting them writes outside.
+pub fn member_path(raw: &str) -> io::Result<String> {
+    if raw.starts_with('/') || raw.split('/').any(|p| p == "..") {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("member `{raw}` leaves the image root"),
+        ));
+    }
+    Ok(raw
+        .trim_start_matches("./")
+        .trim_end_matches('/')
+        .to_owned())
+}
+
+/// The checked name of a tar entry of a layer. A file whose content the scan reads must be a
+/// regular file: a symlink's or hard link's content would come from elsewhere.
+pub fn checked_member<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<String> {
+    let raw = entry.path_bytes();
+    let path = member_path(&String::from_utf8_lossy(&raw))?;
+    let kind = entry.header().entry_type();
+    if READ_PATHS.contains(&path.as_str()) && !(kind.is_file() || kind.is_contiguous()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "`/{path}` is a {}, not a regular file; oci-build reads it only from the layer's own bytes",
+                if kind.is_symlink() {
+                    "symlink"
+                } else if kind.is_hard_link() {
+                    "hard link"
+                } else {
+                    "special file"
+                }
+            ),
+        ));
+    }
+    Ok(path)
 }
 
 /// The layers below, merged bottom to top.
@@ -36,6 +92,8 @@ pub struct PythonBase {
     /// The image config's environment (`PYTHON_VERSION` of python:3.x images).
     pub env: BTreeMap<String, String>,
     pub account_files: BTreeMap<String, String>,
+    /// Symlinks of the layers below: path relative to `/` → target.
+    pub symlinks: BTreeMap<String, String>,
 }
 
 impl PythonBase {
@@ -53,6 +111,9 @@ impl PythonBase {
                 !scan.whiteouts.iter().any(|w| w.starts_with(&stem)) && !removed(site)
             });
             base.stdlib_dirs.retain(|d| !removed(d));
+            base.symlinks
+                .retain(|path, _| !removed(&format!("/{path}")));
+            base.symlinks.extend(scan.symlinks.iter().cloned());
             if let Some(status) = &scan.dpkg_status {
                 base.dpkg_status = status.clone();
             }
@@ -139,13 +200,19 @@ impl LayerScan {
         }
     }
 
-    /// Scans an uncompressed layer tar.
+    /// Scans an uncompressed layer tar. An error names the member at fault.
     pub fn of_tar(reader: impl Read) -> std::io::Result<LayerScan> {
         let mut scan = LayerScan::default();
         let mut archive = tar::Archive::new(reader);
         for entry in archive.entries()? {
             let mut entry = entry?;
-            let path = entry.path()?.to_string_lossy().into_owned();
+            let path = checked_member(&entry)?;
+            if entry.header().entry_type().is_symlink()
+                && let Some(target) = entry.link_name_bytes()
+            {
+                let target = String::from_utf8_lossy(&target).into_owned();
+                scan.symlinks.push((path.clone(), target));
+            }
             scan.see(&path, &mut || {
                 let mut text = String::new();
                 entry.read_to_string(&mut text)?;
@@ -168,6 +235,9 @@ impl LayerScan {
             } else {
                 path
             };
+            if let EntryKind::Symlink { target } = &entry.kind {
+                scan.symlinks.push((path.clone(), target.clone()));
+            }
             let kind = entry.kind.clone();
             scan.see(&path, &mut || match &kind {
                 EntryKind::File {
