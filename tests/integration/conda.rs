@@ -150,7 +150,7 @@ enum Item {
     },
 }
 
-struct Pkg {
+pub(crate) struct Pkg {
     name: String,
     version: String,
     build: String,
@@ -163,7 +163,7 @@ struct Pkg {
 }
 
 impl Pkg {
-    fn new(name: &str, version: &str, build: &str) -> Pkg {
+    pub(crate) fn new(name: &str, version: &str, build: &str) -> Pkg {
         Pkg {
             name: name.into(),
             version: version.into(),
@@ -182,7 +182,7 @@ impl Pkg {
         self
     }
 
-    fn file(mut self, path: &str, data: &[u8], mode: u32) -> Pkg {
+    pub(crate) fn file(mut self, path: &str, data: &[u8], mode: u32) -> Pkg {
         self.items.push(Item::File {
             path: path.into(),
             data: data.to_vec(),
@@ -396,14 +396,14 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// A channel directory: `linux-64/` and `noarch/` with packages and repodata.
-struct Channel {
+pub(crate) struct Channel {
     dir: tempfile::TempDir,
     /// Per subdir: file name → repodata record.
     records: BTreeMap<String, BTreeMap<String, Value>>,
 }
 
 impl Channel {
-    fn new() -> Channel {
+    pub(crate) fn new() -> Channel {
         let mut records = BTreeMap::new();
         for subdir in ["linux-64", "linux-aarch64", "noarch"] {
             records.insert(subdir.to_owned(), BTreeMap::new());
@@ -414,7 +414,7 @@ impl Channel {
         }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
@@ -422,7 +422,7 @@ impl Channel {
         format!("file://{}", self.path().display())
     }
 
-    fn add(&mut self, pkg: Pkg) -> &mut Channel {
+    pub(crate) fn add(&mut self, pkg: Pkg) -> &mut Channel {
         let bytes = pkg.archive();
         let dir = self.path().join(&pkg.subdir);
         fs::create_dir_all(&dir).unwrap();
@@ -532,7 +532,7 @@ fn test_channel() -> Channel {
     channel
 }
 
-fn conda_recipe(p: &Project, channel: &str, specs: &[&str]) {
+pub(crate) fn conda_recipe(p: &Project, channel: &str, specs: &[&str]) {
     let specs: Vec<String> = specs.iter().map(|s| format!("{s:?}")).collect();
     p.recipe(
         "env",

@@ -231,7 +231,7 @@ impl Repo {
         }
     }
 
-    fn root(&self) -> PathBuf {
+    pub(crate) fn root(&self) -> PathBuf {
         self.tmp.path().join("root")
     }
 
@@ -244,12 +244,12 @@ impl Repo {
         self.root().join("dists/test")
     }
 
-    fn pool_name(name: &str, version: &str, arch: &str) -> String {
+    pub(crate) fn pool_name(name: &str, version: &str, arch: &str) -> String {
         format!("pool/main/{name}_{version}_{arch}.deb")
     }
 
     /// The URL the archive serves a package at.
-    fn deb_url(&self, name: &str, version: &str, arch: &str) -> String {
+    pub(crate) fn deb_url(&self, name: &str, version: &str, arch: &str) -> String {
         format!(
             "{}/{}",
             self.server.uri(),
@@ -387,7 +387,7 @@ impl Repo {
     }
 
     /// A recipe for linux/amd64 with the given layers.
-    fn recipe(&self, layers: &[&str]) -> String {
+    pub(crate) fn recipe(&self, layers: &[&str]) -> String {
         let mut recipe = String::from("platforms = [\"linux/amd64\"]\n");
         for spec in layers {
             recipe.push_str(&self.layer(spec));

@@ -19,6 +19,8 @@
 //! - `harness_selftest`: the registry harness checked with skopeo as the client.
 //! - `registry`: push, pull, auth, credentials and network faults against real registries.
 //! - `mirror`: mirror and verify between two real registries and bundles, killed and resumed.
+//! - `hostile_http`: stalled registries, archives, indexes and channels are given up on;
+//!   downloads larger than their index or descriptor states are refused.
 //! - `offline`: fetch the inputs of a target, then build it with no server and an empty cache.
 
 mod bad_input;
@@ -30,6 +32,7 @@ mod debian;
 mod debian_repo;
 mod family;
 mod harness_selftest;
+mod hostile_http;
 mod mirror;
 mod offline;
 mod peers;
