@@ -7,7 +7,8 @@
 //! credential. Bearer: a token for the request's scopes is fetched from the realm (with the
 //! credential, or anonymously), cached until it expires, and the request repeated. Connection
 //! errors, 5xx and 429 are retried with exponential backoff (honouring Retry-After) when the
-//! request is safe to repeat. No header, token or credential ever reaches a message.
+//! request is safe to repeat; so are stalls, a server that sends nothing for the idle timeout
+//! of [`crate::http`]. No header, token or credential ever reaches a message.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -23,7 +24,12 @@ use serde::Deserialize;
 
 use super::RegistryError;
 use super::credentials::{self, Credential};
+use crate::http::{self, Transfer};
 use crate::reference::DOCKER_HUB;
+
+/// Token service answers larger than this are refused: a token is a few KiB of JWT, and the
+/// answer is held in memory.
+const MAX_TOKEN_ANSWER_SIZE: u64 = 1 << 20;
 
 /// How the client reaches registries; the same for every registry of a run.
 #[derive(Clone, Debug)]
@@ -114,7 +120,10 @@ pub struct Registry {
     /// The registry as references name it (`docker.io`, `localhost:5000`).
     pub host: String,
     base: Url,
+    /// For requests without a body, bounded by the idle timeout.
     http: Client,
+    /// For requests with a body, bounded by a deadline per request instead.
+    upload_http: Client,
     credential: Option<Credential>,
     auth: Mutex<AuthState>,
     pub(super) options: ClientOptions,
@@ -132,15 +141,22 @@ pub struct Request<'a> {
     pub retry: bool,
 }
 
+/// Whether a registry host (`name`, `name:port`, `[v6]:port`) is this machine: `localhost` or a
+/// loopback address. A name that merely starts like one (`127.evil.example`) is not.
 fn is_loopback(host: &str) -> bool {
-    let name = host.rsplit_once(':').map_or(host, |(name, port)| {
-        if port.chars().all(|c| c.is_ascii_digit()) {
-            name
-        } else {
-            host
-        }
-    });
-    name == "localhost" || name.starts_with("127.") || name == "[::1]"
+    let name = match host.rsplit_once(':') {
+        // `[::1]` alone ends in `]`, so its last `:` is inside the brackets.
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Registry {
@@ -191,16 +207,17 @@ impl Registry {
                 })?;
             certs.extend(bundle);
         }
-        let http = Client::builder()
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(None)
-            .user_agent(concat!("oci-build/", env!("CARGO_PKG_VERSION")))
-            .tls_certs_merge(certs)
-            .build()
-            .map_err(|e| RegistryError::Tls {
-                registry: host.to_owned(),
-                message: e.to_string(),
-            })?;
+        let client = |transfer| {
+            http::builder(transfer)?
+                .tls_certs_merge(certs.clone())
+                .build()
+                .map_err(|e| RegistryError::Tls {
+                    registry: host.to_owned(),
+                    message: e.to_string(),
+                })
+        };
+        let http = client(Transfer::Download)?;
+        let upload_http = client(Transfer::Upload)?;
         let base = if insecure {
             probe_scheme(&http, host, https)?
         } else {
@@ -211,6 +228,7 @@ impl Registry {
             host: host.to_owned(),
             base,
             http,
+            upload_http,
             credential,
             auth: Mutex::new(AuthState::default()),
             options: options.clone(),
@@ -280,9 +298,13 @@ impl Registry {
         let mut attempt = 1;
         let mut challenged = false;
         loop {
-            let mut builder = self
-                .http
-                .request(request.method.clone(), request.url.clone());
+            let len = request.body.len();
+            let client = if len > 0 {
+                &self.upload_http
+            } else {
+                &self.http
+            };
+            let mut builder = client.request(request.method.clone(), request.url.clone());
             for (name, value) in &request.headers {
                 builder = builder.header(*name, value);
             }
@@ -293,9 +315,11 @@ impl Registry {
             {
                 builder = builder.header(AUTHORIZATION, header);
             }
-            let len = request.body.len();
-            // A generous limit that still ends a stalled transfer: 2 minutes plus 64 KiB/s.
-            builder = builder.timeout(Duration::from_secs(120 + len / (64 << 10)));
+            if len > 0 {
+                // The upload client has no idle timeout (see `Transfer::Upload`): a generous
+                // limit that still ends a stalled upload, 2 minutes plus 64 KiB/s.
+                builder = builder.timeout(Duration::from_secs(120 + len / (64 << 10)));
+            }
             if !matches!(request.body, Body::Empty)
                 || request.method == Method::PUT
                 || request.method == Method::PATCH
@@ -339,7 +363,12 @@ impl Registry {
                 _ => {
                     return outcome.map_err(|error| RegistryError::Unreachable {
                         registry: self.host.clone(),
-                        message: describe_transport_error(&error),
+                        message: format!(
+                            "{} {}: {}",
+                            request.method,
+                            request.url.path(),
+                            http::describe(&error)
+                        ),
                     });
                 }
             }
@@ -455,7 +484,7 @@ impl Registry {
         }
         .map_err(|error| RegistryError::Unreachable {
             registry: url.host_str().unwrap_or(realm).to_owned(),
-            message: describe_transport_error(&error),
+            message: http::describe(&error),
         })?;
         match response.status() {
             s if s.is_success() => {}
@@ -477,7 +506,7 @@ impl Registry {
             registry: self.host.clone(),
             message: "its token service answered something other than a token".to_owned(),
         };
-        let body = super::read_limited(self, response, "a token", 1 << 20)?;
+        let body = super::read_limited(self, response, "a token", MAX_TOKEN_ANSWER_SIZE)?;
         let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|_| not_a_token())?;
         let value = answer
             .token
@@ -501,7 +530,7 @@ fn probe_scheme(http: &Client, host: &str, https: Url) -> Result<Url, RegistryEr
     match http.get(probe).timeout(Duration::from_secs(10)).send() {
         Ok(_) => Ok(https),
         Err(error) => {
-            let text = describe_transport_error(&error);
+            let text = http::describe(&error);
             if text.contains("certificate") || text.contains("UnknownIssuer") {
                 return Err(RegistryError::Tls {
                     registry: host.to_owned(),
@@ -562,23 +591,6 @@ fn parse_challenge(header: &str) -> Option<Challenge> {
     })
 }
 
-/// reqwest's error text without the URL's query (upload URLs carry session state).
-fn describe_transport_error(error: &reqwest::Error) -> String {
-    let mut message = if error.is_timeout() {
-        "the connection timed out".to_owned()
-    } else if error.is_connect() {
-        "the connection was refused or could not be made".to_owned()
-    } else {
-        "the connection failed".to_owned()
-    };
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message = format!("{message} ({cause})");
-        source = cause.source();
-    }
-    message
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,5 +618,17 @@ mod tests {
         assert!(is_loopback("localhost:5000"));
         assert!(is_loopback("127.0.0.1:41234"));
         assert!(!is_loopback("registry.example:5000"));
+        assert!(is_loopback("127.0.0.1"));
+        assert!(is_loopback("127.1.2.3:80"));
+        assert!(is_loopback("LOCALHOST"));
+        assert!(is_loopback("[::1]"));
+        assert!(is_loopback("[::1]:5000"));
+        // Names that only look like loopback addresses are remote hosts.
+        assert!(!is_loopback("127.evil.example"));
+        assert!(!is_loopback("127.evil.example:5000"));
+        assert!(!is_loopback("127.0.0.1.evil.example:5000"));
+        assert!(!is_loopback("localhost.evil.example"));
+        assert!(!is_loopback("[::2]:5000"));
+        assert!(!is_loopback("10.0.0.1:5000"));
     }
 }

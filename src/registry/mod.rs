@@ -72,7 +72,7 @@ pub enum RegistryError {
         expected: Digest,
         found: Digest,
     },
-    #[error("registry {registry}: {what} is {size} bytes, over the {limit}-byte limit")]
+    #[error("registry {registry}: {what} is at least {size} bytes, over the {limit}-byte limit")]
     TooLarge {
         registry: String,
         what: String,
@@ -87,6 +87,17 @@ pub enum RegistryError {
         platform: String,
         available: String,
     },
+    #[error(
+        "registry {registry} sent {what} of {found} bytes or more, larger than the {expected} bytes its descriptor states; it was refused"
+    )]
+    LargerThanDescriptor {
+        registry: String,
+        what: String,
+        expected: u64,
+        found: u64,
+    },
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
     #[error(transparent)]
     Cache(#[from] CacheError),
 }
@@ -218,21 +229,20 @@ fn read_limited(
     what: &str,
     limit: u64,
 ) -> Result<Vec<u8>, RegistryError> {
-    let mut body = Vec::new();
-    response
-        .take(limit + 1)
-        .read_to_end(&mut body)
+    let path = response.url().path().to_owned();
+    let content_length = response.content_length();
+    crate::http::read_capped(response, limit)
         .map_err(|e| RegistryError::Unreachable {
             registry: registry.host.clone(),
-            message: format!("reading {what} failed ({e})"),
-        })?;
-    if body.len() as u64 > limit {
-        return Err(RegistryError::TooLarge {
+            message: format!(
+                "reading {what} from {path} failed: {}",
+                crate::http::describe_io(&e)
+            ),
+        })?
+        .ok_or_else(|| RegistryError::TooLarge {
             registry: registry.host.clone(),
             what: what.to_owned(),
-            size: body.len() as u64,
+            size: content_length.unwrap_or(0).max(limit + 1),
             limit,
-        });
-    }
-    Ok(body)
+        })
 }

@@ -109,7 +109,7 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(
 }
 
 /// GETs a manifest or index and checks it against `expected` (a pull by digest) or the
-/// registry's Docker-Content-Digest header.
+/// registry's Docker-Content-Digest header. A body that breaks off or stalls is fetched again.
 pub(super) fn get_manifest(
     registry: &Registry,
     repository: &str,
@@ -117,29 +117,41 @@ pub(super) fn get_manifest(
     scopes: &[String],
     expected: Option<&Digest>,
 ) -> Result<(String, Vec<u8>, Digest), RegistryError> {
-    let response = registry.send(&Request {
-        method: Method::GET,
-        url: registry.url(&format!("{repository}/manifests/{reference}")),
-        scopes,
-        headers: vec![("Accept", ACCEPT.to_owned())],
-        body: Body::Empty,
-        retry: true,
-    })?;
-    let response = check(registry, response, repository, "pull", || {
-        format!("image {repository}:{reference}")
-    })?;
-    let media_type = response
-        .headers()
-        .get("Content-Type")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned())
-        .unwrap_or_default();
-    let header_digest = response
-        .headers()
-        .get("Docker-Content-Digest")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<Digest>().ok());
-    let bytes = read_limited(registry, response, "a manifest", MAX_MANIFEST_SIZE)?;
+    let mut attempt = 1;
+    let (media_type, header_digest, bytes) = loop {
+        let response = registry.send(&Request {
+            method: Method::GET,
+            url: registry.url(&format!("{repository}/manifests/{reference}")),
+            scopes,
+            headers: vec![("Accept", ACCEPT.to_owned())],
+            body: Body::Empty,
+            retry: true,
+        })?;
+        let response = check(registry, response, repository, "pull", || {
+            format!("image {repository}:{reference}")
+        })?;
+        let media_type = response
+            .headers()
+            .get("Content-Type")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned())
+            .unwrap_or_default();
+        let header_digest = response
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok());
+        match read_limited(registry, response, "a manifest", MAX_MANIFEST_SIZE) {
+            Ok(bytes) => break (media_type, header_digest, bytes),
+            Err(RegistryError::Unreachable { message, .. })
+                if attempt < registry.options.attempts =>
+            {
+                tracing::debug!(registry = %registry.host, reference, %message, attempt, "manifest download broke off");
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    };
     let found = Digest::of_bytes(&bytes);
     if let Some(expected) = expected.or(header_digest.as_ref())
         && expected != &found
@@ -188,7 +200,17 @@ fn get_small_blob(
     let response = check(registry, response, repository, "pull", || {
         format!("blob {} in {repository}", descriptor.digest)
     })?;
-    let bytes = read_limited(registry, response, "a config", MAX_CONFIG_SIZE)?;
+    // Checked above to be within MAX_CONFIG_SIZE; nothing beyond the stated size is read.
+    let bytes =
+        read_limited(registry, response, "a config", descriptor.size).map_err(|e| match e {
+            RegistryError::TooLarge { size, .. } => RegistryError::LargerThanDescriptor {
+                registry: registry.host.clone(),
+                what: format!("config {}", descriptor.digest),
+                expected: descriptor.size,
+                found: size,
+            },
+            other => other,
+        })?;
     let found = Digest::of_bytes(&bytes);
     if found != descriptor.digest {
         return Err(RegistryError::DigestMismatch {
@@ -260,8 +282,9 @@ pub(super) fn fetch_blob(
         let response = check(registry, response, repository, "pull", || {
             format!("blob {digest} in {repository}")
         })?;
+        let content_length = response.content_length();
         // One byte more than promised is enough to know the blob is wrong.
-        let mut response = response.take(descriptor.size + 1);
+        let mut response = response.take(descriptor.size.saturating_add(1));
         let temp = cache.temp_file()?;
         let file = temp.reopen().map_err(|e| RegistryError::ReadBlob {
             registry: registry.host.clone(),
@@ -281,6 +304,15 @@ pub(super) fn fetch_blob(
                 cache.commit_blob(temp, digest)?;
                 return Ok(());
             }
+            // More than the descriptor states: refused, whatever the rest would have been.
+            Ok(()) if size > descriptor.size => {
+                return Err(RegistryError::LargerThanDescriptor {
+                    registry: registry.host.clone(),
+                    what: format!("blob {digest}"),
+                    expected: descriptor.size,
+                    found: content_length.unwrap_or(size).max(size),
+                });
+            }
             // A body that ended early is a network fault like any other: fetched again.
             Ok(()) if size < descriptor.size && attempt < registry.options.attempts => {
                 tracing::debug!(registry = %registry.host, %digest, size, attempt, "blob download ended early");
@@ -294,7 +326,7 @@ pub(super) fn fetch_blob(
                     found,
                 });
             }
-            // A body cut short: fetched again from the start.
+            // A body cut short or stalled: fetched again from the start.
             Err(e) if attempt < registry.options.attempts => {
                 tracing::debug!(registry = %registry.host, %digest, error = %e, attempt, "blob download broke off");
                 attempt += 1;
@@ -302,7 +334,10 @@ pub(super) fn fetch_blob(
             Err(e) => {
                 return Err(RegistryError::Unreachable {
                     registry: registry.host.clone(),
-                    message: format!("the download of blob {digest} broke off ({e})"),
+                    message: format!(
+                        "the download of blob {digest} broke off: {}",
+                        crate::http::describe_io(&e)
+                    ),
                 });
             }
         }

@@ -324,6 +324,118 @@ fn answer(
     stream.flush()
 }
 
+// A server that stalls, for clients that must give up on one.
+
+/// Accepts on 127.0.0.1, reads each request's head, writes its `reply` (nothing, or a response
+/// head and the start of a body) and then sends nothing more, holding the connection open.
+/// Bounded: at most [`StallingServer::MAX_CONNECTIONS`] connections, each held at most
+/// [`StallingServer::HOLD`], and everything ends when it is dropped.
+pub struct StallingServer {
+    pub addr: SocketAddr,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StallingServer {
+    pub const MAX_CONNECTIONS: usize = 32;
+    /// Longer than any client here should wait, so that a client that does not give up is
+    /// caught by a test's own time bound rather than freed by the server.
+    pub const HOLD: Duration = Duration::from_secs(60);
+
+    /// Accepts, reads the request and never answers.
+    pub fn silent() -> StallingServer {
+        StallingServer::start(Vec::new())
+    }
+
+    /// Answers 200 with a `Content-Length` of `length` and `sent` bytes of body, then stalls.
+    pub fn after_headers(length: usize, sent: usize) -> StallingServer {
+        let mut reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nContent-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        reply.resize(reply.len() + sent.min(length), b'x');
+        StallingServer::start(reply)
+    }
+
+    fn start(reply: Vec<u8>) -> StallingServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (connections, stop) = (connections.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                let mut held = Vec::new();
+                while !stop.load(Ordering::SeqCst)
+                    && started.elapsed() < Self::HOLD
+                    && connections.load(Ordering::SeqCst) < Self::MAX_CONNECTIONS
+                {
+                    let Ok((stream, _)) = listener.accept() else {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    };
+                    connections.fetch_add(1, Ordering::SeqCst);
+                    let (reply, stop) = (reply.clone(), stop.clone());
+                    held.push(std::thread::spawn(move || {
+                        let _ = stall(stream, &reply, &stop);
+                    }));
+                }
+                for thread in held {
+                    let _ = thread.join();
+                }
+            })
+        };
+        StallingServer {
+            addr,
+            connections,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Connections accepted so far (each try of a client is one).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for StallingServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn stall(mut stream: TcpStream, reply: &[u8], stop: &AtomicBool) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    // The request head, as far as it comes within a second (a TLS probe sends no blank line).
+    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 << 10 {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buffer[..n]),
+        }
+    }
+    stream.write_all(reply)?;
+    stream.flush()?;
+    let held = std::time::Instant::now();
+    while !stop.load(Ordering::SeqCst) && held.elapsed() < StallingServer::HOLD {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 // Hostile inputs: what a refused input must leave behind.
 
 /// A tree of files outside the cache and the output, which no input may reach. Tests point

@@ -231,7 +231,7 @@ impl Repo {
         }
     }
 
-    fn root(&self) -> PathBuf {
+    pub(crate) fn root(&self) -> PathBuf {
         self.tmp.path().join("root")
     }
 
@@ -244,12 +244,12 @@ impl Repo {
         self.root().join("dists/test")
     }
 
-    fn pool_name(name: &str, version: &str, arch: &str) -> String {
+    pub(crate) fn pool_name(name: &str, version: &str, arch: &str) -> String {
         format!("pool/main/{name}_{version}_{arch}.deb")
     }
 
     /// The URL the archive serves a package at.
-    fn deb_url(&self, name: &str, version: &str, arch: &str) -> String {
+    pub(crate) fn deb_url(&self, name: &str, version: &str, arch: &str) -> String {
         format!(
             "{}/{}",
             self.server.uri(),

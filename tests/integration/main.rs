@@ -27,6 +27,8 @@
 //! - `mirror`: mirror and verify between two real registries and bundles, killed and resumed.
 //! - `hostile_archive`: packages, base layers and bundles whose members escape (`..`, absolute
 //!   names, symlinks and hard links out, devices) are refused, touching nothing outside.
+//! - `hostile_http`: stalled registries, archives, indexes and channels are given up on;
+//!   downloads larger than their index or descriptor states are refused.
 //! - `offline`: fetch the inputs of a target, then build it with no server and an empty cache.
 
 mod bad_input;
@@ -39,6 +41,7 @@ mod debian_repo;
 mod family;
 mod harness_selftest;
 mod hostile_archive;
+mod hostile_http;
 mod hostile_inputs;
 mod hostile_names;
 mod hostile_sdist;

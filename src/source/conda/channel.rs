@@ -5,6 +5,10 @@
 //! host's `.condarc`, else its `channel_alias` (or `OCI_BUILD_CONDA_CHANNEL_ALIAS`, which wins)
 //! followed by the name. No channel host is built in: an air-gapped site points the alias at
 //! its mirror and recipes keep saying `conda-forge`.
+//!
+//! What a channel serves is bounded: repodata by [`MAX_REPODATA_SIZE`], a package by the size
+//! its repodata entry or lock states. A remote channel's repodata may only point at http and
+//! https URLs, never at files of the building machine.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,7 +17,12 @@ use std::path::{Path, PathBuf};
 
 use super::LockedConda;
 use crate::digest::HashingWriter;
+use crate::http;
 use crate::layer::cache::Cache;
+
+/// Repodata larger than this, compressed or not, is refused: it is held in memory while it is
+/// parsed. The largest public subdirs are a few hundred MiB of JSON.
+pub const MAX_REPODATA_SIZE: u64 = 1 << 30;
 
 /// The environment variable naming the channel alias (base URL that channel names go under).
 pub const ALIAS_ENV: &str = "OCI_BUILD_CONDA_CHANNEL_ALIAS";
@@ -34,6 +43,22 @@ pub enum ChannelError {
     Download { url: String, message: String },
     #[error("{url} is not valid repodata: {message}")]
     BadRepodata { url: String, message: String },
+    #[error(
+        "{url} is larger than {MAX_REPODATA_SIZE} bytes, the most repodata may be; it was refused"
+    )]
+    RepodataTooLarge { url: String },
+    #[error(
+        "{url} is {found} bytes or more, larger than the {expected} bytes its repodata entry or lock states; it was refused"
+    )]
+    LargerThanStated {
+        url: String,
+        expected: u64,
+        found: u64,
+    },
+    #[error(
+        "conda channel `{channel}` is remote but points at `{url}`; a remote channel's packages must be http or https URLs"
+    )]
+    NotRemote { channel: String, url: String },
     #[error("conda channel {channel} has no repodata for {subdir} or noarch")]
     NoRepodata { channel: String, subdir: String },
     #[error(
@@ -192,14 +217,28 @@ fn is_url(text: &str) -> bool {
         .any(|scheme| text.starts_with(scheme))
 }
 
-/// The HTTP client for channels: the system's CA store, no overall timeout (packages are big).
+/// The HTTP client for channels: the system's CA store, the idle timeout of [`crate::http`].
 pub fn http_client() -> Result<reqwest::blocking::Client, ChannelError> {
-    reqwest::blocking::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(30))
-        .timeout(None)
-        .user_agent(concat!("oci-build/", env!("CARGO_PKG_VERSION")))
+    http::builder(http::Transfer::Download)
+        .map_err(|e| ChannelError::Http(e.to_string()))?
         .build()
         .map_err(|e| ChannelError::Http(e.to_string()))
+}
+
+fn is_remote(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+/// Refuses a package URL that leaves the web for a remote channel: repodata (its `base_url`,
+/// its entries) or a lock naming `file:///etc/…` must not make the build read local files.
+pub fn check_scheme(channel: &ResolvedChannel, url: &str) -> Result<(), ChannelError> {
+    if is_remote(&channel.url) && !is_remote(url) {
+        return Err(ChannelError::NotRemote {
+            channel: http::redact(&channel.url),
+            url: http::redact(url),
+        });
+    }
+    Ok(())
 }
 
 /// A local path of a `file://` URL.
@@ -236,7 +275,7 @@ fn open(
     url: &str,
 ) -> Result<Option<Box<dyn Read + Send>>, ChannelError> {
     let fail = |message: String| ChannelError::Download {
-        url: url.to_owned(),
+        url: http::redact(url),
         message,
     };
     if let Some(path) = file_path(url) {
@@ -246,10 +285,7 @@ fn open(
             Err(e) => Err(fail(e.to_string())),
         };
     }
-    let response = http
-        .get(url)
-        .send()
-        .map_err(|e| fail(e.without_url().to_string()))?;
+    let response = http.get(url).send().map_err(|e| fail(http::describe(&e)))?;
     match response.status() {
         s if s.is_success() => Ok(Some(Box::new(response))),
         reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::FORBIDDEN => Ok(None),
@@ -266,25 +302,40 @@ pub fn fetch_repodata(
 ) -> Result<Option<(String, Vec<u8>)>, ChannelError> {
     let base = format!("{}/{subdir}/repodata.json", channel.url);
     let zst_url = format!("{base}.zst");
+    let too_large = |url: &str| ChannelError::RepodataTooLarge {
+        url: http::redact(url),
+    };
     if let Some(reader) = open(http, &zst_url)? {
-        let mut bytes = Vec::new();
-        zstd::stream::read::Decoder::new(reader)
-            .and_then(|mut d| d.read_to_end(&mut bytes))
-            .map_err(|e| ChannelError::BadRepodata {
-                url: zst_url.clone(),
-                message: format!("cannot decompress it: {e}"),
-            })?;
+        // Both sides bounded: the download, and what it decompresses to.
+        let mut compressed = reader.take(MAX_REPODATA_SIZE);
+        let bytes = zstd::stream::read::Decoder::new(&mut compressed)
+            .and_then(|d| http::read_capped(d, MAX_REPODATA_SIZE))
+            .map_err(|e| {
+                if compressed.limit() == 0 {
+                    too_large(&zst_url)
+                } else if http::is_transport(&e) {
+                    ChannelError::Download {
+                        url: http::redact(&zst_url),
+                        message: http::describe_io(&e),
+                    }
+                } else {
+                    ChannelError::BadRepodata {
+                        url: http::redact(&zst_url),
+                        message: format!("cannot decompress it: {}", http::describe_io(&e)),
+                    }
+                }
+            })?
+            .ok_or_else(|| too_large(&zst_url))?;
         return Ok(Some((zst_url, bytes)));
     }
     match open(http, &base)? {
-        Some(mut reader) => {
-            let mut bytes = Vec::new();
-            reader
-                .read_to_end(&mut bytes)
+        Some(reader) => {
+            let bytes = http::read_capped(reader, MAX_REPODATA_SIZE)
                 .map_err(|e| ChannelError::Download {
-                    url: base.clone(),
-                    message: e.to_string(),
-                })?;
+                    url: http::redact(&base),
+                    message: http::describe_io(&e),
+                })?
+                .ok_or_else(|| too_large(&base))?;
             Ok(Some((base, bytes)))
         }
         None => Ok(None),
@@ -307,6 +358,7 @@ pub fn package_url(
         Some(url) => url.clone(),
         None => format!("{}/{}/{}", channel.url, locked.subdir, locked.filename),
     };
+    check_scheme(channel, &url)?;
     Ok((url, channel.url.clone()))
 }
 
@@ -318,7 +370,7 @@ pub fn fetch_package(
     url: &str,
 ) -> Result<PathBuf, ChannelError> {
     let checksum = |found: String| ChannelError::Checksum {
-        url: url.to_owned(),
+        url: http::redact(url),
         pinned_by: "repodata entry or lock",
         expected: locked.sha256.hex().to_owned(),
         found,
@@ -328,21 +380,32 @@ pub fn fetch_package(
     if fs::metadata(&path).is_ok() {
         return Ok(path);
     }
-    let mut reader = open(http, url)?.ok_or_else(|| ChannelError::Download {
-        url: url.to_owned(),
+    let reader = open(http, url)?.ok_or_else(|| ChannelError::Download {
+        url: http::redact(url),
         message: "it does not exist (404)".to_owned(),
     })?;
     let temp = cache.temp_file()?;
     let mut writer =
         HashingWriter::new(io::BufWriter::new(temp.reopen().map_err(ChannelError::Io)?));
-    io::copy(&mut reader, &mut writer).map_err(|e| ChannelError::Download {
-        url: url.to_owned(),
-        message: e.to_string(),
+    // One byte more than the stated size is enough to refuse the file.
+    let limit = locked.size.map_or(u64::MAX, |size| size.saturating_add(1));
+    io::copy(&mut reader.take(limit), &mut writer).map_err(|e| ChannelError::Download {
+        url: http::redact(url),
+        message: http::describe_io(&e),
     })?;
-    let (buffered, found, _) = writer.finish();
+    let (buffered, found, size) = writer.finish();
     buffered
         .into_inner()
         .map_err(|e| ChannelError::Io(e.into_error()))?;
+    if let Some(expected) = locked.size
+        && size > expected
+    {
+        return Err(ChannelError::LargerThanStated {
+            url: http::redact(url),
+            expected,
+            found: size,
+        });
+    }
     if &found != expected {
         return Err(checksum(found.hex().to_owned()));
     }

@@ -36,13 +36,15 @@ fn channel_records(
                 url: url.clone(),
                 message: e.to_string(),
             })?;
-        records.extend(
-            repodata
-                .into_repo_data_records(&rattler_channel)
-                .into_iter()
-                // A repodata.json can list other subdirs' packages; only these two install.
-                .filter(|r| r.package_record.subdir == dir),
-        );
+        for record in repodata.into_repo_data_records(&rattler_channel) {
+            // A repodata.json can list other subdirs' packages; only these two install.
+            if record.package_record.subdir != dir {
+                continue;
+            }
+            // Its `base_url` or an entry may point anywhere; a remote channel stays remote.
+            channel::check_scheme(channel, record.url.as_str())?;
+            records.push(record);
+        }
     }
     if !found {
         return Err(ChannelError::NoRepodata {

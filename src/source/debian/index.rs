@@ -2,7 +2,9 @@
 //! image's architecture (checked against the Release's SHA256), parsed into packages.
 //!
 //! Index files are kept in the cache under their sha256, so an unchanged archive costs one
-//! `InRelease` download per suite.
+//! `InRelease` download per suite. No index is read past its bound: `InRelease` past
+//! [`MAX_INRELEASE_SIZE`], a `Packages` file past the size its Release states, its text past
+//! [`MAX_PACKAGES_TEXT_SIZE`].
 
 use std::io::Read;
 use std::path::Path;
@@ -13,12 +15,27 @@ use super::release::{self, Keyring, Release};
 use super::resolve::Package;
 use super::version::{self, Dependency};
 use crate::digest::Digest;
+use crate::http;
 use crate::layer::cache::Cache;
+
+/// `InRelease` files larger than this are refused. Debian's and Ubuntu's list every index of
+/// every architecture and are under 1 MiB; this leaves room for big mirrors, not for a flood.
+pub const MAX_INRELEASE_SIZE: u64 = 16 << 20;
+
+/// A `Packages` index decompressing to more than this is refused. Debian's largest (main,
+/// amd64) is under 100 MiB of text, held in memory while it is parsed.
+pub const MAX_PACKAGES_TEXT_SIZE: u64 = 1 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     #[error("cannot download {url}: {message}")]
     Download { url: String, message: String },
+    #[error("{url} is larger than {limit} bytes, {bound}; it was refused")]
+    TooLarge {
+        url: String,
+        limit: u64,
+        bound: &'static str,
+    },
     #[error("{0}")]
     Release(#[from] release::ReleaseError),
     #[error("{url}: {message}")]
@@ -48,25 +65,28 @@ pub struct IndexedPackage {
     pub multi_arch: Option<String>,
 }
 
-/// Fetches `url` into memory (index files are at most tens of MB).
-pub fn download(http: &reqwest::blocking::Client, url: &str) -> Result<Vec<u8>, IndexError> {
+/// Fetches `url` into memory, refusing more than `limit` bytes (`bound` says whose limit).
+pub fn download(
+    http: &reqwest::blocking::Client,
+    url: &str,
+    limit: u64,
+    bound: &'static str,
+) -> Result<Vec<u8>, IndexError> {
     let fail = |message: String| IndexError::Download {
-        url: url.to_owned(),
+        url: http::redact(url),
         message,
     };
-    let response = http
-        .get(url)
-        .send()
-        .map_err(|e| fail(e.without_url().to_string()))?;
+    let response = http.get(url).send().map_err(|e| fail(http::describe(&e)))?;
     if !response.status().is_success() {
         return Err(fail(format!("the server answered {}", response.status())));
     }
-    let mut body = Vec::new();
-    response
-        .take(512 << 20)
-        .read_to_end(&mut body)
-        .map_err(|e| fail(e.to_string()))?;
-    Ok(body)
+    http::read_capped(response, limit)
+        .map_err(|e| fail(http::describe_io(&e)))?
+        .ok_or_else(|| IndexError::TooLarge {
+            url: http::redact(url),
+            limit,
+            bound,
+        })
 }
 
 fn keyrings(source: &AptSource, root: &Path) -> Result<Vec<Keyring>, IndexError> {
@@ -99,7 +119,12 @@ pub fn load(
             for suite in &source.suites {
                 let dists = format!("{base}/dists/{suite}");
                 let inrelease_url = format!("{dists}/InRelease");
-                let signed = download(http, &inrelease_url)?;
+                let signed = download(
+                    http,
+                    &inrelease_url,
+                    MAX_INRELEASE_SIZE,
+                    "the most an InRelease may be",
+                )?;
                 let text = release::verify_inrelease(&signed, &keyrings, &inrelease_url)?;
                 let release = release::parse_release(&text)?;
                 // A signed Release past its Valid-Until is a stale or replayed mirror.
@@ -112,7 +137,7 @@ pub fn load(
                         packages_index(http, cache, &dists, &release, component, arch)?;
                     let url = format!("{dists}/{path}");
                     let text = decompress(&path, &bytes).map_err(|message| IndexError::Parse {
-                        url: url.clone(),
+                        url: http::redact(&url),
                         message,
                     })?;
                     let stanzas = deb822::parse(&text).map_err(|e| IndexError::Parse {
@@ -149,7 +174,13 @@ fn packages_index(
         {
             return Ok((path, bytes));
         }
-        let bytes = download(http, &format!("{dists}/{path}"))?;
+        // The signed Release states the size; nothing beyond it can match its hash.
+        let bytes = download(
+            http,
+            &format!("{dists}/{path}"),
+            hash.size,
+            "the size its Release states",
+        )?;
         release.check_file(&path, &bytes)?;
         let digest = Digest::of_bytes(&bytes);
         let mut temp = cache.temp_file()?;
@@ -168,16 +199,19 @@ fn packages_index(
 }
 
 fn decompress(path: &str, bytes: &[u8]) -> Result<String, String> {
-    let mut text = String::new();
-    let result = if path.ends_with(".xz") {
-        liblzma::read::XzDecoder::new_multi_decoder(bytes).read_to_string(&mut text)
+    let reader: Box<dyn Read + '_> = if path.ends_with(".xz") {
+        Box::new(liblzma::read::XzDecoder::new_multi_decoder(bytes))
     } else if path.ends_with(".gz") {
-        flate2::read::MultiGzDecoder::new(bytes).read_to_string(&mut text)
+        Box::new(flate2::read::MultiGzDecoder::new(bytes))
     } else {
-        let mut plain: &[u8] = bytes;
-        plain.read_to_string(&mut text)
+        Box::new(bytes)
     };
-    result.map(|_| text).map_err(|e| e.to_string())
+    let text = http::read_capped(reader, MAX_PACKAGES_TEXT_SIZE)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!("it decompresses to more than {MAX_PACKAGES_TEXT_SIZE} bytes, the most a Packages index may be")
+        })?;
+    String::from_utf8(text).map_err(|_| "it is not UTF-8 text".to_owned())
 }
 
 fn to_package(stanza: Stanza, base: &str, index_url: &str) -> Result<IndexedPackage, IndexError> {

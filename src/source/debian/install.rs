@@ -1,7 +1,7 @@
 //! Installing chosen packages into a layer tree, as dpkg would leave them.
 //!
-//! Each `.deb` is downloaded once into the cache (checked against the SHA256 of its index
-//! stanza) and extracted once into `debs-v2/<sha256>/`. The layer gets every data entry with the
+//! Each `.deb` is downloaded once into the cache (cut at the size and checked against the
+//! SHA256 of its index stanza) and extracted once into `debs-v2/<sha256>/`. The layer gets every data entry with the
 //! package's own modes and owners, plus what dpkg itself writes (`/var/lib/dpkg/status` for all
 //! packages of the image so far, `info/<pkg>.list`, `.md5sums`, `.conffiles`, maintainer
 //! scripts) and what the maintainer scripts of a base image would have made. Those scripts are
@@ -28,6 +28,7 @@ use super::LockedDeb;
 use super::deb::{self, DebEntryKind, ExtractedDeb};
 use super::deb822::Stanza;
 use crate::digest::HashingWriter;
+use crate::http;
 use crate::layer::cache::Cache;
 use crate::layer::{Content, Entry, EntryKind, FileStamp, ImagePath, LayerTree};
 
@@ -35,6 +36,14 @@ use crate::layer::{Content, Entry, EntryKind, FileStamp, ImagePath, LayerTree};
 pub enum InstallError {
     #[error("cannot download {url}: {message}")]
     Download { url: String, message: String },
+    #[error(
+        "{url} is {found} bytes or more, larger than the {expected} bytes its index entry states; it was refused"
+    )]
+    LargerThanIndex {
+        url: String,
+        expected: u64,
+        found: u64,
+    },
     #[error(
         "{url} does not match the SHA256 of its index entry (expected {expected}, got {found}); the archive or a proxy is serving a different file"
     )]
@@ -86,7 +95,7 @@ pub fn fetch(
     for base in bases {
         let url = format!("{base}/{}", package.filename);
         let fail = |message: String| InstallError::Download {
-            url: url.clone(),
+            url: http::redact(&url),
             message,
         };
         let mut response = match http.get(&url).send() {
@@ -96,21 +105,34 @@ pub fn fetch(
                 continue;
             }
             Err(e) => {
-                last_error = fail(e.without_url().to_string());
+                last_error = fail(http::describe(&e));
                 continue;
             }
         };
+        let content_length = response.content_length();
         let temp = cache.temp_file()?;
         let mut writer =
             HashingWriter::new(io::BufWriter::new(temp.reopen().map_err(InstallError::Io)?));
-        io::copy(&mut response, &mut writer).map_err(|e| fail(e.to_string()))?;
-        let (buffered, found, _) = writer.finish();
+        // One byte more than the index states is enough to refuse the file.
+        io::copy(
+            &mut io::Read::take(&mut response, package.size.saturating_add(1)),
+            &mut writer,
+        )
+        .map_err(|e| fail(http::describe_io(&e)))?;
+        let (buffered, found, size) = writer.finish();
         buffered
             .into_inner()
             .map_err(|e| InstallError::Io(e.into_error()))?;
+        if size > package.size {
+            return Err(InstallError::LargerThanIndex {
+                url: http::redact(&url),
+                expected: package.size,
+                found: content_length.unwrap_or(size).max(size),
+            });
+        }
         if &found != expected {
             return Err(InstallError::Checksum {
-                url,
+                url: http::redact(&url),
                 expected: expected.to_string(),
                 found: found.to_string(),
             });

@@ -140,10 +140,8 @@ pub struct Archives {
 impl Archives {
     /// Reads apt's configuration under `root` (`/` for the host).
     pub fn new(root: &Path) -> Result<Archives, DebianError> {
-        let http = reqwest::blocking::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(30))
-            .timeout(None)
-            .user_agent(concat!("oci-build/", env!("CARGO_PKG_VERSION")))
+        let http = crate::http::builder(crate::http::Transfer::Download)
+            .map_err(|e| DebianError::Http(e.to_string()))?
             .build()
             .map_err(|e| DebianError::Http(e.to_string()))?;
         Ok(Archives {

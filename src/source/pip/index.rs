@@ -1,5 +1,9 @@
 //! Package indexes: PEP 691 JSON pages (PEP 503 HTML as a fallback), PEP 658/714 metadata
 //! files, find-links directories and wheelhouses, and verified downloads into the cache.
+//!
+//! Pages and metadata files are read whole, up to a cap ([`MAX_PAGE_SIZE`],
+//! [`MAX_METADATA_SIZE`]); one that breaks off or stalls is fetched again like a failed
+//! connection.
 
 use std::collections::HashMap;
 use std::io;
@@ -12,7 +16,21 @@ use pep440_rs::{Version, VersionSpecifiers};
 use super::metadata::{self, CoreMetadata};
 use super::wheel::{self, WheelName};
 use crate::digest::{Digest, HashingWriter};
+use crate::http;
 use crate::layer::cache::Cache;
+
+pub use crate::http::redact;
+
+/// Project pages larger than this are refused: a page is held in memory while it is parsed,
+/// and the largest projects' pages on public indexes are tens of MiB.
+pub const MAX_PAGE_SIZE: u64 = 256 << 20;
+
+/// PEP 658 metadata files larger than this are refused; a METADATA with its long description
+/// is rarely over 1 MiB.
+pub const MAX_METADATA_SIZE: u64 = 16 << 20;
+
+/// Tries per request, the first included.
+const ATTEMPTS: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -20,6 +38,12 @@ pub enum IndexError {
     Fetch { url: String, message: String },
     #[error("{url} is not a valid package index page: {message}")]
     Page { url: String, message: String },
+    #[error("{url} is larger than {limit} bytes, the most {what} may be; it was refused")]
+    TooLarge {
+        url: String,
+        limit: u64,
+        what: &'static str,
+    },
     #[error("{file} from {url} does not match its hash: expected sha256 {expected}, got {found}")]
     Checksum {
         file: String,
@@ -74,6 +98,16 @@ pub struct DistFile {
     pub kind: DistKind,
 }
 
+/// A page or metadata file read whole.
+struct Small {
+    status: reqwest::StatusCode,
+    /// Where it came from after redirects, the base of its relative links.
+    url: reqwest::Url,
+    json: bool,
+    /// `None` when it was over the cap.
+    body: Option<Vec<u8>>,
+}
+
 pub struct PackageIndex<'a> {
     http: reqwest::blocking::Client,
     sources: Sources,
@@ -83,15 +117,14 @@ pub struct PackageIndex<'a> {
 
 impl<'a> PackageIndex<'a> {
     pub fn new(sources: Sources, cache: &'a Cache) -> Result<Self, IndexError> {
-        let http = reqwest::blocking::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(30))
-            .timeout(std::time::Duration::from_secs(600))
-            .user_agent(concat!("oci-build/", env!("CARGO_PKG_VERSION")))
+        let setup = |message: String| IndexError::Fetch {
+            url: "the package index".to_owned(),
+            message,
+        };
+        let http = http::builder(http::Transfer::Download)
+            .map_err(|e| setup(e.to_string()))?
             .build()
-            .map_err(|e| IndexError::Fetch {
-                url: "the package index".to_owned(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| setup(e.to_string()))?;
         Ok(PackageIndex {
             http,
             sources,
@@ -142,36 +175,19 @@ impl<'a> PackageIndex<'a> {
     /// Reads one project page; None when the index does not know the project.
     fn read_page(&self, url: &str, project: &str) -> Result<Option<Vec<DistFile>>, IndexError> {
         let shown = redact(url);
-        let response = self
-            .get_with_retries(url, |r| {
-                r.header(
-                    reqwest::header::ACCEPT,
-                    "application/vnd.pypi.simple.v1+json, text/html;q=0.1",
-                )
-            })
-            .map_err(|message| IndexError::Fetch {
-                url: shown.clone(),
-                message,
-            })?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
+        let page = self.get_small(
+            url,
+            Some("application/vnd.pypi.simple.v1+json, text/html;q=0.1"),
+            MAX_PAGE_SIZE,
+            "a project page",
+        )?;
+        if page.status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        if !response.status().is_success() {
-            return Err(IndexError::Fetch {
-                url: shown,
-                message: format!("the server answered {}", response.status()),
-            });
-        }
-        let base = response.url().clone();
-        let json = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("json"));
-        let body = response.text().map_err(|e| IndexError::Fetch {
-            url: shown.clone(),
-            message: e.without_url().to_string(),
-        })?;
+        let base = page.url;
+        let json = page.json;
+        // Pages are UTF-8 (PEP 503, PEP 691); a stray byte is replaced rather than fatal.
+        let body = String::from_utf8_lossy(&page.body.unwrap_or_default()).into_owned();
         let links = if json {
             parse_json_page(&body).map_err(|message| IndexError::Page {
                 url: shown.clone(),
@@ -229,27 +245,97 @@ impl<'a> PackageIndex<'a> {
         Ok(Some(files))
     }
 
-    fn get_with_retries(
+    /// GETs `url` and reads what `finish` needs of the response. 5xx answers, failed or
+    /// stalled connections, and bodies that `finish` could not read are tried again.
+    fn get_with_retries<T>(
         &self,
         url: &str,
         customize: impl Fn(reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder,
-    ) -> Result<reqwest::blocking::Response, String> {
+        finish: impl Fn(reqwest::blocking::Response) -> io::Result<T>,
+    ) -> Result<T, IndexError> {
+        let fail = |message: String| IndexError::Fetch {
+            url: redact(url),
+            message,
+        };
         if self.sources.offline {
-            return Err("this is an offline build, which sends no request".to_owned());
+            return Err(fail(
+                "this is an offline build, which sends no request".to_owned(),
+            ));
         }
         let mut attempt = 0;
         loop {
             attempt += 1;
             match customize(self.http.get(url)).send() {
-                Ok(response) if response.status().is_server_error() && attempt < 4 => {}
-                Ok(response) => return Ok(response),
-                Err(e) if attempt < 4 && (e.is_connect() || e.is_timeout() || e.is_request()) => {
+                Ok(response) if response.status().is_server_error() && attempt < ATTEMPTS => {}
+                Ok(response) => match finish(response) {
+                    Ok(done) => return Ok(done),
+                    Err(e) if attempt < ATTEMPTS => {
+                        tracing::debug!(url = %redact(url), error = %e, "retrying a broken body");
+                    }
+                    Err(e) => return Err(fail(http::describe_io(&e))),
+                },
+                Err(e)
+                    if attempt < ATTEMPTS
+                        && (e.is_connect() || e.is_timeout() || e.is_request()) =>
+                {
                     tracing::debug!(url = %redact(url), error = %e.without_url(), "retrying");
                 }
-                Err(e) => return Err(e.without_url().to_string()),
+                Err(e) => return Err(fail(http::describe(&e))),
             }
             std::thread::sleep(std::time::Duration::from_millis(500 * (1 << attempt)));
         }
+    }
+
+    /// A page or metadata file: a success's body read whole (at most `limit` bytes), other
+    /// statuses but 404 refused.
+    fn get_small(
+        &self,
+        url: &str,
+        accept: Option<&'static str>,
+        limit: u64,
+        what: &'static str,
+    ) -> Result<Small, IndexError> {
+        let small = self.get_with_retries(
+            url,
+            |r| match accept {
+                Some(accept) => r.header(reqwest::header::ACCEPT, accept),
+                None => r,
+            },
+            |response| {
+                let status = response.status();
+                let url = response.url().clone();
+                let json = response
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("json"));
+                let body = if status.is_success() {
+                    http::read_capped(response, limit)?
+                } else {
+                    Some(Vec::new())
+                };
+                Ok(Small {
+                    status,
+                    url,
+                    json,
+                    body,
+                })
+            },
+        )?;
+        if small.status != reqwest::StatusCode::NOT_FOUND && !small.status.is_success() {
+            return Err(IndexError::Fetch {
+                url: redact(url),
+                message: format!("the server answered {}", small.status),
+            });
+        }
+        if small.body.is_none() {
+            return Err(IndexError::TooLarge {
+                url: redact(url),
+                limit,
+                what,
+            });
+        }
+        Ok(small)
     }
 
     /// The core metadata of a file: from the cache, the index's metadata file, or the file.
@@ -283,22 +369,14 @@ impl<'a> PackageIndex<'a> {
         let bytes = match (&file.metadata, file.url.contains("://")) {
             (Some(expected), true) => {
                 let url = format!("{}.metadata", file.url);
-                let response =
-                    self.get_with_retries(&url, |r| r)
-                        .map_err(|message| IndexError::Fetch {
-                            url: redact(&url),
-                            message,
-                        })?;
-                if !response.status().is_success() {
+                let small = self.get_small(&url, None, MAX_METADATA_SIZE, "a metadata file")?;
+                if !small.status.is_success() {
                     return Err(IndexError::Fetch {
                         url: redact(&url),
-                        message: format!("the server answered {}", response.status()),
+                        message: format!("the server answered {}", small.status),
                     });
                 }
-                let bytes = response.bytes().map_err(|e| IndexError::Fetch {
-                    url: redact(&url),
-                    message: e.without_url().to_string(),
-                })?;
+                let bytes = small.body.unwrap_or_default();
                 if let Some(expected) = expected {
                     let found = Digest::of_bytes(&bytes);
                     if &found != expected {
@@ -310,7 +388,7 @@ impl<'a> PackageIndex<'a> {
                         });
                     }
                 }
-                bytes.to_vec()
+                bytes
             }
             _ => {
                 let (path, _) = self.download(file)?;
@@ -352,12 +430,8 @@ impl<'a> PackageIndex<'a> {
         };
         let mut writer = HashingWriter::new(io::BufWriter::new(temp.reopen().map_err(temp_io)?));
         if file.url.contains("://") {
-            let mut response =
-                self.get_with_retries(&file.url, |r| r)
-                    .map_err(|message| IndexError::Fetch {
-                        url: redact(&file.url),
-                        message,
-                    })?;
+            // Streamed to the file: a body that breaks off is not tried again here.
+            let mut response = self.get_with_retries(&file.url, |r| r, Ok)?;
             if !response.status().is_success() {
                 return Err(IndexError::Fetch {
                     url: redact(&file.url),
@@ -366,7 +440,7 @@ impl<'a> PackageIndex<'a> {
             }
             io::copy(&mut response, &mut writer).map_err(|e| IndexError::Fetch {
                 url: redact(&file.url),
-                message: e.to_string(),
+                message: http::describe_io(&e),
             })?;
         } else {
             let mut source =
@@ -638,18 +712,6 @@ fn local_files(dir: &Path, project: &str) -> Result<Vec<DistFile>, IndexError> {
     }
     files.sort_by(|a, b| a.filename.cmp(&b.filename));
     Ok(files)
-}
-
-/// A URL with any user name or password replaced, for messages and logs.
-pub fn redact(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
-            let _ = parsed.set_username("***");
-            let _ = parsed.set_password(None);
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
 }
 
 #[cfg(test)]

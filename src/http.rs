@@ -1,0 +1,238 @@
+//! The one place HTTP clients are made: registries, Debian archives, package indexes and conda
+//! channels all get theirs from [`builder`], so that no server can hold a build forever.
+//!
+//! Every client has a connect timeout and, for downloads, an idle timeout: a server that sends
+//! nothing for that long (before the response head, or between two pieces of a body) is given
+//! up on, and the caller treats that like a broken connection. There is no deadline on a whole
+//! download: a large layer on a slow link may stream for an hour as long as bytes keep coming.
+//! Uploads get a deadline per request instead (see [`Transfer::Upload`]).
+//!
+//! This module uses nothing else of the crate.
+
+use std::io::{self, Read};
+use std::time::Duration;
+
+/// Seconds without a byte from the server after which a connection is given up.
+pub const IDLE_TIMEOUT_ENV: &str = "OCI_BUILD_HTTP_IDLE_TIMEOUT";
+
+/// Long enough for a registry assembling a large manifest list or a caching proxy fetching a
+/// file before it answers; short enough that a dead server ends a build within minutes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A server that does not accept a connection in this time is taken to be unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("{IDLE_TIMEOUT_ENV}=`{0}` is not a whole number of seconds above 0")]
+    BadIdleTimeout(String),
+}
+
+/// What a client is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transfer {
+    /// Requests without a large body: the idle timeout bounds the wait for the response head
+    /// and each read of the body.
+    Download,
+    /// Requests sending a large body. The wait for the response head includes sending the
+    /// body, so the idle timeout would cut off a large upload on a slow link: the client has
+    /// none, and the caller must set a deadline per request sized to the body.
+    Upload,
+}
+
+/// The idle timeout: `OCI_BUILD_HTTP_IDLE_TIMEOUT` seconds, else [`DEFAULT_IDLE_TIMEOUT`].
+pub fn idle_timeout() -> Result<Duration, HttpError> {
+    parse_idle_timeout(std::env::var(IDLE_TIMEOUT_ENV).ok())
+}
+
+fn parse_idle_timeout(text: Option<String>) -> Result<Duration, HttpError> {
+    match text {
+        Some(text) if !text.trim().is_empty() => match text.trim().parse::<u64>() {
+            Ok(seconds) if seconds > 0 => Ok(Duration::from_secs(seconds)),
+            _ => Err(HttpError::BadIdleTimeout(text)),
+        },
+        _ => Ok(DEFAULT_IDLE_TIMEOUT),
+    }
+}
+
+/// A blocking client builder with the connect and idle timeouts and this program's user agent;
+/// callers add what is theirs (CA certificates) and build it.
+pub fn builder(transfer: Transfer) -> Result<reqwest::blocking::ClientBuilder, HttpError> {
+    let idle = match transfer {
+        Transfer::Download => Some(idle_timeout()?),
+        Transfer::Upload => None,
+    };
+    Ok(builder_with(idle))
+}
+
+/// reqwest 0.13's blocking client applies a client-wide timeout to each wait separately: the
+/// request up to the response head, then every read of the body. That is an idle timeout, and
+/// the unit tests below hold it to that. (The async builder's `read_timeout` cannot serve: its
+/// body timer must be made inside the runtime, and blocking reads happen outside it.) A
+/// timeout set on one request is different: a deadline on the whole transfer.
+fn builder_with(idle: Option<Duration>) -> reqwest::blocking::ClientBuilder {
+    reqwest::blocking::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(idle)
+        .user_agent(concat!("oci-build/", env!("CARGO_PKG_VERSION")))
+}
+
+/// A transport failure in words for a message, without the URL (the caller names it, redacted;
+/// an upload URL's query carries session state). A stall says so and how to wait longer.
+pub fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        return stalled();
+    }
+    let mut message = if error.is_connect() {
+        "the connection was refused or could not be made".to_owned()
+    } else {
+        "the connection failed".to_owned()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message = format!("{message} ({cause})");
+        source = cause.source();
+    }
+    message
+}
+
+/// A failure while reading a body, in words: reqwest's own errors as [`describe`] puts them.
+pub fn describe_io(error: &io::Error) -> String {
+    match error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
+    {
+        Some(inner) => describe(inner),
+        None if error.kind() == io::ErrorKind::TimedOut => stalled(),
+        None => error.to_string(),
+    }
+}
+
+/// Whether a read failed in the connection (broken off, stalled) rather than in what was read.
+pub fn is_transport(error: &io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<reqwest::Error>())
+}
+
+fn stalled() -> String {
+    let seconds = idle_timeout().unwrap_or(DEFAULT_IDLE_TIMEOUT).as_secs();
+    format!("the server sent nothing for {seconds} s (set {IDLE_TIMEOUT_ENV} to wait longer)")
+}
+
+/// A URL with any user name or password replaced, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("***");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Reads at most `limit` bytes of `reader`; `Ok(None)` when it holds more (one byte more is
+/// read to know). For bodies whose size is stated (a descriptor, an index entry) or capped.
+pub fn read_capped(reader: impl Read, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    let mut body = Vec::new();
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut body)?;
+    Ok((body.len() as u64 <= limit).then_some(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::TcpListener;
+    use std::time::Instant;
+
+    use super::*;
+
+    /// Serves one request on 127.0.0.1: a head promising `length` bytes, then `chunks` of the
+    /// body `every` apart, then holds the connection until `hold` has passed.
+    fn dribble(length: usize, chunks: usize, every: Duration, hold: Duration) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/file", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n");
+            stream.write_all(head.as_bytes()).unwrap();
+            for _ in 0..chunks {
+                std::thread::sleep(every);
+                if stream
+                    .write_all(b"x")
+                    .and_then(|()| stream.flush())
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(hold);
+        });
+        url
+    }
+
+    #[test]
+    fn a_body_that_keeps_coming_outlasts_the_idle_timeout() {
+        let client = builder_with(Some(Duration::from_secs(1))).build().unwrap();
+        // Six bytes over three seconds: slower in all than the timeout, never idle that long.
+        let url = dribble(6, 6, Duration::from_millis(500), Duration::ZERO);
+        let response = client.get(&url).send().unwrap();
+        let body = read_capped(response, 6).unwrap().unwrap();
+        assert_eq!(body, b"xxxxxx");
+    }
+
+    #[test]
+    fn a_body_that_stops_is_given_up_after_the_idle_timeout() {
+        let client = builder_with(Some(Duration::from_secs(1))).build().unwrap();
+        let url = dribble(6, 2, Duration::from_millis(100), Duration::from_secs(5));
+        let started = Instant::now();
+        let response = client.get(&url).send().unwrap();
+        let error = read_capped(response, 6).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(4), "{error}");
+        assert!(is_transport(&error), "{error}");
+        assert!(describe_io(&error).contains("sent nothing"), "{error}");
+    }
+
+    #[test]
+    fn the_idle_timeout_is_whole_seconds_above_zero() {
+        assert_eq!(parse_idle_timeout(None).unwrap(), DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(
+            parse_idle_timeout(Some(" ".into())).unwrap(),
+            DEFAULT_IDLE_TIMEOUT
+        );
+        assert_eq!(
+            parse_idle_timeout(Some("2".into())).unwrap(),
+            Duration::from_secs(2)
+        );
+        for bad in ["0", "-1", "1.5", "soon"] {
+            let error = parse_idle_timeout(Some(bad.into()))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(IDLE_TIMEOUT_ENV) && error.contains(bad),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn redacts_credentials_only() {
+        assert_eq!(
+            redact("https://user:secret@index.invalid/simple/"),
+            "https://***@index.invalid/simple/"
+        );
+        assert_eq!(redact("http://127.0.0.1:8080/x"), "http://127.0.0.1:8080/x");
+    }
+
+    #[test]
+    fn reads_up_to_the_cap_and_refuses_more() {
+        assert_eq!(read_capped(&b"abc"[..], 3).unwrap(), Some(b"abc".to_vec()));
+        assert_eq!(read_capped(&b"abcd"[..], 3).unwrap(), None);
+        assert_eq!(read_capped(&b""[..], u64::MAX).unwrap(), Some(Vec::new()));
+    }
+}
