@@ -139,6 +139,8 @@ pub struct Builder<'a> {
     pub known_blobs: KnownBlobs,
     archives: std::sync::OnceLock<debian::Archives>,
     lock: std::sync::Mutex<crate::lock::Lockfile>,
+    /// The lock file as this run read it: saving writes only what changed since.
+    loaded_lock: crate::lock::Lockfile,
     lock_changed: std::sync::atomic::AtomicBool,
     /// Images already built in this run, by definition name and platform list.
     built:
@@ -159,15 +161,16 @@ impl<'a> Builder<'a> {
         if options.compression == Compression::Zstd && options.media_types == MediaTypes::Docker {
             return Err(BuildError::ZstdWithDockerTypes);
         }
+        let loaded_lock =
+            crate::lock::Lockfile::load(&crate::lock::Lockfile::path(project.root()))?;
         Ok(Builder {
             project,
             cache,
             registries: Registries::new(options.client.clone()),
             known_blobs: KnownBlobs::default(),
             archives: std::sync::OnceLock::new(),
-            lock: std::sync::Mutex::new(crate::lock::Lockfile::load(
-                &crate::lock::Lockfile::path(project.root()),
-            )?),
+            lock: std::sync::Mutex::new(loaded_lock.clone()),
+            loaded_lock,
             lock_changed: std::sync::atomic::AtomicBool::new(false),
             options,
             reporter,
@@ -192,7 +195,10 @@ impl<'a> Builder<'a> {
             return Ok(None);
         }
         let path = crate::lock::Lockfile::path(self.project.root());
-        self.lock.lock().expect("lock file lock").save(&path)?;
+        self.lock
+            .lock()
+            .expect("lock file lock")
+            .save_changes(&self.loaded_lock, &path)?;
         Ok(Some(path))
     }
 

@@ -364,7 +364,7 @@ fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
         (true, None) => Some(oci_build::offline::Offline::cache_only()),
         (true, Some(dir)) => Some(oci_build::offline::Offline::from_inputs(dir)?),
     };
-    let cache_root = cli.cache_dir.clone().unwrap_or_else(Cache::default_root);
+    let cache_root = cache_root(cli)?;
     let cache = Cache::open(&cache_root)?;
     let options = BuildOptions {
         compression: args.compression,
@@ -483,7 +483,7 @@ fn lock(cli: &Cli, args: &LockArgs) -> anyhow::Result<()> {
     } else {
         args.targets.clone()
     };
-    let cache_root = cli.cache_dir.clone().unwrap_or_else(Cache::default_root);
+    let cache_root = cache_root(cli)?;
     let options = BuildOptions {
         compression: Compression::Gzip,
         media_types: MediaTypes::Oci,
@@ -526,7 +526,7 @@ fn fetch(cli: &Cli, args: &FetchArgs) -> anyhow::Result<()> {
     } else {
         args.targets.clone()
     };
-    let cache_root = cli.cache_dir.clone().unwrap_or_else(Cache::default_root);
+    let cache_root = cache_root(cli)?;
     let cache = Cache::open(&cache_root)?;
     let options = BuildOptions {
         compression: Compression::Gzip,
@@ -638,6 +638,14 @@ fn push(cli: &Cli, args: &PushArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--cache-dir`, else the user's own cache directory.
+fn cache_root(cli: &Cli) -> anyhow::Result<PathBuf> {
+    Ok(match &cli.cache_dir {
+        Some(dir) => dir.clone(),
+        None => Cache::default_root()?,
+    })
 }
 
 fn login(cli: &Cli, args: &LoginArgs) -> anyhow::Result<()> {
@@ -858,7 +866,7 @@ fn mirror(cli: &Cli, args: &MirrorArgs) -> anyhow::Result<()> {
         tags: TagSelection::new(args.tags_regex.as_deref(), args.latest)?,
         dry_run: args.dry_run,
     };
-    let cache_root = cli.cache_dir.clone().unwrap_or_else(Cache::default_root);
+    let cache_root = cache_root(cli)?;
     let cache = Cache::open(&cache_root)?;
     let registries = Registries::new(client_options(cli));
     let reporter = TerminalReporter::new(cli.quiet || args.json);

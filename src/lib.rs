@@ -11,6 +11,7 @@
 
 pub mod build;
 pub mod digest;
+pub mod fsutil;
 pub mod http;
 pub mod image;
 pub mod inspect;

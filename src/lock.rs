@@ -191,6 +191,30 @@ impl Lockfile {
             .sort_by(|a, b| (&a.target, a.layer, &a.subdir).cmp(&(&b.target, b.layer, &b.subdir)));
     }
 
+    /// Writes the layers this lock pins differently from `loaded` (the file as this run read
+    /// it) into the file at `path` as it is now, under a lock on its directory: two builds
+    /// saving at once each keep the layers the other pinned.
+    pub fn save_changes(&self, loaded: &Lockfile, path: &Path) -> Result<(), LockError> {
+        let write_err = |source| LockError::Write {
+            path: path.to_owned(),
+            source,
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(write_err)?;
+        let _guard = crate::fsutil::DirLock::acquire(dir).map_err(write_err)?;
+        let mut current = Lockfile::load(path)?;
+        for entry in self.debian.iter().filter(|e| !loaded.debian.contains(e)) {
+            current.record_debian(entry.clone());
+        }
+        for entry in self.pip.iter().filter(|e| !loaded.pip.contains(e)) {
+            current.record_pip(entry.clone());
+        }
+        for entry in self.conda.iter().filter(|e| !loaded.conda.contains(e)) {
+            current.record_conda(entry.clone());
+        }
+        current.save(path)
+    }
+
     /// Writes the lock file (to a temporary file renamed over the old one).
     pub fn save(&self, path: &Path) -> Result<(), LockError> {
         let write_err = |source| LockError::Write {
@@ -247,6 +271,43 @@ mod tests {
             back.debian("python-3.11", 2, "amd64", "two").unwrap(),
             [deb]
         );
+    }
+
+    /// Two builds of one project that pin different layers and save one after the other, each
+    /// from what it loaded at its start: the file keeps both, and a layer both changed has the
+    /// later one's pins.
+    #[test]
+    fn concurrent_saves_keep_each_others_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("recipes/recipes.lock");
+        let entry = |target: &str, inputs: &str| PipLayerLock {
+            target: target.into(),
+            layer: 1,
+            platform: "linux/amd64".into(),
+            inputs: inputs.into(),
+            packages: Vec::new(),
+        };
+        let mut start = Lockfile::load(&path).unwrap();
+        start.record_pip(entry("shared", "old"));
+        start.save(&path).unwrap();
+
+        let loaded_a = Lockfile::load(&path).unwrap();
+        let loaded_b = Lockfile::load(&path).unwrap();
+        let mut a = loaded_a.clone();
+        a.record_pip(entry("api", "a"));
+        let mut b = loaded_b.clone();
+        b.record_pip(entry("jupyter", "b"));
+        b.record_pip(entry("shared", "new"));
+        b.save_changes(&loaded_b, &path).unwrap();
+        a.save_changes(&loaded_a, &path).unwrap();
+
+        let back = Lockfile::load(&path).unwrap();
+        for (target, inputs) in [("api", "a"), ("jupyter", "b"), ("shared", "new")] {
+            assert!(
+                back.pip(target, 1, "linux/amd64", inputs).is_some(),
+                "{target} lost: {back:?}"
+            );
+        }
     }
 
     #[test]

@@ -321,6 +321,9 @@ pub fn write_layout(dir: &Path, artifact: &ImageArtifact, tag: &str) -> Result<(
         put_blob(dir, &target, blob)
             .map_err(io_err(&format!("write blob {}", blob.descriptor.digest)))?;
     }
+    // Another build may be adding its tag to the same layout: read, change and rename
+    // index.json under the layout's lock, or one of the two tags is lost.
+    let _guard = crate::fsutil::DirLock::acquire(dir).map_err(io_err("lock the layout"))?;
     let mut index = match Layout::open(dir) {
         Ok(layout) if dir.join("index.json").exists() => layout.index()?,
         _ => Index::new(Some(spec::OCI_INDEX)),
@@ -366,4 +369,56 @@ fn write_file_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     publish_mode(&temp)?;
     temp.persist(dir.join(name)).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    /// An artifact of one small blob, enough for index.json to name it.
+    fn artifact(content: &str) -> ImageArtifact {
+        let bytes: Arc<[u8]> = Arc::from(content.as_bytes());
+        let descriptor = Descriptor::new(
+            spec::OCI_MANIFEST,
+            Digest::of_bytes(&bytes),
+            bytes.len() as u64,
+        );
+        let mut blobs = BTreeMap::new();
+        blobs.insert(
+            descriptor.digest.clone(),
+            Blob {
+                descriptor: descriptor.clone(),
+                data: BlobData::Bytes(bytes),
+            },
+        );
+        ImageArtifact {
+            root: descriptor,
+            blobs,
+            manifests: Vec::new(),
+        }
+    }
+
+    /// Two writers adding their own tags to one layout at once: every tag is there at the
+    /// end. Without the layout's lock, one writer's read-change-rename of index.json drops
+    /// tags the other added meanwhile.
+    #[test]
+    fn concurrent_writers_keep_every_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("layout");
+        std::thread::scope(|scope| {
+            for writer in ["a", "b"] {
+                let layout = &layout;
+                scope.spawn(move || {
+                    for n in 0..40 {
+                        let tag = format!("{writer}{n}");
+                        write_layout(layout, &artifact(&tag), &tag).unwrap();
+                    }
+                });
+            }
+        });
+        let index = Layout::open(&layout).unwrap().index().unwrap();
+        assert_eq!(index.manifests.len(), 80, "tags were lost");
+    }
 }

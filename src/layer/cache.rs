@@ -31,6 +31,13 @@ pub struct CacheError {
     source: io::Error,
 }
 
+/// Neither `XDG_CACHE_HOME` nor a home directory says where the cache goes.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "there is no home directory to keep the cache in; set XDG_CACHE_HOME or HOME, or give --cache-dir"
+)]
+pub struct NoCacheDir;
+
 fn cache_err(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> CacheError {
     let path = path.to_owned();
     move |source| CacheError {
@@ -57,14 +64,24 @@ pub struct Cache {
 const LAYER_BUCKET: &str = "layers-v1";
 
 impl Cache {
-    /// The default location: `$XDG_CACHE_HOME/oci-build`, else `~/.cache/oci-build`.
-    pub fn default_root() -> PathBuf {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .filter(|v| !v.is_empty())
+    /// The default location: `$XDG_CACHE_HOME/oci-build`, else `~/.cache/oci-build` (the home
+    /// from `HOME`, else the user database). Never a shared directory such as /tmp, where
+    /// another user could plant blobs before the first build.
+    pub fn default_root() -> Result<PathBuf, NoCacheDir> {
+        Self::root_for(std::env::var_os("XDG_CACHE_HOME"), std::env::home_dir())
+    }
+
+    fn root_for(
+        xdg_cache_home: Option<std::ffi::OsString>,
+        home: Option<PathBuf>,
+    ) -> Result<PathBuf, NoCacheDir> {
+        // Relative values are ignored, as the XDG base directory specification says.
+        let base = xdg_cache_home
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir);
-        base.join("oci-build")
+            .filter(|dir| dir.is_absolute())
+            .or_else(|| home.filter(|h| h.is_absolute()).map(|h| h.join(".cache")))
+            .ok_or(NoCacheDir)?;
+        Ok(base.join("oci-build"))
     }
 
     pub fn open(root: &Path) -> Result<Self, CacheError> {
@@ -179,6 +196,25 @@ impl CacheKeyBuilder {
 mod tests {
     use super::*;
     use crate::layer::Compression;
+
+    /// Without a cache or home directory there is no default: never a shared one like /tmp.
+    #[test]
+    fn the_default_cache_is_the_users_own_or_none() {
+        let root = |xdg: Option<&str>, home: Option<&str>| {
+            Cache::root_for(xdg.map(Into::into), home.map(PathBuf::from)).ok()
+        };
+        assert_eq!(
+            root(Some("/x/cache"), Some("/home/u")),
+            Some(PathBuf::from("/x/cache/oci-build"))
+        );
+        assert_eq!(
+            root(Some("relative"), Some("/home/u")),
+            Some(PathBuf::from("/home/u/.cache/oci-build"))
+        );
+        assert_eq!(root(Some(""), None), None);
+        assert_eq!(root(None, Some("")), None);
+        assert_eq!(root(None, None), None);
+    }
 
     #[test]
     fn keys_are_length_prefixed() {
