@@ -169,6 +169,93 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// What a [`VerifyingReader`] found instead of the bytes it was promised.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("its content hashes to {found} ({size} bytes), not {expected}")]
+pub struct ContentMismatch {
+    pub expected: Digest,
+    pub found: Digest,
+    pub size: u64,
+}
+
+/// A reader that hashes what passes through and, at the end of the stream, fails unless it
+/// was exactly the content `expected` names. A cached blob is checked this way while it is
+/// extracted or copied, in the same read, so a blob changed in the cache since it was
+/// verified never reaches a layer or an output. The error is an `InvalidData` I/O error whose
+/// inner error is a [`ContentMismatch`]; [`VerifyingReader::finish`] reads what the consumer
+/// left (an archive reader may stop before the end) and checks.
+pub struct VerifyingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+    expected: Digest,
+    /// The outcome once the end was reached; every later read repeats it.
+    outcome: Option<Result<(), ContentMismatch>>,
+}
+
+impl<R: io::Read> VerifyingReader<R> {
+    pub fn new(inner: R, expected: Digest) -> Self {
+        VerifyingReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+            expected,
+            outcome: None,
+        }
+    }
+
+    /// Reads the rest of the stream and checks it.
+    pub fn finish(mut self) -> io::Result<()> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok(())
+    }
+
+    fn check(&mut self) -> io::Result<()> {
+        let outcome = self.outcome.get_or_insert_with(|| {
+            let found = Digest::from_hasher(std::mem::take(&mut self.hasher));
+            if found == self.expected {
+                Ok(())
+            } else {
+                Err(ContentMismatch {
+                    expected: self.expected.clone(),
+                    found,
+                    size: self.count,
+                })
+            }
+        });
+        outcome
+            .clone()
+            .map_err(|mismatch| io::Error::new(io::ErrorKind::InvalidData, mismatch))
+    }
+}
+
+impl<R: io::Read> io::Read for VerifyingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.outcome.is_some() {
+            self.check()?;
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.check()?;
+        } else {
+            self.hasher.update(&buf[..n]);
+            self.count += n as u64;
+        }
+        Ok(n)
+    }
+}
+
+/// Checks that the file at `path` is the content `expected` names, in one read. For formats
+/// read out of order (zip: wheels, `.conda`), which cannot be checked while they are read.
+pub fn verify_file(path: &std::path::Path, expected: &Digest) -> io::Result<()> {
+    VerifyingReader::new(
+        io::BufReader::new(std::fs::File::open(path)?),
+        expected.clone(),
+    )
+    .finish()
+}
+
 /// Digest and size of everything `reader` yields, read in fixed-size pieces.
 pub fn digest_reader(mut reader: impl io::Read) -> io::Result<(Digest, u64)> {
     let mut writer = HashingWriter::new(io::sink());
@@ -195,6 +282,36 @@ mod tests {
         assert!("sha256:ABC".parse::<Digest>().is_err());
         let d = Digest::of_bytes(b"x");
         assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
+    }
+
+    #[test]
+    fn a_verifying_reader_fails_at_the_end_of_other_content() {
+        use std::io::Read;
+        let mut good = VerifyingReader::new(&b"hello"[..], Digest::of_bytes(b"hello"));
+        let mut out = Vec::new();
+        good.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"hello");
+
+        let mut swapped = VerifyingReader::new(&b"hellO"[..], Digest::of_bytes(b"hello"));
+        let error = swapped.read_to_end(&mut Vec::new()).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        let mismatch = error
+            .into_inner()
+            .unwrap()
+            .downcast::<ContentMismatch>()
+            .unwrap();
+        assert_eq!(mismatch.found, Digest::of_bytes(b"hellO"));
+        assert_eq!(mismatch.size, 5);
+
+        // A consumer that stops early still gets the check from finish().
+        let mut partial = VerifyingReader::new(&b"hellO"[..], Digest::of_bytes(b"hello"));
+        partial.read_exact(&mut [0; 2]).unwrap();
+        assert!(partial.finish().is_err());
+
+        // A consumer that swallowed the error at the end does not make finish() pass.
+        let mut swallowed = VerifyingReader::new(&b"hellO"[..], Digest::of_bytes(b"hello"));
+        let _ = swallowed.read_to_end(&mut Vec::new());
+        assert!(swallowed.finish().is_err());
     }
 
     #[test]

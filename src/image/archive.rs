@@ -51,16 +51,14 @@ fn path(p: &str) -> ImagePath {
     ImagePath::new(p).expect("archive member paths are fixed and valid")
 }
 
-fn blob_entry(data: &BlobData, size: u64) -> Entry {
+/// A blob's archive entry; a blob on disk (the cache's, a bundle's) is checked against
+/// `digest` while it is copied in.
+fn blob_entry(data: &BlobData, digest: &Digest, size: u64) -> Entry {
     match data {
         BlobData::File(p) => file_entry(
-            Content::Host {
+            Content::Blob {
                 path: p.clone(),
-                stamp: FileStamp {
-                    modified_ns: 0,
-                    inode: 0,
-                    device: 0,
-                },
+                digest: digest.clone(),
             },
             size,
         ),
@@ -104,7 +102,7 @@ pub fn write_oci_archive(
     for (digest, blob) in &artifact.blobs {
         tree.insert(
             path(&format!("blobs/sha256/{}", digest.hex())),
-            blob_entry(&blob.data, blob.descriptor.size),
+            blob_entry(&blob.data, &blob.descriptor.digest, blob.descriptor.size),
         );
     }
     let mut index = Index::new(Some(spec::OCI_INDEX));
@@ -165,7 +163,11 @@ pub fn write_docker_archive(
     let config_name = format!("blobs/sha256/{}", summary.config.digest.hex());
     tree.insert(
         path(&config_name),
-        blob_entry(&config_blob.data, config_blob.descriptor.size),
+        blob_entry(
+            &config_blob.data,
+            &config_blob.descriptor.digest,
+            config_blob.descriptor.size,
+        ),
     );
     let mut layer_names = Vec::new();
     for layer in &summary.layers {
@@ -237,19 +239,28 @@ pub fn write_layout_dir_archive(dir: &Path, dest: &Path) -> Result<(), ArchiveEr
         path: dest.to_owned(),
         source,
     };
-    let host_file = |file: PathBuf| -> Result<Entry, ArchiveError> {
-        let size = fs::metadata(&file).map_err(io_err)?.len();
-        Ok(blob_entry(&BlobData::File(file), size))
+    let size_of = |file: &Path| -> Result<u64, ArchiveError> {
+        Ok(fs::metadata(file).map_err(io_err)?.len())
     };
     let mut tree = LayerTree::default();
     for name in ["oci-layout", "index.json"] {
-        tree.insert(path(name), host_file(dir.join(name))?);
+        let file = dir.join(name);
+        let size = size_of(&file)?;
+        let content = Content::Host {
+            path: file,
+            stamp: FileStamp {
+                modified_ns: 0,
+                inode: 0,
+                device: 0,
+            },
+        };
+        tree.insert(path(name), file_entry(content, size));
     }
     for entry in fs::read_dir(dir.join("blobs/sha256")).map_err(io_err)? {
         let entry = entry.map_err(io_err)?;
         let name = entry.file_name().to_string_lossy().into_owned();
         // Only finished blobs: temporary files of an interrupted copy are not part of it.
-        if Digest::from_hex(&name).is_ok() {
+        if let Ok(digest) = Digest::from_hex(&name) {
             // A symlink here (an existing archive added to may hold one) would put a host file
             // into the archive.
             if !entry.file_type().map_err(io_err)?.is_file() {
@@ -258,9 +269,10 @@ pub fn write_layout_dir_archive(dir: &Path, dest: &Path) -> Result<(), ArchiveEr
                     format!("blob `blobs/sha256/{name}` is a symlink or special file"),
                 )));
             }
+            let size = size_of(&entry.path())?;
             tree.insert(
                 path(&format!("blobs/sha256/{name}")),
-                host_file(entry.path())?,
+                blob_entry(&BlobData::File(entry.path()), &digest, size),
             );
         }
     }

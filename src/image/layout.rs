@@ -348,7 +348,12 @@ fn put_blob(dir: &Path, target: &Path, blob: &Blob) -> io::Result<()> {
                 return Ok(());
             }
             let mut temp = NamedTempFile::new_in(dir)?;
-            io::copy(&mut fs::File::open(source)?, &mut temp)?;
+            // Checked while copied: a blob changed in the cache does not reach the layout.
+            let mut verified = crate::digest::VerifyingReader::new(
+                fs::File::open(source)?,
+                blob.descriptor.digest.clone(),
+            );
+            io::copy(&mut verified, &mut temp)?;
             publish_mode(&temp)?;
             temp.persist(target).map_err(|e| e.error)?;
         }

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use tar::{EntryType, Header};
 
 use super::{Content, EntryKind, ImagePath, LayerTree};
+use crate::digest::VerifyingReader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TarError {
@@ -114,9 +115,13 @@ pub fn write_tar<W: Write>(
 
         match &entry.kind {
             EntryKind::File {
-                content: Content::Host {
-                    path: host_path, ..
-                },
+                content:
+                    content @ (Content::Host {
+                        path: host_path, ..
+                    }
+                    | Content::Blob {
+                        path: host_path, ..
+                    }),
                 size,
             } => {
                 let file = File::open(host_path).map_err(|source| TarError::ReadSource {
@@ -125,8 +130,14 @@ pub fn write_tar<W: Write>(
                     source,
                 })?;
                 let length_now = file.metadata().map(|m| m.len()).unwrap_or(*size);
+                let inner: Box<dyn Read + '_> = match content {
+                    Content::Blob { digest, .. } => {
+                        Box::new(VerifyingReader::new(file.take(*size), digest.clone()))
+                    }
+                    _ => Box::new(file.take(*size)),
+                };
                 let mut reader = CountingReader {
-                    inner: file.take(*size),
+                    inner,
                     read: 0,
                     on_bytes: &mut *on_file_bytes,
                 };

@@ -5,8 +5,10 @@
 use std::fs;
 
 use serde_json::json;
+use sha2::Digest as _;
 
 use crate::common::{Sentinel, refused};
+use crate::debian_repo::{Pkg, Repo};
 use crate::offline::{build_and_fetch, online_world};
 use crate::pip_index::{Index, project};
 
@@ -106,4 +108,68 @@ fn an_inputs_directory_names_no_path() {
         sentinel.assert_untouched();
         assert!(!p.tmp.path().join("off").exists());
     }
+}
+
+/// A `.deb` swapped in the cache for other bytes of the same size after it was verified (by a
+/// user, a disk or another program): the next extraction checks it in the same read and
+/// refuses it, naming the cached file, instead of putting its files in a layer.
+#[test]
+fn a_swapped_cache_blob_is_refused_where_it_is_read() {
+    let mut repo = Repo::new();
+    repo.add(Pkg::new("hello", "1.0"));
+    repo.publish();
+    let p = crate::common::Project::new();
+    repo.trust(&p);
+    p.recipe("app", &repo.recipe(&["packages = [\"hello\"]"]));
+    crate::common::assert_success(&p.run(&["build", "app", "--output", "oci:first"]), "build");
+
+    let deb = fs::read(repo.root().join(Repo::pool_name("hello", "1.0", "amd64"))).unwrap();
+    let digest = hex::encode(sha2::Sha256::digest(&deb));
+    let cached = p.cache().join("blobs/sha256").join(&digest);
+    let mut swapped = fs::read(&cached).unwrap();
+    let last = swapped.len() - 1;
+    swapped[last] ^= 0x20;
+    fs::write(&cached, &swapped).unwrap();
+    // The layer and the extracted package are built again from the blob.
+    fs::remove_dir_all(p.cache().join("layers-v1")).unwrap();
+    fs::remove_dir_all(p.cache().join("debs-v2")).unwrap();
+    let sentinel = Sentinel::plant(p.tmp.path());
+
+    let error = refused(
+        &p.run(&["build", "app", "--output", "oci:second"]),
+        &cached.display().to_string(),
+    );
+    assert!(error.contains("changed in the cache"), "{error}");
+    assert!(!p.tmp.path().join("second").exists());
+    sentinel.assert_untouched();
+}
+
+/// A layer blob changed in the cache is caught while it is copied into an archive: the build
+/// fails naming the blob instead of writing an archive whose layer does not match its digest.
+#[test]
+fn a_changed_layer_blob_is_refused_while_copied() {
+    let p = crate::common::Project::new();
+    p.write("files/hello.txt", "hello\n");
+    p.recipe(
+        "app",
+        "platforms = [\"linux/amd64\"]\n[[layer]]\nfiles = [{ src = \"files/hello.txt\", dest = \"/hello.txt\" }]\n",
+    );
+    let report = p.build(&["app", "--output", "oci:first"]);
+    let layer = report["manifests"][0]["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    let cached = p.cache().join("blobs/sha256").join(&layer);
+    let mut bytes = fs::read(&cached).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    fs::write(&cached, &bytes).unwrap();
+
+    let error = refused(
+        &p.run(&["build", "app", "--output", "oci-archive:app.tar"]),
+        &cached.display().to_string(),
+    );
+    assert!(error.contains("hashes to"), "{error}");
+    assert!(!p.tmp.path().join("app.tar").exists());
 }

@@ -53,6 +53,12 @@ pub fn extract_cached(
         entries: Vec::new(),
     };
     fs::create_dir_all(&reader.files).map_err(io_err)?;
+    // `.conda` files are zips, read out of order: the file is checked in a pass of its own.
+    crate::digest::verify_file(archive, &locked.sha256).map_err(|source| CondaError::Changed {
+        package: package.clone(),
+        path: archive.to_owned(),
+        source,
+    })?;
     let open = || fs::File::open(archive).map_err(io_err);
     if locked.filename.ends_with(".conda") {
         let info = rattler_package_streaming::seek::stream_conda_info(open()?)

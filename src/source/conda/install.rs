@@ -600,7 +600,7 @@ fn prefix_record(
     set("channel", json!(unpacked.channel_url));
     set("url", json!(unpacked.url));
     set("fn", json!(locked.filename));
-    set("sha256", json!(locked.sha256));
+    set("sha256", json!(locked.sha256.hex()));
     if let Some(md5) = &locked.md5 {
         set("md5", json!(md5));
     }

@@ -116,6 +116,15 @@ pub enum CondaError {
         value: String,
         problem: String,
     },
+    #[error(
+        "conda package {package} at `{path}` changed in the cache since it was verified (delete it to fetch it again)"
+    )]
+    Changed {
+        package: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("fetching conda package {package} stopped with an internal error; please report it")]
     Worker { package: String },
     #[error(transparent)]

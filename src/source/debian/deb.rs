@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::{ContentMismatch, Digest, VerifyingReader};
 use crate::layer::ImagePath;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,12 @@ pub enum DebError {
         entry: String,
         target: String,
         why: &'static str,
+    },
+    #[error("`{deb}` changed in the cache since it was verified (delete it to fetch it again)")]
+    Changed {
+        deb: String,
+        #[source]
+        source: ContentMismatch,
     },
     #[error("`{deb}`: cannot extract")]
     Io {
@@ -133,18 +140,50 @@ fn member_path(deb: &str, raw: &str) -> Result<Option<ImagePath>, DebError> {
 }
 
 /// Unpacks `deb` into `into` (which must be empty): regular files go to `into/files/<path>`.
-pub fn extract(deb: &Path, into: &Path) -> Result<ExtractedDeb, DebError> {
+/// The file is checked against `sha256` in the same read; other content fails the extraction.
+pub fn extract(deb: &Path, sha256: &Digest, into: &Path) -> Result<ExtractedDeb, DebError> {
     let name = deb.display().to_string();
+    let io_err = |source: io::Error| match source
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<ContentMismatch>())
+    {
+        Some(mismatch) => DebError::Changed {
+            deb: name.clone(),
+            source: mismatch.clone(),
+        },
+        None => DebError::Io {
+            deb: name.clone(),
+            source,
+        },
+    };
+    let file = fs::File::open(deb).map_err(io_err)?;
+    let verified = VerifyingReader::new(io::BufReader::new(file), sha256.clone());
+    let mut archive = ar::Archive::new(verified);
+    let extracted = extract_members(&mut archive, &name, into);
+    // Whatever the members were, the file must be the one verified: a changed file is named
+    // as such, even where it also fails to parse.
+    let checked = archive.into_inner().and_then(VerifyingReader::finish);
+    match (extracted, checked) {
+        (_, Err(e)) if e.get_ref().is_some_and(|e| e.is::<ContentMismatch>()) => Err(io_err(e)),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(io_err(e)),
+        (Ok(extracted), Ok(())) => Ok(extracted),
+    }
+}
+
+fn extract_members<R: Read>(
+    archive: &mut ar::Archive<R>,
+    name: &str,
+    into: &Path,
+) -> Result<ExtractedDeb, DebError> {
     let io_err = |source| DebError::Io {
-        deb: name.clone(),
+        deb: name.to_owned(),
         source,
     };
     let not_deb = |reason: &str| DebError::NotADeb {
-        deb: name.clone(),
+        deb: name.to_owned(),
         reason: reason.to_owned(),
     };
-    let file = fs::File::open(deb).map_err(io_err)?;
-    let mut archive = ar::Archive::new(io::BufReader::new(file));
     let mut control_files = BTreeMap::new();
     let mut entries = Vec::new();
     let mut seen_data = false;
@@ -213,7 +252,7 @@ pub fn extract(deb: &Path, into: &Path) -> Result<ExtractedDeb, DebError> {
                     tar::EntryType::Link => {
                         let target_raw = link_name(&entry).map_err(io_err)?;
                         let bad = |why| DebError::BadHardlink {
-                            deb: name.clone(),
+                            deb: name.to_owned(),
                             entry: raw.clone(),
                             target: target_raw.clone(),
                             why,
@@ -244,7 +283,7 @@ pub fn extract(deb: &Path, into: &Path) -> Result<ExtractedDeb, DebError> {
                             _ => "special file",
                         };
                         return Err(DebError::Special {
-                            deb: name.clone(),
+                            deb: name.to_owned(),
                             entry: raw,
                             kind,
                         });
@@ -296,6 +335,10 @@ pub fn files_dir(extracted_root: &Path) -> PathBuf {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    fn digest_of(path: &Path) -> Digest {
+        Digest::of_bytes(&fs::read(path).unwrap())
+    }
 
     /// One data.tar entry of a test package: name, type, content, mode, link target.
     pub(crate) type TestEntry<'a> = (&'a str, tar::EntryType, &'a [u8], u32, Option<&'a str>);
@@ -384,7 +427,7 @@ pub(crate) mod tests {
             ],
         );
         let out = dir.path().join("out");
-        let extracted = extract(&deb, &out).unwrap();
+        let extracted = extract(&deb, &digest_of(&deb), &out).unwrap();
         assert_eq!(extracted.control(), "Package: x\nVersion: 1\n");
         let paths: Vec<_> = extracted.entries.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["usr/bin", "usr/bin/x", "usr/bin/y", "usr/bin/z"]);
@@ -417,7 +460,7 @@ pub(crate) mod tests {
             &[("./usr/", tar::EntryType::Directory, b"", 0o755, None)],
         );
         let out = dir.path().join("out");
-        let extracted = extract(&deb, &out).unwrap();
+        let extracted = extract(&deb, &digest_of(&deb), &out).unwrap();
         assert_eq!(fs::read(out.join("control/md5sums")).unwrap(), md5sums);
         assert!(extracted.control_files["md5sums"].contains("caf\u{fffd}"));
     }
@@ -437,7 +480,7 @@ pub(crate) mod tests {
                 None,
             )],
         );
-        let err = extract(&deb, &dir.path().join("o1")).unwrap_err();
+        let err = extract(&deb, &digest_of(&deb), &dir.path().join("o1")).unwrap_err();
         assert!(matches!(err, DebError::Escapes { .. }), "{err}");
         assert!(!dir.path().join("etc/passwd").exists());
 
@@ -446,7 +489,7 @@ pub(crate) mod tests {
             "Package: dev\n",
             &[("./dev/null", tar::EntryType::Char, b"", 0o666, None)],
         );
-        let err = extract(&deb, &dir.path().join("o2")).unwrap_err();
+        let err = extract(&deb, &digest_of(&deb), &dir.path().join("o2")).unwrap_err();
         assert!(err.to_string().contains("character device"), "{err}");
     }
 
@@ -501,7 +544,8 @@ pub(crate) mod tests {
         ];
         for (i, (why, data)) in cases.iter().enumerate() {
             make_deb(&deb, "Package: links\n", data);
-            let err = extract(&deb, &dir.path().join(format!("o{i}"))).unwrap_err();
+            let err =
+                extract(&deb, &digest_of(&deb), &dir.path().join(format!("o{i}"))).unwrap_err();
             let message = err.to_string();
             assert!(matches!(err, DebError::BadHardlink { .. }), "{message}");
             assert!(
@@ -515,7 +559,7 @@ pub(crate) mod tests {
             "Package: pipe\n",
             &[("./run/p", tar::EntryType::Fifo, b"", 0o644, None)],
         );
-        let err = extract(&deb, &dir.path().join("fifo")).unwrap_err();
+        let err = extract(&deb, &digest_of(&deb), &dir.path().join("fifo")).unwrap_err();
         assert!(err.to_string().contains("named pipe"), "{err}");
     }
 }

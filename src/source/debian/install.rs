@@ -159,9 +159,11 @@ pub fn extract_cached(
     let parent = cache.root().join("debs-v2");
     fs::create_dir_all(&parent).map_err(InstallError::Io)?;
     let temp = tempfile::tempdir_in(&parent).map_err(InstallError::Io)?;
-    let extracted = deb::extract(deb_path, temp.path()).map_err(|source| InstallError::Deb {
-        package: package.label(),
-        source,
+    let extracted = deb::extract(deb_path, &package.sha256, temp.path()).map_err(|source| {
+        InstallError::Deb {
+            package: package.label(),
+            source,
+        }
     })?;
     fs::write(
         temp.path().join("listing.json"),

@@ -48,6 +48,15 @@ pub enum WheelError {
     BadFilename { filename: String, reason: String },
     #[error("wheel `{wheel}`: the extraction key `{sha256}` is not a sha256 hex digest")]
     BadSha256 { wheel: String, sha256: String },
+    #[error(
+        "wheel `{wheel}` at `{path}` changed in the cache since it was verified (delete it to fetch it again)"
+    )]
+    Changed {
+        wheel: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("wheel `{wheel}` is not a readable zip archive")]
     Zip {
         wheel: String,
@@ -572,12 +581,12 @@ fn extract_cached(
     cache: &Cache,
 ) -> Result<(PathBuf, Listing), WheelError> {
     let key = wheel.sha256.to_ascii_lowercase();
-    if crate::digest::Digest::from_hex(&key).is_err() {
+    let Ok(digest) = crate::digest::Digest::from_hex(&key) else {
         return Err(WheelError::BadSha256 {
             wheel: wheel.filename.to_owned(),
             sha256: wheel.sha256.to_owned(),
         });
-    }
+    };
     let parent = cache.root().join(BUCKET);
     let dir = parent.join(&key);
     let io_err = |entry: &str| {
@@ -597,6 +606,12 @@ fn extract_cached(
     }
     fs::create_dir_all(&parent).map_err(io_err(BUCKET))?;
     let temp = tempfile::tempdir_in(&parent).map_err(io_err(BUCKET))?;
+    // A zip is read out of order, so the file is checked in a pass of its own first.
+    crate::digest::verify_file(wheel.path, &digest).map_err(|source| WheelError::Changed {
+        wheel: wheel.filename.to_owned(),
+        path: wheel.path.to_owned(),
+        source,
+    })?;
     let listing = extract(wheel.path, wheel.filename, temp.path())?;
     // Checked before the directory is published, so a bad wheel never gets a cache entry.
     let layout = Layout::read(wheel.filename, parsed, &temp.path().join("files"), &listing)?;
