@@ -689,6 +689,21 @@ impl Layout {
 
         let metadata = headers(&text("METADATA")?);
         let name = header(&metadata, "Name").unwrap_or(&parsed.name).to_owned();
+        // The name becomes a directory (headers go to `<headers>/<name>`): PEP 508's rule for
+        // names keeps it one, where `..` would climb out.
+        let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+        if !edge(name.chars().next())
+            || !edge(name.chars().last())
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(WheelError::Malformed {
+                wheel: filename.to_owned(),
+                entry: format!("{dist_info}/METADATA"),
+                reason: format!("its Name `{name}` is not a valid project name"),
+            });
+        }
         if normalize_name(&name) != normalize_name(&parsed.name) {
             return Err(WheelError::DistInfo {
                 wheel: filename.to_owned(),
@@ -2158,6 +2173,48 @@ mod tests {
             true,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn metadata_names_that_are_not_project_names_are_refused() {
+        // `_` and `..` normalise alike, so the file name allows this METADATA; its headers
+        // would go to `<headers>/../`.
+        let s = setup();
+        let mut files: Files = vec![
+            (
+                "_-1.0.dist-info/METADATA".to_owned(),
+                b"Metadata-Version: 2.1\nName: ..\nVersion: 1.0\n".to_vec(),
+                0o100644,
+            ),
+            (
+                "_-1.0.dist-info/WHEEL".to_owned(),
+                b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\n".to_vec(),
+                0o100644,
+            ),
+            (
+                "_-1.0.data/headers/x.h".to_owned(),
+                b"int x;\n".to_vec(),
+                0o100644,
+            ),
+        ];
+        let record = record_of(&files, "_-1.0.dist-info/RECORD");
+        files.push((
+            "_-1.0.dist-info/RECORD".to_owned(),
+            record.into_bytes(),
+            0o100644,
+        ));
+        let err = s
+            .install_as(
+                "_-1.0-py3-none-any.whl",
+                &zip_bytes(&files),
+                &debian_scheme(),
+                true,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, WheelError::Malformed { reason, .. } if reason.contains("`..`")),
+            "{err}"
+        );
     }
 
     #[test]
