@@ -173,13 +173,12 @@ impl Requirements {
             return Ok(());
         }
         let (spec, hashes) = split_hashes(line, origin)?;
-        let requirement = Requirement::<VerbatimUrl>::from_str(spec.trim()).map_err(|e| {
-            RequirementsError::Invalid {
+        let requirement =
+            parse_requirement(spec.trim()).map_err(|message| RequirementsError::Invalid {
                 origin: origin.to_owned(),
                 line: spec.trim().to_owned(),
-                message: e.message.to_string(),
-            }
-        })?;
+                message,
+            })?;
         if matches!(
             requirement.version_or_url,
             Some(pep508_rs::VersionOrUrl::Url(_))
@@ -200,6 +199,28 @@ impl Requirements {
         }
         Ok(())
     }
+}
+
+/// Parses one PEP 508 requirement. pep508_rs panics on a name or an extra that ends in `.`,
+/// `-` or `_` when more text follows it (`numpy. >=1`, `a[b-]`): such names are refused here.
+pub(crate) fn parse_requirement(text: &str) -> Result<Requirement<VerbatimUrl>, String> {
+    let name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+    let rest = text.trim_start();
+    let name_end = rest.find(|c: char| !name_char(c)).unwrap_or(rest.len());
+    let mut names = vec![&rest[..name_end]];
+    if let Some(extras) = rest[name_end..].trim_start().strip_prefix('[') {
+        let extras = extras.split(']').next().unwrap_or_default();
+        names.extend(extras.split(|c: char| c == ',' || c.is_whitespace()));
+    }
+    if let Some(name) = names
+        .iter()
+        .find(|n| n.ends_with(['.', '-', '_']) && n.chars().all(name_char))
+    {
+        return Err(format!(
+            "`{name}` is not a valid name: names end with a letter or digit"
+        ));
+    }
+    Requirement::from_str(text).map_err(|e| e.message.to_string())
 }
 
 /// `# comment` ends a line where it starts one or follows whitespace (pip's rule).
@@ -245,7 +266,11 @@ fn split_hashes(line: &str, origin: &str) -> Result<(String, Vec<String>), Requi
         }
         let value = words.next().unwrap_or_default();
         match value.split_once(':') {
-            Some(("sha256", hex)) if hex.len() == 64 => hashes.push(hex.to_ascii_lowercase()),
+            Some(("sha256", hex))
+                if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                hashes.push(hex.to_ascii_lowercase())
+            }
             _ => {
                 return Err(RequirementsError::Invalid {
                     origin: origin.to_owned(),
@@ -316,5 +341,49 @@ mod tests {
             .add_line("pkg @ https://example.invalid/pkg.whl", "recipe")
             .unwrap_err();
         assert!(matches!(err, RequirementsError::DirectUrl { .. }), "{err}");
+    }
+
+    #[test]
+    fn hashes_that_are_not_hex_are_refused() {
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let bad = format!("{}=5", &hex[..62]);
+        let err = Requirements::default()
+            .add_line(&format!("pyyaml --hash=sha256:{bad}"), "recipe")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("is not a sha256:<64 hex digits>"),
+            "{err}"
+        );
+        let mut reqs = Requirements::default();
+        reqs.add_line(
+            &format!("pyyaml --hash=sha256:{}", hex.to_ascii_uppercase()),
+            "recipe",
+        )
+        .unwrap();
+        assert_eq!(reqs.requirements[0].hashes, [hex]);
+    }
+
+    #[test]
+    fn names_ending_in_punctuation_are_refused_not_a_panic() {
+        for line in [
+            "numpy. >=1",
+            "numpy-;python_version>'3'",
+            "a[b-]",
+            "a [ok, b_ ]",
+            "a[b.",
+        ] {
+            let err = Requirements::default()
+                .add_line(line, "recipe")
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("is not a valid name"),
+                "{line}: {err}"
+            );
+        }
+        // Valid names with inner punctuation still parse.
+        let mut reqs = Requirements::default();
+        reqs.add_line("zope.interface[test-extra]>=5", "recipe")
+            .unwrap();
+        assert_eq!(reqs.requirements[0].requirement.extras.len(), 1);
     }
 }
