@@ -254,9 +254,11 @@ impl<'a> PackageIndex<'a> {
                     .to_owned(),
             });
         };
+        // The index's hash names the cached file: only a real digest may (`../x` would not).
         let cached = file
             .sha256
             .as_ref()
+            .filter(|hex| Digest::from_hex(hex).is_ok())
             .map(|hex| self.cache.root().join("pip-metadata-v1").join(hex));
         if let Some(path) = &cached
             && let Ok(bytes) = std::fs::read(path)
@@ -658,6 +660,38 @@ mod tests {
         assert_eq!(links[0].metadata, Some(Some("12".to_owned())));
         assert!(links[1].yanked);
         assert_eq!(links[1].filename, "demo-0.9.tar.gz");
+    }
+
+    #[test]
+    fn index_hashes_that_are_not_digests_name_no_cache_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("cache")).unwrap();
+        std::fs::write(dir.path().join("secret"), "Name: demo\nVersion: 1.0\n").unwrap();
+        std::fs::create_dir_all(cache.root().join("pip-metadata-v1")).unwrap();
+        let index = PackageIndex::new(
+            Sources {
+                offline: true,
+                ..Sources::default()
+            },
+            &cache,
+        )
+        .unwrap();
+        let file = DistFile {
+            filename: "demo-1.0-py3-none-any.whl".to_owned(),
+            url: "https://files.invalid/demo-1.0-py3-none-any.whl".to_owned(),
+            sha256: Some("../../secret".to_owned()),
+            requires_python: None,
+            yanked: false,
+            metadata: Some(None),
+            version: Version::from_str("1.0").unwrap(),
+            kind: DistKind::Wheel(
+                wheel::parse_wheel_filename("demo-1.0-py3-none-any.whl").unwrap(),
+            ),
+        };
+        // Read from `<cache>/pip-metadata-v1/../../secret`, it would parse; it is fetched
+        // instead, which an offline build refuses.
+        let err = index.metadata(&file).unwrap_err();
+        assert!(matches!(err, IndexError::Fetch { .. }), "{err}");
     }
 
     #[test]
