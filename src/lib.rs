@@ -11,6 +11,10 @@
 
 pub mod build;
 pub mod digest;
+#[cfg(test)]
+mod fuzz_tests;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image;
 pub mod inspect;
 pub mod layer;

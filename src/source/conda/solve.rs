@@ -120,7 +120,7 @@ pub fn solve(
     Ok(locked)
 }
 
-fn lock_entry(channel: &ResolvedChannel, record: &RepoDataRecord) -> LockedConda {
+pub(crate) fn lock_entry(channel: &ResolvedChannel, record: &RepoDataRecord) -> LockedConda {
     let package = &record.package_record;
     let filename = record.identifier.to_file_name();
     let beside = format!("{}/{}/{}", channel.url, package.subdir, filename);

@@ -180,7 +180,11 @@ fn decompress(path: &str, bytes: &[u8]) -> Result<String, String> {
     result.map(|_| text).map_err(|e| e.to_string())
 }
 
-fn to_package(stanza: Stanza, base: &str, index_url: &str) -> Result<IndexedPackage, IndexError> {
+pub(crate) fn to_package(
+    stanza: Stanza,
+    base: &str,
+    index_url: &str,
+) -> Result<IndexedPackage, IndexError> {
     let field = |name: &str| stanza.get(name).unwrap_or("").trim().to_owned();
     let bad = |message: String| IndexError::Parse {
         url: index_url.to_owned(),

@@ -728,7 +728,7 @@ impl Layout {
 }
 
 /// RFC 4180 / Python `csv` records: `,` separated, `"` quoted with `""` inside quotes.
-fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
+pub(crate) fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
     let mut rows = Vec::new();
     let mut row = Vec::new();
     let mut field = String::new();
@@ -770,7 +770,7 @@ fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
     Ok(rows)
 }
 
-fn csv_field(field: &str) -> String {
+pub(crate) fn csv_field(field: &str) -> String {
     if field.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", field.replace('"', "\"\""))
     } else {
@@ -896,7 +896,7 @@ fn verify_record(
 
 /// One `[console_scripts]` or `[gui_scripts]` line.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct EntryPoint {
+pub(crate) struct EntryPoint {
     name: String,
     module: String,
     /// `obj.attr` after the `:`.
@@ -915,7 +915,10 @@ fn is_dotted_identifier(s: &str) -> bool {
 
 /// The script entry points of an `entry_points.txt` (INI, `=` delimited, case kept), console
 /// scripts first; a later line for the same name replaces an earlier one.
-fn script_entry_points(filename: &str, text: &str) -> Result<Vec<EntryPoint>, WheelError> {
+pub(crate) fn script_entry_points(
+    filename: &str,
+    text: &str,
+) -> Result<Vec<EntryPoint>, WheelError> {
     let invalid = |entry: &str, reason: &str| WheelError::EntryPoint {
         wheel: filename.to_owned(),
         entry: entry.to_owned(),
