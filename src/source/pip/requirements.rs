@@ -66,14 +66,17 @@ impl Requirements {
         constraints: bool,
         stack: &mut Vec<PathBuf>,
     ) -> Result<(), RequirementsError> {
-        if stack.iter().any(|p| p == path) {
+        // Files are compared as the file system resolves them: `-r sub/../r.txt` in r.txt is
+        // r.txt again, and would recurse until the stack overflows.
+        let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        if stack.contains(&resolved) {
             return Err(RequirementsError::Cycle(path.to_owned()));
         }
         let text = std::fs::read_to_string(path).map_err(|source| RequirementsError::Read {
             path: path.to_owned(),
             source,
         })?;
-        stack.push(path.to_owned());
+        stack.push(resolved);
         let mut number = 0;
         let mut logical = String::new();
         for (index, raw) in text.lines().enumerate() {
@@ -341,6 +344,17 @@ mod tests {
             .add_line("pkg @ https://example.invalid/pkg.whl", "recipe")
             .unwrap_err();
         assert!(matches!(err, RequirementsError::DirectUrl { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_include_of_itself_by_another_spelling_is_a_cycle() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("r.txt"), "-r sub/../r.txt\n").unwrap();
+        let err = Requirements::default()
+            .add_file(&dir.path().join("r.txt"))
+            .unwrap_err();
+        assert!(matches!(err, RequirementsError::Cycle(_)), "{err}");
     }
 
     #[test]
