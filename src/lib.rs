@@ -12,6 +12,10 @@
 pub mod build;
 pub mod digest;
 pub mod fsutil;
+#[cfg(test)]
+mod fuzz_tests;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod image;
 pub mod inspect;

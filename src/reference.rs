@@ -110,13 +110,17 @@ impl Reference {
 
     /// The short form docker prints (`mlrun/mlrun:1.0`, `python:3.11`), as `RepoTags` use it.
     pub fn familiar(&self) -> String {
-        let name = if self.registry == DOCKER_HUB {
-            self.repository
-                .strip_prefix("library/")
-                .unwrap_or(&self.repository)
-                .to_owned()
-        } else {
-            format!("{}/{}", self.registry, self.repository)
+        // The short form must parse back to this repository: `library/` goes only before a
+        // single component (`library/a/b` as `a/b` is another repository), and the registry
+        // stays when the first component would be read as one (`docker.io/a.b/c`).
+        let first = self.repository.split('/').next().unwrap_or_default();
+        let name = match self.repository.strip_prefix("library/") {
+            _ if self.registry != DOCKER_HUB => format!("{}/{}", self.registry, self.repository),
+            Some(rest) if !rest.contains('/') => rest.to_owned(),
+            _ if first.contains(['.', ':']) || first == "localhost" => {
+                format!("{DOCKER_HUB}/{}", self.repository)
+            }
+            _ => self.repository.clone(),
         };
         format!("{name}:{}", self.tag_or_latest())
     }
@@ -154,6 +158,23 @@ mod tests {
         );
         let r: Reference = "quay.io/mlrun/mlrun:1.0-py39".parse().unwrap();
         assert_eq!(r.familiar(), "quay.io/mlrun/mlrun:1.0-py39");
+    }
+
+    #[test]
+    fn familiar_form_parses_back_to_the_same_repository() {
+        for (reference, familiar) in [
+            ("library/a/b:1", "library/a/b:1"),
+            ("docker.io/a.b/c", "docker.io/a.b/c:latest"),
+            ("docker.io/localhost/c", "docker.io/localhost/c:latest"),
+        ] {
+            let r: Reference = reference.parse().unwrap();
+            assert_eq!(r.familiar(), familiar);
+            let again: Reference = r.familiar().parse().unwrap();
+            assert_eq!(
+                (again.registry, again.repository),
+                (r.registry, r.repository)
+            );
+        }
     }
 
     #[test]

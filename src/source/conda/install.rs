@@ -252,7 +252,9 @@ pub fn replace_binary(data: &[u8], placeholder: &[u8], prefix: &[u8]) -> Option<
         let replaced = replace_text(&data[start..end], placeholder, prefix);
         out[start..start + replaced.len()].copy_from_slice(&replaced);
         out[start + replaced.len()..end].fill(0);
-        from = end;
+        // A placeholder holding a NUL (paths.json says what it is) can match with `end` at
+        // `start`; the search must still move on.
+        from = end.max(start + 1);
     }
     Some(out)
 }
@@ -392,6 +394,14 @@ pub fn install(
     ));
     for unpacked in packages {
         let package = super::dist_name(&unpacked.locked);
+        // The package's conda-meta record is named after it: a `/` in its name, version or
+        // build (from repodata or a lock file) would put the record elsewhere.
+        if package.contains(['/', '\0']) {
+            return Err(CondaError::Escapes {
+                entry: format!("conda-meta/{package}.json"),
+                package,
+            });
+        }
         let info = read_info(unpacked)?;
         let python_dir = if info.noarch_python {
             Some(
@@ -652,6 +662,81 @@ mod tests {
         expected.extend_from_slice(b"tail\0");
         assert_eq!(out, expected);
         assert!(replace_binary(&data, placeholder, &[b'x'; 40]).is_none());
+    }
+
+    #[test]
+    fn binary_placeholder_starting_with_nul_ends() {
+        // A placeholder that starts with NUL matches where no string can hold it; each match
+        // must still move the search on.
+        let data = b"a\0/ph\0b\0";
+        assert_eq!(replace_binary(data, b"\0/ph", b"/x").unwrap(), data);
+        assert_eq!(replace_binary(data, b"\0", b"").unwrap(), data);
+    }
+
+    /// An extracted package without files: `info/` with index.json, paths.json and `link`.
+    fn empty_package(dir: &Path, name: &str, build: &str, link: &str) -> Unpacked {
+        let info = dir.join("files/info");
+        fs::create_dir_all(&info).unwrap();
+        fs::write(info.join("index.json"), "{}").unwrap();
+        fs::write(info.join("paths.json"), r#"{"paths": []}"#).unwrap();
+        if !link.is_empty() {
+            fs::write(info.join("link.json"), link).unwrap();
+        }
+        Unpacked {
+            locked: crate::source::conda::LockedConda {
+                name: name.to_owned(),
+                version: "1.0".to_owned(),
+                build: build.to_owned(),
+                subdir: "linux-64".to_owned(),
+                channel: "c".to_owned(),
+                filename: format!("{name}-1.0-0.tar.bz2"),
+                url: None,
+                sha256: crate::digest::Digest::from_hex(&"0".repeat(64)).unwrap(),
+                md5: None,
+                size: None,
+            },
+            url: format!("file:///c/linux-64/{name}-1.0-0.tar.bz2"),
+            channel_url: "file:///c".to_owned(),
+            dir: dir.to_owned(),
+            listing: Listing::default(),
+        }
+    }
+
+    fn spec() -> CondaSpec {
+        CondaSpec {
+            channels: vec![],
+            specs: vec!["tool".to_owned()],
+            prefix: "/opt/conda".to_owned(),
+        }
+    }
+
+    #[test]
+    fn package_names_with_a_slash_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = install(&spec(), &[empty_package(dir.path(), "tool", "0", "")], 0).unwrap();
+        assert!(
+            tree.get(&ImagePath::new("opt/conda/conda-meta/tool-1.0-0.json").unwrap())
+                .is_some()
+        );
+        let bad = empty_package(dir.path(), "tool", "../../x", "");
+        let err = install(&spec(), &[bad], 0).unwrap_err();
+        assert!(
+            matches!(&err, CondaError::Escapes { entry, .. } if entry == "conda-meta/tool-1.0-../../x.json"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn entry_point_names_with_a_nul_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let python = empty_package(&dir.path().join("python"), "python", "0", "");
+        let link = r#"{"noarch": {"type": "python", "entry_points": ["a\u0000b = m:f"]}}"#;
+        let tool = empty_package(&dir.path().join("tool"), "tool", "0", link);
+        let err = install(&spec(), &[python, tool], 0).unwrap_err();
+        assert!(
+            matches!(&err, CondaError::BadName { name, .. } if name == "a\0b"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub fn solve(
     Ok(locked)
 }
 
-fn lock_entry(
+pub(crate) fn lock_entry(
     channel: &ResolvedChannel,
     record: &RepoDataRecord,
 ) -> Result<LockedConda, CondaError> {

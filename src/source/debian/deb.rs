@@ -228,7 +228,7 @@ fn extract_members<R: Read>(
             for entry in tar.entries().map_err(io_err)? {
                 let mut entry = entry.map_err(io_err)?;
                 let raw = entry.path().map_err(io_err)?.to_string_lossy().into_owned();
-                let Some(path) = member_path(&name, &raw)? else {
+                let Some(path) = member_path(name, &raw)? else {
                     continue;
                 };
                 let header = entry.header();
@@ -258,7 +258,7 @@ fn extract_members<R: Read>(
                             why,
                         };
                         // A link out of the root names no file of the package either.
-                        let target = match member_path(&name, &target_raw) {
+                        let target = match member_path(name, &target_raw) {
                             Ok(Some(target)) => target,
                             Ok(None) | Err(_) => return Err(bad("it leaves the package root")),
                         };

@@ -214,7 +214,11 @@ fn decompress(path: &str, bytes: &[u8]) -> Result<String, String> {
     String::from_utf8(text).map_err(|_| "it is not UTF-8 text".to_owned())
 }
 
-fn to_package(stanza: Stanza, base: &str, index_url: &str) -> Result<IndexedPackage, IndexError> {
+pub(crate) fn to_package(
+    stanza: Stanza,
+    base: &str,
+    index_url: &str,
+) -> Result<IndexedPackage, IndexError> {
     let field = |name: &str| stanza.get(name).unwrap_or("").trim().to_owned();
     let bad = |message: String| IndexError::Parse {
         url: index_url.to_owned(),

@@ -113,7 +113,8 @@ impl FromStr for Version {
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.epoch != 0 {
+        // A version with a colon after the epoch needs the epoch written, even 0, to read back.
+        if self.epoch != 0 || self.upstream.contains(':') || self.revision.contains(':') {
             write!(f, "{}:", self.epoch)?;
         }
         f.write_str(&self.upstream)?;
@@ -469,6 +470,15 @@ mod tests {
             assert_eq!(v(s).to_string(), s);
         }
         assert_eq!(v("0:1.0-1").to_string(), "1.0-1");
+    }
+
+    #[test]
+    fn epoch_zero_is_written_when_the_version_has_a_colon() {
+        // `1:2-1` would read back as epoch 1, upstream 2: another version.
+        assert_eq!(v("0:1:2-1").to_string(), "0:1:2-1");
+        assert_eq!(v(&v("0:1:2-1").to_string()), v("0:1:2-1"));
+        assert_eq!(v(&v("0:1:2-1").to_string()).upstream(), "1:2");
+        assert_eq!(v("0:1-a:b").to_string(), "0:1-a:b");
     }
 
     #[test]

@@ -357,6 +357,7 @@ impl<'a> PackageIndex<'a> {
                     .to_owned(),
             });
         };
+        // The index's hash names the cached file: only a real digest may (`../x` would not).
         let cached = file
             .sha256
             .as_ref()
@@ -471,16 +472,16 @@ impl<'a> PackageIndex<'a> {
 }
 
 /// A link as an index page gives it, before it is made absolute.
-struct Link {
-    filename: String,
-    href: String,
-    sha256: Option<String>,
-    requires_python: Option<String>,
-    yanked: bool,
-    metadata: Option<Option<String>>,
+pub(crate) struct Link {
+    pub(crate) filename: String,
+    pub(crate) href: String,
+    pub(crate) sha256: Option<String>,
+    pub(crate) requires_python: Option<String>,
+    pub(crate) yanked: bool,
+    pub(crate) metadata: Option<Option<String>>,
 }
 
-fn parse_json_page(body: &str) -> Result<Vec<Link>, String> {
+pub(crate) fn parse_json_page(body: &str) -> Result<Vec<Link>, String> {
     #[derive(serde::Deserialize)]
     struct Page {
         files: Vec<File>,
@@ -531,7 +532,7 @@ fn parse_json_page(body: &str) -> Result<Vec<Link>, String> {
 }
 
 /// PEP 503 pages: `<a href=… data-requires-python=… data-core-metadata=…>file</a>`.
-fn parse_html_page(body: &str) -> Vec<Link> {
+pub(crate) fn parse_html_page(body: &str) -> Vec<Link> {
     let mut links = Vec::new();
     let lower = body.to_ascii_lowercase();
     let mut at = 0;
@@ -620,7 +621,7 @@ fn unescape(text: &str) -> String {
 }
 
 /// Recognises a wheel or sdist of `project`; other files (eggs, exe installers) are skipped.
-fn dist_file(
+pub(crate) fn dist_file(
     filename: &str,
     url: String,
     sha256: Option<Digest>,

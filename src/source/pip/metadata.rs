@@ -45,8 +45,8 @@ pub fn parse(bytes: &[u8], what: &str) -> Result<CoreMetadata, String> {
     let mut requires_dist = Vec::new();
     for (key, value) in &fields {
         if key == "requires-dist" {
-            let requirement = Requirement::<VerbatimUrl>::from_str(value)
-                .map_err(|e| format!("{what}: Requires-Dist `{value}`: {}", e.message))?;
+            let requirement = super::requirements::parse_requirement(value)
+                .map_err(|e| format!("{what}: Requires-Dist `{value}`: {e}"))?;
             requires_dist.push(requirement);
         }
     }
@@ -92,5 +92,12 @@ mod tests {
                 .unwrap_err()
                 .contains("x.whl has no Version")
         );
+    }
+
+    #[test]
+    fn requires_dist_names_ending_in_punctuation_are_refused() {
+        let text = b"Name: demo\nVersion: 1.0\nRequires-Dist: numpy. (>=1)\n";
+        let err = parse(text, "demo").unwrap_err();
+        assert!(err.contains("Requires-Dist `numpy. (>=1)`"), "{err}");
     }
 }

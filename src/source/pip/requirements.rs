@@ -179,14 +179,17 @@ impl Requirements {
         constraints: bool,
         stack: &mut Vec<PathBuf>,
     ) -> Result<(), RequirementsError> {
-        if stack.iter().any(|p| p == path) {
+        // Files are compared as the file system resolves them: `-r sub/../r.txt` in r.txt is
+        // r.txt again, and would recurse until the stack overflows.
+        let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        if stack.contains(&resolved) {
             return Err(RequirementsError::Cycle(path.to_owned()));
         }
         let text = std::fs::read_to_string(path).map_err(|source| RequirementsError::Read {
             path: path.to_owned(),
             source,
         })?;
-        stack.push(path.to_owned());
+        stack.push(resolved);
         let mut number = 0;
         let mut logical = String::new();
         for (index, raw) in text.lines().enumerate() {
@@ -288,13 +291,12 @@ impl Requirements {
             return Ok(());
         }
         let (spec, hashes) = split_hashes(line, origin)?;
-        let requirement = Requirement::<VerbatimUrl>::from_str(spec.trim()).map_err(|e| {
-            RequirementsError::Invalid {
+        let requirement =
+            parse_requirement(spec.trim()).map_err(|message| RequirementsError::Invalid {
                 origin: origin.to_owned(),
                 line: spec.trim().to_owned(),
-                message: e.message.to_string(),
-            }
-        })?;
+                message,
+            })?;
         if matches!(
             requirement.version_or_url,
             Some(pep508_rs::VersionOrUrl::Url(_))
@@ -315,6 +317,28 @@ impl Requirements {
         }
         Ok(())
     }
+}
+
+/// Parses one PEP 508 requirement. pep508_rs panics on a name or an extra that ends in `.`,
+/// `-` or `_` when more text follows it (`numpy. >=1`, `a[b-]`): such names are refused here.
+pub(crate) fn parse_requirement(text: &str) -> Result<Requirement<VerbatimUrl>, String> {
+    let name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+    let rest = text.trim_start();
+    let name_end = rest.find(|c: char| !name_char(c)).unwrap_or(rest.len());
+    let mut names = vec![&rest[..name_end]];
+    if let Some(extras) = rest[name_end..].trim_start().strip_prefix('[') {
+        let extras = extras.split(']').next().unwrap_or_default();
+        names.extend(extras.split(|c: char| c == ',' || c.is_whitespace()));
+    }
+    if let Some(name) = names
+        .iter()
+        .find(|n| n.ends_with(['.', '-', '_']) && n.chars().all(name_char))
+    {
+        return Err(format!(
+            "`{name}` is not a valid name: names end with a letter or digit"
+        ));
+    }
+    Requirement::from_str(text).map_err(|e| e.message.to_string())
 }
 
 /// `# comment` ends a line where it starts one or follows whitespace (pip's rule).
@@ -482,5 +506,63 @@ mod tests {
         std::fs::write(&file, "--only-binary not/a name\n").unwrap();
         let err = Requirements::default().add_file(&file).unwrap_err();
         assert!(err.to_string().contains("r.txt:1"), "{err}");
+    }
+
+    #[test]
+    fn an_include_of_itself_by_another_spelling_is_a_cycle() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("r.txt"), "-r sub/../r.txt\n").unwrap();
+        let err = Requirements::default()
+            .add_file(&dir.path().join("r.txt"))
+            .unwrap_err();
+        assert!(matches!(err, RequirementsError::Cycle(_)), "{err}");
+    }
+
+    #[test]
+    fn hashes_that_are_not_hex_are_refused() {
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let bad = format!("{}=5", &hex[..62]);
+        let err = Requirements::default()
+            .add_line(&format!("pyyaml --hash=sha256:{bad}"), "recipe")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("is not a sha256:<64 hex digits>"),
+            "{err}"
+        );
+        let mut reqs = Requirements::default();
+        reqs.add_line(
+            &format!("pyyaml --hash=sha256:{}", hex.to_ascii_uppercase()),
+            "recipe",
+        )
+        .unwrap();
+        assert_eq!(
+            reqs.requirements[0].hashes,
+            [Digest::from_hex(hex).unwrap()]
+        );
+    }
+
+    #[test]
+    fn names_ending_in_punctuation_are_refused_not_a_panic() {
+        for line in [
+            "numpy. >=1",
+            "numpy-;python_version>'3'",
+            "a[b-]",
+            "a [ok, b_ ]",
+            "a[b.",
+        ] {
+            let err = Requirements::default()
+                .add_line(line, "recipe")
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("is not a valid name"),
+                "{line}: {err}"
+            );
+        }
+        // Valid names with inner punctuation still parse.
+        let mut reqs = Requirements::default();
+        reqs.add_line("zope.interface[test-extra]>=5", "recipe")
+            .unwrap();
+        assert_eq!(reqs.requirements[0].requirement.extras.len(), 1);
     }
 }

@@ -777,7 +777,7 @@ impl Layout {
 }
 
 /// RFC 4180 / Python `csv` records: `,` separated, `"` quoted with `""` inside quotes.
-fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
+pub(crate) fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
     let mut rows = Vec::new();
     let mut row = Vec::new();
     let mut field = String::new();
@@ -819,7 +819,7 @@ fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
     Ok(rows)
 }
 
-fn csv_field(field: &str) -> String {
+pub(crate) fn csv_field(field: &str) -> String {
     if field.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", field.replace('"', "\"\""))
     } else {
@@ -955,7 +955,7 @@ fn verify_record(
 
 /// One `[console_scripts]` or `[gui_scripts]` line.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct EntryPoint {
+pub(crate) struct EntryPoint {
     name: String,
     module: String,
     /// `obj.attr` after the `:`.
@@ -974,7 +974,10 @@ fn is_dotted_identifier(s: &str) -> bool {
 
 /// The script entry points of an `entry_points.txt` (INI, `=` delimited, case kept), console
 /// scripts first; a later line for the same name replaces an earlier one.
-fn script_entry_points(filename: &str, text: &str) -> Result<Vec<EntryPoint>, WheelError> {
+pub(crate) fn script_entry_points(
+    filename: &str,
+    text: &str,
+) -> Result<Vec<EntryPoint>, WheelError> {
     let invalid = |entry: &str, reason: &str| WheelError::EntryPoint {
         wheel: filename.to_owned(),
         entry: entry.to_owned(),
@@ -2262,6 +2265,46 @@ mod tests {
             true,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn metadata_names_that_are_not_project_names_are_refused() {
+        // `_` and `..` normalise alike, so the file name allows this METADATA; its headers
+        // would go to `<headers>/../`.
+        let s = setup();
+        let mut files: Files = vec![
+            (
+                "_-1.0.dist-info/METADATA".to_owned(),
+                b"Metadata-Version: 2.1\nName: ..\nVersion: 1.0\n".to_vec(),
+                0o100644,
+            ),
+            (
+                "_-1.0.dist-info/WHEEL".to_owned(),
+                b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\n".to_vec(),
+                0o100644,
+            ),
+            (
+                "_-1.0.data/headers/x.h".to_owned(),
+                b"int x;\n".to_vec(),
+                0o100644,
+            ),
+        ];
+        let record = record_of(&files, "_-1.0.dist-info/RECORD");
+        files.push((
+            "_-1.0.dist-info/RECORD".to_owned(),
+            record.into_bytes(),
+            0o100644,
+        ));
+        let err = s
+            .install_as(
+                "_-1.0-py3-none-any.whl",
+                &zip_bytes(&files),
+                &debian_scheme(),
+                true,
+            )
+            .unwrap_err();
+        // Refused by its file name already, before its METADATA could name a directory.
+        assert!(matches!(&err, WheelError::BadFilename { .. }), "{err}");
     }
 
     #[test]
