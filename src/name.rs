@@ -123,6 +123,18 @@ impl fmt::Display for RelPath {
     }
 }
 
+/// A dotted Python name (`pkg.cli`, `main`, `Cli.run`), as entry points of wheels and conda
+/// packages give a module and a function: they become lines of a generated script.
+pub fn is_dotted_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|part| {
+            part.chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+                && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+        })
+}
+
 /// Text from outside as messages show it: control characters escaped, so that a name cannot
 /// forge another line or a terminal escape in the output.
 pub struct Shown<'a>(pub &'a str);

@@ -227,15 +227,21 @@ fn deb_members_through_symlinks_out_of_the_root_are_refused() {
     }
 }
 
-/// Writes an OCI layout at `dir` holding one linux/amd64 image tagged `base` whose one layer
-/// has `members`.
-fn write_base(dir: &Path, members: &[Member<'_>]) {
-    let tar = tar_of(members);
-    let layer = gzip(&tar);
+/// Writes an OCI layout at `dir` holding one linux/amd64 image of one layer (`layer`, of
+/// `layer_media_type`, whose uncompressed digest is `diff_id`), its index entry annotated with
+/// `annotations`; the layer blob is written by `put_layer` at its path.
+fn write_image_layout(
+    dir: &Path,
+    layer: &[u8],
+    layer_media_type: &str,
+    diff_id: &str,
+    annotations: serde_json::Value,
+    put_layer: impl FnOnce(&Path),
+) {
     let config = serde_json::to_vec(&json!({
         "architecture": "amd64",
         "os": "linux",
-        "rootfs": { "type": "layers", "diff_ids": [sha256(&tar)] },
+        "rootfs": { "type": "layers", "diff_ids": [diff_id] },
     }))
     .unwrap();
     let manifest = serde_json::to_vec(&json!({
@@ -247,17 +253,18 @@ fn write_base(dir: &Path, members: &[Member<'_>]) {
             "size": config.len(),
         },
         "layers": [{
-            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-            "digest": sha256(&layer),
+            "mediaType": layer_media_type,
+            "digest": sha256(layer),
             "size": layer.len(),
         }],
     }))
     .unwrap();
-    fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    for blob in [&layer, &config, &manifest] {
-        let digest = sha256(blob);
-        fs::write(dir.join("blobs/sha256").join(&digest[7..]), blob).unwrap();
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    for blob in [&config, &manifest] {
+        fs::write(blobs.join(&sha256(blob)[7..]), blob).unwrap();
     }
+    put_layer(&blobs.join(&sha256(layer)[7..]));
     fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let index = json!({
         "schemaVersion": 2,
@@ -265,10 +272,25 @@ fn write_base(dir: &Path, members: &[Member<'_>]) {
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": sha256(&manifest),
             "size": manifest.len(),
-            "annotations": { "org.opencontainers.image.ref.name": "base" },
+            "annotations": annotations,
         }],
     });
     fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// Writes an OCI layout at `dir` holding one linux/amd64 image tagged `base` whose one layer
+/// has `members`.
+fn write_base(dir: &Path, members: &[Member<'_>]) {
+    let tar = tar_of(members);
+    let layer = gzip(&tar);
+    write_image_layout(
+        dir,
+        &layer,
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        &sha256(&tar),
+        json!({ "org.opencontainers.image.ref.name": "base" }),
+        |path| fs::write(path, &layer).unwrap(),
+    );
 }
 
 /// A `debian` layer on a base whose layer is hostile: the base is read (for its dpkg status and
@@ -385,47 +407,17 @@ fn a_debian_layer_on_a_hostile_base_reads_and_writes_nothing_outside() {
 /// Writes a bundle at `dir` with one image named `ref_name`, whose layer blob is `layer`
 /// (written by `put_layer` at the blob's path).
 fn write_bundle(dir: &Path, ref_name: &str, layer: &[u8], put_layer: impl FnOnce(&Path)) {
-    let config = serde_json::to_vec(&json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "rootfs": { "type": "layers", "diff_ids": [sha256(layer)] },
-    }))
-    .unwrap();
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": sha256(&config),
-            "size": config.len(),
-        },
-        "layers": [{
-            "mediaType": "application/vnd.oci.image.layer.v1.tar",
-            "digest": sha256(layer),
-            "size": layer.len(),
-        }],
-    }))
-    .unwrap();
-    let blobs = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs).unwrap();
-    for blob in [&config, &manifest] {
-        fs::write(blobs.join(&sha256(blob)[7..]), blob).unwrap();
-    }
-    put_layer(&blobs.join(&sha256(layer)[7..]));
-    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let index = json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": sha256(&manifest),
-            "size": manifest.len(),
-            "annotations": {
-                "org.opencontainers.image.ref.name": ref_name,
-                "io.oci-build.mirror.reference": "registry.invalid/team/app:1",
-            },
-        }],
-    });
-    fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    write_image_layout(
+        dir,
+        layer,
+        "application/vnd.oci.image.layer.v1.tar",
+        &sha256(layer),
+        json!({
+            "org.opencontainers.image.ref.name": ref_name,
+            "io.oci-build.mirror.reference": "registry.invalid/team/app:1",
+        }),
+        put_layer,
+    );
 }
 
 /// A bundle whose ref name could act as a path, and one whose layer blob is a symlink to a host

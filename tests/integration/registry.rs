@@ -219,30 +219,38 @@ fn basic_auth_uses_docker_config_and_wrong_passwords_fail_in_one_sentence() {
     );
 }
 
+/// Runs a `login … --password-stdin` command, writing `password` to its standard input.
+fn login_with_stdin(command: &mut Command, password: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn login_checks_and_stores_credentials_in_docker_format() {
     let registry = Registry::start(Auth::token(USER, PASSWORD));
     let p = image_project();
     let config_dir = p.tmp.path().join("login-config");
     let login = |password: &str| {
-        let mut child = oci_build(
-            &p,
-            &["login", &registry.url(), "-u", USER, "--password-stdin"],
+        login_with_stdin(
+            oci_build(
+                &p,
+                &["login", &registry.url(), "-u", USER, "--password-stdin"],
+            )
+            .env("DOCKER_CONFIG", &config_dir),
+            password,
         )
-        .env("DOCKER_CONFIG", &config_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{password}\n").as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
     };
     let refused = login("not-the-password");
     let error = one_line_error(&refused);
@@ -306,25 +314,15 @@ store=\"$(dirname \"$0\")/stored.json\"\ncase \"$1\" in\n  store) cat > \"$store
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let mut child = oci_build(
-        &p,
-        &["login", &registry.url(), "-u", USER, "--password-stdin"],
-    )
-    .env("DOCKER_CONFIG", &config_dir)
-    .env("PATH", &path)
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = login_with_stdin(
+        oci_build(
+            &p,
+            &["login", &registry.url(), "-u", USER, "--password-stdin"],
+        )
+        .env("DOCKER_CONFIG", &config_dir)
+        .env("PATH", &path),
+        PASSWORD,
+    );
     assert_success(&out, "login");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("docker-credential-testing"),

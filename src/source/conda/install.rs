@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 
 use super::{CondaError, CondaSpec, Unpacked};
 use crate::layer::{Content, Entry, EntryKind, FileStamp, ImagePath, LayerTree};
-use crate::name::{FileName, NameFault, RelPath};
+use crate::name::{FileName, NameFault, RelPath, is_dotted_identifier};
 
 /// conda-build's placeholder when `info/has_prefix` gives none.
 const DEFAULT_PLACEHOLDER: &str = "/opt/anaconda1anaconda2anaconda3";
@@ -280,17 +280,6 @@ pub(super) fn member_fault(package: &str, raw: &str, fault: NameFault) -> CondaE
             fault,
         },
     }
-}
-
-/// A dotted Python name (`pkg.cli`, `main`, `Cli.run`), as conda's entry points give them.
-fn is_dotted_identifier(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('.').all(|part| {
-            part.chars()
-                .next()
-                .is_some_and(|c| c.is_alphabetic() || c == '_')
-                && part.chars().all(|c| c.is_alphanumeric() || c == '_')
-        })
 }
 
 /// A `name = module:function` entry point of `info/link.json`, checked: the name becomes

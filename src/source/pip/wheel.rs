@@ -34,7 +34,7 @@ use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use super::InstallScheme;
 use crate::layer::cache::Cache;
 use crate::layer::{Content, Entry, EntryKind, FileStamp, ImagePath, LayerTree};
-use crate::name::{FileName, NameFault, RelPath};
+use crate::name::{FileName, NameFault, RelPath, is_dotted_identifier};
 
 /// The cache bucket of extracted wheels; bump the version when the layout or checks change.
 const BUCKET: &str = "wheels-v1";
@@ -960,16 +960,6 @@ pub(crate) struct EntryPoint {
     module: String,
     /// `obj.attr` after the `:`.
     attr: String,
-}
-
-fn is_dotted_identifier(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('.').all(|part| {
-            part.chars()
-                .next()
-                .is_some_and(|c| c.is_alphabetic() || c == '_')
-                && part.chars().all(|c| c.is_alphanumeric() || c == '_')
-        })
 }
 
 /// The script entry points of an `entry_points.txt` (INI, `=` delimited, case kept), console
