@@ -54,19 +54,25 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-#[test]
-fn a_stalled_registry_is_given_up_on_after_bounded_retries() {
-    let server = StallingServer::silent();
+/// A project whose `pulled` target adds a files layer to `<host>/<repository>/base:1`.
+fn pulling_project(host: &str, repository: &str) -> (Project, Sentinel) {
     let p = Project::new();
     let sentinel = Sentinel::plant(p.tmp.path());
     p.write("x/y.txt", "y\n");
-    let host = server.addr.to_string();
     p.recipe(
         "pulled",
         &format!(
-            "from = \"docker://{host}/stalled/base:1\"\nplatforms = [\"linux/amd64\"]\n[[layer]]\nfiles = [{{ src = \"x\", dest = \"/x\" }}]\n"
+            "from = \"docker://{host}/{repository}/base:1\"\nplatforms = [\"linux/amd64\"]\n[[layer]]\nfiles = [{{ src = \"x\", dest = \"/x\" }}]\n"
         ),
     );
+    (p, sentinel)
+}
+
+#[test]
+fn a_stalled_registry_is_given_up_on_after_bounded_retries() {
+    let server = StallingServer::silent();
+    let host = server.addr.to_string();
+    let (p, sentinel) = pulling_project(&host, "stalled");
     let (out, took) = build(&p, "pulled");
     given_up(
         &out,
@@ -259,16 +265,8 @@ fn a_registry_blob_larger_than_its_descriptor_is_refused() {
     fs::write(repo.join(format!("blobs/{layer_digest}")), &layer).unwrap();
     let server = StaticServer::start(root.path().to_owned(), "v2");
 
-    let p = Project::new();
-    let sentinel = Sentinel::plant(p.tmp.path());
-    p.write("x/y.txt", "y\n");
     let host = server.addr.to_string();
-    p.recipe(
-        "pulled",
-        &format!(
-            "from = \"docker://{host}/big/base:1\"\nplatforms = [\"linux/amd64\"]\n[[layer]]\nfiles = [{{ src = \"x\", dest = \"/x\" }}]\n"
-        ),
-    );
+    let (p, sentinel) = pulling_project(&host, "big");
     let (out, _) = build(&p, "pulled");
     let line = refused(&out, &format!("registry {host} sent blob {layer_digest}"));
     assert!(
