@@ -239,7 +239,7 @@ impl<'a> Builder<'a> {
     }
 
     fn created(&self) -> String {
-        rfc3339(self.options.source_date_epoch)
+        crate::time::rfc3339(self.options.source_date_epoch)
     }
 
     /// The platforms to build: --platform, else the recipe's, else its base's, else the host's.
@@ -966,38 +966,9 @@ pub fn apply_config(image: &mut ImageConfig, spec: &ConfigSpec) {
     }
 }
 
-/// `seconds` since the epoch as RFC 3339 in UTC (`1970-01-01T00:00:00Z`).
-pub fn rfc3339(seconds: u64) -> String {
-    let days = (seconds / 86_400) as i64;
-    let rem = seconds % 86_400;
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_formats_known_instants() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-    }
 
     #[test]
     fn path_is_prepended_once_and_entrypoint_clears_cmd() {

@@ -28,4 +28,5 @@ pub mod recipe;
 pub mod reference;
 pub mod registry;
 pub mod source;
+pub mod time;
 pub mod transport;

@@ -374,7 +374,7 @@ pub fn install(
 
     let mut tree = LayerTree::default();
     let mut history = String::new();
-    let timestamp = crate::build::rfc3339(source_date_epoch)
+    let timestamp = crate::time::rfc3339(source_date_epoch)
         .replace('T', " ")
         .trim_end_matches('Z')
         .to_owned();

@@ -26,6 +26,8 @@ use pgp::packet::{Signature, SignatureType};
 use pgp::types::{KeyDetails, PublicParams, Tag};
 use sha2::{Digest as _, Sha256};
 
+use crate::time;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
     #[error("cannot read keyring `{path}`")]
@@ -836,7 +838,7 @@ pub fn parse_date(value: &str) -> Option<u64> {
             sign * i64::from(h * 3600 + m * 60)
         }
     };
-    let secs = days_from_civil(year, month, day) * 86_400
+    let secs = time::days_from_civil(year, month, day) * 86_400
         + i64::from(hour * 3600 + minute * 60 + second)
         - offset;
     u64::try_from(secs).ok()
@@ -847,7 +849,7 @@ fn format_date(unix: u64) -> String {
     const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     let days = (unix / 86_400) as i64;
     let secs = unix % 86_400;
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = time::civil_from_days(days);
     format!(
         "{}, {d:02} {} {y} {:02}:{:02}:{:02} UTC",
         WEEKDAYS[(days % 7) as usize],
@@ -873,31 +875,6 @@ fn days_in_month(year: i64, month: u32) -> u32 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((month + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The inverse of [`days_from_civil`].
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
