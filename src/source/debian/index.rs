@@ -66,8 +66,9 @@ pub struct IndexedPackage {
 }
 
 /// Fetches `url` into memory, refusing more than `limit` bytes (`bound` says whose limit).
+/// A failed connection, a stall or a 5xx answer is tried again from the start.
 pub fn download(
-    http: &reqwest::blocking::Client,
+    client: &reqwest::blocking::Client,
     url: &str,
     limit: u64,
     bound: &'static str,
@@ -76,17 +77,24 @@ pub fn download(
         url: http::redact(url),
         message,
     };
-    let response = http.get(url).send().map_err(|e| fail(http::describe(&e)))?;
-    if !response.status().is_success() {
-        return Err(fail(format!("the server answered {}", response.status())));
-    }
-    http::read_capped(response, limit)
-        .map_err(|e| fail(http::describe_io(&e)))?
-        .ok_or_else(|| IndexError::TooLarge {
-            url: http::redact(url),
-            limit,
-            bound,
-        })
+    http::retry(url, http::ATTEMPTS, |_| {
+        let response = http::get(client, url).map_err(|f| f.map(fail))?;
+        if !response.status().is_success() {
+            return Err(http::Failed::Permanent(fail(format!(
+                "the server answered {}",
+                response.status()
+            ))));
+        }
+        http::read_capped(response, limit)
+            .map_err(|e| http::read_failure(&e).map(fail))?
+            .ok_or_else(|| {
+                http::Failed::Permanent(IndexError::TooLarge {
+                    url: http::redact(url),
+                    limit,
+                    bound,
+                })
+            })
+    })
 }
 
 fn keyrings(source: &AptSource, root: &Path) -> Result<Vec<Keyring>, IndexError> {
