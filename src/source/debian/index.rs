@@ -149,7 +149,7 @@ pub fn load(
                         message,
                     })?;
                     let stanzas = deb822::parse(&text).map_err(|e| IndexError::Parse {
-                        url: url.clone(),
+                        url: http::redact(&url),
                         message: e.to_string(),
                     })?;
                     for stanza in stanzas {
@@ -193,14 +193,14 @@ fn packages_index(
         let digest = Digest::of_bytes(&bytes);
         let mut temp = cache.temp_file()?;
         std::io::Write::write_all(&mut temp, &bytes).map_err(|e| IndexError::Download {
-            url: format!("{dists}/{path}"),
+            url: http::redact(&format!("{dists}/{path}")),
             message: e.to_string(),
         })?;
         cache.commit_blob(temp, &digest)?;
         return Ok((path, bytes));
     }
     Err(IndexError::NoIndex {
-        url: format!("{dists}/InRelease"),
+        url: http::redact(&format!("{dists}/InRelease")),
         component: component.to_owned(),
         arch: arch.to_owned(),
     })
@@ -229,7 +229,7 @@ pub(crate) fn to_package(
 ) -> Result<IndexedPackage, IndexError> {
     let field = |name: &str| stanza.get(name).unwrap_or("").trim().to_owned();
     let bad = |message: String| IndexError::Parse {
-        url: index_url.to_owned(),
+        url: http::redact(index_url),
         message,
     };
     let name = field("Package");
