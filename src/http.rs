@@ -7,8 +7,15 @@
 //! download: a large layer on a slow link may stream for an hour as long as bytes keep coming.
 //! Uploads get a deadline per request instead (see [`Transfer::Upload`]).
 //!
+//! Downloads of archives, channels and indexes go through [`retry`]: a try that failed in the
+//! connection (refused, broken off, stalled, a 5xx answer) is made again from the start, a few
+//! times with growing pauses; one that failed in what the server sent (4xx, too large, wrong
+//! hash) is final. The registry client has its own loop, for its authentication and
+//! `Retry-After`.
+//!
 //! This module uses nothing else of the crate.
 
+use std::fmt::Display;
 use std::io::{self, Read};
 use std::time::Duration;
 
@@ -21,6 +28,15 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A server that does not accept a connection in this time is taken to be unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Tries per download in [`retry`], the first included.
+pub const ATTEMPTS: u32 = 4;
+
+/// The pause after the first failed try; doubled after each further one, up to
+/// [`MAX_BACKOFF`]. Enough for a mirror restarting or a load balancer moving on.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -120,6 +136,107 @@ fn stalled() -> String {
     format!("the server sent nothing for {seconds} s (set {IDLE_TIMEOUT_ENV} to wait longer)")
 }
 
+/// Why one try of a download failed, as the caller judges it.
+#[derive(Debug)]
+pub enum Failed<E> {
+    /// In the connection (refused, broken off, stalled) or the server (5xx): worth another try.
+    Transient(E),
+    /// In what was asked or sent (4xx, too large, wrong hash) or on this machine: final.
+    Permanent(E),
+}
+
+impl<E> Failed<E> {
+    /// The same judgement of another error, such as a message made into the caller's error.
+    pub fn map<F>(self, f: impl FnOnce(E) -> F) -> Failed<F> {
+        match self {
+            Failed::Transient(e) => Failed::Transient(f(e)),
+            Failed::Permanent(e) => Failed::Permanent(f(e)),
+        }
+    }
+
+    pub fn into_inner(self) -> E {
+        match self {
+            Failed::Transient(e) | Failed::Permanent(e) => e,
+        }
+    }
+}
+
+/// Runs `attempt` (given its number, from 1) until it succeeds, fails for good, or has been
+/// tried `attempts` times; then the last error. Each try must start over (a fresh request, a
+/// fresh temporary file): what a failed one got is not to be trusted or continued.
+pub fn retry<T, E: Display>(
+    url: &str,
+    attempts: u32,
+    attempt: impl FnMut(u32) -> Result<T, Failed<E>>,
+) -> Result<T, E> {
+    retry_with(url, attempts, FIRST_BACKOFF, attempt)
+}
+
+fn retry_with<T, E: Display>(
+    url: &str,
+    attempts: u32,
+    first_backoff: Duration,
+    mut attempt: impl FnMut(u32) -> Result<T, Failed<E>>,
+) -> Result<T, E> {
+    let mut tried = 1;
+    loop {
+        match attempt(tried) {
+            Ok(done) => return Ok(done),
+            Err(Failed::Transient(error)) if tried < attempts => {
+                let pause = backoff(first_backoff, tried);
+                tracing::debug!(url = %redact(url), attempt = tried, %error, ?pause, "retrying");
+                std::thread::sleep(pause);
+                tried += 1;
+            }
+            Err(failed) => return Err(failed.into_inner()),
+        }
+    }
+}
+
+/// The pause after try `tried` failed.
+fn backoff(first: Duration, tried: u32) -> Duration {
+    first
+        .saturating_mul(2u32.saturating_pow(tried.saturating_sub(1)))
+        .min(MAX_BACKOFF)
+}
+
+/// GETs `url`. A connection that fails and a 5xx answer are transient failures, in words (no
+/// URL); any other answer is the caller's to judge.
+pub fn get(
+    client: &reqwest::blocking::Client,
+    url: &str,
+) -> Result<reqwest::blocking::Response, Failed<String>> {
+    let response = client.get(url).send().map_err(|e| send_failure(&e))?;
+    if response.status().is_server_error() {
+        return Err(Failed::Transient(format!(
+            "the server answered {}",
+            response.status()
+        )));
+    }
+    Ok(response)
+}
+
+/// A failed send in words: transient when the connection is to blame (not a malformed URL or
+/// a redirect loop, which another try would repeat).
+pub fn send_failure(error: &reqwest::Error) -> Failed<String> {
+    let message = describe(error);
+    if error.is_connect() || error.is_timeout() || error.is_request() {
+        Failed::Transient(message)
+    } else {
+        Failed::Permanent(message)
+    }
+}
+
+/// A failed read of a body in words: transient when the connection broke off or stalled.
+pub fn read_failure(error: &io::Error) -> Failed<String> {
+    let message = describe_io(error);
+    if is_transport(error) || error.kind() == io::ErrorKind::TimedOut {
+        Failed::Transient(message)
+    } else {
+        Failed::Permanent(message)
+    }
+}
+
 /// A URL with any user name or password replaced, for messages and logs.
 pub fn redact(url: &str) -> String {
     match reqwest::Url::parse(url) {
@@ -217,6 +334,88 @@ mod tests {
                 error.contains(IDLE_TIMEOUT_ENV) && error.contains(bad),
                 "{error}"
             );
+        }
+    }
+
+    #[test]
+    fn transient_failures_are_tried_again_up_to_the_bound() {
+        let mut tries = Vec::new();
+        let result: Result<(), String> = retry_with("http://x/f", 4, Duration::ZERO, |n| {
+            tries.push(n);
+            Err(Failed::Transient(format!("try {n}")))
+        });
+        assert_eq!(result.unwrap_err(), "try 4");
+        assert_eq!(tries, [1, 2, 3, 4]);
+
+        let result = retry_with("http://x/f", 4, Duration::ZERO, |n| {
+            if n < 3 {
+                Err(Failed::Transient("broken".to_owned()))
+            } else {
+                Ok(n)
+            }
+        });
+        assert_eq!(result.unwrap(), 3);
+    }
+
+    #[test]
+    fn permanent_failures_are_not_tried_again() {
+        let mut tries = 0;
+        let result: Result<(), String> = retry_with("http://x/f", 4, Duration::ZERO, |_| {
+            tries += 1;
+            Err(Failed::Permanent("404".to_owned()))
+        });
+        assert_eq!(result.unwrap_err(), "404");
+        assert_eq!(tries, 1);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let first = Duration::from_millis(500);
+        let pauses: Vec<u64> = (1..=7)
+            .map(|n| backoff(first, n).as_millis() as u64)
+            .collect();
+        assert_eq!(pauses, [500, 1000, 2000, 4000, 8000, 8000, 8000]);
+        assert_eq!(backoff(first, u32::MAX), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn a_broken_off_body_is_transient_and_a_local_error_is_not() {
+        let client = builder_with(Some(Duration::from_secs(1))).build().unwrap();
+        // Two of six promised bytes, then the connection closes.
+        let url = dribble(6, 2, Duration::from_millis(10), Duration::ZERO);
+        let response = get(&client, &url).unwrap();
+        let error = read_capped(response, 6).unwrap_err();
+        assert!(
+            matches!(read_failure(&error), Failed::Transient(_)),
+            "{error}"
+        );
+        let local = io::Error::new(io::ErrorKind::PermissionDenied, "no");
+        assert!(matches!(read_failure(&local), Failed::Permanent(_)));
+    }
+
+    #[test]
+    fn a_refused_connection_and_a_5xx_are_transient() {
+        let client = builder_with(Some(Duration::from_secs(1))).build().unwrap();
+        // A port just freed: nothing listens there.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let refused = get(&client, &format!("http://127.0.0.1:{port}/f")).unwrap_err();
+        assert!(matches!(refused, Failed::Transient(_)), "{refused:?}");
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/f", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let _ = stream.read(&mut [0u8; 4096]);
+            let _ =
+                stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+        });
+        match get(&client, &url) {
+            Err(Failed::Transient(message)) => assert!(message.contains("503"), "{message}"),
+            other => panic!("{:?}", other.map(|r| r.status())),
         }
     }
 

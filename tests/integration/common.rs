@@ -207,6 +207,8 @@ pub fn umoci_unpack(layout: &Path, name: &str, into: &Path) -> PathBuf {
 
 /// Serves `root` under `/<prefix>/` (GET and HEAD, 404 otherwise) and records every request.
 /// A directory URL (`…/`) serves its `index.json` as a PEP 691 page, else its `index.html`.
+/// Made [`StaticServer::flaky`], it fails the first GET of some files, as a mirror does now
+/// and then.
 pub struct StaticServer {
     pub addr: SocketAddr,
     prefix: &'static str,
@@ -215,8 +217,38 @@ pub struct StaticServer {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// How a flaky [`StaticServer`] fails the first GET of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The response head and half the body, then nothing (until the client gives up, the
+    /// server is dropped, or [`Fault::STALL`] has passed).
+    Stall,
+    /// The response head and half the body, then the connection is closed.
+    Drop,
+    /// 503 Service Unavailable.
+    Unavailable,
+    /// 404 Not Found, although the file is there: not a connection failure.
+    NotFound,
+}
+
+impl Fault {
+    /// Longer than any test's idle timeout, short enough to end a forgotten connection.
+    pub const STALL: Duration = Duration::from_secs(30);
+}
+
 impl StaticServer {
     pub fn start(root: PathBuf, prefix: &'static str) -> StaticServer {
+        StaticServer::flaky(root, prefix, &[])
+    }
+
+    /// Serves as [`StaticServer::start`] does, except the first GET of a file whose path ends
+    /// in one of `faults`' suffixes, which meets that fault.
+    pub fn flaky(
+        root: PathBuf,
+        prefix: &'static str,
+        faults: &[(&'static str, Fault)],
+    ) -> StaticServer {
+        let faults = faults.to_vec();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -230,8 +262,9 @@ impl StaticServer {
                     }
                     let Ok(stream) = stream else { continue };
                     let (root, requests) = (root.clone(), requests.clone());
+                    let (faults, stop) = (faults.clone(), stop.clone());
                     std::thread::spawn(move || {
-                        let _ = answer(stream, &root, prefix, &requests);
+                        let _ = answer(stream, &root, prefix, &requests, &faults, &stop);
                     });
                 }
             })
@@ -254,6 +287,15 @@ impl StaticServer {
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
     }
+
+    /// How many GETs of `url` (one this server serves) came so far.
+    pub fn gets_of(&self, url: &str) -> usize {
+        let path = url
+            .strip_prefix(&format!("http://{}", self.addr))
+            .unwrap_or_else(|| panic!("{url} is not served here"));
+        let request = format!("GET {path}");
+        self.requests().iter().filter(|r| **r == request).count()
+    }
 }
 
 impl Drop for StaticServer {
@@ -272,6 +314,8 @@ fn answer(
     root: &Path,
     prefix: &str,
     requests: &Mutex<Vec<String>>,
+    faults: &[(&'static str, Fault)],
+    stop: &AtomicBool,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -288,7 +332,17 @@ fn answer(
         return Ok(());
     };
     let path = target.split('?').next().unwrap_or("");
-    requests.lock().unwrap().push(format!("{method} {path}"));
+    let first = {
+        let mut requests = requests.lock().unwrap();
+        let request = format!("{method} {path}");
+        let first = !requests.contains(&request);
+        requests.push(request);
+        first
+    };
+    let fault = faults
+        .iter()
+        .find(|(suffix, _)| method == "GET" && first && path.ends_with(suffix))
+        .map(|(_, fault)| *fault);
     let file = path
         .strip_prefix(&format!("/{prefix}/"))
         .filter(|rel| !rel.split('/').any(|c| c == ".."))
@@ -308,9 +362,11 @@ fn answer(
         _ => "application/octet-stream",
     };
     let mut stream = stream;
-    let (status, body) = match (method, file) {
-        ("GET" | "HEAD", Some(file)) => ("200 OK", fs::read(file)?),
-        ("GET" | "HEAD", None) => ("404 Not Found", b"not found\n".to_vec()),
+    let (status, body) = match (method, file, fault) {
+        (_, _, Some(Fault::Unavailable)) => ("503 Service Unavailable", Vec::new()),
+        (_, _, Some(Fault::NotFound)) => ("404 Not Found", b"not found\n".to_vec()),
+        ("GET" | "HEAD", Some(file), _) => ("200 OK", fs::read(file)?),
+        ("GET" | "HEAD", None, _) => ("404 Not Found", b"not found\n".to_vec()),
         _ => ("405 Method Not Allowed", Vec::new()),
     };
     write!(
@@ -318,10 +374,28 @@ fn answer(
         "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: {content_type}\r\nConnection: close\r\n\r\n",
         body.len()
     )?;
-    if method != "HEAD" {
-        stream.write_all(&body)?;
+    if method == "HEAD" {
+        return stream.flush();
     }
-    stream.flush()
+    match fault {
+        Some(Fault::Stall | Fault::Drop) => {
+            stream.write_all(&body[..body.len() / 2])?;
+            stream.flush()?;
+            let held = std::time::Instant::now();
+            while fault == Some(Fault::Stall)
+                && !stop.load(Ordering::SeqCst)
+                && held.elapsed() < Fault::STALL
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // Dropping the stream closes the connection with the body unfinished.
+            Ok(())
+        }
+        _ => {
+            stream.write_all(&body)?;
+            stream.flush()
+        }
+    }
 }
 
 // A server that stalls, for clients that must give up on one.

@@ -1,6 +1,9 @@
 //! Hostile servers: every network client gives up on a server that stalls, and no download
 //! grows past the size its index or descriptor states.
 //!
+//! A server that fails only the first try of a file (a flaky [`StaticServer`]) is retried
+//! through: the build succeeds, having asked twice.
+//!
 //! The stalled servers are [`StallingServer`]s (they accept and never answer, or send a
 //! response head and then nothing); the idle timeout is set to 1 s through
 //! `OCI_BUILD_HTTP_IDLE_TIMEOUT` so that each test takes seconds. The oversized files are served
@@ -15,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::common::{Project, Sentinel, StallingServer, StaticServer, refused};
+use crate::common::{Fault, Project, Sentinel, StallingServer, StaticServer, refused};
 use crate::conda::{Channel, Pkg as CondaPkg, conda_recipe};
 use crate::debian_repo::{Pkg as DebPkg, Repo};
 
@@ -105,6 +108,8 @@ fn a_stalled_debian_archive_is_given_up_on() {
         took,
         &format!("{}/debian/dists/test/InRelease", server.uri()),
     );
+    // A stall is tried again like a failed connection, a bounded number of times.
+    assert_eq!(server.connections(), 4);
     sentinel.assert_untouched();
 }
 
@@ -149,7 +154,100 @@ fn a_stalled_conda_channel_is_given_up_on() {
     conda_recipe(&p, &channel, &["textpre"]);
     let (out, took) = build(&p, "env");
     given_up(&out, took, &format!("{channel}/linux-64/repodata.json.zst"));
+    assert_eq!(server.connections(), 4);
     sentinel.assert_untouched();
+}
+
+/// Asserts a build's success.
+fn built(out: &Output) {
+    assert!(
+        out.status.success(),
+        "the build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A Debian archive with `app`, served by a server that fails the first GET of the files
+/// `faults` name; the project that installs `app` from it.
+fn flaky_debian_archive(faults: &[(&'static str, Fault)]) -> (Repo, StaticServer, Project) {
+    let mut repo = Repo::new();
+    repo.add(DebPkg::new("app", "1.0"));
+    repo.publish();
+    let server = StaticServer::flaky(repo.root(), "debian", faults);
+    let p = Project::new();
+    repo.trust(&p);
+    p.recipe(
+        "flaky",
+        &format!(
+            "platforms = [\"linux/amd64\"]\n[[layer]]\ndebian = {{ packages = [\"app\"], sources = [{{ uri = \"{}\", suites = [\"test\"], components = [\"main\"], keyring = \"keys/archive.gpg\" }}] }}\n",
+            server.uri()
+        ),
+    );
+    (repo, server, p)
+}
+
+#[test]
+fn a_debian_archive_that_fails_once_is_retried() {
+    let (_repo, server, p) = flaky_debian_archive(&[
+        ("/InRelease", Fault::Stall),
+        ("/Packages.gz", Fault::Unavailable),
+        (".deb", Fault::Drop),
+    ]);
+    let (out, took) = build(&p, "flaky");
+    built(&out);
+    let dists = format!("{}/dists/test", server.uri());
+    let deb = format!(
+        "{}/{}",
+        server.uri(),
+        Repo::pool_name("app", "1.0", "amd64")
+    );
+    for url in [
+        format!("{dists}/InRelease"),
+        format!("{dists}/main/binary-amd64/Packages.gz"),
+        deb,
+    ] {
+        assert_eq!(server.gets_of(&url), 2, "{url}: {:#?}", server.requests());
+    }
+    assert!(took < GIVE_UP_WITHIN, "it took {took:?}");
+}
+
+#[test]
+fn a_deb_the_archive_does_not_have_is_not_asked_for_again() {
+    let (_repo, server, p) = flaky_debian_archive(&[(".deb", Fault::NotFound)]);
+    let (out, _) = build(&p, "flaky");
+    let deb = format!(
+        "{}/{}",
+        server.uri(),
+        Repo::pool_name("app", "1.0", "amd64")
+    );
+    let line = refused(&out, &deb);
+    assert!(line.contains("the server answered 404"), "{line}");
+    assert_eq!(server.gets_of(&deb), 1, "{:#?}", server.requests());
+}
+
+#[test]
+fn a_conda_channel_that_fails_once_is_retried() {
+    let mut channel = Channel::new();
+    channel.add(CondaPkg::new("textpre", "1.0", "0").file("etc/textpre.conf", b"x\n", 0o644));
+    let server = StaticServer::flaky(
+        channel.path().to_owned(),
+        "channel",
+        &[
+            ("/repodata.json.zst", Fault::Stall),
+            (".tar.bz2", Fault::Drop),
+        ],
+    );
+    let p = Project::new();
+    conda_recipe(&p, &server.uri(), &["textpre"]);
+    let (out, took) = build(&p, "env");
+    built(&out);
+    for url in [
+        format!("{}/linux-64/repodata.json.zst", server.uri()),
+        format!("{}/linux-64/textpre-1.0-0.tar.bz2", server.uri()),
+    ] {
+        assert_eq!(server.gets_of(&url), 2, "{url}: {:#?}", server.requests());
+    }
+    assert!(took < GIVE_UP_WITHIN, "it took {took:?}");
 }
 
 #[test]
@@ -193,15 +291,15 @@ fn a_conda_package_larger_than_its_repodata_size_is_refused() {
     conda_recipe(&p, &server.uri(), &["textpre"]);
 
     let (out, _) = build(&p, "env");
-    let line = refused(
-        &out,
-        &format!("{}/linux-64/textpre-1.0-0.tar.bz2", server.uri()),
-    );
+    let url = format!("{}/linux-64/textpre-1.0-0.tar.bz2", server.uri());
+    let line = refused(&out, &url);
     assert!(
         line.contains(&format!("{} bytes or more", size + 1))
             && line.contains(&format!("the {size} bytes its repodata entry")),
         "{line}"
     );
+    // Too large is what the channel serves, not a failed connection: not asked again.
+    assert_eq!(server.gets_of(&url), 1, "{:#?}", server.requests());
     sentinel.assert_untouched();
 }
 

@@ -269,11 +269,12 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Opens a URL for reading; `Ok(None)` when it does not exist (404, missing file).
+/// Opens a URL for reading; `Ok(None)` when it does not exist (404, missing file). One try:
+/// callers read the body within [`http::retry`].
 fn open(
-    http: &reqwest::blocking::Client,
+    client: &reqwest::blocking::Client,
     url: &str,
-) -> Result<Option<Box<dyn Read + Send>>, ChannelError> {
+) -> Result<Option<Box<dyn Read + Send>>, http::Failed<ChannelError>> {
     let fail = |message: String| ChannelError::Download {
         url: http::redact(url),
         message,
@@ -282,64 +283,83 @@ fn open(
         return match fs::File::open(&path) {
             Ok(file) => Ok(Some(Box::new(file))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(fail(e.to_string())),
+            Err(e) => Err(http::Failed::Permanent(fail(e.to_string()))),
         };
     }
-    let response = http.get(url).send().map_err(|e| fail(http::describe(&e)))?;
+    let response = http::get(client, url).map_err(|f| f.map(fail))?;
     match response.status() {
         s if s.is_success() => Ok(Some(Box::new(response))),
         reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::FORBIDDEN => Ok(None),
-        s => Err(fail(format!("the server answered {s}"))),
+        s => Err(http::Failed::Permanent(fail(format!(
+            "the server answered {s}"
+        )))),
     }
 }
 
 /// The repodata of one subdir of a channel: `repodata.json.zst` where offered, else
 /// `repodata.json`. `Ok(None)` when the channel has neither.
 pub fn fetch_repodata(
-    http: &reqwest::blocking::Client,
+    client: &reqwest::blocking::Client,
     channel: &ResolvedChannel,
     subdir: &str,
 ) -> Result<Option<(String, Vec<u8>)>, ChannelError> {
     let base = format!("{}/{subdir}/repodata.json", channel.url);
     let zst_url = format!("{base}.zst");
-    let too_large = |url: &str| ChannelError::RepodataTooLarge {
-        url: http::redact(url),
-    };
-    if let Some(reader) = open(http, &zst_url)? {
-        // Both sides bounded: the download, and what it decompresses to.
-        let mut compressed = reader.take(MAX_REPODATA_SIZE);
-        let bytes = zstd::stream::read::Decoder::new(&mut compressed)
-            .and_then(|d| http::read_capped(d, MAX_REPODATA_SIZE))
-            .map_err(|e| {
-                if compressed.limit() == 0 {
-                    too_large(&zst_url)
-                } else if http::is_transport(&e) {
-                    ChannelError::Download {
-                        url: http::redact(&zst_url),
-                        message: http::describe_io(&e),
-                    }
-                } else {
-                    ChannelError::BadRepodata {
-                        url: http::redact(&zst_url),
-                        message: format!("cannot decompress it: {}", http::describe_io(&e)),
-                    }
-                }
-            })?
-            .ok_or_else(|| too_large(&zst_url))?;
+    if let Some(bytes) = read_repodata(client, &zst_url, true)? {
         return Ok(Some((zst_url, bytes)));
     }
-    match open(http, &base)? {
-        Some(reader) => {
-            let bytes = http::read_capped(reader, MAX_REPODATA_SIZE)
-                .map_err(|e| ChannelError::Download {
-                    url: http::redact(&base),
-                    message: http::describe_io(&e),
-                })?
-                .ok_or_else(|| too_large(&base))?;
-            Ok(Some((base, bytes)))
+    Ok(read_repodata(client, &base, false)?.map(|bytes| (base, bytes)))
+}
+
+/// Reads repodata whole, decompressing it when `zst`; `Ok(None)` when it does not exist. A
+/// transfer that fails in the connection is made again from the start.
+fn read_repodata(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    zst: bool,
+) -> Result<Option<Vec<u8>>, ChannelError> {
+    let too_large = || {
+        http::Failed::Permanent(ChannelError::RepodataTooLarge {
+            url: http::redact(url),
+        })
+    };
+    let broken = |e: &io::Error| {
+        http::read_failure(e).map(|message| ChannelError::Download {
+            url: http::redact(url),
+            message,
+        })
+    };
+    http::retry(url, http::ATTEMPTS, |_| {
+        let Some(reader) = open(client, url)? else {
+            return Ok(None);
+        };
+        if !zst {
+            return match http::read_capped(reader, MAX_REPODATA_SIZE) {
+                Ok(Some(bytes)) => Ok(Some(bytes)),
+                Ok(None) => Err(too_large()),
+                Err(e) => Err(broken(&e)),
+            };
         }
-        None => Ok(None),
-    }
+        // Both sides bounded: the download, and what it decompresses to.
+        let mut compressed = reader.take(MAX_REPODATA_SIZE);
+        match zstd::stream::read::Decoder::new(&mut compressed)
+            .and_then(|d| http::read_capped(d, MAX_REPODATA_SIZE))
+        {
+            Ok(Some(bytes)) => Ok(Some(bytes)),
+            Ok(None) => Err(too_large()),
+            Err(_) if compressed.limit() == 0 => Err(too_large()),
+            Err(e) => match broken(&e) {
+                transient @ http::Failed::Transient(_) => Err(transient),
+                // Not the connection: the bytes that came are not zstd.
+                http::Failed::Permanent(_) => {
+                    Err(http::Failed::Permanent(ChannelError::BadRepodata {
+                        url: http::redact(url),
+                        message: format!("cannot decompress it: {}", http::describe_io(&e)),
+                    }))
+                }
+            },
+        }
+    })
 }
 
 /// Where a locked package is fetched from, and the URL of its channel.
@@ -364,39 +384,45 @@ pub fn package_url(
 
 /// Downloads (or finds in the cache) a package file, verified against its pinned SHA256.
 pub fn fetch_package(
-    http: &reqwest::blocking::Client,
+    client: &reqwest::blocking::Client,
     cache: &Cache,
     locked: &LockedConda,
     url: &str,
 ) -> Result<PathBuf, ChannelError> {
-    let checksum = |found: String| ChannelError::Checksum {
-        url: http::redact(url),
-        pinned_by: "repodata entry or lock",
-        expected: locked.sha256.hex().to_owned(),
-        found,
-    };
     let expected = &locked.sha256;
     let path = cache.blob_path(expected);
     if fs::metadata(&path).is_ok() {
         return Ok(path);
     }
-    let reader = open(http, url)?.ok_or_else(|| ChannelError::Download {
-        url: http::redact(url),
-        message: "it does not exist (404)".to_owned(),
+    // Each try downloads into a fresh temporary file; a failed one's is dropped.
+    let (temp, found, size) = http::retry(url, http::ATTEMPTS, |_| {
+        let reader = open(client, url)?.ok_or_else(|| {
+            http::Failed::Permanent(ChannelError::Download {
+                url: http::redact(url),
+                message: "it does not exist (404)".to_owned(),
+            })
+        })?;
+        let temp = cache
+            .temp_file()
+            .map_err(|e| http::Failed::Permanent(e.into()))?;
+        let file = temp
+            .reopen()
+            .map_err(|e| http::Failed::Permanent(ChannelError::Io(e)))?;
+        let mut writer = HashingWriter::new(io::BufWriter::new(file));
+        // One byte more than the stated size is enough to refuse the file.
+        let limit = locked.size.map_or(u64::MAX, |size| size.saturating_add(1));
+        io::copy(&mut reader.take(limit), &mut writer).map_err(|e| {
+            http::read_failure(&e).map(|message| ChannelError::Download {
+                url: http::redact(url),
+                message,
+            })
+        })?;
+        let (buffered, found, size) = writer.finish();
+        buffered
+            .into_inner()
+            .map_err(|e| http::Failed::Permanent(ChannelError::Io(e.into_error())))?;
+        Ok((temp, found, size))
     })?;
-    let temp = cache.temp_file()?;
-    let mut writer =
-        HashingWriter::new(io::BufWriter::new(temp.reopen().map_err(ChannelError::Io)?));
-    // One byte more than the stated size is enough to refuse the file.
-    let limit = locked.size.map_or(u64::MAX, |size| size.saturating_add(1));
-    io::copy(&mut reader.take(limit), &mut writer).map_err(|e| ChannelError::Download {
-        url: http::redact(url),
-        message: http::describe_io(&e),
-    })?;
-    let (buffered, found, size) = writer.finish();
-    buffered
-        .into_inner()
-        .map_err(|e| ChannelError::Io(e.into_error()))?;
     if let Some(expected) = locked.size
         && size > expected
     {
@@ -407,7 +433,12 @@ pub fn fetch_package(
         });
     }
     if &found != expected {
-        return Err(checksum(found.hex().to_owned()));
+        return Err(ChannelError::Checksum {
+            url: http::redact(url),
+            pinned_by: "repodata entry or lock",
+            expected: expected.hex().to_owned(),
+            found: found.hex().to_owned(),
+        });
     }
     Ok(cache.commit_blob(temp, expected)?)
 }

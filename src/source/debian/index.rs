@@ -66,8 +66,9 @@ pub struct IndexedPackage {
 }
 
 /// Fetches `url` into memory, refusing more than `limit` bytes (`bound` says whose limit).
+/// A failed connection, a stall or a 5xx answer is tried again from the start.
 pub fn download(
-    http: &reqwest::blocking::Client,
+    client: &reqwest::blocking::Client,
     url: &str,
     limit: u64,
     bound: &'static str,
@@ -76,17 +77,24 @@ pub fn download(
         url: http::redact(url),
         message,
     };
-    let response = http.get(url).send().map_err(|e| fail(http::describe(&e)))?;
-    if !response.status().is_success() {
-        return Err(fail(format!("the server answered {}", response.status())));
-    }
-    http::read_capped(response, limit)
-        .map_err(|e| fail(http::describe_io(&e)))?
-        .ok_or_else(|| IndexError::TooLarge {
-            url: http::redact(url),
-            limit,
-            bound,
-        })
+    http::retry(url, http::ATTEMPTS, |_| {
+        let response = http::get(client, url).map_err(|f| f.map(fail))?;
+        if !response.status().is_success() {
+            return Err(http::Failed::Permanent(fail(format!(
+                "the server answered {}",
+                response.status()
+            ))));
+        }
+        http::read_capped(response, limit)
+            .map_err(|e| http::read_failure(&e).map(fail))?
+            .ok_or_else(|| {
+                http::Failed::Permanent(IndexError::TooLarge {
+                    url: http::redact(url),
+                    limit,
+                    bound,
+                })
+            })
+    })
 }
 
 fn keyrings(source: &AptSource, root: &Path) -> Result<Vec<Keyring>, IndexError> {
@@ -141,7 +149,7 @@ pub fn load(
                         message,
                     })?;
                     let stanzas = deb822::parse(&text).map_err(|e| IndexError::Parse {
-                        url: url.clone(),
+                        url: http::redact(&url),
                         message: e.to_string(),
                     })?;
                     for stanza in stanzas {
@@ -185,14 +193,14 @@ fn packages_index(
         let digest = Digest::of_bytes(&bytes);
         let mut temp = cache.temp_file()?;
         std::io::Write::write_all(&mut temp, &bytes).map_err(|e| IndexError::Download {
-            url: format!("{dists}/{path}"),
+            url: http::redact(&format!("{dists}/{path}")),
             message: e.to_string(),
         })?;
         cache.commit_blob(temp, &digest)?;
         return Ok((path, bytes));
     }
     Err(IndexError::NoIndex {
-        url: format!("{dists}/InRelease"),
+        url: http::redact(&format!("{dists}/InRelease")),
         component: component.to_owned(),
         arch: arch.to_owned(),
     })
@@ -221,7 +229,7 @@ pub(crate) fn to_package(
 ) -> Result<IndexedPackage, IndexError> {
     let field = |name: &str| stanza.get(name).unwrap_or("").trim().to_owned();
     let bad = |message: String| IndexError::Parse {
-        url: index_url.to_owned(),
+        url: http::redact(index_url),
         message,
     };
     let name = field("Package");

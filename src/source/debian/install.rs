@@ -73,7 +73,7 @@ pub enum InstallError {
 /// Downloads (or finds in the cache) a package file, verified against its pinned SHA256, from
 /// the first of `bases` (archive base URIs) that has it.
 pub fn fetch(
-    http: &reqwest::blocking::Client,
+    client: &reqwest::blocking::Client,
     cache: &Cache,
     package: &LockedDeb,
     bases: &[String],
@@ -98,31 +98,44 @@ pub fn fetch(
             url: http::redact(&url),
             message,
         };
-        let mut response = match http.get(&url).send() {
-            Ok(response) if response.status().is_success() => response,
-            Ok(response) => {
-                last_error = fail(format!("the server answered {}", response.status()));
+        // Each try downloads into a fresh temporary file; a failed one's is dropped.
+        let fetched = http::retry(&url, http::ATTEMPTS, |_| {
+            let mut response = http::get(client, &url).map_err(|f| f.map(fail))?;
+            if !response.status().is_success() {
+                return Err(http::Failed::Permanent(fail(format!(
+                    "the server answered {}",
+                    response.status()
+                ))));
+            }
+            let content_length = response.content_length();
+            let temp = cache
+                .temp_file()
+                .map_err(|e| http::Failed::Permanent(e.into()))?;
+            let file = temp
+                .reopen()
+                .map_err(|e| http::Failed::Permanent(InstallError::Io(e)))?;
+            let mut writer = HashingWriter::new(io::BufWriter::new(file));
+            // One byte more than the index states is enough to refuse the file.
+            io::copy(
+                &mut io::Read::take(&mut response, package.size.saturating_add(1)),
+                &mut writer,
+            )
+            .map_err(|e| http::read_failure(&e).map(fail))?;
+            let (buffered, found, size) = writer.finish();
+            buffered
+                .into_inner()
+                .map_err(|e| http::Failed::Permanent(InstallError::Io(e.into_error())))?;
+            Ok((temp, found, size, content_length))
+        });
+        let (temp, found, size, content_length) = match fetched {
+            Ok(fetched) => fetched,
+            // This archive failed to give it; the next may have it.
+            Err(error @ InstallError::Download { .. }) => {
+                last_error = error;
                 continue;
             }
-            Err(e) => {
-                last_error = fail(http::describe(&e));
-                continue;
-            }
+            Err(error) => return Err(error),
         };
-        let content_length = response.content_length();
-        let temp = cache.temp_file()?;
-        let mut writer =
-            HashingWriter::new(io::BufWriter::new(temp.reopen().map_err(InstallError::Io)?));
-        // One byte more than the index states is enough to refuse the file.
-        io::copy(
-            &mut io::Read::take(&mut response, package.size.saturating_add(1)),
-            &mut writer,
-        )
-        .map_err(|e| fail(http::describe_io(&e)))?;
-        let (buffered, found, size) = writer.finish();
-        buffered
-            .into_inner()
-            .map_err(|e| InstallError::Io(e.into_error()))?;
         if size > package.size {
             return Err(InstallError::LargerThanIndex {
                 url: http::redact(&url),

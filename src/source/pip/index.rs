@@ -29,9 +29,6 @@ pub const MAX_PAGE_SIZE: u64 = 256 << 20;
 /// is rarely over 1 MiB.
 pub const MAX_METADATA_SIZE: u64 = 16 << 20;
 
-/// Tries per request, the first included.
-const ATTEMPTS: u32 = 4;
-
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     #[error("cannot read {url}: {message}")]
@@ -262,28 +259,19 @@ impl<'a> PackageIndex<'a> {
                 "this is an offline build, which sends no request".to_owned(),
             ));
         }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match customize(self.http.get(url)).send() {
-                Ok(response) if response.status().is_server_error() && attempt < ATTEMPTS => {}
-                Ok(response) => match finish(response) {
-                    Ok(done) => return Ok(done),
-                    Err(e) if attempt < ATTEMPTS => {
-                        tracing::debug!(url = %redact(url), error = %e, "retrying a broken body");
-                    }
-                    Err(e) => return Err(fail(http::describe_io(&e))),
-                },
-                Err(e)
-                    if attempt < ATTEMPTS
-                        && (e.is_connect() || e.is_timeout() || e.is_request()) =>
-                {
-                    tracing::debug!(url = %redact(url), error = %e.without_url(), "retrying");
-                }
-                Err(e) => return Err(fail(http::describe(&e))),
+        http::retry(url, http::ATTEMPTS, |_| {
+            let response = customize(self.http.get(url))
+                .send()
+                .map_err(|e| http::send_failure(&e).map(fail))?;
+            if response.status().is_server_error() {
+                return Err(http::Failed::Transient(fail(format!(
+                    "the server answered {}",
+                    response.status()
+                ))));
             }
-            std::thread::sleep(std::time::Duration::from_millis(500 * (1 << attempt)));
-        }
+            // What `finish` fails to read is the body breaking off or stalling.
+            finish(response).map_err(|e| http::Failed::Transient(fail(http::describe_io(&e))))
+        })
     }
 
     /// A page or metadata file: a success's body read whole (at most `limit` bytes), other
