@@ -29,3 +29,4 @@ pub mod reference;
 pub mod registry;
 pub mod source;
 pub mod transport;
+pub mod workers;
