@@ -54,6 +54,9 @@ pub struct BuildOptions {
 pub enum BuildError {
     #[error(transparent)]
     Recipe(#[from] RecipeError),
+    /// A panic while building: a bug, but still one sentence and exit code 1, not 101.
+    #[error("building {target} stopped with an internal error ({message}); please report it")]
+    Internal { target: String, message: String },
     #[error("{target} ({file}), layer {number} ({description})")]
     Layer {
         target: String,

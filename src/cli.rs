@@ -763,7 +763,8 @@ struct TargetInfo {
     description: Option<String>,
 }
 
-/// Builds `targets` on `jobs` threads; results in the order of `targets`.
+/// Builds `targets` on `jobs` threads; results in the order of `targets`. A target whose build
+/// panics (a bug) fails with an error sentence like any other, and the others still build.
 fn build_in_parallel(
     builder: &Builder<'_>,
     targets: &[String],
@@ -774,26 +775,38 @@ fn build_in_parallel(
         .iter()
         .map(|_| std::sync::Mutex::new(None))
         .collect();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.min(targets.len()) {
-            scope.spawn(|| {
-                loop {
-                    let index = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(target) = targets.get(index) else {
-                        return;
-                    };
-                    let result = builder.build(target);
-                    *results[index].lock().expect("build results") = Some(result);
-                }
-            });
+    let internal = |target: &str, panicked: oci_build::workers::WorkerPanicked| {
+        oci_build::build::BuildError::Internal {
+            target: target.to_owned(),
+            message: panicked.message,
+        }
+    };
+    let pool = oci_build::workers::run(jobs.min(targets.len()), || {
+        loop {
+            let index = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let Some(target) = targets.get(index) else {
+                return;
+            };
+            let result = oci_build::workers::catch(|| builder.build(target))
+                .unwrap_or_else(|panicked| Err(internal(target, panicked)));
+            *results[index]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
         }
     });
+    // Only a panic outside a build leaves a slot empty; its message is the one to show.
+    let lost = pool
+        .err()
+        .unwrap_or_else(|| oci_build::workers::WorkerPanicked {
+            message: "its worker ended early".to_owned(),
+        });
     results
         .into_iter()
-        .map(|slot| {
+        .zip(targets)
+        .map(|(slot, target)| {
             slot.into_inner()
-                .expect("build results")
-                .expect("every target was built")
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .unwrap_or_else(|| Err(internal(target, lost.clone())))
         })
         .collect()
 }

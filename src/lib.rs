@@ -30,3 +30,4 @@ pub mod registry;
 pub mod source;
 pub mod time;
 pub mod transport;
+pub mod workers;

@@ -273,7 +273,15 @@ fn spawn_pool(threads: usize) -> Pool {
                         Ok(Ok(job)) => job,
                         _ => return,
                     };
-                    if done.send(run_job(job)).is_err() {
+                    // A panic here would lose the chunk and leave `finish` waiting for it.
+                    let seq = job.seq;
+                    let finished =
+                        crate::workers::catch(|| run_job(job)).unwrap_or_else(|e| Done {
+                            seq,
+                            compressed: Err(io::Error::other(e)),
+                            crc: crc32fast::Hasher::new(),
+                        });
+                    if done.send(finished).is_err() {
                         return;
                     }
                 }

@@ -37,6 +37,8 @@ use crate::reference::Reference;
 #[derive(Debug, thiserror::Error)]
 pub enum MirrorError {
     #[error(transparent)]
+    Worker(#[from] crate::workers::WorkerPanicked),
+    #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Bundle(#[from] BundleError),
@@ -1212,22 +1214,18 @@ fn for_each_parallel<T: Sync>(
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let error = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..workers.clamp(1, items.len().max(1)) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= items.len() || failed.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    if let Err(e) = f(&items[i]) {
-                        failed.store(true, Ordering::SeqCst);
-                        error.lock().expect("error lock").get_or_insert(e);
-                    }
-                }
-            });
+    crate::workers::run(workers.clamp(1, items.len().max(1)), || {
+        loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            if i >= items.len() || failed.load(Ordering::SeqCst) {
+                return;
+            }
+            if let Err(e) = f(&items[i]) {
+                failed.store(true, Ordering::SeqCst);
+                error.lock().expect("error lock").get_or_insert(e);
+            }
         }
-    });
+    })?;
     match error.into_inner().expect("error lock") {
         Some(e) => Err(e),
         None => Ok(()),

@@ -28,6 +28,8 @@ use crate::layer::cache::CacheError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    #[error(transparent)]
+    Worker(#[from] crate::workers::WorkerPanicked),
     #[error("`{registry}` is not a registry host name")]
     BadRegistryName { registry: String },
     #[error("cannot use CA certificate file `{path}`: {message}")]

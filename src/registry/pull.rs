@@ -240,21 +240,18 @@ fn fetch_layers(
         .collect();
     let next = AtomicUsize::new(0);
     let errors = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..registry.options.concurrency.clamp(1, missing.len().max(1)) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= missing.len() || !errors.lock().expect("errors lock").is_empty() {
-                        return;
-                    }
-                    if let Err(e) = fetch_blob(registry, repository, missing[i], scopes, cache) {
-                        errors.lock().expect("errors lock").push(e);
-                    }
-                }
-            });
+    let workers = registry.options.concurrency.clamp(1, missing.len().max(1));
+    crate::workers::run(workers, || {
+        loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            if i >= missing.len() || !errors.lock().expect("errors lock").is_empty() {
+                return;
+            }
+            if let Err(e) = fetch_blob(registry, repository, missing[i], scopes, cache) {
+                errors.lock().expect("errors lock").push(e);
+            }
         }
-    });
+    })?;
     match errors.into_inner().expect("errors lock").into_iter().next() {
         Some(error) => Err(error),
         None => Ok(missing.iter().map(|l| l.size).sum()),

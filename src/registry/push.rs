@@ -113,28 +113,23 @@ pub fn push(
     let failed = AtomicBool::new(false);
     let outcomes: Mutex<Vec<Result<BlobOutcome, RegistryError>>> = Mutex::new(Vec::new());
     let workers = registry.options.concurrency.clamp(1, blobs.len().max(1));
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= blobs.len() || failed.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let blob = blobs[i];
-                    let sources =
-                        known.sources(&registry.host, &blob.descriptor.digest, repository);
-                    let outcome = push_blob(registry, repository, blob, &sources, reporter);
-                    if outcome.is_err() {
-                        failed.store(true, Ordering::SeqCst);
-                    } else {
-                        known.record(&registry.host, &blob.descriptor.digest, repository);
-                    }
-                    outcomes.lock().expect("outcomes lock").push(outcome);
-                }
-            });
+    crate::workers::run(workers, || {
+        loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            if i >= blobs.len() || failed.load(Ordering::SeqCst) {
+                return;
+            }
+            let blob = blobs[i];
+            let sources = known.sources(&registry.host, &blob.descriptor.digest, repository);
+            let outcome = push_blob(registry, repository, blob, &sources, reporter);
+            if outcome.is_err() {
+                failed.store(true, Ordering::SeqCst);
+            } else {
+                known.record(&registry.host, &blob.descriptor.digest, repository);
+            }
+            outcomes.lock().expect("outcomes lock").push(outcome);
         }
-    });
+    })?;
     for outcome in outcomes.into_inner().expect("outcomes lock") {
         match outcome? {
             BlobOutcome::Present => report.blobs_present += 1,

@@ -10,7 +10,7 @@ use sha2::Digest as _;
 use crate::common::{Sentinel, refused};
 use crate::debian_repo::{Pkg, Repo};
 use crate::offline::{build_and_fetch, online_world};
-use crate::pip_index::{Index, project};
+use crate::pip_index::{Index, dist, project};
 
 /// An index whose hash is a path: `#sha256=../../sentinel/escape` (relative to the cache's
 /// metadata bucket) or an absolute path into the sentinel. Before the fix, the metadata file
@@ -172,4 +172,63 @@ fn a_changed_layer_blob_is_refused_while_copied() {
     );
     assert!(error.contains("hashes to"), "{error}");
     assert!(!p.tmp.path().join("app.tar").exists());
+}
+
+/// A lock entry whose name is a path or holds a control character: the name became the path
+/// of its `.dist-info` directory, and the build panicked (exit code 101) making it. Now the
+/// build refuses the entry in one sentence naming the lock file, and writes nothing.
+#[test]
+fn a_lock_entry_with_a_hostile_name_is_refused() {
+    for hostile in ["../../x", "demo\\u0001", "demo/../../../x", ".."] {
+        let mut index = Index::new();
+        index.publish(&dist("demo", "1.0"));
+        let p = project(&index, "[\"linux/amd64\"]", &["packages = [\"demo\"]"]);
+        let out = p.run(&["lock", "app"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+        let lock_path = p.path("recipes/recipes.lock");
+        let lock = fs::read_to_string(&lock_path).unwrap();
+        assert!(lock.contains("name = \"demo\""), "{lock}");
+        fs::write(
+            &lock_path,
+            lock.replace("name = \"demo\"", &format!("name = \"{hostile}\"")),
+        )
+        .unwrap();
+        let sentinel = Sentinel::plant(p.tmp.path());
+        let out = p.run(&["build", "app", "--locked", "--output", "oci:out"]);
+        let error = refused(&out, "recipes/recipes.lock");
+        let shown = hostile.replace("\\u0001", "\\u{1}");
+        assert!(error.contains(&format!("`{shown}`")), "{hostile}: {error}");
+        assert!(
+            !error.contains('\u{1}'),
+            "a control character reached the terminal"
+        );
+        sentinel.assert_untouched();
+        assert!(!p.tmp.path().join("out").exists());
+        assert!(!p.tmp.path().join("x").exists());
+    }
+}
+
+/// Recipe values that become the Python target: a venv outside the image's tree and a
+/// version with a sign in it (`parse::<u32>` takes `+11`; PEP 440 does not). Both panicked in
+/// the middle of a build (exit code 101); now each is refused in one sentence naming it.
+#[test]
+fn a_venv_or_python_that_is_no_path_or_version_is_refused() {
+    for (value, named) in [
+        ("venv = \"../../venv\"", "../../venv"),
+        ("venv = \"/opt/v\\u0000\"", "/opt/v\\0"),
+        ("python = \"3.+11\"", "3.+11"),
+    ] {
+        let mut index = Index::new();
+        index.publish(&dist("demo", "1.0"));
+        let layer = format!("packages = [\"demo\"], {value}");
+        let p = project(&index, "[\"linux/amd64\"]", &[&layer]);
+        let out = p.run(&["build", "app", "--output", "oci:out"]);
+        let error = refused(&out, named);
+        assert!(error.contains("app"), "{value}: {error}");
+        assert!(!p.tmp.path().join("out").exists());
+    }
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

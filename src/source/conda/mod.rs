@@ -252,39 +252,28 @@ fn fetch_all(
     }
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Result<Unpacked, CondaError>)>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..4)
-            .map(|_| {
-                s.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::SeqCst);
-                        let Some(locked) = selected.get(i) else {
-                            return;
-                        };
-                        let result = (|| {
-                            let (url, channel_url) = channel::package_url(channels, locked)?;
-                            let path = channel::fetch_package(http, cache, locked, &url)?;
-                            let (dir, listing) =
-                                archive::extract_cached(cache, &path, locked, &url)?;
-                            Ok(Unpacked {
-                                locked: locked.clone(),
-                                url,
-                                channel_url,
-                                dir,
-                                listing,
-                            })
-                        })();
-                        if let Ok(mut results) = results.lock() {
-                            results.push((i, result));
-                        }
-                    }
+    // A worker's panic leaves its package without a result: an error naming it, below.
+    let _ = crate::workers::run(4, || {
+        loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            let Some(locked) = selected.get(i) else {
+                return;
+            };
+            let result = (|| {
+                let (url, channel_url) = channel::package_url(channels, locked)?;
+                let path = channel::fetch_package(http, cache, locked, &url)?;
+                let (dir, listing) = archive::extract_cached(cache, &path, locked, &url)?;
+                Ok(Unpacked {
+                    locked: locked.clone(),
+                    url,
+                    channel_url,
+                    dir,
+                    listing,
                 })
-            })
-            .collect();
-        // Joined here, so that a worker's panic leaves its package without a result (an error
-        // below) instead of taking the process down with exit code 101.
-        for worker in workers {
-            let _ = worker.join();
+            })();
+            if let Ok(mut results) = results.lock() {
+                results.push((i, result));
+            }
         }
     });
     let mut results = results

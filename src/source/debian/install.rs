@@ -58,6 +58,14 @@ pub enum InstallError {
         #[source]
         source: deb::DebError,
     },
+    #[error(
+        "package {package}: its dpkg database file `{file}` {fault} (made of the package's name and architecture and a control file's name); refusing to install it"
+    )]
+    InfoName {
+        package: String,
+        file: String,
+        fault: crate::name::NameFault,
+    },
     #[error("package {package}: member `{member}` {reason}; refusing to install it")]
     Unsafe {
         package: String,
@@ -191,8 +199,21 @@ pub fn extract_cached(
     Ok((dir, extracted))
 }
 
+/// Paths the installer makes of fixed names, or of names checked first (`info_path`).
 fn path(p: &str) -> ImagePath {
     ImagePath::new(p).expect("paths written by the installer are valid")
+}
+
+/// `var/lib/dpkg/info/<file>`, where `file` holds the package's name and architecture (from an
+/// index or the lock file) and a control file's name (from the cached listing): all outside
+/// input, so `file` must be one plain name.
+fn info_path(package: &LockedDeb, file: &str) -> Result<ImagePath, InstallError> {
+    crate::name::FileName::new(file).map_err(|fault| InstallError::InfoName {
+        package: crate::name::Shown(&package.label()).to_string(),
+        file: crate::name::Shown(file).to_string(),
+        fault,
+    })?;
+    Ok(path(&format!("var/lib/dpkg/info/{file}")))
 }
 
 fn inline(text: impl Into<Vec<u8>>, mode: u32) -> Entry {
@@ -363,7 +384,7 @@ pub fn install(
             list.push('\n');
         }
         tree.insert(
-            path(&format!("var/lib/dpkg/info/{info_name}.list")),
+            info_path(&unpacked.deb, &format!("{info_name}.list"))?,
             inline(list, 0o644),
         );
         for control_name in unpacked.extracted.control_files.keys() {
@@ -381,7 +402,7 @@ pub fn install(
             let host = unpacked.dir.join("control").join(control_name);
             let size = fs::metadata(&host).map_or(0, |m| m.len());
             tree.insert(
-                path(&format!("var/lib/dpkg/info/{info_name}.{control_name}")),
+                info_path(&unpacked.deb, &format!("{info_name}.{control_name}"))?,
                 Entry {
                     kind: EntryKind::File {
                         content: Content::Host {
@@ -575,6 +596,7 @@ fn emulate_maintainer_scripts(tree: &mut LayerTree, packages: &[Unpacked]) {
                     .filter(|e| {
                         e.path.starts_with("usr/share/ca-certificates/") && e.path.ends_with(".crt")
                     })
+                    // `install` refused any member path that is not one before this runs.
                     .map(|e| (path(&e.path), deb::files_dir(&p.dir).join(&e.path)))
             })
             .collect();
@@ -675,6 +697,68 @@ fn emulate_maintainer_scripts(tree: &mut LayerTree, packages: &[Unpacked]) {
 mod tests {
     use super::*;
     use crate::source::debian::deb822;
+
+    fn unpacked(name: &str, arch: &str, control_file: &str) -> Unpacked {
+        Unpacked {
+            deb: LockedDeb {
+                name: name.to_owned(),
+                version: "1.0".to_owned(),
+                architecture: arch.to_owned(),
+                multi_arch: Some("same".to_owned()),
+                filename: "pool/main/d/demo/demo_1.0_amd64.deb".to_owned(),
+                size: 1,
+                sha256: crate::digest::Digest::of_bytes(b"deb"),
+            },
+            dir: PathBuf::from("/nonexistent"),
+            extracted: ExtractedDeb {
+                control_files: [
+                    ("control".to_owned(), format!("Package: {name}\n")),
+                    (control_file.to_owned(), String::new()),
+                ]
+                .into(),
+                entries: Vec::new(),
+            },
+        }
+    }
+
+    /// A package name or architecture (from an index or the lock) or a control file's name
+    /// (from the cached listing) that is no plain name: with `..` its `var/lib/dpkg/info/` path
+    /// panicked, with `/` it landed elsewhere; now the package is refused by name.
+    #[test]
+    fn a_hostile_name_for_the_dpkg_database_is_refused() {
+        for (name, arch, control_file) in [
+            ("../../../x", "amd64", "md5sums"),
+            ("demo", "../../../../x", "md5sums"),
+            ("demo", "amd64", "../../../../x"),
+            ("demo", "amd64", "a/b"),
+            ("de\nmo", "amd64", "md5sums"),
+        ] {
+            let mut tree = LayerTree::default();
+            let error = install(
+                &mut tree,
+                &[unpacked(name, arch, control_file)],
+                "",
+                &BTreeMap::new(),
+            )
+            .unwrap_err();
+            let text = error.to_string();
+            assert!(matches!(error, InstallError::InfoName { .. }), "{text}");
+            assert!(text.contains("dpkg database file"), "{text}");
+            assert!(!text.contains('\n'), "{text}");
+        }
+        let mut tree = LayerTree::default();
+        install(
+            &mut tree,
+            &[unpacked("demo", "amd64", "md5sums")],
+            "",
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert!(
+            tree.get(&path("var/lib/dpkg/info/demo:amd64.md5sums"))
+                .is_some()
+        );
+    }
 
     /// `place` with the symlinks of `links` (path → target).
     fn placed(

@@ -103,6 +103,8 @@ fn default_components() -> Vec<String> {
 #[derive(Debug, thiserror::Error)]
 pub enum DebianError {
     #[error(transparent)]
+    Worker(#[from] crate::workers::WorkerPanicked),
+    #[error(transparent)]
     AptConfig(#[from] apt_config::AptConfigError),
     #[error("no Debian archive is configured: the host has no apt sources under /etc/apt")]
     NoSources,
@@ -306,27 +308,23 @@ pub fn layer_tree(
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Result<install::Unpacked, DebianError>)>> =
         Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..4 {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(deb) = selected.get(i) else {
-                        return;
-                    };
-                    let result = install::fetch(&archives.http, cache, deb, &bases)
-                        .and_then(|path| install::extract_cached(cache, &path, deb))
-                        .map(|(dir, extracted)| install::Unpacked {
-                            deb: deb.clone(),
-                            dir,
-                            extracted,
-                        })
-                        .map_err(DebianError::from);
-                    results.lock().expect("results lock").push((i, result));
-                }
-            });
+    crate::workers::run(4, || {
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let Some(deb) = selected.get(i) else {
+                return;
+            };
+            let result = install::fetch(&archives.http, cache, deb, &bases)
+                .and_then(|path| install::extract_cached(cache, &path, deb))
+                .map(|(dir, extracted)| install::Unpacked {
+                    deb: deb.clone(),
+                    dir,
+                    extracted,
+                })
+                .map_err(DebianError::from);
+            results.lock().expect("results lock").push((i, result));
         }
-    });
+    })?;
     let mut results = results.into_inner().expect("results lock");
     results.sort_by_key(|(i, _)| *i);
     let unpacked = results

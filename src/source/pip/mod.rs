@@ -174,6 +174,68 @@ pub enum PipError {
         version: String,
         filename: String,
     },
+    #[error(
+        "the pip entry `{entry}` of {lock_file} has {what} `{value}`, which {problem}; delete the entry and run `oci-build lock`",
+        lock_file = crate::lock::LOCK_FILE
+    )]
+    BadPin {
+        entry: String,
+        what: &'static str,
+        value: String,
+        problem: &'static str,
+    },
+    #[error("`venv = \"{0}\"` is not an absolute image path without `..` or control characters")]
+    BadVenv(String),
+}
+
+impl LockedWheel {
+    /// Checks what the lock says before it becomes image paths (`<name>-<version>.dist-info`)
+    /// and file names: the lock file is outside input, edited by hand or by a merge.
+    pub fn check(&self) -> Result<(), PipError> {
+        let bad = |what, value: &str, problem| PipError::BadPin {
+            entry: self.name.escape_debug().to_string(),
+            what,
+            value: value.escape_debug().to_string(),
+            problem,
+        };
+        if !is_distribution_name(&self.name) {
+            return Err(bad(
+                "the name",
+                &self.name,
+                "is not a distribution name (letters, digits, `.`, `-` and `_`)",
+            ));
+        }
+        // A PEP 440 version holds no `/` and no control character.
+        if Version::from_str(&self.version).is_err() || self.version.contains(char::is_whitespace) {
+            return Err(bad(
+                "the version",
+                &self.version,
+                "is not a PEP 440 version",
+            ));
+        }
+        let plain = !self.filename.is_empty()
+            && self.filename != "."
+            && self.filename != ".."
+            && !self
+                .filename
+                .contains(|c: char| c == '/' || c == '\\' || c.is_control());
+        if !plain {
+            return Err(bad(
+                "the file name",
+                &self.filename,
+                "is not a plain file name",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// PEP 508's names: ASCII letters and digits, with `.`, `-` and `_` inside.
+fn is_distribution_name(name: &str) -> bool {
+    let inner = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+    name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(inner)
 }
 
 /// A pip layer made ready: its requirements read, its target known.
@@ -357,8 +419,24 @@ fn detect_target(
         version = stated.clone();
     }
     let parts: Vec<&str> = version.split('.').collect();
-    if parts.len() < 2 || parts.iter().any(|p| p.parse::<u32>().is_err()) {
+    // Digits only: `parse::<u32>` alone takes `+11`, which no PEP 440 version has, and the
+    // target's version must parse as one (`PythonTarget::full_version`).
+    let number = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if parts.len() < 2
+        || !parts.iter().all(number)
+        || parts.iter().any(|p| p.parse::<u32>().is_err())
+        || Version::from_str(&version).is_err()
+    {
         return Err(PipError::BadPython(version));
+    }
+    if let Some(venv) = &spec.venv {
+        // It becomes image paths (`<venv>/pyvenv.cfg`, the site directory).
+        let fits = venv.starts_with('/')
+            && !venv.contains(|c: char| c.is_control())
+            && ImagePath::new(&format!("{venv}/pyvenv.cfg")).is_ok();
+        if !fits {
+            return Err(PipError::BadVenv(venv.escape_debug().to_string()));
+        }
     }
     let short = format!("{}.{}", parts[0], parts[1]);
     let libc = if let Some(glibc) = dpkg_version(status, "libc6") {
@@ -461,6 +539,7 @@ pub fn layer_tree(
         Some(pins) => {
             // Checked before anything is fetched or built: a lock is no way around the rule.
             for pin in pins {
+                pin.check()?;
                 check_pinned_format(pin, formats)?;
             }
             pins.to_vec()
@@ -510,7 +589,8 @@ pub fn layer_tree(
                 pin.version
             );
             tree.insert(
-                ImagePath::new(&dist_info).expect("dist-info paths are valid"),
+                // The pin's name and version were checked above, the site path when detected.
+                ImagePath::new(&dist_info).expect("checked names make valid dist-info paths"),
                 Entry {
                     kind: EntryKind::Directory,
                     mode: 0o755,
@@ -692,7 +772,8 @@ fn build_sdist(
 /// The files that make a directory a virtual environment for the image's interpreter.
 fn add_venv(tree: &mut LayerTree, venv: &str, target: &PythonTarget) {
     let (major, minor) = target.major_minor();
-    let path = |p: String| ImagePath::new(&p).expect("venv paths are valid");
+    // `detect_target` refused a venv with `..` or a NUL; the rest of each path is fixed.
+    let path = |p: String| ImagePath::new(&p).expect("a checked venv makes valid paths");
     let home = target
         .scheme
         .interpreter
@@ -825,5 +906,141 @@ mod tests {
             detect_target(&bad, &base, "amd64", None).unwrap_err(),
             PipError::BadPython(_)
         ));
+    }
+
+    fn pin(name: &str, version: &str, filename: &str) -> LockedWheel {
+        LockedWheel {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            filename: filename.to_owned(),
+            sha256: Digest::of_bytes(b"wheel"),
+            requested: true,
+        }
+    }
+
+    /// A lock entry whose name or version is no distribution's: before, the `.dist-info` path
+    /// made from it panicked ("dist-info paths are valid"); now the entry is refused by name.
+    #[test]
+    fn a_hostile_lock_entry_is_refused_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("cache")).unwrap();
+        let base = PythonBase {
+            dpkg_status: STATUS.to_owned(),
+            ..Default::default()
+        };
+        let spec = PipSpec::default();
+        let prepared = Prepared {
+            requirements: Requirements::default(),
+            target: detect_target(&spec, &base, "amd64", None).unwrap(),
+            below: BTreeMap::new(),
+            inputs: String::new(),
+            venv: None,
+        };
+        let good = pin("demo", "1.0", "demo-1.0-py3-none-any.whl");
+        for (bad, what) in [
+            (pin("../../x", "1.0", "x-1.0-py3-none-any.whl"), "the name"),
+            (
+                pin("demo\0", "1.0", "demo-1.0-py3-none-any.whl"),
+                "the name",
+            ),
+            (
+                pin("demo\n", "1.0", "demo-1.0-py3-none-any.whl"),
+                "the name",
+            ),
+            (pin("..", "1.0", "demo-1.0-py3-none-any.whl"), "the name"),
+            (
+                pin("demo", "1.0/../../..", "demo-1.0-py3-none-any.whl"),
+                "the version",
+            ),
+            (
+                pin("demo", "1.0\0", "demo-1.0-py3-none-any.whl"),
+                "the version",
+            ),
+            (
+                pin("demo", "1.0", "../demo-1.0-py3-none-any.whl"),
+                "the file name",
+            ),
+            (pin("demo", "1.0", ".."), "the file name"),
+        ] {
+            let pins = [good.clone(), bad.clone()];
+            let error = layer_tree(&spec, &prepared, &cache, Some(&pins), 0, false, true)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} was taken"));
+            let text = error.to_string();
+            assert!(matches!(error, PipError::BadPin { .. }), "{text}");
+            assert!(text.contains(crate::lock::LOCK_FILE), "{text}");
+            assert!(text.contains(what), "{text}");
+            assert!(!text.contains(char::is_control), "{text}");
+        }
+        let (tree, locked) =
+            layer_tree(&spec, &prepared, &cache, Some(&[good]), 0, false, true).unwrap();
+        assert_eq!(locked.len(), 1);
+        assert!(
+            tree.get(
+                &ImagePath::new("usr/local/lib/python3.11/dist-packages/demo-1.0.dist-info")
+                    .unwrap()
+            )
+            .is_some()
+        );
+    }
+
+    /// `python = "3.+11"` passed the `parse::<u32>` check and is no PEP 440 version: the
+    /// target's `full_version` panicked when the resolver asked for it.
+    #[test]
+    fn a_python_version_with_a_sign_is_refused() {
+        let base = PythonBase {
+            dpkg_status: STATUS.to_owned(),
+            ..Default::default()
+        };
+        assert!(
+            Version::from_str("3.+11").is_err(),
+            "the case below is moot"
+        );
+        for version in ["3.+11", "+3.11.2", "3.11.+2", "3..11", "3.11 "] {
+            let spec = PipSpec {
+                python: Some(version.to_owned()),
+                ..Default::default()
+            };
+            let error = detect_target(&spec, &base, "amd64", None).unwrap_err();
+            assert!(
+                matches!(error, PipError::BadPython(_)),
+                "{version}: {error}"
+            );
+        }
+        let spec = PipSpec {
+            python: Some("3.12.1".to_owned()),
+            ..Default::default()
+        };
+        let target = detect_target(&spec, &base, "amd64", None).unwrap();
+        assert_eq!(target.full_version().to_string(), "3.12.1");
+    }
+
+    /// A venv with `..` or a NUL: its `pyvenv.cfg` path panicked ("venv paths are valid").
+    #[test]
+    fn a_venv_that_is_no_image_path_is_refused() {
+        let base = PythonBase {
+            dpkg_status: STATUS.to_owned(),
+            ..Default::default()
+        };
+        for venv in [
+            "../venv",
+            "/opt/../../venv",
+            "/opt/v\0",
+            "opt/venv",
+            "/opt/\nvenv",
+        ] {
+            let spec = PipSpec {
+                venv: Some(venv.to_owned()),
+                ..Default::default()
+            };
+            let error = detect_target(&spec, &base, "amd64", None).unwrap_err();
+            assert!(matches!(error, PipError::BadVenv(_)), "{venv}: {error}");
+            assert!(!error.to_string().contains(char::is_control), "{error}");
+        }
+        let spec = PipSpec {
+            venv: Some("/opt/venv/".to_owned()),
+            ..Default::default()
+        };
+        assert!(detect_target(&spec, &base, "amd64", None).is_ok());
     }
 }

@@ -79,6 +79,8 @@ pub enum ResolveError {
     },
     #[error("{0}")]
     Failed(String),
+    #[error(transparent)]
+    Worker(#[from] crate::workers::WorkerPanicked),
 }
 
 pub struct Input<'r> {
@@ -98,36 +100,34 @@ pub fn resolve(
     let fit = Fit::new(target);
     let (sender, receiver) = mpsc::channel::<Prefetch>();
     let receiver = Mutex::new(receiver);
-    let solution = std::thread::scope(|scope| {
-        for _ in 0..8 {
-            scope.spawn(|| {
-                loop {
-                    let job = match receiver.lock().expect("prefetch queue").recv() {
-                        Ok(job) => job,
-                        Err(_) => return,
-                    };
-                    // Errors show again when the solver asks; here they only cost a request.
-                    match job {
-                        Prefetch::Project(name) => {
-                            if let Ok(files) = index.files(&name)
-                                && let Some(best) = newest_wheel(&files, &fit)
-                            {
-                                let _ = index.metadata(best);
-                            }
-                        }
-                        Prefetch::Version(name, version) => {
-                            if let Ok(files) = index.files(&name)
-                                && let Some(file) =
-                                    best_file(&files, &version, &fit, &[], false, Formats::ANY)
-                                && matches!(file.kind, DistKind::Wheel(_))
-                            {
-                                let _ = index.metadata(file);
-                            }
-                        }
+    let prefetch = || {
+        loop {
+            let job = match receiver.lock().expect("prefetch queue").recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            };
+            // Errors show again when the solver asks; here they only cost a request.
+            match job {
+                Prefetch::Project(name) => {
+                    if let Ok(files) = index.files(&name)
+                        && let Some(best) = newest_wheel(&files, &fit)
+                    {
+                        let _ = index.metadata(best);
                     }
                 }
-            });
+                Prefetch::Version(name, version) => {
+                    if let Ok(files) = index.files(&name)
+                        && let Some(file) =
+                            best_file(&files, &version, &fit, &[], false, Formats::ANY)
+                        && matches!(file.kind, DistKind::Wheel(_))
+                    {
+                        let _ = index.metadata(file);
+                    }
+                }
+            }
         }
+    };
+    let solve = || {
         let provider = Provider::new(index, target, &fit, input, build_sdist, sender);
         let result = pubgrub::resolve(&provider, Node::Root, Version::new([0]));
         let refused = provider.refused_sources.take();
@@ -142,7 +142,9 @@ pub fn resolve(
             }
             other => other,
         })
-    })?;
+    };
+    // Dropping the provider (its sender) inside `solve` ends the prefetchers' loops.
+    let solution = crate::workers::run_beside(8, prefetch, solve)??;
     let mut resolved = Vec::new();
     for (node, version) in solution {
         let Node::Dist(name) = node else { continue };
