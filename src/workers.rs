@@ -1,8 +1,8 @@
 //! Worker threads whose panic becomes an error of the caller instead of ending the process.
 //!
 //! `std::thread::scope` re-raises a worker's panic in the thread that opened the scope, which
-//! takes the whole program down with exit code 101. Issue 12 wants a bug found by a hostile
-//! input to end as one error sentence and exit code 1, so every pool goes through here.
+//! takes the whole program down with exit code 101. A bug that a hostile input reaches must
+//! end as one error sentence and exit code 1 instead, so every pool goes through here.
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
