@@ -165,14 +165,20 @@ pub(super) fn get_manifest(
     }
     // Older registries omit Content-Type; the document's own mediaType field then decides.
     let media_type = if media_type.is_empty() || media_type == "application/json" {
-        serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("mediaType")?.as_str().map(str::to_owned))
-            .unwrap_or_else(|| spec::OCI_MANIFEST.to_owned())
+        media_type_of(&bytes)
     } else {
         media_type
     };
     Ok((media_type, bytes, found))
+}
+
+/// The document's own `mediaType` field, where nothing else says it (a registry without
+/// Content-Type, a bundle blob read by digest); an image manifest when it has none.
+pub(super) fn media_type_of(bytes: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("mediaType")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| spec::OCI_MANIFEST.to_owned())
 }
 
 fn get_small_blob(

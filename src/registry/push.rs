@@ -210,6 +210,34 @@ fn is_transient(error: &RegistryError) -> bool {
     }
 }
 
+/// Whether `repository` has the blob, by HEAD: 404 is no; any other failure is an error. Also
+/// how a mirror skips a blob that a destination already has.
+pub(super) fn blob_present(
+    registry: &Registry,
+    repository: &str,
+    digest: &Digest,
+    scopes: &[String],
+) -> Result<bool, RegistryError> {
+    let response = registry.send(&Request {
+        method: Method::HEAD,
+        url: registry.url(&format!("{repository}/blobs/{digest}")),
+        scopes,
+        headers: Vec::new(),
+        body: Body::Empty,
+        retry: true,
+    })?;
+    match response.status() {
+        StatusCode::OK => Ok(true),
+        StatusCode::NOT_FOUND => Ok(false),
+        _ => {
+            check(registry, response, repository, "push", || {
+                format!("HEAD of blob {digest}")
+            })?;
+            Ok(false)
+        }
+    }
+}
+
 fn try_push_blob(
     registry: &Registry,
     repository: &str,
@@ -220,22 +248,8 @@ fn try_push_blob(
 ) -> Result<BlobOutcome, RegistryError> {
     let digest = &blob.descriptor.digest;
     let size = blob.descriptor.size;
-    let blob_url = registry.url(&format!("{repository}/blobs/{digest}"));
-    let head = registry.send(&Request {
-        method: Method::HEAD,
-        url: blob_url,
-        scopes,
-        headers: Vec::new(),
-        body: Body::Empty,
-        retry: true,
-    })?;
-    if head.status() == StatusCode::OK {
+    if blob_present(registry, repository, digest, scopes)? {
         return Ok(BlobOutcome::Present);
-    }
-    if head.status() != StatusCode::NOT_FOUND {
-        check(registry, head, repository, "push", || {
-            format!("HEAD of blob {digest}")
-        })?;
     }
 
     let uploads = registry.url(&format!("{repository}/blobs/uploads/"));
