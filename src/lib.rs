@@ -7,7 +7,8 @@
 //!               ─▶ image (config, manifest, index) ─▶ output (oci:, oci-archive:, docker-archive:)
 //! ```
 //!
-//! [`build::Builder`] drives the stages for a target of a [`recipe::Project`].
+//! [`build::Builder`] drives the stages for a target of a [`recipe::Project`];
+//! [`schedule::build_targets`] builds several targets at once on one builder.
 
 pub mod build;
 pub mod digest;
@@ -27,6 +28,7 @@ pub mod progress;
 pub mod recipe;
 pub mod reference;
 pub mod registry;
+pub mod schedule;
 pub mod source;
 pub mod time;
 pub mod transport;

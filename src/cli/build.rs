@@ -1,0 +1,303 @@
+//! `build`, `lock` and `fetch`: the commands that drive a [`Builder`] over targets, then write,
+//! push, pin or gather what it made.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use oci_build::build::{BuildOptions, Builder, BuiltTarget};
+use oci_build::image::{ImageArtifact, ManifestSummary, MediaTypes};
+use oci_build::layer::Compression;
+use oci_build::layer::cache::Cache;
+use oci_build::recipe::Project;
+use oci_build::reference::Reference;
+use oci_build::registry::push::PushReport;
+use oci_build::schedule::build_targets;
+use oci_build::transport::Transport;
+
+use super::args::{BuildArgs, Cli, FetchArgs, LockArgs, source_date_epoch};
+use super::report::{TerminalReporter, human_bytes, print_json};
+
+#[derive(Serialize)]
+struct BuildReport {
+    target: String,
+    reference: String,
+    output: String,
+    digest: String,
+    media_type: String,
+    size: u64,
+    layers_built: usize,
+    layers_cached: usize,
+    manifests: Vec<ManifestSummary>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pushed: Vec<PushReport>,
+}
+
+pub(super) fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
+    let project = Project::open(&cli.project)?;
+    let targets = if args.all {
+        project.target_names()
+    } else {
+        args.targets.clone()
+    };
+    let output = match (&args.output, args.push) {
+        (Some(output), _) => Some(output.clone()),
+        (None, false) => Some(Transport::Oci {
+            dir: PathBuf::from("out"),
+            name: None,
+        }),
+        (None, true) => None,
+    };
+    if let Some(output) = &output
+        && targets.len() > 1
+        && matches!(
+            output,
+            Transport::OciArchive { .. } | Transport::DockerArchive { .. }
+        )
+    {
+        bail!(
+            "`{output}` is a single-image archive, but {} targets are being built; write them to an oci:DIR layout (which holds many) or build one target per archive",
+            targets.len()
+        );
+    }
+    if let Some(output) = &output
+        && targets.len() > 1
+        && output.name().is_some()
+    {
+        bail!(
+            "`{output}` names one image, but {} targets are being built; drop the `:REF` part so each image is stored under its own name",
+            targets.len()
+        );
+    }
+    if args.offline && (args.push || matches!(output, Some(Transport::Docker(_)))) {
+        bail!(
+            "an --offline build opens no connection, so it cannot push; write to oci:DIR or an archive"
+        );
+    }
+    let offline = match (&args.offline, &args.inputs) {
+        (false, _) => None,
+        (true, None) => Some(oci_build::offline::Offline::cache_only()),
+        (true, Some(dir)) => Some(oci_build::offline::Offline::from_inputs(dir)?),
+    };
+    let cache_root = cli.cache_root()?;
+    let cache = Cache::open(&cache_root)?;
+    let options = BuildOptions {
+        compression: args.compression,
+        media_types: if args.docker_media_types {
+            MediaTypes::Docker
+        } else {
+            MediaTypes::Oci
+        },
+        source_date_epoch: source_date_epoch()?,
+        platforms: (!args.platform.is_empty()).then(|| args.platform.clone()),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        refresh_lock: false,
+        resolve_only: false,
+        client: cli.client_options(),
+        require_lock: args.locked || offline.is_some(),
+        offline,
+    };
+    let reporter = TerminalReporter::new(cli.quiet);
+    let builder = Builder::new(&project, cache, options, &reporter)?;
+
+    // Everything is built before anything is written, so a failing target leaves the output
+    // as it was. Targets build `--jobs` at a time; one that needs a base another is building
+    // waits for it, so each shared layer is built once and dependency order holds.
+    let built: Vec<BuiltTarget> = build_targets(&builder, &targets, args.jobs.max(1))
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    if let Some(path) = builder.save_lock()?
+        && !cli.quiet
+    {
+        eprintln!("pinned newly resolved packages in {}", path.display());
+    }
+    let mut reports = Vec::new();
+    for target in built {
+        let mut written = Vec::new();
+        let mut pushed = Vec::new();
+        if let Some(output) = &output {
+            let location = match output {
+                Transport::Docker(reference) => {
+                    let reference = if output.name().is_some() || reference.digest.is_some() {
+                        reference.clone()
+                    } else {
+                        Reference {
+                            tag: Some(target.recipe.reference.tag_or_latest().to_owned()),
+                            ..reference.clone()
+                        }
+                    };
+                    pushed.push(push_artifact(
+                        &builder,
+                        &target.artifact,
+                        &reference,
+                        &reporter,
+                    )?);
+                    Transport::Docker(reference)
+                }
+                local => local
+                    .write(&target.artifact, &target.recipe.reference)
+                    .with_context(|| format!("writing {} to {local}", target.recipe.target))?,
+            };
+            written.push(location.to_string());
+        }
+        if args.push {
+            let reference = &target.recipe.reference;
+            pushed.push(push_artifact(
+                &builder,
+                &target.artifact,
+                reference,
+                &reporter,
+            )?);
+            written.push(format!("docker://{reference}"));
+        }
+        if !cli.quiet && !args.json {
+            let layers = |n: usize| {
+                if n == 1 {
+                    "1 layer".to_owned()
+                } else {
+                    format!("{n} layers")
+                }
+            };
+            eprintln!(
+                "{}: {} {} ({} built, {} from cache)",
+                target.recipe.target,
+                written.join(", "),
+                target.artifact.root.digest,
+                layers(target.layers_built),
+                target.layers_cached
+            );
+        }
+        reports.push(BuildReport {
+            target: target.recipe.target.clone(),
+            reference: target.recipe.reference.to_string(),
+            output: written.join(", "),
+            digest: target.artifact.root.digest.to_string(),
+            media_type: target.artifact.root.media_type.clone(),
+            size: target
+                .artifact
+                .blobs
+                .values()
+                .map(|b| b.descriptor.size)
+                .sum(),
+            layers_built: target.layers_built,
+            layers_cached: target.layers_cached,
+            manifests: target.artifact.manifests.clone(),
+            pushed,
+        });
+    }
+    if args.json {
+        print_json(&reports)?;
+    }
+    Ok(())
+}
+
+pub(super) fn lock(cli: &Cli, args: &LockArgs) -> anyhow::Result<()> {
+    let project = Project::open(&cli.project)?;
+    let targets = if args.all {
+        project.target_names()
+    } else {
+        args.targets.clone()
+    };
+    let cache_root = cli.cache_root()?;
+    let options = BuildOptions {
+        compression: Compression::Gzip,
+        media_types: MediaTypes::Oci,
+        source_date_epoch: source_date_epoch()?,
+        platforms: None,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        refresh_lock: true,
+        resolve_only: true,
+        client: cli.client_options(),
+        offline: None,
+        require_lock: false,
+    };
+    let reporter = TerminalReporter::new(cli.quiet);
+    let builder = Builder::new(&project, Cache::open(&cache_root)?, options, &reporter)?;
+    for target in &targets {
+        builder.build(target)?;
+    }
+    let path = builder.save_lock()?;
+    if !cli.quiet {
+        match path {
+            Some(path) => eprintln!("locked {} in {}", targets.join(", "), path.display()),
+            None => eprintln!("the lock file already pins {}", targets.join(", ")),
+        }
+    }
+    Ok(())
+}
+
+/// `fetch`: builds the targets from the lock (resolving nothing), which leaves every input in
+/// the cache, and copies what the builds used into the directory.
+pub(super) fn fetch(cli: &Cli, args: &FetchArgs) -> anyhow::Result<()> {
+    let Some(dir) = args.to.strip_prefix("dir:").filter(|d| !d.is_empty()) else {
+        bail!(
+            "`{}` is not a directory destination; use --to dir:PATH",
+            args.to
+        );
+    };
+    let project = Project::open(&cli.project)?;
+    let targets = if args.all {
+        project.target_names()
+    } else {
+        args.targets.clone()
+    };
+    let cache_root = cli.cache_root()?;
+    let cache = Cache::open(&cache_root)?;
+    let options = BuildOptions {
+        compression: Compression::Gzip,
+        media_types: MediaTypes::Oci,
+        source_date_epoch: source_date_epoch()?,
+        platforms: (!args.platform.is_empty()).then(|| args.platform.clone()),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        refresh_lock: false,
+        resolve_only: false,
+        client: cli.client_options(),
+        offline: None,
+        require_lock: true,
+    };
+    let reporter = TerminalReporter::new(cli.quiet);
+    let builder = Builder::new(&project, cache.clone(), options, &reporter)?;
+    for target in &targets {
+        builder.build(target)?;
+    }
+    let report = oci_build::offline::export(
+        &builder.used_inputs(),
+        &cache,
+        std::path::Path::new(dir),
+        &args.to,
+    )?;
+    if args.json {
+        return print_json(&report);
+    }
+    if !cli.quiet {
+        eprintln!(
+            "fetched {} inputs ({} base images), {} blobs, {} into {}",
+            report.inputs,
+            report.images,
+            report.blobs,
+            human_bytes(report.bytes),
+            report.directory
+        );
+    }
+    Ok(())
+}
+
+fn push_artifact(
+    builder: &Builder<'_>,
+    artifact: &ImageArtifact,
+    reference: &Reference,
+    reporter: &TerminalReporter,
+) -> anyhow::Result<PushReport> {
+    let registry = builder.registries.get(&reference.registry)?;
+    let report = oci_build::registry::push::push(
+        &registry,
+        artifact,
+        reference,
+        &builder.known_blobs,
+        reporter,
+    );
+    reporter.finish();
+    let report = report.with_context(|| format!("pushing to {reference}"))?;
+    Ok(report)
+}

@@ -1,0 +1,146 @@
+//! `inspect`, `targets` and `resolve`: commands that read an image or the project and print
+//! what they find, on stdout.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use oci_build::inspect;
+use oci_build::recipe::{BaseRef, Project};
+
+use super::args::{Cli, InspectArgs, ResolveArgs, TargetsArgs};
+use super::report::{human_bytes, print_json};
+
+pub(super) fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
+    let report = inspect::inspect(&args.source)?;
+    if args.json {
+        return print_json(&report);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", report.source)?;
+    writeln!(out, "digest:     {}", report.digest)?;
+    writeln!(out, "media type: {}", report.media_type)?;
+    for (key, value) in &report.annotations {
+        writeln!(out, "annotation: {key}={value}")?;
+    }
+    for image in &report.images {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "platform {}  manifest {}",
+            image.platform, image.manifest.digest
+        )?;
+        writeln!(out, "  config     {}", image.config_digest)?;
+        if let Some(created) = &image.created {
+            writeln!(out, "  created    {created}")?;
+        }
+        let c = &image.config;
+        let list = |v: &Option<Vec<String>>| v.as_ref().map(|v| format!("{v:?}"));
+        for (label, value) in [
+            ("user", c.user.clone()),
+            ("workdir", c.working_dir.clone()),
+            ("entrypoint", list(&c.entrypoint)),
+            ("cmd", list(&c.cmd)),
+            ("stop signal", c.stop_signal.clone()),
+        ] {
+            if let Some(value) = value {
+                writeln!(out, "  {label:<10} {value}")?;
+            }
+        }
+        for env in c.env.iter().flatten() {
+            writeln!(out, "  env        {env}")?;
+        }
+        for port in c.exposed_ports.iter().flat_map(|p| p.keys()) {
+            writeln!(out, "  port       {port}")?;
+        }
+        for volume in c.volumes.iter().flat_map(|v| v.keys()) {
+            writeln!(out, "  volume     {volume}")?;
+        }
+        for (key, value) in c.labels.iter().flatten() {
+            writeln!(out, "  label      {key}={value}")?;
+        }
+        writeln!(
+            out,
+            "  layers ({} in all, {}):",
+            image.layers.len(),
+            human_bytes(image.size)
+        )?;
+        let mut history = image.history.iter().filter(|h| !h.empty_layer);
+        for (i, layer) in image.layers.iter().enumerate() {
+            let created_by = history
+                .next()
+                .and_then(|h| h.created_by.clone())
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "  {:>3}  {}  {:>10}  {}",
+                i + 1,
+                layer.digest,
+                human_bytes(layer.size),
+                created_by
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct TargetInfo {
+    target: String,
+    image: String,
+    from: String,
+    file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+}
+
+pub(super) fn resolve(cli: &Cli, args: &ResolveArgs) -> anyhow::Result<()> {
+    let project = Project::open(&cli.project)?;
+    let mut family = Vec::new();
+    for name in project.target_names() {
+        family.push(project.load(&name)?.reference);
+    }
+    let repo = std::env::var("MLRUN_DOCKER_REPO").unwrap_or_else(|_| "mlrun".to_owned());
+    let mut out = std::io::stdout().lock();
+    for image in &args.images {
+        writeln!(
+            out,
+            "{}",
+            oci_build::recipe::resolve_image(image, &family, &repo)?
+        )?;
+    }
+    Ok(())
+}
+
+pub(super) fn targets(cli: &Cli, args: &TargetsArgs) -> anyhow::Result<()> {
+    let project = Project::open(&cli.project)?;
+    let mut infos = Vec::new();
+    for name in project.target_names() {
+        let recipe = project.load(&name)?;
+        infos.push(TargetInfo {
+            image: recipe.reference.familiar(),
+            from: match &recipe.from {
+                BaseRef::Scratch => "scratch".to_owned(),
+                BaseRef::Layout { dir, tag } => format!(
+                    "oci:{}{}",
+                    dir.display(),
+                    tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default()
+                ),
+                BaseRef::Definition(name) => name.clone(),
+                BaseRef::Registry(reference) => format!("docker://{reference}"),
+            },
+            file: recipe.file.display().to_string(),
+            description: recipe.description.clone(),
+            target: name,
+        });
+    }
+    if args.json {
+        return print_json(&infos);
+    }
+    let width = infos.iter().map(|i| i.target.len()).max().unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    for info in &infos {
+        writeln!(out, "{:<width$}  {}", info.target, info.image)?;
+    }
+    Ok(())
+}
