@@ -44,7 +44,7 @@ use crate::source::pip::LockedWheel;
 pub const INPUTS_FILE: &str = "inputs.json";
 const INPUTS_VERSION: u32 = 1;
 /// Where online pulls remember which manifest a reference resolved to, per platform.
-const BASES_BUCKET: &str = "bases-v1";
+const BASES_BUCKET: &str = crate::layer::cache::Bucket::Bases.dir();
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
@@ -418,7 +418,7 @@ impl Offline {
                     place: self.place(),
                 })?;
             let blob = self.provide(cache, &built)?;
-            let parent = cache.root().join("pip-built-v1");
+            let parent = cache.bucket(crate::layer::cache::Bucket::PipBuilt);
             fs::create_dir_all(&parent).map_err(io_err(&parent))?;
             let temp = tempfile::tempdir_in(&parent).map_err(io_err(&parent))?;
             // `read_inputs` checked that this is a wheel file name: one component.

@@ -3,10 +3,20 @@
 //! ```text
 //! $XDG_CACHE_HOME/oci-build/          (or --cache-dir)
 //! ├── CACHEDIR.TAG                    backup tools skip the directory
-//! ├── blobs/sha256/<hex>              compressed layer blobs (later: debs, wheels, base blobs)
+//! ├── blobs/sha256/<hex>              every blob by its SHA256: layers, .debs, wheels, sdists,
+//! │                                   conda packages, base images' manifests, configs, layers
 //! ├── layers-v1/<key>.json            a LayerBlob record; <key> hashes the layer's inputs
+//! ├── debs-v2/<sha256>/               a .deb extracted, with its listing
+//! ├── wheels-v1/<sha256>/             a wheel extracted and verified, with its listing
+//! ├── conda-v1/<sha256>/              a conda package extracted, with its listing
+//! ├── pip-metadata-v1/<sha256>        a wheel's METADATA, from the index's PEP 658 file
+//! ├── pip-built-v1/<sdist sha256>/    the wheel built from an sdist
+//! ├── bases-v1/<key>.json             which manifest a base reference meant, per platform
 //! └── tmp/                            files being written; renamed into place when complete
 //! ```
+//!
+//! Each bucket is a [`Bucket`]; its directory name carries its format version, so a change of
+//! format starts a new bucket instead of misreading an old one.
 //!
 //! Every write goes to `tmp/` first and is renamed into place, so a killed build leaves either
 //! the old state or a complete entry. A record is only trusted when its blob exists with the
@@ -61,7 +71,51 @@ pub struct Cache {
     root: PathBuf,
 }
 
-const LAYER_BUCKET: &str = "layers-v1";
+/// The cache's directories (see the module doc). Anything that keeps files in the cache names
+/// its bucket here, so that no two stages share a directory by accident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bucket {
+    Blobs,
+    Layers,
+    Debs,
+    Wheels,
+    Conda,
+    PipMetadata,
+    PipBuilt,
+    Bases,
+    Tmp,
+}
+
+impl Bucket {
+    pub const ALL: [Bucket; 9] = [
+        Bucket::Blobs,
+        Bucket::Layers,
+        Bucket::Debs,
+        Bucket::Wheels,
+        Bucket::Conda,
+        Bucket::PipMetadata,
+        Bucket::PipBuilt,
+        Bucket::Bases,
+        Bucket::Tmp,
+    ];
+
+    /// The directory under the cache root.
+    pub const fn dir(self) -> &'static str {
+        match self {
+            Bucket::Blobs => "blobs/sha256",
+            Bucket::Layers => "layers-v1",
+            Bucket::Debs => "debs-v2",
+            Bucket::Wheels => "wheels-v1",
+            Bucket::Conda => "conda-v1",
+            Bucket::PipMetadata => "pip-metadata-v1",
+            Bucket::PipBuilt => "pip-built-v1",
+            Bucket::Bases => "bases-v1",
+            Bucket::Tmp => "tmp",
+        }
+    }
+}
+
+const LAYER_BUCKET: &str = Bucket::Layers.dir();
 
 impl Cache {
     /// The default location: `$XDG_CACHE_HOME/oci-build`, else `~/.cache/oci-build` (the home
@@ -85,7 +139,7 @@ impl Cache {
     }
 
     pub fn open(root: &Path) -> Result<Self, CacheError> {
-        for dir in ["blobs/sha256", LAYER_BUCKET, "tmp"] {
+        for dir in [Bucket::Blobs, Bucket::Layers, Bucket::Tmp].map(Bucket::dir) {
             fs::create_dir_all(root.join(dir)).map_err(cache_err(root, "creating"))?;
         }
         let tag = root.join("CACHEDIR.TAG");
@@ -107,13 +161,18 @@ impl Cache {
         &self.root
     }
 
+    /// The directory of `bucket` (not created here).
+    pub fn bucket(&self, bucket: Bucket) -> PathBuf {
+        self.root.join(bucket.dir())
+    }
+
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root.join("blobs/sha256").join(digest.hex())
+        self.bucket(Bucket::Blobs).join(digest.hex())
     }
 
     /// A temporary file on the cache's filesystem, removed unless it is committed.
     pub fn temp_file(&self) -> Result<NamedTempFile, CacheError> {
-        let dir = self.root.join("tmp");
+        let dir = self.bucket(Bucket::Tmp);
         NamedTempFile::new_in(&dir).map_err(cache_err(&self.root, "creating a temporary file"))
     }
 
@@ -196,6 +255,12 @@ impl CacheKeyBuilder {
 mod tests {
     use super::*;
     use crate::layer::Compression;
+
+    #[test]
+    fn buckets_are_distinct_directories() {
+        let dirs: std::collections::BTreeSet<&str> = Bucket::ALL.iter().map(|b| b.dir()).collect();
+        assert_eq!(dirs.len(), Bucket::ALL.len());
+    }
 
     /// Without a cache or home directory there is no default: never a shared one like /tmp.
     #[test]

@@ -174,9 +174,11 @@ pub(super) fn unpack_into(file: &Path, dir: &Path) -> Result<(), MirrorError> {
 pub(super) fn unpack_archive(file: &Path, cache: &Cache) -> Result<tempfile::TempDir, MirrorError> {
     // On the cache's filesystem rather than /tmp, which is often small.
     let dir =
-        tempfile::tempdir_in(cache.root().join("tmp")).map_err(|source| MirrorError::Read {
-            path: cache.root().to_owned(),
-            source,
+        tempfile::tempdir_in(cache.bucket(crate::layer::cache::Bucket::Tmp)).map_err(|source| {
+            MirrorError::Read {
+                path: cache.root().to_owned(),
+                source,
+            }
         })?;
     unpack_into(file, dir.path())?;
     Ok(dir)

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use super::install::{ListedEntry, ListedKind, Listing, member_fault};
 use super::{CondaError, LockedConda};
 use crate::layer::ImagePath;
-use crate::layer::cache::Cache;
+use crate::layer::cache::{Bucket, Cache};
 use crate::name::{NameFault, RelPath};
 
 /// Extracts a package into the cache once; returns its directory and listing.
@@ -32,7 +32,7 @@ pub fn extract_cached(
         package: package.clone(),
         source,
     };
-    let parent = cache.root().join("conda-v1");
+    let parent = cache.bucket(Bucket::Conda);
     let dir = parent.join(locked.sha256.hex());
     if let Ok(bytes) = fs::read(dir.join("listing.json")) {
         match serde_json::from_slice::<Listing>(&bytes) {

@@ -29,7 +29,7 @@ use super::deb::{self, DebEntryKind, ExtractedDeb};
 use super::deb822::Stanza;
 use crate::digest::HashingWriter;
 use crate::http;
-use crate::layer::cache::Cache;
+use crate::layer::cache::{Bucket, Cache};
 use crate::layer::{Content, Entry, EntryKind, FileStamp, ImagePath, LayerTree};
 
 #[derive(Debug, thiserror::Error)]
@@ -170,14 +170,14 @@ pub fn extract_cached(
     package: &LockedDeb,
 ) -> Result<(PathBuf, ExtractedDeb), InstallError> {
     let sha256 = package.sha256.hex();
-    let dir = cache.root().join("debs-v2").join(sha256);
+    let dir = cache.bucket(Bucket::Debs).join(sha256);
     let listing = dir.join("listing.json");
     if let Ok(bytes) = fs::read(&listing)
         && let Ok(extracted) = serde_json::from_slice::<ExtractedDeb>(&bytes)
     {
         return Ok((dir, extracted));
     }
-    let parent = cache.root().join("debs-v2");
+    let parent = cache.bucket(Bucket::Debs);
     fs::create_dir_all(&parent).map_err(InstallError::Io)?;
     let temp = tempfile::tempdir_in(&parent).map_err(InstallError::Io)?;
     let extracted = deb::extract(deb_path, &package.sha256, temp.path()).map_err(|source| {

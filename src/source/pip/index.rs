@@ -17,7 +17,7 @@ use super::metadata::{self, CoreMetadata};
 use super::wheel::{self, WheelName};
 use crate::digest::{Digest, HashingWriter};
 use crate::http;
-use crate::layer::cache::Cache;
+use crate::layer::cache::{Bucket, Cache};
 
 pub use crate::http::redact;
 
@@ -349,7 +349,7 @@ impl<'a> PackageIndex<'a> {
         let cached = file
             .sha256
             .as_ref()
-            .map(|digest| self.cache.root().join("pip-metadata-v1").join(digest.hex()));
+            .map(|digest| self.cache.bucket(Bucket::PipMetadata).join(digest.hex()));
         if let Some(path) = &cached
             && let Ok(bytes) = std::fs::read(path)
         {

@@ -20,7 +20,7 @@ use pep508_rs::{Requirement, VerbatimUrl, VersionOrUrl};
 
 use super::index::Sources;
 use crate::digest::Digest;
-use crate::layer::cache::Cache;
+use crate::layer::cache::{Bucket, Cache};
 #[derive(Debug, thiserror::Error)]
 pub enum SdistError {
     #[error("cannot unpack source distribution {file}: {message}")]
@@ -113,7 +113,7 @@ pub fn build_wheel(
     cache: &Cache,
     source_date_epoch: u64,
 ) -> Result<PathBuf, SdistError> {
-    let done = cache.root().join("pip-built-v1").join(sha256.hex());
+    let done = cache.bucket(Bucket::PipBuilt).join(sha256.hex());
     if let Some(wheel) = find_wheel(&done) {
         return Ok(wheel);
     }
@@ -122,8 +122,8 @@ pub fn build_wheel(
             file: filename.to_owned(),
         });
     }
-    std::fs::create_dir_all(cache.root().join("pip-built-v1"))?;
-    let work = tempfile::tempdir_in(cache.root().join("pip-built-v1"))?;
+    std::fs::create_dir_all(cache.bucket(Bucket::PipBuilt))?;
+    let work = tempfile::tempdir_in(cache.bucket(Bucket::PipBuilt))?;
     let tree = unpack(sdist, filename, &work.path().join("src"))?;
     for dir in ["home", "tmp"] {
         std::fs::create_dir(work.path().join(dir))?;
@@ -438,7 +438,7 @@ fn hook_command(
 
 /// The wheel built from the sdist whose SHA256 is `sdist_sha256`, if the cache has one.
 pub fn built_wheel(cache: &Cache, sdist_sha256: &Digest) -> Option<PathBuf> {
-    find_wheel(&cache.root().join("pip-built-v1").join(sdist_sha256.hex()))
+    find_wheel(&cache.bucket(Bucket::PipBuilt).join(sdist_sha256.hex()))
 }
 
 fn find_wheel(dir: &Path) -> Option<PathBuf> {

@@ -27,7 +27,7 @@ use crate::layer::cache::Cache;
 use crate::name::{NameFault, RelPath};
 
 /// The cache bucket of extracted wheels; bump the version when the layout or checks change.
-pub(super) const BUCKET: &str = "wheels-v1";
+pub(super) const BUCKET: &str = crate::layer::cache::Bucket::Wheels.dir();
 
 /// Largest `METADATA` that [`read_metadata`] returns; real ones are well under a megabyte.
 const METADATA_LIMIT: u64 = 16 << 20;
