@@ -19,7 +19,7 @@ use std::path::Path;
 
 use crate::layer::cache::Cache;
 use crate::layer::{ImagePath, LayerTree};
-use crate::source::debian::{deb, deb822, release, version};
+use crate::source::debian::{deb, deb822, release, signature, version};
 use crate::source::pip::{InstallScheme, index as pip_index, metadata, requirements, wheel};
 
 /// Separates the files of a several-file input: the ASCII record separator, which none of
@@ -118,7 +118,7 @@ pub fn run(parser: Parser, bytes: &[u8]) -> Result<(), String> {
         Parser::Deb822 => deb822_stanzas(&text),
         Parser::Release => release_file(&text),
         Parser::InRelease => inrelease(bytes),
-        Parser::Keyring => release::Keyring::from_armored(&text)
+        Parser::Keyring => signature::Keyring::from_armored(&text)
             .map(drop)
             .map_err(message),
         Parser::DebianPackages => debian_packages(&text),
@@ -234,11 +234,11 @@ fn release_file(text: &str) -> Result<(), String> {
 
 fn inrelease(bytes: &[u8]) -> Result<(), String> {
     let [signed, keyring] = parts::<2>(bytes);
-    let keyrings: Vec<_> = release::Keyring::from_armored(&String::from_utf8_lossy(keyring))
+    let keyrings: Vec<_> = signature::Keyring::from_armored(&String::from_utf8_lossy(keyring))
         .into_iter()
         .collect();
     let text =
-        release::verify_inrelease_at(signed, &keyrings, "InRelease", NOW).map_err(message)?;
+        signature::verify_inrelease_at(signed, &keyrings, "InRelease", NOW).map_err(message)?;
     release_file(&text)
 }
 

@@ -152,31 +152,28 @@ impl<N: Into<String>, V: Into<String>> FromIterator<(N, V)> for Stanza {
 pub fn parse(text: &str) -> Result<Vec<Stanza>, Deb822Error> {
     let mut stanzas = Vec::new();
     let mut current: Option<Stanza> = None;
-    for (index, raw) in text.split('\n').enumerate() {
-        let number = index + 1;
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        if line.trim().is_empty() {
+    for line in lines(text) {
+        let number = line.number;
+        if line.is_blank() {
             stanzas.extend(current.take());
             continue;
         }
         // Comments do not end a stanza: `.sources` files put them between fields.
-        if line.starts_with('#') {
+        if line.text.starts_with('#') {
             continue;
         }
-        if line.starts_with([' ', '\t']) {
+        if let Some(more) = line.continuation() {
             let Some((_, value)) = current.as_mut().and_then(|s| s.fields.last_mut()) else {
                 return Err(Deb822Error::OrphanContinuation { line: number });
             };
             value.push('\n');
-            // Only the one character that marks the continuation goes; further indentation
-            // is part of the value (a Description's verbatim lines keep theirs).
-            value.push_str(line[1..].trim_end());
+            value.push_str(more);
             continue;
         }
-        let Some((name, value)) = line.split_once(':') else {
+        let Some((name, value)) = line.field() else {
             return Err(Deb822Error::NotAField {
                 line: number,
-                text: excerpt(line),
+                text: excerpt(line.text),
             });
         };
         if name.is_empty() || name.starts_with('-') || name.contains(char::is_whitespace) {
@@ -196,12 +193,57 @@ pub fn parse(text: &str) -> Result<Vec<Stanza>, Deb822Error> {
                 name: name.to_owned(),
             });
         }
-        stanza
-            .fields
-            .push((name.to_owned(), value.trim().to_owned()));
+        stanza.fields.push((name.to_owned(), value.to_owned()));
     }
     stanzas.extend(current);
     Ok(stanzas)
+}
+
+/// One line of control-file text, as [`lines`] gives it.
+///
+/// This is the syntax that [`parse`] and the Release reader
+/// ([`super::release::parse_release`]) share; what each makes of the lines (comments, which
+/// field names it takes, how many stanzas, its error messages) is up to it, because the files
+/// differ there (a Release file is one paragraph, its `#` lines are fields, and its errors quote
+/// whole lines).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Line<'a> {
+    /// Counted from 1.
+    pub(crate) number: usize,
+    /// The line without its `\n` or `\r\n`.
+    pub(crate) text: &'a str,
+}
+
+impl<'a> Line<'a> {
+    /// Empty or only whitespace: the line separates stanzas.
+    pub(crate) fn is_blank(&self) -> bool {
+        self.text.trim().is_empty()
+    }
+
+    /// For a continuation line (one starting with a space or tab): the rest of the line after
+    /// that one character, trailing whitespace dropped. Only the marking character goes; further
+    /// indentation is part of the value (a Description's verbatim lines keep theirs).
+    pub(crate) fn continuation(&self) -> Option<&'a str> {
+        self.text
+            .starts_with([' ', '\t'])
+            .then(|| self.text[1..].trim_end())
+    }
+
+    /// For a line with a colon: the name before the first colon, as written and not checked,
+    /// and the value after it, trimmed. A colon in the value belongs to the value.
+    pub(crate) fn field(&self) -> Option<(&'a str, &'a str)> {
+        let (name, value) = self.text.split_once(':')?;
+        Some((name, value.trim()))
+    }
+}
+
+/// The lines of control-file text, numbered from 1. A `\r` before a line's `\n`, or at the end
+/// of the text, is dropped, so files with CRLF line ends read as files with LF ones.
+pub(crate) fn lines(text: &str) -> impl Iterator<Item = Line<'_>> {
+    text.split('\n').enumerate().map(|(index, raw)| Line {
+        number: index + 1,
+        text: raw.strip_suffix('\r').unwrap_or(raw),
+    })
 }
 
 /// A line as quoted in an error: a whole armored key or a binary file should not be.

@@ -11,8 +11,9 @@ use std::path::Path;
 
 use super::apt_config::{self, AptSource, SignedBy};
 use super::deb822::{self, Stanza};
-use super::release::{self, Keyring, Release};
+use super::release::{self, Release};
 use super::resolve::Package;
+use super::signature::{self, Keyring};
 use super::version::{self, Dependency};
 use crate::digest::Digest;
 use crate::http;
@@ -36,6 +37,8 @@ pub enum IndexError {
         limit: u64,
         bound: &'static str,
     },
+    #[error("{0}")]
+    Signature(#[from] signature::SignatureError),
     #[error("{0}")]
     Release(#[from] release::ReleaseError),
     #[error("{url}: {message}")]
@@ -133,7 +136,7 @@ pub fn load(
                     MAX_INRELEASE_SIZE,
                     "the most an InRelease may be",
                 )?;
-                let text = release::verify_inrelease(&signed, &keyrings, &inrelease_url)?;
+                let text = signature::verify_inrelease(&signed, &keyrings, &inrelease_url)?;
                 let release = release::parse_release(&text)?;
                 // A signed Release past its Valid-Until is a stale or replayed mirror.
                 let now = std::time::SystemTime::now()

@@ -2,8 +2,8 @@
 //! would, without apt, dpkg, root or emulation.
 //!
 //! Pipeline: apt sources (recipe or host configuration, [`apt_config`]) → `InRelease` verified
-//! against its keyring ([`release`]) → `Packages` indexes checked against the Release hashes
-//! ([`deb822`], [`version`]) → dependency resolution → `.deb` files checked against their
+//! against its keyring ([`signature`]) → its `Release` read ([`release`]) → `Packages` indexes
+//! checked against the Release hashes ([`deb822`], [`version`]) → dependency resolution → `.deb` files checked against their
 //! SHA256 → extraction into a layer tree, with a dpkg database.
 
 pub mod apt_config;
@@ -13,6 +13,9 @@ pub mod index;
 pub mod install;
 pub mod release;
 pub mod resolve;
+pub mod signature;
+#[cfg(test)]
+mod test_keys;
 pub mod version;
 
 use std::collections::{BTreeMap, HashMap};
