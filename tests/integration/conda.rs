@@ -11,13 +11,9 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -26,107 +22,11 @@ use crate::common::{
     Project, TarEntry, assert_success, bin_path, is_root, json, layer_paths, read_layer,
     umoci_unpack,
 };
+use crate::fixtures::http::StaticServer;
 
 /// A placeholder as conda-build writes them: long, so that binary prefixes fit.
 const PLACEHOLDER: &str =
     "/opt/conda_build_placeholder_placeholder_placeholder_placeholder_placeholder_plac";
-
-// ---------------------------------------------------------------------------------------------
-// A static-file HTTP/1.1 server on 127.0.0.1
-
-/// Serves `root` under `/` (GET and HEAD) and records every request path.
-struct Server {
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(root: PathBuf) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (requests, stop) = (requests.clone(), stop.clone());
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let (root, requests) = (root.clone(), requests.clone());
-                    std::thread::spawn(move || {
-                        let _ = answer(stream, &root, &requests);
-                    });
-                }
-            })
-        };
-        Server {
-            addr,
-            requests,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn answer(stream: TcpStream, root: &Path, requests: &Mutex<Vec<String>>) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header.trim_end().is_empty() {
-            break;
-        }
-    }
-    let mut words = request_line.split_whitespace();
-    let (Some(method), Some(target)) = (words.next(), words.next()) else {
-        return Ok(());
-    };
-    let path = target.split('?').next().unwrap_or("");
-    requests.lock().unwrap().push(path.to_owned());
-    let file = path
-        .strip_prefix('/')
-        .filter(|rel| !rel.split('/').any(|c| c == ".." || c.is_empty()))
-        .map(|rel| root.join(rel))
-        .filter(|f| f.is_file());
-    let mut stream = stream;
-    let (status, body) = match file {
-        Some(file) => ("200 OK", fs::read(file)?),
-        None => ("404 Not Found", b"not found\n".to_vec()),
-    };
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    if method != "HEAD" {
-        stream.write_all(&body)?;
-    }
-    stream.flush()
-}
 
 // ---------------------------------------------------------------------------------------------
 // Conda packages and a channel
@@ -591,9 +491,9 @@ fn error_of(p: &Project) -> String {
 #[test]
 fn conda_layer_solves_installs_records_and_locks() {
     let channel = test_channel();
-    let server = Server::start(channel.path().to_owned());
+    let server = StaticServer::start(channel.path().to_owned(), "channel");
     let p = Project::new();
-    let url = server.url();
+    let url = server.uri();
     conda_recipe(&p, &url, &["app", "python=3.11"]);
     let report = p.build(&["env", "--output", "oci:out"]);
     let layers: Vec<Vec<TarEntry>> = layer_paths(&p.tmp.path().join("out"), &report)
@@ -622,7 +522,7 @@ fn conda_layer_solves_installs_records_and_locks() {
         ]
     );
     // repodata.json.zst is preferred where offered.
-    let requests = server.requests();
+    let requests = server.paths();
     assert!(
         requests.contains(&"/linux-64/repodata.json.zst".to_owned()),
         "{requests:?}"
@@ -744,11 +644,11 @@ fn conda_layer_solves_installs_records_and_locks() {
     assert!(!lock.contains("/linux-64/"), "{lock}");
 
     // From the lock, with an empty cache: no repodata read, the same image.
-    let before = server.requests().len();
+    let before = server.paths().len();
     fs::remove_dir_all(p.cache()).unwrap();
     let again = p.build(&["env", "--output", "oci:out2"]);
     assert_eq!(again["digest"], report["digest"]);
-    let later: Vec<String> = server.requests()[before..].to_vec();
+    let later: Vec<String> = server.paths()[before..].to_vec();
     assert!(!later.iter().any(|r| r.contains("repodata")), "{later:?}");
 }
 
@@ -1030,7 +930,7 @@ fn live_conda_entry_point_runs_in_a_chroot_of_the_python_base() {
 #[test]
 fn pip_on_a_conda_python_installs_into_its_site_packages() {
     let channel = test_channel();
-    let server = Server::start(channel.path().to_owned());
+    let server = StaticServer::start(channel.path().to_owned(), "channel");
     let mut index = crate::pip_index::Index::new();
     let mut tool = crate::pip_index::dist("demo-tool", "1.2");
     tool.files = vec![(
@@ -1051,7 +951,7 @@ fn pip_on_a_conda_python_installs_into_its_site_packages() {
              [[layer]]\nfiles = [{{ src = \"fixtures/status\", dest = \"/var/lib/dpkg/status\" }}]\n\
              [[layer]]\nconda = {{ channels = [{:?}], specs = [\"python=3.11\"], prefix = \"/opt/conda\" }}\n\
              [[layer]]\npip = {{ index_url = {:?}, packages = [\"demo-tool\"] }}\n",
-            server.url(),
+            server.uri(),
             index.url()
         ),
     );

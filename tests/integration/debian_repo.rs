@@ -23,9 +23,10 @@ use std::process::Command;
 use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
 
+use crate::fixtures::http::StaticServer as Server;
+
 use crate::common::{
-    Project, StaticServer as Server, TarEntry, assert_success, bin_path, is_root, layer_paths,
-    read_layer, tool,
+    Project, TarEntry, assert_success, bin_path, is_root, layer_paths, read_layer, tool,
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::common::{Fault, Project, Sentinel, StallingServer, StaticServer, refused};
+use crate::common::{Project, Sentinel, refused};
 use crate::conda::{Channel, Pkg as CondaPkg, conda_recipe};
 use crate::debian_repo::{Pkg as DebPkg, Repo};
+use crate::fixtures::http::{Fault, StallingServer, StaticServer};
 
 const IDLE_TIMEOUT_ENV: &str = "OCI_BUILD_HTTP_IDLE_TIMEOUT";
 

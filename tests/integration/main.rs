@@ -39,6 +39,8 @@ mod conda;
 mod debian;
 mod debian_repo;
 mod family;
+#[path = "../../fixtures/mod.rs"]
+mod fixtures;
 mod harness_selftest;
 mod hostile_archive;
 mod hostile_http;

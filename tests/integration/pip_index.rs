@@ -15,7 +15,8 @@ use std::io::Write;
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
-use crate::common::{Project, StaticServer, assert_success, layer_paths, read_layer};
+use crate::common::{Project, assert_success, layer_paths, read_layer};
+use crate::fixtures::http::StaticServer;
 
 pub(crate) const STATUS: &str = "Package: libc6\nStatus: install ok installed\nVersion: 2.36-9+deb12u7\nArchitecture: amd64\n\nPackage: libpython3.11-minimal\nStatus: install ok installed\nVersion: 3.11.2-6+deb12u6\nArchitecture: amd64\n";
 
