@@ -82,6 +82,35 @@ impl Project {
     }
 }
 
+/// The uid and gid of `nobody`, who builds in the unprivileged tests when they run as root.
+pub const NOBODY: u32 = 65534;
+
+impl Project {
+    /// A command that runs a copy of the binary (placed in the project's temp dir, where an
+    /// unprivileged user can reach it) as an unprivileged user: as `nobody` through `setpriv`,
+    /// having given it everything under the temp dir, when the tests run as root (CI), else as
+    /// the current user.
+    pub fn unprivileged_command(&self) -> Command {
+        let tmp = self.tmp.path();
+        let bin = tmp.join("oci-build");
+        fs::copy(bin_path(), &bin).unwrap();
+        if !is_root() {
+            return Command::new(&bin);
+        }
+        for entry in walkdir::WalkDir::new(tmp) {
+            let entry = entry.unwrap();
+            std::os::unix::fs::lchown(entry.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+        fs::set_permissions(tmp, fs::Permissions::from_mode(0o755)).unwrap();
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={NOBODY}"))
+            .arg(format!("--regid={NOBODY}"))
+            .args(["--clear-groups", "--"])
+            .arg(&bin);
+        c
+    }
+}
+
 pub fn assert_success(out: &Output, what: &str) {
     assert!(
         out.status.success(),

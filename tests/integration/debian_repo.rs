@@ -25,9 +25,7 @@ use tempfile::TempDir;
 
 use crate::fixtures::http::StaticServer as Server;
 
-use crate::common::{
-    Project, TarEntry, assert_success, bin_path, is_root, layer_paths, read_layer, tool,
-};
+use crate::common::{Project, TarEntry, assert_success, is_root, layer_paths, read_layer, tool};
 
 // ---------------------------------------------------------------------------------------------
 // Signing keys
@@ -1185,21 +1183,7 @@ fn an_unprivileged_build_installs_root_owned_setuid_files() {
     let out = tmp.join("out");
     let home = tmp.join("home");
     fs::create_dir_all(&home).unwrap();
-    let bin = tmp.join("oci-build");
-    fs::copy(bin_path(), &bin).unwrap();
-    let mut command = if is_root() {
-        for entry in walkdir::WalkDir::new(tmp) {
-            let entry = entry.unwrap();
-            std::os::unix::fs::lchown(entry.path(), Some(65534), Some(65534)).unwrap();
-        }
-        fs::set_permissions(tmp, fs::Permissions::from_mode(0o755)).unwrap();
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(&bin);
-        c
-    } else {
-        Command::new(&bin)
-    };
+    let mut command = p.unprivileged_command();
     let output = command
         .arg("-C")
         .arg(p.dir())
@@ -1224,7 +1208,7 @@ fn an_unprivileged_build_installs_root_owned_setuid_files() {
     {
         use std::os::unix::fs::MetadataExt;
         let builder = if is_root() {
-            65534
+            crate::common::NOBODY
         } else {
             tool("id", &["-u"]).trim().parse().unwrap()
         };
