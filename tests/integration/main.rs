@@ -18,7 +18,6 @@
 //! - `hostile_sdist`: `--only-binary`/`only_binary` keep sdists unbuilt, even when locked;
 //!   a build backend gets no network and no write access outside its build (bubblewrap).
 //! - `pip_live`: live, real wheels on the Python base run in a chroot; mlrun locked like uv.
-//! - `registry_harness`: real registries (none, htpasswd, token auth) and a fault-injecting proxy.
 //! - `family`: the MLRun recipes: names, resolve, the committed lock; live, mlrun pushed and run.
 //! - `harness_selftest`: the registry harness checked with skopeo as the client.
 //! - `hostile_inputs`: index hashes and inputs-directory file names that try to be paths, and a
@@ -53,6 +52,5 @@ mod peers;
 mod pip_index;
 mod pip_live;
 mod registry;
-mod registry_harness;
 mod reproducible;
 mod rootless;
