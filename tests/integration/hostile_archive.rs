@@ -10,7 +10,7 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 use crate::common::{Project, Sentinel, read_layer, refused};
-use crate::debian_repo::{Pkg, Repo};
+use crate::fixtures::debian::{Pkg, Repo};
 
 /// One data.tar member: raw name, type, content, link target (written as raw bytes, since the
 /// tar crate's setters refuse `..` and absolute names).

@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::common::{Project, Sentinel, refused};
 use crate::conda::{Channel, Pkg as CondaPkg, conda_recipe};
-use crate::debian_repo::{Pkg as DebPkg, Repo};
+use crate::fixtures::debian::{Pkg as DebPkg, Repo};
 use crate::fixtures::http::{Fault, StallingServer, StaticServer};
 
 const IDLE_TIMEOUT_ENV: &str = "OCI_BUILD_HTTP_IDLE_TIMEOUT";

@@ -8,7 +8,7 @@ use serde_json::json;
 use sha2::Digest as _;
 
 use crate::common::{Sentinel, refused};
-use crate::debian_repo::{Pkg, Repo};
+use crate::fixtures::debian::{Pkg, Repo};
 use crate::offline::{build_and_fetch, online_world};
 use crate::pip_index::{Index, dist, project};
 

@@ -11,7 +11,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use crate::common::{Project, assert_success};
-use crate::debian_repo::{Pkg, Repo};
+use crate::fixtures::debian::{Pkg, Repo};
 use crate::fixtures::registry::{Auth, Registry};
 use crate::pip_index::{Index, STATUS, dist, sdist_bytes};
 
