@@ -931,8 +931,8 @@ fn live_conda_entry_point_runs_in_a_chroot_of_the_python_base() {
 fn pip_on_a_conda_python_installs_into_its_site_packages() {
     let channel = test_channel();
     let server = StaticServer::start(channel.path().to_owned(), "channel");
-    let mut index = crate::pip_index::Index::new();
-    let mut tool = crate::pip_index::dist("demo-tool", "1.2");
+    let mut index = crate::fixtures::pypi::Index::new();
+    let mut tool = crate::fixtures::pypi::dist("demo-tool", "1.2");
     tool.files = vec![(
         "demo_tool.py".to_owned(),
         b"def main():\n    return 0\n".to_vec(),

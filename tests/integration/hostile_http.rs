@@ -119,7 +119,7 @@ fn a_stalled_package_index_is_given_up_on_after_bounded_retries() {
     let server = StallingServer::after_headers(4096, 100);
     let p = Project::new();
     let sentinel = Sentinel::plant(p.tmp.path());
-    p.write("fixtures/status", crate::pip_index::STATUS);
+    p.write("fixtures/status", crate::fixtures::pypi::STATUS);
     p.recipe(
         "base",
         "platforms = [\"linux/amd64\"]\n[[layer]]\nfiles = [{ src = \"fixtures/status\", dest = \"/var/lib/dpkg/status\" }]\n",

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use crate::common::{Project, assert_success};
 use crate::fixtures::debian::{Pkg, Repo};
+use crate::fixtures::pypi::{Index, STATUS, dist, sdist_bytes};
 use crate::fixtures::registry::{Auth, Registry};
-use crate::pip_index::{Index, STATUS, dist, sdist_bytes};
 
 /// The servers of the online side; dropping them stops them all.
 pub(crate) struct Online {
