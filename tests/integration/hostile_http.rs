@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::common::{Project, Sentinel, refused};
-use crate::conda::{Channel, Pkg as CondaPkg, conda_recipe};
+use crate::fixtures::conda::{Channel, Pkg as CondaPkg, conda_recipe};
 use crate::fixtures::debian::{Pkg as DebPkg, Repo};
 use crate::fixtures::http::{Fault, StallingServer, StaticServer};
 

@@ -9,7 +9,7 @@
 use std::io::Write;
 
 use crate::common::{Project, Sentinel, refused};
-use crate::conda::{Channel, Pkg, conda_recipe};
+use crate::fixtures::conda::{Channel, Pkg, conda_recipe};
 use crate::fixtures::pypi::{Index, dist, project, wheel};
 
 /// Builds the conda recipe `env` of `p`, which must be refused for `package`; returns the line.
