@@ -9,486 +9,18 @@
 //! checksum mismatch, entries that escape the prefix; live: the entry point run in a chroot
 //! of the Debian Python base.
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
+use serde_json::Value;
 
 use crate::common::{
     Project, TarEntry, assert_success, bin_path, is_root, json, layer_paths, read_layer,
     umoci_unpack,
 };
-
-/// A placeholder as conda-build writes them: long, so that binary prefixes fit.
-const PLACEHOLDER: &str =
-    "/opt/conda_build_placeholder_placeholder_placeholder_placeholder_placeholder_plac";
-
-// ---------------------------------------------------------------------------------------------
-// A static-file HTTP/1.1 server on 127.0.0.1
-
-/// Serves `root` under `/` (GET and HEAD) and records every request path.
-struct Server {
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(root: PathBuf) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (requests, stop) = (requests.clone(), stop.clone());
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let (root, requests) = (root.clone(), requests.clone());
-                    std::thread::spawn(move || {
-                        let _ = answer(stream, &root, &requests);
-                    });
-                }
-            })
-        };
-        Server {
-            addr,
-            requests,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn answer(stream: TcpStream, root: &Path, requests: &Mutex<Vec<String>>) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header.trim_end().is_empty() {
-            break;
-        }
-    }
-    let mut words = request_line.split_whitespace();
-    let (Some(method), Some(target)) = (words.next(), words.next()) else {
-        return Ok(());
-    };
-    let path = target.split('?').next().unwrap_or("");
-    requests.lock().unwrap().push(path.to_owned());
-    let file = path
-        .strip_prefix('/')
-        .filter(|rel| !rel.split('/').any(|c| c == ".." || c.is_empty()))
-        .map(|rel| root.join(rel))
-        .filter(|f| f.is_file());
-    let mut stream = stream;
-    let (status, body) = match file {
-        Some(file) => ("200 OK", fs::read(file)?),
-        None => ("404 Not Found", b"not found\n".to_vec()),
-    };
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    if method != "HEAD" {
-        stream.write_all(&body)?;
-    }
-    stream.flush()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Conda packages and a channel
-
-enum Item {
-    File {
-        path: String,
-        data: Vec<u8>,
-        mode: u32,
-        /// `(placeholder, "text" | "binary")`
-        prefix: Option<&'static str>,
-    },
-    Symlink {
-        path: String,
-        target: String,
-    },
-    /// Written byte for byte into the tar header, past the tar crate's checks.
-    RawFile {
-        path: String,
-        data: Vec<u8>,
-    },
-    /// Listed in paths.json only; the archive has no such member.
-    PathsOnly {
-        path: String,
-    },
-}
-
-pub(crate) struct Pkg {
-    name: String,
-    version: String,
-    build: String,
-    subdir: String,
-    depends: Vec<String>,
-    noarch_python: bool,
-    entry_points: Vec<String>,
-    items: Vec<Item>,
-    conda_format: bool,
-}
-
-impl Pkg {
-    pub(crate) fn new(name: &str, version: &str, build: &str) -> Pkg {
-        Pkg {
-            name: name.into(),
-            version: version.into(),
-            build: build.into(),
-            subdir: "linux-64".into(),
-            depends: Vec::new(),
-            noarch_python: false,
-            entry_points: Vec::new(),
-            items: Vec::new(),
-            conda_format: false,
-        }
-    }
-
-    pub(crate) fn depends(mut self, spec: &str) -> Pkg {
-        self.depends.push(spec.into());
-        self
-    }
-
-    pub(crate) fn file(mut self, path: &str, data: &[u8], mode: u32) -> Pkg {
-        self.items.push(Item::File {
-            path: path.into(),
-            data: data.to_vec(),
-            mode,
-            prefix: None,
-        });
-        self
-    }
-
-    fn prefixed(mut self, path: &str, data: &[u8], file_mode: &'static str) -> Pkg {
-        self.items.push(Item::File {
-            path: path.into(),
-            data: data.to_vec(),
-            mode: 0o644,
-            prefix: Some(file_mode),
-        });
-        self
-    }
-
-    pub(crate) fn symlink(mut self, path: &str, target: &str) -> Pkg {
-        self.items.push(Item::Symlink {
-            path: path.into(),
-            target: target.into(),
-        });
-        self
-    }
-
-    pub(crate) fn raw(mut self, path: &str, data: &[u8]) -> Pkg {
-        self.items.push(Item::RawFile {
-            path: path.into(),
-            data: data.to_vec(),
-        });
-        self
-    }
-
-    pub(crate) fn noarch_python(mut self, entry_point: &str) -> Pkg {
-        self.noarch_python = true;
-        self.subdir = "noarch".into();
-        self.entry_points.push(entry_point.into());
-        self
-    }
-
-    /// A paths.json entry for a member the archive does not have.
-    pub(crate) fn paths_only(mut self, path: &str) -> Pkg {
-        self.items.push(Item::PathsOnly { path: path.into() });
-        self
-    }
-
-    fn subdir(mut self, subdir: &str) -> Pkg {
-        self.subdir = subdir.into();
-        self
-    }
-
-    fn conda(mut self) -> Pkg {
-        self.conda_format = true;
-        self
-    }
-
-    fn file_name(&self) -> String {
-        let ext = if self.conda_format {
-            ".conda"
-        } else {
-            ".tar.bz2"
-        };
-        format!("{}-{}-{}{ext}", self.name, self.version, self.build)
-    }
-
-    fn index_json(&self) -> Value {
-        let mut index = json!({
-            "name": self.name,
-            "version": self.version,
-            "build": self.build,
-            "build_number": 0,
-            "depends": self.depends,
-            "subdir": self.subdir,
-            "license": "MIT",
-            "timestamp": 1_700_000_000_000u64,
-        });
-        if self.noarch_python {
-            index["noarch"] = json!("python");
-        } else {
-            let arch = match self.subdir.as_str() {
-                "linux-64" => "x86_64",
-                other => other.trim_start_matches("linux-"),
-            };
-            index["arch"] = json!(arch);
-            index["platform"] = json!("linux");
-        }
-        index
-    }
-
-    /// `info/` entries: index.json, paths.json, has_prefix, link.json.
-    fn info(&self) -> Vec<(String, Vec<u8>)> {
-        let mut paths = Vec::new();
-        let mut has_prefix = String::new();
-        for item in &self.items {
-            match item {
-                Item::File {
-                    path, data, prefix, ..
-                } => {
-                    let mut entry = json!({
-                        "_path": path,
-                        "path_type": "hardlink",
-                        "sha256": hex(&Sha256::digest(data)),
-                        "size_in_bytes": data.len(),
-                    });
-                    if let Some(mode) = prefix {
-                        entry["prefix_placeholder"] = json!(PLACEHOLDER);
-                        entry["file_mode"] = json!(mode);
-                        has_prefix.push_str(&format!("{PLACEHOLDER} {mode} {path}\n"));
-                    }
-                    paths.push(entry);
-                }
-                Item::Symlink { path, .. } => {
-                    paths.push(json!({"_path": path, "path_type": "softlink"}));
-                }
-                Item::RawFile { path, .. } | Item::PathsOnly { path } => {
-                    paths.push(json!({"_path": path, "path_type": "hardlink"}));
-                }
-            }
-        }
-        let mut info = vec![
-            (
-                "info/index.json".to_owned(),
-                serde_json::to_vec(&self.index_json()).unwrap(),
-            ),
-            (
-                "info/paths.json".to_owned(),
-                serde_json::to_vec(&json!({"paths": paths, "paths_version": 1})).unwrap(),
-            ),
-        ];
-        if !has_prefix.is_empty() {
-            info.push(("info/has_prefix".to_owned(), has_prefix.into_bytes()));
-        }
-        if self.noarch_python {
-            let link = json!({
-                "noarch": {"type": "python", "entry_points": self.entry_points},
-                "package_metadata_version": 1,
-            });
-            info.push((
-                "info/link.json".to_owned(),
-                serde_json::to_vec(&link).unwrap(),
-            ));
-        }
-        info
-    }
-
-    fn tar(&self, with_info: bool, with_content: bool) -> Vec<u8> {
-        let mut builder = tar::Builder::new(Vec::new());
-        let header = |size: usize, mode: u32, kind: tar::EntryType| {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(size as u64);
-            h.set_mode(mode);
-            h.set_entry_type(kind);
-            h.set_mtime(0);
-            h
-        };
-        if with_info {
-            for (path, data) in self.info() {
-                let mut h = header(data.len(), 0o644, tar::EntryType::Regular);
-                builder.append_data(&mut h, path, &data[..]).unwrap();
-            }
-        }
-        if with_content {
-            for item in &self.items {
-                match item {
-                    Item::File {
-                        path, data, mode, ..
-                    } => {
-                        let mut h = header(data.len(), *mode, tar::EntryType::Regular);
-                        builder.append_data(&mut h, path, &data[..]).unwrap();
-                    }
-                    Item::Symlink { path, target } => {
-                        let mut h = header(0, 0o777, tar::EntryType::Symlink);
-                        builder.append_link(&mut h, path, target).unwrap();
-                    }
-                    Item::RawFile { path, data } => {
-                        let mut h = header(data.len(), 0o644, tar::EntryType::Regular);
-                        let name = &mut h.as_old_mut().name;
-                        name.fill(0);
-                        name[..path.len()].copy_from_slice(path.as_bytes());
-                        h.set_cksum();
-                        builder.append(&h, &data[..]).unwrap();
-                    }
-                    Item::PathsOnly { .. } => {}
-                }
-            }
-        }
-        builder.into_inner().unwrap()
-    }
-
-    fn archive(&self) -> Vec<u8> {
-        if !self.conda_format {
-            let mut out = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());
-            out.write_all(&self.tar(true, true)).unwrap();
-            return out.finish().unwrap();
-        }
-        // .conda: a stored zip of metadata.json, pkg-*.tar.zst and info-*.tar.zst.
-        let stem = format!("{}-{}-{}", self.name, self.version, self.build);
-        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-        let stored = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Stored);
-        zip.start_file("metadata.json", stored).unwrap();
-        zip.write_all(br#"{"conda_pkg_format_version": 2}"#)
-            .unwrap();
-        for (part, info, content) in [("pkg", false, true), ("info", true, false)] {
-            zip.start_file(format!("{part}-{stem}.tar.zst"), stored)
-                .unwrap();
-            zip.write_all(&zstd::encode_all(&self.tar(info, content)[..], 3).unwrap())
-                .unwrap();
-        }
-        zip.finish().unwrap().into_inner()
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A channel directory: `linux-64/` and `noarch/` with packages and repodata.
-pub(crate) struct Channel {
-    dir: tempfile::TempDir,
-    /// Per subdir: file name → repodata record.
-    records: BTreeMap<String, BTreeMap<String, Value>>,
-}
-
-impl Channel {
-    pub(crate) fn new() -> Channel {
-        let mut records = BTreeMap::new();
-        for subdir in ["linux-64", "linux-aarch64", "noarch"] {
-            records.insert(subdir.to_owned(), BTreeMap::new());
-        }
-        Channel {
-            dir: tempfile::tempdir().unwrap(),
-            records,
-        }
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub(crate) fn file_url(&self) -> String {
-        format!("file://{}", self.path().display())
-    }
-
-    pub(crate) fn add(&mut self, pkg: Pkg) -> &mut Channel {
-        let file_name = pkg.file_name();
-        self.add_as(pkg, &file_name)
-    }
-
-    /// Publishes `pkg` under the repodata key (`fn`) `file_name`, written where that points.
-    pub(crate) fn add_as(&mut self, pkg: Pkg, file_name: &str) -> &mut Channel {
-        let bytes = pkg.archive();
-        let dir = self.path().join(&pkg.subdir);
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join(file_name), &bytes).unwrap();
-        let mut record = pkg.index_json();
-        record["sha256"] = json!(hex(&Sha256::digest(&bytes)));
-        record["size"] = json!(bytes.len());
-        self.records
-            .get_mut(&pkg.subdir)
-            .unwrap()
-            .insert(file_name.to_owned(), record);
-        self.publish();
-        self
-    }
-
-    /// Writes repodata.json (and .zst, which clients should prefer) for each subdir.
-    fn publish(&self) {
-        for (subdir, records) in &self.records {
-            let (tar_bz2, conda): (Vec<_>, Vec<_>) = records
-                .iter()
-                .partition(|(name, _)| name.ends_with(".tar.bz2"));
-            let repodata = json!({
-                "info": {"subdir": subdir},
-                "packages": tar_bz2.into_iter().collect::<BTreeMap<_, _>>(),
-                "packages.conda": conda.into_iter().collect::<BTreeMap<_, _>>(),
-                "repodata_version": 1,
-            });
-            let dir = self.path().join(subdir);
-            fs::create_dir_all(&dir).unwrap();
-            let text = serde_json::to_vec(&repodata).unwrap();
-            fs::write(dir.join("repodata.json"), &text).unwrap();
-            fs::write(
-                dir.join("repodata.json.zst"),
-                zstd::encode_all(&text[..], 3).unwrap(),
-            )
-            .unwrap();
-        }
-    }
-
-    /// Changes the SHA256 its repodata gives for a package (the file stays).
-    fn corrupt_sha256(&mut self, subdir: &str, file_name: &str) {
-        self.records
-            .get_mut(subdir)
-            .unwrap()
-            .get_mut(file_name)
-            .unwrap()["sha256"] = json!("00".repeat(32));
-        self.publish();
-    }
-}
+use crate::fixtures::conda::{Channel, PLACEHOLDER, Pkg, conda_recipe};
+use crate::fixtures::http::StaticServer;
 
 /// The binary test file: an ELF-like header, a C string holding the placeholder twice, a
 /// second string after it.
@@ -549,17 +81,6 @@ fn test_channel() -> Channel {
     channel
 }
 
-pub(crate) fn conda_recipe(p: &Project, channel: &str, specs: &[&str]) {
-    let specs: Vec<String> = specs.iter().map(|s| format!("{s:?}")).collect();
-    p.recipe(
-        "env",
-        &format!(
-            "from = \"scratch\"\nplatforms = [\"linux/amd64\"]\n\n[[layer]]\nconda = {{ channels = [{channel:?}], specs = [{}], prefix = \"/opt/conda\" }}\n",
-            specs.join(", ")
-        ),
-    );
-}
-
 fn entry<'a>(layer: &'a [TarEntry], path: &str) -> &'a TarEntry {
     layer
         .iter()
@@ -591,9 +112,9 @@ fn error_of(p: &Project) -> String {
 #[test]
 fn conda_layer_solves_installs_records_and_locks() {
     let channel = test_channel();
-    let server = Server::start(channel.path().to_owned());
+    let server = StaticServer::start(channel.path().to_owned(), "channel");
     let p = Project::new();
-    let url = server.url();
+    let url = server.uri();
     conda_recipe(&p, &url, &["app", "python=3.11"]);
     let report = p.build(&["env", "--output", "oci:out"]);
     let layers: Vec<Vec<TarEntry>> = layer_paths(&p.tmp.path().join("out"), &report)
@@ -622,7 +143,7 @@ fn conda_layer_solves_installs_records_and_locks() {
         ]
     );
     // repodata.json.zst is preferred where offered.
-    let requests = server.requests();
+    let requests = server.paths();
     assert!(
         requests.contains(&"/linux-64/repodata.json.zst".to_owned()),
         "{requests:?}"
@@ -744,11 +265,11 @@ fn conda_layer_solves_installs_records_and_locks() {
     assert!(!lock.contains("/linux-64/"), "{lock}");
 
     // From the lock, with an empty cache: no repodata read, the same image.
-    let before = server.requests().len();
+    let before = server.paths().len();
     fs::remove_dir_all(p.cache()).unwrap();
     let again = p.build(&["env", "--output", "oci:out2"]);
     assert_eq!(again["digest"], report["digest"]);
-    let later: Vec<String> = server.requests()[before..].to_vec();
+    let later: Vec<String> = server.paths()[before..].to_vec();
     assert!(!later.iter().any(|r| r.contains("repodata")), "{later:?}");
 }
 
@@ -1030,9 +551,9 @@ fn live_conda_entry_point_runs_in_a_chroot_of_the_python_base() {
 #[test]
 fn pip_on_a_conda_python_installs_into_its_site_packages() {
     let channel = test_channel();
-    let server = Server::start(channel.path().to_owned());
-    let mut index = crate::pip_index::Index::new();
-    let mut tool = crate::pip_index::dist("demo-tool", "1.2");
+    let server = StaticServer::start(channel.path().to_owned(), "channel");
+    let mut index = crate::fixtures::pypi::Index::new();
+    let mut tool = crate::fixtures::pypi::dist("demo-tool", "1.2");
     tool.files = vec![(
         "demo_tool.py".to_owned(),
         b"def main():\n    return 0\n".to_vec(),
@@ -1051,7 +572,7 @@ fn pip_on_a_conda_python_installs_into_its_site_packages() {
              [[layer]]\nfiles = [{{ src = \"fixtures/status\", dest = \"/var/lib/dpkg/status\" }}]\n\
              [[layer]]\nconda = {{ channels = [{:?}], specs = [\"python=3.11\"], prefix = \"/opt/conda\" }}\n\
              [[layer]]\npip = {{ index_url = {:?}, packages = [\"demo-tool\"] }}\n",
-            server.url(),
+            server.uri(),
             index.url()
         ),
     );

@@ -11,7 +11,7 @@ use oci_build::recipe::{BaseRef, LayerSource, Project};
 
 use crate::common::{assert_success, bin_path, is_root, json, tool};
 use crate::debian::{chroot, offline};
-use crate::registry_harness::{Auth, Registry};
+use crate::fixtures::registry::{Auth, Registry};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common::{Project, assert_success, json};
-use crate::registry_harness::{
+use crate::fixtures::registry::{
     Action, Auth, Fault, FaultProxy, Registry, basic_auth, http_get, http_request, skopeo_copy,
     skopeo_creds, skopeo_inspect_raw, skopeo_inspect_raw_output,
 };

@@ -10,47 +10,9 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 use crate::common::{Project, Sentinel, read_layer, refused};
-use crate::debian_repo::{Pkg, Repo};
-
-/// One data.tar member: raw name, type, content, link target (written as raw bytes, since the
-/// tar crate's setters refuse `..` and absolute names).
-type Member<'a> = (&'a str, tar::EntryType, &'a [u8], Option<&'a str>);
-
-fn tar_of(members: &[Member<'_>]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (name, kind, content, link) in members {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(*kind);
-        header.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
-        header.set_size(content.len() as u64);
-        header.set_mtime(0);
-        header.set_uid(0);
-        header.set_gid(0);
-        let old = header.as_old_mut();
-        assert!(
-            name.len() < old.name.len(),
-            "name too long for a test member"
-        );
-        old.name[..name.len()].copy_from_slice(name.as_bytes());
-        if let Some(link) = link {
-            assert!(
-                link.len() < old.linkname.len(),
-                "link too long for a test member"
-            );
-            old.linkname[..link.len()].copy_from_slice(link.as_bytes());
-        }
-        header.set_cksum();
-        builder.append(&header, *content).unwrap();
-    }
-    builder.into_inner().unwrap()
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(bytes).unwrap();
-    encoder.finish().unwrap()
-}
+use crate::fixtures::debian::{Pkg, Repo};
+use crate::fixtures::gzip;
+use crate::fixtures::tar::{Member, tar_of};
 
 fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))

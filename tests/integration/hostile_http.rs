@@ -16,11 +16,12 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 
-use crate::common::{Fault, Project, Sentinel, StallingServer, StaticServer, refused};
-use crate::conda::{Channel, Pkg as CondaPkg, conda_recipe};
-use crate::debian_repo::{Pkg as DebPkg, Repo};
+use crate::common::{Project, Sentinel, refused};
+use crate::fixtures::conda::{Channel, Pkg as CondaPkg, conda_recipe};
+use crate::fixtures::debian::{Pkg as DebPkg, Repo};
+use crate::fixtures::http::{Fault, StallingServer, StaticServer};
+use crate::fixtures::sha256_hex;
 
 const IDLE_TIMEOUT_ENV: &str = "OCI_BUILD_HTTP_IDLE_TIMEOUT";
 
@@ -51,10 +52,6 @@ fn given_up(out: &Output, took: Duration, names: &str) -> String {
     );
     assert!(took < GIVE_UP_WITHIN, "it took {took:?} to give up: {line}");
     line
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// A project whose `pulled` target adds a files layer to `<host>/<repository>/base:1`.
@@ -118,7 +115,7 @@ fn a_stalled_package_index_is_given_up_on_after_bounded_retries() {
     let server = StallingServer::after_headers(4096, 100);
     let p = Project::new();
     let sentinel = Sentinel::plant(p.tmp.path());
-    p.write("fixtures/status", crate::pip_index::STATUS);
+    p.write("fixtures/status", crate::fixtures::pypi::STATUS);
     p.recipe(
         "base",
         "platforms = [\"linux/amd64\"]\n[[layer]]\nfiles = [{ src = \"fixtures/status\", dest = \"/var/lib/dpkg/status\" }]\n",

@@ -8,9 +8,9 @@ use serde_json::json;
 use sha2::Digest as _;
 
 use crate::common::{Sentinel, refused};
-use crate::debian_repo::{Pkg, Repo};
+use crate::fixtures::debian::{Pkg, Repo};
+use crate::fixtures::pypi::{Index, dist, project};
 use crate::offline::{build_and_fetch, online_world};
-use crate::pip_index::{Index, dist, project};
 
 /// An index whose hash is a path: `#sha256=../../sentinel/escape` (relative to the cache's
 /// metadata bucket) or an absolute path into the sentinel. Before the fix, the metadata file

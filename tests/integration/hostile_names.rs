@@ -9,8 +9,8 @@
 use std::io::Write;
 
 use crate::common::{Project, Sentinel, refused};
-use crate::conda::{Channel, Pkg, conda_recipe};
-use crate::pip_index::{Index, dist, project, wheel};
+use crate::fixtures::conda::{Channel, Pkg, conda_recipe};
+use crate::fixtures::pypi::{Index, dist, project, wheel};
 
 /// Builds the conda recipe `env` of `p`, which must be refused for `package`; returns the line.
 fn refused_conda(p: &Project, sentinel: &Sentinel, package: &str) -> String {

@@ -8,7 +8,8 @@
 use std::net::TcpListener;
 
 use crate::common::{Project, Sentinel, assert_success, refused};
-use crate::pip_index::{Index, dist, locked, project, sdist_running, sha256_hex};
+use crate::fixtures::pypi::{Index, dist, locked, project, sdist_running};
+use crate::fixtures::sha256_hex;
 
 /// Backend code that leaves a marker in the sentinel tree when a hook imports it.
 fn marking(sentinel: &Sentinel) -> String {

@@ -2,25 +2,30 @@
 //! directory, builds it, and checks the result with tools nobody here wrote (skopeo, umoci,
 //! oci-image-tool, GNU tar). `.ci/run` installs those tools; a missing one fails its test.
 //!
+//! The inputs the tests build from (a signed apt archive, wheels, sdists and a PEP 691 index,
+//! conda channels, raw tars, real registries with a token server and a fault proxy, and the
+//! HTTP servers that serve them) are made by the builders in the top-level `fixtures/`, shared
+//! by every test; `common` holds the project, running the binary and the assertions. The
+//! files below hold only tests and helpers of their own.
+//!
 //! - `peers`: layouts, archives and media types read back by skopeo, umoci, oci-image-tool.
 //! - `reproducible`: byte-identical output from differing checkouts; SOURCE_DATE_EPOCH.
 //! - `rootless`: a build as an unprivileged user still writes root-owned files.
 //! - `bad_input`: broken recipes fail with one sentence naming file and line, writing nothing.
 //! - `cache`: unchanged layers come from the cache; damaged or interrupted entries do not stick.
 //! - `cli`: targets, inspect, --json and --help.
-//! - `conda`: hermetic conda channels (packages, repodata) on 127.0.0.1 and file://; live, a
+//! - `conda`: hermetic conda channels (`fixtures::conda`) on 127.0.0.1 and file://; live, a
 //!   conda entry point run in a chroot of the Debian Python base.
 //! - `debian`: live, the Python 3.11 base from the real archive, run in a chroot.
-//! - `debian_repo`: hermetic, a tiny signed apt archive served on 127.0.0.1 (dpkg-deb, gpg).
+//! - `debian_repo`: hermetic, a tiny signed apt archive (`fixtures::debian`) on 127.0.0.1.
 //! - `hostile_names`: names and members of conda packages and wheels that would write outside
 //!   the build (NUL, control characters, `../`, links) refused in one sentence, nothing touched.
-//! - `pip_index`: hermetic, wheels and an sdist made by the test on a PEP 691 index on 127.0.0.1.
+//! - `pip_index`: hermetic, wheels and an sdist on a PEP 691 index (`fixtures::pypi`).
 //! - `hostile_sdist`: `--only-binary`/`only_binary` keep sdists unbuilt, even when locked;
 //!   a build backend gets no network and no write access outside its build (bubblewrap).
 //! - `pip_live`: live, real wheels on the Python base run in a chroot; mlrun locked like uv.
-//! - `registry_harness`: real registries (none, htpasswd, token auth) and a fault-injecting proxy.
 //! - `family`: the MLRun recipes: names, resolve, the committed lock; live, mlrun pushed and run.
-//! - `harness_selftest`: the registry harness checked with skopeo as the client.
+//! - `harness_selftest`: the registry harness (`fixtures::registry`) checked with skopeo.
 //! - `hostile_inputs`: index hashes and inputs-directory file names that try to be paths, and a
 //!   swapped cache blob: refused in one sentence, nothing outside the cache written.
 //! - `registry`: push, pull, auth, credentials and network faults against real registries.
@@ -39,6 +44,8 @@ mod conda;
 mod debian;
 mod debian_repo;
 mod family;
+#[path = "../../fixtures/mod.rs"]
+mod fixtures;
 mod harness_selftest;
 mod hostile_archive;
 mod hostile_http;
@@ -51,6 +58,5 @@ mod peers;
 mod pip_index;
 mod pip_live;
 mod registry;
-mod registry_harness;
 mod reproducible;
 mod rootless;

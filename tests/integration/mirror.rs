@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::common::{assert_success, bin_path, tool};
-use crate::registry_harness::{Auth, FaultProxy, Registry, http_get, http_request};
+use crate::fixtures::registry::{Auth, FaultProxy, Registry, http_get, http_request};
 use oci_build::digest::Digest;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -461,7 +461,7 @@ fn a_killed_mirror_is_completed_by_a_rerun_without_sending_blobs_again() {
     let image = craft_image(&a.url(), "big/data", &["1"], 7, 8, 2 << 20);
     let total: usize = image.layers.iter().map(Vec::len).sum();
 
-    let finished = |log: &[crate::registry_harness::ProxiedRequest]| -> Vec<String> {
+    let finished = |log: &[crate::fixtures::registry::ProxiedRequest]| -> Vec<String> {
         log.iter()
             .filter(|r| r.method == "PUT" && r.status == 201 && r.path.contains("digest=sha256"))
             .map(|r| {

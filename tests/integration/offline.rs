@@ -1,5 +1,5 @@
 //! Air-gapped builds, hermetic: a base image in a real registry on 127.0.0.1
-//! (`registry_harness`), a `debian` layer from a signed test archive (`debian_repo`) and a
+//! (`fixtures::registry`), a `debian` layer from a signed test archive (`debian_repo`) and a
 //! `pip` layer from a test PEP 691 index with a wheel and an sdist (`pip_index`).
 //!
 //! The target is built online (which writes the lock), its inputs are fetched into `dir:`, every
@@ -11,9 +11,9 @@ use std::fs;
 use std::path::PathBuf;
 
 use crate::common::{Project, assert_success};
-use crate::debian_repo::{Pkg, Repo};
-use crate::pip_index::{Index, STATUS, dist, sdist_bytes};
-use crate::registry_harness::{Auth, Registry};
+use crate::fixtures::debian::{Pkg, Repo};
+use crate::fixtures::pypi::{Index, STATUS, dist, sdist_bytes};
+use crate::fixtures::registry::{Auth, Registry};
 
 /// The servers of the online side; dropping them stops them all.
 pub(crate) struct Online {

@@ -6,10 +6,12 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output, Stdio};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
 use crate::common::{Project, assert_success, json, tool};
-use crate::registry_harness::{Action, Auth, Fault, FaultProxy, Registry};
+use crate::fixtures::registry::{Action, Auth, Fault, FaultProxy, Registry};
 
 const USER: &str = "builder";
 const PASSWORD: &str = "s3cret-pa55word";
@@ -117,7 +119,7 @@ fn write_docker_config(
 ) -> std::path::PathBuf {
     let dir = p.tmp.path().join("docker-config");
     fs::create_dir_all(&dir).unwrap();
-    let auth = crate::registry_harness::base64_encode(format!("{user}:{password}").as_bytes());
+    let auth = STANDARD.encode(format!("{user}:{password}").as_bytes());
     fs::write(
         dir.join("config.json"),
         serde_json::json!({ "auths": { registry: { "auth": auth } } }).to_string(),
@@ -212,11 +214,7 @@ fn basic_auth_uses_docker_config_and_wrong_passwords_fail_in_one_sentence() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!everything.contains("wrong-password-123"));
-    assert!(
-        !everything.contains(&crate::registry_harness::base64_encode(
-            b"builder:wrong-password-123"
-        ))
-    );
+    assert!(!everything.contains(&STANDARD.encode(b"builder:wrong-password-123")));
 }
 
 /// Runs a `login … --password-stdin` command, writing `password` to its standard input.
@@ -265,7 +263,7 @@ fn login_checks_and_stores_credentials_in_docker_format() {
     let config = json(&fs::read_to_string(&config_file).unwrap());
     let auth = config["auths"][registry.url()]["auth"].as_str().unwrap();
     assert_eq!(
-        crate::registry_harness::base64_decode(auth).unwrap(),
+        STANDARD.decode(auth).unwrap(),
         format!("{USER}:{PASSWORD}").as_bytes()
     );
     assert_eq!(
@@ -299,7 +297,7 @@ store=\"$(dirname \"$0\")/stored.json\"\ncase \"$1\" in\n  store) cat > \"$store
     )
     .unwrap();
     fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
-    let stale = crate::registry_harness::base64_encode(b"builder:an-old-password");
+    let stale = STANDARD.encode(b"builder:an-old-password");
     fs::write(
         config_dir.join("config.json"),
         serde_json::json!({
@@ -357,7 +355,7 @@ fn token_auth_pulls_a_base_mounts_its_layers_and_pushes_with_scoped_tokens() {
     let p = image_project();
     // The containers auth file, as podman writes it.
     let auth_file = p.tmp.path().join("auth.json");
-    let auth = crate::registry_harness::base64_encode(format!("{USER}:{PASSWORD}").as_bytes());
+    let auth = STANDARD.encode(format!("{USER}:{PASSWORD}").as_bytes());
     fs::write(
         &auth_file,
         serde_json::json!({ "auths": { registry.url(): { "auth": auth } } }).to_string(),
@@ -620,7 +618,7 @@ fn unknown_repositories_and_unreachable_registries_are_one_sentence() {
         "{error}"
     );
 
-    let port = crate::registry_harness::free_port();
+    let port = crate::fixtures::registry::free_port();
     let dest = format!("docker://127.0.0.1:{port}/team/app:1");
     let q = image_project();
     let out = run(&mut oci_build(&q, &["push", &layout(&q), &dest]));
@@ -669,7 +667,7 @@ fn tls_registries_need_their_ca_and_never_fall_back_to_plain_http() {
 fn an_account_without_push_permission_is_told_so() {
     let registry = Registry::start(Auth::token(USER, PASSWORD));
     let p = image_project();
-    let (reader, reader_password) = crate::registry_harness::READER;
+    let (reader, reader_password) = crate::fixtures::registry::READER;
     let config = write_docker_config(&p, &registry.url(), reader, reader_password);
     let dest = format!("docker://{}", registry.image("team/app:8.0"));
     let out = run(oci_build(&p, &["push", &layout(&p), &dest]).env("DOCKER_CONFIG", &config));

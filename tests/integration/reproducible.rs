@@ -50,7 +50,12 @@ fn checkout(reverse: bool, mtime: i64, private: bool) -> Project {
         )
         .unwrap();
         if is_root() && private {
-            std::os::unix::fs::lchown(entry.path(), Some(65534), Some(65534)).unwrap();
+            std::os::unix::fs::lchown(
+                entry.path(),
+                Some(crate::common::NOBODY),
+                Some(crate::common::NOBODY),
+            )
+            .unwrap();
         }
         if entry.file_type().is_dir() && private {
             fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o700)).unwrap();

@@ -2,10 +2,8 @@
 //! still holds root-owned files with the recipe's modes.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
-use crate::common::{Project, assert_success, bin_path, is_root, tool};
+use crate::common::{NOBODY, Project, assert_success, is_root, tool};
 
 #[test]
 fn unprivileged_build_writes_root_owned_files() {
@@ -29,24 +27,8 @@ files = [
     let out = tmp.join("out");
     let home = tmp.join("home");
     fs::create_dir_all(&home).unwrap();
-    // The binary is copied next to the project so that an unprivileged user can reach it.
-    let bin = tmp.join("oci-build");
-    fs::copy(bin_path(), &bin).unwrap();
-
-    let mut command = if is_root() {
-        // CI runs as root: drop to nobody, who owns the inputs and the output area.
-        for entry in walkdir::WalkDir::new(tmp) {
-            let entry = entry.unwrap();
-            std::os::unix::fs::lchown(entry.path(), Some(65534), Some(65534)).unwrap();
-        }
-        fs::set_permissions(tmp, fs::Permissions::from_mode(0o755)).unwrap();
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(&bin);
-        c
-    } else {
-        Command::new(&bin)
-    };
+    // CI runs as root: the build drops to nobody, who owns the inputs and the output area.
+    let mut command = p.unprivileged_command();
     let output = command
         .arg("-C")
         .arg(p.dir())
@@ -62,7 +44,7 @@ files = [
     if is_root() {
         // The output really was written by nobody.
         use std::os::unix::fs::MetadataExt;
-        assert_eq!(fs::metadata(out.join("index.json")).unwrap().uid(), 65534);
+        assert_eq!(fs::metadata(out.join("index.json")).unwrap().uid(), NOBODY);
     }
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let layer = &crate::common::layer_paths(&out, &report[0])[0];
