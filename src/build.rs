@@ -109,6 +109,9 @@ pub enum LayerFailure {
     Source(#[from] SourceError),
     #[error(transparent)]
     Assemble(#[from] LayerError),
+    /// The layer is not locked, or an offline build lacks one of its pinned inputs.
+    #[error(transparent)]
+    Offline(#[from] crate::offline::OfflineError),
 }
 
 /// Images of one definition for a list of platforms, with how many layers were made.
@@ -352,7 +355,7 @@ impl<'a> Builder<'a> {
                     layer_spec,
                     || {
                         let base_status = dpkg_status(image_ref)
-                            .map_err(|e| source::SourceError::BaseStatus(e.to_string()))?;
+                            .map_err(|e| SourceError::BaseStatus(e.to_string()))?;
                         let base_links = self
                             .python_base(image_ref)
                             .map_err(|e| source::SourceError::BaseLayers(e.to_string()))?
@@ -392,7 +395,8 @@ impl<'a> Builder<'a> {
                             &base,
                             &image_ref.platform.architecture,
                             image_ref.platform.variant.as_deref(),
-                        )?;
+                        )
+                        .map_err(SourceError::from)?;
                         let pinned = (!self.options.refresh_lock)
                             .then(|| {
                                 self.lock
@@ -421,7 +425,8 @@ impl<'a> Builder<'a> {
                             self.options.source_date_epoch,
                             !self.options.resolve_only,
                             self.options.offline.is_some(),
-                        )?;
+                        )
+                        .map_err(SourceError::from)?;
                         pip_inputs = Some(prepared.inputs);
                         Ok(result)
                     },
@@ -429,7 +434,8 @@ impl<'a> Builder<'a> {
                         let subdir = source::conda::conda_subdir(
                             &image_ref.platform.os,
                             &image_ref.platform.architecture,
-                        )?;
+                        )
+                        .map_err(SourceError::from)?;
                         let inputs = conda_lock_inputs_of(spec, &subdir);
                         let pinned = (!self.options.refresh_lock)
                             .then(|| {
@@ -452,7 +458,8 @@ impl<'a> Builder<'a> {
                             &self.cache,
                             pinned.as_deref(),
                             self.options.source_date_epoch,
-                        )?;
+                        )
+                        .map_err(SourceError::from)?;
                         conda_inputs = Some((subdir, inputs));
                         Ok(result)
                     },
@@ -461,10 +468,11 @@ impl<'a> Builder<'a> {
                             .python_base(image_ref)
                             .map_err(|e| source::SourceError::BaseLayers(e.to_string()))?;
                         let files = source::accounts::merge_files(&base.account_files);
-                        Ok(source::accounts::layer_tree(specs, &files)?)
+                        Ok(source::accounts::layer_tree(specs, &files)
+                            .map_err(SourceError::from)?)
                     },
                 )
-                .map_err(|e| layer_error(e.into()))?;
+                .map_err(layer_error)?;
                 let mut used = self.used.lock().expect("used inputs");
                 match &locked {
                     Some(source::Pinned::Debian(packages)) => used.record_debs(packages),

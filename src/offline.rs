@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, HashingWriter, digest_reader};
-use crate::image::bundle::{Bundle, BundleError};
+use crate::image::bundle::{Bundle, BundleError, VerifyReport};
 use crate::image::spec::{self, Descriptor, ImageConfig, Manifest, Platform};
 use crate::layer::cache::{Cache, CacheError, CacheKeyBuilder};
 use crate::name::{FileName, RelPath, Shown};
@@ -242,6 +242,27 @@ pub fn read_inputs(dir: &Path) -> Result<Vec<Input>, OfflineError> {
         })?;
     }
     Ok(file.inputs)
+}
+
+/// `verify dir:PATH`: checks `bundle` like any bundle, and that every input its
+/// `inputs.json` lists is there with its size.
+pub fn verify(bundle: &Bundle) -> Result<VerifyReport, BundleError> {
+    bundle.verify_with(|sizes| {
+        let inputs = read_inputs(bundle.dir()).map_err(|e| BundleError::BadInputs {
+            bundle: bundle.name().to_owned(),
+            message: e.to_string(),
+        })?;
+        for input in &inputs {
+            if sizes.get(&input.sha256).copied() != Some(input.size) {
+                return Err(BundleError::MissingInput {
+                    bundle: bundle.name().to_owned(),
+                    what: input.describe(),
+                    file: format!("blobs/sha256/{}", input.sha256.hex()),
+                });
+            }
+        }
+        Ok(inputs.len())
+    })
 }
 
 fn write_inputs(dir: &Path, inputs: Vec<Input>) -> Result<(), OfflineError> {

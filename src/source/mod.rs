@@ -1,21 +1,22 @@
 //! Layer sources: where the content of each `[[layer]]` comes from.
 //!
-//! Input: a checked [`Layer`](crate::recipe::Layer). Output: a [`LayerTree`] of entries with the
+//! Input: a checked [`Layer`]. Output: a [`LayerTree`] of entries with the
 //! ownership and modes the image gets. A source only lists and describes content; reading,
 //! taring and compressing happen in `crate::layer`, so every source shares one deterministic
 //! writer and one cache. Debian, pip, conda and image sources add variants to
-//! [`LayerSource`](crate::recipe::LayerSource) and a module here.
+//! [`LayerSource`] and a module here.
 
 pub mod accounts;
 pub mod conda;
 pub mod debian;
 pub mod files;
 pub mod pip;
+pub mod spec;
 
 use std::path::PathBuf;
 
 use crate::layer::{Entry, EntryKind, ImagePath, LayerTree};
-use crate::recipe::{Layer, LayerSource};
+pub use spec::{FileCopy, Layer, LayerSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -45,8 +46,6 @@ pub enum SourceError {
     Conda(#[from] conda::CondaError),
     #[error(transparent)]
     Accounts(#[from] accounts::AccountsError),
-    #[error(transparent)]
-    Offline(#[from] crate::offline::OfflineError),
 }
 
 impl From<pip::PipError> for SourceError {
@@ -81,19 +80,22 @@ pub enum Pinned {
 /// `debian` layer, since finding the base's dpkg status means reading its layers; `pip` builds
 /// a `pip` layer's tree, since it needs the Python of the layers below. Returns the tree and,
 /// for a `debian` or `pip` layer, the packages it holds (what a lock file pins).
-pub fn layer_tree<'a>(
+///
+/// The callbacks fail with the caller's error type `E`, so that what a caller does before a
+/// source runs (lock checks, providing offline inputs) keeps its own error.
+pub fn layer_tree<'a, E: From<SourceError>>(
     layer: &Layer,
-    debian: impl FnOnce() -> Result<DebianContext<'a>, SourceError>,
-    pip: impl FnOnce(&pip::PipSpec) -> Result<(LayerTree, Vec<pip::LockedWheel>), SourceError>,
-    conda: impl FnOnce(&conda::CondaSpec) -> Result<(LayerTree, Vec<conda::LockedConda>), SourceError>,
-    accounts: impl FnOnce(&[accounts::AccountSpec]) -> Result<LayerTree, SourceError>,
-) -> Result<(LayerTree, Option<Pinned>), SourceError> {
+    debian: impl FnOnce() -> Result<DebianContext<'a>, E>,
+    pip: impl FnOnce(&pip::PipSpec) -> Result<(LayerTree, Vec<pip::LockedWheel>), E>,
+    conda: impl FnOnce(&conda::CondaSpec) -> Result<(LayerTree, Vec<conda::LockedConda>), E>,
+    accounts: impl FnOnce(&[accounts::AccountSpec]) -> Result<LayerTree, E>,
+) -> Result<(LayerTree, Option<Pinned>), E> {
     let mut tree = LayerTree::default();
     let mut locked = None;
     match &layer.source {
         LayerSource::Files(copies) => {
             for copy in copies {
-                files::add_copy(copy, &mut tree)?;
+                files::add_copy(copy, &mut tree).map_err(E::from)?;
             }
         }
         LayerSource::Debian(spec) => {
@@ -106,7 +108,8 @@ pub fn layer_tree<'a>(
                 context.archives,
                 context.cache,
                 context.pinned.as_deref(),
-            )?;
+            )
+            .map_err(|e| E::from(e.into()))?;
             tree = debian_tree;
             locked = Some(Pinned::Debian(packages));
         }
@@ -128,7 +131,7 @@ pub fn layer_tree<'a>(
             .paths()
             .any(|p| p == path || p.ancestors().any(|a| &a == path));
         if added_under {
-            return Err(SourceError::AddAndRemove(path.clone()));
+            return Err(SourceError::AddAndRemove(path.clone()).into());
         }
         tree.insert(
             path.clone(),
