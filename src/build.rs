@@ -19,7 +19,7 @@ use crate::reference::Reference;
 use crate::registry::push::KnownBlobs;
 use crate::registry::{ClientOptions, Registries, RegistryError, pull};
 use crate::source::pip::{self, scan::LayerScan};
-use crate::source::{self, SourceError, debian};
+use crate::source::{self, LockedSource, SourceError, debian, locked};
 
 /// PATH of an image whose base sets none, as docker and buildkit use.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -195,6 +195,53 @@ impl<'a> Builder<'a> {
         self.options.require_lock || self.options.offline.is_some()
     }
 
+    /// What the lock file pins for a layer of kind `S` (None: resolve it, or with --refresh
+    /// resolve it again); an error where the layer must be locked and is not.
+    fn pinned<S: LockedSource>(
+        &self,
+        target: &str,
+        layer: usize,
+        key: &str,
+        inputs: &str,
+    ) -> Result<Option<Vec<S::Pin>>, crate::offline::OfflineError> {
+        let pinned = (!self.options.refresh_lock)
+            .then(|| {
+                self.lock
+                    .lock()
+                    .expect("lock file lock")
+                    .pins::<S>(target, layer, key, inputs)
+                    .map(<[_]>::to_vec)
+            })
+            .flatten();
+        if self.lock_required() && pinned.is_none() {
+            return Err(crate::offline::OfflineError::NotLocked);
+        }
+        Ok(pinned)
+    }
+
+    /// Pins a layer (target and number) of kind `S` in the lock, marking the lock changed
+    /// unless it already had these pins for these inputs.
+    fn record_pins<S: LockedSource>(
+        &self,
+        (target, layer): (&str, usize),
+        key: &str,
+        inputs: String,
+        packages: Vec<S::Pin>,
+    ) {
+        let mut lock = self.lock.lock().expect("lock file lock");
+        if lock.pins::<S>(target, layer, key, &inputs) != Some(&packages[..]) {
+            lock.record::<S>(crate::lock::LayerLock {
+                target: target.to_owned(),
+                layer,
+                key: key.to_owned(),
+                inputs,
+                packages,
+            });
+            self.lock_changed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     /// Writes the lock file if this run pinned anything new. Returns its path when written.
     pub fn save_lock(&self) -> Result<Option<std::path::PathBuf>, BuildError> {
         if !self.lock_changed.load(std::sync::atomic::Ordering::SeqCst) {
@@ -361,18 +408,12 @@ impl<'a> Builder<'a> {
                             .map_err(|e| source::SourceError::BaseLayers(e.to_string()))?
                             .symlinks;
                         let inputs = lock_inputs_of(layer_spec, &arch, &base_status);
-                        let pinned = (!self.options.refresh_lock)
-                            .then(|| {
-                                self.lock
-                                    .lock()
-                                    .expect("lock file lock")
-                                    .debian(&recipe.target, index + 1, &arch, &inputs)
-                                    .map(<[_]>::to_vec)
-                            })
-                            .flatten();
-                        if self.lock_required() && pinned.is_none() {
-                            return Err(crate::offline::OfflineError::NotLocked.into());
-                        }
+                        let pinned = self.pinned::<locked::Debian>(
+                            &recipe.target,
+                            index + 1,
+                            &arch,
+                            &inputs,
+                        )?;
                         if let (Some(offline), Some(pinned)) = (&self.options.offline, &pinned) {
                             offline.provide_debs(&self.cache, pinned)?;
                         }
@@ -397,23 +438,12 @@ impl<'a> Builder<'a> {
                             image_ref.platform.variant.as_deref(),
                         )
                         .map_err(SourceError::from)?;
-                        let pinned = (!self.options.refresh_lock)
-                            .then(|| {
-                                self.lock
-                                    .lock()
-                                    .expect("lock file lock")
-                                    .pip(
-                                        &recipe.target,
-                                        index + 1,
-                                        &platform_name,
-                                        &prepared.inputs,
-                                    )
-                                    .map(<[_]>::to_vec)
-                            })
-                            .flatten();
-                        if self.lock_required() && pinned.is_none() {
-                            return Err(crate::offline::OfflineError::NotLocked.into());
-                        }
+                        let pinned = self.pinned::<locked::Pip>(
+                            &recipe.target,
+                            index + 1,
+                            &platform_name,
+                            &prepared.inputs,
+                        )?;
                         if let (Some(offline), Some(pinned)) = (&self.options.offline, &pinned) {
                             offline.provide_pip(&self.cache, pinned)?;
                         }
@@ -437,18 +467,12 @@ impl<'a> Builder<'a> {
                         )
                         .map_err(SourceError::from)?;
                         let inputs = conda_lock_inputs_of(spec, &subdir);
-                        let pinned = (!self.options.refresh_lock)
-                            .then(|| {
-                                self.lock
-                                    .lock()
-                                    .expect("lock file lock")
-                                    .conda(&recipe.target, index + 1, &subdir, &inputs)
-                                    .map(<[_]>::to_vec)
-                            })
-                            .flatten();
-                        if self.lock_required() && pinned.is_none() {
-                            return Err(crate::offline::OfflineError::NotLocked.into());
-                        }
+                        let pinned = self.pinned::<locked::Conda>(
+                            &recipe.target,
+                            index + 1,
+                            &subdir,
+                            &inputs,
+                        )?;
                         if let (Some(offline), Some(pinned)) = (&self.options.offline, &pinned) {
                             offline.provide_conda(&self.cache, pinned)?;
                         }
@@ -495,59 +519,26 @@ impl<'a> Builder<'a> {
                     None => {}
                 }
                 drop(used);
+                let layer = (recipe.target.as_str(), index + 1);
                 match locked {
                     Some(source::Pinned::Debian(packages)) => {
                         if let Some(inputs) = lock_inputs {
-                            let mut lock = self.lock.lock().expect("lock file lock");
-                            if lock.debian(&recipe.target, index + 1, &arch, &inputs)
-                                != Some(&packages[..])
-                            {
-                                lock.record_debian(crate::lock::DebianLayerLock {
-                                    target: recipe.target.clone(),
-                                    layer: index + 1,
-                                    arch: arch.clone(),
-                                    inputs,
-                                    packages,
-                                });
-                                self.lock_changed
-                                    .store(true, std::sync::atomic::Ordering::SeqCst);
-                            }
+                            self.record_pins::<locked::Debian>(layer, &arch, inputs, packages);
                         }
                     }
                     Some(source::Pinned::Pip(packages)) => {
                         if let Some(inputs) = pip_inputs {
-                            let mut lock = self.lock.lock().expect("lock file lock");
-                            if lock.pip(&recipe.target, index + 1, &platform_name, &inputs)
-                                != Some(&packages[..])
-                            {
-                                lock.record_pip(crate::lock::PipLayerLock {
-                                    target: recipe.target.clone(),
-                                    layer: index + 1,
-                                    platform: platform_name.clone(),
-                                    inputs,
-                                    packages,
-                                });
-                                self.lock_changed
-                                    .store(true, std::sync::atomic::Ordering::SeqCst);
-                            }
+                            self.record_pins::<locked::Pip>(
+                                layer,
+                                &platform_name,
+                                inputs,
+                                packages,
+                            );
                         }
                     }
                     Some(source::Pinned::Conda(packages)) => {
                         if let Some((subdir, inputs)) = conda_inputs {
-                            let mut lock = self.lock.lock().expect("lock file lock");
-                            if lock.conda(&recipe.target, index + 1, &subdir, &inputs)
-                                != Some(&packages[..])
-                            {
-                                lock.record_conda(crate::lock::CondaLayerLock {
-                                    target: recipe.target.clone(),
-                                    layer: index + 1,
-                                    subdir,
-                                    inputs,
-                                    packages,
-                                });
-                                self.lock_changed
-                                    .store(true, std::sync::atomic::Ordering::SeqCst);
-                            }
+                            self.record_pins::<locked::Conda>(layer, &subdir, inputs, packages);
                         }
                     }
                     None => {}

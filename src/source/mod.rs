@@ -10,12 +10,14 @@ pub mod accounts;
 pub mod conda;
 pub mod debian;
 pub mod files;
+pub mod locked;
 pub mod pip;
 pub mod spec;
 
 use std::path::PathBuf;
 
 use crate::layer::{Entry, EntryKind, ImagePath, LayerTree};
+pub use locked::LockedSource;
 pub use spec::{FileCopy, Layer, LayerSource};
 
 #[derive(Debug, thiserror::Error)]
