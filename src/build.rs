@@ -216,6 +216,10 @@ impl<'a> Builder<'a> {
         if self.lock_required() && pinned.is_none() {
             return Err(crate::offline::OfflineError::NotLocked);
         }
+        // Offline, the pins' inputs go into the cache before the source runs on them.
+        if let (Some(offline), Some(pins)) = (&self.options.offline, &pinned) {
+            offline.provide_pins::<S>(&self.cache, pins)?;
+        }
         Ok(pinned)
     }
 
@@ -414,9 +418,6 @@ impl<'a> Builder<'a> {
                             &arch,
                             &inputs,
                         )?;
-                        if let (Some(offline), Some(pinned)) = (&self.options.offline, &pinned) {
-                            offline.provide_debs(&self.cache, pinned)?;
-                        }
                         lock_inputs = Some(inputs);
                         Ok(source::DebianContext {
                             arch: arch.clone(),
@@ -444,9 +445,6 @@ impl<'a> Builder<'a> {
                             &platform_name,
                             &prepared.inputs,
                         )?;
-                        if let (Some(offline), Some(pinned)) = (&self.options.offline, &pinned) {
-                            offline.provide_pip(&self.cache, pinned)?;
-                        }
                         let result = pip::layer_tree(
                             spec,
                             &prepared,
@@ -473,9 +471,6 @@ impl<'a> Builder<'a> {
                             &subdir,
                             &inputs,
                         )?;
-                        if let (Some(offline), Some(pinned)) = (&self.options.offline, &pinned) {
-                            offline.provide_conda(&self.cache, pinned)?;
-                        }
                         let result = source::conda::layer_tree(
                             spec,
                             &subdir,
@@ -499,22 +494,14 @@ impl<'a> Builder<'a> {
                 .map_err(layer_error)?;
                 let mut used = self.used.lock().expect("used inputs");
                 match &locked {
-                    Some(source::Pinned::Debian(packages)) => used.record_debs(packages),
-                    Some(source::Pinned::Pip(pins)) => used.record_pip(&self.cache, pins),
-                    Some(source::Pinned::Conda(packages)) => {
-                        for package in packages {
-                            let size = package.size.unwrap_or_else(|| {
-                                std::fs::metadata(self.cache.blob_path(&package.sha256))
-                                    .map_or(0, |m| m.len())
-                            });
-                            used.record_conda(
-                                &package.name,
-                                &package.version,
-                                &package.filename,
-                                &package.sha256,
-                                size,
-                            );
-                        }
+                    Some(source::Pinned::Debian(pins)) => {
+                        used.record::<locked::Debian>(&self.cache, pins)
+                    }
+                    Some(source::Pinned::Pip(pins)) => {
+                        used.record::<locked::Pip>(&self.cache, pins)
+                    }
+                    Some(source::Pinned::Conda(pins)) => {
+                        used.record::<locked::Conda>(&self.cache, pins)
                     }
                     None => {}
                 }

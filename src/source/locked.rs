@@ -5,8 +5,13 @@
 //! The lock module stores every kind's layers through this trait alone; adding a kind means
 //! its own module, an implementation here and one line in `crate::lock`'s list of kinds.
 
-use serde::Serialize;
+use std::io::BufReader;
+
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{Digest, digest_reader};
+use crate::layer::cache::Cache;
 
 /// A package kind whose layers are resolved once and then installed from pins.
 pub trait LockedSource: 'static {
@@ -17,6 +22,62 @@ pub trait LockedSource: 'static {
     const KEY_FIELD: &'static str;
     /// One pinned package, as the lock file writes it (`[[SECTION.packages]]`).
     type Pin: Clone + std::fmt::Debug + Eq + Serialize + DeserializeOwned + Send + Sync + 'static;
+
+    /// What an offline build must have in the cache before this kind's source runs on `pins`
+    /// (`oci-build build --offline` provides each from the inputs directory).
+    fn needs(pins: &[Self::Pin], cache: &Cache) -> Vec<Needed>;
+
+    /// What a build that installed `pins` used, with sizes, for `oci-build fetch` to carry.
+    /// The build left each file in `cache`.
+    fn used(pins: &[Self::Pin], cache: &Cache) -> Vec<Input>;
+}
+
+/// An input that pins need offline.
+#[derive(Clone, Debug)]
+pub struct Needed {
+    pub input: Input,
+    /// The lock gives no size: the cache's file, else the inputs directory's listing, says it.
+    pub size_unknown: bool,
+    /// A pip sdist: an offline site cannot build it, so the wheel built from it online
+    /// (listed as `pip-built`, `built_from` its SHA256) is provided too.
+    pub built_wheel: bool,
+}
+
+impl Needed {
+    fn known(input: Input) -> Needed {
+        Needed {
+            input,
+            size_unknown: false,
+            built_wheel: false,
+        }
+    }
+}
+
+/// An input of kind `kind` named as a package (not an image).
+fn package_input(
+    kind: InputKind,
+    name: &str,
+    version: &str,
+    filename: &str,
+    sha256: &Digest,
+    size: u64,
+) -> Input {
+    Input {
+        kind,
+        name: name.to_owned(),
+        version: version.to_owned(),
+        filename: filename.to_owned(),
+        sha256: sha256.clone(),
+        size,
+        platform: None,
+        media_type: None,
+        built_from: None,
+    }
+}
+
+/// The size of a blob the cache holds; 0 when it does not.
+fn cached_size(cache: &Cache, digest: &Digest) -> u64 {
+    std::fs::metadata(cache.blob_path(digest)).map_or(0, |m| m.len())
 }
 
 /// `debian` layers, pinned per Debian architecture (`amd64`).
@@ -26,6 +87,29 @@ impl LockedSource for Debian {
     const SECTION: &'static str = "debian";
     const KEY_FIELD: &'static str = "arch";
     type Pin = super::debian::LockedDeb;
+
+    fn needs(pins: &[Self::Pin], cache: &Cache) -> Vec<Needed> {
+        Self::used(pins, cache)
+            .into_iter()
+            .map(Needed::known)
+            .collect()
+    }
+
+    fn used(pins: &[Self::Pin], _cache: &Cache) -> Vec<Input> {
+        pins.iter()
+            .map(|deb| {
+                let (name, version) = (&deb.name, &deb.version);
+                package_input(
+                    InputKind::Deb,
+                    name,
+                    version,
+                    &deb.filename,
+                    &deb.sha256,
+                    deb.size,
+                )
+            })
+            .collect()
+    }
 }
 
 /// `pip` layers, pinned per image platform (`linux/amd64`): wheels differ per platform.
@@ -35,6 +119,62 @@ impl LockedSource for Pip {
     const SECTION: &'static str = "pip";
     const KEY_FIELD: &'static str = "platform";
     type Pin = super::pip::LockedWheel;
+
+    fn needs(pins: &[Self::Pin], cache: &Cache) -> Vec<Needed> {
+        pins.iter()
+            .map(|pin| Needed {
+                input: pip_input(pin, 0),
+                // The lock has no sizes for pip files.
+                size_unknown: true,
+                built_wheel: !pin.filename.ends_with(".whl")
+                    && super::pip::sdist::built_wheel(cache, &pin.sha256).is_none(),
+            })
+            .collect()
+    }
+
+    /// The pinned files, and for each sdist the wheel built from it.
+    fn used(pins: &[Self::Pin], cache: &Cache) -> Vec<Input> {
+        let mut inputs = Vec::new();
+        for pin in pins {
+            let size = cached_size(cache, &pin.sha256);
+            inputs.push(pip_input(pin, size));
+            if pin.filename.ends_with(".whl") {
+                continue;
+            }
+            let Some(wheel) = super::pip::sdist::built_wheel(cache, &pin.sha256) else {
+                continue;
+            };
+            let Ok((digest, size)) =
+                std::fs::File::open(&wheel).and_then(|f| digest_reader(BufReader::new(f)))
+            else {
+                continue;
+            };
+            inputs.push(Input {
+                kind: InputKind::PipBuilt,
+                filename: wheel
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                sha256: digest,
+                size,
+                built_from: Some(pin.sha256.clone()),
+                ..pip_input(pin, size)
+            });
+        }
+        inputs
+    }
+}
+
+fn pip_input(pin: &super::pip::LockedWheel, size: u64) -> Input {
+    let (name, version) = (&pin.name, &pin.version);
+    package_input(
+        InputKind::Pip,
+        name,
+        version,
+        &pin.filename,
+        &pin.sha256,
+        size,
+    )
 }
 
 /// `conda` layers, pinned per conda subdir (`linux-64`).
@@ -44,4 +184,77 @@ impl LockedSource for Conda {
     const SECTION: &'static str = "conda";
     const KEY_FIELD: &'static str = "subdir";
     type Pin = super::conda::LockedConda;
+
+    fn needs(pins: &[Self::Pin], _cache: &Cache) -> Vec<Needed> {
+        pins.iter()
+            .map(|package| Needed {
+                input: conda_input(package, package.size.unwrap_or(0)),
+                size_unknown: package.size.is_none(),
+                built_wheel: false,
+            })
+            .collect()
+    }
+
+    fn used(pins: &[Self::Pin], cache: &Cache) -> Vec<Input> {
+        pins.iter()
+            .map(|package| {
+                let size = package
+                    .size
+                    .unwrap_or_else(|| cached_size(cache, &package.sha256));
+                conda_input(package, size)
+            })
+            .collect()
+    }
+}
+
+fn conda_input(package: &super::conda::LockedConda, size: u64) -> Input {
+    let (name, version) = (&package.name, &package.version);
+    package_input(
+        InputKind::Conda,
+        name,
+        version,
+        &package.filename,
+        &package.sha256,
+        size,
+    )
+}
+
+/// One entry of `inputs.json` (see `crate::offline`): what a blob an offline build needs is.
+/// Defined here because sources say which inputs their pins need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputKind {
+    Deb,
+    Pip,
+    PipBuilt,
+    Image,
+    Conda,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Input {
+    pub kind: InputKind,
+    /// Package name, or for an image the reference (`registry/repository:tag`).
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    /// File name as the lock (or index) names it; empty for images.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub filename: String,
+    #[serde(with = "crate::digest::bare_hex")]
+    pub sha256: Digest,
+    pub size: u64,
+    /// Images: the platform (`linux/amd64`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// Images: the manifest's media type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// pip-built: the SHA256 of the sdist the wheel was built from.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::digest::bare_hex::option"
+    )]
+    pub built_from: Option<Digest>,
 }
