@@ -10,8 +10,11 @@ use std::io::BufReader;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::SourceError;
 use crate::digest::{Digest, digest_reader};
-use crate::layer::cache::Cache;
+use crate::image::spec::Platform;
+use crate::layer::LayerTree;
+use crate::layer::cache::{Cache, CacheKeyBuilder};
 
 /// A package kind whose layers are resolved once and then installed from pins.
 pub trait LockedSource: 'static {
@@ -22,6 +25,25 @@ pub trait LockedSource: 'static {
     const KEY_FIELD: &'static str;
     /// One pinned package, as the lock file writes it (`[[SECTION.packages]]`).
     type Pin: Clone + std::fmt::Debug + Eq + Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// The layer's spec, as the recipe gives it.
+    type Spec;
+    /// What [`LockedSource::prepare`] found that building the tree needs again.
+    type Prepared;
+
+    /// Called first: the layer's lock key and inputs hash, from its spec and the image below.
+    fn prepare(
+        spec: &Self::Spec,
+        below: &dyn Below,
+    ) -> Result<Prepared<Self::Prepared>, SourceError>;
+
+    /// Called once the lock was read (and, offline, the pins' inputs provided): the layer's
+    /// entries, installing `pins` or, when None, what resolving the spec gives; and the pins.
+    fn build_tree(
+        spec: &Self::Spec,
+        prepared: &Self::Prepared,
+        pins: Option<&[Self::Pin]>,
+        below: &dyn Below,
+    ) -> Result<(LayerTree, Vec<Self::Pin>), SourceError>;
 
     /// What an offline build must have in the cache before this kind's source runs on `pins`
     /// (`oci-build build --offline` provides each from the inputs directory).
@@ -30,6 +52,31 @@ pub trait LockedSource: 'static {
     /// What a build that installed `pins` used, with sizes, for `oci-build fetch` to carry.
     /// The build left each file in `cache`.
     fn used(pins: &[Self::Pin], cache: &Cache) -> Vec<Input>;
+}
+
+/// A layer's lock key (its [`LockedSource::KEY_FIELD`]) and inputs hash, and what the kind keeps
+/// for building its tree.
+pub struct Prepared<T> {
+    pub key: String,
+    pub inputs: String,
+    pub data: T,
+}
+
+/// What a locked source may ask of the build about the image a layer goes on. Each is read
+/// only when asked: finding the dpkg status or the Python below means reading layers.
+pub trait Below {
+    fn platform(&self) -> &Platform;
+    /// `/var/lib/dpkg/status` as the layers below leave it, empty when there is none.
+    fn dpkg_status(&self) -> Result<String, SourceError>;
+    /// What the layers below hold for Python installs (and their symlinks).
+    fn python_base(&self) -> Result<super::pip::scan::PythonBase, SourceError>;
+    /// The Debian archives of the build host (none offline).
+    fn archives(&self) -> Result<&super::debian::Archives, SourceError>;
+    fn cache(&self) -> &Cache;
+    fn source_date_epoch(&self) -> u64;
+    /// False when only resolving: a `pip` layer then holds no files.
+    fn install(&self) -> bool;
+    fn offline(&self) -> bool;
 }
 
 /// An input that pins need offline.
@@ -87,6 +134,52 @@ impl LockedSource for Debian {
     const SECTION: &'static str = "debian";
     const KEY_FIELD: &'static str = "arch";
     type Pin = super::debian::LockedDeb;
+    type Spec = super::debian::DebianSpec;
+    /// The architecture, the dpkg status and the symlinks below.
+    type Prepared = (String, String, std::collections::BTreeMap<String, String>);
+
+    fn prepare(
+        spec: &Self::Spec,
+        below: &dyn Below,
+    ) -> Result<Prepared<Self::Prepared>, SourceError> {
+        let platform = below.platform();
+        let arch = super::debian::debian_arch(&platform.architecture, platform.variant.as_deref());
+        let base_status = below.dpkg_status()?;
+        let base_links = below.python_base()?.symlinks;
+        // What resolving depends on: the spec, the architecture and the packages below.
+        let mut key = CacheKeyBuilder::new("debian-lock-v1");
+        key.field(
+            serde_json::to_string(spec)
+                .expect("specs serialise")
+                .as_bytes(),
+        )
+        .field(arch.as_bytes())
+        .field(base_status.as_bytes());
+        Ok(Prepared {
+            key: arch.clone(),
+            inputs: key.finish().as_str().to_owned(),
+            data: (arch, base_status, base_links),
+        })
+    }
+
+    fn build_tree(
+        spec: &Self::Spec,
+        (arch, base_status, base_links): &Self::Prepared,
+        pins: Option<&[Self::Pin]>,
+        below: &dyn Below,
+    ) -> Result<(LayerTree, Vec<Self::Pin>), SourceError> {
+        let archives = below.archives()?;
+        let cache = below.cache();
+        Ok(super::debian::layer_tree(
+            spec,
+            arch,
+            base_status,
+            base_links,
+            archives,
+            cache,
+            pins,
+        )?)
+    }
 
     fn needs(pins: &[Self::Pin], cache: &Cache) -> Vec<Needed> {
         Self::used(pins, cache)
@@ -119,6 +212,44 @@ impl LockedSource for Pip {
     const SECTION: &'static str = "pip";
     const KEY_FIELD: &'static str = "platform";
     type Pin = super::pip::LockedWheel;
+    type Spec = super::pip::PipSpec;
+    type Prepared = super::pip::Prepared;
+
+    fn prepare(
+        spec: &Self::Spec,
+        below: &dyn Below,
+    ) -> Result<Prepared<Self::Prepared>, SourceError> {
+        let base = below.python_base()?;
+        let platform = below.platform();
+        let prepared = super::pip::prepare(
+            spec,
+            &base,
+            &platform.architecture,
+            platform.variant.as_deref(),
+        )?;
+        Ok(Prepared {
+            key: platform.to_string(),
+            inputs: prepared.inputs.clone(),
+            data: prepared,
+        })
+    }
+
+    fn build_tree(
+        spec: &Self::Spec,
+        prepared: &Self::Prepared,
+        pins: Option<&[Self::Pin]>,
+        below: &dyn Below,
+    ) -> Result<(LayerTree, Vec<Self::Pin>), SourceError> {
+        Ok(super::pip::layer_tree(
+            spec,
+            prepared,
+            below.cache(),
+            pins,
+            below.source_date_epoch(),
+            below.install(),
+            below.offline(),
+        )?)
+    }
 
     fn needs(pins: &[Self::Pin], cache: &Cache) -> Vec<Needed> {
         pins.iter()
@@ -184,6 +315,41 @@ impl LockedSource for Conda {
     const SECTION: &'static str = "conda";
     const KEY_FIELD: &'static str = "subdir";
     type Pin = super::conda::LockedConda;
+    type Spec = super::conda::CondaSpec;
+    /// The conda subdir.
+    type Prepared = String;
+
+    fn prepare(
+        spec: &Self::Spec,
+        below: &dyn Below,
+    ) -> Result<Prepared<Self::Prepared>, SourceError> {
+        let platform = below.platform();
+        let subdir = super::conda::conda_subdir(&platform.os, &platform.architecture)?;
+        // What the solve depends on: the spec, the subdir and the assumed virtual packages.
+        let mut key = CacheKeyBuilder::new("conda-lock-v1");
+        key.field(
+            serde_json::to_string(spec)
+                .expect("specs serialise")
+                .as_bytes(),
+        )
+        .field(subdir.as_bytes())
+        .field(super::conda::solve_inputs(&subdir).as_bytes());
+        Ok(Prepared {
+            key: subdir.clone(),
+            inputs: key.finish().as_str().to_owned(),
+            data: subdir,
+        })
+    }
+
+    fn build_tree(
+        spec: &Self::Spec,
+        subdir: &Self::Prepared,
+        pins: Option<&[Self::Pin]>,
+        below: &dyn Below,
+    ) -> Result<(LayerTree, Vec<Self::Pin>), SourceError> {
+        let (cache, epoch) = (below.cache(), below.source_date_epoch());
+        Ok(super::conda::layer_tree(spec, subdir, cache, pins, epoch)?)
+    }
 
     fn needs(pins: &[Self::Pin], _cache: &Cache) -> Vec<Needed> {
         pins.iter()

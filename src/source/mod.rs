@@ -56,75 +56,31 @@ impl From<pip::PipError> for SourceError {
     }
 }
 
-/// What a `debian` layer needs to know of the image it goes on.
-pub struct DebianContext<'a> {
-    /// Debian's name of the platform's architecture (`amd64`, `arm64`, `armhf`).
-    pub arch: String,
-    /// `/var/lib/dpkg/status` of the layers below, empty when there is none.
-    pub base_status: String,
-    /// The symlinks of the layers below (path without the leading `/` → target), which the
-    /// layer's packages are placed through.
-    pub base_links: std::collections::BTreeMap<String, String>,
-    pub archives: &'a debian::Archives,
-    pub cache: &'a crate::layer::cache::Cache,
-    /// The packages a lock file pins for this layer; resolved from the indexes when None.
-    pub pinned: Option<Vec<debian::LockedDeb>>,
+/// Builds the layer of a locked package kind: the caller reads and records its pins around
+/// [`LockedSource::prepare`] and [`LockedSource::build_tree`].
+pub trait LockedLayer {
+    type Error: From<SourceError>;
+    fn build<S: LockedSource>(&mut self, spec: &S::Spec) -> Result<LayerTree, Self::Error>;
 }
 
-/// What a layer pinned, for the lock file.
-pub enum Pinned {
-    Debian(Vec<debian::LockedDeb>),
-    Pip(Vec<pip::LockedWheel>),
-    Conda(Vec<conda::LockedConda>),
-}
-
-/// Lists the entries of one layer. `debian` is asked for the image's context only by a
-/// `debian` layer, since finding the base's dpkg status means reading its layers; `pip` builds
-/// a `pip` layer's tree, since it needs the Python of the layers below. Returns the tree and,
-/// for a `debian` or `pip` layer, the packages it holds (what a lock file pins).
-///
-/// The callbacks fail with the caller's error type `E`, so that what a caller does before a
-/// source runs (lock checks, providing offline inputs) keeps its own error.
-pub fn layer_tree<'a, E: From<SourceError>>(
+/// Lists the entries of one layer. A locked kind's layer is built by `locked`; `accounts`
+/// builds an `accounts` layer, since it needs the account files of the layers below.
+pub fn layer_tree<L: LockedLayer>(
     layer: &Layer,
-    debian: impl FnOnce() -> Result<DebianContext<'a>, E>,
-    pip: impl FnOnce(&pip::PipSpec) -> Result<(LayerTree, Vec<pip::LockedWheel>), E>,
-    conda: impl FnOnce(&conda::CondaSpec) -> Result<(LayerTree, Vec<conda::LockedConda>), E>,
-    accounts: impl FnOnce(&[accounts::AccountSpec]) -> Result<LayerTree, E>,
-) -> Result<(LayerTree, Option<Pinned>), E> {
+    locked: &mut L,
+    accounts: impl FnOnce(&[accounts::AccountSpec]) -> Result<LayerTree, L::Error>,
+) -> Result<LayerTree, L::Error> {
     let mut tree = LayerTree::default();
-    let mut locked = None;
     match &layer.source {
         LayerSource::Files(copies) => {
             for copy in copies {
-                files::add_copy(copy, &mut tree).map_err(E::from)?;
+                files::add_copy(copy, &mut tree).map_err(L::Error::from)?;
             }
         }
-        LayerSource::Debian(spec) => {
-            let context = debian()?;
-            let (debian_tree, packages) = debian::layer_tree(
-                spec,
-                &context.arch,
-                &context.base_status,
-                &context.base_links,
-                context.archives,
-                context.cache,
-                context.pinned.as_deref(),
-            )
-            .map_err(|e| E::from(e.into()))?;
-            tree = debian_tree;
-            locked = Some(Pinned::Debian(packages));
-        }
-        LayerSource::Pip(spec) => {
-            let (pip_tree, wheels) = pip(spec)?;
-            tree = pip_tree;
-            locked = Some(Pinned::Pip(wheels));
-        }
-        LayerSource::Conda(spec) => {
-            let (conda_tree, packages) = conda(spec)?;
-            tree = conda_tree;
-            locked = Some(Pinned::Conda(packages));
-        }
+        // The locked kinds, one line each.
+        LayerSource::Debian(spec) => tree = locked.build::<locked::Debian>(spec)?,
+        LayerSource::Pip(spec) => tree = locked.build::<locked::Pip>(spec)?,
+        LayerSource::Conda(spec) => tree = locked.build::<locked::Conda>(spec)?,
         LayerSource::Accounts(specs) => tree = accounts(specs)?,
         LayerSource::Nothing => {}
     }
@@ -145,7 +101,7 @@ pub fn layer_tree<'a, E: From<SourceError>>(
             },
         );
     }
-    Ok((tree, locked))
+    Ok(tree)
 }
 
 /// A short description of a layer for history and progress lines.
