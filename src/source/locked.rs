@@ -1,9 +1,16 @@
 //! The package kinds whose layers a lock file pins (Debian, pip, conda), as one interface.
 //!
 //! A kind says where its layers go in `recipes/recipes.lock` (its table and the field, beside
-//! target and layer number, that names what its pins were resolved for) and what one pin is.
-//! The lock module stores every kind's layers through this trait alone; adding a kind means
-//! its own module, an implementation here and one line in `crate::lock`'s list of kinds.
+//! target and layer number, that names what its pins were resolved for), what one pin is, what
+//! its lock key and inputs hash are made of ([`LockedSource::prepare`]), which inputs its pins
+//! need offline and used online ([`LockedSource::needs`], [`LockedSource::used`]) and how a
+//! layer tree is built from pins and the image below ([`LockedSource::build_tree`]).
+//! `crate::build`, `crate::lock` and `crate::offline` are written once over this trait; an
+//! offline build provides a layer's inputs before its source runs.
+//!
+//! Adding a kind: its module with its spec and pin types and an implementation of the trait,
+//! its variant of [`LayerSource`](super::LayerSource) (and the recipe key that fills it), one
+//! line in [`layer_tree`](super::layer_tree) and one in `crate::lock`'s list of kinds.
 
 use std::io::BufReader;
 

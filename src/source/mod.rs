@@ -3,8 +3,8 @@
 //! Input: a checked [`Layer`]. Output: a [`LayerTree`] of entries with the
 //! ownership and modes the image gets. A source only lists and describes content; reading,
 //! taring and compressing happen in `crate::layer`, so every source shares one deterministic
-//! writer and one cache. Debian, pip, conda and image sources add variants to
-//! [`LayerSource`] and a module here.
+//! writer and one cache. The kinds a lock file pins (Debian, pip, conda) share one interface,
+//! [`LockedSource`]; see [`locked`].
 
 pub mod accounts;
 pub mod conda;
