@@ -12,14 +12,15 @@ use crate::image::spec::{self, ContainerConfig, History, ImageConfig, Index, Man
 use crate::image::{self, BlobData, ImageArtifact, ImageLayer, MediaTypes, PlatformImage};
 use crate::layer::cache::Cache;
 use crate::layer::cache::CacheKey as LayerTreeKey;
-use crate::layer::{self, AssembleOptions, Compression, LayerError};
+use crate::layer::{self, AssembleOptions, Compression, LayerError, LayerTree};
 use crate::progress::{LayerStep, Reporter};
 use crate::recipe::{BaseRef, ConfigSpec, Project, Recipe, RecipeError};
 use crate::reference::Reference;
 use crate::registry::push::KnownBlobs;
 use crate::registry::{ClientOptions, Registries, RegistryError, pull};
+use crate::source::locked::Below;
 use crate::source::pip::{self, scan::LayerScan};
-use crate::source::{self, SourceError, debian};
+use crate::source::{self, LockedSource, SourceError, debian};
 
 /// PATH of an image whose base sets none, as docker and buildkit use.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -109,6 +110,9 @@ pub enum LayerFailure {
     Source(#[from] SourceError),
     #[error(transparent)]
     Assemble(#[from] LayerError),
+    /// The layer is not locked, or an offline build lacks one of its pinned inputs.
+    #[error(transparent)]
+    Offline(#[from] crate::offline::OfflineError),
 }
 
 /// Images of one definition for a list of platforms, with how many layers were made.
@@ -190,6 +194,57 @@ impl<'a> Builder<'a> {
 
     fn lock_required(&self) -> bool {
         self.options.require_lock || self.options.offline.is_some()
+    }
+
+    /// What the lock file pins for a layer of kind `S` (None: resolve it, or with --refresh
+    /// resolve it again); an error where the layer must be locked and is not.
+    fn pinned<S: LockedSource>(
+        &self,
+        target: &str,
+        layer: usize,
+        key: &str,
+        inputs: &str,
+    ) -> Result<Option<Vec<S::Pin>>, crate::offline::OfflineError> {
+        let pinned = (!self.options.refresh_lock)
+            .then(|| {
+                self.lock
+                    .lock()
+                    .expect("lock file lock")
+                    .pins::<S>(target, layer, key, inputs)
+                    .map(<[_]>::to_vec)
+            })
+            .flatten();
+        if self.lock_required() && pinned.is_none() {
+            return Err(crate::offline::OfflineError::NotLocked);
+        }
+        // Offline, the pins' inputs go into the cache before the source runs on them.
+        if let (Some(offline), Some(pins)) = (&self.options.offline, &pinned) {
+            offline.provide_pins::<S>(&self.cache, pins)?;
+        }
+        Ok(pinned)
+    }
+
+    /// Pins a layer (target and number) of kind `S` in the lock, marking the lock changed
+    /// unless it already had these pins for these inputs.
+    fn record_pins<S: LockedSource>(
+        &self,
+        (target, layer): (&str, usize),
+        key: &str,
+        inputs: String,
+        packages: Vec<S::Pin>,
+    ) {
+        let mut lock = self.lock.lock().expect("lock file lock");
+        if lock.pins::<S>(target, layer, key, &inputs) != Some(&packages[..]) {
+            lock.record::<S>(crate::lock::LayerLock {
+                target: target.to_owned(),
+                layer,
+                key: key.to_owned(),
+                inputs,
+                packages,
+            });
+            self.lock_changed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// Writes the lock file if this run pinned anything new. Returns its path when written.
@@ -339,211 +394,22 @@ impl<'a> Builder<'a> {
             };
             let mut done: Vec<(LayerTreeKey, crate::layer::LayerBlob)> = Vec::new();
             for image in &mut result.images {
-                let arch = debian::debian_arch(
-                    &image.platform.architecture,
-                    image.platform.variant.as_deref(),
-                );
-                let mut lock_inputs = None;
-                let mut pip_inputs = None;
-                let mut conda_inputs = None;
-                let platform_name = image.platform.to_string();
                 let image_ref: &PlatformImage = image;
-                let (tree, locked) = source::layer_tree(
-                    layer_spec,
-                    || {
-                        let base_status = dpkg_status(image_ref)
-                            .map_err(|e| source::SourceError::BaseStatus(e.to_string()))?;
-                        let base_links = self
-                            .python_base(image_ref)
-                            .map_err(|e| source::SourceError::BaseLayers(e.to_string()))?
-                            .symlinks;
-                        let inputs = lock_inputs_of(layer_spec, &arch, &base_status);
-                        let pinned = (!self.options.refresh_lock)
-                            .then(|| {
-                                self.lock
-                                    .lock()
-                                    .expect("lock file lock")
-                                    .debian(&recipe.target, index + 1, &arch, &inputs)
-                                    .map(<[_]>::to_vec)
-                            })
-                            .flatten();
-                        if self.lock_required() && pinned.is_none() {
-                            return Err(crate::offline::OfflineError::NotLocked.into());
-                        }
-                        if let (Some(offline), Some(pinned)) = (&self.options.offline, &pinned) {
-                            offline.provide_debs(&self.cache, pinned)?;
-                        }
-                        lock_inputs = Some(inputs);
-                        Ok(source::DebianContext {
-                            arch: arch.clone(),
-                            base_status,
-                            base_links,
-                            archives: self.archives()?,
-                            cache: &self.cache,
-                            pinned,
-                        })
-                    },
-                    |spec| {
-                        let base = self
-                            .python_base(image_ref)
-                            .map_err(|e| source::SourceError::BaseLayers(e.to_string()))?;
-                        let prepared = pip::prepare(
-                            spec,
-                            &base,
-                            &image_ref.platform.architecture,
-                            image_ref.platform.variant.as_deref(),
-                        )?;
-                        let pinned = (!self.options.refresh_lock)
-                            .then(|| {
-                                self.lock
-                                    .lock()
-                                    .expect("lock file lock")
-                                    .pip(
-                                        &recipe.target,
-                                        index + 1,
-                                        &platform_name,
-                                        &prepared.inputs,
-                                    )
-                                    .map(<[_]>::to_vec)
-                            })
-                            .flatten();
-                        if self.lock_required() && pinned.is_none() {
-                            return Err(crate::offline::OfflineError::NotLocked.into());
-                        }
-                        if let (Some(offline), Some(pinned)) = (&self.options.offline, &pinned) {
-                            offline.provide_pip(&self.cache, pinned)?;
-                        }
-                        let result = pip::layer_tree(
-                            spec,
-                            &prepared,
-                            &self.cache,
-                            pinned.as_deref(),
-                            self.options.source_date_epoch,
-                            !self.options.resolve_only,
-                            self.options.offline.is_some(),
-                        )?;
-                        pip_inputs = Some(prepared.inputs);
-                        Ok(result)
-                    },
-                    |spec| {
-                        let subdir = source::conda::conda_subdir(
-                            &image_ref.platform.os,
-                            &image_ref.platform.architecture,
-                        )?;
-                        let inputs = conda_lock_inputs_of(spec, &subdir);
-                        let pinned = (!self.options.refresh_lock)
-                            .then(|| {
-                                self.lock
-                                    .lock()
-                                    .expect("lock file lock")
-                                    .conda(&recipe.target, index + 1, &subdir, &inputs)
-                                    .map(<[_]>::to_vec)
-                            })
-                            .flatten();
-                        if self.lock_required() && pinned.is_none() {
-                            return Err(crate::offline::OfflineError::NotLocked.into());
-                        }
-                        if let (Some(offline), Some(pinned)) = (&self.options.offline, &pinned) {
-                            offline.provide_conda(&self.cache, pinned)?;
-                        }
-                        let result = source::conda::layer_tree(
-                            spec,
-                            &subdir,
-                            &self.cache,
-                            pinned.as_deref(),
-                            self.options.source_date_epoch,
-                        )?;
-                        conda_inputs = Some((subdir, inputs));
-                        Ok(result)
-                    },
-                    |specs| {
-                        let base = self
-                            .python_base(image_ref)
-                            .map_err(|e| source::SourceError::BaseLayers(e.to_string()))?;
-                        let files = source::accounts::merge_files(&base.account_files);
-                        Ok(source::accounts::layer_tree(specs, &files)?)
-                    },
-                )
-                .map_err(|e| layer_error(e.into()))?;
-                let mut used = self.used.lock().expect("used inputs");
-                match &locked {
-                    Some(source::Pinned::Debian(packages)) => used.record_debs(packages),
-                    Some(source::Pinned::Pip(pins)) => used.record_pip(&self.cache, pins),
-                    Some(source::Pinned::Conda(packages)) => {
-                        for package in packages {
-                            let size = package.size.unwrap_or_else(|| {
-                                std::fs::metadata(self.cache.blob_path(&package.sha256))
-                                    .map_or(0, |m| m.len())
-                            });
-                            used.record_conda(
-                                &package.name,
-                                &package.version,
-                                &package.filename,
-                                &package.sha256,
-                                size,
-                            );
-                        }
-                    }
-                    None => {}
-                }
-                drop(used);
-                match locked {
-                    Some(source::Pinned::Debian(packages)) => {
-                        if let Some(inputs) = lock_inputs {
-                            let mut lock = self.lock.lock().expect("lock file lock");
-                            if lock.debian(&recipe.target, index + 1, &arch, &inputs)
-                                != Some(&packages[..])
-                            {
-                                lock.record_debian(crate::lock::DebianLayerLock {
-                                    target: recipe.target.clone(),
-                                    layer: index + 1,
-                                    arch: arch.clone(),
-                                    inputs,
-                                    packages,
-                                });
-                                self.lock_changed
-                                    .store(true, std::sync::atomic::Ordering::SeqCst);
-                            }
-                        }
-                    }
-                    Some(source::Pinned::Pip(packages)) => {
-                        if let Some(inputs) = pip_inputs {
-                            let mut lock = self.lock.lock().expect("lock file lock");
-                            if lock.pip(&recipe.target, index + 1, &platform_name, &inputs)
-                                != Some(&packages[..])
-                            {
-                                lock.record_pip(crate::lock::PipLayerLock {
-                                    target: recipe.target.clone(),
-                                    layer: index + 1,
-                                    platform: platform_name.clone(),
-                                    inputs,
-                                    packages,
-                                });
-                                self.lock_changed
-                                    .store(true, std::sync::atomic::Ordering::SeqCst);
-                            }
-                        }
-                    }
-                    Some(source::Pinned::Conda(packages)) => {
-                        if let Some((subdir, inputs)) = conda_inputs {
-                            let mut lock = self.lock.lock().expect("lock file lock");
-                            if lock.conda(&recipe.target, index + 1, &subdir, &inputs)
-                                != Some(&packages[..])
-                            {
-                                lock.record_conda(crate::lock::CondaLayerLock {
-                                    target: recipe.target.clone(),
-                                    layer: index + 1,
-                                    subdir,
-                                    inputs,
-                                    packages,
-                                });
-                                self.lock_changed
-                                    .store(true, std::sync::atomic::Ordering::SeqCst);
-                            }
-                        }
-                    }
-                    None => {}
-                }
+                let below = ImageBelow {
+                    builder: self,
+                    image: image_ref,
+                };
+                let mut locked = Locked {
+                    builder: self,
+                    below: &below,
+                    layer: (&recipe.target, index + 1),
+                };
+                let tree = source::layer_tree(layer_spec, &mut locked, |specs| {
+                    let base = below.python_base()?;
+                    let files = source::accounts::merge_files(&base.account_files);
+                    Ok(source::accounts::layer_tree(specs, &files).map_err(SourceError::from)?)
+                })
+                .map_err(layer_error)?;
                 let key = layer::layer_key(&tree, &assemble_options);
                 let blob = match done.iter().find(|(k, _)| *k == key) {
                     Some((_, blob)) => blob.clone(),
@@ -752,32 +618,67 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// What a `debian` layer's resolution depends on: its spec, architecture and the packages below.
-fn lock_inputs_of(layer: &crate::recipe::Layer, arch: &str, base_status: &str) -> String {
-    let spec = match &layer.source {
-        crate::recipe::LayerSource::Debian(spec) => {
-            serde_json::to_string(spec).expect("specs serialise")
-        }
-        _ => String::new(),
-    };
-    let mut key = crate::layer::cache::CacheKeyBuilder::new("debian-lock-v1");
-    key.field(spec.as_bytes())
-        .field(arch.as_bytes())
-        .field(base_status.as_bytes());
-    key.finish().as_str().to_owned()
+/// The image a layer goes on, as locked sources ask about it.
+struct ImageBelow<'b, 'a> {
+    builder: &'b Builder<'a>,
+    image: &'b PlatformImage,
 }
 
-/// What a `conda` layer's solve depends on: its spec, subdir and assumed virtual packages.
-fn conda_lock_inputs_of(spec: &source::conda::CondaSpec, subdir: &str) -> String {
-    let mut key = crate::layer::cache::CacheKeyBuilder::new("conda-lock-v1");
-    key.field(
-        serde_json::to_string(spec)
-            .expect("specs serialise")
-            .as_bytes(),
-    )
-    .field(subdir.as_bytes())
-    .field(source::conda::solve_inputs(subdir).as_bytes());
-    key.finish().as_str().to_owned()
+impl source::locked::Below for ImageBelow<'_, '_> {
+    fn platform(&self) -> &Platform {
+        &self.image.platform
+    }
+    fn dpkg_status(&self) -> Result<String, SourceError> {
+        dpkg_status(self.image).map_err(|e| SourceError::BaseStatus(e.to_string()))
+    }
+    fn python_base(&self) -> Result<pip::scan::PythonBase, SourceError> {
+        self.builder
+            .python_base(self.image)
+            .map_err(|e| SourceError::BaseLayers(e.to_string()))
+    }
+    fn archives(&self) -> Result<&debian::Archives, SourceError> {
+        self.builder.archives()
+    }
+    fn cache(&self) -> &Cache {
+        &self.builder.cache
+    }
+    fn source_date_epoch(&self) -> u64 {
+        self.builder.options.source_date_epoch
+    }
+    fn install(&self) -> bool {
+        !self.builder.options.resolve_only
+    }
+    fn offline(&self) -> bool {
+        self.builder.options.offline.is_some()
+    }
+}
+
+/// Builds the layers of locked kinds, the same way for each: prepare, read the pins (and,
+/// offline, provide their inputs), build the tree, then record what it used and pinned.
+struct Locked<'b, 'a> {
+    builder: &'b Builder<'a>,
+    below: &'b ImageBelow<'b, 'a>,
+    /// Target and layer number.
+    layer: (&'b str, usize),
+}
+
+impl source::LockedLayer for Locked<'_, '_> {
+    type Error = LayerFailure;
+
+    fn build<S: LockedSource>(&mut self, spec: &S::Spec) -> Result<LayerTree, LayerFailure> {
+        let builder = self.builder;
+        let (target, number) = self.layer;
+        let prepared = S::prepare(spec, self.below)?;
+        let pinned = builder.pinned::<S>(target, number, &prepared.key, &prepared.inputs)?;
+        let (tree, pins) = S::build_tree(spec, &prepared.data, pinned.as_deref(), self.below)?;
+        builder
+            .used
+            .lock()
+            .expect("used inputs")
+            .record::<S>(&builder.cache, &pins);
+        builder.record_pins::<S>(self.layer, &prepared.key, prepared.inputs, pins);
+        Ok(tree)
+    }
 }
 
 /// `/var/lib/dpkg/status` as the image's layers leave it: the topmost layer that has one wins.

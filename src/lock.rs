@@ -1,19 +1,32 @@
 //! The lock file, `recipes/recipes.lock`: what builds resolved, pinned so that the next build
 //! installs the same packages without reading an index.
 //!
-//! Each `debian` layer is pinned per target, layer number and architecture, together with a
-//! hash of its inputs (the layer's spec and the dpkg status below it). A layer whose inputs
-//! changed is resolved again; `oci-build lock` resolves everything again.
+//! Each layer of a locked package kind ([`LockedSource`]: Debian, pip, conda) is pinned per
+//! target, layer number and the kind's key (architecture, platform or subdir), together with a
+//! hash of its inputs (the layer's spec and what it depends on below it). A layer whose inputs
+//! changed is resolved again; `oci-build lock` resolves everything again. This module knows
+//! the kinds only through that trait and the list in [`kinds`].
 
+use std::any::Any;
 use std::path::{Path, PathBuf};
 
+use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize};
 
-use crate::source::conda::LockedConda;
-use crate::source::debian::LockedDeb;
+use crate::source::LockedSource;
+use crate::source::locked::{Conda, Debian, Pip};
 
 pub const LOCK_FILE: &str = "recipes/recipes.lock";
 const FORMAT_VERSION: u32 = 1;
+
+/// Every locked package kind, in the order the file lists their tables.
+fn kinds() -> Vec<Box<dyn Section>> {
+    vec![
+        Entries::<Debian>::empty(),
+        Entries::<Pip>::empty(),
+        Entries::<Conda>::empty(),
+    ]
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -33,48 +46,195 @@ pub enum LockError {
     },
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// One layer's pins: `[[SECTION]]` with `target`, `layer`, the kind's key field, `inputs` and
+/// `[[SECTION.packages]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerLock<P> {
+    pub target: String,
+    pub layer: usize,
+    /// What the pins were resolved for, written as the kind's [`LockedSource::KEY_FIELD`].
+    pub key: String,
+    /// sha256 of what the layer's resolution depends on.
+    pub inputs: String,
+    pub packages: Vec<P>,
+}
+
+impl<P> LayerLock<P> {
+    fn same_layer(&self, other: &LayerLock<P>) -> bool {
+        self.target == other.target && self.layer == other.layer && self.key == other.key
+    }
+}
+
+/// A [`LayerLock`] as the file writes it: the key under its kind's field name, in the order
+/// target, layer, key, inputs, packages.
+struct Keyed<'a, S: LockedSource>(&'a LayerLock<S::Pin>);
+
+impl<S: LockedSource> Serialize for Keyed<'_, S> {
+    fn serialize<Z: serde::Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+        let mut table = serializer.serialize_struct("LayerLock", 5)?;
+        table.serialize_field("target", &self.0.target)?;
+        table.serialize_field("layer", &self.0.layer)?;
+        table.serialize_field(S::KEY_FIELD, &self.0.key)?;
+        table.serialize_field("inputs", &self.0.inputs)?;
+        table.serialize_field("packages", &self.0.packages)?;
+        table.end()
+    }
+}
+
+/// The fields of a [`LayerLock`] but its key, read after the key is taken out of the table.
+#[derive(Deserialize)]
+struct Unkeyed<P> {
+    target: String,
+    layer: usize,
+    inputs: String,
+    packages: Vec<P>,
+}
+
+/// One kind's layers, kept apart from the others' types so that the lock file holds any kind.
+trait Section: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn boxed_clone(&self) -> Box<dyn Section>;
+    fn same(&self, other: &dyn Section) -> bool;
+    fn is_empty(&self) -> bool;
+    fn debug(&self) -> String;
+    /// Reads the kind's table of a parsed file. `Err` is the reason.
+    fn read(&mut self, value: toml::Value) -> Result<(), String>;
+    /// `[[SECTION]]` tables, as TOML.
+    fn write(&self) -> String;
+    /// Records into `into` each layer of this section that `loaded` does not have as it is.
+    fn record_changes(&self, loaded: &dyn Section, into: &mut dyn Section);
+}
+
+struct Entries<S: LockedSource>(Vec<LayerLock<S::Pin>>);
+
+impl<S: LockedSource> Entries<S> {
+    fn empty() -> Box<dyn Section> {
+        Box::new(Entries::<S>(Vec::new()))
+    }
+
+    fn of(section: &dyn Section) -> &[LayerLock<S::Pin>] {
+        &section
+            .as_any()
+            .downcast_ref::<Entries<S>>()
+            .expect("sections are found by name")
+            .0
+    }
+
+    /// Records a layer's pins, replacing what was pinned for the same layer before; sorted by
+    /// target, layer and key so that the file does not depend on the order builds ran in.
+    fn record(&mut self, entry: LayerLock<S::Pin>) {
+        self.0.retain(|l| !l.same_layer(&entry));
+        self.0.push(entry);
+        self.0
+            .sort_by(|a, b| (&a.target, a.layer, &a.key).cmp(&(&b.target, b.layer, &b.key)));
+    }
+}
+
+impl<S: LockedSource> Section for Entries<S> {
+    fn name(&self) -> &'static str {
+        S::SECTION
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn boxed_clone(&self) -> Box<dyn Section> {
+        Box::new(Entries::<S>(self.0.clone()))
+    }
+    fn same(&self, other: &dyn Section) -> bool {
+        other.name() == S::SECTION && Entries::<S>::of(other) == self.0.as_slice()
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn debug(&self) -> String {
+        format!("{}: {:?}", S::SECTION, self.0)
+    }
+    fn read(&mut self, value: toml::Value) -> Result<(), String> {
+        let toml::Value::Array(items) = value else {
+            return Err(format!("`{}` is not an array of tables", S::SECTION));
+        };
+        for item in items {
+            let toml::Value::Table(mut table) = item else {
+                return Err(format!("`{}` is not an array of tables", S::SECTION));
+            };
+            let key = match table.remove(S::KEY_FIELD) {
+                Some(toml::Value::String(key)) => key,
+                Some(_) => return Err(format!("`{}` is not a string", S::KEY_FIELD)),
+                None => return Err(format!("missing field `{}`", S::KEY_FIELD)),
+            };
+            let rest: Unkeyed<S::Pin> = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| e.message().to_owned())?;
+            self.0.push(LayerLock {
+                target: rest.target,
+                layer: rest.layer,
+                key,
+                inputs: rest.inputs,
+                packages: rest.packages,
+            });
+        }
+        Ok(())
+    }
+    fn write(&self) -> String {
+        let tables: Vec<Keyed<S>> = self.0.iter().map(Keyed).collect();
+        let mut document = std::collections::BTreeMap::new();
+        document.insert(S::SECTION, tables);
+        toml::to_string(&document).expect("lock files serialise")
+    }
+    fn record_changes(&self, loaded: &dyn Section, into: &mut dyn Section) {
+        let loaded = Entries::<S>::of(loaded);
+        let into = into
+            .as_any_mut()
+            .downcast_mut::<Entries<S>>()
+            .expect("sections are found by name");
+        for entry in self.0.iter().filter(|e| !loaded.contains(e)) {
+            into.record(entry.clone());
+        }
+    }
+}
+
+/// The lock file: its format version and each kind's layers, in the order of [`kinds`].
 pub struct Lockfile {
     pub version: u32,
-    #[serde(default, rename = "debian", skip_serializing_if = "Vec::is_empty")]
-    pub debian: Vec<DebianLayerLock>,
-    #[serde(default, rename = "pip", skip_serializing_if = "Vec::is_empty")]
-    pub pip: Vec<PipLayerLock>,
-    #[serde(default, rename = "conda", skip_serializing_if = "Vec::is_empty")]
-    pub conda: Vec<CondaLayerLock>,
+    sections: Vec<Box<dyn Section>>,
 }
 
-/// A `conda` layer's packages, keyed like a Debian layer's, with the conda subdir as the
-/// architecture.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CondaLayerLock {
-    pub target: String,
-    pub layer: usize,
-    pub subdir: String,
-    /// sha256 of the layer's spec, subdir and assumed virtual packages.
-    pub inputs: String,
-    pub packages: Vec<LockedConda>,
+impl Clone for Lockfile {
+    fn clone(&self) -> Self {
+        Lockfile {
+            version: self.version,
+            sections: self.sections.iter().map(|s| s.boxed_clone()).collect(),
+        }
+    }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PipLayerLock {
-    pub target: String,
-    pub layer: usize,
-    /// The image platform (`linux/amd64`): wheels differ per platform.
-    pub platform: String,
-    /// sha256 of the layer's requirements, the image's Python and what is installed below.
-    pub inputs: String,
-    pub packages: Vec<crate::source::pip::LockedWheel>,
+impl PartialEq for Lockfile {
+    fn eq(&self, other: &Self) -> bool {
+        self.version == other.version
+            && self.sections.len() == other.sections.len()
+            && self
+                .sections
+                .iter()
+                .zip(&other.sections)
+                .all(|(a, b)| a.same(b.as_ref()))
+    }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DebianLayerLock {
-    pub target: String,
-    pub layer: usize,
-    pub arch: String,
-    /// sha256 of the layer's spec and the dpkg status below it.
-    pub inputs: String,
-    pub packages: Vec<LockedDeb>,
+impl Eq for Lockfile {}
+
+impl std::fmt::Debug for Lockfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sections: Vec<String> = self.sections.iter().map(|s| s.debug()).collect();
+        f.debug_struct("Lockfile")
+            .field("version", &self.version)
+            .field("sections", &sections)
+            .finish()
+    }
 }
 
 impl Lockfile {
@@ -82,16 +242,19 @@ impl Lockfile {
         project_root.join(LOCK_FILE)
     }
 
+    /// A lock file that pins nothing.
+    pub fn empty() -> Lockfile {
+        Lockfile {
+            version: FORMAT_VERSION,
+            sections: kinds(),
+        }
+    }
+
     /// The lock file of a project, empty when there is none yet.
     pub fn load(path: &Path) -> Result<Lockfile, LockError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Lockfile {
-                    version: FORMAT_VERSION,
-                    ..Default::default()
-                });
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lockfile::empty()),
             Err(source) => {
                 return Err(LockError::Read {
                     path: path.to_owned(),
@@ -99,96 +262,70 @@ impl Lockfile {
                 });
             }
         };
-        let lock: Lockfile = toml::from_str(&text).map_err(|e| LockError::Invalid {
+        let invalid = |message: String| LockError::Invalid {
             path: path.to_owned(),
-            message: e.message().to_owned(),
-        })?;
-        if lock.version != FORMAT_VERSION {
-            return Err(LockError::Invalid {
-                path: path.to_owned(),
-                message: format!("format version {} is not {FORMAT_VERSION}", lock.version),
-            });
+            message,
+        };
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e: toml::de::Error| invalid(e.message().to_owned()))?;
+        let version = match table.remove("version") {
+            Some(toml::Value::Integer(v)) => u32::try_from(v).ok(),
+            Some(_) => None,
+            None => return Err(invalid("missing field `version`".to_owned())),
+        };
+        let Some(version) = version else {
+            return Err(invalid("`version` is not a format version".to_owned()));
+        };
+        if version != FORMAT_VERSION {
+            return Err(invalid(format!(
+                "format version {version} is not {FORMAT_VERSION}"
+            )));
+        }
+        let mut lock = Lockfile::empty();
+        for section in &mut lock.sections {
+            if let Some(value) = table.remove(section.name()) {
+                section.read(value).map_err(invalid)?;
+            }
         }
         Ok(lock)
     }
 
-    pub fn debian(
+    fn entries<S: LockedSource>(&self) -> &[LayerLock<S::Pin>] {
+        let section = self
+            .sections
+            .iter()
+            .find(|s| s.name() == S::SECTION)
+            .expect("every kind is in `kinds`");
+        Entries::<S>::of(section.as_ref())
+    }
+
+    /// The pins of a layer of kind `S`, if the file has them for these inputs.
+    pub fn pins<S: LockedSource>(
         &self,
         target: &str,
         layer: usize,
-        arch: &str,
+        key: &str,
         inputs: &str,
-    ) -> Option<&[LockedDeb]> {
-        self.debian
+    ) -> Option<&[S::Pin]> {
+        self.entries::<S>()
             .iter()
-            .find(|l| {
-                l.target == target && l.layer == layer && l.arch == arch && l.inputs == inputs
-            })
+            .find(|l| l.target == target && l.layer == layer && l.key == key && l.inputs == inputs)
             .map(|l| l.packages.as_slice())
     }
 
-    /// Records a layer's packages, replacing what was pinned for the same layer before.
-    pub fn record_debian(&mut self, entry: DebianLayerLock) {
-        self.debian.retain(|l| {
-            !(l.target == entry.target && l.layer == entry.layer && l.arch == entry.arch)
-        });
-        self.debian.push(entry);
-        self.debian
-            .sort_by(|a, b| (&a.target, a.layer, &a.arch).cmp(&(&b.target, b.layer, &b.arch)));
+    /// How many layers of kind `S` the file pins.
+    pub fn layers<S: LockedSource>(&self) -> usize {
+        self.entries::<S>().len()
     }
 
-    pub fn pip(
-        &self,
-        target: &str,
-        layer: usize,
-        platform: &str,
-        inputs: &str,
-    ) -> Option<&[crate::source::pip::LockedWheel]> {
-        self.pip
-            .iter()
-            .find(|l| {
-                l.target == target
-                    && l.layer == layer
-                    && l.platform == platform
-                    && l.inputs == inputs
-            })
-            .map(|l| l.packages.as_slice())
-    }
-
-    /// Records a pip layer's distributions, replacing what was pinned for it before.
-    pub fn record_pip(&mut self, entry: PipLayerLock) {
-        self.pip.retain(|l| {
-            !(l.target == entry.target && l.layer == entry.layer && l.platform == entry.platform)
-        });
-        self.pip.push(entry);
-        self.pip.sort_by(|a, b| {
-            (&a.target, a.layer, &a.platform).cmp(&(&b.target, b.layer, &b.platform))
-        });
-    }
-
-    pub fn conda(
-        &self,
-        target: &str,
-        layer: usize,
-        subdir: &str,
-        inputs: &str,
-    ) -> Option<&[LockedConda]> {
-        self.conda
-            .iter()
-            .find(|l| {
-                l.target == target && l.layer == layer && l.subdir == subdir && l.inputs == inputs
-            })
-            .map(|l| l.packages.as_slice())
-    }
-
-    /// Records a conda layer's packages, replacing what was pinned for the same layer before.
-    pub fn record_conda(&mut self, entry: CondaLayerLock) {
-        self.conda.retain(|l| {
-            !(l.target == entry.target && l.layer == entry.layer && l.subdir == entry.subdir)
-        });
-        self.conda.push(entry);
-        self.conda
-            .sort_by(|a, b| (&a.target, a.layer, &a.subdir).cmp(&(&b.target, b.layer, &b.subdir)));
+    /// Records a layer's pins, replacing what was pinned for the same layer before.
+    pub fn record<S: LockedSource>(&mut self, entry: LayerLock<S::Pin>) {
+        self.sections
+            .iter_mut()
+            .find(|s| s.name() == S::SECTION)
+            .and_then(|s| s.as_any_mut().downcast_mut::<Entries<S>>())
+            .expect("every kind is in `kinds`")
+            .record(entry);
     }
 
     /// Writes the layers this lock pins differently from `loaded` (the file as this run read
@@ -203,14 +340,13 @@ impl Lockfile {
         std::fs::create_dir_all(dir).map_err(write_err)?;
         let _guard = crate::fsutil::DirLock::acquire(dir).map_err(write_err)?;
         let mut current = Lockfile::load(path)?;
-        for entry in self.debian.iter().filter(|e| !loaded.debian.contains(e)) {
-            current.record_debian(entry.clone());
-        }
-        for entry in self.pip.iter().filter(|e| !loaded.pip.contains(e)) {
-            current.record_pip(entry.clone());
-        }
-        for entry in self.conda.iter().filter(|e| !loaded.conda.contains(e)) {
-            current.record_conda(entry.clone());
+        for ((mine, before), now) in self
+            .sections
+            .iter()
+            .zip(&loaded.sections)
+            .zip(&mut current.sections)
+        {
+            mine.record_changes(before.as_ref(), now.as_mut());
         }
         current.save(path)
     }
@@ -223,7 +359,7 @@ impl Lockfile {
         };
         let text = format!(
             "# Written by oci-build: the packages each layer installs, pinned by SHA256.\n# Refresh with `oci-build lock`.\n\n{}",
-            toml::to_string(self).expect("lock files serialise")
+            self.to_toml()
         );
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(write_err)?;
@@ -233,11 +369,23 @@ impl Lockfile {
         temp.persist(path).map_err(|e| write_err(e.error))?;
         Ok(())
     }
+
+    /// The file's TOML: `version`, then each kind's tables that pin anything, as one
+    /// serialisation of all of them would write it (a blank line between tables).
+    fn to_toml(&self) -> String {
+        let mut text = format!("version = {}\n", self.version);
+        for section in self.sections.iter().filter(|s| !s.is_empty()) {
+            text.push('\n');
+            text.push_str(&section.write());
+        }
+        text
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::debian::LockedDeb;
 
     #[test]
     fn round_trips_and_replaces_a_layer() {
@@ -253,22 +401,26 @@ mod tests {
             size: 26_000,
             sha256: crate::digest::Digest::from_hex(&"ab".repeat(32)).unwrap(),
         };
-        let entry = |inputs: &str| DebianLayerLock {
+        let entry = |inputs: &str| LayerLock {
             target: "python-3.11".into(),
             layer: 2,
-            arch: "amd64".into(),
+            key: "amd64".into(),
             inputs: inputs.into(),
             packages: vec![deb.clone()],
         };
-        lock.record_debian(entry("one"));
-        lock.record_debian(entry("two"));
+        lock.record::<Debian>(entry("one"));
+        lock.record::<Debian>(entry("two"));
         lock.save(&path).unwrap();
         let back = Lockfile::load(&path).unwrap();
         assert_eq!(back, lock);
-        assert_eq!(back.debian.len(), 1);
-        assert!(back.debian("python-3.11", 2, "amd64", "one").is_none());
+        assert_eq!(back.layers::<Debian>(), 1);
+        assert!(
+            back.pins::<Debian>("python-3.11", 2, "amd64", "one")
+                .is_none()
+        );
         assert_eq!(
-            back.debian("python-3.11", 2, "amd64", "two").unwrap(),
+            back.pins::<Debian>("python-3.11", 2, "amd64", "two")
+                .unwrap(),
             [deb]
         );
     }
@@ -280,34 +432,50 @@ mod tests {
     fn concurrent_saves_keep_each_others_layers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("recipes/recipes.lock");
-        let entry = |target: &str, inputs: &str| PipLayerLock {
+        let entry = |target: &str, inputs: &str| LayerLock {
             target: target.into(),
             layer: 1,
-            platform: "linux/amd64".into(),
+            key: "linux/amd64".into(),
             inputs: inputs.into(),
             packages: Vec::new(),
         };
         let mut start = Lockfile::load(&path).unwrap();
-        start.record_pip(entry("shared", "old"));
+        start.record::<Pip>(entry("shared", "old"));
         start.save(&path).unwrap();
 
         let loaded_a = Lockfile::load(&path).unwrap();
         let loaded_b = Lockfile::load(&path).unwrap();
         let mut a = loaded_a.clone();
-        a.record_pip(entry("api", "a"));
+        a.record::<Pip>(entry("api", "a"));
         let mut b = loaded_b.clone();
-        b.record_pip(entry("jupyter", "b"));
-        b.record_pip(entry("shared", "new"));
+        b.record::<Pip>(entry("jupyter", "b"));
+        b.record::<Pip>(entry("shared", "new"));
         b.save_changes(&loaded_b, &path).unwrap();
         a.save_changes(&loaded_a, &path).unwrap();
 
         let back = Lockfile::load(&path).unwrap();
         for (target, inputs) in [("api", "a"), ("jupyter", "b"), ("shared", "new")] {
             assert!(
-                back.pip(target, 1, "linux/amd64", inputs).is_some(),
+                back.pins::<Pip>(target, 1, "linux/amd64", inputs).is_some(),
                 "{target} lost: {back:?}"
             );
         }
+    }
+
+    /// Lock storage is generic over the package kinds; the file it writes must not change.
+    #[test]
+    fn the_committed_lock_file_is_written_back_byte_for_byte() {
+        let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join(LOCK_FILE);
+        let lock = Lockfile::load(&committed).unwrap();
+        assert!(lock.layers::<Debian>() > 0 && lock.layers::<Pip>() > 0);
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("recipes.lock");
+        lock.save(&copy).unwrap();
+        assert!(
+            std::fs::read(&copy).unwrap() == std::fs::read(&committed).unwrap(),
+            "the re-saved lock file differs from {}",
+            committed.display()
+        );
     }
 
     #[test]

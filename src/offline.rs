@@ -15,7 +15,8 @@
 //! (the wheel built from a pinned sdist, `built_from` its SHA256: an offline site cannot
 //! install build requirements), `image` (the platform manifest of a `docker://` base, `name` the
 //! reference as the recipe names it; its config and layers are in `index.json`'s closure) and
-//! `conda` (reserved for `[[conda]]` lock entries, see [`Used::record_conda`]).
+//! `conda` (a conda package the lock pins). Which inputs a kind's pins need is the kind's
+//! to say ([`LockedSource::needs`], [`LockedSource::used`]).
 //!
 //! `verify dir:PATH` checks it like any bundle, and checks that every input of `inputs.json` is
 //! there with its size.
@@ -31,15 +32,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{Digest, HashingWriter, digest_reader};
-use crate::image::bundle::{Bundle, BundleError};
+use crate::digest::{Digest, HashingWriter};
+use crate::image::bundle::{Bundle, BundleError, VerifyReport};
 use crate::image::spec::{self, Descriptor, ImageConfig, Manifest, Platform};
 use crate::layer::cache::{Cache, CacheError, CacheKeyBuilder};
 use crate::name::{FileName, RelPath, Shown};
 use crate::reference::Reference;
 use crate::registry::pull::PulledImage;
-use crate::source::debian::LockedDeb;
-use crate::source::pip::LockedWheel;
+use crate::source::LockedSource;
 
 pub const INPUTS_FILE: &str = "inputs.json";
 const INPUTS_VERSION: u32 = 1;
@@ -83,44 +83,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OfflineError + '_ {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum InputKind {
-    Deb,
-    Pip,
-    PipBuilt,
-    Image,
-    Conda,
-}
-
-/// One entry of `inputs.json`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Input {
-    pub kind: InputKind,
-    /// Package name, or for an image the reference (`registry/repository:tag`).
-    pub name: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub version: String,
-    /// File name as the lock (or index) names it; empty for images.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub filename: String,
-    #[serde(with = "crate::digest::bare_hex")]
-    pub sha256: Digest,
-    pub size: u64,
-    /// Images: the platform (`linux/amd64`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
-    /// Images: the manifest's media type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    /// pip-built: the SHA256 of the sdist the wheel was built from.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::digest::bare_hex::option"
-    )]
-    pub built_from: Option<Digest>,
-}
+pub use crate::source::locked::{Input, InputKind};
 
 impl Input {
     /// How messages name the input.
@@ -244,6 +207,27 @@ pub fn read_inputs(dir: &Path) -> Result<Vec<Input>, OfflineError> {
     Ok(file.inputs)
 }
 
+/// `verify dir:PATH`: checks `bundle` like any bundle, and that every input its
+/// `inputs.json` lists is there with its size.
+pub fn verify(bundle: &Bundle) -> Result<VerifyReport, BundleError> {
+    bundle.verify_with(|sizes| {
+        let inputs = read_inputs(bundle.dir()).map_err(|e| BundleError::BadInputs {
+            bundle: bundle.name().to_owned(),
+            message: e.to_string(),
+        })?;
+        for input in &inputs {
+            if sizes.get(&input.sha256).copied() != Some(input.size) {
+                return Err(BundleError::MissingInput {
+                    bundle: bundle.name().to_owned(),
+                    what: input.describe(),
+                    file: format!("blobs/sha256/{}", input.sha256.hex()),
+                });
+            }
+        }
+        Ok(inputs.len())
+    })
+}
+
 fn write_inputs(dir: &Path, inputs: Vec<Input>) -> Result<(), OfflineError> {
     let path = dir.join(INPUTS_FILE);
     let file = InputsFile {
@@ -339,36 +323,22 @@ impl Offline {
         import(cache, &source, digest, input)
     }
 
-    /// The pinned packages of a `debian` layer, into the cache.
-    pub fn provide_debs(&self, cache: &Cache, packages: &[LockedDeb]) -> Result<(), OfflineError> {
-        for deb in packages {
-            self.provide(cache, &deb_input(deb))?;
-        }
-        Ok(())
-    }
-
-    /// Copies a conda layer's pinned packages into the cache from the inputs directory.
-    pub fn provide_conda(
+    /// Every input the pins of a layer of kind `S` need, into the cache: from the cache
+    /// itself, else copied (verified) from the inputs directory.
+    pub fn provide_pins<S: LockedSource>(
         &self,
         cache: &Cache,
-        packages: &[crate::source::conda::LockedConda],
+        pins: &[S::Pin],
     ) -> Result<(), OfflineError> {
-        for package in packages {
-            let mut input = Input {
-                kind: InputKind::Conda,
-                name: package.name.clone(),
-                version: package.version.clone(),
-                filename: package.filename.clone(),
-                sha256: package.sha256.clone(),
-                size: package.size.unwrap_or(0),
-                platform: None,
-                media_type: None,
-                built_from: None,
-            };
-            if package.size.is_none() {
+        for needed in S::needs(pins, cache) {
+            let mut input = needed.input;
+            if needed.size_unknown {
                 input.size = self.size_of(cache, &input)?;
             }
             self.provide(cache, &input)?;
+            if needed.built_wheel {
+                self.provide_built_wheel(cache, &input)?;
+            }
         }
         Ok(())
     }
@@ -387,48 +357,39 @@ impl Offline {
         }
     }
 
-    /// The pinned files of a `pip` layer, and the wheel built from each sdist, into the cache.
-    pub fn provide_pip(&self, cache: &Cache, pins: &[LockedWheel]) -> Result<(), OfflineError> {
-        for pin in pins {
-            let mut input = pip_input(pin, 0);
-            // The lock has no sizes for pip files.
-            input.size = self.size_of(cache, &input)?;
-            self.provide(cache, &input)?;
-            if pin.filename.ends_with(".whl")
-                || crate::source::pip::sdist::built_wheel(cache, &pin.sha256).is_some()
-            {
-                continue;
-            }
-            let built = self
-                .inputs
-                .as_ref()
-                .and_then(|i| {
-                    i.inputs.iter().find(|x| {
-                        x.kind == InputKind::PipBuilt && x.built_from.as_ref() == Some(&pin.sha256)
-                    })
+    /// The wheel built online from the pinned sdist `sdist`, into the cache where the pip
+    /// source finds it: an offline site cannot install build requirements.
+    fn provide_built_wheel(&self, cache: &Cache, sdist: &Input) -> Result<(), OfflineError> {
+        let built = self
+            .inputs
+            .as_ref()
+            .and_then(|i| {
+                i.inputs.iter().find(|x| {
+                    x.kind == InputKind::PipBuilt && x.built_from.as_ref() == Some(&sdist.sha256)
                 })
-                .cloned()
-                .ok_or_else(|| OfflineError::Missing {
-                    what: Input {
-                        kind: InputKind::PipBuilt,
-                        built_from: Some(pin.sha256.clone()),
-                        ..pip_input(pin, 0)
-                    }
-                    .describe(),
-                    place: self.place(),
-                })?;
-            let blob = self.provide(cache, &built)?;
-            let parent = cache.bucket(crate::layer::cache::Bucket::PipBuilt);
-            fs::create_dir_all(&parent).map_err(io_err(&parent))?;
-            let temp = tempfile::tempdir_in(&parent).map_err(io_err(&parent))?;
-            // `read_inputs` checked that this is a wheel file name: one component.
-            let wheel = temp.path().join(&built.filename);
-            fs::copy(&blob, &wheel).map_err(io_err(&wheel))?;
-            let kept = temp.keep();
-            if fs::rename(&kept, parent.join(pin.sha256.hex())).is_err() {
-                // Another build put it there first.
-                let _ = fs::remove_dir_all(&kept);
-            }
+            })
+            .cloned()
+            .ok_or_else(|| OfflineError::Missing {
+                what: Input {
+                    kind: InputKind::PipBuilt,
+                    built_from: Some(sdist.sha256.clone()),
+                    size: 0,
+                    ..sdist.clone()
+                }
+                .describe(),
+                place: self.place(),
+            })?;
+        let blob = self.provide(cache, &built)?;
+        let parent = cache.bucket(crate::layer::cache::Bucket::PipBuilt);
+        fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+        let temp = tempfile::tempdir_in(&parent).map_err(io_err(&parent))?;
+        // `read_inputs` checked that this is a wheel file name: one component.
+        let wheel = temp.path().join(&built.filename);
+        fs::copy(&blob, &wheel).map_err(io_err(&wheel))?;
+        let kept = temp.keep();
+        if fs::rename(&kept, parent.join(sdist.sha256.hex())).is_err() {
+            // Another build put it there first.
+            let _ = fs::remove_dir_all(&kept);
         }
         Ok(())
     }
@@ -548,34 +509,6 @@ fn import(
     Ok(cache.commit_blob(temp, digest)?)
 }
 
-fn deb_input(deb: &LockedDeb) -> Input {
-    Input {
-        kind: InputKind::Deb,
-        name: deb.name.clone(),
-        version: deb.version.clone(),
-        filename: deb.filename.clone(),
-        sha256: deb.sha256.clone(),
-        size: deb.size,
-        platform: None,
-        media_type: None,
-        built_from: None,
-    }
-}
-
-fn pip_input(pin: &LockedWheel, size: u64) -> Input {
-    Input {
-        kind: InputKind::Pip,
-        name: pin.name.clone(),
-        version: pin.version.clone(),
-        filename: pin.filename.clone(),
-        sha256: pin.sha256.clone(),
-        size,
-        platform: None,
-        media_type: None,
-        built_from: None,
-    }
-}
-
 fn base_record_path(cache: &Cache, reference: &str, platform: &str) -> PathBuf {
     let mut key = CacheKeyBuilder::new(BASES_BUCKET);
     key.field(reference.as_bytes()).field(platform.as_bytes());
@@ -644,69 +577,14 @@ pub struct Used {
 }
 
 impl Used {
-    pub fn record_debs(&mut self, packages: &[LockedDeb]) {
-        self.inputs.extend(packages.iter().map(deb_input));
-    }
-
-    /// The pinned pip files, which the build left in the cache, and for each sdist the wheel
-    /// built from it.
-    pub fn record_pip(&mut self, cache: &Cache, pins: &[LockedWheel]) {
-        for pin in pins {
-            let size = fs::metadata(cache.blob_path(&pin.sha256)).map_or(0, |m| m.len());
-            self.inputs.insert(pip_input(pin, size));
-            if pin.filename.ends_with(".whl") {
-                continue;
-            }
-            let Some(wheel) = crate::source::pip::sdist::built_wheel(cache, &pin.sha256) else {
-                continue;
-            };
-            let Ok((digest, size)) =
-                fs::File::open(&wheel).and_then(|f| digest_reader(BufReader::new(f)))
-            else {
-                continue;
-            };
-            self.inputs.insert(Input {
-                kind: InputKind::PipBuilt,
-                filename: wheel
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                sha256: digest,
-                size,
-                built_from: Some(pin.sha256.clone()),
-                ..pip_input(pin, size)
-            });
-        }
+    /// The inputs of a layer's pins of kind `S`, which the build left in the cache.
+    pub fn record<S: LockedSource>(&mut self, cache: &Cache, pins: &[S::Pin]) {
+        self.inputs.extend(S::used(pins, cache));
     }
 
     /// A `docker://` base as [`remember_base`] recorded it.
     pub fn record_base(&mut self, image: Input) {
         self.inputs.insert(image);
-    }
-
-    /// HOOK(conda): where `[[conda]]` lock entries plug in. Record each locked conda package
-    /// (its file in the cache at `blobs/sha256/<sha256>`) here from the builder, next to
-    /// `record_debs`/`record_pip`, and call [`Offline::provide`] with the same [`Input`] before
-    /// the layer is made offline; `fetch`, `inputs.json` and `verify` need nothing more.
-    pub fn record_conda(
-        &mut self,
-        name: &str,
-        version: &str,
-        filename: &str,
-        sha256: &Digest,
-        size: u64,
-    ) {
-        self.inputs.insert(Input {
-            kind: InputKind::Conda,
-            name: name.to_owned(),
-            version: version.to_owned(),
-            filename: filename.to_owned(),
-            sha256: sha256.clone(),
-            size,
-            platform: None,
-            media_type: None,
-            built_from: None,
-        });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -810,6 +688,8 @@ pub fn export(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::debian::LockedDeb;
+    use crate::source::locked::Debian;
 
     fn deb(name: &str, bytes: &[u8]) -> LockedDeb {
         LockedDeb {
@@ -834,7 +714,7 @@ mod tests {
             online.commit_blob(temp, &package.sha256).unwrap();
         }
         let mut used = Used::default();
-        used.record_debs(&packages[..1]);
+        used.record::<Debian>(&online, &packages[..1]);
         let dir = tmp.path().join("inputs");
         let report = export(&used, &online, &dir, "dir:inputs").unwrap();
         assert_eq!((report.inputs, report.blobs), (1, 1));
@@ -842,13 +722,15 @@ mod tests {
 
         let offline = Offline::from_inputs(&format!("dir:{}", dir.display())).unwrap();
         let fresh = Cache::open(&tmp.path().join("fresh")).unwrap();
-        offline.provide_debs(&fresh, &packages[..1]).unwrap();
+        offline
+            .provide_pins::<Debian>(&fresh, &packages[..1])
+            .unwrap();
         assert_eq!(
             fs::read(fresh.blob_path(&packages[0].sha256)).unwrap(),
             b"hello deb"
         );
         let error = offline
-            .provide_debs(&fresh, &packages)
+            .provide_pins::<Debian>(&fresh, &packages)
             .unwrap_err()
             .to_string();
         assert!(
@@ -857,7 +739,7 @@ mod tests {
             "{error}"
         );
         let error = Offline::cache_only()
-            .provide_debs(&Cache::open(&tmp.path().join("empty")).unwrap(), &packages)
+            .provide_pins::<Debian>(&Cache::open(&tmp.path().join("empty")).unwrap(), &packages)
             .unwrap_err()
             .to_string();
         assert!(error.contains("is not in the cache"), "{error}");
@@ -874,11 +756,15 @@ mod tests {
             b"hellO deb",
         )
         .unwrap();
-        write_inputs(&dir, vec![deb_input(&package)]).unwrap();
+        let listed = Debian::used(
+            std::slice::from_ref(&package),
+            &Cache::open(tmp.path()).unwrap(),
+        );
+        write_inputs(&dir, listed).unwrap();
         let offline = Offline::from_inputs(&format!("dir:{}", dir.display())).unwrap();
         let cache = Cache::open(&tmp.path().join("cache")).unwrap();
         let error = offline
-            .provide_debs(&cache, &[package])
+            .provide_pins::<Debian>(&cache, &[package])
             .unwrap_err()
             .to_string();
         assert!(error.contains("does not match its SHA256"), "{error}");

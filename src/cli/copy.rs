@@ -123,13 +123,13 @@ pub(super) fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
         tar::Archive::new(std::io::BufReader::new(reader))
             .unpack(unpacked.path())
             .with_context(|| format!("cannot unpack `{file}`"))?;
-        Bundle::open(unpacked.path(), &args.bundle)?.verify()?
+        oci_build::offline::verify(&Bundle::open(unpacked.path(), &args.bundle)?)?
     } else if let Some(dir) = args
         .bundle
         .strip_prefix("dir:")
         .or_else(|| args.bundle.strip_prefix("oci:"))
     {
-        Bundle::open(std::path::Path::new(dir), &args.bundle)?.verify()?
+        oci_build::offline::verify(&Bundle::open(std::path::Path::new(dir), &args.bundle)?)?
     } else {
         bail!(
             "`{}` is not a bundle; use dir:PATH or oci-archive:FILE",

@@ -20,6 +20,8 @@ use crate::layer::ImagePath;
 use crate::reference::Reference;
 use crate::transport::Transport;
 pub use schema::{ConfigSpec, FileCopySpec, LayerSpec, RecipeFile};
+// A checked layer is what sources read, so sources define it; recipes build it.
+pub use crate::source::spec::{FileCopy, Layer, LayerSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
@@ -84,39 +86,6 @@ pub struct Recipe {
     pub layers: Vec<Layer>,
     pub config: ConfigSpec,
     pub annotations: BTreeMap<String, String>,
-}
-
-/// A `[[layer]]`, checked: which source fills it and which base paths it removes.
-#[derive(Clone, Debug)]
-pub struct Layer {
-    pub comment: Option<String>,
-    pub source: LayerSource,
-    pub remove: Vec<ImagePath>,
-}
-
-/// The sources a layer can be filled from. Debian, pip and conda sources join this list.
-#[derive(Clone, Debug)]
-pub enum LayerSource {
-    Files(Vec<FileCopy>),
-    Debian(crate::source::debian::DebianSpec),
-    Pip(crate::source::pip::PipSpec),
-    Conda(crate::source::conda::CondaSpec),
-    Accounts(Vec<crate::source::accounts::AccountSpec>),
-    /// Only removals.
-    Nothing,
-}
-
-#[derive(Clone, Debug)]
-pub struct FileCopy {
-    /// Absolute path on the build machine, inside the project directory.
-    pub src: PathBuf,
-    /// As written in the recipe, for messages and history.
-    pub src_display: String,
-    pub dest: String,
-    pub mode: Option<u32>,
-    pub dir_mode: Option<u32>,
-    pub uid: u32,
-    pub gid: u32,
 }
 
 struct Definition {

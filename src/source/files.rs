@@ -13,9 +13,9 @@ use std::path::Path;
 
 use walkdir::WalkDir;
 
+use super::FileCopy;
 use super::SourceError;
 use crate::layer::{Content, Entry, EntryKind, FileStamp, ImagePath, LayerTree};
-use crate::recipe::FileCopy;
 
 const DEFAULT_FILE_MODE: u32 = 0o644;
 const DEFAULT_EXEC_MODE: u32 = 0o755;

@@ -1,21 +1,24 @@
 //! Layer sources: where the content of each `[[layer]]` comes from.
 //!
-//! Input: a checked [`Layer`](crate::recipe::Layer). Output: a [`LayerTree`] of entries with the
+//! Input: a checked [`Layer`]. Output: a [`LayerTree`] of entries with the
 //! ownership and modes the image gets. A source only lists and describes content; reading,
 //! taring and compressing happen in `crate::layer`, so every source shares one deterministic
-//! writer and one cache. Debian, pip, conda and image sources add variants to
-//! [`LayerSource`](crate::recipe::LayerSource) and a module here.
+//! writer and one cache. The kinds a lock file pins (Debian, pip, conda) share one interface,
+//! [`LockedSource`]; see [`locked`].
 
 pub mod accounts;
 pub mod conda;
 pub mod debian;
 pub mod files;
+pub mod locked;
 pub mod pip;
+pub mod spec;
 
 use std::path::PathBuf;
 
 use crate::layer::{Entry, EntryKind, ImagePath, LayerTree};
-use crate::recipe::{Layer, LayerSource};
+pub use locked::LockedSource;
+pub use spec::{FileCopy, Layer, LayerSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -45,8 +48,6 @@ pub enum SourceError {
     Conda(#[from] conda::CondaError),
     #[error(transparent)]
     Accounts(#[from] accounts::AccountsError),
-    #[error(transparent)]
-    Offline(#[from] crate::offline::OfflineError),
 }
 
 impl From<pip::PipError> for SourceError {
@@ -55,71 +56,31 @@ impl From<pip::PipError> for SourceError {
     }
 }
 
-/// What a `debian` layer needs to know of the image it goes on.
-pub struct DebianContext<'a> {
-    /// Debian's name of the platform's architecture (`amd64`, `arm64`, `armhf`).
-    pub arch: String,
-    /// `/var/lib/dpkg/status` of the layers below, empty when there is none.
-    pub base_status: String,
-    /// The symlinks of the layers below (path without the leading `/` → target), which the
-    /// layer's packages are placed through.
-    pub base_links: std::collections::BTreeMap<String, String>,
-    pub archives: &'a debian::Archives,
-    pub cache: &'a crate::layer::cache::Cache,
-    /// The packages a lock file pins for this layer; resolved from the indexes when None.
-    pub pinned: Option<Vec<debian::LockedDeb>>,
+/// Builds the layer of a locked package kind: the caller reads and records its pins around
+/// [`LockedSource::prepare`] and [`LockedSource::build_tree`].
+pub trait LockedLayer {
+    type Error: From<SourceError>;
+    fn build<S: LockedSource>(&mut self, spec: &S::Spec) -> Result<LayerTree, Self::Error>;
 }
 
-/// What a layer pinned, for the lock file.
-pub enum Pinned {
-    Debian(Vec<debian::LockedDeb>),
-    Pip(Vec<pip::LockedWheel>),
-    Conda(Vec<conda::LockedConda>),
-}
-
-/// Lists the entries of one layer. `debian` is asked for the image's context only by a
-/// `debian` layer, since finding the base's dpkg status means reading its layers; `pip` builds
-/// a `pip` layer's tree, since it needs the Python of the layers below. Returns the tree and,
-/// for a `debian` or `pip` layer, the packages it holds (what a lock file pins).
-pub fn layer_tree<'a>(
+/// Lists the entries of one layer. A locked kind's layer is built by `locked`; `accounts`
+/// builds an `accounts` layer, since it needs the account files of the layers below.
+pub fn layer_tree<L: LockedLayer>(
     layer: &Layer,
-    debian: impl FnOnce() -> Result<DebianContext<'a>, SourceError>,
-    pip: impl FnOnce(&pip::PipSpec) -> Result<(LayerTree, Vec<pip::LockedWheel>), SourceError>,
-    conda: impl FnOnce(&conda::CondaSpec) -> Result<(LayerTree, Vec<conda::LockedConda>), SourceError>,
-    accounts: impl FnOnce(&[accounts::AccountSpec]) -> Result<LayerTree, SourceError>,
-) -> Result<(LayerTree, Option<Pinned>), SourceError> {
+    locked: &mut L,
+    accounts: impl FnOnce(&[accounts::AccountSpec]) -> Result<LayerTree, L::Error>,
+) -> Result<LayerTree, L::Error> {
     let mut tree = LayerTree::default();
-    let mut locked = None;
     match &layer.source {
         LayerSource::Files(copies) => {
             for copy in copies {
-                files::add_copy(copy, &mut tree)?;
+                files::add_copy(copy, &mut tree).map_err(L::Error::from)?;
             }
         }
-        LayerSource::Debian(spec) => {
-            let context = debian()?;
-            let (debian_tree, packages) = debian::layer_tree(
-                spec,
-                &context.arch,
-                &context.base_status,
-                &context.base_links,
-                context.archives,
-                context.cache,
-                context.pinned.as_deref(),
-            )?;
-            tree = debian_tree;
-            locked = Some(Pinned::Debian(packages));
-        }
-        LayerSource::Pip(spec) => {
-            let (pip_tree, wheels) = pip(spec)?;
-            tree = pip_tree;
-            locked = Some(Pinned::Pip(wheels));
-        }
-        LayerSource::Conda(spec) => {
-            let (conda_tree, packages) = conda(spec)?;
-            tree = conda_tree;
-            locked = Some(Pinned::Conda(packages));
-        }
+        // The locked kinds, one line each.
+        LayerSource::Debian(spec) => tree = locked.build::<locked::Debian>(spec)?,
+        LayerSource::Pip(spec) => tree = locked.build::<locked::Pip>(spec)?,
+        LayerSource::Conda(spec) => tree = locked.build::<locked::Conda>(spec)?,
         LayerSource::Accounts(specs) => tree = accounts(specs)?,
         LayerSource::Nothing => {}
     }
@@ -128,7 +89,7 @@ pub fn layer_tree<'a>(
             .paths()
             .any(|p| p == path || p.ancestors().any(|a| &a == path));
         if added_under {
-            return Err(SourceError::AddAndRemove(path.clone()));
+            return Err(SourceError::AddAndRemove(path.clone()).into());
         }
         tree.insert(
             path.clone(),
@@ -140,7 +101,7 @@ pub fn layer_tree<'a>(
             },
         );
     }
-    Ok((tree, locked))
+    Ok(tree)
 }
 
 /// A short description of a layer for history and progress lines.

@@ -351,7 +351,8 @@ pub fn dist_name(locked: &LockedConda) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lock::{CondaLayerLock, Lockfile};
+    use crate::lock::{LayerLock, Lockfile};
+    use crate::source::locked::Conda;
 
     #[test]
     fn platforms_map_to_subdirs() {
@@ -377,20 +378,23 @@ mod tests {
             md5: None,
             size: Some(1),
         };
-        let entry = |inputs: &str| CondaLayerLock {
+        let entry = |inputs: &str| LayerLock {
             target: "env".into(),
             layer: 1,
-            subdir: "linux-64".into(),
+            key: "linux-64".into(),
             inputs: inputs.into(),
             packages: vec![package.clone()],
         };
-        lock.record_conda(entry("one"));
-        lock.record_conda(entry("two"));
+        lock.record::<Conda>(entry("one"));
+        lock.record::<Conda>(entry("two"));
         lock.save(&path).unwrap();
         let back = Lockfile::load(&path).unwrap();
         assert_eq!(back, lock);
-        assert_eq!(back.conda.len(), 1);
-        assert!(back.conda("env", 1, "linux-64", "one").is_none());
-        assert_eq!(back.conda("env", 1, "linux-64", "two").unwrap(), [package]);
+        assert_eq!(back.layers::<Conda>(), 1);
+        assert!(back.pins::<Conda>("env", 1, "linux-64", "one").is_none());
+        assert_eq!(
+            back.pins::<Conda>("env", 1, "linux-64", "two").unwrap(),
+            [package]
+        );
     }
 }

@@ -176,7 +176,9 @@ pub enum PipError {
     },
     #[error(
         "the pip entry `{entry}` of {lock_file} has {what} `{value}`, which {problem}; delete the entry and run `oci-build lock`",
-        lock_file = crate::lock::LOCK_FILE
+        // `crate::lock::LOCK_FILE`, spelt out: sources do not depend on the lock module
+        // (a unit test checks the two agree).
+        lock_file = "recipes/recipes.lock"
     )]
     BadPin {
         entry: String,

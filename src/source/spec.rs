@@ -1,0 +1,40 @@
+//! What a checked `[[layer]]` asks of its source. The recipe loader builds these values
+//! (variables substituted, paths resolved, names checked); sources read them without knowing
+//! about recipes, files or variants.
+
+use std::path::PathBuf;
+
+use crate::layer::ImagePath;
+
+/// A `[[layer]]`, checked: which source fills it and which base paths it removes.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    pub comment: Option<String>,
+    pub source: LayerSource,
+    pub remove: Vec<ImagePath>,
+}
+
+/// The sources a layer can be filled from. Debian, pip and conda sources join this list.
+#[derive(Clone, Debug)]
+pub enum LayerSource {
+    Files(Vec<FileCopy>),
+    Debian(super::debian::DebianSpec),
+    Pip(super::pip::PipSpec),
+    Conda(super::conda::CondaSpec),
+    Accounts(Vec<super::accounts::AccountSpec>),
+    /// Only removals.
+    Nothing,
+}
+
+#[derive(Clone, Debug)]
+pub struct FileCopy {
+    /// Absolute path on the build machine, inside the project directory.
+    pub src: PathBuf,
+    /// As written in the recipe, for messages and history.
+    pub src_display: String,
+    pub dest: String,
+    pub mode: Option<u32>,
+    pub dir_mode: Option<u32>,
+    pub uid: u32,
+    pub gid: u32,
+}
