@@ -100,13 +100,19 @@ pub(super) fn resolve(cli: &Cli, args: &ResolveArgs) -> anyhow::Result<()> {
     for name in project.target_names() {
         family.push(project.load(&name)?.reference);
     }
-    let repo = std::env::var("MLRUN_DOCKER_REPO").unwrap_or_else(|_| "mlrun".to_owned());
+    // A short name means one of the project's images in the namespace those images are named
+    // in now (from the variables), or in one the project lists as its own.
+    let mut namespaces: Vec<String> = family
+        .iter()
+        .filter_map(|r| r.repository.rsplit_once('/').map(|(ns, _)| ns.to_owned()))
+        .collect();
+    namespaces.extend(project.resolve_namespaces().iter().cloned());
     let mut out = std::io::stdout().lock();
     for image in &args.images {
         writeln!(
             out,
             "{}",
-            oci_build::recipe::resolve_image(image, &family, &repo)?
+            oci_build::recipe::resolve_image(image, &family, &namespaces)?
         )?;
     }
     Ok(())

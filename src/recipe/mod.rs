@@ -99,6 +99,17 @@ pub struct Project {
     targets: BTreeMap<String, Definition>,
     layer_defs: BTreeMap<String, Definition>,
     shared_vars: BTreeMap<String, String>,
+    /// `[project] resolve_namespaces` of `recipes/_vars.toml`: namespaces whose short names
+    /// `oci-build resolve` maps to the project's own images, besides the images' own.
+    resolve_namespaces: Vec<String>,
+}
+
+/// `[project]` of `recipes/_vars.toml`: what the project says of itself.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectTable {
+    #[serde(default)]
+    resolve_namespaces: Vec<String>,
 }
 
 impl Project {
@@ -118,18 +129,26 @@ impl Project {
             targets: BTreeMap::new(),
             layer_defs: BTreeMap::new(),
             shared_vars: BTreeMap::new(),
+            resolve_namespaces: Vec::new(),
         };
         let shared = root.join("recipes/_vars.toml");
         if shared.is_file() {
             let text = project.read(&shared)?;
             let table: toml::Table = parse_toml(&project.display(&shared), &text)?;
             for (key, value) in table {
+                if key == "project" {
+                    let table: ProjectTable = value.try_into().map_err(|e: toml::de::Error| {
+                        project.invalid(&shared, &text, "[project]", e.message().to_owned())
+                    })?;
+                    project.resolve_namespaces = table.resolve_namespaces;
+                    continue;
+                }
                 if key != "vars" {
                     return Err(project.invalid(
                         &shared,
                         &text,
                         &key,
-                        format!("unknown key `{key}`; this file holds only [vars]"),
+                        format!("unknown key `{key}`; this file holds only [vars] and [project]"),
                     ));
                 }
                 let vars: BTreeMap<String, String> = value.try_into().map_err(|_| {
@@ -193,6 +212,11 @@ impl Project {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The namespaces `oci-build resolve` maps to the project's images, besides their own.
+    pub fn resolve_namespaces(&self) -> &[String] {
+        &self.resolve_namespaces
     }
 
     pub fn target_names(&self) -> Vec<String> {
@@ -754,14 +778,15 @@ mod tests {
 }
 
 /// How `oci-build resolve` names a user's image reference, given the images the project's
-/// targets build (named by the current variables): a reference to one of them by its
-/// familiar short name (`mlrun/mlrun`, `mlrun/ml-models`), with no tag, becomes the target's
+/// targets build (named by the current variables) and the namespaces whose short names mean
+/// them: a reference to one of them by its familiar short name (`mlrun/mlrun`,
+/// `mlrun/ml-models`: a Docker Hub name in one of `namespaces`), with no tag, becomes the target's
 /// full reference (registry prefix, repository and tag with its suffix); with a tag or a digest
 /// it keeps them and gets only the registry and repository. Anything else is returned as given.
 pub fn resolve_image(
     input: &str,
     family: &[Reference],
-    default_repo: &str,
+    namespaces: &[String],
 ) -> Result<String, crate::reference::ReferenceError> {
     let parsed: Reference = input.parse()?;
     let (namespace, name) = parsed
@@ -770,7 +795,7 @@ pub fn resolve_image(
         .unwrap_or(("", parsed.repository.as_str()));
     let short_form = parsed.registry == "docker.io"
         && !input.starts_with("docker.io/")
-        && (namespace == default_repo || namespace == "mlrun");
+        && namespaces.iter().any(|n| n == namespace);
     let found = family
         .iter()
         .find(|r| r.repository.rsplit('/').next() == Some(name));
@@ -814,37 +839,38 @@ mod resolve_tests {
 
     #[test]
     fn family_images_get_version_and_prefix_others_stay() {
+        let mlrun = ["mlrun".to_owned()];
         let hub = family("");
         assert_eq!(
-            resolve_image("mlrun/mlrun", &hub, "mlrun").unwrap(),
+            resolve_image("mlrun/mlrun", &hub, &mlrun).unwrap(),
             "mlrun/mlrun:0.9.2"
         );
         let site = family("registry.site:5000/");
         assert_eq!(
-            resolve_image("mlrun/ml-models", &site, "mlrun").unwrap(),
+            resolve_image("mlrun/ml-models", &site, &mlrun).unwrap(),
             "registry.site:5000/mlrun/ml-models:0.9.2"
         );
         // A pinned tag or digest is kept; only the registry moves.
         assert_eq!(
-            resolve_image("mlrun/mlrun:1.6.0", &site, "mlrun").unwrap(),
+            resolve_image("mlrun/mlrun:1.6.0", &site, &mlrun).unwrap(),
             "registry.site:5000/mlrun/mlrun:1.6.0"
         );
         let digest = format!("mlrun/mlrun@sha256:{}", "a".repeat(64));
         assert_eq!(
-            resolve_image(&digest, &site, "mlrun").unwrap(),
+            resolve_image(&digest, &site, &mlrun).unwrap(),
             format!("registry.site:5000/{digest}")
         );
         // Third-party references and other namespaces keep what they say.
         assert_eq!(
-            resolve_image("python:3.11", &site, "mlrun").unwrap(),
+            resolve_image("python:3.11", &site, &mlrun).unwrap(),
             "python:3.11"
         );
         assert_eq!(
-            resolve_image("acme/mlrun", &site, "mlrun").unwrap(),
+            resolve_image("acme/mlrun", &site, &mlrun).unwrap(),
             "acme/mlrun"
         );
         assert_eq!(
-            resolve_image("quay.io/mlrun/mlrun", &site, "mlrun").unwrap(),
+            resolve_image("quay.io/mlrun/mlrun", &site, &mlrun).unwrap(),
             "quay.io/mlrun/mlrun"
         );
     }

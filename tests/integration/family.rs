@@ -109,6 +109,18 @@ fn resolve_gives_the_family_its_version_and_registry() {
             "python:3.11-slim",
         ]
     );
+
+    // With the repository renamed, MLRun's own short names (recipes/_vars.toml's [project]
+    // resolve_namespaces) and the new namespace both name the family's images.
+    let out = in_repo(
+        &["resolve", "mlrun/mlrun", "iguazio/ml-base", "other/mlrun"],
+        &[("MLRUN_DOCKER_REPO", "iguazio")],
+    );
+    assert_success(&out, "resolve with a renamed repository");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "iguazio/mlrun:unstable\niguazio/ml-base:unstable\nother/mlrun\n"
+    );
 }
 
 /// Every `debian`, `pip` and `conda` layer in the chain of `target` has a lock entry for amd64.
