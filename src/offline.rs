@@ -146,9 +146,10 @@ impl Input {
                 if let Err(e) = FileName::new(&self.filename) {
                     return bad_file(e.to_string());
                 }
-                let wheel = crate::source::pip::wheel::parse_wheel_filename(&self.filename);
+                let not_a_wheel =
+                    || crate::source::pip::wheel::parse_wheel_filename(&self.filename).is_err();
                 match self.kind {
-                    InputKind::PipBuilt if wheel.is_err() => {
+                    InputKind::PipBuilt if not_a_wheel() => {
                         return bad_file("is not a wheel file name".to_owned());
                     }
                     InputKind::PipBuilt if self.built_from.is_none() => {

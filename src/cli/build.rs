@@ -36,11 +36,7 @@ struct BuildReport {
 
 pub(super) fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
     let project = Project::open(&cli.project)?;
-    let targets = if args.all {
-        project.target_names()
-    } else {
-        args.targets.clone()
-    };
+    let targets = chosen_targets(&project, args.all, &args.targets);
     let output = match (&args.output, args.push) {
         (Some(output), _) => Some(output.clone()),
         (None, false) => Some(Transport::Oci {
@@ -194,11 +190,7 @@ pub(super) fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
 
 pub(super) fn lock(cli: &Cli, args: &LockArgs) -> anyhow::Result<()> {
     let project = Project::open(&cli.project)?;
-    let targets = if args.all {
-        project.target_names()
-    } else {
-        args.targets.clone()
-    };
+    let targets = chosen_targets(&project, args.all, &args.targets);
     let cache_root = cli.cache_root()?;
     let options = BuildOptions {
         compression: Compression::Gzip,
@@ -237,11 +229,7 @@ pub(super) fn fetch(cli: &Cli, args: &FetchArgs) -> anyhow::Result<()> {
         );
     };
     let project = Project::open(&cli.project)?;
-    let targets = if args.all {
-        project.target_names()
-    } else {
-        args.targets.clone()
-    };
+    let targets = chosen_targets(&project, args.all, &args.targets);
     let cache_root = cli.cache_root()?;
     let cache = Cache::open(&cache_root)?;
     let options = BuildOptions {
@@ -300,4 +288,13 @@ fn push_artifact(
     reporter.finish();
     let report = report.with_context(|| format!("pushing to {reference}"))?;
     Ok(report)
+}
+
+/// The targets a command names, or with `--all` every target of the project.
+fn chosen_targets(project: &Project, all: bool, named: &[String]) -> Vec<String> {
+    if all {
+        project.target_names()
+    } else {
+        named.to_vec()
+    }
 }
