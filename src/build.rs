@@ -452,16 +452,18 @@ impl<'a> Builder<'a> {
                     diff_id: blob.diff_id,
                     compression: Some(blob.compression),
                 });
-                // A conda environment is used through its bin/, as `conda activate` would.
-                if let crate::recipe::LayerSource::Conda(conda) = &layer_spec.source {
-                    let bin = format!("{}/bin", conda.prefix.trim_end_matches('/'));
-                    apply_config(
-                        &mut image.config,
-                        &ConfigSpec {
-                            path_prepend: vec![bin],
-                            ..Default::default()
-                        },
-                    );
+                // A layer may put its kind's directories on PATH (a conda environment's bin/).
+                if let crate::recipe::LayerSource::Locked(locked) = &layer_spec.source {
+                    let path_prepend = locked.path_prepend();
+                    if !path_prepend.is_empty() {
+                        apply_config(
+                            &mut image.config,
+                            &ConfigSpec {
+                                path_prepend,
+                                ..Default::default()
+                            },
+                        );
+                    }
                 }
             }
         }

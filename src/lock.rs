@@ -14,18 +14,22 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize};
 
 use crate::source::LockedSource;
-use crate::source::locked::{Conda, Debian, Pip};
+use crate::source::kinds::{KindVisitor, each_kind};
 
 pub const LOCK_FILE: &str = "recipes/recipes.lock";
 const FORMAT_VERSION: u32 = 1;
 
 /// Every locked package kind, in the order the file lists their tables.
 fn kinds() -> Vec<Box<dyn Section>> {
-    vec![
-        Entries::<Debian>::empty(),
-        Entries::<Pip>::empty(),
-        Entries::<Conda>::empty(),
-    ]
+    struct Sections(Vec<Box<dyn Section>>);
+    impl KindVisitor for Sections {
+        fn visit<K: LockedSource>(&mut self) {
+            self.0.push(Entries::<K>::empty());
+        }
+    }
+    let mut sections = Sections(Vec::new());
+    each_kind(&mut sections);
+    sections.0
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -385,7 +389,8 @@ impl Lockfile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::debian::LockedDeb;
+    use crate::source::debian::{Debian, LockedDeb};
+    use crate::source::pip::Pip;
 
     #[test]
     fn round_trips_and_replaces_a_layer() {

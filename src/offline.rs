@@ -36,10 +36,11 @@ use crate::digest::{Digest, HashingWriter};
 use crate::image::bundle::{Bundle, BundleError, VerifyReport};
 use crate::image::spec::{self, Descriptor, ImageConfig, Manifest, Platform};
 use crate::layer::cache::{Cache, CacheError, CacheKeyBuilder};
-use crate::name::{FileName, RelPath, Shown};
+use crate::name::Shown;
 use crate::reference::Reference;
 use crate::registry::pull::PulledImage;
 use crate::source::LockedSource;
+use crate::source::kinds;
 
 pub const INPUTS_FILE: &str = "inputs.json";
 const INPUTS_VERSION: u32 = 1;
@@ -74,6 +75,8 @@ pub enum OfflineError {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Place(Box<crate::source::SourceError>),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OfflineError + '_ {
@@ -88,32 +91,13 @@ pub use crate::source::locked::{Input, InputKind};
 impl Input {
     /// How messages name the input.
     pub fn describe(&self) -> String {
-        let short = &self.sha256.hex()[..12];
-        match self.kind {
-            InputKind::Deb => format!(
-                "Debian package {} {} ({}, sha256 {short}…)",
-                self.name, self.version, self.filename
-            ),
-            InputKind::Pip => format!(
-                "pip file {} ({} {}, sha256 {short}…)",
-                self.filename, self.name, self.version
-            ),
-            InputKind::PipBuilt => format!(
-                "the wheel built from the sdist of {} {} (sdist sha256 {}…)",
-                self.name,
-                self.version,
-                self.built_from.as_ref().map_or("", |d| &d.hex()[..12])
-            ),
-            InputKind::Image => format!(
+        kinds::describe_input(self).unwrap_or_else(|| {
+            format!(
                 "base image {} for {}",
                 self.name,
                 self.platform.as_deref().unwrap_or("its platform")
-            ),
-            InputKind::Conda => format!(
-                "conda package {} ({} {}, sha256 {short}…)",
-                self.filename, self.name, self.version
-            ),
-        }
+            )
+        })
     }
 
     /// Checks what `inputs.json` says beyond its types: names that could become paths or
@@ -131,45 +115,12 @@ impl Input {
                 ));
             }
         }
-        let filename = Shown(&self.filename);
-        let bad_file = |reason: String| Err(format!("its filename `{filename}` {reason}"));
-        match self.kind {
-            InputKind::Deb => {
-                if let Err(e) = RelPath::new(&self.filename) {
-                    return bad_file(e.to_string());
-                }
-                if !self.filename.ends_with(".deb") {
-                    return bad_file("is not a .deb".to_owned());
-                }
-            }
-            InputKind::Pip | InputKind::PipBuilt | InputKind::Conda => {
-                if let Err(e) = FileName::new(&self.filename) {
-                    return bad_file(e.to_string());
-                }
-                let not_a_wheel =
-                    || crate::source::pip::wheel::parse_wheel_filename(&self.filename).is_err();
-                match self.kind {
-                    InputKind::PipBuilt if not_a_wheel() => {
-                        return bad_file("is not a wheel file name".to_owned());
-                    }
-                    InputKind::PipBuilt if self.built_from.is_none() => {
-                        return Err("it does not say which sdist it was built from".to_owned());
-                    }
-                    InputKind::Conda
-                        if !(self.filename.ends_with(".conda")
-                            || self.filename.ends_with(".tar.bz2")) =>
-                    {
-                        return bad_file("is not a conda package file name".to_owned());
-                    }
-                    _ => {}
-                }
-            }
-            InputKind::Image => {
-                let platform = self.platform.as_deref().unwrap_or_default();
-                if platform.parse::<Platform>().is_err() {
-                    return Err(format!("its platform `{}` is not os/arch", Shown(platform)));
-                }
-            }
+        if let Some(checked) = kinds::check_input(self) {
+            return checked;
+        }
+        let platform = self.platform.as_deref().unwrap_or_default();
+        if platform.parse::<Platform>().is_err() {
+            return Err(format!("its platform `{}` is not os/arch", Shown(platform)));
         }
         Ok(())
     }
@@ -337,8 +288,8 @@ impl Offline {
                 input.size = self.size_of(cache, &input)?;
             }
             self.provide(cache, &input)?;
-            if needed.built_wheel {
-                self.provide_built_wheel(cache, &input)?;
+            if let Some(kind) = needed.derived {
+                self.provide_derived(cache, kind, &input)?;
             }
         }
         Ok(())
@@ -358,41 +309,35 @@ impl Offline {
         }
     }
 
-    /// The wheel built online from the pinned sdist `sdist`, into the cache where the pip
-    /// source finds it: an offline site cannot install build requirements.
-    fn provide_built_wheel(&self, cache: &Cache, sdist: &Input) -> Result<(), OfflineError> {
-        let built = self
+    /// The input of kind `kind` made online from `from` (a pip sdist's built wheel), into the
+    /// cache where its source finds it: an offline site cannot make it.
+    fn provide_derived(
+        &self,
+        cache: &Cache,
+        kind: InputKind,
+        from: &Input,
+    ) -> Result<(), OfflineError> {
+        let derived = self
             .inputs
             .as_ref()
             .and_then(|i| {
-                i.inputs.iter().find(|x| {
-                    x.kind == InputKind::PipBuilt && x.built_from.as_ref() == Some(&sdist.sha256)
-                })
+                i.inputs
+                    .iter()
+                    .find(|x| x.kind == kind && x.built_from.as_ref() == Some(&from.sha256))
             })
             .cloned()
             .ok_or_else(|| OfflineError::Missing {
                 what: Input {
-                    kind: InputKind::PipBuilt,
-                    built_from: Some(sdist.sha256.clone()),
+                    kind,
+                    built_from: Some(from.sha256.clone()),
                     size: 0,
-                    ..sdist.clone()
+                    ..from.clone()
                 }
                 .describe(),
                 place: self.place(),
             })?;
-        let blob = self.provide(cache, &built)?;
-        let parent = cache.bucket(crate::layer::cache::Bucket::PipBuilt);
-        fs::create_dir_all(&parent).map_err(io_err(&parent))?;
-        let temp = tempfile::tempdir_in(&parent).map_err(io_err(&parent))?;
-        // `read_inputs` checked that this is a wheel file name: one component.
-        let wheel = temp.path().join(&built.filename);
-        fs::copy(&blob, &wheel).map_err(io_err(&wheel))?;
-        let kept = temp.keep();
-        if fs::rename(&kept, parent.join(sdist.sha256.hex())).is_err() {
-            // Another build put it there first.
-            let _ = fs::remove_dir_all(&kept);
-        }
-        Ok(())
+        let blob = self.provide(cache, &derived)?;
+        kinds::place_derived(cache, &derived, &blob).map_err(|e| OfflineError::Place(Box::new(e)))
     }
 
     fn listed(&self, kind: InputKind, sha256: &Digest) -> Option<&Input> {
@@ -422,7 +367,7 @@ impl Offline {
                 .inputs
                 .iter()
                 .find(|i| {
-                    i.kind == InputKind::Image
+                    i.kind == InputKind::IMAGE
                         && i.name == key
                         && i.platform.as_deref() == Some(&wanted)
                 })
@@ -451,7 +396,7 @@ impl Offline {
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
             .map_err(|e| bad(format!("the manifest of {key} is not valid JSON ({e})")))?;
         let blob_input = |descriptor: &Descriptor, what: &str| Input {
-            kind: InputKind::Image,
+            kind: InputKind::IMAGE,
             name: format!("{what} {} of {key}", descriptor.digest),
             version: String::new(),
             filename: String::new(),
@@ -539,7 +484,7 @@ pub fn remember_base(
     }
     let key = reference_key(reference);
     let input = Input {
-        kind: InputKind::Image,
+        kind: InputKind::IMAGE,
         name: key.clone(),
         version: String::new(),
         filename: String::new(),
@@ -635,7 +580,7 @@ pub fn export(
     };
     for input in &used.inputs {
         put(input)?;
-        if input.kind == InputKind::Image {
+        if input.kind == InputKind::IMAGE {
             let (Some(reference), Some(platform)) = (
                 input.name.parse::<Reference>().ok(),
                 input
@@ -690,7 +635,7 @@ pub fn export(
 mod tests {
     use super::*;
     use crate::source::debian::LockedDeb;
-    use crate::source::locked::Debian;
+    use crate::source::debian::{DEB, Debian};
 
     fn deb(name: &str, bytes: &[u8]) -> LockedDeb {
         LockedDeb {
@@ -719,7 +664,7 @@ mod tests {
         let dir = tmp.path().join("inputs");
         let report = export(&used, &online, &dir, "dir:inputs").unwrap();
         assert_eq!((report.inputs, report.blobs), (1, 1));
-        assert_eq!(read_inputs(&dir).unwrap()[0].kind, InputKind::Deb);
+        assert_eq!(read_inputs(&dir).unwrap()[0].kind, DEB);
 
         let offline = Offline::from_inputs(&format!("dir:{}", dir.display())).unwrap();
         let fresh = Cache::open(&tmp.path().join("fresh")).unwrap();

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use crate::image::spec::Platform;
 use crate::layer::ImagePath;
 use crate::reference::Reference;
+use crate::source::LockedSpec;
+use crate::source::locked::SpecContext;
 use crate::transport::Transport;
 pub use schema::{ConfigSpec, FileCopySpec, LayerSpec, RecipeFile};
 // A checked layer is what sources read, so sources define it; recipes build it.
@@ -431,17 +433,14 @@ impl Project {
             .iter()
             .map(|p| ImagePath::new(p).map_err(|e| invalid(p, format!("in `remove`: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        let given: Vec<&str> = [
-            ("files", spec.files.is_some()),
-            ("debian", spec.debian.is_some()),
-            ("pip", spec.pip.is_some()),
-            ("conda", spec.conda.is_some()),
-            ("accounts", spec.accounts.is_some()),
-        ]
-        .iter()
-        .filter(|(_, set)| *set)
-        .map(|(name, _)| *name)
-        .collect();
+        let given: Vec<&str> = spec
+            .files
+            .as_ref()
+            .map(|_| "files")
+            .into_iter()
+            .chain(spec.locked.iter().map(LockedSpec::key))
+            .chain(spec.accounts.as_ref().map(|_| "accounts"))
+            .collect();
         if given.len() > 1 {
             return Err(invalid(
                 "[[layer]]",
@@ -453,130 +452,46 @@ impl Project {
                 ),
             ));
         }
-        if let Some(pip) = &spec.pip {
-            return Ok(Layer {
-                comment: spec.comment.clone(),
-                source: LayerSource::Pip(self.check_pip(pip, index, invalid)?),
-                remove,
-            });
-        }
-        if let Some(accounts) = &spec.accounts {
-            return Ok(Layer {
-                comment: spec.comment.clone(),
-                source: LayerSource::Accounts(accounts.clone()),
-                remove,
-            });
-        }
-        if let Some(conda) = &spec.conda {
-            return Ok(Layer {
-                comment: spec.comment.clone(),
-                source: check_conda(index, conda, invalid)?,
-                remove,
-            });
-        }
-        let source = match (&spec.files, &spec.debian) {
-            (Some(_), Some(_)) => unreachable!("checked above"),
-            (Some(copies), None) => {
-                let mut checked = Vec::new();
-                for copy in copies {
-                    checked.push(self.check_copy(copy, invalid)?);
-                }
-                LayerSource::Files(checked)
+        let source = if let Some(locked) = spec.locked.first() {
+            let context = SpecContext {
+                layer: index + 1,
+                root: &self.root,
+            };
+            let checked = locked
+                .check(&context)
+                .map_err(|problem| invalid(&problem.found, problem.message))?;
+            LayerSource::Locked(checked)
+        } else if let Some(accounts) = &spec.accounts {
+            LayerSource::Accounts(accounts.clone())
+        } else if let Some(copies) = &spec.files {
+            let mut checked = Vec::new();
+            for copy in copies {
+                checked.push(self.check_copy(copy, invalid)?);
             }
-            (None, Some(debian)) => {
-                if debian.packages.is_empty() && !debian.required {
-                    return Err(invalid(
-                        "debian",
-                        format!(
-                            "layer {}: `debian` names no packages (and not `required = true`)",
-                            index + 1
-                        ),
-                    ));
-                }
-                for request in &debian.packages {
-                    crate::source::debian::version::parse_relations(request).map_err(|e| {
-                        invalid(request, format!("package request `{request}`: {e}"))
-                    })?;
-                }
-                let mut debian = debian.clone();
-                for source in &mut debian.sources {
-                    let keyring = self.root.join(&source.keyring);
-                    if !keyring.is_file() {
-                        return Err(invalid(
-                            &source.keyring.display().to_string(),
-                            format!(
-                                "keyring `{}` does not exist (paths are relative to the project directory)",
-                                source.keyring.display()
-                            ),
-                        ));
-                    }
-                    source.keyring = keyring;
-                }
-                LayerSource::Debian(debian)
-            }
-            (None, None) if !remove.is_empty() => LayerSource::Nothing,
-            (None, None) => {
-                return Err(invalid(
-                    "[[layer]]",
-                    format!(
-                        "layer {} has no content: give it `files`, `debian`, `pip`, `conda`, `accounts` or `remove`",
-                        index + 1
-                    ),
-                ));
-            }
+            LayerSource::Files(checked)
+        } else if !remove.is_empty() {
+            LayerSource::Nothing
+        } else {
+            let keys: Vec<String> = ["files"]
+                .into_iter()
+                .chain(crate::source::kinds::KEYS.iter().copied())
+                .chain(["accounts"])
+                .map(|key| format!("`{key}`"))
+                .collect();
+            return Err(invalid(
+                "[[layer]]",
+                format!(
+                    "layer {} has no content: give it {} or `remove`",
+                    index + 1,
+                    keys.join(", ")
+                ),
+            ));
         };
         Ok(Layer {
             comment: spec.comment.clone(),
             source,
             remove,
         })
-    }
-
-    fn check_pip(
-        &self,
-        pip: &crate::source::pip::PipSpec,
-        index: usize,
-        invalid: &dyn Fn(&str, String) -> RecipeError,
-    ) -> Result<crate::source::pip::PipSpec, RecipeError> {
-        if pip.packages.is_empty() && pip.requirements.is_empty() {
-            return Err(invalid(
-                "pip",
-                format!(
-                    "layer {}: `pip` names no `packages` and no `requirements` files",
-                    index + 1
-                ),
-            ));
-        }
-        for line in &pip.packages {
-            crate::source::pip::requirements::Requirements::default()
-                .add_line(line, "pip packages")
-                .map_err(|e| invalid(line, e.to_string()))?;
-        }
-        for value in &pip.only_binary {
-            crate::source::pip::requirements::FormatControl::default()
-                .add_only_binary(value, "the pip layer's `only_binary`")
-                .map_err(|e| invalid(value, e.to_string()))?;
-        }
-        let mut pip = pip.clone();
-        for path in pip
-            .requirements
-            .iter_mut()
-            .chain(pip.constraints.iter_mut())
-            .chain(pip.wheelhouse.iter_mut())
-        {
-            let absolute = self.root.join(&*path);
-            if !absolute.exists() {
-                return Err(invalid(
-                    &path.display().to_string(),
-                    format!(
-                        "`{}` does not exist (paths are relative to the project directory)",
-                        path.display()
-                    ),
-                ));
-            }
-            *path = absolute;
-        }
-        Ok(pip)
     }
 
     fn check_copy(
@@ -729,31 +644,6 @@ fn expand(s: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
-}
-
-/// A `conda` layer: specs and an absolute prefix.
-fn check_conda(
-    index: usize,
-    conda: &crate::source::conda::CondaSpec,
-    invalid: &dyn Fn(&str, String) -> RecipeError,
-) -> Result<LayerSource, RecipeError> {
-    if conda.specs.iter().all(|s| s.trim().is_empty()) {
-        return Err(invalid(
-            "conda",
-            format!("layer {}: `conda` names no specs", index + 1),
-        ));
-    }
-    if !conda.prefix.starts_with('/') || ImagePath::new(&conda.prefix).is_err() {
-        return Err(invalid(
-            &conda.prefix,
-            format!(
-                "layer {}: conda prefix `{}` must be an absolute path without `..`",
-                index + 1,
-                conda.prefix
-            ),
-        ));
-    }
-    Ok(LayerSource::Conda(conda.clone()))
 }
 
 #[cfg(test)]

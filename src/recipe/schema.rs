@@ -1,8 +1,12 @@
 //! The recipe file format, as TOML sees it. Plain data; loading and checks live in `load`.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use crate::source::kinds::{self, LockedSpec};
 
 /// One `recipes/*.toml` or `layers/*.toml` file.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -44,27 +48,80 @@ pub struct VariantSpec {
 }
 
 /// One `[[layer]]`: exactly one source of content, optionally with paths removed from below.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Besides the keys here, a layer takes one key per locked package kind (`debian`, `pip`,
+/// `conda`: `crate::source::kinds`), read as that kind's spec.
+#[derive(Clone, Debug, Default)]
 pub struct LayerSpec {
     /// Shown in the image history.
     pub comment: Option<String>,
     /// Local files copied into the image (like COPY --chown --chmod).
     pub files: Option<Vec<FileCopySpec>>,
-    /// Packages from a Debian archive, installed as apt and dpkg would.
-    pub debian: Option<crate::source::debian::DebianSpec>,
-    /// Python packages from a package index, installed from wheels.
-    pub pip: Option<crate::source::pip::PipSpec>,
-    /// Conda packages solved from channels and installed into a prefix, as conda would.
-    pub conda: Option<crate::source::conda::CondaSpec>,
+    /// Packages of a locked kind, by recipe key: `debian = { … }` installs from a Debian
+    /// archive as apt and dpkg would, `pip = { … }` from a package index's wheels, `conda = {
+    /// … }` solved from channels into a prefix. More than one is refused when checked.
+    pub locked: Vec<LockedSpec>,
     /// Users and groups added to the base's /etc/passwd and /etc/group, with their homes.
     pub accounts: Option<Vec<crate::source::accounts::AccountSpec>>,
     /// The layer is left out when this is empty, `false` or `0` (after variables):
     /// `when = "${CONDA_CHANNEL}"` adds a layer only where a channel is configured.
     pub when: Option<String>,
     /// Paths of the layers below to delete (written as OCI whiteouts).
-    #[serde(default)]
     pub remove: Vec<String>,
+}
+
+/// The keys of a `[[layer]]` that are not a locked kind's.
+const LAYER_KEYS: &[&str] = &["comment", "files", "accounts", "when", "remove"];
+
+impl<'de> Deserialize<'de> for LayerSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(LayerVisitor)
+    }
+}
+
+struct LayerVisitor;
+
+impl<'de> Visitor<'de> for LayerVisitor {
+    type Value = LayerSpec;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a [[layer]] table")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LayerSpec, A::Error> {
+        let mut layer = LayerSpec::default();
+        while let Some(key) = map.next_key_seed(LayerKey)? {
+            match key.as_str() {
+                "comment" => layer.comment = Some(map.next_value()?),
+                "files" => layer.files = Some(map.next_value()?),
+                "accounts" => layer.accounts = Some(map.next_value()?),
+                "when" => layer.when = Some(map.next_value()?),
+                "remove" => layer.remove = map.next_value()?,
+                kind => layer
+                    .locked
+                    .push(map.next_value_seed(kinds::SpecSeed(kind))?),
+            }
+        }
+        Ok(layer)
+    }
+}
+
+/// A key of a `[[layer]]`, refused while it is read so that the error points at the key.
+struct LayerKey;
+
+impl<'de> DeserializeSeed<'de> for LayerKey {
+    type Value = String;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        let key = String::deserialize(deserializer)?;
+        if LAYER_KEYS.contains(&key.as_str()) || kinds::KEYS.contains(&key.as_str()) {
+            return Ok(key);
+        }
+        let expected: Vec<&str> = LAYER_KEYS.iter().chain(kinds::KEYS).copied().collect();
+        Err(de::Error::custom(format!(
+            "unknown field `{key}`, expected one of `{}`",
+            expected.join("`, `")
+        )))
+    }
 }
 
 /// One copy: `src` (relative to the project directory) to `dest` in the image.

@@ -1,41 +1,59 @@
 //! The package kinds whose layers a lock file pins (Debian, pip, conda), as one interface.
 //!
-//! A kind says where its layers go in `recipes/recipes.lock` (its table and the field, beside
-//! target and layer number, that names what its pins were resolved for), what one pin is, what
-//! its lock key and inputs hash are made of ([`LockedSource::prepare`]), which inputs its pins
-//! need offline and used online ([`LockedSource::needs`], [`LockedSource::used`]) and how a
-//! layer tree is built from pins and the image below ([`LockedSource::build_tree`]).
-//! `crate::build`, `crate::lock` and `crate::offline` are written once over this trait; an
-//! offline build provides a layer's inputs before its source runs.
+//! A kind says what its recipe key reads ([`LockedSource::Spec`], checked by
+//! [`LockedSource::check_spec`]), where its layers go in `recipes/recipes.lock` (its table and
+//! the field, beside target and layer number, that names what its pins were resolved for), what
+//! one pin is, what its lock key and inputs hash are made of ([`LockedSource::prepare`]), which
+//! inputs its pins need offline and used online ([`LockedSource::needs`],
+//! [`LockedSource::used`]) and how a layer tree is built from pins and the image below
+//! ([`LockedSource::build_tree`]). `crate::recipe`, `crate::build`, `crate::lock` and
+//! `crate::offline` are written once over this trait and the list of kinds in
+//! [`kinds`](super::kinds); an offline build provides a layer's inputs before its source runs.
 //!
-//! Adding a kind: its module with its spec and pin types and an implementation of the trait,
-//! its variant of [`LayerSource`](super::LayerSource) (and the recipe key that fills it), one
-//! line in [`layer_tree`](super::layer_tree) and one in `crate::lock`'s list of kinds.
+//! Adding a kind: its module, with its spec and pin types and an implementation of this trait,
+//! and one line in [`kinds`](super::kinds).
 
-use std::io::BufReader;
+use std::fmt;
+use std::path::Path;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::SourceError;
-use crate::digest::{Digest, digest_reader};
+use crate::digest::Digest;
 use crate::image::spec::Platform;
 use crate::layer::LayerTree;
-use crate::layer::cache::{Cache, CacheKeyBuilder};
+use crate::layer::cache::Cache;
 
 /// A package kind whose layers are resolved once and then installed from pins.
 pub trait LockedSource: 'static {
-    /// The lock file's table of this kind's layers: `debian` is written `[[debian]]`.
+    /// The recipe key of a `[[layer]]` of this kind and the lock file's table of its layers:
+    /// `debian = { … }` in a recipe, `[[debian]]` in the lock.
     const SECTION: &'static str;
     /// The field of a lock entry that says what its pins were resolved for, beside the target
     /// and layer number: packages differ per architecture, platform or subdir.
     const KEY_FIELD: &'static str;
+    /// The kinds of `inputs.json` entries this kind's inputs are listed as.
+    const INPUT_KINDS: &'static [InputKind];
     /// One pinned package, as the lock file writes it (`[[SECTION.packages]]`).
-    type Pin: Clone + std::fmt::Debug + Eq + Serialize + DeserializeOwned + Send + Sync + 'static;
-    /// The layer's spec, as the recipe gives it.
-    type Spec;
+    type Pin: Clone + fmt::Debug + Eq + Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// The layer's spec, as the recipe gives it under [`LockedSource::SECTION`].
+    type Spec: Clone + fmt::Debug + DeserializeOwned + Send + Sync + 'static;
     /// What [`LockedSource::prepare`] found that building the tree needs again.
     type Prepared;
+
+    /// Checks a spec as the recipe gives it (variables substituted) before anything runs:
+    /// requests parse, paths exist and become absolute under the project directory.
+    fn check_spec(spec: &Self::Spec, recipe: &SpecContext) -> Result<Self::Spec, SpecProblem>;
+
+    /// How history and progress lines name the layer (`debian bookworm: python3`).
+    fn describe(spec: &Self::Spec) -> String;
+
+    /// Directories put in front of the image's PATH by a layer of this kind, as activating it
+    /// would (conda's `PREFIX/bin`).
+    fn path_prepend(_spec: &Self::Spec) -> Vec<String> {
+        Vec::new()
+    }
 
     /// Called first: the layer's lock key and inputs hash, from its spec and the image below.
     fn prepare(
@@ -59,6 +77,47 @@ pub trait LockedSource: 'static {
     /// What a build that installed `pins` used, with sizes, for `oci-build fetch` to carry.
     /// The build left each file in `cache`.
     fn used(pins: &[Self::Pin], cache: &Cache) -> Vec<Input>;
+
+    /// How messages name one of this kind's inputs.
+    fn describe_input(input: &Input) -> String;
+
+    /// Checks an `inputs.json` entry of this kind beyond its types (its file name by the
+    /// kind's grammar); `Err` is the reason.
+    fn check_input(input: &Input) -> Result<(), String>;
+
+    /// Puts `derived` (an input [`Needed::derived`] asked for, its blob at `blob` in the
+    /// cache) where this kind's source looks for it.
+    fn place_derived(cache: &Cache, derived: &Input, blob: &Path) -> Result<(), SourceError> {
+        let _ = (cache, blob);
+        unreachable!(
+            "{} asked for a derived input {} it does not place",
+            Self::SECTION,
+            derived.kind
+        )
+    }
+}
+
+/// What a spec check knows of the recipe: the layer's number and the project directory.
+pub struct SpecContext<'a> {
+    /// 1-based, as messages count layers.
+    pub layer: usize,
+    pub root: &'a Path,
+}
+
+/// Why a spec was refused: the text of the recipe at fault (to find its line) and the reason.
+#[derive(Debug)]
+pub struct SpecProblem {
+    pub found: String,
+    pub message: String,
+}
+
+impl SpecProblem {
+    pub fn new(found: impl Into<String>, message: impl Into<String>) -> SpecProblem {
+        SpecProblem {
+            found: found.into(),
+            message: message.into(),
+        }
+    }
 }
 
 /// A layer's lock key (its [`LockedSource::KEY_FIELD`]) and inputs hash, and what the kind keeps
@@ -92,23 +151,24 @@ pub struct Needed {
     pub input: Input,
     /// The lock gives no size: the cache's file, else the inputs directory's listing, says it.
     pub size_unknown: bool,
-    /// A pip sdist: an offline site cannot build it, so the wheel built from it online
-    /// (listed as `pip-built`, `built_from` its SHA256) is provided too.
-    pub built_wheel: bool,
+    /// An input made online from this one that an offline site cannot make: the inputs
+    /// directory lists it as this kind, `built_from` this input's SHA256, and the kind's
+    /// [`LockedSource::place_derived`] puts it in place (a pip sdist's built wheel).
+    pub derived: Option<InputKind>,
 }
 
 impl Needed {
-    fn known(input: Input) -> Needed {
+    pub fn known(input: Input) -> Needed {
         Needed {
             input,
             size_unknown: false,
-            built_wheel: false,
+            derived: None,
         }
     }
 }
 
 /// An input of kind `kind` named as a package (not an image).
-fn package_input(
+pub fn package_input(
     kind: InputKind,
     name: &str,
     version: &str,
@@ -129,279 +189,83 @@ fn package_input(
     }
 }
 
+/// A [`LockedSource::check_input`] reason: the input's file name and what is wrong with it.
+pub fn bad_filename(input: &Input, reason: impl fmt::Display) -> String {
+    format!(
+        "its filename `{}` {reason}",
+        crate::name::Shown(&input.filename)
+    )
+}
+
 /// The size of a blob the cache holds; 0 when it does not.
-fn cached_size(cache: &Cache, digest: &Digest) -> u64 {
+pub fn cached_size(cache: &Cache, digest: &Digest) -> u64 {
     std::fs::metadata(cache.blob_path(digest)).map_or(0, |m| m.len())
 }
 
-/// `debian` layers, pinned per Debian architecture (`amd64`).
-pub struct Debian;
+/// What one entry of `inputs.json` (see `crate::offline`) is: `image` (a base image's blob) or
+/// a kind a package source declares ([`LockedSource::INPUT_KINDS`]). Written as its name; read
+/// only as a name some kind declares.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InputKind {
+    name: &'static str,
+    /// Where entries sort in `inputs.json`: the order the kinds were registered in.
+    rank: u8,
+}
 
-impl LockedSource for Debian {
-    const SECTION: &'static str = "debian";
-    const KEY_FIELD: &'static str = "arch";
-    type Pin = super::debian::LockedDeb;
-    type Spec = super::debian::DebianSpec;
-    /// The architecture, the dpkg status and the symlinks below.
-    type Prepared = (String, String, std::collections::BTreeMap<String, String>);
+impl InputKind {
+    /// The manifest, config or a layer of a `docker://` base.
+    pub const IMAGE: InputKind = InputKind::new("image", 3);
 
-    fn prepare(
-        spec: &Self::Spec,
-        below: &dyn Below,
-    ) -> Result<Prepared<Self::Prepared>, SourceError> {
-        let platform = below.platform();
-        let arch = super::debian::debian_arch(&platform.architecture, platform.variant.as_deref());
-        let base_status = below.dpkg_status()?;
-        let base_links = below.python_base()?.symlinks;
-        // What resolving depends on: the spec, the architecture and the packages below.
-        let mut key = CacheKeyBuilder::new("debian-lock-v1");
-        key.field(
-            serde_json::to_string(spec)
-                .expect("specs serialise")
-                .as_bytes(),
-        )
-        .field(arch.as_bytes())
-        .field(base_status.as_bytes());
-        Ok(Prepared {
-            key: arch.clone(),
-            inputs: key.finish().as_str().to_owned(),
-            data: (arch, base_status, base_links),
+    /// `rank` orders `inputs.json`; kinds give theirs in [`kinds`](super::kinds) order.
+    pub const fn new(name: &'static str, rank: u8) -> InputKind {
+        InputKind { name, rank }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.name
+    }
+}
+
+impl PartialOrd for InputKind {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for InputKind {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.rank, self.name).cmp(&(other.rank, other.name))
+    }
+}
+
+impl fmt::Debug for InputKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl fmt::Display for InputKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl Serialize for InputKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name)
+    }
+}
+
+impl<'de> Deserialize<'de> for InputKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        super::kinds::input_kind(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown input kind `{}`",
+                crate::name::Shown(&name)
+            ))
         })
     }
-
-    fn build_tree(
-        spec: &Self::Spec,
-        (arch, base_status, base_links): &Self::Prepared,
-        pins: Option<&[Self::Pin]>,
-        below: &dyn Below,
-    ) -> Result<(LayerTree, Vec<Self::Pin>), SourceError> {
-        let archives = below.archives()?;
-        let cache = below.cache();
-        Ok(super::debian::layer_tree(
-            spec,
-            arch,
-            base_status,
-            base_links,
-            archives,
-            cache,
-            pins,
-        )?)
-    }
-
-    fn needs(pins: &[Self::Pin], cache: &Cache) -> Vec<Needed> {
-        Self::used(pins, cache)
-            .into_iter()
-            .map(Needed::known)
-            .collect()
-    }
-
-    fn used(pins: &[Self::Pin], _cache: &Cache) -> Vec<Input> {
-        pins.iter()
-            .map(|deb| {
-                let (name, version) = (&deb.name, &deb.version);
-                package_input(
-                    InputKind::Deb,
-                    name,
-                    version,
-                    &deb.filename,
-                    &deb.sha256,
-                    deb.size,
-                )
-            })
-            .collect()
-    }
-}
-
-/// `pip` layers, pinned per image platform (`linux/amd64`): wheels differ per platform.
-pub struct Pip;
-
-impl LockedSource for Pip {
-    const SECTION: &'static str = "pip";
-    const KEY_FIELD: &'static str = "platform";
-    type Pin = super::pip::LockedWheel;
-    type Spec = super::pip::PipSpec;
-    type Prepared = super::pip::Prepared;
-
-    fn prepare(
-        spec: &Self::Spec,
-        below: &dyn Below,
-    ) -> Result<Prepared<Self::Prepared>, SourceError> {
-        let base = below.python_base()?;
-        let platform = below.platform();
-        let prepared = super::pip::prepare(
-            spec,
-            &base,
-            &platform.architecture,
-            platform.variant.as_deref(),
-        )?;
-        Ok(Prepared {
-            key: platform.to_string(),
-            inputs: prepared.inputs.clone(),
-            data: prepared,
-        })
-    }
-
-    fn build_tree(
-        spec: &Self::Spec,
-        prepared: &Self::Prepared,
-        pins: Option<&[Self::Pin]>,
-        below: &dyn Below,
-    ) -> Result<(LayerTree, Vec<Self::Pin>), SourceError> {
-        Ok(super::pip::layer_tree(
-            spec,
-            prepared,
-            below.cache(),
-            pins,
-            below.source_date_epoch(),
-            below.install(),
-            below.offline(),
-        )?)
-    }
-
-    fn needs(pins: &[Self::Pin], cache: &Cache) -> Vec<Needed> {
-        pins.iter()
-            .map(|pin| Needed {
-                input: pip_input(pin, 0),
-                // The lock has no sizes for pip files.
-                size_unknown: true,
-                built_wheel: !pin.filename.ends_with(".whl")
-                    && super::pip::sdist::built_wheel(cache, &pin.sha256).is_none(),
-            })
-            .collect()
-    }
-
-    /// The pinned files, and for each sdist the wheel built from it.
-    fn used(pins: &[Self::Pin], cache: &Cache) -> Vec<Input> {
-        let mut inputs = Vec::new();
-        for pin in pins {
-            let size = cached_size(cache, &pin.sha256);
-            inputs.push(pip_input(pin, size));
-            if pin.filename.ends_with(".whl") {
-                continue;
-            }
-            let Some(wheel) = super::pip::sdist::built_wheel(cache, &pin.sha256) else {
-                continue;
-            };
-            let Ok((digest, size)) =
-                std::fs::File::open(&wheel).and_then(|f| digest_reader(BufReader::new(f)))
-            else {
-                continue;
-            };
-            inputs.push(Input {
-                kind: InputKind::PipBuilt,
-                filename: wheel
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                sha256: digest,
-                size,
-                built_from: Some(pin.sha256.clone()),
-                ..pip_input(pin, size)
-            });
-        }
-        inputs
-    }
-}
-
-fn pip_input(pin: &super::pip::LockedWheel, size: u64) -> Input {
-    let (name, version) = (&pin.name, &pin.version);
-    package_input(
-        InputKind::Pip,
-        name,
-        version,
-        &pin.filename,
-        &pin.sha256,
-        size,
-    )
-}
-
-/// `conda` layers, pinned per conda subdir (`linux-64`).
-pub struct Conda;
-
-impl LockedSource for Conda {
-    const SECTION: &'static str = "conda";
-    const KEY_FIELD: &'static str = "subdir";
-    type Pin = super::conda::LockedConda;
-    type Spec = super::conda::CondaSpec;
-    /// The conda subdir.
-    type Prepared = String;
-
-    fn prepare(
-        spec: &Self::Spec,
-        below: &dyn Below,
-    ) -> Result<Prepared<Self::Prepared>, SourceError> {
-        let platform = below.platform();
-        let subdir = super::conda::conda_subdir(&platform.os, &platform.architecture)?;
-        // What the solve depends on: the spec, the subdir and the assumed virtual packages.
-        let mut key = CacheKeyBuilder::new("conda-lock-v1");
-        key.field(
-            serde_json::to_string(spec)
-                .expect("specs serialise")
-                .as_bytes(),
-        )
-        .field(subdir.as_bytes())
-        .field(super::conda::solve_inputs(&subdir).as_bytes());
-        Ok(Prepared {
-            key: subdir.clone(),
-            inputs: key.finish().as_str().to_owned(),
-            data: subdir,
-        })
-    }
-
-    fn build_tree(
-        spec: &Self::Spec,
-        subdir: &Self::Prepared,
-        pins: Option<&[Self::Pin]>,
-        below: &dyn Below,
-    ) -> Result<(LayerTree, Vec<Self::Pin>), SourceError> {
-        let (cache, epoch) = (below.cache(), below.source_date_epoch());
-        Ok(super::conda::layer_tree(spec, subdir, cache, pins, epoch)?)
-    }
-
-    fn needs(pins: &[Self::Pin], _cache: &Cache) -> Vec<Needed> {
-        pins.iter()
-            .map(|package| Needed {
-                input: conda_input(package, package.size.unwrap_or(0)),
-                size_unknown: package.size.is_none(),
-                built_wheel: false,
-            })
-            .collect()
-    }
-
-    fn used(pins: &[Self::Pin], cache: &Cache) -> Vec<Input> {
-        pins.iter()
-            .map(|package| {
-                let size = package
-                    .size
-                    .unwrap_or_else(|| cached_size(cache, &package.sha256));
-                conda_input(package, size)
-            })
-            .collect()
-    }
-}
-
-fn conda_input(package: &super::conda::LockedConda, size: u64) -> Input {
-    let (name, version) = (&package.name, &package.version);
-    package_input(
-        InputKind::Conda,
-        name,
-        version,
-        &package.filename,
-        &package.sha256,
-        size,
-    )
-}
-
-/// One entry of `inputs.json` (see `crate::offline`): what a blob an offline build needs is.
-/// Defined here because sources say which inputs their pins need.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum InputKind {
-    Deb,
-    Pip,
-    PipBuilt,
-    Image,
-    Conda,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod conda;
 pub mod debian;
 pub mod files;
+pub mod kinds;
 pub mod locked;
 pub mod pip;
 pub mod spec;
@@ -17,6 +18,7 @@ pub mod spec;
 use std::path::PathBuf;
 
 use crate::layer::{Entry, EntryKind, ImagePath, LayerTree};
+pub use kinds::LockedSpec;
 pub use locked::LockedSource;
 pub use spec::{FileCopy, Layer, LayerSource};
 
@@ -24,6 +26,12 @@ pub use spec::{FileCopy, Layer, LayerSource};
 pub enum SourceError {
     #[error("cannot read `{path}`")]
     Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write `{path}`")]
+    Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -77,10 +85,7 @@ pub fn layer_tree<L: LockedLayer>(
                 files::add_copy(copy, &mut tree).map_err(L::Error::from)?;
             }
         }
-        // The locked kinds, one line each.
-        LayerSource::Debian(spec) => tree = locked.build::<locked::Debian>(spec)?,
-        LayerSource::Pip(spec) => tree = locked.build::<locked::Pip>(spec)?,
-        LayerSource::Conda(spec) => tree = locked.build::<locked::Conda>(spec)?,
+        LayerSource::Locked(spec) => tree = spec.build(locked)?,
         LayerSource::Accounts(specs) => tree = accounts(specs)?,
         LayerSource::Nothing => {}
     }
@@ -113,31 +118,7 @@ pub fn describe(layer: &Layer) -> String {
                 parts.push(format!("files {} -> {}", copy.src_display, copy.dest));
             }
         }
-        LayerSource::Debian(spec) => {
-            let mut what = spec.packages.join(" ");
-            if spec.required {
-                what = format!("required set {what}").trim_end().to_owned();
-            }
-            match &spec.release {
-                Some(release) => parts.push(format!("debian {release}: {what}")),
-                None => parts.push(format!("debian {what}")),
-            }
-        }
-        LayerSource::Pip(spec) => {
-            let mut what: Vec<String> = spec.packages.clone();
-            what.extend(
-                spec.requirements
-                    .iter()
-                    .map(|p| format!("-r {}", p.file_name().unwrap_or_default().to_string_lossy())),
-            );
-            match &spec.venv {
-                Some(venv) => parts.push(format!("pip {} (venv {venv})", what.join(" "))),
-                None => parts.push(format!("pip {}", what.join(" "))),
-            }
-        }
-        LayerSource::Conda(spec) => {
-            parts.push(format!("conda {}: {}", spec.prefix, spec.specs.join(" ")));
-        }
+        LayerSource::Locked(spec) => parts.push(spec.describe()),
         LayerSource::Accounts(specs) => {
             let users: Vec<String> = specs
                 .iter()

@@ -14,13 +14,12 @@ pub struct Layer {
     pub remove: Vec<ImagePath>,
 }
 
-/// The sources a layer can be filled from. Debian, pip and conda sources join this list.
+/// The sources a layer can be filled from.
 #[derive(Clone, Debug)]
 pub enum LayerSource {
     Files(Vec<FileCopy>),
-    Debian(super::debian::DebianSpec),
-    Pip(super::pip::PipSpec),
-    Conda(super::conda::CondaSpec),
+    /// A kind the lock file pins (Debian, pip, conda: see `super::kinds`).
+    Locked(super::kinds::LockedSpec),
     Accounts(Vec<super::accounts::AccountSpec>),
     /// Only removals.
     Nothing,

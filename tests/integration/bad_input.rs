@@ -213,3 +213,51 @@ fn docker_media_types_refuse_a_zstd_base() {
         "{stderr}"
     );
 }
+
+/// A `[[layer]]` reads the keys of every registered package kind; anything else is named with
+/// its line and the keys there are.
+#[test]
+fn unknown_layer_key_names_line_and_every_kind() {
+    let p = project_with("from = \"scratch\"\n\n[[layer]]\napk = { packages = [\"musl\"] }\n");
+    let error = error_of(&p);
+    assert!(
+        error.starts_with("error: recipes/bad.toml:4:1: unknown field `apk`"),
+        "{error}"
+    );
+    for key in ["files", "debian", "pip", "conda", "accounts", "remove"] {
+        assert!(error.contains(&format!("`{key}`")), "{key}: {error}");
+    }
+}
+
+#[test]
+fn two_package_kinds_in_one_layer_are_refused() {
+    let p = project_with(
+        "from = \"scratch\"\n[[layer]]\ndebian = { packages = [\"python3\"] }\npip = { packages = [\"six\"] }\n",
+    );
+    let error = error_of(&p);
+    assert!(
+        error.contains("layer 1 has both `debian` and `pip`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_layer_without_content_names_every_kind() {
+    let p = project_with("from = \"scratch\"\n[[layer]]\ncomment = \"empty\"\n");
+    let error = error_of(&p);
+    assert!(
+        error.contains(
+            "layer 1 has no content: give it `files`, `debian`, `pip`, `conda`, `accounts` or `remove`"
+        ),
+        "{error}"
+    );
+}
+
+/// A kind's own checks run where the recipe is read: a debian request that does not parse.
+#[test]
+fn a_kind_checks_its_spec_with_the_recipe() {
+    let p =
+        project_with("from = \"scratch\"\n[[layer]]\ndebian = { packages = [\"python3 (>> \"] }\n");
+    let error = error_of(&p);
+    assert!(error.contains("package request `python3 (>> `"), "{error}");
+}

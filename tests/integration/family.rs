@@ -130,11 +130,15 @@ fn missing_pins(project: &Project, lock: &toml::Value, target: &str) -> Vec<Stri
     loop {
         let recipe = project.load(&name).unwrap();
         for (index, layer) in recipe.layers.iter().enumerate() {
-            let (table, key, value) = match &layer.source {
-                LayerSource::Debian(_) => ("debian", "arch", "amd64"),
-                LayerSource::Pip(_) => ("pip", "platform", "linux/amd64"),
-                LayerSource::Conda(_) => ("conda", "subdir", "linux-64"),
-                _ => continue,
+            let LayerSource::Locked(locked) = &layer.source else {
+                continue;
+            };
+            let table = locked.key();
+            let (key, value) = match table {
+                "debian" => ("arch", "amd64"),
+                "pip" => ("platform", "linux/amd64"),
+                "conda" => ("subdir", "linux-64"),
+                other => panic!("the family has no `{other}` layers"),
             };
             let pinned = lock
                 .get(table)

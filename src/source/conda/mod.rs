@@ -14,8 +14,11 @@
 pub mod archive;
 pub mod channel;
 pub mod install;
+mod kind;
 #[cfg(feature = "conda")]
 pub mod solve;
+
+pub use kind::{CONDA, Conda};
 
 use std::path::PathBuf;
 
@@ -350,9 +353,9 @@ pub fn dist_name(locked: &LockedConda) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::Conda;
     use super::*;
     use crate::lock::{LayerLock, Lockfile};
-    use crate::source::locked::Conda;
 
     #[test]
     fn platforms_map_to_subdirs() {

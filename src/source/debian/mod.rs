@@ -11,12 +11,15 @@ pub mod deb;
 pub mod deb822;
 pub mod index;
 pub mod install;
+mod kind;
 pub mod release;
 pub mod resolve;
 pub mod signature;
 #[cfg(test)]
 mod test_keys;
 pub mod version;
+
+pub use kind::{DEB, Debian};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod index;
+mod kind;
 pub mod metadata;
 pub mod requirements;
 pub mod resolve;
@@ -14,6 +15,8 @@ pub mod scan;
 pub mod sdist;
 pub mod target;
 pub mod wheel;
+
+pub use kind::{PIP, PIP_BUILT, Pip};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
