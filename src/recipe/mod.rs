@@ -460,7 +460,7 @@ impl Project {
             let checked = locked
                 .check(&context)
                 .map_err(|problem| invalid(&problem.found, problem.message))?;
-            LayerSource::Locked(checked)
+            LayerSource::Locked(Box::new(checked))
         } else if let Some(accounts) = &spec.accounts {
             LayerSource::Accounts(accounts.clone())
         } else if let Some(copies) = &spec.files {

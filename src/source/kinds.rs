@@ -185,7 +185,7 @@ mod tests {
 
     #[test]
     fn inputs_sort_as_the_inputs_file_always_listed_them() {
-        let mut kinds = vec![
+        let mut kinds = [
             super::super::conda::CONDA,
             InputKind::IMAGE,
             super::super::pip::PIP_BUILT,

@@ -19,7 +19,7 @@ pub struct Layer {
 pub enum LayerSource {
     Files(Vec<FileCopy>),
     /// A kind the lock file pins (Debian, pip, conda: see `super::kinds`).
-    Locked(super::kinds::LockedSpec),
+    Locked(Box<super::kinds::LockedSpec>),
     Accounts(Vec<super::accounts::AccountSpec>),
     /// Only removals.
     Nothing,
