@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, HashingWriter};
+use crate::fsutil::Publish;
 use crate::image::bundle::{Bundle, BundleError, VerifyReport};
 use crate::image::spec::{self, Descriptor, ImageConfig, Manifest, Platform};
 use crate::layer::cache::{Cache, CacheError, CacheKeyBuilder};
@@ -237,11 +238,7 @@ fn write_inputs(dir: &Path, inputs: Vec<Input>) -> Result<(), OfflineError> {
     };
     let mut bytes = serde_json::to_vec_pretty(&file).expect("inputs serialise");
     bytes.push(b'\n');
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
-    io::Write::write_all(&mut temp, &bytes).map_err(io_err(&path))?;
-    crate::layer::cache::publish_mode(&temp).map_err(io_err(&path))?;
-    temp.persist(&path).map_err(|e| io_err(&path)(e.error))?;
-    Ok(())
+    crate::fsutil::write_atomic(&path, &bytes, Publish::PUBLIC).map_err(io_err(&path))
 }
 
 /// `docker.io/library/debian:latest` for a reference named without tag or digest.
@@ -387,11 +384,7 @@ impl Offline {
         // `read_inputs` checked that this is a wheel file name: one component.
         let wheel = temp.path().join(&built.filename);
         fs::copy(&blob, &wheel).map_err(io_err(&wheel))?;
-        let kept = temp.keep();
-        if fs::rename(&kept, parent.join(sdist.sha256.hex())).is_err() {
-            // Another build put it there first.
-            let _ = fs::remove_dir_all(&kept);
-        }
+        crate::fsutil::publish_dir(temp, &parent.join(sdist.sha256.hex()));
         Ok(())
     }
 
@@ -558,14 +551,8 @@ fn write_base_record(cache: &Cache, input: &Input) -> Result<(), OfflineError> {
     let path = base_record_path(cache, &input.name, input.platform.as_deref().unwrap_or(""));
     let dir = path.parent().expect("records have a directory");
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
-    io::Write::write_all(
-        &mut temp,
-        &serde_json::to_vec(input).expect("inputs serialise"),
-    )
-    .map_err(io_err(&path))?;
-    temp.persist(&path).map_err(|e| io_err(&path)(e.error))?;
-    Ok(())
+    let bytes = serde_json::to_vec(input).expect("inputs serialise");
+    crate::fsutil::write_atomic(&path, &bytes, Publish::PRIVATE).map_err(io_err(&path))
 }
 
 // ---------------------------------------------------------------------------------------------

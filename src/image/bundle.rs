@@ -16,16 +16,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::Serialize;
-use tempfile::NamedTempFile;
 
 use super::spec::{self, Descriptor, Index};
 use crate::digest::{Digest, digest_reader};
-use crate::layer::cache::publish_mode;
+use crate::fsutil::{AtomicFile, Publish};
 
 /// The full reference an image of a bundle was copied from (`docker.io/mlrun/mlrun:1.0`).
 pub const ANNOTATION_MIRROR_REFERENCE: &str = "io.oci-build.mirror.reference";
@@ -278,11 +277,10 @@ impl Bundle {
         }
         let action = format!("write blob {}", descriptor.digest);
         let copy = || -> io::Result<()> {
-            let mut temp = NamedTempFile::new_in(self.dir.join("blobs/sha256"))?;
+            let mut temp =
+                AtomicFile::create_in(&self.dir.join("blobs/sha256"), &target, Publish::PUBLIC)?;
             io::copy(&mut fs::File::open(source)?, &mut temp)?;
-            publish_mode(&temp)?;
-            temp.persist(&target).map_err(|e| e.error)?;
-            Ok(())
+            temp.commit()
         };
         copy().map_err(self.io(action))
     }
@@ -524,12 +522,7 @@ pub fn valid_ref_name(name: &str) -> bool {
 }
 
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let mut temp = NamedTempFile::new_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    publish_mode(&temp)?;
-    temp.persist(dir.join(name)).map_err(|e| e.error)?;
-    Ok(())
+    crate::fsutil::write_atomic(&dir.join(name), bytes, Publish::PUBLIC.synced())
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
-use tempfile::NamedTempFile;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use std::sync::Arc;
 use super::spec::{self, Descriptor, ImageConfig, Index, Manifest};
 use super::{Blob, BlobData, ImageArtifact, ManifestSummary};
 use crate::digest::{Digest, digest_reader};
-use crate::layer::cache::publish_mode;
+use crate::fsutil::{AtomicFile, Publish};
 
 const LAYOUT_FILE: &str = "oci-layout";
 const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -347,33 +346,26 @@ fn put_blob(dir: &Path, target: &Path, blob: &Blob) -> io::Result<()> {
             if fs::hard_link(source, target).is_ok() {
                 return Ok(());
             }
-            let mut temp = NamedTempFile::new_in(dir)?;
+            let mut temp = AtomicFile::create_in(dir, target, Publish::PUBLIC)?;
             // Checked while copied: a blob changed in the cache does not reach the layout.
             let mut verified = crate::digest::VerifyingReader::new(
                 fs::File::open(source)?,
                 blob.descriptor.digest.clone(),
             );
             io::copy(&mut verified, &mut temp)?;
-            publish_mode(&temp)?;
-            temp.persist(target).map_err(|e| e.error)?;
+            temp.commit()?;
         }
         BlobData::Bytes(bytes) => {
-            let mut temp = NamedTempFile::new_in(dir)?;
+            let mut temp = AtomicFile::create_in(dir, target, Publish::PUBLIC)?;
             temp.write_all(bytes)?;
-            publish_mode(&temp)?;
-            temp.persist(target).map_err(|e| e.error)?;
+            temp.commit()?;
         }
     }
     Ok(())
 }
 
 fn write_file_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let mut temp = NamedTempFile::new_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    publish_mode(&temp)?;
-    temp.persist(dir.join(name)).map_err(|e| e.error)?;
-    Ok(())
+    crate::fsutil::write_atomic(&dir.join(name), bytes, Publish::PUBLIC.synced())
 }
 
 #[cfg(test)]
