@@ -117,10 +117,10 @@ pub fn write_oci_archive(
             index_bytes.len() as u64,
         ),
     );
-    let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+    let layout = super::layout::LAYOUT_CONTENT;
     tree.insert(
         path("oci-layout"),
-        file_entry(Content::Inline(Arc::from(&layout[..])), layout.len() as u64),
+        file_entry(Content::Inline(Arc::from(layout)), layout.len() as u64),
     );
     write_tree_atomic(dest, &tree)
 }
