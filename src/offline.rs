@@ -215,7 +215,7 @@ pub fn verify(bundle: &Bundle) -> Result<VerifyReport, BundleError> {
     bundle.verify_with(|sizes| {
         let inputs = read_inputs(bundle.dir()).map_err(|e| BundleError::BadInputs {
             bundle: bundle.name().to_owned(),
-            message: e.to_string(),
+            source: Box::new(e),
         })?;
         for input in &inputs {
             if sizes.get(&input.sha256).copied() != Some(input.size) {

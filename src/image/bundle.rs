@@ -77,8 +77,14 @@ pub enum BundleError {
         "bundle `{bundle}`: index.json names an image `{name}`, which is not a valid ref name (REPOSITORY:TAG)"
     )]
     BadRefName { bundle: String, name: String },
-    #[error("bundle `{bundle}`: {message}")]
-    BadInputs { bundle: String, message: String },
+    /// The listing beside the layout (`inputs.json`) could not be read or is not valid. Its
+    /// error is of a later stage (offline), which this module does not name.
+    #[error("bundle `{bundle}`: cannot check the inputs it lists")]
+    BadInputs {
+        bundle: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error(
         "bundle `{bundle}`: blob {digest} (file `{file}`) is {size} bytes, but a descriptor says {expected}"
     )]
