@@ -367,11 +367,8 @@ impl Lockfile {
         );
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(write_err)?;
-        let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
-        std::io::Write::write_all(&mut temp, text.as_bytes()).map_err(write_err)?;
-        crate::layer::cache::publish_mode(&temp).map_err(write_err)?;
-        temp.persist(path).map_err(|e| write_err(e.error))?;
-        Ok(())
+        crate::fsutil::write_atomic(path, text.as_bytes(), crate::fsutil::Publish::PUBLIC)
+            .map_err(write_err)
     }
 
     /// The file's TOML: `version`, then each kind's tables that pin anything, as one

@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, HashingWriter};
+use crate::fsutil::Publish;
 use crate::image::bundle::{Bundle, BundleError, VerifyReport};
 use crate::image::spec::{self, Descriptor, ImageConfig, Manifest, Platform};
 use crate::layer::cache::{Cache, CacheError, CacheKeyBuilder};
@@ -165,7 +166,7 @@ pub fn verify(bundle: &Bundle) -> Result<VerifyReport, BundleError> {
     bundle.verify_with(|sizes| {
         let inputs = read_inputs(bundle.dir()).map_err(|e| BundleError::BadInputs {
             bundle: bundle.name().to_owned(),
-            message: e.to_string(),
+            source: Box::new(e),
         })?;
         for input in &inputs {
             if sizes.get(&input.sha256).copied() != Some(input.size) {
@@ -188,11 +189,7 @@ fn write_inputs(dir: &Path, inputs: Vec<Input>) -> Result<(), OfflineError> {
     };
     let mut bytes = serde_json::to_vec_pretty(&file).expect("inputs serialise");
     bytes.push(b'\n');
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
-    io::Write::write_all(&mut temp, &bytes).map_err(io_err(&path))?;
-    crate::layer::cache::publish_mode(&temp).map_err(io_err(&path))?;
-    temp.persist(&path).map_err(|e| io_err(&path)(e.error))?;
-    Ok(())
+    crate::fsutil::write_atomic(&path, &bytes, Publish::PUBLIC).map_err(io_err(&path))
 }
 
 /// `docker.io/library/debian:latest` for a reference named without tag or digest.
@@ -503,14 +500,8 @@ fn write_base_record(cache: &Cache, input: &Input) -> Result<(), OfflineError> {
     let path = base_record_path(cache, &input.name, input.platform.as_deref().unwrap_or(""));
     let dir = path.parent().expect("records have a directory");
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
-    io::Write::write_all(
-        &mut temp,
-        &serde_json::to_vec(input).expect("inputs serialise"),
-    )
-    .map_err(io_err(&path))?;
-    temp.persist(&path).map_err(|e| io_err(&path)(e.error))?;
-    Ok(())
+    let bytes = serde_json::to_vec(input).expect("inputs serialise");
+    crate::fsutil::write_atomic(&path, &bytes, Publish::PRIVATE).map_err(io_err(&path))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ use tempfile::NamedTempFile;
 use super::spec::{self, Index};
 use super::{BlobData, ImageArtifact};
 use crate::digest::{Digest, HashingWriter};
+use crate::fsutil::{AtomicFile, Publish};
 use crate::layer::tarball::{TarError, write_tar};
 use crate::layer::{Compression, Content, Entry, EntryKind, FileStamp, ImagePath, LayerTree};
 
@@ -76,20 +77,18 @@ fn write_tree_atomic(dest: &Path, tree: &LayerTree) -> Result<(), ArchiveError> 
         _ => Path::new("."),
     };
     fs::create_dir_all(parent).map_err(io_err)?;
-    let temp = NamedTempFile::new_in(parent).map_err(io_err)?;
-    let writer = BufWriter::new(temp.reopen().map_err(io_err)?);
-    let writer = write_tar(tree, 0, writer, &mut |_| {}).map_err(|source| ArchiveError::Tar {
-        path: dest.to_owned(),
-        source,
+    let temp = AtomicFile::create_in(parent, dest, Publish::PUBLIC.synced()).map_err(io_err)?;
+    let writer = write_tar(tree, 0, BufWriter::new(temp), &mut |_| {}).map_err(|source| {
+        ArchiveError::Tar {
+            path: dest.to_owned(),
+            source,
+        }
     })?;
     writer
         .into_inner()
         .map_err(|e| io_err(e.into_error()))?
-        .sync_all()
-        .map_err(io_err)?;
-    crate::layer::cache::publish_mode(&temp).map_err(io_err)?;
-    temp.persist(dest).map_err(|e| io_err(e.error))?;
-    Ok(())
+        .commit()
+        .map_err(io_err)
 }
 
 /// Writes an OCI layout with the image under `tag` as a tar file at `dest`.
@@ -118,10 +117,10 @@ pub fn write_oci_archive(
             index_bytes.len() as u64,
         ),
     );
-    let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+    let layout = super::layout::LAYOUT_CONTENT;
     tree.insert(
         path("oci-layout"),
-        file_entry(Content::Inline(Arc::from(&layout[..])), layout.len() as u64),
+        file_entry(Content::Inline(Arc::from(layout)), layout.len() as u64),
     );
     write_tree_atomic(dest, &tree)
 }

@@ -15,21 +15,19 @@
 //! image, so an interrupted copy leaves a bundle that a rerun completes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::io::{self, BufReader, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::Serialize;
-use tempfile::NamedTempFile;
 
+use super::layout::{Fault, LayoutDir, MAX_DOCUMENT_SIZE};
 use super::spec::{self, Descriptor, Index};
-use crate::digest::{Digest, digest_reader};
-use crate::layer::cache::publish_mode;
+use crate::digest::Digest;
 
 /// The full reference an image of a bundle was copied from (`docker.io/mlrun/mlrun:1.0`).
 pub const ANNOTATION_MIRROR_REFERENCE: &str = "io.oci-build.mirror.reference";
-const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+pub use super::layout::valid_ref_name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -42,11 +40,12 @@ pub enum BundleError {
         #[source]
         source: io::Error,
     },
-    #[error("bundle `{bundle}`: `{file}` is not valid JSON of the expected shape ({message})")]
+    #[error("bundle `{bundle}`: `{file}` is not valid JSON of the expected shape")]
     BadJson {
         bundle: String,
         file: String,
-        message: String,
+        #[source]
+        source: serde_json::Error,
     },
     #[error("bundle `{bundle}`: blob {digest} (file `{file}`) is missing")]
     MissingBlob {
@@ -78,8 +77,14 @@ pub enum BundleError {
         "bundle `{bundle}`: index.json names an image `{name}`, which is not a valid ref name (REPOSITORY:TAG)"
     )]
     BadRefName { bundle: String, name: String },
-    #[error("bundle `{bundle}`: {message}")]
-    BadInputs { bundle: String, message: String },
+    /// The listing beside the layout (`inputs.json`) could not be read or is not valid. Its
+    /// error is of a later stage (offline), which this module does not name.
+    #[error("bundle `{bundle}`: cannot check the inputs it lists")]
+    BadInputs {
+        bundle: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error(
         "bundle `{bundle}`: blob {digest} (file `{file}`) is {size} bytes, but a descriptor says {expected}"
     )]
@@ -90,12 +95,21 @@ pub enum BundleError {
         size: u64,
         expected: u64,
     },
+    #[error(
+        "bundle `{bundle}`: blob {digest} (file `{file}`) is {size} bytes, over the {MAX_DOCUMENT_SIZE}-byte limit for manifests and indexes"
+    )]
+    DocumentTooLarge {
+        bundle: String,
+        digest: Digest,
+        file: String,
+        size: u64,
+    },
 }
 
 /// An open bundle directory. `name` is how messages call it (`dir:out` or `oci-archive:b.tar`,
 /// whose directory is a temporary unpacking).
 pub struct Bundle {
-    dir: PathBuf,
+    files: LayoutDir,
     name: String,
     index: Mutex<Index>,
 }
@@ -112,39 +126,28 @@ pub struct VerifyReport {
 }
 
 impl Bundle {
+    fn new(dir: &Path, name: &str) -> Bundle {
+        Bundle {
+            files: LayoutDir::new(dir),
+            name: name.to_owned(),
+            index: Mutex::new(Index::new(Some(spec::OCI_INDEX))),
+        }
+    }
+
     /// Opens an existing bundle.
     pub fn open(dir: &Path, name: &str) -> Result<Bundle, BundleError> {
-        if !dir.join("oci-layout").is_file() {
+        let bundle = Bundle::new(dir, name);
+        if !bundle.files.is_layout() {
             return Err(BundleError::NotALayout {
                 bundle: name.to_owned(),
             });
         }
-        let bundle = Bundle {
-            dir: dir.to_owned(),
-            name: name.to_owned(),
-            index: Mutex::new(Index::new(Some(spec::OCI_INDEX))),
-        };
-        for sub in ["blobs", "blobs/sha256"] {
-            if fs::symlink_metadata(dir.join(sub)).is_ok_and(|m| m.file_type().is_symlink()) {
-                return Err(BundleError::NotRegular {
-                    bundle: name.to_owned(),
-                    file: sub.to_owned(),
-                });
-            }
-        }
-        let bytes = super::read_regular(&dir.join("index.json"))
-            .map_err(|e| bundle.refused("index.json", "read index.json", e))?;
-        let index: Index = serde_json::from_slice(&bytes).map_err(|e| BundleError::BadJson {
-            bundle: name.to_owned(),
-            file: "index.json".to_owned(),
-            message: e.to_string(),
-        })?;
-        if let Some(bad) = index
-            .manifests
-            .iter()
-            .filter_map(Descriptor::ref_name)
-            .find(|n| !valid_ref_name(n))
-        {
+        bundle
+            .files
+            .check_blob_dirs()
+            .map_err(|f| bundle.error(f))?;
+        let index = bundle.files.read_index().map_err(|f| bundle.error(f))?;
+        if let Some(bad) = super::layout::invalid_ref_name(&index) {
             return Err(BundleError::BadRefName {
                 bundle: name.to_owned(),
                 name: bad.to_owned(),
@@ -156,144 +159,111 @@ impl Bundle {
 
     /// Opens the bundle at `dir`, creating an empty one when there is none.
     pub fn create(dir: &Path, name: &str) -> Result<Bundle, BundleError> {
-        if dir.join("oci-layout").is_file() && dir.join("index.json").is_file() {
+        let bundle = Bundle::new(dir, name);
+        if bundle.files.is_layout() && bundle.files.has_index() {
             return Bundle::open(dir, name);
         }
-        let bundle = Bundle {
-            dir: dir.to_owned(),
-            name: name.to_owned(),
-            index: Mutex::new(Index::new(Some(spec::OCI_INDEX))),
-        };
-        fs::create_dir_all(dir.join("blobs/sha256")).map_err(bundle.io("create the directory"))?;
-        write_atomic(dir, "oci-layout", LAYOUT_CONTENT).map_err(bundle.io("write oci-layout"))?;
+        bundle.files.init().map_err(|f| bundle.error(f))?;
         bundle.save_index()?;
         Ok(bundle)
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.files.path()
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    fn io(&self, action: impl Into<String>) -> impl FnOnce(io::Error) -> BundleError + '_ {
-        let action = action.into();
-        move |source| BundleError::Io {
-            bundle: self.name.clone(),
-            action,
-            source,
-        }
-    }
-
-    /// The error for a file of the bundle that could not be opened: refused when it is not a
-    /// regular file, else what `action` met.
-    fn refused(&self, file: &str, action: &str, error: super::OpenError) -> BundleError {
-        match error {
-            super::OpenError::NotRegular => BundleError::NotRegular {
-                bundle: self.name.clone(),
-                file: file.to_owned(),
+    /// The error for what went wrong with a file of the bundle, naming the bundle as the user
+    /// did (`dir:out`), not the directory it may have been unpacked to.
+    fn error(&self, fault: Fault) -> BundleError {
+        let bundle = self.name.clone();
+        let file = |digest: &Digest| LayoutDir::blob_file(digest);
+        match fault {
+            Fault::NotRegular { file } => BundleError::NotRegular { bundle, file },
+            Fault::MissingBlob { digest } => BundleError::MissingBlob {
+                bundle,
+                file: file(&digest),
+                digest,
             },
-            super::OpenError::Io(e) => self.io(action)(e),
+            Fault::CorruptBlob {
+                digest,
+                found,
+                size,
+            } => BundleError::CorruptBlob {
+                bundle,
+                file: file(&digest),
+                digest,
+                found,
+                size,
+            },
+            Fault::WrongSize {
+                digest,
+                size,
+                expected,
+            } => BundleError::WrongSize {
+                bundle,
+                file: file(&digest),
+                digest,
+                size,
+                expected,
+            },
+            Fault::TooLarge { digest, size } => BundleError::DocumentTooLarge {
+                bundle,
+                file: file(&digest),
+                digest,
+                size,
+            },
+            Fault::BadJson { file, source } => BundleError::BadJson {
+                bundle,
+                file,
+                source,
+            },
+            Fault::Io { action, source } => BundleError::Io {
+                bundle,
+                action,
+                source,
+            },
         }
     }
 
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join("blobs/sha256").join(digest.hex())
-    }
-
-    fn blob_file(digest: &Digest) -> String {
-        format!("blobs/sha256/{}", digest.hex())
+        self.files.blob_path(digest)
     }
 
     /// Whether the bundle has a blob of the descriptor's size (blobs are renamed into place
     /// complete, so a file of the right size is the finished blob).
     pub fn has_blob(&self, descriptor: &Descriptor) -> bool {
-        super::is_regular_of_size(&self.blob_path(&descriptor.digest), descriptor.size)
+        self.files.has_blob(descriptor)
     }
 
     /// Streams a blob through sha256 and compares it with its descriptor.
     pub fn verify_blob(&self, descriptor: &Descriptor) -> Result<(), BundleError> {
-        let digest = &descriptor.digest;
-        let file = super::open_regular(&self.blob_path(digest)).map_err(|e| match e {
-            super::OpenError::Io(e) if e.kind() == io::ErrorKind::NotFound => {
-                BundleError::MissingBlob {
-                    bundle: self.name.clone(),
-                    digest: digest.clone(),
-                    file: Bundle::blob_file(digest),
-                }
-            }
-            e => self.refused(
-                &Bundle::blob_file(digest),
-                &format!("read blob {digest}"),
-                e,
-            ),
-        })?;
-        let (found, size) =
-            digest_reader(BufReader::new(file)).map_err(self.io(format!("read blob {digest}")))?;
-        if &found != digest {
-            return Err(BundleError::CorruptBlob {
-                bundle: self.name.clone(),
-                digest: digest.clone(),
-                file: Bundle::blob_file(digest),
-                found,
-                size,
-            });
-        }
-        if size != descriptor.size {
-            return Err(BundleError::WrongSize {
-                bundle: self.name.clone(),
-                digest: digest.clone(),
-                file: Bundle::blob_file(digest),
-                size,
-                expected: descriptor.size,
-            });
-        }
-        Ok(())
+        self.files
+            .verify_blob(descriptor)
+            .map_err(|f| self.error(f))
     }
 
-    /// A small document (manifest, index), verified against its digest.
+    /// A small document (manifest, index), verified against its descriptor.
     pub fn read_document(&self, descriptor: &Descriptor) -> Result<Vec<u8>, BundleError> {
-        self.verify_blob(descriptor)?;
-        let digest = &descriptor.digest;
-        super::read_regular(&self.blob_path(digest)).map_err(|e| {
-            self.refused(
-                &Bundle::blob_file(digest),
-                &format!("read blob {digest}"),
-                e,
-            )
-        })
+        self.files
+            .read_document(descriptor)
+            .map_err(|f| self.error(f))
     }
 
     /// Puts a blob into place from a file (a hard link when possible; blobs never change).
     pub fn put_blob_file(&self, descriptor: &Descriptor, source: &Path) -> Result<(), BundleError> {
-        let target = self.blob_path(&descriptor.digest);
-        if self.has_blob(descriptor) {
-            return Ok(());
-        }
-        let _ = fs::remove_file(&target);
-        if fs::hard_link(source, &target).is_ok() {
-            return Ok(());
-        }
-        let action = format!("write blob {}", descriptor.digest);
-        let copy = || -> io::Result<()> {
-            let mut temp = NamedTempFile::new_in(self.dir.join("blobs/sha256"))?;
-            io::copy(&mut fs::File::open(source)?, &mut temp)?;
-            publish_mode(&temp)?;
-            temp.persist(&target).map_err(|e| e.error)?;
-            Ok(())
-        };
-        copy().map_err(self.io(action))
+        self.files
+            .put_blob_file(descriptor, source)
+            .map_err(|f| self.error(f))
     }
 
     pub fn put_blob_bytes(&self, descriptor: &Descriptor, bytes: &[u8]) -> Result<(), BundleError> {
-        if self.has_blob(descriptor) {
-            return Ok(());
-        }
-        let dir = self.dir.join("blobs/sha256");
-        write_atomic(&dir, descriptor.digest.hex(), bytes)
-            .map_err(self.io(format!("write blob {}", descriptor.digest)))
+        self.files
+            .put_blob_bytes(descriptor, bytes)
+            .map_err(|f| self.error(f))
     }
 
     /// The descriptor named `name` (`REPOSITORY:TAG`).
@@ -395,9 +365,14 @@ impl Bundle {
         self.save_index()
     }
 
+    /// Writes the bundle's index under the layout's lock, taking the snapshot inside it so
+    /// that of two threads the later change is written last.
     fn save_index(&self) -> Result<(), BundleError> {
-        let bytes = spec::to_json_bytes(&*self.index.lock().expect("index lock"));
-        write_atomic(&self.dir, "index.json", &bytes).map_err(self.io("write index.json"))
+        let lock = self.files.lock().map_err(|f| self.error(f))?;
+        let index = self.index.lock().expect("index lock").clone();
+        self.files
+            .write_index(&index, &lock)
+            .map_err(|f| self.error(f))
     }
 
     /// Checks every blob file against the digest its name says, and every descriptor reachable
@@ -414,35 +389,14 @@ impl Bundle {
     ) -> Result<VerifyReport, BundleError> {
         let mut sizes: HashMap<Digest, u64> = HashMap::new();
         let mut bytes = 0;
-        let blob_dir = self.dir.join("blobs/sha256");
-        let mut names: Vec<_> = fs::read_dir(&blob_dir)
-            .map_err(self.io("list blobs/sha256"))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        for name in names {
-            // Temporary files of an interrupted copy are not blobs.
-            let Ok(digest) = Digest::from_hex(&name) else {
-                continue;
-            };
-            let file = super::open_regular(&blob_dir.join(&name)).map_err(|e| {
-                self.refused(
-                    &Bundle::blob_file(&digest),
-                    &format!("read blob {digest}"),
-                    e,
-                )
-            })?;
-            let (found, size) = digest_reader(BufReader::new(file))
-                .map_err(self.io(format!("read blob {digest}")))?;
+        for digest in self.files.list_blobs().map_err(|f| self.error(f))? {
+            let (found, size) = self.files.hash_blob(&digest).map_err(|f| self.error(f))?;
             if found != digest {
-                return Err(BundleError::CorruptBlob {
-                    bundle: self.name.clone(),
-                    file: Bundle::blob_file(&digest),
+                return Err(self.error(Fault::CorruptBlob {
                     digest,
                     found,
                     size,
-                });
+                }));
             }
             bytes += size;
             sizes.insert(digest, size);
@@ -454,23 +408,18 @@ impl Bundle {
             if seen.insert(descriptor.digest.clone(), ()).is_some() {
                 continue;
             }
-            let file = Bundle::blob_file(&descriptor.digest);
             match sizes.get(&descriptor.digest) {
                 None => {
-                    return Err(BundleError::MissingBlob {
-                        bundle: self.name.clone(),
+                    return Err(self.error(Fault::MissingBlob {
                         digest: descriptor.digest.clone(),
-                        file,
-                    });
+                    }));
                 }
                 Some(&size) if size != descriptor.size => {
-                    return Err(BundleError::WrongSize {
-                        bundle: self.name.clone(),
+                    return Err(self.error(Fault::WrongSize {
                         digest: descriptor.digest.clone(),
-                        file,
                         size,
                         expected: descriptor.size,
-                    });
+                    }));
                 }
                 Some(_) => {}
             }
@@ -479,10 +428,11 @@ impl Bundle {
                 continue;
             }
             let document = self.read_document(&descriptor)?;
-            let bad_json = |e: serde_json::Error| BundleError::BadJson {
-                bundle: self.name.clone(),
-                file: file.clone(),
-                message: e.to_string(),
+            let bad_json = |source| {
+                self.error(Fault::BadJson {
+                    file: LayoutDir::blob_file(&descriptor.digest),
+                    source,
+                })
             };
             if is_index {
                 let child: Index = serde_json::from_slice(&document).map_err(bad_json)?;
@@ -507,34 +457,10 @@ impl Bundle {
     }
 }
 
-/// An OCI ref name (`org.opencontainers.image.ref.name`): `/`-separated components, each
-/// starting with a letter or digit, of letters, digits and `._-:@+` (and `_`, which Docker tags
-/// use). `..`, `.`, empty components and leading `/` are thus refused.
-pub fn valid_ref_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.split('/').all(|component| {
-            component
-                .bytes()
-                .next()
-                .is_some_and(|b| b.is_ascii_alphanumeric())
-                && component
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-:@+".contains(&b))
-        })
-}
-
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let mut temp = NamedTempFile::new_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    publish_mode(&temp)?;
-    temp.persist(dir.join(name)).map_err(|e| e.error)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn ref_names_that_could_act_as_paths_are_invalid() {

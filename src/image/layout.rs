@@ -8,11 +8,10 @@
 //! through a symlink, and blobs only by a parsed digest.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
-use tempfile::NamedTempFile;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,10 +19,13 @@ use std::sync::Arc;
 use super::spec::{self, Descriptor, ImageConfig, Index, Manifest};
 use super::{Blob, BlobData, ImageArtifact, ManifestSummary};
 use crate::digest::{Digest, digest_reader};
-use crate::layer::cache::publish_mode;
+use crate::fsutil::{AtomicFile, DirLock, Publish};
 
 const LAYOUT_FILE: &str = "oci-layout";
-const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+/// The `oci-layout` file's content.
+pub const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+const INDEX_FILE: &str = "index.json";
+const BLOB_DIR: &str = "blobs/sha256";
 /// Manifests, indexes and configs larger than this are refused rather than read into memory.
 pub const MAX_DOCUMENT_SIZE: u64 = 8 << 20;
 
@@ -78,67 +80,369 @@ pub enum LayoutError {
     },
 }
 
+impl LayoutError {
+    fn from_fault(dir: &Path, fault: Fault) -> LayoutError {
+        let dir = dir.to_owned();
+        match fault {
+            Fault::NotRegular { file } => LayoutError::NotRegular { dir, file },
+            Fault::MissingBlob { digest } => LayoutError::MissingBlob { dir, digest },
+            Fault::CorruptBlob {
+                digest,
+                found,
+                size,
+            } => LayoutError::CorruptBlob {
+                dir,
+                digest,
+                found,
+                size,
+            },
+            // The content is what the digest says; the descriptor is wrong about its size.
+            Fault::WrongSize { digest, size, .. } => LayoutError::CorruptBlob {
+                dir,
+                found: digest.clone(),
+                digest,
+                size,
+            },
+            Fault::TooLarge { digest, size } => LayoutError::DocumentTooLarge { dir, digest, size },
+            Fault::BadJson { file, source } => LayoutError::BadJson { dir, file, source },
+            Fault::Io { action, source } => LayoutError::Io {
+                dir,
+                action,
+                source,
+            },
+        }
+    }
+}
+
+/// The files of a layout directory: where blobs are, how one is read, verified or put into
+/// place, how `index.json` is read and replaced. [`Layout`] (a build's base or output) and
+/// [`super::bundle::Bundle`] (a mirror bundle) both go through it and turn its [`Fault`]s into
+/// their own errors, which name the layout as their users know it.
+#[derive(Clone, Debug)]
+pub struct LayoutDir {
+    dir: PathBuf,
+}
+
+/// What went wrong with a file of a [`LayoutDir`]; the caller adds which layout.
+#[derive(Debug)]
+pub enum Fault {
+    /// `file` (relative to the layout) is a symlink or special file.
+    NotRegular {
+        file: String,
+    },
+    MissingBlob {
+        digest: Digest,
+    },
+    /// The blob's content hashes to `found`.
+    CorruptBlob {
+        digest: Digest,
+        found: Digest,
+        size: u64,
+    },
+    /// The content matches the digest, but a descriptor states another size.
+    WrongSize {
+        digest: Digest,
+        size: u64,
+        expected: u64,
+    },
+    /// A document over [`MAX_DOCUMENT_SIZE`].
+    TooLarge {
+        digest: Digest,
+        size: u64,
+    },
+    BadJson {
+        file: String,
+        source: serde_json::Error,
+    },
+    Io {
+        action: String,
+        source: io::Error,
+    },
+}
+
+fn io_fault(action: impl Into<String>) -> impl FnOnce(io::Error) -> Fault {
+    let action = action.into();
+    move |source| Fault::Io { action, source }
+}
+
+impl LayoutDir {
+    pub fn new(dir: &Path) -> LayoutDir {
+        LayoutDir {
+            dir: dir.to_owned(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the directory has an `oci-layout` file.
+    pub fn is_layout(&self) -> bool {
+        self.dir.join(LAYOUT_FILE).is_file()
+    }
+
+    pub fn has_index(&self) -> bool {
+        self.dir.join(INDEX_FILE).is_file()
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(BLOB_DIR).join(digest.hex())
+    }
+
+    /// A blob's path relative to the layout, as messages name it.
+    pub fn blob_file(digest: &Digest) -> String {
+        format!("{BLOB_DIR}/{}", digest.hex())
+    }
+
+    /// Creates `blobs/sha256` and the `oci-layout` file where they are missing.
+    pub fn init(&self) -> Result<(), Fault> {
+        fs::create_dir_all(self.dir.join(BLOB_DIR))
+            .map_err(io_fault("create the layout directory"))?;
+        if !self.is_layout() {
+            crate::fsutil::write_atomic(
+                &self.dir.join(LAYOUT_FILE),
+                LAYOUT_CONTENT,
+                Publish::PUBLIC.synced(),
+            )
+            .map_err(io_fault("write oci-layout"))?;
+        }
+        Ok(())
+    }
+
+    /// Refuses `blobs` or `blobs/sha256` when it is a symlink, which could lead anywhere.
+    pub fn check_blob_dirs(&self) -> Result<(), Fault> {
+        for sub in ["blobs", BLOB_DIR] {
+            if fs::symlink_metadata(self.dir.join(sub)).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(Fault::NotRegular {
+                    file: sub.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn read_index(&self) -> Result<Index, Fault> {
+        let bytes = super::read_regular(&self.dir.join(INDEX_FILE))
+            .map_err(|e| opened(INDEX_FILE, "read index.json", e))?;
+        serde_json::from_slice(&bytes).map_err(|source| Fault::BadJson {
+            file: INDEX_FILE.to_owned(),
+            source,
+        })
+    }
+
+    /// The lock that [`LayoutDir::write_index`] asks for. Another process may be adding its
+    /// tag to the same layout: whoever reads, changes and replaces `index.json` holds it
+    /// throughout, or one of the two tags is lost.
+    pub fn lock(&self) -> Result<DirLock, Fault> {
+        DirLock::acquire(&self.dir).map_err(io_fault("lock the layout"))
+    }
+
+    /// Replaces `index.json`, fsync'd: it is written last and names everything else.
+    pub fn write_index(&self, index: &Index, _lock: &DirLock) -> Result<(), Fault> {
+        crate::fsutil::write_atomic(
+            &self.dir.join(INDEX_FILE),
+            &spec::to_json_bytes(index),
+            Publish::PUBLIC.synced(),
+        )
+        .map_err(io_fault("write index.json"))
+    }
+
+    /// Whether there is a blob of the descriptor's size (blobs are renamed into place complete,
+    /// so a regular file of the right size is the finished blob).
+    pub fn has_blob(&self, descriptor: &Descriptor) -> bool {
+        super::is_regular_of_size(&self.blob_path(&descriptor.digest), descriptor.size)
+    }
+
+    /// Opens a blob only when it is a regular file.
+    fn open_blob(&self, digest: &Digest) -> Result<fs::File, Fault> {
+        super::open_regular(&self.blob_path(digest)).map_err(|e| match e {
+            super::OpenError::Io(e) if e.kind() == io::ErrorKind::NotFound => Fault::MissingBlob {
+                digest: digest.clone(),
+            },
+            e => opened(
+                &LayoutDir::blob_file(digest),
+                &format!("read blob {digest}"),
+                e,
+            ),
+        })
+    }
+
+    /// The digests of the blob files, in order of their names. Other files there, such as
+    /// temporary files of an interrupted copy, are not blobs.
+    pub fn list_blobs(&self) -> Result<Vec<Digest>, Fault> {
+        let mut names: Vec<_> = fs::read_dir(self.dir.join(BLOB_DIR))
+            .map_err(io_fault("list blobs/sha256"))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        Ok(names
+            .iter()
+            .filter_map(|name| Digest::from_hex(name).ok())
+            .collect())
+    }
+
+    /// Streams the blob named `digest` through sha256: what its content hashes to, and its size.
+    pub fn hash_blob(&self, digest: &Digest) -> Result<(Digest, u64), Fault> {
+        let file = self.open_blob(digest)?;
+        digest_reader(io::BufReader::new(file)).map_err(io_fault(format!("read blob {digest}")))
+    }
+
+    /// Checks a blob against its descriptor: content, then size.
+    pub fn verify_blob(&self, descriptor: &Descriptor) -> Result<(), Fault> {
+        let digest = &descriptor.digest;
+        let (found, size) = self.hash_blob(digest)?;
+        check_content(descriptor, found, size)
+    }
+
+    /// Reads a small JSON blob (manifest, index, config), verified against its descriptor and
+    /// never more than [`MAX_DOCUMENT_SIZE`] of it.
+    pub fn read_document(&self, descriptor: &Descriptor) -> Result<Vec<u8>, Fault> {
+        let digest = &descriptor.digest;
+        let action = format!("read blob {digest}");
+        let opened = self.open_blob(digest)?;
+        let size = opened.metadata().map_err(io_fault(action.clone()))?.len();
+        if size > MAX_DOCUMENT_SIZE {
+            return Err(Fault::TooLarge {
+                digest: digest.clone(),
+                size,
+            });
+        }
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut io::Read::take(opened, MAX_DOCUMENT_SIZE), &mut bytes)
+            .map_err(io_fault(action))?;
+        check_content(descriptor, Digest::of_bytes(&bytes), size)?;
+        Ok(bytes)
+    }
+
+    /// Puts a blob into place from a file: a hard link when both are on one filesystem (blobs
+    /// are never modified in place), else a copy, checked while copied so that a blob changed
+    /// at its source does not reach the layout.
+    pub fn put_blob_file(&self, descriptor: &Descriptor, source: &Path) -> Result<(), Fault> {
+        if self.has_blob(descriptor) {
+            return Ok(());
+        }
+        let target = self.blob_path(&descriptor.digest);
+        let _ = fs::remove_file(&target);
+        if fs::hard_link(source, &target).is_ok() {
+            return Ok(());
+        }
+        let copy = || -> io::Result<()> {
+            let mut temp =
+                AtomicFile::create_in(&self.dir.join(BLOB_DIR), &target, Publish::PUBLIC)?;
+            let mut verified = crate::digest::VerifyingReader::new(
+                fs::File::open(source)?,
+                descriptor.digest.clone(),
+            );
+            io::copy(&mut verified, &mut temp)?;
+            temp.commit()
+        };
+        copy().map_err(io_fault(format!("write blob {}", descriptor.digest)))
+    }
+
+    /// Puts a blob held in memory (a document) into place, fsync'd.
+    pub fn put_blob_bytes(&self, descriptor: &Descriptor, bytes: &[u8]) -> Result<(), Fault> {
+        if self.has_blob(descriptor) {
+            return Ok(());
+        }
+        crate::fsutil::write_atomic(
+            &self.blob_path(&descriptor.digest),
+            bytes,
+            Publish::PUBLIC.synced(),
+        )
+        .map_err(io_fault(format!("write blob {}", descriptor.digest)))
+    }
+
+    pub fn put_blob(&self, blob: &Blob) -> Result<(), Fault> {
+        match &blob.data {
+            BlobData::File(source) => self.put_blob_file(&blob.descriptor, source),
+            BlobData::Bytes(bytes) => self.put_blob_bytes(&blob.descriptor, bytes),
+        }
+    }
+}
+
+/// The fault for a file of a layout that [`super::open_regular`] did not open.
+fn opened(file: &str, action: &str, error: super::OpenError) -> Fault {
+    match error {
+        super::OpenError::NotRegular => Fault::NotRegular {
+            file: file.to_owned(),
+        },
+        super::OpenError::Io(e) => io_fault(action)(e),
+    }
+}
+
+fn check_content(descriptor: &Descriptor, found: Digest, size: u64) -> Result<(), Fault> {
+    let digest = &descriptor.digest;
+    if &found != digest {
+        return Err(Fault::CorruptBlob {
+            digest: digest.clone(),
+            found,
+            size,
+        });
+    }
+    if size != descriptor.size {
+        return Err(Fault::WrongSize {
+            digest: digest.clone(),
+            size,
+            expected: descriptor.size,
+        });
+    }
+    Ok(())
+}
+
+/// An OCI ref name (`org.opencontainers.image.ref.name`): `/`-separated components, each
+/// starting with a letter or digit, of letters, digits and `._-:@+` (and `_`, which Docker tags
+/// use). `..`, `.`, empty components and leading `/` are thus refused.
+pub fn valid_ref_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('/').all(|component| {
+            component
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric())
+                && component
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-:@+".contains(&b))
+        })
+}
+
+/// The first ref name of `index` that is not [valid](valid_ref_name), which could act as a path.
+pub fn invalid_ref_name(index: &Index) -> Option<&str> {
+    index
+        .manifests
+        .iter()
+        .filter_map(Descriptor::ref_name)
+        .find(|name| !valid_ref_name(name))
+}
+
 /// A layout directory opened for reading.
 pub struct Layout {
-    dir: PathBuf,
+    files: LayoutDir,
 }
 
 impl Layout {
     pub fn open(dir: &Path) -> Result<Layout, LayoutError> {
-        if !dir.join(LAYOUT_FILE).is_file() {
+        let files = LayoutDir::new(dir);
+        if !files.is_layout() {
             return Err(LayoutError::NotALayout(dir.to_owned()));
         }
-        Ok(Layout {
-            dir: dir.to_owned(),
-        })
+        Ok(Layout { files })
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.files.path()
     }
 
-    fn io(&self, action: impl Into<String>) -> impl FnOnce(io::Error) -> LayoutError + '_ {
-        let action = action.into();
-        move |source| LayoutError::Io {
-            dir: self.dir.clone(),
-            action,
-            source,
-        }
-    }
-
-    /// The error for a file of the layout that could not be opened or read.
-    fn refused(&self, file: &str, action: &str, error: super::OpenError) -> LayoutError {
-        match error {
-            super::OpenError::NotRegular => LayoutError::NotRegular {
-                dir: self.dir.clone(),
-                file: file.to_owned(),
-            },
-            super::OpenError::Io(e) if e.kind() == io::ErrorKind::NotFound => match file
-                .strip_prefix("blobs/sha256/")
-                .and_then(|hex| Digest::from_hex(hex).ok())
-            {
-                Some(digest) => LayoutError::MissingBlob {
-                    dir: self.dir.clone(),
-                    digest,
-                },
-                None => self.io(action)(e),
-            },
-            super::OpenError::Io(e) => self.io(action)(e),
-        }
+    fn error(&self, fault: Fault) -> LayoutError {
+        LayoutError::from_fault(self.files.path(), fault)
     }
 
     pub fn index(&self) -> Result<Index, LayoutError> {
-        let bytes = super::read_regular(&self.dir.join("index.json"))
-            .map_err(|e| self.refused("index.json", "read index.json", e))?;
-        serde_json::from_slice(&bytes).map_err(|source| LayoutError::BadJson {
-            dir: self.dir.clone(),
-            file: "index.json".to_owned(),
-            source,
-        })
+        self.files.read_index().map_err(|f| self.error(f))
     }
 
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join("blobs/sha256").join(digest.hex())
+        self.files.blob_path(digest)
     }
 
     /// Reads and verifies a small JSON blob (manifest, index, config).
@@ -146,60 +450,24 @@ impl Layout {
         &self,
         descriptor: &Descriptor,
     ) -> Result<(T, Vec<u8>), LayoutError> {
-        let digest = &descriptor.digest;
-        let file = format!("blobs/sha256/{}", digest.hex());
-        let action = format!("read blob {digest}");
-        let opened = super::open_regular(&self.blob_path(digest))
-            .map_err(|e| self.refused(&file, &action, e))?;
-        let size = opened.metadata().map_err(self.io(action.clone()))?.len();
-        if size > MAX_DOCUMENT_SIZE {
-            return Err(LayoutError::DocumentTooLarge {
-                dir: self.dir.clone(),
-                digest: digest.clone(),
-                size,
-            });
-        }
-        let mut bytes = Vec::new();
-        io::Read::read_to_end(&mut io::Read::take(opened, MAX_DOCUMENT_SIZE), &mut bytes)
-            .map_err(self.io(action))?;
-        let found = Digest::of_bytes(&bytes);
-        if &found != digest {
-            return Err(LayoutError::CorruptBlob {
-                dir: self.dir.clone(),
-                digest: digest.clone(),
-                found,
-                size,
-            });
-        }
-        let value = serde_json::from_slice(&bytes).map_err(|source| LayoutError::BadJson {
-            dir: self.dir.clone(),
-            file: format!("blobs/sha256/{}", digest.hex()),
-            source,
+        let bytes = self
+            .files
+            .read_document(descriptor)
+            .map_err(|f| self.error(f))?;
+        let value = serde_json::from_slice(&bytes).map_err(|source| {
+            self.error(Fault::BadJson {
+                file: LayoutDir::blob_file(&descriptor.digest),
+                source,
+            })
         })?;
         Ok((value, bytes))
     }
 
     /// Streams a blob through sha256 and compares it with its descriptor.
     pub fn verify_blob(&self, descriptor: &Descriptor) -> Result<(), LayoutError> {
-        let digest = &descriptor.digest;
-        let file = super::open_regular(&self.blob_path(digest)).map_err(|e| {
-            self.refused(
-                &format!("blobs/sha256/{}", digest.hex()),
-                &format!("read blob {digest}"),
-                e,
-            )
-        })?;
-        let (found, size) = digest_reader(io::BufReader::new(file))
-            .map_err(self.io(format!("read blob {digest}")))?;
-        if &found != digest || size != descriptor.size {
-            return Err(LayoutError::CorruptBlob {
-                dir: self.dir.clone(),
-                digest: digest.clone(),
-                found,
-                size,
-            });
-        }
-        Ok(())
+        self.files
+            .verify_blob(descriptor)
+            .map_err(|f| self.error(f))
     }
 
     /// The descriptor that `tag` names, or the only one when no tag is given.
@@ -212,13 +480,13 @@ impl Layout {
                 .find(|d| d.ref_name() == Some(tag))
                 .cloned()
                 .ok_or_else(|| LayoutError::NoSuchTag {
-                    dir: self.dir.clone(),
+                    dir: self.dir().to_owned(),
                     tag: tag.to_owned(),
                     available: tag_list(&index),
                 }),
             None if index.manifests.len() == 1 => Ok(index.manifests[0].clone()),
             None => Err(LayoutError::AmbiguousTag {
-                dir: self.dir.clone(),
+                dir: self.dir().to_owned(),
                 count: index.manifests.len(),
             }),
         }
@@ -301,79 +569,24 @@ fn tag_list(index: &Index) -> String {
 /// Writes `artifact` into the layout at `dir` (created if needed) under `tag`, keeping the
 /// layout's other tags.
 pub fn write_layout(dir: &Path, artifact: &ImageArtifact, tag: &str) -> Result<(), LayoutError> {
-    let io_err = |action: &str| {
-        let action = action.to_owned();
-        move |source| LayoutError::Io {
-            dir: dir.to_owned(),
-            action,
-            source,
-        }
-    };
-    fs::create_dir_all(dir.join("blobs/sha256")).map_err(io_err("create the layout directory"))?;
-    if !dir.join(LAYOUT_FILE).exists() {
-        write_file_atomic(dir, LAYOUT_FILE, LAYOUT_CONTENT).map_err(io_err("write oci-layout"))?;
-    }
+    let files = LayoutDir::new(dir);
+    let error = |fault| LayoutError::from_fault(dir, fault);
+    files.init().map_err(error)?;
     for blob in artifact.blobs.values() {
-        let target = dir.join("blobs/sha256").join(blob.descriptor.digest.hex());
-        if super::is_regular_of_size(&target, blob.descriptor.size) {
-            continue;
-        }
-        put_blob(dir, &target, blob)
-            .map_err(io_err(&format!("write blob {}", blob.descriptor.digest)))?;
+        files.put_blob(blob).map_err(error)?;
     }
-    // Another build may be adding its tag to the same layout: read, change and rename
-    // index.json under the layout's lock, or one of the two tags is lost.
-    let _guard = crate::fsutil::DirLock::acquire(dir).map_err(io_err("lock the layout"))?;
-    let mut index = match Layout::open(dir) {
-        Ok(layout) if dir.join("index.json").exists() => layout.index()?,
-        _ => Index::new(Some(spec::OCI_INDEX)),
+    let lock = files.lock().map_err(error)?;
+    let mut index = if files.has_index() {
+        files.read_index().map_err(error)?
+    } else {
+        Index::new(Some(spec::OCI_INDEX))
     };
     index.manifests.retain(|d| d.ref_name() != Some(tag));
     let mut root = artifact.root.clone();
     root.annotations
         .insert(spec::ANNOTATION_REF_NAME.to_owned(), tag.to_owned());
     index.manifests.push(root);
-    write_file_atomic(dir, "index.json", &spec::to_json_bytes(&index))
-        .map_err(io_err("write index.json"))?;
-    Ok(())
-}
-
-/// Copies a blob into place: a hard link from the cache when both are on one filesystem
-/// (blobs are never modified in place), else a copy through a temporary file.
-fn put_blob(dir: &Path, target: &Path, blob: &Blob) -> io::Result<()> {
-    match &blob.data {
-        BlobData::File(source) => {
-            let _ = fs::remove_file(target);
-            if fs::hard_link(source, target).is_ok() {
-                return Ok(());
-            }
-            let mut temp = NamedTempFile::new_in(dir)?;
-            // Checked while copied: a blob changed in the cache does not reach the layout.
-            let mut verified = crate::digest::VerifyingReader::new(
-                fs::File::open(source)?,
-                blob.descriptor.digest.clone(),
-            );
-            io::copy(&mut verified, &mut temp)?;
-            publish_mode(&temp)?;
-            temp.persist(target).map_err(|e| e.error)?;
-        }
-        BlobData::Bytes(bytes) => {
-            let mut temp = NamedTempFile::new_in(dir)?;
-            temp.write_all(bytes)?;
-            publish_mode(&temp)?;
-            temp.persist(target).map_err(|e| e.error)?;
-        }
-    }
-    Ok(())
-}
-
-fn write_file_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let mut temp = NamedTempFile::new_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    publish_mode(&temp)?;
-    temp.persist(dir.join(name)).map_err(|e| e.error)?;
-    Ok(())
+    files.write_index(&index, &lock).map_err(error)
 }
 
 #[cfg(test)]

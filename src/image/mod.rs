@@ -165,18 +165,10 @@ pub fn assemble_artifact(
     let mut blobs = BTreeMap::new();
     let mut manifests = Vec::new();
     for image in images {
-        let config_bytes: Arc<[u8]> = Arc::from(spec::to_json_bytes(&image.config));
-        let config = Descriptor::new(
+        let config = keep_document(
+            &mut blobs,
             media.config(),
-            Digest::of_bytes(&config_bytes),
-            config_bytes.len() as u64,
-        );
-        blobs.insert(
-            config.digest.clone(),
-            Blob {
-                descriptor: config.clone(),
-                data: BlobData::Bytes(config_bytes),
-            },
+            spec::to_json_bytes(&image.config),
         );
         let mut layers = Vec::new();
         for layer in &image.layers {
@@ -206,19 +198,8 @@ pub fn assemble_artifact(
             },
             extra: BTreeMap::new(),
         };
-        let manifest_bytes: Arc<[u8]> = Arc::from(spec::to_json_bytes(&manifest));
-        let mut descriptor = Descriptor::new(
-            media.manifest(),
-            Digest::of_bytes(&manifest_bytes),
-            manifest_bytes.len() as u64,
-        );
-        blobs.insert(
-            descriptor.digest.clone(),
-            Blob {
-                descriptor: descriptor.clone(),
-                data: BlobData::Bytes(manifest_bytes),
-            },
-        );
+        let mut descriptor =
+            keep_document(&mut blobs, media.manifest(), spec::to_json_bytes(&manifest));
         descriptor.platform = Some(image.platform.clone());
         manifests.push(ManifestSummary {
             platform: image.platform.to_string(),
@@ -238,20 +219,28 @@ pub fn assemble_artifact(
         if media == MediaTypes::Oci {
             index.annotations = annotations.clone();
         }
-        let bytes: Arc<[u8]> = Arc::from(spec::to_json_bytes(&index));
-        let root = Descriptor::new(media.index(), Digest::of_bytes(&bytes), bytes.len() as u64);
-        blobs.insert(
-            root.digest.clone(),
-            Blob {
-                descriptor: root.clone(),
-                data: BlobData::Bytes(bytes),
-            },
-        );
-        root
+        keep_document(&mut blobs, media.index(), spec::to_json_bytes(&index))
     };
     ImageArtifact {
         root,
         blobs,
         manifests,
     }
+}
+
+/// Adds a document (config, manifest, index) to `blobs` and returns its descriptor.
+fn keep_document(
+    blobs: &mut BTreeMap<Digest, Blob>,
+    media_type: &str,
+    bytes: Vec<u8>,
+) -> Descriptor {
+    let descriptor = Descriptor::new(media_type, Digest::of_bytes(&bytes), bytes.len() as u64);
+    blobs.insert(
+        descriptor.digest.clone(),
+        Blob {
+            descriptor: descriptor.clone(),
+            data: BlobData::Bytes(Arc::from(bytes)),
+        },
+    );
+    descriptor
 }

@@ -31,6 +31,7 @@ use tempfile::NamedTempFile;
 
 use super::LayerBlob;
 use crate::digest::Digest;
+use crate::fsutil::{self, AtomicFile, Publish};
 
 #[derive(Debug, thiserror::Error)]
 #[error("cache directory `{path}`: {action} failed")]
@@ -55,15 +56,6 @@ fn cache_err(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> Cac
         action,
         source,
     }
-}
-
-/// Temporary files are created 0600; what is published (blobs, layouts, archives, the lock
-/// file) is made readable by everyone, like any file a build tool writes, so that skopeo, a web
-/// server or another user can read it.
-pub fn publish_mode(file: &NamedTempFile) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    file.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o644))
 }
 
 #[derive(Clone, Debug)]
@@ -181,9 +173,7 @@ impl Cache {
     /// fails the size check on lookup and is rebuilt. Measured at ~4% of a 100 MB layer build.
     pub fn commit_blob(&self, file: NamedTempFile, digest: &Digest) -> Result<PathBuf, CacheError> {
         let path = self.blob_path(digest);
-        publish_mode(&file).map_err(cache_err(&self.root, "storing a blob"))?;
-        file.persist(&path)
-            .map_err(|e| e.error)
+        fsutil::persist(file, &path, Publish::PUBLIC)
             .map_err(cache_err(&self.root, "storing a blob"))?;
         Ok(path)
     }
@@ -204,15 +194,18 @@ impl Cache {
         self.root.join(LAYER_BUCKET).join(format!("{}.json", key.0))
     }
 
+    /// A file of the cache at `path`, written in the cache's scratch directory until committed.
+    pub fn atomic_file(&self, path: &Path, publish: Publish) -> Result<AtomicFile, CacheError> {
+        AtomicFile::create_in(&self.bucket(Bucket::Tmp), path, publish)
+            .map_err(cache_err(&self.root, "creating a temporary file"))
+    }
+
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-        let mut file = self.temp_file()?;
+        let mut file = self.atomic_file(path, Publish::PUBLIC)?;
         file.write_all(bytes)
             .map_err(cache_err(&self.root, "writing"))?;
-        publish_mode(&file).map_err(cache_err(&self.root, "writing"))?;
-        file.persist(path)
-            .map_err(|e| e.error)
-            .map_err(cache_err(&self.root, "renaming into place"))?;
-        Ok(())
+        file.commit()
+            .map_err(cache_err(&self.root, "renaming into place"))
     }
 }
 

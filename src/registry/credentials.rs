@@ -351,11 +351,11 @@ pub fn store(registry: &str, credential: &Credential) -> Result<Stored, Credenti
         .insert(key.to_owned(), entry);
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(write_err)?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
-    // NamedTempFile is created 0600, so the secret is never readable by others.
-    serde_json::to_writer_pretty(&mut temp, &root).expect("JSON values serialise");
-    temp.write_all(b"\n").map_err(write_err)?;
-    temp.persist(&path).map_err(|e| write_err(e.error))?;
+    // Private: the file is 0600 from creation on, so the secret is never readable by others.
+    let mut bytes = serde_json::to_vec_pretty(&root).expect("JSON values serialise");
+    bytes.push(b'\n');
+    crate::fsutil::write_atomic(&path, &bytes, crate::fsutil::Publish::PRIVATE)
+        .map_err(write_err)?;
     Ok(match helper {
         Some(helper) => Stored::Helper(format!("docker-credential-{helper}")),
         None => Stored::File(path),

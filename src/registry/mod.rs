@@ -162,6 +162,24 @@ pub fn scope(repository: &str, actions: &str) -> String {
     format!("repository:{repository}:{actions}")
 }
 
+/// A request for the blob `digest` of `repository`: GET to fetch it, HEAD to ask if it is there.
+fn blob_request<'a>(
+    registry: &Registry,
+    method: reqwest::Method,
+    repository: &str,
+    digest: &Digest,
+    scopes: &'a [String],
+) -> client::Request<'a> {
+    client::Request {
+        method,
+        url: registry.url(&format!("{repository}/blobs/{digest}")),
+        scopes,
+        headers: Vec::new(),
+        body: client::Body::Empty,
+        retry: true,
+    }
+}
+
 /// Turns a response that is not a success into the error a user can act on.
 fn check(
     registry: &Registry,

@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use reqwest::Method;
 
 use super::client::{Body, Request};
-use super::{Registry, RegistryError, check, read_limited, scope};
+use super::{Registry, RegistryError, blob_request, check, read_limited, scope};
 use crate::digest::{Digest, HashingWriter};
 use crate::image::spec::{self, Descriptor, ImageConfig, Index, Manifest, Platform};
 use crate::layer::cache::Cache;
 use crate::reference::Reference;
+use reqwest::blocking::Response;
 
 /// Manifests and indexes larger than this are refused (the distribution spec's own bound).
 pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
@@ -195,17 +196,7 @@ fn get_small_blob(
             limit: MAX_CONFIG_SIZE,
         });
     }
-    let response = registry.send(&Request {
-        method: Method::GET,
-        url: registry.url(&format!("{repository}/blobs/{}", descriptor.digest)),
-        scopes,
-        headers: Vec::new(),
-        body: Body::Empty,
-        retry: true,
-    })?;
-    let response = check(registry, response, repository, "pull", || {
-        format!("blob {} in {repository}", descriptor.digest)
-    })?;
+    let response = get_blob(registry, repository, &descriptor.digest, scopes)?;
     // Checked above to be within MAX_CONFIG_SIZE; nothing beyond the stated size is read.
     let bytes =
         read_limited(registry, response, "a config", descriptor.size).map_err(|e| match e {
@@ -264,6 +255,25 @@ fn fetch_layers(
     }
 }
 
+/// GETs a blob; a response that is not a success is the error.
+fn get_blob(
+    registry: &Registry,
+    repository: &str,
+    digest: &Digest,
+    scopes: &[String],
+) -> Result<Response, RegistryError> {
+    let response = registry.send(&blob_request(
+        registry,
+        Method::GET,
+        repository,
+        digest,
+        scopes,
+    ))?;
+    check(registry, response, repository, "pull", || {
+        format!("blob {digest} in {repository}")
+    })
+}
+
 pub(super) fn fetch_blob(
     registry: &Registry,
     repository: &str,
@@ -274,17 +284,7 @@ pub(super) fn fetch_blob(
     let digest = &descriptor.digest;
     let mut attempt = 1;
     loop {
-        let response = registry.send(&Request {
-            method: Method::GET,
-            url: registry.url(&format!("{repository}/blobs/{digest}")),
-            scopes,
-            headers: Vec::new(),
-            body: Body::Empty,
-            retry: true,
-        })?;
-        let response = check(registry, response, repository, "pull", || {
-            format!("blob {digest} in {repository}")
-        })?;
+        let response = get_blob(registry, repository, digest, scopes)?;
         let content_length = response.content_length();
         // One byte more than promised is enough to know the blob is wrong.
         let mut response = response.take(descriptor.size.saturating_add(1));

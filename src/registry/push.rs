@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 
 use super::client::{Body, Request};
-use super::{Registry, RegistryError, check, scope};
+use super::{Registry, RegistryError, blob_request, check, scope};
 use crate::digest::Digest;
 use crate::image::spec::{self, Descriptor};
 use crate::image::{Blob, BlobData, ImageArtifact};
@@ -142,26 +142,26 @@ pub fn push(
     }
 
     // Platform manifests before the index that names them; the tag only once all is there.
-    for summary in &artifact.manifests {
-        if summary.manifest.digest != artifact.root.digest {
-            let blob = &artifact.blobs[&summary.manifest.digest];
-            put_manifest(
-                registry,
-                repository,
-                &blob.descriptor.digest.to_string(),
-                blob,
-            )?;
-        }
+    let platform_manifests = artifact
+        .manifests
+        .iter()
+        .map(|summary| &summary.manifest.digest)
+        .filter(|digest| **digest != artifact.root.digest);
+    for digest in platform_manifests.chain([&artifact.root.digest]) {
+        put_manifest(
+            registry,
+            repository,
+            &digest.to_string(),
+            &artifact.blobs[digest],
+        )?;
     }
-    let root = &artifact.blobs[&artifact.root.digest];
-    put_manifest(
-        registry,
-        repository,
-        &artifact.root.digest.to_string(),
-        root,
-    )?;
     if let Some(tag) = &destination.tag {
-        put_manifest(registry, repository, tag, root)?;
+        put_manifest(
+            registry,
+            repository,
+            tag,
+            &artifact.blobs[&artifact.root.digest],
+        )?;
     }
     Ok(report)
 }
@@ -218,14 +218,13 @@ pub(super) fn blob_present(
     digest: &Digest,
     scopes: &[String],
 ) -> Result<bool, RegistryError> {
-    let response = registry.send(&Request {
-        method: Method::HEAD,
-        url: registry.url(&format!("{repository}/blobs/{digest}")),
+    let response = registry.send(&blob_request(
+        registry,
+        Method::HEAD,
+        repository,
+        digest,
         scopes,
-        headers: Vec::new(),
-        body: Body::Empty,
-        retry: true,
-    })?;
+    ))?;
     match response.status() {
         StatusCode::OK => Ok(true),
         StatusCode::NOT_FOUND => Ok(false),

@@ -83,11 +83,7 @@ pub fn extract_cached(
         serde_json::to_vec(&listing).expect("listings serialise"),
     )
     .map_err(io_err)?;
-    let kept = temp.keep();
-    if fs::rename(&kept, &dir).is_err() {
-        // Another build extracted it first; theirs is as good as ours.
-        let _ = fs::remove_dir_all(&kept);
-    }
+    crate::fsutil::publish_dir(temp, &dir);
     Ok((dir, listing))
 }
 

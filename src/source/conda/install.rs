@@ -570,9 +570,7 @@ fn store_replaced(
     }
     let parent = target.parent().expect("stored files have a parent");
     fs::create_dir_all(parent)?;
-    let mut temp = tempfile::NamedTempFile::new_in(parent)?;
-    io::Write::write_all(&mut temp, bytes)?;
-    temp.persist(&target).map_err(|e| e.error)?;
+    crate::fsutil::write_atomic(&target, bytes, crate::fsutil::Publish::PRIVATE)?;
     Ok(target)
 }
 

@@ -191,11 +191,7 @@ pub fn extract_cached(
         serde_json::to_vec(&extracted).expect("listing serialises"),
     )
     .map_err(InstallError::Io)?;
-    let kept = temp.keep();
-    if fs::rename(&kept, &dir).is_err() {
-        // Another build extracted it first; theirs is as good as ours.
-        let _ = fs::remove_dir_all(&kept);
-    }
+    crate::fsutil::publish_dir(temp, &dir);
     Ok((dir, extracted))
 }
 

@@ -395,12 +395,13 @@ impl<'a> PackageIndex<'a> {
             path: path.to_owned(),
             source,
         };
-        let temp = self.cache.temp_file()?;
-        std::fs::write(temp.path(), bytes).map_err(io_err)?;
+        let mut file = self
+            .cache
+            .atomic_file(path, crate::fsutil::Publish::PRIVATE)?;
+        std::io::Write::write_all(&mut file, bytes).map_err(io_err)?;
         std::fs::create_dir_all(path.parent().expect("cache paths have parents"))
             .map_err(io_err)?;
-        temp.persist(path).map_err(|e| io_err(e.error))?;
-        Ok(())
+        file.commit().map_err(io_err)
     }
 
     /// Downloads a file into the cache (or finds it there), verified against `file.sha256`

@@ -214,11 +214,7 @@ impl LockedSource for Pip {
         // `check_input` made sure this is a wheel file name: one component.
         let wheel = temp.path().join(&built.filename);
         fs::copy(blob, &wheel).map_err(write(&wheel))?;
-        let kept = temp.keep();
-        if fs::rename(&kept, parent.join(sdist.hex())).is_err() {
-            // Another build put it there first.
-            let _ = fs::remove_dir_all(&kept);
-        }
+        crate::fsutil::publish_dir(temp, &parent.join(sdist.hex()));
         Ok(())
     }
 }
