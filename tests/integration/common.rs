@@ -307,3 +307,93 @@ pub fn refused(out: &Output, names: &str) -> String {
     );
     errors[0].to_owned()
 }
+
+/// Asserts that `out` succeeded and returns its stdout as JSON (a `--json` report).
+pub fn json_of(out: &Output, what: &str) -> Value {
+    assert_success(out, what);
+    json(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// How many layers the first manifest of a build report's target has.
+pub fn layer_count(report: &Value) -> usize {
+    report["manifests"][0]["layers"].as_array().unwrap().len()
+}
+
+/// `oci-build -C <project> --cache-dir <cache>`, with SOURCE_DATE_EPOCH unset, for projects
+/// outside a [`Project`] (the repository itself, or one the live tests lay out).
+pub fn oci_build_at(project: &Path, cache: &Path) -> Command {
+    let mut cmd = Command::new(bin_path());
+    cmd.arg("-C")
+        .arg(project)
+        .arg("--cache-dir")
+        .arg(cache)
+        .env_remove("SOURCE_DATE_EPOCH");
+    cmd
+}
+
+// Live tests: they build from the Debian archive the host's apt configuration names. Built
+// with OCI_BUILD_OFFLINE set they carry `ignore` (see build.rs), so that a machine without the
+// archive reports them as not run.
+
+/// The cache the live tests share, across tests and runs: the Debian layers are large.
+pub fn live_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-cache")
+}
+
+/// Fails a live test at once, saying why, when the host has no apt sources at all: without
+/// them it could only fail later, less clearly, or be mistaken for a pass.
+pub fn require_apt_sources() {
+    let etc = Path::new("/etc/apt");
+    let in_main = fs::read_to_string(etc.join("sources.list")).is_ok_and(|text| {
+        text.lines()
+            .map(str::trim)
+            .any(|l| !l.is_empty() && !l.starts_with('#'))
+    });
+    let in_dir = fs::read_dir(etc.join("sources.list.d")).is_ok_and(|dir| {
+        dir.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".list") || name.ends_with(".sources")
+        })
+    });
+    assert!(
+        in_main || in_dir,
+        "live test: the host has no apt sources (/etc/apt/sources.list, sources.list.d/); on a \
+         machine without the Debian archive build the tests with OCI_BUILD_OFFLINE=1, which \
+         marks the live tests ignored"
+    );
+}
+
+/// Lays out a project at `dir` with the repository's `layers/<layer>.toml` and `recipe` as
+/// `recipes/app.toml`, so that the lock file a build writes stays out of the repository.
+pub fn layer_project(dir: &Path, layer: &str, recipe: &str) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let file = format!("layers/{layer}.toml");
+    fs::create_dir_all(dir.join("layers")).unwrap();
+    fs::create_dir_all(dir.join("recipes")).unwrap();
+    fs::copy(repo.join(&file), dir.join(&file)).unwrap();
+    fs::write(dir.join("recipes/app.toml"), recipe).unwrap();
+}
+
+/// The PATH of a Debian root.
+pub const DEBIAN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Runs `script` with `/bin/sh` in a chroot of `rootfs` (needs root) with PATH `path` and a
+/// clean environment; asserts success and returns its stdout.
+pub fn chroot_with_path(rootfs: &Path, path: &str, script: &str) -> String {
+    let out = Command::new("chroot")
+        .arg(rootfs)
+        .args(["/bin/sh", "-c", script])
+        .env_clear()
+        .env("PATH", path)
+        .env("LANG", "C.UTF-8")
+        .output()
+        .unwrap();
+    assert_success(&out, &format!("chroot: {script}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`chroot_with_path`] with Debian's PATH.
+pub fn chroot(rootfs: &Path, script: &str) -> String {
+    chroot_with_path(rootfs, DEBIAN_PATH, script)
+}

@@ -11,13 +11,12 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
 use crate::common::{
-    Project, TarEntry, assert_success, bin_path, is_root, json, layer_paths, read_layer,
-    umoci_unpack,
+    DEBIAN_PATH, Project, TarEntry, assert_success, chroot_with_path, is_root, json, layer_paths,
+    layer_project, oci_build_at, read_layer, require_apt_sources, umoci_unpack,
 };
 use crate::fixtures::conda::{Channel, PLACEHOLDER, Pkg, conda_recipe};
 use crate::fixtures::http::StaticServer;
@@ -471,44 +470,26 @@ fn each_platform_gets_its_subdir_and_lock_re_solves() {
 // ---------------------------------------------------------------------------------------------
 // Live: the entry point runs in a chroot of the Debian Python base
 
-fn offline() -> bool {
-    if std::env::var("OCI_BUILD_OFFLINE").is_ok_and(|v| v == "1") {
-        eprintln!("OCI_BUILD_OFFLINE=1: live conda-on-Debian test skipped");
-        return true;
-    }
-    false
-}
-
 #[test]
+#[cfg_attr(
+    offline_tests,
+    ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
+)]
 fn live_conda_entry_point_runs_in_a_chroot_of_the_python_base() {
-    if offline() {
-        return;
-    }
+    require_apt_sources();
     let channel = test_channel();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
     let project = tmp.path().join("project");
-    fs::create_dir_all(project.join("layers")).unwrap();
-    fs::create_dir_all(project.join("recipes")).unwrap();
-    fs::copy(
-        repo.join("layers/python-3.11.toml"),
-        project.join("layers/python-3.11.toml"),
-    )
-    .unwrap();
-    fs::write(
-        project.join("recipes/app.toml"),
-        format!(
+    layer_project(
+        &project,
+        "python-3.11",
+        &format!(
             "from = \"python-3.11\"\nplatforms = [\"linux/amd64\"]\n\n[[layer]]\nconda = {{ channels = [{:?}], specs = [\"python=3.11.2\", \"hello\"] }}\n",
             channel.file_url()
         ),
-    )
-    .unwrap();
+    );
     let out_dir = tmp.path().join("out");
-    let output = Command::new(bin_path())
-        .arg("-C")
-        .arg(&project)
-        .arg("--cache-dir")
-        .arg(tmp.path().join("cache"))
+    let output = oci_build_at(&project, &tmp.path().join("cache"))
         .args(["build", "app", "--output"])
         .arg(format!("oci:{}:app", out_dir.display()))
         .output()
@@ -519,21 +500,8 @@ fn live_conda_entry_point_runs_in_a_chroot_of_the_python_base() {
         return;
     }
     let rootfs = umoci_unpack(&out_dir, "app", &tmp.path().join("bundle"));
-    let run = |script: &str| {
-        let out = Command::new("chroot")
-            .arg(&rootfs)
-            .args(["/bin/sh", "-c", script])
-            .env_clear()
-            .env(
-                "PATH",
-                "/opt/conda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
-            .env("LANG", "C.UTF-8")
-            .output()
-            .unwrap();
-        assert_success(&out, &format!("chroot: {script}"));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let run =
+        |script: &str| chroot_with_path(&rootfs, &format!("/opt/conda/bin:{DEBIAN_PATH}"), script);
     assert_eq!(run("hello").trim(), "hello from conda");
     assert_eq!(
         run("python -c 'import sys; print(sys.prefix)'").trim(),
