@@ -111,6 +111,58 @@ impl Project {
     }
 }
 
+impl Project {
+    /// Builds `target` as [`Project::unprivileged_command`] does, into the OCI layout
+    /// `<tmp>/out` with a HOME of its own; asserts success and returns the target's report and
+    /// the layout.
+    pub fn unprivileged_build(&self, target: &str) -> (Value, PathBuf) {
+        let tmp = self.tmp.path();
+        let out = tmp.join("out");
+        let home = tmp.join("home");
+        fs::create_dir_all(&home).unwrap();
+        let mut command = self.unprivileged_command();
+        let output = command
+            .arg("-C")
+            .arg(self.dir())
+            .arg("--cache-dir")
+            .arg(self.cache())
+            .args(["build", "--json", target, "--output"])
+            .arg(format!("oci:{}", out.display()))
+            .env("HOME", &home)
+            .env_remove("SOURCE_DATE_EPOCH")
+            .output()
+            .unwrap();
+        assert_success(&output, "unprivileged build");
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        (report[0].clone(), out)
+    }
+}
+
+/// A gzip layer as GNU tar lists it (`tar --numeric-owner -tvzf`): our reader does not get to
+/// say what the layer holds.
+pub struct TarListing(String);
+
+impl TarListing {
+    pub fn of(layer: &Path) -> TarListing {
+        TarListing(tool(
+            "tar",
+            &["--numeric-owner", "-tvzf", layer.to_str().unwrap()],
+        ))
+    }
+
+    /// `[mode, uid/gid]` of the member named `path`; panics if there is none.
+    pub fn mode_owner(&self, path: &str) -> Vec<String> {
+        self.0
+            .lines()
+            .find(|l| l.split_whitespace().nth(5) == Some(path))
+            .unwrap_or_else(|| panic!("{path} missing from layer:\n{}", self.0))
+            .split_whitespace()
+            .take(2)
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
 pub fn assert_success(out: &Output, what: &str) {
     assert!(
         out.status.success(),
@@ -119,6 +171,42 @@ pub fn assert_success(out: &Output, what: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs `build <target> --output oci:out`, which must fail with exit code 1, print nothing on
+/// stdout and one line on stderr, and write no output; returns the line.
+pub fn build_error(p: &Project, target: &str) -> String {
+    let out = p.run(&["build", target, "--output", "oci:out"]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected a failure with exit code 1, got:\n{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "a failed build printed a result");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "expected one line, got:\n{stderr}"
+    );
+    assert!(
+        !p.tmp.path().join("out").exists(),
+        "a failed build wrote its output"
+    );
+    stderr.trim_end().to_owned()
+}
+
+/// The one `error: ` line of a run that failed with exit code 1 (progress lines may precede
+/// it).
+pub fn one_line_error(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    errors[0].to_owned()
 }
 
 /// Runs a peer tool and returns its stdout; the tool must be installed (`.ci/run` does it).
@@ -362,6 +450,15 @@ pub fn require_apt_sources() {
          machine without the Debian archive build the tests with OCI_BUILD_OFFLINE=1, which \
          marks the live tests ignored"
     );
+}
+
+/// [`require_apt_sources`], then a temp dir holding a [`layer_project`] at `<tmp>/project`.
+pub fn live_project(layer: &str, recipe: &str) -> (TempDir, PathBuf) {
+    require_apt_sources();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("project");
+    layer_project(&dir, layer, recipe);
+    (tmp, dir)
 }
 
 /// Lays out a project at `dir` with the repository's `layers/<layer>.toml` and `recipe` as

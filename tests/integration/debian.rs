@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use crate::common::{
-    assert_success, chroot, is_root, json_of, layer_count, layer_project, oci_build_at,
-    require_apt_sources, tool, umoci_unpack,
+    assert_success, chroot, is_root, json_of, layer_count, live_project, oci_build_at, tool,
+    umoci_unpack,
 };
 
 fn build_python(project: &Path, cache: &Path, platform: &str, out: &Path) -> serde_json::Value {
@@ -43,10 +43,7 @@ fn elf_machine(layer: &Path, path: &str) -> u16 {
     ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
 )]
 fn live_python_base_from_debian_runs_in_a_chroot() {
-    require_apt_sources();
-    let tmp = tempfile::tempdir().unwrap();
-    let project = tmp.path().join("project");
-    layer_project(&project, "python-3.11", "from = \"python-3.11\"\n");
+    let (tmp, project) = live_project("python-3.11", "from = \"python-3.11\"\n");
     let out_dir = tmp.path().join("out");
     let first = build_python(&project, &tmp.path().join("cache"), "linux/amd64", &out_dir);
     assert_eq!(layer_count(&first), 2);
@@ -119,10 +116,7 @@ fn live_python_base_from_debian_runs_in_a_chroot() {
     ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
 )]
 fn live_python_39_base_from_bullseye_runs_in_a_chroot() {
-    require_apt_sources();
-    let tmp = tempfile::tempdir().unwrap();
-    let project = tmp.path().join("project");
-    layer_project(&project, "python-3.9", "from = \"python-3.9\"\n");
+    let (tmp, project) = live_project("python-3.9", "from = \"python-3.9\"\n");
     let out_dir = tmp.path().join("out");
     let output = oci_build_at(&project, &tmp.path().join("cache"))
         .args([

@@ -4,12 +4,12 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{assert_success, bin_path, tool};
+use crate::common::{assert_success, bin_path, one_line_error, tool};
 use crate::fixtures::registry::{Auth, FaultProxy, Registry, http_get, http_request};
 use oci_build::digest::Digest;
 
@@ -207,18 +207,6 @@ fn mirror_json(tmp: &Path, args: &[&str]) -> Value {
     let out = oci_build(tmp, &all).output().unwrap();
     assert_success(&out, &format!("oci-build {}", all.join(" ")));
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The one `error: ` line of a failed run.
-fn one_line_error(out: &Output) -> String {
-    assert!(!out.status.success(), "expected a failure");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    errors[0].to_owned()
 }
 
 /// The manifest bytes skopeo reads for `image` (`HOST:PORT/REPO:TAG` or `…@DIGEST`).

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::common::{
-    assert_success, chroot, is_root, json_of, layer_count, layer_project, live_cache, oci_build_at,
-    require_apt_sources, umoci_unpack,
+    assert_success, chroot, is_root, json_of, layer_count, live_cache, live_project, oci_build_at,
+    umoci_unpack,
 };
 
 fn oci_build(project: &Path, args: &[&str]) -> std::process::Output {
@@ -60,11 +60,7 @@ fn normalize(name: &str) -> String {
     ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
 )]
 fn real_wheels_install_and_run_on_the_python_base() {
-    require_apt_sources();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("project");
-    layer_project(
-        &dir,
+    let (tmp, dir) = live_project(
         "python-3.11",
         "image = \"test/pip:1\"\nfrom = \"python-3.11\"\nplatforms = [\"linux/amd64\"]\n\
          [[layer]]\npip = { packages = [\"numpy\", \"pandas\", \"pyyaml\", \"requests\", \"click\"] }\n",
@@ -140,11 +136,7 @@ fn real_wheels_install_and_run_on_the_python_base() {
     ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
 )]
 fn the_mlrun_closure_locks_as_uv_resolves_it() {
-    require_apt_sources();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("project");
-    layer_project(
-        &dir,
+    let (tmp, dir) = live_project(
         "python-3.11",
         "image = \"test/mlrun:1\"\nfrom = \"python-3.11\"\nplatforms = [\"linux/amd64\"]\n\
          [[layer]]\npip = { packages = [\"mlrun\"] }\n",

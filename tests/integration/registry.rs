@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
-use crate::common::{Project, assert_success, json, tool};
+use crate::common::{Project, assert_success, json, one_line_error, tool};
 use crate::fixtures::registry::{Action, Auth, Fault, FaultProxy, Registry};
 
 const USER: &str = "builder";
@@ -71,23 +71,6 @@ fn push_json(cmd: &mut Command) -> Value {
     let out = run(cmd);
     assert_success(&out, "push");
     json(&String::from_utf8(out.stdout).unwrap())
-}
-
-/// One line on stderr, exit code 1; returns it.
-fn one_line_error(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    errors[0].to_owned()
 }
 
 fn skopeo_raw(image: &str, creds: Option<&str>) -> String {
