@@ -221,6 +221,16 @@ pub fn tool(program: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `skopeo --override-arch arm64 copy ARGS oci:<into>:arm`: the arm64 image of an index, as a
+/// peer picks it; `args` end with the source.
+pub fn skopeo_copy_arm64(args: &[&str], into: &Path) -> String {
+    let dest = format!("oci:{}:arm", into.display());
+    let mut all = vec!["--override-arch", "arm64", "copy"];
+    all.extend_from_slice(args);
+    all.push(&dest);
+    tool("skopeo", &all)
+}
+
 pub fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }

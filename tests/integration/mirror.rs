@@ -59,6 +59,18 @@ fn put_manifest(registry: &str, repository: &str, reference: &str, media_type: &
     assert_eq!(out.status, 201, "PUT {reference}: {}", out.text());
 }
 
+/// Puts an OCI image manifest by its digest; returns its descriptor.
+fn put_oci_manifest(registry: &str, repository: &str, manifest: &[u8]) -> Value {
+    put_manifest(
+        registry,
+        repository,
+        &digest(manifest),
+        OCI_MANIFEST,
+        manifest,
+    );
+    descriptor(OCI_MANIFEST, manifest)
+}
+
 fn descriptor(media_type: &str, bytes: &[u8]) -> Value {
     json!({ "mediaType": media_type, "digest": digest(bytes), "size": bytes.len() })
 }
@@ -119,14 +131,7 @@ fn craft_image(
             "layers": layer_descriptors,
         }))
         .unwrap();
-        put_manifest(
-            registry,
-            repository,
-            &digest(&manifest),
-            OCI_MANIFEST,
-            &manifest,
-        );
-        let mut d = descriptor(OCI_MANIFEST, &manifest);
+        let mut d = put_oci_manifest(registry, repository, &manifest);
         d["platform"] = json!({ "architecture": arch, "os": "linux" });
         descriptors.push(d);
         manifests.push(manifest);
@@ -167,14 +172,7 @@ fn attach_referrer(
         "subject": descriptor(subject_type, subject),
     }))
     .unwrap();
-    put_manifest(
-        registry,
-        repository,
-        &digest(&manifest),
-        OCI_MANIFEST,
-        &manifest,
-    );
-    let mut entry = descriptor(OCI_MANIFEST, &manifest);
+    let mut entry = put_oci_manifest(registry, repository, &manifest);
     entry["artifactType"] = json!("application/vnd.example.sbom+json");
     let fallback = serde_json::to_vec(&json!({
         "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry],
