@@ -1,28 +1,6 @@
 //! Broken recipes: one line on stderr naming the file (and line), exit code 1, no output.
 
-use crate::common::Project;
-
-/// Builds the `bad` recipe and returns its one-line error; checks nothing was written.
-fn error_of(p: &Project) -> String {
-    let out = p.run(&["build", "bad", "--output", "oci:out"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "a bad recipe must fail with exit code 1"
-    );
-    assert!(out.stdout.is_empty());
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(
-        stderr.lines().count(),
-        1,
-        "expected one line, got:\n{stderr}"
-    );
-    assert!(
-        !p.tmp.path().join("out").exists(),
-        "a failed build wrote its output"
-    );
-    stderr.trim_end().to_owned()
-}
+use crate::common::{Project, build_error};
 
 fn project_with(recipe: &str) -> Project {
     let p = Project::new();
@@ -34,7 +12,7 @@ fn project_with(recipe: &str) -> Project {
 #[test]
 fn unknown_key_names_file_line_and_key() {
     let p = project_with("platforms = [\"linux/amd64\"]\n\ncolour = \"red\"\n");
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     assert!(
         error.starts_with("error: recipes/bad.toml:3:1: unknown field `colour`, expected one of"),
         "{error}"
@@ -44,7 +22,7 @@ fn unknown_key_names_file_line_and_key() {
 #[test]
 fn wrong_type_names_file_and_line() {
     let p = project_with("\nplatforms = \"linux/amd64\"\n");
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     assert!(
         error.starts_with("error: recipes/bad.toml:2:13: invalid type: string"),
         "{error}"
@@ -56,7 +34,7 @@ fn missing_file_names_file_line_and_path() {
     let p = project_with(
         "[[layer]]\ncomment = \"x\"\nfiles = [{ src = \"files/nope.txt\", dest = \"/etc/nope\" }]\n",
     );
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     assert!(
         error.starts_with("error: recipes/bad.toml:3: `src = \"files/nope.txt\"` does not exist"),
         "{error}"
@@ -70,7 +48,7 @@ fn source_outside_the_project_is_refused() {
     );
     std::fs::create_dir_all(p.tmp.path().join("outside")).unwrap();
     std::fs::write(p.tmp.path().join("outside/secret"), "s").unwrap();
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     assert!(
         error.starts_with("error: recipes/bad.toml:2: `src = \"../outside/secret\"` leads outside the project directory"),
         "{error}"
@@ -81,7 +59,7 @@ fn source_outside_the_project_is_refused() {
 fn symlink_leading_outside_the_project_is_refused() {
     let p = project_with("[[layer]]\nfiles = [{ src = \"files/escape\", dest = \"/etc/x\" }]\n");
     std::os::unix::fs::symlink("/etc/hostname", p.path("files/escape")).unwrap();
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     assert!(
         error.contains("leads outside the project directory"),
         "{error}"
@@ -92,7 +70,7 @@ fn symlink_leading_outside_the_project_is_refused() {
 fn destination_climbing_out_is_refused() {
     let p =
         project_with("[[layer]]\nfiles = [{ src = \"files/hello.txt\", dest = \"/../etc/x\" }]\n");
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     assert!(
         error.starts_with("error: recipes/bad.toml:2: `dest = \"/../etc/x\"` climbs out"),
         "{error}"
@@ -102,7 +80,7 @@ fn destination_climbing_out_is_refused() {
 #[test]
 fn unknown_variable_names_the_variable_and_line() {
     let p = project_with("\n\nimage = \"repo/x:${NO_SUCH_VAR}\"\n");
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     assert!(
         error.starts_with("error: recipes/bad.toml:3: unknown variable `NO_SUCH_VAR`"),
         "{error}"
@@ -112,7 +90,7 @@ fn unknown_variable_names_the_variable_and_line() {
 #[test]
 fn unknown_base_lists_what_exists() {
     let p = project_with("from = \"python-9\"\n");
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     assert!(
         error.starts_with("error: recipes/bad.toml:1: `from = \"python-9\"` names no recipe or layers/ definition (known: bad)"),
         "{error}"
@@ -123,7 +101,7 @@ fn unknown_base_lists_what_exists() {
 fn cycles_are_named() {
     let p = project_with("from = \"other\"\n[[layer]]\nremove = [\"/x\"]\n");
     p.recipe("other", "from = \"bad\"\n[[layer]]\nremove = [\"/y\"]\n");
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     assert_eq!(error, "error: recipes form a cycle: bad -> other -> bad");
 }
 
@@ -183,7 +161,7 @@ fn removing_a_directory_the_same_layer_fills_is_refused() {
     let p = project_with(
         "[[layer]]\nfiles = [{ src = \"files/hello.txt\", dest = \"/opt/app/\" }]\nremove = [\"/opt/app\"]\n",
     );
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     assert!(
         error.contains("both adds and removes /opt/app (or something under it)"),
         "{error}"

@@ -111,6 +111,58 @@ impl Project {
     }
 }
 
+impl Project {
+    /// Builds `target` as [`Project::unprivileged_command`] does, into the OCI layout
+    /// `<tmp>/out` with a HOME of its own; asserts success and returns the target's report and
+    /// the layout.
+    pub fn unprivileged_build(&self, target: &str) -> (Value, PathBuf) {
+        let tmp = self.tmp.path();
+        let out = tmp.join("out");
+        let home = tmp.join("home");
+        fs::create_dir_all(&home).unwrap();
+        let mut command = self.unprivileged_command();
+        let output = command
+            .arg("-C")
+            .arg(self.dir())
+            .arg("--cache-dir")
+            .arg(self.cache())
+            .args(["build", "--json", target, "--output"])
+            .arg(format!("oci:{}", out.display()))
+            .env("HOME", &home)
+            .env_remove("SOURCE_DATE_EPOCH")
+            .output()
+            .unwrap();
+        assert_success(&output, "unprivileged build");
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        (report[0].clone(), out)
+    }
+}
+
+/// A gzip layer as GNU tar lists it (`tar --numeric-owner -tvzf`): our reader does not get to
+/// say what the layer holds.
+pub struct TarListing(String);
+
+impl TarListing {
+    pub fn of(layer: &Path) -> TarListing {
+        TarListing(tool(
+            "tar",
+            &["--numeric-owner", "-tvzf", layer.to_str().unwrap()],
+        ))
+    }
+
+    /// `[mode, uid/gid]` of the member named `path`; panics if there is none.
+    pub fn mode_owner(&self, path: &str) -> Vec<String> {
+        self.0
+            .lines()
+            .find(|l| l.split_whitespace().nth(5) == Some(path))
+            .unwrap_or_else(|| panic!("{path} missing from layer:\n{}", self.0))
+            .split_whitespace()
+            .take(2)
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
 pub fn assert_success(out: &Output, what: &str) {
     assert!(
         out.status.success(),
@@ -119,6 +171,42 @@ pub fn assert_success(out: &Output, what: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs `build <target> --output oci:out`, which must fail with exit code 1, print nothing on
+/// stdout and one line on stderr, and write no output; returns the line.
+pub fn build_error(p: &Project, target: &str) -> String {
+    let out = p.run(&["build", target, "--output", "oci:out"]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected a failure with exit code 1, got:\n{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "a failed build printed a result");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "expected one line, got:\n{stderr}"
+    );
+    assert!(
+        !p.tmp.path().join("out").exists(),
+        "a failed build wrote its output"
+    );
+    stderr.trim_end().to_owned()
+}
+
+/// The one `error: ` line of a run that failed with exit code 1 (progress lines may precede
+/// it).
+pub fn one_line_error(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    errors[0].to_owned()
 }
 
 /// Runs a peer tool and returns its stdout; the tool must be installed (`.ci/run` does it).
@@ -131,6 +219,16 @@ pub fn tool(program: &str, args: &[&str]) -> String {
         });
     assert_success(&out, &format!("{program} {}", args.join(" ")));
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// `skopeo --override-arch arm64 copy ARGS oci:<into>:arm`: the arm64 image of an index, as a
+/// peer picks it; `args` end with the source.
+pub fn skopeo_copy_arm64(args: &[&str], into: &Path) -> String {
+    let dest = format!("oci:{}:arm", into.display());
+    let mut all = vec!["--override-arch", "arm64", "copy"];
+    all.extend_from_slice(args);
+    all.push(&dest);
+    tool("skopeo", &all)
 }
 
 pub fn json(text: &str) -> Value {
@@ -306,4 +404,103 @@ pub fn refused(out: &Output, names: &str) -> String {
         "the error does not name `{names}`: {stderr}"
     );
     errors[0].to_owned()
+}
+
+/// Asserts that `out` succeeded and returns its stdout as JSON (a `--json` report).
+pub fn json_of(out: &Output, what: &str) -> Value {
+    assert_success(out, what);
+    json(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// How many layers the first manifest of a build report's target has.
+pub fn layer_count(report: &Value) -> usize {
+    report["manifests"][0]["layers"].as_array().unwrap().len()
+}
+
+/// `oci-build -C <project> --cache-dir <cache>`, with SOURCE_DATE_EPOCH unset, for projects
+/// outside a [`Project`] (the repository itself, or one the live tests lay out).
+pub fn oci_build_at(project: &Path, cache: &Path) -> Command {
+    let mut cmd = Command::new(bin_path());
+    cmd.arg("-C")
+        .arg(project)
+        .arg("--cache-dir")
+        .arg(cache)
+        .env_remove("SOURCE_DATE_EPOCH");
+    cmd
+}
+
+// Live tests: they build from the Debian archive the host's apt configuration names. Built
+// with OCI_BUILD_OFFLINE set they carry `ignore` (see build.rs), so that a machine without the
+// archive reports them as not run.
+
+/// The cache the live tests share, across tests and runs: the Debian layers are large.
+pub fn live_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-cache")
+}
+
+/// Fails a live test at once, saying why, when the host has no apt sources at all: without
+/// them it could only fail later, less clearly, or be mistaken for a pass.
+pub fn require_apt_sources() {
+    let etc = Path::new("/etc/apt");
+    let in_main = fs::read_to_string(etc.join("sources.list")).is_ok_and(|text| {
+        text.lines()
+            .map(str::trim)
+            .any(|l| !l.is_empty() && !l.starts_with('#'))
+    });
+    let in_dir = fs::read_dir(etc.join("sources.list.d")).is_ok_and(|dir| {
+        dir.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".list") || name.ends_with(".sources")
+        })
+    });
+    assert!(
+        in_main || in_dir,
+        "live test: the host has no apt sources (/etc/apt/sources.list, sources.list.d/); on a \
+         machine without the Debian archive build the tests with OCI_BUILD_OFFLINE=1, which \
+         marks the live tests ignored"
+    );
+}
+
+/// [`require_apt_sources`], then a temp dir holding a [`layer_project`] at `<tmp>/project`.
+pub fn live_project(layer: &str, recipe: &str) -> (TempDir, PathBuf) {
+    require_apt_sources();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("project");
+    layer_project(&dir, layer, recipe);
+    (tmp, dir)
+}
+
+/// Lays out a project at `dir` with the repository's `layers/<layer>.toml` and `recipe` as
+/// `recipes/app.toml`, so that the lock file a build writes stays out of the repository.
+pub fn layer_project(dir: &Path, layer: &str, recipe: &str) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let file = format!("layers/{layer}.toml");
+    fs::create_dir_all(dir.join("layers")).unwrap();
+    fs::create_dir_all(dir.join("recipes")).unwrap();
+    fs::copy(repo.join(&file), dir.join(&file)).unwrap();
+    fs::write(dir.join("recipes/app.toml"), recipe).unwrap();
+}
+
+/// The PATH of a Debian root.
+pub const DEBIAN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Runs `script` with `/bin/sh` in a chroot of `rootfs` (needs root) with PATH `path` and a
+/// clean environment; asserts success and returns its stdout.
+pub fn chroot_with_path(rootfs: &Path, path: &str, script: &str) -> String {
+    let out = Command::new("chroot")
+        .arg(rootfs)
+        .args(["/bin/sh", "-c", script])
+        .env_clear()
+        .env("PATH", path)
+        .env("LANG", "C.UTF-8")
+        .output()
+        .unwrap();
+    assert_success(&out, &format!("chroot: {script}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`chroot_with_path`] with Debian's PATH.
+pub fn chroot(rootfs: &Path, script: &str) -> String {
+    chroot_with_path(rootfs, DEBIAN_PATH, script)
 }

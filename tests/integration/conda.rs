@@ -11,13 +11,12 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
 use crate::common::{
-    Project, TarEntry, assert_success, bin_path, is_root, json, layer_paths, read_layer,
-    umoci_unpack,
+    DEBIAN_PATH, Project, TarEntry, assert_success, build_error, chroot_with_path, is_root, json,
+    layer_paths, live_project, oci_build_at, read_layer, umoci_unpack,
 };
 use crate::fixtures::conda::{Channel, PLACEHOLDER, Pkg, conda_recipe};
 use crate::fixtures::http::StaticServer;
@@ -96,17 +95,6 @@ fn config_of(p: &Project, report: &Value) -> Value {
         .join("out/blobs/sha256")
         .join(&digest["sha256:".len()..]);
     json(&fs::read_to_string(blob).unwrap())
-}
-
-/// A build that must fail: its one-line error.
-fn error_of(p: &Project) -> String {
-    let out = p.run(&["build", "env", "--output", "oci:out"]);
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(1), "expected a failure:\n{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "expected one line:\n{stderr}");
-    assert!(!p.tmp.path().join("out").exists());
-    eprintln!("{stderr}");
-    stderr.trim_end().to_owned()
 }
 
 #[test]
@@ -321,13 +309,13 @@ fn an_unsatisfiable_conda_spec_names_the_conflict() {
     let channel = test_channel();
     let p = Project::new();
     conda_recipe(&p, &channel.file_url(), &["binpre", "textpre<1"]);
-    let error = error_of(&p);
+    let error = build_error(&p, "env");
     assert!(error.contains("cannot be satisfied"), "{error}");
     assert!(error.contains("textpre"), "{error}");
     assert!(error.contains("binpre"), "{error}");
     // A package no channel has is named as such.
     conda_recipe(&p, &channel.file_url(), &["nosuchpackage >=1"]);
-    let error = error_of(&p);
+    let error = build_error(&p, "env");
     assert!(error.contains("nosuchpackage"), "{error}");
 }
 
@@ -337,7 +325,7 @@ fn a_conda_package_that_does_not_match_its_sha256_is_refused() {
     channel.corrupt_sha256("linux-64", "textpre-1.0-0.tar.bz2");
     let p = Project::new();
     conda_recipe(&p, &channel.file_url(), &["textpre"]);
-    let error = error_of(&p);
+    let error = build_error(&p, "env");
     assert!(error.contains("textpre-1.0-0.tar.bz2"), "{error}");
     assert!(error.contains("does not match the SHA256"), "{error}");
 }
@@ -354,7 +342,7 @@ fn a_prefix_longer_than_a_binary_placeholder_is_refused() {
             channel.file_url()
         ),
     );
-    let error = error_of(&p);
+    let error = build_error(&p, "env");
     assert!(
         error.contains("binpre-2.1-h1") && error.contains("lib/libbinpre.so"),
         "{error}"
@@ -388,7 +376,7 @@ fn conda_entries_escaping_the_prefix_are_refused() {
         channel.add(pkg);
         let p = Project::new();
         conda_recipe(&p, &channel.file_url(), &["evil"]);
-        let error = error_of(&p);
+        let error = build_error(&p, "env");
         assert!(
             error.contains("evil-1.0-0") && error.contains("escapes its prefix"),
             "{name}: {error}"
@@ -414,7 +402,7 @@ fn conda_layers_in_recipes_are_checked() {
         ),
     ] {
         p.recipe("env", &format!("from = \"scratch\"\n[[layer]]\n{layer}\n"));
-        let error = error_of(&p);
+        let error = build_error(&p, "env");
         assert!(error.contains(expected), "{layer}: {error}");
     }
 }
@@ -471,44 +459,22 @@ fn each_platform_gets_its_subdir_and_lock_re_solves() {
 // ---------------------------------------------------------------------------------------------
 // Live: the entry point runs in a chroot of the Debian Python base
 
-fn offline() -> bool {
-    if std::env::var("OCI_BUILD_OFFLINE").is_ok_and(|v| v == "1") {
-        eprintln!("OCI_BUILD_OFFLINE=1: live conda-on-Debian test skipped");
-        return true;
-    }
-    false
-}
-
 #[test]
+#[cfg_attr(
+    offline_tests,
+    ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
+)]
 fn live_conda_entry_point_runs_in_a_chroot_of_the_python_base() {
-    if offline() {
-        return;
-    }
     let channel = test_channel();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let tmp = tempfile::tempdir().unwrap();
-    let project = tmp.path().join("project");
-    fs::create_dir_all(project.join("layers")).unwrap();
-    fs::create_dir_all(project.join("recipes")).unwrap();
-    fs::copy(
-        repo.join("layers/python-3.11.toml"),
-        project.join("layers/python-3.11.toml"),
-    )
-    .unwrap();
-    fs::write(
-        project.join("recipes/app.toml"),
-        format!(
+    let (tmp, project) = live_project(
+        "python-3.11",
+        &format!(
             "from = \"python-3.11\"\nplatforms = [\"linux/amd64\"]\n\n[[layer]]\nconda = {{ channels = [{:?}], specs = [\"python=3.11.2\", \"hello\"] }}\n",
             channel.file_url()
         ),
-    )
-    .unwrap();
+    );
     let out_dir = tmp.path().join("out");
-    let output = Command::new(bin_path())
-        .arg("-C")
-        .arg(&project)
-        .arg("--cache-dir")
-        .arg(tmp.path().join("cache"))
+    let output = oci_build_at(&project, &tmp.path().join("cache"))
         .args(["build", "app", "--output"])
         .arg(format!("oci:{}:app", out_dir.display()))
         .output()
@@ -519,21 +485,8 @@ fn live_conda_entry_point_runs_in_a_chroot_of_the_python_base() {
         return;
     }
     let rootfs = umoci_unpack(&out_dir, "app", &tmp.path().join("bundle"));
-    let run = |script: &str| {
-        let out = Command::new("chroot")
-            .arg(&rootfs)
-            .args(["/bin/sh", "-c", script])
-            .env_clear()
-            .env(
-                "PATH",
-                "/opt/conda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
-            .env("LANG", "C.UTF-8")
-            .output()
-            .unwrap();
-        assert_success(&out, &format!("chroot: {script}"));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let run =
+        |script: &str| chroot_with_path(&rootfs, &format!("/opt/conda/bin:{DEBIAN_PATH}"), script);
     assert_eq!(run("hello").trim(), "hello from conda");
     assert_eq!(
         run("python -c 'import sys; print(sys.prefix)'").trim(),

@@ -1,58 +1,18 @@
 //! Live: the Python 3.11 base of layers/ built from the real Debian archive (through the host's
 //! apt configuration), unpacked, and its python3 run in a chroot.
 //!
-//! Set OCI_BUILD_OFFLINE=1 to skip the live tests on a machine without the archive; they say
-//! so on stderr. Running python3 needs chroot, hence root (CI runs as root).
+//! Built with OCI_BUILD_OFFLINE=1 (a machine without the archive), the live tests are ignored.
+//! Running python3 needs chroot, hence root (CI runs as root).
 
 use std::path::Path;
-use std::process::Command;
 
-use crate::common::{assert_success, bin_path, is_root, json, tool, umoci_unpack};
-
-pub fn offline() -> bool {
-    if std::env::var("OCI_BUILD_OFFLINE").is_ok_and(|v| v == "1") {
-        eprintln!("OCI_BUILD_OFFLINE=1: live Debian test skipped");
-        return true;
-    }
-    false
-}
-
-pub fn chroot(rootfs: &Path, script: &str) -> String {
-    let out = Command::new("chroot")
-        .arg(rootfs)
-        .args(["/bin/sh", "-c", script])
-        .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .env("LANG", "C.UTF-8")
-        .output()
-        .unwrap();
-    assert_success(&out, &format!("chroot: {script}"));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A project holding the repository's python-3.11 definition, so that the lock file the build
-/// writes lands in a temporary directory, not in the repository.
-fn python_project(dir: &Path) {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::create_dir_all(dir.join("layers")).unwrap();
-    std::fs::create_dir_all(dir.join("recipes")).unwrap();
-    std::fs::copy(
-        repo.join("layers/python-3.11.toml"),
-        dir.join("layers/python-3.11.toml"),
-    )
-    .unwrap();
-    std::fs::write(dir.join("recipes/app.toml"), "from = \"python-3.11\"\n").unwrap();
-}
+use crate::common::{
+    assert_success, chroot, is_root, json_of, layer_count, live_project, oci_build_at, tool,
+    umoci_unpack,
+};
 
 fn build_python(project: &Path, cache: &Path, platform: &str, out: &Path) -> serde_json::Value {
-    let output = Command::new(bin_path())
-        .arg("-C")
-        .arg(project)
-        .arg("--cache-dir")
-        .arg(cache)
+    let output = oci_build_at(project, cache)
         .args([
             "build",
             "--json",
@@ -62,11 +22,9 @@ fn build_python(project: &Path, cache: &Path, platform: &str, out: &Path) -> ser
             "--output",
         ])
         .arg(format!("oci:{}:python", out.display()))
-        .env_remove("SOURCE_DATE_EPOCH")
         .output()
         .unwrap();
-    assert_success(&output, &format!("build python-3.11 for {platform}"));
-    json(&String::from_utf8(output.stdout).unwrap())[0].clone()
+    json_of(&output, &format!("build python-3.11 for {platform}"))[0].clone()
 }
 
 /// e_machine of an ELF file in a gzip layer: 62 is x86-64, 183 is AArch64.
@@ -80,16 +38,15 @@ fn elf_machine(layer: &Path, path: &str) -> u16 {
 }
 
 #[test]
+#[cfg_attr(
+    offline_tests,
+    ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
+)]
 fn live_python_base_from_debian_runs_in_a_chroot() {
-    if offline() {
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let project = tmp.path().join("project");
-    python_project(&project);
+    let (tmp, project) = live_project("python-3.11", "from = \"python-3.11\"\n");
     let out_dir = tmp.path().join("out");
     let first = build_python(&project, &tmp.path().join("cache"), "linux/amd64", &out_dir);
-    assert_eq!(first["manifests"][0]["layers"].as_array().unwrap().len(), 2);
+    assert_eq!(layer_count(&first), 2);
     let lock = std::fs::read_to_string(project.join("recipes/recipes.lock")).unwrap();
     assert!(lock.contains("name = \"python3\""), "{lock}");
     // From the lock, with an empty cache: byte-identical.
@@ -154,27 +111,14 @@ fn live_python_base_from_debian_runs_in_a_chroot() {
 
 /// The legacy base: Python 3.9 from bullseye through the same host configuration.
 #[test]
+#[cfg_attr(
+    offline_tests,
+    ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
+)]
 fn live_python_39_base_from_bullseye_runs_in_a_chroot() {
-    if offline() {
-        return;
-    }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let tmp = tempfile::tempdir().unwrap();
-    let project = tmp.path().join("project");
-    std::fs::create_dir_all(project.join("layers")).unwrap();
-    std::fs::create_dir_all(project.join("recipes")).unwrap();
-    std::fs::copy(
-        repo.join("layers/python-3.9.toml"),
-        project.join("layers/python-3.9.toml"),
-    )
-    .unwrap();
-    std::fs::write(project.join("recipes/app.toml"), "from = \"python-3.9\"\n").unwrap();
+    let (tmp, project) = live_project("python-3.9", "from = \"python-3.9\"\n");
     let out_dir = tmp.path().join("out");
-    let output = Command::new(bin_path())
-        .arg("-C")
-        .arg(&project)
-        .arg("--cache-dir")
-        .arg(tmp.path().join("cache"))
+    let output = oci_build_at(&project, &tmp.path().join("cache"))
         .args([
             "build",
             "python-3.9",

@@ -22,7 +22,9 @@ use std::process::Command;
 use crate::fixtures::debian::{Gpg, PACKAGES, Pkg, Repo, write_key};
 use crate::fixtures::gzip;
 
-use crate::common::{Project, TarEntry, assert_success, is_root, layer_paths, read_layer, tool};
+use crate::common::{
+    Project, TarEntry, TarListing, build_error, is_root, layer_paths, read_layer, tool,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Checking results
@@ -90,29 +92,6 @@ fn assert_installed(
         assert_eq!(fields["Version"], *version, "{name}");
         assert!(!fields.contains_key("Filename"), "{name}: {fields:?}");
     }
-}
-
-/// Runs `build bad --output oci:out`, which must fail with exit code 1 and one line on stderr
-/// without writing the output; returns the line.
-fn error_of(p: &Project) -> String {
-    let out = p.run(&["build", "bad", "--output", "oci:out"]);
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected a failure, got:\n{stderr}"
-    );
-    assert!(out.stdout.is_empty());
-    assert_eq!(
-        stderr.lines().count(),
-        1,
-        "expected one line, got:\n{stderr}"
-    );
-    assert!(
-        !p.tmp.path().join("out").exists(),
-        "a failed build wrote its output"
-    );
-    stderr.trim_end().to_owned()
 }
 
 /// The archive of the resolution test: alternatives, two versions, a virtual package with two
@@ -362,7 +341,7 @@ fn an_inrelease_signed_by_another_key_is_refused() {
     write_key(&p, &other.public_key());
     p.recipe("bad", &repo.recipe(&["packages = [\"app\"]"]));
 
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     let url = format!("{}/dists/test/InRelease", repo.server.uri());
     assert!(error.starts_with("error: "), "{error}");
     assert!(error.contains(&format!("`{url}`")), "{error}");
@@ -383,15 +362,12 @@ fn an_inrelease_signed_by_another_key_is_refused() {
 fn an_inrelease_changed_after_signing_is_refused() {
     let mut repo = Repo::new();
     repo.add(Pkg::new("app", "1.0"));
-    repo.publish();
-    let p = Project::new();
-    repo.trust(&p);
-    p.recipe("bad", &repo.recipe(&["packages = [\"app\"]"]));
+    let p = repo.published_project("bad", "packages = [\"app\"]");
     let inrelease = repo.dists().join("InRelease");
     let signed = fs::read_to_string(&inrelease).unwrap();
     fs::write(&inrelease, signed.replace("Label: Test", "Label: Evil")).unwrap();
 
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     let url = format!("{}/dists/test/InRelease", repo.server.uri());
     assert!(
         error.contains(&format!("`{url}` has a BAD signature")),
@@ -403,10 +379,7 @@ fn an_inrelease_changed_after_signing_is_refused() {
 fn a_packages_index_that_does_not_match_the_release_is_refused() {
     let mut repo = Repo::new();
     repo.add(Pkg::new("app", "1.0"));
-    repo.publish();
-    let p = Project::new();
-    repo.trust(&p);
-    p.recipe("bad", &repo.recipe(&["packages = [\"app\"]"]));
+    let p = repo.published_project("bad", "packages = [\"app\"]");
     // A mirror serving another index than the one signed: one byte of Packages differs, in
     // both the plain and the compressed file.
     let dir = repo.dists().join("main/binary-amd64");
@@ -416,7 +389,7 @@ fn a_packages_index_that_does_not_match_the_release_is_refused() {
     fs::write(dir.join("Packages"), &changed).unwrap();
     fs::write(dir.join("Packages.gz"), gzip(changed.as_bytes())).unwrap();
 
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     assert!(
         error.contains(&format!("`{PACKAGES}.gz` does not match the Release file")),
         "{error}"
@@ -440,7 +413,7 @@ fn a_packages_index_that_does_not_match_the_release_is_refused() {
         &repo.dists().join("Release"),
         &repo.dists().join("InRelease"),
     );
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     assert!(
         error.contains(&format!("`{PACKAGES}` does not match the Release file")),
         "{error}"
@@ -452,10 +425,7 @@ fn a_deb_that_does_not_match_its_index_entry_is_refused() {
     let mut repo = Repo::new();
     repo.add(Pkg::new("libfoo", "2.1"))
         .add(Pkg::new("app", "1.0").field("Depends", "libfoo"));
-    repo.publish();
-    let p = Project::new();
-    repo.trust(&p);
-    p.recipe("bad", &repo.recipe(&["packages = [\"app\"]"]));
+    let p = repo.published_project("bad", "packages = [\"app\"]");
     // Same size, one byte different.
     let deb = repo.root().join(Repo::pool_name("libfoo", "2.1", "amd64"));
     let mut bytes = fs::read(&deb).unwrap();
@@ -463,7 +433,7 @@ fn a_deb_that_does_not_match_its_index_entry_is_refused() {
     bytes[middle] ^= 0xff;
     fs::write(&deb, bytes).unwrap();
 
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     let url = repo.deb_url("libfoo", "2.1", "amd64");
     assert!(
         error.contains(&format!(
@@ -485,12 +455,9 @@ fn an_unsatisfiable_dependency_names_the_chain_and_what_is_available() {
     let mut repo = Repo::new();
     repo.add(Pkg::new("libmissing", "1.0"))
         .add(Pkg::new("app2", "2.0").field("Depends", "libmissing (>= 3)"));
-    repo.publish();
-    let p = Project::new();
-    repo.trust(&p);
-    p.recipe("bad", &repo.recipe(&["packages = [\"app2\"]"]));
+    let p = repo.published_project("bad", "packages = [\"app2\"]");
 
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     assert!(
         error.contains(
             "cannot install app2 2.0 → libmissing (>= 3): libmissing is available only as 1.0"
@@ -547,7 +514,7 @@ fn a_deb_with_entries_outside_its_root_is_refused() {
             &repo.recipe(&[&format!("packages = [\"{request}\"]")]),
         );
         let before = tree_of(p.tmp.path(), Path::new("cache"));
-        let error = error_of(&p);
+        let error = build_error(&p, "bad");
         // Outside the cache, nothing appeared.
         assert_eq!(tree_of(p.tmp.path(), Path::new("cache")), before);
         assert!(
@@ -675,12 +642,9 @@ fn an_expired_release_is_refused() {
     let mut repo = Repo::new();
     repo.add(Pkg::new("app", "1.0"));
     repo.valid_until = Some("Sun, 02 Jan 2000 00:00:00 UTC".to_owned());
-    repo.publish();
-    let p = Project::new();
-    repo.trust(&p);
-    p.recipe("bad", &repo.recipe(&["packages = [\"app\"]"]));
+    let p = repo.published_project("bad", "packages = [\"app\"]");
 
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     assert!(
         error.contains("expired on Sun, 02 Jan 2000 00:00:00 UTC (Valid-Until)"),
         "{error}"
@@ -769,29 +733,9 @@ fn an_unprivileged_build_installs_root_owned_setuid_files() {
             .file("/usr/bin/app-helper", "#!/bin/sh\n", 0o4755)
             .file("/etc/app.conf", "secret\n", 0o600),
     );
-    repo.publish();
-    let p = Project::new();
-    repo.trust(&p);
-    p.recipe("app", &repo.recipe(&["packages = [\"app\"]"]));
-    let tmp = p.tmp.path();
-    let out = tmp.join("out");
-    let home = tmp.join("home");
-    fs::create_dir_all(&home).unwrap();
-    let mut command = p.unprivileged_command();
-    let output = command
-        .arg("-C")
-        .arg(p.dir())
-        .arg("--cache-dir")
-        .arg(p.cache())
-        .args(["build", "--json", "app", "--output"])
-        .arg(format!("oci:{}", out.display()))
-        .env("HOME", &home)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .unwrap();
-    assert_success(&output, "unprivileged build");
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let layer = &layer_paths(&out, &report[0])[0];
+    let p = repo.published_project("app", "packages = [\"app\"]");
+    let (report, out) = p.unprivileged_build("app");
+    let layer = &layer_paths(&out, &report)[0];
 
     // The extracted copy in the cache belongs to the builder, not to root.
     let extracted = walkdir::WalkDir::new(p.cache())
@@ -809,20 +753,8 @@ fn an_unprivileged_build_installs_root_owned_setuid_files() {
         assert_eq!(extracted.metadata().unwrap().uid(), builder);
     }
 
-    let listing = tool(
-        "tar",
-        &["--numeric-owner", "-tvzf", layer.to_str().unwrap()],
-    );
-    let line = |path: &str| -> Vec<String> {
-        listing
-            .lines()
-            .find(|l| l.split_whitespace().nth(5) == Some(path))
-            .unwrap_or_else(|| panic!("{path} missing from layer:\n{listing}"))
-            .split_whitespace()
-            .take(2)
-            .map(str::to_owned)
-            .collect()
-    };
+    let listing = TarListing::of(layer);
+    let line = |path: &str| listing.mode_owner(path);
     assert_eq!(line("usr/bin/app"), ["-rwxr-xr-x", "0/0"]);
     assert_eq!(line("usr/bin/app-helper"), ["-rwsr-xr-x", "0/0"]);
     assert_eq!(line("etc/app.conf"), ["-rw-------", "0/0"]);

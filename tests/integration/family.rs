@@ -4,13 +4,15 @@
 //! after it reuses the layers they share; the GPU smoke check's image builds.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use oci_build::recipe::{BaseRef, LayerSource, Project};
 
-use crate::common::{assert_success, bin_path, is_root, json, tool};
-use crate::debian::{chroot, offline};
+use crate::common::{
+    assert_success, bin_path, chroot, is_root, json, json_of, layer_count, live_cache,
+    oci_build_at, require_apt_sources, tool,
+};
 use crate::fixtures::registry::{Auth, Registry};
 
 fn repo() -> PathBuf {
@@ -233,25 +235,22 @@ fn the_committed_lock_pins_every_image_of_the_family() {
     );
 }
 
-fn shared_cache() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-cache")
-}
-
 fn build_json(args: &[&str], vars: &[(&str, &str)]) -> serde_json::Value {
     let mut all = vec!["--cache-dir"];
-    let cache = shared_cache().display().to_string();
+    let cache = live_cache().display().to_string();
     all.push(&cache);
     all.extend_from_slice(args);
     let out = in_repo(&all, vars);
-    assert_success(&out, &format!("oci-build {}", args.join(" ")));
-    json(&String::from_utf8(out.stdout).unwrap())
+    json_of(&out, &format!("oci-build {}", args.join(" ")))
 }
 
 #[test]
+#[cfg_attr(
+    offline_tests,
+    ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
+)]
 fn mlrun_builds_from_the_lock_pushes_and_runs_and_api_reuses_its_layers() {
-    if offline() {
-        return;
-    }
+    require_apt_sources();
     let registry = Registry::start(Auth::None);
     let prefix = format!("{}/", registry.url());
     let vars = [("MLRUN_DOCKER_REGISTRY", prefix.as_str())];
@@ -350,27 +349,18 @@ fn mlrun_builds_from_the_lock_pushes_and_runs_and_api_reuses_its_layers() {
 }
 
 #[test]
+#[cfg_attr(
+    offline_tests,
+    ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
+)]
 fn the_gpu_smoke_image_builds() {
-    if offline() {
-        return;
-    }
+    require_apt_sources();
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(bin_path())
-        .arg("-C")
-        .arg(repo().join("gpu-smoke"))
-        .arg("--cache-dir")
-        .arg(shared_cache())
+    let out = oci_build_at(&repo().join("gpu-smoke"), &live_cache())
         .args(["build", "--json", "--locked", "cuda-smoke", "--output"])
         .arg(format!("oci:{}", tmp.path().join("out").display()))
         .output()
         .unwrap();
-    assert_success(&out, "build the GPU smoke image");
-    let report = json(&String::from_utf8(out.stdout).unwrap());
-    assert_eq!(
-        report[0]["manifests"][0]["layers"]
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
+    let report = json_of(&out, "build the GPU smoke image");
+    assert_eq!(layer_count(&report[0]), 3);
 }

@@ -9,8 +9,8 @@ use sha2::Digest as _;
 
 use crate::common::{Sentinel, refused};
 use crate::fixtures::debian::{Pkg, Repo};
+use crate::fixtures::offline::{build_and_fetch, offline_build, online_world};
 use crate::fixtures::pypi::{Index, dist, project};
-use crate::offline::{build_and_fetch, online_world};
 
 /// An index whose hash is a path: `#sha256=../../sentinel/escape` (relative to the cache's
 /// metadata bucket) or an absolute path into the sentinel. Before the fix, the metadata file
@@ -89,18 +89,7 @@ fn an_inputs_directory_names_no_path() {
 
         let error = refused(&p.run(&["verify", &dir_arg]), "inputs.json");
         assert!(error.contains("filename"), "{error}");
-        let error = refused(
-            &p.run(&[
-                "build",
-                "app",
-                "--offline",
-                "--inputs",
-                &dir_arg,
-                "--output",
-                "oci:off",
-            ]),
-            "inputs.json",
-        );
+        let error = refused(&offline_build(&p, &dir_arg, "oci:off"), "inputs.json");
         assert!(
             error.contains("srconly") && error.contains("filename"),
             "{error}"

@@ -4,12 +4,12 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{assert_success, bin_path, tool};
+use crate::common::{assert_success, bin_path, one_line_error, tool};
 use crate::fixtures::registry::{Auth, FaultProxy, Registry, http_get, http_request};
 use oci_build::digest::Digest;
 
@@ -57,6 +57,18 @@ fn put_manifest(registry: &str, repository: &str, reference: &str, media_type: &
     )
     .unwrap();
     assert_eq!(out.status, 201, "PUT {reference}: {}", out.text());
+}
+
+/// Puts an OCI image manifest by its digest; returns its descriptor.
+fn put_oci_manifest(registry: &str, repository: &str, manifest: &[u8]) -> Value {
+    put_manifest(
+        registry,
+        repository,
+        &digest(manifest),
+        OCI_MANIFEST,
+        manifest,
+    );
+    descriptor(OCI_MANIFEST, manifest)
 }
 
 fn descriptor(media_type: &str, bytes: &[u8]) -> Value {
@@ -119,14 +131,7 @@ fn craft_image(
             "layers": layer_descriptors,
         }))
         .unwrap();
-        put_manifest(
-            registry,
-            repository,
-            &digest(&manifest),
-            OCI_MANIFEST,
-            &manifest,
-        );
-        let mut d = descriptor(OCI_MANIFEST, &manifest);
+        let mut d = put_oci_manifest(registry, repository, &manifest);
         d["platform"] = json!({ "architecture": arch, "os": "linux" });
         descriptors.push(d);
         manifests.push(manifest);
@@ -167,14 +172,7 @@ fn attach_referrer(
         "subject": descriptor(subject_type, subject),
     }))
     .unwrap();
-    put_manifest(
-        registry,
-        repository,
-        &digest(&manifest),
-        OCI_MANIFEST,
-        &manifest,
-    );
-    let mut entry = descriptor(OCI_MANIFEST, &manifest);
+    let mut entry = put_oci_manifest(registry, repository, &manifest);
     entry["artifactType"] = json!("application/vnd.example.sbom+json");
     let fallback = serde_json::to_vec(&json!({
         "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry],
@@ -207,18 +205,6 @@ fn mirror_json(tmp: &Path, args: &[&str]) -> Value {
     let out = oci_build(tmp, &all).output().unwrap();
     assert_success(&out, &format!("oci-build {}", all.join(" ")));
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The one `error: ` line of a failed run.
-fn one_line_error(out: &Output) -> String {
-    assert!(!out.status.success(), "expected a failure");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    errors[0].to_owned()
 }
 
 /// The manifest bytes skopeo reads for `image` (`HOST:PORT/REPO:TAG` or `…@DIGEST`).

@@ -8,87 +8,9 @@
 //! directory, and a layer the lock does not pin is refused offline.
 
 use std::fs;
-use std::path::PathBuf;
 
-use crate::common::{Project, assert_success};
-use crate::fixtures::debian::{Pkg, Repo};
-use crate::fixtures::pypi::{Index, STATUS, dist, sdist_bytes};
-use crate::fixtures::registry::{Auth, Registry};
-
-/// The servers of the online side; dropping them stops them all.
-pub(crate) struct Online {
-    _registry: Registry,
-    _repo: Repo,
-    _index: Index,
-}
-
-/// Pushes a base (a dpkg status saying Debian's Python 3.11 and glibc are installed) to a
-/// registry, publishes a package and two Python distributions, and writes the `app` recipe on
-/// top of them.
-pub(crate) fn online_world() -> (Online, Project) {
-    let registry = Registry::start(Auth::None);
-    let base = Project::new();
-    base.write("fixtures/status", STATUS);
-    base.recipe(
-        "base",
-        "platforms = [\"linux/amd64\"]\n[[layer]]\nfiles = [{ src = \"fixtures/status\", dest = \"/var/lib/dpkg/status\" }]\n",
-    );
-    base.build(&[
-        "base",
-        "--output",
-        &format!("docker://{}", registry.image("test/base:1")),
-    ]);
-
-    let mut repo = Repo::new();
-    repo.add(Pkg::new("hello", "1.0"));
-    repo.publish();
-
-    let mut index = Index::new();
-    index.publish(&dist("tiny", "1.0"));
-    index.publish_raw(
-        "srconly",
-        "srconly-0.3.tar.gz",
-        &sdist_bytes("py3-none-any"),
-    );
-
-    let project = Project::new();
-    repo.trust(&project);
-    project.recipe(
-        "app",
-        &format!(
-            "image = \"test/app:1\"\nfrom = \"docker://{}\"\nplatforms = [\"linux/amd64\"]\n{}[[layer]]\npip = {{ index_url = \"{}\", packages = [\"tiny\", \"srconly\"] }}\n",
-            registry.image("test/base:1"),
-            repo.layer("packages = [\"hello\"]"),
-            index.url()
-        ),
-    );
-    (
-        Online {
-            _registry: registry,
-            _repo: repo,
-            _index: index,
-        },
-        project,
-    )
-}
-
-/// Builds `app` online into `oci:online` and fetches its inputs into `dir:inputs`; returns the
-/// image digest and the directory.
-pub(crate) fn build_and_fetch(project: &Project) -> (String, PathBuf) {
-    let online = project.build(&["app", "--output", "oci:online"]);
-    let inputs = project.tmp.path().join("inputs");
-    let out = project.run(&["fetch", "app", "--to", &format!("dir:{}", inputs.display())]);
-    assert_success(&out, "oci-build fetch");
-    (online["digest"].as_str().unwrap().to_owned(), inputs)
-}
-
-fn error_line(out: &std::process::Output) -> String {
-    assert!(!out.status.success(), "the command should have failed");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(errors.len(), 1, "one error line: {stderr}");
-    errors[0].to_owned()
-}
+use crate::common::{assert_success, one_line_error};
+use crate::fixtures::offline::{build_and_fetch, offline_build, online_world};
 
 fn inputs_json(dir: &std::path::Path) -> serde_json::Value {
     serde_json::from_slice(&fs::read(dir.join("inputs.json")).unwrap()).unwrap()
@@ -134,7 +56,7 @@ fn an_offline_build_from_fetched_inputs_equals_the_online_build() {
 
     // A layer the lock does not pin cannot be resolved offline.
     fs::remove_file(project.path("recipes/recipes.lock")).unwrap();
-    let error = error_line(&project.run(&["build", "app", "--offline", "--inputs", &dir_arg]));
+    let error = one_line_error(&project.run(&["build", "app", "--offline", "--inputs", &dir_arg]));
     assert!(
         error.contains("app (")
             && error.contains("layer 1 (debian hello)")
@@ -167,15 +89,7 @@ fn a_missing_or_damaged_input_is_named() {
     let deb = inputs.join("blobs/sha256").join(sha_of("deb"));
     let deb_bytes = fs::read(&deb).unwrap();
     fs::remove_file(&deb).unwrap();
-    let error = error_line(&project.run(&[
-        "build",
-        "app",
-        "--offline",
-        "--inputs",
-        &dir_arg,
-        "--output",
-        "oci:offline",
-    ]));
+    let error = one_line_error(&offline_build(&project, &dir_arg, "oci:offline"));
     assert!(
         error.contains("app (")
             && error.contains("layer 1 (debian hello)")
@@ -184,7 +98,7 @@ fn a_missing_or_damaged_input_is_named() {
         "{error}"
     );
     assert!(!project.tmp.path().join("offline").exists());
-    let error = error_line(&project.run(&["verify", &dir_arg]));
+    let error = one_line_error(&project.run(&["verify", &dir_arg]));
     assert!(
         error.contains("Debian package hello 1.0") && error.contains("is missing"),
         "{error}"
@@ -197,7 +111,7 @@ fn a_missing_or_damaged_input_is_named() {
     let mut bytes = fs::read(&wheel).unwrap();
     bytes[10] ^= 1;
     fs::write(&wheel, bytes).unwrap();
-    let error = error_line(&project.run(&["verify", &dir_arg]));
+    let error = one_line_error(&project.run(&["verify", &dir_arg]));
     assert!(
         error.contains(&format!(
             "blobs/sha256/{}",
@@ -205,7 +119,7 @@ fn a_missing_or_damaged_input_is_named() {
         )) && error.contains("corrupt"),
         "{error}"
     );
-    let error = error_line(&project.run(&["build", "app", "--offline", "--inputs", &dir_arg]));
+    let error = one_line_error(&project.run(&["build", "app", "--offline", "--inputs", &dir_arg]));
     assert!(
         error.contains("layer 2 (pip tiny srconly)")
             && error.contains("the wheel built from the sdist of srconly 0.3")

@@ -4,7 +4,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use crate::common::{Project, json, tool, umoci_unpack};
+use crate::common::{Project, json, skopeo_copy_arm64, tool, umoci_unpack};
 
 const LONG_DIR: &str = "a-directory-name-long-enough-that-the-whole-path-needs-a-pax-header-because-ustar-stops-at-one-hundred-bytes";
 
@@ -296,17 +296,7 @@ files = [{ src = "conf/app.conf", dest = "/etc/app.conf" }]
         &["--override-arch", "arm64", "inspect", "--config", &image],
     ));
     assert_eq!(arm["architecture"], "arm64");
-    let copied = p.tmp.path().join("arm");
-    tool(
-        "skopeo",
-        &[
-            "--override-arch",
-            "arm64",
-            "copy",
-            &image,
-            &format!("oci:{}:arm", copied.display()),
-        ],
-    );
+    skopeo_copy_arm64(&[&image], &p.tmp.path().join("arm"));
     tool(
         "oci-image-tool",
         &["validate", "--type", "image", out.to_str().unwrap()],

@@ -2,41 +2,21 @@
 //! base built from the real Debian archive, then run in a chroot; and the real `mlrun`
 //! closure locked and compared with `uv pip compile` on the same input.
 //!
-//! OCI_BUILD_OFFLINE=1 skips these, saying so. The Debian layers are kept in one cache under
+//! Built with OCI_BUILD_OFFLINE=1, these are ignored. The Debian layers are kept in one cache under
 //! the target directory, shared by these tests and across runs (a fresh one works too).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::common::{assert_success, bin_path, is_root, json, umoci_unpack};
-use crate::debian::{chroot, offline};
-
-fn shared_cache() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-cache")
-}
-
-/// A project with the repository's python-3.11 definition and one recipe on it.
-fn project(dir: &Path, recipe: &str) {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::create_dir_all(dir.join("layers")).unwrap();
-    std::fs::create_dir_all(dir.join("recipes")).unwrap();
-    std::fs::copy(
-        repo.join("layers/python-3.11.toml"),
-        dir.join("layers/python-3.11.toml"),
-    )
-    .unwrap();
-    std::fs::write(dir.join("recipes/app.toml"), recipe).unwrap();
-}
+use crate::common::{
+    assert_success, chroot, is_root, json_of, layer_count, live_cache, live_project, oci_build_at,
+    umoci_unpack,
+};
 
 fn oci_build(project: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(bin_path())
-        .arg("-C")
-        .arg(project)
-        .arg("--cache-dir")
-        .arg(shared_cache())
+    oci_build_at(project, &live_cache())
         .args(args)
-        .env_remove("SOURCE_DATE_EPOCH")
         .output()
         .unwrap()
 }
@@ -75,14 +55,13 @@ fn normalize(name: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    offline_tests,
+    ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
+)]
 fn real_wheels_install_and_run_on_the_python_base() {
-    if offline() {
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("project");
-    project(
-        &dir,
+    let (tmp, dir) = live_project(
+        "python-3.11",
         "image = \"test/pip:1\"\nfrom = \"python-3.11\"\nplatforms = [\"linux/amd64\"]\n\
          [[layer]]\npip = { packages = [\"numpy\", \"pandas\", \"pyyaml\", \"requests\", \"click\"] }\n",
     );
@@ -97,15 +76,8 @@ fn real_wheels_install_and_run_on_the_python_base() {
             &format!("oci:{}", layout.display()),
         ],
     );
-    assert_success(&out, "build the pip image");
-    let report = json(&String::from_utf8(out.stdout).unwrap());
-    assert_eq!(
-        report[0]["manifests"][0]["layers"]
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
+    let report = json_of(&out, "build the pip image");
+    assert_eq!(layer_count(&report[0]), 3);
     let pins = locked(&dir, 1);
     for name in ["numpy", "pandas", "pyyaml", "requests", "click", "urllib3"] {
         assert!(pins.contains_key(name), "{name} is not locked: {pins:?}");
@@ -159,14 +131,13 @@ fn real_wheels_install_and_run_on_the_python_base() {
 }
 
 #[test]
+#[cfg_attr(
+    offline_tests,
+    ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
+)]
 fn the_mlrun_closure_locks_as_uv_resolves_it() {
-    if offline() {
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("project");
-    project(
-        &dir,
+    let (tmp, dir) = live_project(
+        "python-3.11",
         "image = \"test/mlrun:1\"\nfrom = \"python-3.11\"\nplatforms = [\"linux/amd64\"]\n\
          [[layer]]\npip = { packages = [\"mlrun\"] }\n",
     );

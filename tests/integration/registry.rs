@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
-use crate::common::{Project, assert_success, json, tool};
+use crate::common::{Project, assert_success, json, one_line_error, skopeo_copy_arm64, tool};
 use crate::fixtures::registry::{Action, Auth, Fault, FaultProxy, Registry};
 
 const USER: &str = "builder";
@@ -73,23 +73,6 @@ fn push_json(cmd: &mut Command) -> Value {
     json(&String::from_utf8(out.stdout).unwrap())
 }
 
-/// One line on stderr, exit code 1; returns it.
-fn one_line_error(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    errors[0].to_owned()
-}
-
 fn skopeo_raw(image: &str, creds: Option<&str>) -> String {
     let mut args = vec!["inspect", "--raw", "--tls-verify=false"];
     if let Some(creds) = creds {
@@ -145,17 +128,12 @@ fn push_without_auth_reads_back_identically_and_a_second_push_sends_nothing() {
         index["mediaType"],
         "application/vnd.oci.image.index.v1+json"
     );
-    let copied = p.tmp.path().join("arm");
-    tool(
-        "skopeo",
+    skopeo_copy_arm64(
         &[
-            "--override-arch",
-            "arm64",
-            "copy",
             "--src-tls-verify=false",
             &format!("docker://{}", registry.image("team/app:1.0")),
-            &format!("oci:{}:arm", copied.display()),
         ],
+        &p.tmp.path().join("arm"),
     );
 
     let uploaded_before = proxy.request_body_bytes(None, "/blobs/uploads/");

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::common::{NOBODY, Project, assert_success, is_root, tool};
+use crate::common::{NOBODY, Project, TarListing, is_root, layer_paths};
 
 #[test]
 fn unprivileged_build_writes_root_owned_files() {
@@ -23,48 +23,18 @@ files = [
 ]
 "#,
     );
-    let tmp = p.tmp.path();
-    let out = tmp.join("out");
-    let home = tmp.join("home");
-    fs::create_dir_all(&home).unwrap();
     // CI runs as root: the build drops to nobody, who owns the inputs and the output area.
-    let mut command = p.unprivileged_command();
-    let output = command
-        .arg("-C")
-        .arg(p.dir())
-        .arg("--cache-dir")
-        .arg(tmp.join("cache"))
-        .args(["build", "--json", "rootless", "--output"])
-        .arg(format!("oci:{}", out.display()))
-        .env("HOME", &home)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .unwrap();
-    assert_success(&output, "unprivileged build");
+    let (report, out) = p.unprivileged_build("rootless");
     if is_root() {
         // The output really was written by nobody.
         use std::os::unix::fs::MetadataExt;
         assert_eq!(fs::metadata(out.join("index.json")).unwrap().uid(), NOBODY);
     }
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let layer = &crate::common::layer_paths(&out, &report[0])[0];
+    let layer = &layer_paths(&out, &report)[0];
 
     // GNU tar, not our reader, says what the layer holds.
-    let listing = tool(
-        "tar",
-        &["--numeric-owner", "-tvzf", layer.to_str().unwrap()],
-    );
-    let line = |path: &str| -> Vec<String> {
-        let found = listing
-            .lines()
-            .find(|l| l.split_whitespace().nth(5) == Some(path))
-            .unwrap_or_else(|| panic!("{path} missing from layer:\n{listing}"));
-        found
-            .split_whitespace()
-            .take(2)
-            .map(str::to_owned)
-            .collect()
-    };
+    let listing = TarListing::of(layer);
+    let line = |path: &str| listing.mode_owner(path);
     assert_eq!(line("etc/secret.conf"), ["-rw-------", "0/0"]);
     assert_eq!(line("usr/local/bin/tool"), ["-rwsr-xr-x", "0/0"]);
     assert_eq!(line("srv/data/"), ["drwxr-x---", "33/33"]);
