@@ -197,7 +197,7 @@ fn docker_media_types_refuse_a_zstd_base() {
 #[test]
 fn unknown_layer_key_names_line_and_every_kind() {
     let p = project_with("from = \"scratch\"\n\n[[layer]]\napk = { packages = [\"musl\"] }\n");
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     assert!(
         error.starts_with("error: recipes/bad.toml:4:1: unknown field `apk`"),
         "{error}"
@@ -212,7 +212,7 @@ fn two_package_kinds_in_one_layer_are_refused() {
     let p = project_with(
         "from = \"scratch\"\n[[layer]]\ndebian = { packages = [\"python3\"] }\npip = { packages = [\"six\"] }\n",
     );
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     assert!(
         error.contains("layer 1 has both `debian` and `pip`"),
         "{error}"
@@ -222,7 +222,7 @@ fn two_package_kinds_in_one_layer_are_refused() {
 #[test]
 fn a_layer_without_content_names_every_kind() {
     let p = project_with("from = \"scratch\"\n[[layer]]\ncomment = \"empty\"\n");
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     assert!(
         error.contains(
             "layer 1 has no content: give it `files`, `debian`, `pip`, `conda`, `accounts` or `remove`"
@@ -236,6 +236,6 @@ fn a_layer_without_content_names_every_kind() {
 fn a_kind_checks_its_spec_with_the_recipe() {
     let p =
         project_with("from = \"scratch\"\n[[layer]]\ndebian = { packages = [\"python3 (>> \"] }\n");
-    let error = error_of(&p);
+    let error = build_error(&p, "bad");
     assert!(error.contains("package request `python3 (>> `"), "{error}");
 }
