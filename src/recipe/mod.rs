@@ -431,6 +431,11 @@ impl Project {
             .iter()
             .map(|p| ImagePath::new(p).map_err(|e| invalid(p, format!("in `remove`: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
+        let replace = spec
+            .replace
+            .iter()
+            .map(|p| ImagePath::new(p).map_err(|e| invalid(p, format!("in `replace`: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
         let given: Vec<&str> = [
             ("files", spec.files.is_some()),
             ("debian", spec.debian.is_some()),
@@ -458,6 +463,7 @@ impl Project {
                 comment: spec.comment.clone(),
                 source: LayerSource::Pip(self.check_pip(pip, index, invalid)?),
                 remove,
+                replace,
             });
         }
         if let Some(accounts) = &spec.accounts {
@@ -465,6 +471,7 @@ impl Project {
                 comment: spec.comment.clone(),
                 source: LayerSource::Accounts(accounts.clone()),
                 remove,
+                replace,
             });
         }
         if let Some(conda) = &spec.conda {
@@ -472,6 +479,7 @@ impl Project {
                 comment: spec.comment.clone(),
                 source: check_conda(index, conda, invalid)?,
                 remove,
+                replace,
             });
         }
         let source = match (&spec.files, &spec.debian) {
@@ -514,12 +522,12 @@ impl Project {
                 }
                 LayerSource::Debian(debian)
             }
-            (None, None) if !remove.is_empty() => LayerSource::Nothing,
+            (None, None) if !remove.is_empty() || !replace.is_empty() => LayerSource::Nothing,
             (None, None) => {
                 return Err(invalid(
                     "[[layer]]",
                     format!(
-                        "layer {} has no content: give it `files`, `debian`, `pip`, `conda`, `accounts` or `remove`",
+                        "layer {} has no content: give it `files`, `debian`, `pip`, `conda`, `accounts`, `remove` or `replace`",
                         index + 1
                     ),
                 ));
@@ -529,6 +537,7 @@ impl Project {
             comment: spec.comment.clone(),
             source,
             remove,
+            replace,
         })
     }
 

@@ -65,6 +65,10 @@ pub struct LayerSpec {
     /// Paths of the layers below to delete (written as OCI whiteouts).
     #[serde(default)]
     pub remove: Vec<String>,
+    /// Directories whose contents from the layers below are hidden, so that this layer's
+    /// entries under them are all they hold (written as OCI opaque whiteouts).
+    #[serde(default)]
+    pub replace: Vec<String>,
 }
 
 /// One copy: `src` (relative to the project directory) to `dest` in the image.
