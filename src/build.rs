@@ -409,14 +409,13 @@ impl<'a> Builder<'a> {
                     below: &below,
                     layer: (&recipe.target, index + 1),
                 };
-                let tree = source::layer_tree(layer_spec, &mut locked, |specs| {
+                let mut tree = source::layer_tree(layer_spec, &mut locked, |specs| {
                     let base = below.python_base()?;
                     let files = source::accounts::merge_files(&base.account_files);
                     Ok(source::accounts::layer_tree(specs, &files).map_err(SourceError::from)?)
                 })
                 .map_err(layer_error)?;
                 // An implied directory keeps what the layers below made it (issue 14).
-                let mut tree = tree;
                 if !tree.implied_dirs().is_empty() {
                     self.update_dirs_below(image_ref, dirs)
                         .map_err(|e| layer_error(SourceError::BaseLayers(e.to_string()).into()))?;

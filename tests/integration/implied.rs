@@ -194,3 +194,35 @@ replace = ["/srv/data"]
         assert_eq!(owner_mode(&rootfs, "srv/data"), (1000, 100, 0o750));
     }
 }
+
+/// The jupyter case of issue 14: an `accounts` layer's home, then files copied into it.
+#[test]
+fn the_notebook_users_home_stays_its_own_under_copied_files() {
+    let p = Project::new();
+    p.write("demos/intro.ipynb", "{}\n");
+    p.recipe(
+        "notebook",
+        r#"
+platforms = ["linux/amd64"]
+
+[[layer]]
+accounts = [{ user = "jovyan", uid = 1000, group = "users", gid = 100 }]
+
+[[layer]]
+files = [{ src = "demos", dest = "/home/jovyan/demos", uid = 1000, gid = 100 }]
+"#,
+    );
+    let out = p.tmp.path().join("out");
+    let report = p.build(&["notebook", "--output", &format!("oci:{}", out.display())]);
+    let layers = layer_paths(&out, &report);
+    let top = gnu_tar_listing(layers.last().unwrap());
+    let home = top.iter().find(|m| m.2 == "home/jovyan/").unwrap();
+    assert_eq!(
+        (home.0.as_str(), home.1.as_str()),
+        ("drwxr-xr-x", "1000/100")
+    );
+    let rootfs = umoci_unpack(&out, "notebook:latest", &p.tmp.path().join("bundle"));
+    if is_root() {
+        assert_eq!(owner_mode(&rootfs, "home/jovyan"), (1000, 100, 0o755));
+    }
+}
