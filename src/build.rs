@@ -10,6 +10,7 @@ use crate::digest::Digest;
 use crate::image::layout::{Layout, LayoutError};
 use crate::image::spec::{self, ContainerConfig, History, ImageConfig, Index, Manifest, Platform};
 use crate::image::{self, BlobData, ImageArtifact, ImageLayer, MediaTypes, PlatformImage};
+use crate::layer::below::DirsBelow;
 use crate::layer::cache::Cache;
 use crate::layer::cache::CacheKey as LayerTreeKey;
 use crate::layer::{self, AssembleOptions, Compression, LayerError, LayerTree};
@@ -376,6 +377,10 @@ impl<'a> Builder<'a> {
             compression: self.options.compression,
             threads: self.options.threads,
         };
+        // The directories each platform's image holds so far, read when a layer first implies
+        // one and then kept up to date layer by layer, so no layer is read twice.
+        let mut dirs_below: Vec<(usize, DirsBelow)> =
+            vec![(0, DirsBelow::default()); result.images.len()];
         // Layers in order; within a layer, each platform (a Debian layer differs per
         // architecture; a files layer is the same tree, so later platforms hit the cache).
         for (index, layer_spec) in recipe.layers.iter().enumerate() {
@@ -393,7 +398,7 @@ impl<'a> Builder<'a> {
                 source: Box::new(failure),
             };
             let mut done: Vec<(LayerTreeKey, crate::layer::LayerBlob)> = Vec::new();
-            for image in &mut result.images {
+            for (image, dirs) in result.images.iter_mut().zip(&mut dirs_below) {
                 let image_ref: &PlatformImage = image;
                 let below = ImageBelow {
                     builder: self,
@@ -404,12 +409,18 @@ impl<'a> Builder<'a> {
                     below: &below,
                     layer: (&recipe.target, index + 1),
                 };
-                let tree = source::layer_tree(layer_spec, &mut locked, |specs| {
+                let mut tree = source::layer_tree(layer_spec, &mut locked, |specs| {
                     let base = below.python_base()?;
                     let files = source::accounts::merge_files(&base.account_files);
                     Ok(source::accounts::layer_tree(specs, &files).map_err(SourceError::from)?)
                 })
                 .map_err(layer_error)?;
+                // An implied directory keeps what the layers below made it (issue 14).
+                if !tree.implied_dirs().is_empty() {
+                    self.update_dirs_below(image_ref, dirs)
+                        .map_err(|e| layer_error(SourceError::BaseLayers(e.to_string()).into()))?;
+                    tree.inherit_implied(|dir| dirs.1.dir(dir));
+                }
                 let key = layer::layer_key(&tree, &assemble_options);
                 let blob = match done.iter().find(|(k, _)| *k == key) {
                     Some((_, blob)) => blob.clone(),
@@ -550,40 +561,40 @@ impl<'a> Builder<'a> {
         })
     }
 
+    /// What one layer of an image holds for the layers on top, read once per run.
+    fn scan(&self, layer: &ImageLayer) -> std::io::Result<std::sync::Arc<LayerScan>> {
+        let known = self
+            .scans
+            .lock()
+            .expect("layer scans")
+            .get(&layer.diff_id)
+            .cloned();
+        if let Some(scan) = known {
+            return Ok(scan);
+        }
+        let reader: Box<dyn std::io::Read> = match &layer.data {
+            BlobData::File(path) => Box::new(std::io::BufReader::new(std::fs::File::open(path)?)),
+            BlobData::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
+        };
+        let reader = crate::layer::compress::decoder(layer.compression, reader)?;
+        let scan = LayerScan::of_tar(reader)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("layer {}: {e}", layer.digest)))?;
+        let scan = std::sync::Arc::new(scan);
+        self.scans
+            .lock()
+            .expect("layer scans")
+            .insert(layer.diff_id.clone(), scan.clone());
+        Ok(scan)
+    }
+
     /// What the image's layers hold for a `pip` layer on top: its Python, C library and
     /// installed distributions. Each layer is read once per run.
     fn python_base(&self, image: &PlatformImage) -> std::io::Result<pip::scan::PythonBase> {
-        let mut scans = Vec::new();
-        for layer in &image.layers {
-            let known = self
-                .scans
-                .lock()
-                .expect("layer scans")
-                .get(&layer.diff_id)
-                .cloned();
-            let scan = match known {
-                Some(scan) => scan,
-                None => {
-                    let reader: Box<dyn std::io::Read> = match &layer.data {
-                        BlobData::File(path) => {
-                            Box::new(std::io::BufReader::new(std::fs::File::open(path)?))
-                        }
-                        BlobData::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
-                    };
-                    let reader = crate::layer::compress::decoder(layer.compression, reader)?;
-                    let scan = LayerScan::of_tar(reader).map_err(|e| {
-                        std::io::Error::new(e.kind(), format!("layer {}: {e}", layer.digest))
-                    })?;
-                    let scan = std::sync::Arc::new(scan);
-                    self.scans
-                        .lock()
-                        .expect("layer scans")
-                        .insert(layer.diff_id.clone(), scan.clone());
-                    scan
-                }
-            };
-            scans.push(scan);
-        }
+        let scans = image
+            .layers
+            .iter()
+            .map(|layer| self.scan(layer))
+            .collect::<std::io::Result<Vec<_>>>()?;
         let env = image
             .config
             .config
@@ -591,6 +602,20 @@ impl<'a> Builder<'a> {
             .and_then(|c| c.env.clone())
             .unwrap_or_default();
         Ok(pip::scan::PythonBase::merge(&scans, &env))
+    }
+
+    /// Brings `dirs` (the directories of the image's first `dirs.0` layers) up to all of the
+    /// image's layers, reading only the layers it has not seen.
+    fn update_dirs_below(
+        &self,
+        image: &PlatformImage,
+        dirs: &mut (usize, DirsBelow),
+    ) -> std::io::Result<()> {
+        for layer in &image.layers[dirs.0..] {
+            dirs.1.apply(&self.scan(layer)?.dirs);
+            dirs.0 += 1;
+        }
+        Ok(())
     }
 
     /// The Debian archives, read from the host's apt configuration on first use.

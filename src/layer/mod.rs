@@ -6,11 +6,12 @@
 //!
 //! Spec: <https://github.com/opencontainers/image-spec/blob/main/layer.md>.
 
+pub mod below;
 pub mod cache;
 pub mod compress;
 pub mod tarball;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, HashingWriter};
+pub use below::DirMeta;
 use cache::{Cache, CacheError, CacheKey, CacheKeyBuilder};
 pub use compress::Compression;
 use tarball::TarError;
@@ -155,6 +157,10 @@ pub enum EntryKind {
     },
     /// Removes the path from the layers below (`.wh.<name>`).
     Whiteout,
+    /// Hides everything the layers below hold under the directory at this path
+    /// (`<dir>/.wh..wh..opq`). Only [`LayerTree::entries_with_parents`] yields it, right after
+    /// its directory; sources ask for it with [`LayerTree::make_opaque`].
+    Opaque,
 }
 
 /// One entry of a layer. Ownership and mode are what the image gets, never the build machine's.
@@ -167,13 +173,19 @@ pub struct Entry {
     pub gid: u32,
 }
 
-/// Mode of directories that a layer needs but no source named (`/usr` for `/usr/bin/x`).
+/// Mode of directories that a layer needs but no source named (`/usr` for `/usr/bin/x`), when
+/// the layers below have no directory there.
 pub const IMPLIED_DIR_MODE: u32 = 0o755;
 
 /// The entries of one layer, kept sorted by path so that writing needs no further ordering.
 #[derive(Clone, Debug, Default)]
 pub struct LayerTree {
     entries: BTreeMap<ImagePath, Entry>,
+    /// Directories whose contents from the layers below this layer hides.
+    opaque: BTreeSet<ImagePath>,
+    /// Implied directories that keep the owner and mode of the layers below, where those
+    /// differ from [`below::NEW_DIR`] (so a tree over ordinary directories keeps its old key).
+    inherited: BTreeMap<ImagePath, DirMeta>,
 }
 
 impl LayerTree {
@@ -198,24 +210,86 @@ impl LayerTree {
         self.entries.len()
     }
 
-    /// Entries in write order, with the directories they imply added as root-owned 0755
-    /// directories so that every extractor creates parents the same way.
-    pub fn entries_with_parents(&self) -> Vec<(ImagePath, Entry)> {
-        let mut all: BTreeMap<ImagePath, Entry> = BTreeMap::new();
-        for (path, entry) in &self.entries {
+    /// Hides what the layers below hold under `dir` (an OCI opaque whiteout). The layer's own
+    /// entries under `dir` stay; `dir` itself is written as a directory, implied unless an
+    /// entry names it.
+    pub fn make_opaque(&mut self, dir: ImagePath) {
+        self.opaque.insert(dir);
+    }
+
+    pub fn opaque_dirs(&self) -> impl Iterator<Item = &ImagePath> {
+        self.opaque.iter()
+    }
+
+    /// The directories the layer writes without a source naming them: parents of its entries
+    /// and opaque directories that are no entry themselves.
+    pub fn implied_dirs(&self) -> BTreeSet<ImagePath> {
+        let mut implied = BTreeSet::new();
+        let needed = self.entries.keys().chain(&self.opaque);
+        for path in needed {
             for ancestor in path.ancestors() {
                 if !self.entries.contains_key(&ancestor) {
-                    all.entry(ancestor).or_insert(Entry {
-                        kind: EntryKind::Directory,
-                        mode: IMPLIED_DIR_MODE,
-                        uid: 0,
-                        gid: 0,
-                    });
+                    implied.insert(ancestor);
                 }
             }
-            all.insert(path.clone(), entry.clone());
         }
-        all.into_iter().collect()
+        for dir in &self.opaque {
+            if !self.entries.contains_key(dir) {
+                implied.insert(dir.clone());
+            }
+        }
+        implied
+    }
+
+    /// Gives each implied directory the owner and mode `below` says the layers below have for
+    /// it, so that writing the layer does not reset them; directories `below` does not know
+    /// keep [`below::NEW_DIR`]. Replaces what an earlier call gave.
+    pub fn inherit_implied(&mut self, below: impl Fn(&ImagePath) -> Option<DirMeta>) {
+        let inherited = self
+            .implied_dirs()
+            .into_iter()
+            .filter_map(|dir| {
+                let meta = below(&dir)?;
+                (meta != below::NEW_DIR).then_some((dir, meta))
+            })
+            .collect();
+        self.inherited = inherited;
+    }
+
+    /// Entries in write order, with the directories they imply added (as the layers below
+    /// have them, else root-owned 0755) so that every extractor creates parents the same way,
+    /// and each opaque whiteout right after its directory.
+    pub fn entries_with_parents(&self) -> Vec<(ImagePath, Entry)> {
+        let mut all: BTreeMap<ImagePath, Entry> = self
+            .implied_dirs()
+            .into_iter()
+            .map(|dir| {
+                let meta = self.inherited.get(&dir).copied().unwrap_or(below::NEW_DIR);
+                let entry = Entry {
+                    kind: EntryKind::Directory,
+                    mode: meta.mode,
+                    uid: meta.uid,
+                    gid: meta.gid,
+                };
+                (dir, entry)
+            })
+            .collect();
+        all.extend(self.entries.iter().map(|(p, e)| (p.clone(), e.clone())));
+        let mut out = Vec::with_capacity(all.len() + self.opaque.len());
+        for (path, entry) in all {
+            let opaque = self.opaque.contains(&path);
+            out.push((path.clone(), entry));
+            if opaque {
+                let marker = Entry {
+                    kind: EntryKind::Opaque,
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                };
+                out.push((path, marker));
+            }
+        }
+        out
     }
 
     /// Sum of regular file sizes, for progress reporting.
@@ -279,6 +353,9 @@ pub fn layer_key(tree: &LayerTree, options: &AssembleOptions) -> CacheKey {
             EntryKind::Whiteout => {
                 key.field(b"w");
             }
+            EntryKind::Opaque => {
+                key.field(b"o");
+            }
             EntryKind::Symlink { target } => {
                 key.field(b"s").field(target.as_bytes());
             }
@@ -308,6 +385,23 @@ pub fn layer_key(tree: &LayerTree, options: &AssembleOptions) -> CacheKey {
                     .num(stamp.inode)
                     .num(stamp.device);
             }
+        }
+    }
+    // Each section starts with an empty field, which no entry's path can be. A tree without
+    // opaque or inherited directories keeps the key it had before they existed.
+    if !tree.opaque.is_empty() {
+        key.field(b"").field(b"opaque");
+        for dir in &tree.opaque {
+            key.field(dir.as_str().as_bytes());
+        }
+    }
+    if !tree.inherited.is_empty() {
+        key.field(b"").field(b"inherited");
+        for (dir, meta) in &tree.inherited {
+            key.field(dir.as_str().as_bytes())
+                .num(u64::from(meta.mode))
+                .num(u64::from(meta.uid))
+                .num(u64::from(meta.gid));
         }
     }
     key.finish()
@@ -393,5 +487,119 @@ mod tests {
             .map(|(p, _)| p.as_str().to_owned())
             .collect();
         assert_eq!(names, ["opt", "opt/app", "opt/app-data", "opt/app/b"]);
+    }
+
+    fn file() -> Entry {
+        Entry {
+            kind: EntryKind::File {
+                content: Content::Inline(Arc::from(&b"x"[..])),
+                size: 1,
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    fn options() -> AssembleOptions {
+        AssembleOptions {
+            mtime: 0,
+            compression: Compression::Gzip,
+            threads: 1,
+        }
+    }
+
+    /// Issue 14: `home/u/x` on a layer that made `home/u` 1000:100 0750 leaves it so.
+    #[test]
+    fn implied_directories_keep_the_owner_and_mode_below() {
+        let mut tree = LayerTree::default();
+        tree.insert(ImagePath::new("/home/u/x").unwrap(), file());
+        let before = layer_key(&tree, &options());
+        let below: BTreeMap<&str, DirMeta> = BTreeMap::from([
+            (
+                "home",
+                DirMeta {
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                },
+            ),
+            (
+                "home/u",
+                DirMeta {
+                    mode: 0o750,
+                    uid: 1000,
+                    gid: 100,
+                },
+            ),
+        ]);
+        tree.inherit_implied(|p| below.get(p.as_str()).copied());
+        let entries = tree.entries_with_parents();
+        let meta = |path: &str| {
+            let (_, e) = entries.iter().find(|(p, _)| p.as_str() == path).unwrap();
+            (e.mode, e.uid, e.gid)
+        };
+        assert_eq!(meta("home"), (0o755, 0, 0));
+        assert_eq!(meta("home/u"), (0o750, 1000, 100));
+        // What was applied decides the bytes, so it is part of the key.
+        let inherited = layer_key(&tree, &options());
+        assert_ne!(before, inherited);
+        let mut other = tree.clone();
+        other.inherit_implied(|p| {
+            (p.as_str() == "home/u").then_some(DirMeta {
+                mode: 0o700,
+                uid: 1000,
+                gid: 100,
+            })
+        });
+        assert_ne!(layer_key(&other, &options()), inherited);
+        // Directories the layers below have as root's 0755 (or not at all) change nothing:
+        // such a tree keeps the key and bytes it had before.
+        other.inherit_implied(|p| (p.as_str() == "home").then_some(below::NEW_DIR));
+        assert_eq!(layer_key(&other, &options()), before);
+        // A directory the layer names itself is never replaced.
+        tree.insert(
+            ImagePath::new("/home/u").unwrap(),
+            Entry {
+                kind: EntryKind::Directory,
+                mode: 0o700,
+                uid: 5,
+                gid: 5,
+            },
+        );
+        tree.inherit_implied(|p| below.get(p.as_str()).copied());
+        let entries = tree.entries_with_parents();
+        let (_, home_u) = entries
+            .iter()
+            .find(|(p, _)| p.as_str() == "home/u")
+            .unwrap();
+        assert_eq!((home_u.mode, home_u.uid, home_u.gid), (0o700, 5, 5));
+    }
+
+    #[test]
+    fn opaque_markers_follow_their_directory_and_are_keyed() {
+        let mut tree = LayerTree::default();
+        tree.insert(ImagePath::new("/opt/app/-new").unwrap(), file());
+        let plain = layer_key(&tree, &options());
+        tree.make_opaque(ImagePath::new("/opt/app").unwrap());
+        tree.make_opaque(ImagePath::new("/srv/empty").unwrap());
+        assert_ne!(layer_key(&tree, &options()), plain);
+        let written: Vec<(String, bool)> = tree
+            .entries_with_parents()
+            .into_iter()
+            .map(|(p, e)| (p.as_str().to_owned(), matches!(e.kind, EntryKind::Opaque)))
+            .collect();
+        let expected = [
+            ("opt", false),
+            ("opt/app", false),
+            ("opt/app", true),
+            ("opt/app/-new", false),
+            ("srv", false),
+            ("srv/empty", false),
+            ("srv/empty", true),
+        ];
+        let expected: Vec<(String, bool)> =
+            expected.iter().map(|(p, o)| (p.to_string(), *o)).collect();
+        assert_eq!(written, expected);
     }
 }

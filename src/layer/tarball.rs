@@ -75,6 +75,12 @@ pub fn write_tar<W: Write>(
                 };
                 (EntryType::Regular, name, None, 0)
             }
+            EntryKind::Opaque => (
+                EntryType::Regular,
+                format!("{}/{}", path.as_str(), super::below::OPAQUE),
+                None,
+                0,
+            ),
         };
 
         let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
@@ -302,6 +308,7 @@ mod tests {
                 gid: 0,
             },
         );
+        tree.make_opaque(ImagePath::new("/etc/fresh").unwrap());
         let bytes = write_tar(&tree, 1234, Vec::new(), &mut |_| {}).unwrap();
         let entries = read_back(&bytes);
         let names: Vec<_> = entries.iter().map(|e| e.0.as_str()).collect();
@@ -310,6 +317,8 @@ mod tests {
             names,
             [
                 "etc/",
+                "etc/fresh/",
+                "etc/fresh/.wh..wh..opq",
                 "etc/.wh.gone",
                 "opt/",
                 &format!("opt/{}/", "d".repeat(150)),

@@ -433,6 +433,11 @@ impl Project {
             .iter()
             .map(|p| ImagePath::new(p).map_err(|e| invalid(p, format!("in `remove`: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
+        let replace = spec
+            .replace
+            .iter()
+            .map(|p| ImagePath::new(p).map_err(|e| invalid(p, format!("in `replace`: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
         let given: Vec<&str> = spec
             .files
             .as_ref()
@@ -469,7 +474,7 @@ impl Project {
                 checked.push(self.check_copy(copy, invalid)?);
             }
             LayerSource::Files(checked)
-        } else if !remove.is_empty() {
+        } else if !remove.is_empty() || !replace.is_empty() {
             LayerSource::Nothing
         } else {
             let keys: Vec<String> = ["files"]
@@ -481,7 +486,7 @@ impl Project {
             return Err(invalid(
                 "[[layer]]",
                 format!(
-                    "layer {} has no content: give it {} or `remove`",
+                    "layer {} has no content: give it {}, `remove` or `replace`",
                     index + 1,
                     keys.join(", ")
                 ),
@@ -491,6 +496,7 @@ impl Project {
             comment: spec.comment.clone(),
             source,
             remove,
+            replace,
         })
     }
 

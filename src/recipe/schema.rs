@@ -67,10 +67,13 @@ pub struct LayerSpec {
     pub when: Option<String>,
     /// Paths of the layers below to delete (written as OCI whiteouts).
     pub remove: Vec<String>,
+    /// Directories whose contents from the layers below are hidden, so that this layer's
+    /// entries under them are all they hold (written as OCI opaque whiteouts).
+    pub replace: Vec<String>,
 }
 
 /// The keys of a `[[layer]]` that are not a locked kind's.
-const LAYER_KEYS: &[&str] = &["comment", "files", "accounts", "when", "remove"];
+const LAYER_KEYS: &[&str] = &["comment", "files", "accounts", "when", "remove", "replace"];
 
 impl<'de> Deserialize<'de> for LayerSpec {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -96,6 +99,7 @@ impl<'de> Visitor<'de> for LayerVisitor {
                 "accounts" => layer.accounts = Some(map.next_value()?),
                 "when" => layer.when = Some(map.next_value()?),
                 "remove" => layer.remove = map.next_value()?,
+                "replace" => layer.replace = map.next_value()?,
                 kind => layer
                     .locked
                     .push(map.next_value_seed(kinds::SpecSeed(kind))?),

@@ -44,6 +44,10 @@ pub enum SourceError {
     BadName { path: PathBuf, reason: String },
     #[error("layer both adds and removes {0} (or something under it); split it into two layers")]
     AddAndRemove(ImagePath),
+    #[error(
+        "layer replaces the directory {0} but writes something else than a directory there; replace its parent, or remove it"
+    )]
+    ReplaceNotDirectory(ImagePath),
     #[error(transparent)]
     Debian(#[from] debian::DebianError),
     #[error("cannot read the dpkg status of the base image: {0}")]
@@ -89,9 +93,20 @@ pub fn layer_tree<L: LockedLayer>(
         LayerSource::Accounts(specs) => tree = accounts(specs)?,
         LayerSource::Nothing => {}
     }
+    for dir in &layer.replace {
+        if tree
+            .get(dir)
+            .is_some_and(|e| !matches!(e.kind, EntryKind::Directory))
+        {
+            return Err(SourceError::ReplaceNotDirectory(dir.clone()).into());
+        }
+        tree.make_opaque(dir.clone());
+    }
     for path in &layer.remove {
+        // A replaced directory is written as a directory, so it counts as added.
         let added_under = tree
             .paths()
+            .chain(tree.opaque_dirs())
             .any(|p| p == path || p.ancestors().any(|a| &a == path));
         if added_under {
             return Err(SourceError::AddAndRemove(path.clone()).into());
@@ -132,5 +147,73 @@ pub fn describe(layer: &Layer) -> String {
         let removed: Vec<String> = layer.remove.iter().map(ToString::to_string).collect();
         parts.push(format!("remove {}", removed.join(" ")));
     }
+    if !layer.replace.is_empty() {
+        let replaced: Vec<String> = layer.replace.iter().map(ToString::to_string).collect();
+        parts.push(format!("replace {}", replaced.join(" ")));
+    }
     parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only `files` layers are built here.
+    struct NoLocked;
+
+    impl LockedLayer for NoLocked {
+        type Error = SourceError;
+        fn build<S: LockedSource>(&mut self, _: &S::Spec) -> Result<LayerTree, SourceError> {
+            unreachable!("no locked layer in these tests")
+        }
+    }
+
+    fn layer(files: &[(&std::path::Path, &str)], remove: &[&str], replace: &[&str]) -> Layer {
+        let copies = files
+            .iter()
+            .map(|(src, dest)| FileCopy {
+                src: src.to_path_buf(),
+                src_display: src.display().to_string(),
+                dest: (*dest).to_owned(),
+                mode: None,
+                dir_mode: None,
+                uid: 0,
+                gid: 0,
+            })
+            .collect();
+        let paths = |list: &[&str]| list.iter().map(|p| ImagePath::new(p).unwrap()).collect();
+        Layer {
+            comment: None,
+            source: LayerSource::Files(copies),
+            remove: paths(remove),
+            replace: paths(replace),
+        }
+    }
+
+    fn tree(layer: &Layer) -> Result<LayerTree, SourceError> {
+        layer_tree(layer, &mut NoLocked, |_| unreachable!("no accounts layer"))
+    }
+
+    #[test]
+    fn a_replaced_directory_is_opaque_and_must_stay_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("new.txt");
+        std::fs::write(&file, "new").unwrap();
+
+        let replaced = tree(&layer(&[(&file, "/opt/app/new.txt")], &[], &["/opt/app"])).unwrap();
+        let opaque: Vec<_> = replaced.opaque_dirs().map(ImagePath::as_str).collect();
+        assert_eq!(opaque, ["opt/app"]);
+        assert!(describe(&layer(&[], &[], &["/opt/app"])).contains("replace /opt/app"));
+
+        // The layer writes a file where it says a directory's contents are replaced.
+        assert!(matches!(
+            tree(&layer(&[(&file, "/opt/app")], &[], &["/opt/app"])),
+            Err(SourceError::ReplaceNotDirectory(p)) if p.as_str() == "opt/app"
+        ));
+        // Replacing a directory writes it, so it cannot be removed in the same layer.
+        assert!(matches!(
+            tree(&layer(&[], &["/opt"], &["/opt/app"])),
+            Err(SourceError::AddAndRemove(p)) if p.as_str() == "opt"
+        ));
+    }
 }

@@ -6,12 +6,16 @@ use std::path::PathBuf;
 
 use crate::layer::ImagePath;
 
-/// A `[[layer]]`, checked: which source fills it and which base paths it removes.
+/// A `[[layer]]`, checked: which source fills it, which base paths it removes and which base
+/// directories it replaces the contents of.
 #[derive(Clone, Debug)]
 pub struct Layer {
     pub comment: Option<String>,
     pub source: LayerSource,
     pub remove: Vec<ImagePath>,
+    /// Directories whose contents from below are hidden (opaque whiteouts); the layer's own
+    /// entries under them stay.
+    pub replace: Vec<ImagePath>,
 }
 
 /// The sources a layer can be filled from.
@@ -21,7 +25,7 @@ pub enum LayerSource {
     /// A kind the lock file pins (Debian, pip, conda: see `super::kinds`).
     Locked(Box<super::kinds::LockedSpec>),
     Accounts(Vec<super::accounts::AccountSpec>),
-    /// Only removals.
+    /// Only removals and replaced directories.
     Nothing,
 }
 

@@ -225,7 +225,7 @@ fn a_layer_without_content_names_every_kind() {
     let error = build_error(&p, "bad");
     assert!(
         error.contains(
-            "layer 1 has no content: give it `files`, `debian`, `pip`, `conda`, `accounts` or `remove`"
+            "layer 1 has no content: give it `files`, `debian`, `pip`, `conda`, `accounts`, `remove` or `replace`"
         ),
         "{error}"
     );

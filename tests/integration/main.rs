@@ -35,6 +35,8 @@
 //! - `hostile_http`: stalled registries, archives, indexes and channels are given up on;
 //!   downloads larger than their index or descriptor states are refused.
 //! - `offline`: fetch the inputs of a target, then build it with no server and an empty cache.
+//! - `implied`: directories a layer only implies keep the owner and mode of the layers below;
+//!   `replace` writes opaque whiteouts (umoci, GNU tar).
 
 mod bad_input;
 mod cache;
@@ -52,6 +54,7 @@ mod hostile_http;
 mod hostile_inputs;
 mod hostile_names;
 mod hostile_sdist;
+mod implied;
 mod mirror;
 mod offline;
 mod peers;

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 
+use crate::layer::below::{DirMeta, LayerDirs};
 use crate::layer::{Content, EntryKind, LayerTree};
 
 /// One layer, as far as Python installs care.
@@ -27,10 +28,15 @@ pub struct LayerScan {
     pub musl: bool,
     /// Paths this layer deletes from below.
     pub whiteouts: Vec<String>,
+    /// Directories whose contents from below this layer hides (opaque whiteouts).
+    pub opaques: Vec<String>,
     /// `etc/passwd`, `etc/group`, `etc/shadow`, `etc/gshadow`, for `accounts` layers.
     pub account_files: std::collections::BTreeMap<String, String>,
     /// `(path, target)` of every symlink, path relative to `/`.
     pub symlinks: Vec<(String, String)>,
+    /// Its directories, whiteouts and opaque directories, for the directories a layer on top
+    /// implies.
+    pub dirs: LayerDirs,
 }
 
 /// The files whose content a scan reads.
@@ -100,9 +106,12 @@ impl PythonBase {
     pub fn merge(scans: &[std::sync::Arc<LayerScan>], env: &[String]) -> PythonBase {
         let mut base = PythonBase::default();
         for scan in scans {
+            // What is recorded here is a directory's content (a site, a prefix, a standard
+            // library) or a symlink, so an opaque directory hides what is recorded at it too.
             let removed = |path: &str| {
                 scan.whiteouts
                     .iter()
+                    .chain(&scan.opaques)
                     .any(|w| path == w || path.starts_with(&format!("{w}/")))
             };
             base.conda_pythons.retain(|(prefix, _)| !removed(prefix));
@@ -149,6 +158,8 @@ impl LayerScan {
                 } else {
                     format!("/{dir}/{hidden}")
                 });
+            } else if !dir.is_empty() {
+                self.opaques.push(format!("/{dir}"));
             }
             return;
         }
@@ -207,6 +218,14 @@ impl LayerScan {
         for entry in archive.entries()? {
             let mut entry = entry?;
             let path = checked_member(&entry)?;
+            let header = entry.header();
+            let dir = header.entry_type().is_dir().then(|| DirMeta {
+                mode: header.mode().unwrap_or(0o755) & 0o7777,
+                // The tar reader has already applied PAX uid/gid records to the header.
+                uid: header.uid().map_or(0, |id| u32::try_from(id).unwrap_or(0)),
+                gid: header.gid().map_or(0, |id| u32::try_from(id).unwrap_or(0)),
+            });
+            scan.dirs.see(&path, dir);
             if entry.header().entry_type().is_symlink()
                 && let Some(target) = entry.link_name_bytes()
             {
@@ -227,14 +246,21 @@ impl LayerScan {
         let mut scan = LayerScan::default();
         for (path, entry) in tree.entries_with_parents() {
             let path = path.as_str().trim_start_matches('/').to_owned();
-            let path = if matches!(entry.kind, EntryKind::Whiteout) {
-                match path.rsplit_once('/') {
+            // Named as the tar writer names them.
+            let path = match entry.kind {
+                EntryKind::Whiteout => match path.rsplit_once('/') {
                     Some((dir, name)) => format!("{dir}/.wh.{name}"),
                     None => format!(".wh.{path}"),
-                }
-            } else {
-                path
+                },
+                EntryKind::Opaque => format!("{path}/{}", crate::layer::below::OPAQUE),
+                _ => path,
             };
+            let dir = matches!(entry.kind, EntryKind::Directory).then_some(DirMeta {
+                mode: entry.mode & 0o7777,
+                uid: entry.uid,
+                gid: entry.gid,
+            });
+            scan.dirs.see(&path, dir);
             if let EntryKind::Symlink { target } = &entry.kind {
                 scan.symlinks.push((path.clone(), target.clone()));
             }
@@ -299,5 +325,99 @@ mod tests {
             )]
         );
         assert_eq!(base.env["PYTHON_VERSION"], "3.11.9");
+
+        // An opaque directory hides what lower layers installed under it.
+        let mut replaced = LayerScan::default();
+        replaced.see("usr/lib/python3/dist-packages/.wh..wh..opq", &mut || {
+            Ok(String::new())
+        });
+        let base = PythonBase::merge(
+            &[
+                std::sync::Arc::new(lower_again()),
+                std::sync::Arc::new(replaced),
+            ],
+            &[],
+        );
+        assert!(base.distributions.is_empty(), "{:?}", base.distributions);
+    }
+
+    fn lower_again() -> LayerScan {
+        let mut lower = LayerScan::default();
+        lower.see(
+            "usr/lib/python3/dist-packages/PyYAML-6.0-py3.11.egg-info",
+            &mut || Ok(String::new()),
+        );
+        lower
+    }
+
+    /// The directories of a layer read back from its tar (a base from a registry or layout)
+    /// are those of the tree it was written from: an implied `home/u` on top keeps 1000:100
+    /// 0750 either way, and the one a later layer replaces by a symlink gets the defaults.
+    #[test]
+    fn directories_below_are_the_same_from_a_tar_and_from_a_tree() {
+        use crate::layer::below::DirsBelow;
+        use crate::layer::{Entry, ImagePath};
+        let mut lower = LayerTree::default();
+        let dir = |mode, uid, gid| Entry {
+            kind: EntryKind::Directory,
+            mode,
+            uid,
+            gid,
+        };
+        lower.insert(ImagePath::new("/home/u").unwrap(), dir(0o750, 1000, 100));
+        // Large ids go in PAX records.
+        lower.insert(
+            ImagePath::new("/home/big").unwrap(),
+            dir(0o700, 4_000_000, 4_000_001),
+        );
+        lower.insert(ImagePath::new("/lib").unwrap(), dir(0o700, 0, 0));
+        let mut upper = LayerTree::default();
+        upper.insert(
+            ImagePath::new("/lib").unwrap(),
+            Entry {
+                kind: EntryKind::Symlink {
+                    target: "usr/lib".to_owned(),
+                },
+                mode: 0o777,
+                uid: 0,
+                gid: 0,
+            },
+        );
+        let tar = |tree: &LayerTree| {
+            crate::layer::tarball::write_tar(tree, 0, Vec::new(), &mut |_| {}).unwrap()
+        };
+        let from_tar = [
+            LayerScan::of_tar(&tar(&lower)[..]).unwrap(),
+            LayerScan::of_tar(&tar(&upper)[..]).unwrap(),
+        ];
+        let from_tree = [LayerScan::of_tree(&lower), LayerScan::of_tree(&upper)];
+        for scans in [from_tar, from_tree] {
+            let mut below = DirsBelow::default();
+            for scan in &scans {
+                below.apply(&scan.dirs);
+            }
+            let mut top = LayerTree::default();
+            for path in ["/home/u/x", "/home/big/x", "/lib/x"] {
+                top.insert(ImagePath::new(path).unwrap(), dir(0o755, 0, 0));
+            }
+            top.inherit_implied(|p| below.dir(p));
+            let written: Vec<(String, u32, u32, u32)> = top
+                .entries_with_parents()
+                .into_iter()
+                .filter(|(p, _)| top.get(p).is_none())
+                .map(|(p, e)| (p.as_str().to_owned(), e.mode, e.uid, e.gid))
+                .collect();
+            let expected = [
+                ("home", 0o755, 0, 0),
+                ("home/big", 0o700, 4_000_000, 4_000_001),
+                ("home/u", 0o750, 1000, 100),
+                ("lib", 0o755, 0, 0),
+            ];
+            let expected: Vec<(String, u32, u32, u32)> = expected
+                .iter()
+                .map(|&(p, m, u, g)| (p.to_owned(), m, u, g))
+                .collect();
+            assert_eq!(written, expected);
+        }
     }
 }
