@@ -126,7 +126,9 @@ pub fn run(parser: Parser, bytes: &[u8]) -> Result<(), String> {
         Parser::Deb => deb_file(bytes),
         Parser::RequirementLines => requirement_lines(&text),
         Parser::RequirementsFiles => requirements_files(bytes),
-        Parser::Metadata => metadata::parse(bytes, "METADATA").map(drop),
+        Parser::Metadata => metadata::parse(bytes, "METADATA")
+            .map(drop)
+            .map_err(message),
         Parser::WheelFilename => wheel_filename(&text),
         Parser::Record => record(&text),
         Parser::EntryPoints => wheel::script_entry_points("fuzz.whl", &text)
@@ -361,7 +363,7 @@ fn record(text: &str) -> Result<(), String> {
 
 fn project_page(body: &str, json: bool) -> Result<(), String> {
     let links = if json {
-        pip_index::parse_json_page(body)?
+        pip_index::parse_json_page(body).map_err(message)?
     } else {
         pip_index::parse_html_page(body)
     };

@@ -42,6 +42,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(8);
 pub enum HttpError {
     #[error("{IDLE_TIMEOUT_ENV}=`{0}` is not a whole number of seconds above 0")]
     BadIdleTimeout(String),
+    #[error("cannot make an HTTP client")]
+    Client(#[source] reqwest::Error),
 }
 
 /// What a client is for.
@@ -79,6 +81,13 @@ pub fn builder(transfer: Transfer) -> Result<reqwest::blocking::ClientBuilder, H
         Transfer::Upload => None,
     };
     Ok(builder_with(idle))
+}
+
+/// A download client with nothing added: what archives, package indexes and channels use.
+pub fn download_client() -> Result<reqwest::blocking::Client, HttpError> {
+    builder(Transfer::Download)?
+        .build()
+        .map_err(HttpError::Client)
 }
 
 /// reqwest 0.13's blocking client applies a client-wide timeout to each wait separately: the
@@ -136,6 +145,23 @@ fn stalled() -> String {
     format!("the server sent nothing for {seconds} s (set {IDLE_TIMEOUT_ENV} to wait longer)")
 }
 
+/// A failed request or body read, kept as it came so that callers can keep it as the cause of
+/// their own error. Its message is [`describe`]'s: the whole cause chain in words, without the
+/// URL (the caller names it, redacted). Having put the chain into words, it reports no
+/// `source` of its own: main prints every source after the message and would repeat them.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The server answered, with a status the caller did not want.
+    #[error("the server answered {0}")]
+    Status(reqwest::StatusCode),
+    /// Sending the request failed.
+    #[error("{}", describe(.0))]
+    Send(reqwest::Error),
+    /// Reading the body failed.
+    #[error("{}", describe_io(.0))]
+    Read(io::Error),
+}
+
 /// Why one try of a download failed, as the caller judges it.
 #[derive(Debug)]
 pub enum Failed<E> {
@@ -146,7 +172,7 @@ pub enum Failed<E> {
 }
 
 impl<E> Failed<E> {
-    /// The same judgement of another error, such as a message made into the caller's error.
+    /// The same judgement of another error, such as a [`TransferError`] made into the caller's.
     pub fn map<F>(self, f: impl FnOnce(E) -> F) -> Failed<F> {
         match self {
             Failed::Transient(e) => Failed::Transient(f(e)),
@@ -200,40 +226,44 @@ fn backoff(first: Duration, tried: u32) -> Duration {
         .min(MAX_BACKOFF)
 }
 
-/// GETs `url`. A connection that fails and a 5xx answer are transient failures, in words (no
-/// URL); any other answer is the caller's to judge.
+/// GETs `url`. A connection that fails and a 5xx answer are transient failures; any other
+/// answer is the caller's to judge.
 pub fn get(
     client: &reqwest::blocking::Client,
     url: &str,
-) -> Result<reqwest::blocking::Response, Failed<String>> {
-    let response = client.get(url).send().map_err(|e| send_failure(&e))?;
+) -> Result<reqwest::blocking::Response, Failed<TransferError>> {
+    let response = client.get(url).send().map_err(send_failure)?;
     if response.status().is_server_error() {
-        return Err(Failed::Transient(format!(
-            "the server answered {}",
-            response.status()
-        )));
+        return Err(Failed::Transient(TransferError::Status(response.status())));
     }
     Ok(response)
 }
 
-/// A failed send in words: transient when the connection is to blame (not a malformed URL or
+/// A failed send, judged: transient when the connection is to blame (not a malformed URL or
 /// a redirect loop, which another try would repeat).
-pub fn send_failure(error: &reqwest::Error) -> Failed<String> {
-    let message = describe(error);
-    if error.is_connect() || error.is_timeout() || error.is_request() {
-        Failed::Transient(message)
+pub fn send_failure(error: reqwest::Error) -> Failed<TransferError> {
+    let transient = error.is_connect() || error.is_timeout() || error.is_request();
+    let error = TransferError::Send(error);
+    if transient {
+        Failed::Transient(error)
     } else {
-        Failed::Permanent(message)
+        Failed::Permanent(error)
     }
 }
 
-/// A failed read of a body in words: transient when the connection broke off or stalled.
-pub fn read_failure(error: &io::Error) -> Failed<String> {
-    let message = describe_io(error);
-    if is_transport(error) || error.kind() == io::ErrorKind::TimedOut {
-        Failed::Transient(message)
+/// Whether a failed read of a body is worth another try: the connection broke off or stalled.
+pub fn is_transient(error: &io::Error) -> bool {
+    is_transport(error) || error.kind() == io::ErrorKind::TimedOut
+}
+
+/// A failed read of a body, judged by [`is_transient`].
+pub fn read_failure(error: io::Error) -> Failed<TransferError> {
+    let transient = is_transient(&error);
+    let error = TransferError::Read(error);
+    if transient {
+        Failed::Transient(error)
     } else {
-        Failed::Permanent(message)
+        Failed::Permanent(error)
     }
 }
 
@@ -385,12 +415,13 @@ mod tests {
         let url = dribble(6, 2, Duration::from_millis(10), Duration::ZERO);
         let response = get(&client, &url).unwrap();
         let error = read_capped(response, 6).unwrap_err();
+        let message = error.to_string();
         assert!(
-            matches!(read_failure(&error), Failed::Transient(_)),
-            "{error}"
+            matches!(read_failure(error), Failed::Transient(_)),
+            "{message}"
         );
         let local = io::Error::new(io::ErrorKind::PermissionDenied, "no");
-        assert!(matches!(read_failure(&local), Failed::Permanent(_)));
+        assert!(matches!(read_failure(local), Failed::Permanent(_)));
     }
 
     #[test]
@@ -414,7 +445,9 @@ mod tests {
                 stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
         });
         match get(&client, &url) {
-            Err(Failed::Transient(message)) => assert!(message.contains("503"), "{message}"),
+            Err(Failed::Transient(error)) => {
+                assert!(error.to_string().contains("503"), "{error}")
+            }
             other => panic!("{:?}", other.map(|r| r.status())),
         }
     }

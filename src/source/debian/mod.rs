@@ -113,14 +113,18 @@ pub enum DebianError {
     NoSources,
     #[error(transparent)]
     Index(#[from] index::IndexError),
-    #[error("package request `{request}`: {message}")]
-    BadRequest { request: String, message: String },
+    #[error("package request `{request}`")]
+    BadRequest {
+        request: String,
+        #[source]
+        source: version::VersionError,
+    },
     #[error(transparent)]
     Resolve(#[from] resolve::ResolveError),
     #[error(transparent)]
     Install(#[from] install::InstallError),
-    #[error("cannot set up HTTP for the Debian archive: {0}")]
-    Http(String),
+    #[error("cannot set up HTTP for the Debian archive")]
+    Http(#[source] crate::http::HttpError),
     #[error("the base image's /var/lib/dpkg/status is damaged")]
     BaseStatus(#[source] deb822::Deb822Error),
     #[error(
@@ -145,10 +149,7 @@ pub struct Archives {
 impl Archives {
     /// Reads apt's configuration under `root` (`/` for the host).
     pub fn new(root: &Path) -> Result<Archives, DebianError> {
-        let http = crate::http::builder(crate::http::Transfer::Download)
-            .map_err(|e| DebianError::Http(e.to_string()))?
-            .build()
-            .map_err(|e| DebianError::Http(e.to_string()))?;
+        let http = crate::http::download_client().map_err(DebianError::Http)?;
         Ok(Archives {
             root: root.to_owned(),
             http,
@@ -352,10 +353,11 @@ fn resolve_packages(
     let universe = Universe::new(packages.iter().map(|p| p.package.clone()), arch);
     let mut requests = Vec::new();
     for request in &spec.packages {
-        let parsed = version::parse_relations(request).map_err(|e| DebianError::BadRequest {
-            request: request.clone(),
-            message: e.to_string(),
-        })?;
+        let parsed =
+            version::parse_relations(request).map_err(|source| DebianError::BadRequest {
+                request: request.clone(),
+                source,
+            })?;
         requests.extend(parsed.into_iter().flatten());
     }
     let installed = installed_from_status(base_status)?;

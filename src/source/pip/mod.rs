@@ -528,14 +528,12 @@ pub fn layer_tree(
     };
     let index = PackageIndex::new(sources, cache)?;
     let target = &prepared.target;
-    let builder = |file: &DistFile| -> Result<(metadata::CoreMetadata, DistFile), String> {
-        let built = build_sdist(&index, file, target, cache, source_date_epoch)
-            .map_err(|e| resolve::error_chain(&e))?;
-        let meta = index
-            .metadata(&built)
-            .map_err(|e| resolve::error_chain(&e))?;
-        Ok((meta, built))
-    };
+    let builder =
+        |file: &DistFile| -> Result<(metadata::CoreMetadata, DistFile), resolve::BuildError> {
+            let built = build_sdist(&index, file, target, cache, source_date_epoch)?;
+            let meta = index.metadata(&built)?;
+            Ok((meta, built))
+        };
     let formats = &prepared.requirements.formats;
     let locked: Vec<LockedWheel> = match pinned {
         Some(pins) => {
