@@ -3,8 +3,9 @@
 //!
 //! Pipeline: apt sources (recipe or host configuration, [`apt_config`]) → `InRelease` verified
 //! against its keyring ([`signature`]) → its `Release` read ([`release`]) → `Packages` indexes
-//! checked against the Release hashes ([`deb822`], [`version`]) → dependency resolution → `.deb` files checked against their
-//! SHA256 → extraction into a layer tree, with a dpkg database.
+//! checked against the Release hashes ([`index`], parsed with [`deb822`] and [`version`]) →
+//! dependency resolution ([`resolve`]) → `.deb` files checked against their SHA256 and
+//! extracted once ([`deb`]) → installed into a layer tree, with a dpkg database ([`install`]).
 
 pub mod apt_config;
 pub mod deb;

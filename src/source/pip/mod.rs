@@ -1,9 +1,11 @@
 //! `pip` layers: Python packages resolved from a package index, pinned in the lock file and
 //! installed from wheels without running pip or the image's interpreter.
 //!
-//! Pipeline: requirements (recipe lines and requirements files) → target (the image's Python
-//! and platform, read from the layers below) → resolution against the index's PEP 691 pages and
-//! PEP 658 metadata → lock → download with hash checks → wheels installed into a layer tree.
+//! Pipeline: requirements (recipe lines and requirements files, [`requirements`]) → target (the
+//! image's Python and platform, read from the layers below: [`scan`], [`target`]) → resolution
+//! ([`resolve`]) against the index's PEP 691 pages and PEP 658 metadata ([`index`], [`config`]
+//! says which index), source distributions built into wheels where no wheel fits ([`sdist`]) →
+//! lock → download with hash checks → wheels installed into a layer tree ([`wheel`]).
 
 pub mod config;
 pub mod index;
