@@ -400,14 +400,7 @@ fn project_page(body: &str, json: bool) -> Result<(), String> {
 }
 
 fn scheme() -> InstallScheme {
-    InstallScheme {
-        purelib: "/usr/local/lib/python3.11/dist-packages".to_owned(),
-        platlib: "/usr/local/lib/python3.11/dist-packages".to_owned(),
-        scripts: "/usr/local/bin".to_owned(),
-        data: "/usr/local".to_owned(),
-        headers: "/usr/local/include/python3.11".to_owned(),
-        interpreter: "/usr/bin/python3".to_owned(),
-    }
+    InstallScheme::debian("3.11", "/usr/bin/python3".to_owned())
 }
 
 fn wheel_file(bytes: &[u8]) -> Result<(), String> {

@@ -13,6 +13,7 @@ pub mod files;
 pub mod locked;
 pub mod pip;
 pub mod spec;
+mod tree_util;
 
 use std::path::PathBuf;
 

@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -28,6 +27,7 @@ use serde_json::{Value, json};
 use super::{CondaError, CondaSpec, Unpacked};
 use crate::layer::{Content, Entry, EntryKind, FileStamp, ImagePath, LayerTree};
 use crate::name::{FileName, NameFault, RelPath, is_dotted_identifier};
+use crate::source::tree_util::inline_file as inline;
 
 /// conda-build's placeholder when `info/has_prefix` gives none.
 const DEFAULT_PLACEHOLDER: &str = "/opt/anaconda1anaconda2anaconda3";
@@ -329,18 +329,6 @@ fn host_file(path: PathBuf, size: u64, mode: u32) -> Entry {
                 path,
             },
             size,
-        },
-        mode,
-        uid: 0,
-        gid: 0,
-    }
-}
-
-fn inline(bytes: Vec<u8>, mode: u32) -> Entry {
-    Entry {
-        kind: EntryKind::File {
-            size: bytes.len() as u64,
-            content: Content::Inline(Arc::from(bytes)),
         },
         mode,
         uid: 0,

@@ -22,7 +22,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::LockedDeb;
 use super::deb::{self, DebEntryKind, ExtractedDeb};
@@ -31,6 +30,7 @@ use crate::digest::HashingWriter;
 use crate::http;
 use crate::layer::cache::{Bucket, Cache};
 use crate::layer::{Content, Entry, EntryKind, FileStamp, ImagePath, LayerTree};
+use crate::source::tree_util::{inline_file as inline, symlink};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
@@ -223,30 +223,6 @@ fn info_path(package: &LockedDeb, file: &str) -> Result<ImagePath, InstallError>
         fault,
     })?;
     Ok(path(&format!("var/lib/dpkg/info/{file}")))
-}
-
-fn inline(text: impl Into<Vec<u8>>, mode: u32) -> Entry {
-    let bytes: Vec<u8> = text.into();
-    Entry {
-        kind: EntryKind::File {
-            size: bytes.len() as u64,
-            content: Content::Inline(Arc::from(bytes)),
-        },
-        mode,
-        uid: 0,
-        gid: 0,
-    }
-}
-
-fn symlink(target: &str) -> Entry {
-    Entry {
-        kind: EntryKind::Symlink {
-            target: target.to_owned(),
-        },
-        mode: 0o777,
-        uid: 0,
-        gid: 0,
-    }
 }
 
 /// One package ready to go into a layer.

@@ -20,14 +20,13 @@ pub mod wheel;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use pep440_rs::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::layer::cache::{Cache, CacheKeyBuilder};
-use crate::layer::{Content, Entry, EntryKind, ImagePath, LayerTree};
+use crate::layer::{Entry, EntryKind, ImagePath, LayerTree};
 use index::{DistFile, DistKind, PackageIndex};
 use requirements::Requirements;
 use scan::PythonBase;
@@ -48,6 +47,21 @@ pub struct InstallScheme {
     pub headers: String,
     /// The interpreter that generated scripts name in their `#!` line.
     pub interpreter: String,
+}
+
+impl InstallScheme {
+    /// Debian's: its pip installs under /usr/local, outside the distribution's own directories.
+    /// `short` is the Python version as `3.11`.
+    pub(crate) fn debian(short: &str, interpreter: String) -> InstallScheme {
+        InstallScheme {
+            purelib: format!("/usr/local/lib/python{short}/dist-packages"),
+            platlib: format!("/usr/local/lib/python{short}/dist-packages"),
+            scripts: "/usr/local/bin".to_owned(),
+            data: "/usr/local".to_owned(),
+            headers: format!("/usr/local/include/python{short}"),
+            interpreter,
+        }
+    }
 }
 
 /// `pip = { … }` in a `[[layer]]`.
@@ -475,15 +489,7 @@ fn detect_target(
                 interpreter: format!("{venv}/bin/python"),
             }
         }
-        // Debian's pip installs outside the distribution's own directories.
-        (None, true) => InstallScheme {
-            purelib: format!("/usr/local/lib/python{short}/dist-packages"),
-            platlib: format!("/usr/local/lib/python{short}/dist-packages"),
-            scripts: "/usr/local/bin".to_owned(),
-            data: "/usr/local".to_owned(),
-            headers: format!("/usr/local/include/python{short}"),
-            interpreter,
-        },
+        (None, true) => InstallScheme::debian(&short, interpreter),
         (None, false) => InstallScheme {
             purelib: format!("{prefix}/lib/python{short}/site-packages"),
             platlib: format!("{prefix}/lib/python{short}/site-packages"),
@@ -792,23 +798,8 @@ fn add_venv(tree: &mut LayerTree, venv: &str, target: &PythonTarget) {
         "home = {home}\ninclude-system-site-packages = false\nversion = {}\n",
         target.version
     );
-    let file = |text: String| Entry {
-        kind: EntryKind::File {
-            size: text.len() as u64,
-            content: Content::Inline(Arc::from(text.into_bytes())),
-        },
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-    };
-    let link = |to: &str| Entry {
-        kind: EntryKind::Symlink {
-            target: to.to_owned(),
-        },
-        mode: 0o777,
-        uid: 0,
-        gid: 0,
-    };
+    let file = |text: String| super::tree_util::inline_file(text, 0o644);
+    let link = super::tree_util::symlink;
     let venv = venv.trim_end_matches('/');
     tree.insert(path(format!("{venv}/pyvenv.cfg")), file(config));
     let interpreter = if base_interpreter.starts_with(venv) {
