@@ -20,17 +20,17 @@ use std::io::{self, Read};
 use std::time::Duration;
 
 /// Seconds without a byte from the server after which a connection is given up.
-pub const IDLE_TIMEOUT_ENV: &str = "OCI_BUILD_HTTP_IDLE_TIMEOUT";
+pub(crate) const IDLE_TIMEOUT_ENV: &str = "OCI_BUILD_HTTP_IDLE_TIMEOUT";
 
 /// Long enough for a registry assembling a large manifest list or a caching proxy fetching a
 /// file before it answers; short enough that a dead server ends a build within minutes.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A server that does not accept a connection in this time is taken to be unreachable.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Tries per download in [`retry`], the first included.
-pub const ATTEMPTS: u32 = 4;
+pub(crate) const ATTEMPTS: u32 = 4;
 
 /// The pause after the first failed try; doubled after each further one, up to
 /// [`MAX_BACKOFF`]. Enough for a mirror restarting or a load balancer moving on.
@@ -59,7 +59,7 @@ pub enum Transfer {
 }
 
 /// The idle timeout: `OCI_BUILD_HTTP_IDLE_TIMEOUT` seconds, else [`DEFAULT_IDLE_TIMEOUT`].
-pub fn idle_timeout() -> Result<Duration, HttpError> {
+pub(crate) fn idle_timeout() -> Result<Duration, HttpError> {
     parse_idle_timeout(std::env::var(IDLE_TIMEOUT_ENV).ok())
 }
 
@@ -75,7 +75,7 @@ fn parse_idle_timeout(text: Option<String>) -> Result<Duration, HttpError> {
 
 /// A blocking client builder with the connect and idle timeouts and this program's user agent;
 /// callers add what is theirs (CA certificates) and build it.
-pub fn builder(transfer: Transfer) -> Result<reqwest::blocking::ClientBuilder, HttpError> {
+pub(crate) fn builder(transfer: Transfer) -> Result<reqwest::blocking::ClientBuilder, HttpError> {
     let idle = match transfer {
         Transfer::Download => Some(idle_timeout()?),
         Transfer::Upload => None,
@@ -84,7 +84,7 @@ pub fn builder(transfer: Transfer) -> Result<reqwest::blocking::ClientBuilder, H
 }
 
 /// A download client with nothing added: what archives, package indexes and channels use.
-pub fn download_client() -> Result<reqwest::blocking::Client, HttpError> {
+pub(crate) fn download_client() -> Result<reqwest::blocking::Client, HttpError> {
     builder(Transfer::Download)?
         .build()
         .map_err(HttpError::Client)
@@ -104,7 +104,7 @@ fn builder_with(idle: Option<Duration>) -> reqwest::blocking::ClientBuilder {
 
 /// A transport failure in words for a message, without the URL (the caller names it, redacted;
 /// an upload URL's query carries session state). A stall says so and how to wait longer.
-pub fn describe(error: &reqwest::Error) -> String {
+pub(crate) fn describe(error: &reqwest::Error) -> String {
     if error.is_timeout() {
         return stalled();
     }
@@ -122,7 +122,7 @@ pub fn describe(error: &reqwest::Error) -> String {
 }
 
 /// A failure while reading a body, in words: reqwest's own errors as [`describe`] puts them.
-pub fn describe_io(error: &io::Error) -> String {
+pub(crate) fn describe_io(error: &io::Error) -> String {
     match error
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
@@ -134,7 +134,7 @@ pub fn describe_io(error: &io::Error) -> String {
 }
 
 /// Whether a read failed in the connection (broken off, stalled) rather than in what was read.
-pub fn is_transport(error: &io::Error) -> bool {
+pub(crate) fn is_transport(error: &io::Error) -> bool {
     error
         .get_ref()
         .is_some_and(|inner| inner.is::<reqwest::Error>())
@@ -164,7 +164,7 @@ pub enum TransferError {
 
 /// Why one try of a download failed, as the caller judges it.
 #[derive(Debug)]
-pub enum Failed<E> {
+pub(crate) enum Failed<E> {
     /// In the connection (refused, broken off, stalled) or the server (5xx): worth another try.
     Transient(E),
     /// In what was asked or sent (4xx, too large, wrong hash) or on this machine: final.
@@ -190,7 +190,7 @@ impl<E> Failed<E> {
 /// Runs `attempt` (given its number, from 1) until it succeeds, fails for good, or has been
 /// tried `attempts` times; then the last error. Each try must start over (a fresh request, a
 /// fresh temporary file): what a failed one got is not to be trusted or continued.
-pub fn retry<T, E: Display>(
+pub(crate) fn retry<T, E: Display>(
     url: &str,
     attempts: u32,
     attempt: impl FnMut(u32) -> Result<T, Failed<E>>,
@@ -228,7 +228,7 @@ fn backoff(first: Duration, tried: u32) -> Duration {
 
 /// GETs `url`. A connection that fails and a 5xx answer are transient failures; any other
 /// answer is the caller's to judge.
-pub fn get(
+pub(crate) fn get(
     client: &reqwest::blocking::Client,
     url: &str,
 ) -> Result<reqwest::blocking::Response, Failed<TransferError>> {
@@ -241,7 +241,7 @@ pub fn get(
 
 /// A failed send, judged: transient when the connection is to blame (not a malformed URL or
 /// a redirect loop, which another try would repeat).
-pub fn send_failure(error: reqwest::Error) -> Failed<TransferError> {
+pub(crate) fn send_failure(error: reqwest::Error) -> Failed<TransferError> {
     let transient = error.is_connect() || error.is_timeout() || error.is_request();
     let error = TransferError::Send(error);
     if transient {
@@ -252,12 +252,12 @@ pub fn send_failure(error: reqwest::Error) -> Failed<TransferError> {
 }
 
 /// Whether a failed read of a body is worth another try: the connection broke off or stalled.
-pub fn is_transient(error: &io::Error) -> bool {
+pub(crate) fn is_transient(error: &io::Error) -> bool {
     is_transport(error) || error.kind() == io::ErrorKind::TimedOut
 }
 
 /// A failed read of a body, judged by [`is_transient`].
-pub fn read_failure(error: io::Error) -> Failed<TransferError> {
+pub(crate) fn read_failure(error: io::Error) -> Failed<TransferError> {
     let transient = is_transient(&error);
     let error = TransferError::Read(error);
     if transient {
@@ -268,7 +268,7 @@ pub fn read_failure(error: io::Error) -> Failed<TransferError> {
 }
 
 /// A URL with any user name or password replaced, for messages and logs.
-pub fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
             let _ = parsed.set_username("***");
@@ -281,7 +281,7 @@ pub fn redact(url: &str) -> String {
 
 /// Reads at most `limit` bytes of `reader`; `Ok(None)` when it holds more (one byte more is
 /// read to know). For bodies whose size is stated (a descriptor, an index entry) or capped.
-pub fn read_capped(reader: impl Read, limit: u64) -> io::Result<Option<Vec<u8>>> {
+pub(crate) fn read_capped(reader: impl Read, limit: u64) -> io::Result<Option<Vec<u8>>> {
     let mut body = Vec::new();
     reader
         .take(limit.saturating_add(1))

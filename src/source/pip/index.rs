@@ -19,7 +19,7 @@ use crate::digest::{Digest, HashingWriter};
 use crate::http;
 use crate::layer::cache::{Bucket, Cache};
 
-pub use crate::http::redact;
+pub(crate) use crate::http::redact;
 
 /// Project pages larger than this are refused: a page is held in memory while it is parsed,
 /// and the largest projects' pages on public indexes are tens of MiB.
