@@ -2,7 +2,9 @@
 //!
 //! Bases that are recipes or layers/ definitions are built first (once per build, whatever
 //! number of targets start from them); a layer whose inputs are unchanged comes from the cache
-//! without being read or compressed again.
+//! without being read or compressed again. Package layers (Debian, pip, conda) come through
+//! [`crate::source`]: pinned by the lock file where it pins them for the layer's inputs, else
+//! resolved (unless the build requires a lock) and recorded for [`crate::lock`].
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -126,7 +126,9 @@ pub fn run(parser: Parser, bytes: &[u8]) -> Result<(), String> {
         Parser::Deb => deb_file(bytes),
         Parser::RequirementLines => requirement_lines(&text),
         Parser::RequirementsFiles => requirements_files(bytes),
-        Parser::Metadata => metadata::parse(bytes, "METADATA").map(drop),
+        Parser::Metadata => metadata::parse(bytes, "METADATA")
+            .map(drop)
+            .map_err(message),
         Parser::WheelFilename => wheel_filename(&text),
         Parser::Record => record(&text),
         Parser::EntryPoints => wheel::script_entry_points("fuzz.whl", &text)
@@ -361,7 +363,7 @@ fn record(text: &str) -> Result<(), String> {
 
 fn project_page(body: &str, json: bool) -> Result<(), String> {
     let links = if json {
-        pip_index::parse_json_page(body)?
+        pip_index::parse_json_page(body).map_err(message)?
     } else {
         pip_index::parse_html_page(body)
     };
@@ -398,14 +400,7 @@ fn project_page(body: &str, json: bool) -> Result<(), String> {
 }
 
 fn scheme() -> InstallScheme {
-    InstallScheme {
-        purelib: "/usr/local/lib/python3.11/dist-packages".to_owned(),
-        platlib: "/usr/local/lib/python3.11/dist-packages".to_owned(),
-        scripts: "/usr/local/bin".to_owned(),
-        data: "/usr/local".to_owned(),
-        headers: "/usr/local/include/python3.11".to_owned(),
-        interpreter: "/usr/bin/python3".to_owned(),
-    }
+    InstallScheme::debian("3.11", "/usr/bin/python3".to_owned())
 }
 
 fn wheel_file(bytes: &[u8]) -> Result<(), String> {

@@ -20,17 +20,17 @@ use std::io::{self, Read};
 use std::time::Duration;
 
 /// Seconds without a byte from the server after which a connection is given up.
-pub const IDLE_TIMEOUT_ENV: &str = "OCI_BUILD_HTTP_IDLE_TIMEOUT";
+pub(crate) const IDLE_TIMEOUT_ENV: &str = "OCI_BUILD_HTTP_IDLE_TIMEOUT";
 
 /// Long enough for a registry assembling a large manifest list or a caching proxy fetching a
 /// file before it answers; short enough that a dead server ends a build within minutes.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A server that does not accept a connection in this time is taken to be unreachable.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Tries per download in [`retry`], the first included.
-pub const ATTEMPTS: u32 = 4;
+pub(crate) const ATTEMPTS: u32 = 4;
 
 /// The pause after the first failed try; doubled after each further one, up to
 /// [`MAX_BACKOFF`]. Enough for a mirror restarting or a load balancer moving on.
@@ -42,6 +42,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(8);
 pub enum HttpError {
     #[error("{IDLE_TIMEOUT_ENV}=`{0}` is not a whole number of seconds above 0")]
     BadIdleTimeout(String),
+    #[error("cannot make an HTTP client")]
+    Client(#[source] reqwest::Error),
 }
 
 /// What a client is for.
@@ -57,7 +59,7 @@ pub enum Transfer {
 }
 
 /// The idle timeout: `OCI_BUILD_HTTP_IDLE_TIMEOUT` seconds, else [`DEFAULT_IDLE_TIMEOUT`].
-pub fn idle_timeout() -> Result<Duration, HttpError> {
+pub(crate) fn idle_timeout() -> Result<Duration, HttpError> {
     parse_idle_timeout(std::env::var(IDLE_TIMEOUT_ENV).ok())
 }
 
@@ -73,12 +75,19 @@ fn parse_idle_timeout(text: Option<String>) -> Result<Duration, HttpError> {
 
 /// A blocking client builder with the connect and idle timeouts and this program's user agent;
 /// callers add what is theirs (CA certificates) and build it.
-pub fn builder(transfer: Transfer) -> Result<reqwest::blocking::ClientBuilder, HttpError> {
+pub(crate) fn builder(transfer: Transfer) -> Result<reqwest::blocking::ClientBuilder, HttpError> {
     let idle = match transfer {
         Transfer::Download => Some(idle_timeout()?),
         Transfer::Upload => None,
     };
     Ok(builder_with(idle))
+}
+
+/// A download client with nothing added: what archives, package indexes and channels use.
+pub(crate) fn download_client() -> Result<reqwest::blocking::Client, HttpError> {
+    builder(Transfer::Download)?
+        .build()
+        .map_err(HttpError::Client)
 }
 
 /// reqwest 0.13's blocking client applies a client-wide timeout to each wait separately: the
@@ -95,7 +104,7 @@ fn builder_with(idle: Option<Duration>) -> reqwest::blocking::ClientBuilder {
 
 /// A transport failure in words for a message, without the URL (the caller names it, redacted;
 /// an upload URL's query carries session state). A stall says so and how to wait longer.
-pub fn describe(error: &reqwest::Error) -> String {
+pub(crate) fn describe(error: &reqwest::Error) -> String {
     if error.is_timeout() {
         return stalled();
     }
@@ -113,7 +122,7 @@ pub fn describe(error: &reqwest::Error) -> String {
 }
 
 /// A failure while reading a body, in words: reqwest's own errors as [`describe`] puts them.
-pub fn describe_io(error: &io::Error) -> String {
+pub(crate) fn describe_io(error: &io::Error) -> String {
     match error
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
@@ -125,7 +134,7 @@ pub fn describe_io(error: &io::Error) -> String {
 }
 
 /// Whether a read failed in the connection (broken off, stalled) rather than in what was read.
-pub fn is_transport(error: &io::Error) -> bool {
+pub(crate) fn is_transport(error: &io::Error) -> bool {
     error
         .get_ref()
         .is_some_and(|inner| inner.is::<reqwest::Error>())
@@ -136,9 +145,26 @@ fn stalled() -> String {
     format!("the server sent nothing for {seconds} s (set {IDLE_TIMEOUT_ENV} to wait longer)")
 }
 
+/// A failed request or body read, kept as it came so that callers can keep it as the cause of
+/// their own error. Its message is [`describe`]'s: the whole cause chain in words, without the
+/// URL (the caller names it, redacted). Having put the chain into words, it reports no
+/// `source` of its own: main prints every source after the message and would repeat them.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The server answered, with a status the caller did not want.
+    #[error("the server answered {0}")]
+    Status(reqwest::StatusCode),
+    /// Sending the request failed.
+    #[error("{}", describe(.0))]
+    Send(reqwest::Error),
+    /// Reading the body failed.
+    #[error("{}", describe_io(.0))]
+    Read(io::Error),
+}
+
 /// Why one try of a download failed, as the caller judges it.
 #[derive(Debug)]
-pub enum Failed<E> {
+pub(crate) enum Failed<E> {
     /// In the connection (refused, broken off, stalled) or the server (5xx): worth another try.
     Transient(E),
     /// In what was asked or sent (4xx, too large, wrong hash) or on this machine: final.
@@ -146,7 +172,7 @@ pub enum Failed<E> {
 }
 
 impl<E> Failed<E> {
-    /// The same judgement of another error, such as a message made into the caller's error.
+    /// The same judgement of another error, such as a [`TransferError`] made into the caller's.
     pub fn map<F>(self, f: impl FnOnce(E) -> F) -> Failed<F> {
         match self {
             Failed::Transient(e) => Failed::Transient(f(e)),
@@ -164,7 +190,7 @@ impl<E> Failed<E> {
 /// Runs `attempt` (given its number, from 1) until it succeeds, fails for good, or has been
 /// tried `attempts` times; then the last error. Each try must start over (a fresh request, a
 /// fresh temporary file): what a failed one got is not to be trusted or continued.
-pub fn retry<T, E: Display>(
+pub(crate) fn retry<T, E: Display>(
     url: &str,
     attempts: u32,
     attempt: impl FnMut(u32) -> Result<T, Failed<E>>,
@@ -200,45 +226,49 @@ fn backoff(first: Duration, tried: u32) -> Duration {
         .min(MAX_BACKOFF)
 }
 
-/// GETs `url`. A connection that fails and a 5xx answer are transient failures, in words (no
-/// URL); any other answer is the caller's to judge.
-pub fn get(
+/// GETs `url`. A connection that fails and a 5xx answer are transient failures; any other
+/// answer is the caller's to judge.
+pub(crate) fn get(
     client: &reqwest::blocking::Client,
     url: &str,
-) -> Result<reqwest::blocking::Response, Failed<String>> {
-    let response = client.get(url).send().map_err(|e| send_failure(&e))?;
+) -> Result<reqwest::blocking::Response, Failed<TransferError>> {
+    let response = client.get(url).send().map_err(send_failure)?;
     if response.status().is_server_error() {
-        return Err(Failed::Transient(format!(
-            "the server answered {}",
-            response.status()
-        )));
+        return Err(Failed::Transient(TransferError::Status(response.status())));
     }
     Ok(response)
 }
 
-/// A failed send in words: transient when the connection is to blame (not a malformed URL or
+/// A failed send, judged: transient when the connection is to blame (not a malformed URL or
 /// a redirect loop, which another try would repeat).
-pub fn send_failure(error: &reqwest::Error) -> Failed<String> {
-    let message = describe(error);
-    if error.is_connect() || error.is_timeout() || error.is_request() {
-        Failed::Transient(message)
+pub(crate) fn send_failure(error: reqwest::Error) -> Failed<TransferError> {
+    let transient = error.is_connect() || error.is_timeout() || error.is_request();
+    let error = TransferError::Send(error);
+    if transient {
+        Failed::Transient(error)
     } else {
-        Failed::Permanent(message)
+        Failed::Permanent(error)
     }
 }
 
-/// A failed read of a body in words: transient when the connection broke off or stalled.
-pub fn read_failure(error: &io::Error) -> Failed<String> {
-    let message = describe_io(error);
-    if is_transport(error) || error.kind() == io::ErrorKind::TimedOut {
-        Failed::Transient(message)
+/// Whether a failed read of a body is worth another try: the connection broke off or stalled.
+pub(crate) fn is_transient(error: &io::Error) -> bool {
+    is_transport(error) || error.kind() == io::ErrorKind::TimedOut
+}
+
+/// A failed read of a body, judged by [`is_transient`].
+pub(crate) fn read_failure(error: io::Error) -> Failed<TransferError> {
+    let transient = is_transient(&error);
+    let error = TransferError::Read(error);
+    if transient {
+        Failed::Transient(error)
     } else {
-        Failed::Permanent(message)
+        Failed::Permanent(error)
     }
 }
 
 /// A URL with any user name or password replaced, for messages and logs.
-pub fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
             let _ = parsed.set_username("***");
@@ -251,7 +281,7 @@ pub fn redact(url: &str) -> String {
 
 /// Reads at most `limit` bytes of `reader`; `Ok(None)` when it holds more (one byte more is
 /// read to know). For bodies whose size is stated (a descriptor, an index entry) or capped.
-pub fn read_capped(reader: impl Read, limit: u64) -> io::Result<Option<Vec<u8>>> {
+pub(crate) fn read_capped(reader: impl Read, limit: u64) -> io::Result<Option<Vec<u8>>> {
     let mut body = Vec::new();
     reader
         .take(limit.saturating_add(1))
@@ -385,12 +415,13 @@ mod tests {
         let url = dribble(6, 2, Duration::from_millis(10), Duration::ZERO);
         let response = get(&client, &url).unwrap();
         let error = read_capped(response, 6).unwrap_err();
+        let message = error.to_string();
         assert!(
-            matches!(read_failure(&error), Failed::Transient(_)),
-            "{error}"
+            matches!(read_failure(error), Failed::Transient(_)),
+            "{message}"
         );
         let local = io::Error::new(io::ErrorKind::PermissionDenied, "no");
-        assert!(matches!(read_failure(&local), Failed::Permanent(_)));
+        assert!(matches!(read_failure(local), Failed::Permanent(_)));
     }
 
     #[test]
@@ -414,7 +445,9 @@ mod tests {
                 stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
         });
         match get(&client, &url) {
-            Err(Failed::Transient(message)) => assert!(message.contains("503"), "{message}"),
+            Err(Failed::Transient(error)) => {
+                assert!(error.to_string().contains("503"), "{error}")
+            }
             other => panic!("{:?}", other.map(|r| r.status())),
         }
     }

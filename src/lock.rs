@@ -40,14 +40,36 @@ pub enum LockError {
         #[source]
         source: std::io::Error,
     },
-    #[error("lock file `{path}` is not valid: {message}; delete it and run `oci-build lock`")]
-    Invalid { path: PathBuf, message: String },
+    #[error("lock file `{path}` is not valid; delete it and run `oci-build lock`")]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: InvalidLock,
+    },
     #[error("cannot write lock file `{path}`")]
     Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// What is wrong in a lock file's text.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidLock {
+    /// toml's message alone: its whole display spans lines, quoting the file.
+    #[error("{}", .0.message())]
+    Toml(toml::de::Error),
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    #[error("`version` is not a format version")]
+    NotAVersion,
+    #[error("format version {0} is not {FORMAT_VERSION}")]
+    OtherVersion(u32),
+    #[error("`{0}` is not an array of tables")]
+    NotTables(&'static str),
+    #[error("`{0}` is not a string")]
+    NotAString(&'static str),
 }
 
 /// One layer's pins: `[[SECTION]]` with `target`, `layer`, the kind's key field, `inputs` and
@@ -103,8 +125,8 @@ trait Section: Send + Sync {
     fn same(&self, other: &dyn Section) -> bool;
     fn is_empty(&self) -> bool;
     fn debug(&self) -> String;
-    /// Reads the kind's table of a parsed file. `Err` is the reason.
-    fn read(&mut self, value: toml::Value) -> Result<(), String>;
+    /// Reads the kind's table of a parsed file.
+    fn read(&mut self, value: toml::Value) -> Result<(), InvalidLock>;
     /// `[[SECTION]]` tables, as TOML.
     fn write(&self) -> String;
     /// Records into `into` each layer of this section that `loaded` does not have as it is.
@@ -158,22 +180,22 @@ impl<S: LockedSource> Section for Entries<S> {
     fn debug(&self) -> String {
         format!("{}: {:?}", S::SECTION, self.0)
     }
-    fn read(&mut self, value: toml::Value) -> Result<(), String> {
+    fn read(&mut self, value: toml::Value) -> Result<(), InvalidLock> {
         let toml::Value::Array(items) = value else {
-            return Err(format!("`{}` is not an array of tables", S::SECTION));
+            return Err(InvalidLock::NotTables(S::SECTION));
         };
         for item in items {
             let toml::Value::Table(mut table) = item else {
-                return Err(format!("`{}` is not an array of tables", S::SECTION));
+                return Err(InvalidLock::NotTables(S::SECTION));
             };
             let key = match table.remove(S::KEY_FIELD) {
                 Some(toml::Value::String(key)) => key,
-                Some(_) => return Err(format!("`{}` is not a string", S::KEY_FIELD)),
-                None => return Err(format!("missing field `{}`", S::KEY_FIELD)),
+                Some(_) => return Err(InvalidLock::NotAString(S::KEY_FIELD)),
+                None => return Err(InvalidLock::Missing(S::KEY_FIELD)),
             };
             let rest: Unkeyed<S::Pin> = toml::Value::Table(table)
                 .try_into()
-                .map_err(|e: toml::de::Error| e.message().to_owned())?;
+                .map_err(InvalidLock::Toml)?;
             self.0.push(LayerLock {
                 target: rest.target,
                 layer: rest.layer,
@@ -266,24 +288,22 @@ impl Lockfile {
                 });
             }
         };
-        let invalid = |message: String| LockError::Invalid {
+        let invalid = |source: InvalidLock| LockError::Invalid {
             path: path.to_owned(),
-            message,
+            source,
         };
         let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e: toml::de::Error| invalid(e.message().to_owned()))?;
+            toml::from_str(&text).map_err(|e| invalid(InvalidLock::Toml(e)))?;
         let version = match table.remove("version") {
             Some(toml::Value::Integer(v)) => u32::try_from(v).ok(),
             Some(_) => None,
-            None => return Err(invalid("missing field `version`".to_owned())),
+            None => return Err(invalid(InvalidLock::Missing("version"))),
         };
         let Some(version) = version else {
-            return Err(invalid("`version` is not a format version".to_owned()));
+            return Err(invalid(InvalidLock::NotAVersion));
         };
         if version != FORMAT_VERSION {
-            return Err(invalid(format!(
-                "format version {version} is not {FORMAT_VERSION}"
-            )));
+            return Err(invalid(InvalidLock::OtherVersion(version)));
         }
         let mut lock = Lockfile::empty();
         for section in &mut lock.sections {
@@ -485,10 +505,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("recipes.lock");
         std::fs::write(&path, "version = 1\n[[debian]]\ntarget = 3\n").unwrap();
-        let error = Lockfile::load(&path).unwrap_err().to_string();
+        let error = Lockfile::load(&path).unwrap_err();
+        let cause = std::error::Error::source(&error).map(ToString::to_string);
+        let error = error.to_string();
         assert!(
             error.ends_with("delete it and run `oci-build lock`"),
             "{error}"
         );
+        // The cause follows, on the same line.
+        let cause = cause.expect("the cause is kept");
+        assert!(cause.contains("`arch`") && !cause.contains('\n'), "{cause}");
     }
 }

@@ -85,14 +85,10 @@ pub(super) fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
         } else {
             MediaTypes::Oci
         },
-        source_date_epoch: source_date_epoch()?,
         platforms: (!args.platform.is_empty()).then(|| args.platform.clone()),
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        refresh_lock: false,
-        resolve_only: false,
-        client: cli.client_options(),
         require_lock: args.locked || offline.is_some(),
         offline,
+        ..common_options(cli)?
     };
     let reporter = TerminalReporter::new(cli.quiet);
     let builder = Builder::new(&project, cache, options, &reporter)?;
@@ -193,16 +189,9 @@ pub(super) fn lock(cli: &Cli, args: &LockArgs) -> anyhow::Result<()> {
     let targets = chosen_targets(&project, args.all, &args.targets);
     let cache_root = cli.cache_root()?;
     let options = BuildOptions {
-        compression: Compression::Gzip,
-        media_types: MediaTypes::Oci,
-        source_date_epoch: source_date_epoch()?,
-        platforms: None,
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         refresh_lock: true,
         resolve_only: true,
-        client: cli.client_options(),
-        offline: None,
-        require_lock: false,
+        ..common_options(cli)?
     };
     let reporter = TerminalReporter::new(cli.quiet);
     let builder = Builder::new(&project, Cache::open(&cache_root)?, options, &reporter)?;
@@ -233,16 +222,9 @@ pub(super) fn fetch(cli: &Cli, args: &FetchArgs) -> anyhow::Result<()> {
     let cache_root = cli.cache_root()?;
     let cache = Cache::open(&cache_root)?;
     let options = BuildOptions {
-        compression: Compression::Gzip,
-        media_types: MediaTypes::Oci,
-        source_date_epoch: source_date_epoch()?,
         platforms: (!args.platform.is_empty()).then(|| args.platform.clone()),
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        refresh_lock: false,
-        resolve_only: false,
-        client: cli.client_options(),
-        offline: None,
         require_lock: true,
+        ..common_options(cli)?
     };
     let reporter = TerminalReporter::new(cli.quiet);
     let builder = Builder::new(&project, cache.clone(), options, &reporter)?;
@@ -291,6 +273,24 @@ fn push_artifact(
 }
 
 /// The targets a command names, or with `--all` every target of the project.
+/// What `build`, `lock` and `fetch` share: an online build of the recipes' platforms with
+/// every core, gzip and OCI media types, using the lock where it pins a layer. Each command
+/// sets what is its own on top.
+fn common_options(cli: &Cli) -> anyhow::Result<BuildOptions> {
+    Ok(BuildOptions {
+        compression: Compression::Gzip,
+        media_types: MediaTypes::Oci,
+        source_date_epoch: source_date_epoch()?,
+        platforms: None,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        refresh_lock: false,
+        resolve_only: false,
+        client: cli.client_options(),
+        offline: None,
+        require_lock: false,
+    })
+}
+
 fn chosen_targets(project: &Project, all: bool, named: &[String]) -> Vec<String> {
     if all {
         project.target_names()

@@ -2,7 +2,8 @@
 //!
 //! A thin client of our own over reqwest (see docs/decisions.md for why not oci-client):
 //! [`client`] speaks HTTP with authentication and retries, [`credentials`] finds what docker
-//! and podman users have configured, [`push`] and [`pull`] move images. Blobs stream between
+//! and podman users have configured, [`push`] and [`pull`] move images, [`mirror`] copies
+//! images between registries and bundles. Blobs stream between
 //! disk and network in both directions; only manifests and configs (at most 4 MiB and 8 MiB)
 //! are held in memory.
 

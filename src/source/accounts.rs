@@ -3,11 +3,10 @@
 //! user — what `useradd` would do, without running it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::layer::{Content, Entry, EntryKind, ImagePath, LayerTree};
+use crate::layer::{Entry, EntryKind, ImagePath, LayerTree};
 
 /// `accounts = [{ user = "jovyan", uid = 1000, gid = 100, group = "users" }]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,17 +177,11 @@ pub fn layer_tree(specs: &[AccountSpec], base: &AccountFiles) -> Result<LayerTre
     let mut file = |path: &str, lines: &[String], mode: u32, gid: u32| {
         let mut text = lines.join("\n");
         text.push('\n');
-        let bytes = text.into_bytes();
         tree.insert(
             ImagePath::new(path).expect("account file paths are valid"),
             Entry {
-                kind: EntryKind::File {
-                    size: bytes.len() as u64,
-                    content: Content::Inline(Arc::from(bytes)),
-                },
-                mode,
-                uid: 0,
                 gid,
+                ..super::tree_util::inline_file(text, mode)
             },
         );
     };
@@ -234,6 +227,7 @@ pub fn merge_files(files: &BTreeMap<String, String>) -> AccountFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer::Content;
 
     fn spec(user: &str, uid: u32) -> AccountSpec {
         AccountSpec {

@@ -14,6 +14,7 @@ pub mod kinds;
 pub mod locked;
 pub mod pip;
 pub mod spec;
+mod tree_util;
 
 use std::path::PathBuf;
 

@@ -62,10 +62,10 @@ pub fn extract_cached(
     let open = || fs::File::open(archive).map_err(io_err);
     if locked.filename.ends_with(".conda") {
         let info = rattler_package_streaming::seek::stream_conda_info(open()?)
-            .map_err(|e| reader.damaged(e.to_string()))?;
+            .map_err(|e| reader.unstreamable(e))?;
         reader.read_tar(info)?;
         let content = rattler_package_streaming::seek::stream_conda_content(open()?)
-            .map_err(|e| reader.damaged(e.to_string()))?;
+            .map_err(|e| reader.unstreamable(e))?;
         reader.read_tar(content)?;
     } else if locked.filename.ends_with(".tar.bz2") {
         reader.read_tar(rattler_package_streaming::read::stream_tar_bz2(
@@ -95,21 +95,37 @@ struct Reader {
 }
 
 impl Reader {
-    fn damaged(&self, message: String) -> CondaError {
+    fn damaged(&self, reason: String) -> CondaError {
         CondaError::Archive {
             package: self.package.clone(),
             url: self.url.clone(),
-            message,
+            reason,
+        }
+    }
+
+    fn broken(&self, source: io::Error) -> CondaError {
+        CondaError::ArchiveRead {
+            package: self.package.clone(),
+            url: self.url.clone(),
+            source,
+        }
+    }
+
+    fn unstreamable(&self, source: rattler_package_streaming::ExtractError) -> CondaError {
+        CondaError::ArchiveStream {
+            package: self.package.clone(),
+            url: self.url.clone(),
+            source: Box::new(source),
         }
     }
 
     fn read_tar<R: Read>(&mut self, mut archive: tar::Archive<R>) -> Result<(), CondaError> {
-        let entries = archive.entries().map_err(|e| self.damaged(e.to_string()))?;
+        let entries = archive.entries().map_err(|e| self.broken(e))?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| self.damaged(e.to_string()))?;
+            let mut entry = entry.map_err(|e| self.broken(e))?;
             let raw = entry
                 .path()
-                .map_err(|e| self.damaged(e.to_string()))?
+                .map_err(|e| self.broken(e))?
                 .to_string_lossy()
                 .into_owned();
             // Entry names are taken strictly: no `..` at all, even one that stays inside.
@@ -120,11 +136,11 @@ impl Reader {
                 Err(fault) => return Err(member_fault(&self.package, &raw, fault)),
             };
             let header = entry.header();
-            let mode = header.mode().map_err(|e| self.damaged(e.to_string()))? & 0o7777;
+            let mode = header.mode().map_err(|e| self.broken(e))? & 0o7777;
             let link_target = || -> Result<String, CondaError> {
                 Ok(entry
                     .link_name()
-                    .map_err(|e| self.damaged(e.to_string()))?
+                    .map_err(|e| self.broken(e))?
                     .map(|l| l.to_string_lossy().into_owned())
                     .unwrap_or_default())
             };
@@ -139,12 +155,10 @@ impl Reader {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let host = self.files.join(path.as_str());
                     if let Some(parent) = host.parent() {
-                        fs::create_dir_all(parent).map_err(|e| self.damaged(e.to_string()))?;
+                        fs::create_dir_all(parent).map_err(|e| self.broken(e))?;
                     }
-                    let mut out =
-                        fs::File::create(&host).map_err(|e| self.damaged(e.to_string()))?;
-                    let size =
-                        io::copy(&mut entry, &mut out).map_err(|e| self.damaged(e.to_string()))?;
+                    let mut out = fs::File::create(&host).map_err(|e| self.broken(e))?;
+                    let size = io::copy(&mut entry, &mut out).map_err(|e| self.broken(e))?;
                     ListedKind::File { size }
                 }
                 other => {

@@ -37,12 +37,34 @@ pub enum ChannelError {
         "the conda layer names no channels and .condarc lists none: give `channels` in the recipe"
     )]
     NoChannels,
-    #[error("conda channel `{channel}` is not a usable URL: {message}")]
-    BadUrl { channel: String, message: String },
-    #[error("cannot download {url}: {message}")]
-    Download { url: String, message: String },
-    #[error("{url} is not valid repodata: {message}")]
-    BadRepodata { url: String, message: String },
+    #[error("conda channel `{channel}` is not a usable URL: {reason}")]
+    BadUrl { channel: String, reason: String },
+    #[error("conda channel `{channel}` is not a usable URL")]
+    Url {
+        channel: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("cannot download {url}")]
+    Download {
+        url: String,
+        #[source]
+        source: http::TransferError,
+    },
+    #[error("cannot download {url}: it does not exist (404)")]
+    Missing { url: String },
+    #[error("{url} is not valid repodata")]
+    BadRepodata {
+        url: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{url} is not valid repodata: cannot decompress it")]
+    Decompress {
+        url: String,
+        #[source]
+        source: io::Error,
+    },
     #[error(
         "{url} is larger than {MAX_REPODATA_SIZE} bytes, the most repodata may be; it was refused"
     )]
@@ -74,11 +96,11 @@ pub enum ChannelError {
         "locked conda package {package} names channel `{channel}`, which the layer no longer lists; run `oci-build lock`"
     )]
     UnknownChannel { package: String, channel: String },
-    #[error("cannot set up HTTP for conda channels: {0}")]
-    Http(String),
+    #[error("cannot set up HTTP for conda channels")]
+    Http(#[source] http::HttpError),
     #[error(transparent)]
     Cache(#[from] crate::layer::cache::CacheError),
-    #[error("cannot store a download in the cache: {0}")]
+    #[error("cannot store a download in the cache")]
     Io(#[source] io::Error),
 }
 
@@ -197,7 +219,7 @@ impl ChannelConfig {
         if !is_url(&url) {
             return Err(ChannelError::BadUrl {
                 channel: channel.to_owned(),
-                message: format!("`{url}` is not an http, https or file URL"),
+                reason: format!("`{url}` is not an http, https or file URL"),
             });
         }
         Ok(ResolvedChannel {
@@ -219,10 +241,7 @@ fn is_url(text: &str) -> bool {
 
 /// The HTTP client for channels: the system's CA store, the idle timeout of [`crate::http`].
 pub fn http_client() -> Result<reqwest::blocking::Client, ChannelError> {
-    http::builder(http::Transfer::Download)
-        .map_err(|e| ChannelError::Http(e.to_string()))?
-        .build()
-        .map_err(|e| ChannelError::Http(e.to_string()))
+    http::download_client().map_err(ChannelError::Http)
 }
 
 fn is_remote(url: &str) -> bool {
@@ -275,23 +294,23 @@ fn open(
     client: &reqwest::blocking::Client,
     url: &str,
 ) -> Result<Option<Box<dyn Read + Send>>, http::Failed<ChannelError>> {
-    let fail = |message: String| ChannelError::Download {
+    let fail = |source| ChannelError::Download {
         url: http::redact(url),
-        message,
+        source,
     };
     if let Some(path) = file_path(url) {
         return match fs::File::open(&path) {
             Ok(file) => Ok(Some(Box::new(file))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(http::Failed::Permanent(fail(e.to_string()))),
+            Err(e) => Err(http::Failed::Permanent(fail(http::TransferError::Read(e)))),
         };
     }
     let response = http::get(client, url).map_err(|f| f.map(fail))?;
     match response.status() {
         s if s.is_success() => Ok(Some(Box::new(response))),
         reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::FORBIDDEN => Ok(None),
-        s => Err(http::Failed::Permanent(fail(format!(
-            "the server answered {s}"
+        s => Err(http::Failed::Permanent(fail(http::TransferError::Status(
+            s,
         )))),
     }
 }
@@ -323,10 +342,10 @@ fn read_repodata(
             url: http::redact(url),
         })
     };
-    let broken = |e: &io::Error| {
-        http::read_failure(e).map(|message| ChannelError::Download {
+    let broken = |e: io::Error| {
+        http::read_failure(e).map(|source| ChannelError::Download {
             url: http::redact(url),
-            message,
+            source,
         })
     };
     http::retry(url, http::ATTEMPTS, |_| {
@@ -337,7 +356,7 @@ fn read_repodata(
             return match http::read_capped(reader, MAX_REPODATA_SIZE) {
                 Ok(Some(bytes)) => Ok(Some(bytes)),
                 Ok(None) => Err(too_large()),
-                Err(e) => Err(broken(&e)),
+                Err(e) => Err(broken(e)),
             };
         }
         // Both sides bounded: the download, and what it decompresses to.
@@ -348,16 +367,14 @@ fn read_repodata(
             Ok(Some(bytes)) => Ok(Some(bytes)),
             Ok(None) => Err(too_large()),
             Err(_) if compressed.limit() == 0 => Err(too_large()),
-            Err(e) => match broken(&e) {
-                transient @ http::Failed::Transient(_) => Err(transient),
-                // Not the connection: the bytes that came are not zstd.
-                http::Failed::Permanent(_) => {
-                    Err(http::Failed::Permanent(ChannelError::BadRepodata {
-                        url: http::redact(url),
-                        message: format!("cannot decompress it: {}", http::describe_io(&e)),
-                    }))
-                }
-            },
+            // Not the connection: the bytes that came are not zstd.
+            Err(e) if !http::is_transient(&e) => {
+                Err(http::Failed::Permanent(ChannelError::Decompress {
+                    url: http::redact(url),
+                    source: e,
+                }))
+            }
+            Err(e) => Err(broken(e)),
         }
     })
 }
@@ -397,9 +414,8 @@ pub fn fetch_package(
     // Each try downloads into a fresh temporary file; a failed one's is dropped.
     let (temp, found, size) = http::retry(url, http::ATTEMPTS, |_| {
         let reader = open(client, url)?.ok_or_else(|| {
-            http::Failed::Permanent(ChannelError::Download {
+            http::Failed::Permanent(ChannelError::Missing {
                 url: http::redact(url),
-                message: "it does not exist (404)".to_owned(),
             })
         })?;
         let temp = cache
@@ -412,9 +428,9 @@ pub fn fetch_package(
         // One byte more than the stated size is enough to refuse the file.
         let limit = locked.size.map_or(u64::MAX, |size| size.saturating_add(1));
         io::copy(&mut reader.take(limit), &mut writer).map_err(|e| {
-            http::read_failure(&e).map(|message| ChannelError::Download {
+            http::read_failure(e).map(|source| ChannelError::Download {
                 url: http::redact(url),
-                message,
+                source,
             })
         })?;
         let (buffered, found, size) = writer.finish();

@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -28,6 +27,7 @@ use serde_json::{Value, json};
 use super::{CondaError, CondaSpec, Unpacked};
 use crate::layer::{Content, Entry, EntryKind, FileStamp, ImagePath, LayerTree};
 use crate::name::{FileName, NameFault, RelPath, is_dotted_identifier};
+use crate::source::tree_util::inline_file as inline;
 
 /// conda-build's placeholder when `info/has_prefix` gives none.
 const DEFAULT_PLACEHOLDER: &str = "/opt/anaconda1anaconda2anaconda3";
@@ -57,11 +57,19 @@ pub enum ListedKind {
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
-    #[error("conda package {package}: info/{file} cannot be read: {message}")]
-    Info {
+    #[error("conda package {package}: info/{file} cannot be read")]
+    InfoRead {
         package: String,
         file: String,
-        message: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("conda package {package}: info/{file} cannot be read")]
+    InfoJson {
+        package: String,
+        file: String,
+        #[source]
+        source: serde_json::Error,
     },
     #[error("conda package {package} lists `{path}` in its info/ but does not contain it")]
     Missing { package: String, path: String },
@@ -127,25 +135,30 @@ struct Info {
 fn read_info(unpacked: &Unpacked) -> Result<Info, InstallError> {
     let package = super::dist_name(&unpacked.locked);
     let files = unpacked.dir.join("files/info");
-    let bad = |file: &str, message: String| InstallError::Info {
+    let unreadable = |file: &str, source| InstallError::InfoRead {
         package: package.clone(),
         file: file.to_owned(),
-        message,
+        source,
+    };
+    let bad = |file: &str, source| InstallError::InfoJson {
+        package: package.clone(),
+        file: file.to_owned(),
+        source,
     };
     let index: serde_json::Map<String, Value> = fs::read(files.join("index.json"))
-        .map_err(|e| bad("index.json", e.to_string()))
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| bad("index.json", e.to_string())))?;
+        .map_err(|e| unreadable("index.json", e))
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| bad("index.json", e)))?;
     let paths = match fs::read(files.join("paths.json")) {
         Ok(bytes) => {
             serde_json::from_slice::<PathsJson>(&bytes)
-                .map_err(|e| bad("paths.json", e.to_string()))?
+                .map_err(|e| bad("paths.json", e))?
                 .paths
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => legacy_paths(unpacked, &files)?,
-        Err(e) => return Err(bad("paths.json", e.to_string())),
+        Err(e) => return Err(unreadable("paths.json", e)),
     };
     let link: Value = match fs::read(files.join("link.json")) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| bad("link.json", e.to_string()))?,
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| bad("link.json", e))?,
         Err(_) => Value::Null,
     };
     let noarch_python = index.get("noarch").and_then(Value::as_str) == Some("python")
@@ -170,11 +183,12 @@ fn read_info(unpacked: &Unpacked) -> Result<Info, InstallError> {
 /// Packages from before paths.json: `info/files` lists the paths, `info/has_prefix` the
 /// files with a placeholder (`PLACEHOLDER MODE PATH`, or just `PATH`).
 fn legacy_paths(unpacked: &Unpacked, info: &Path) -> Result<Vec<PathEntry>, InstallError> {
-    let files = fs::read_to_string(info.join("files")).map_err(|e| InstallError::Info {
-        package: super::dist_name(&unpacked.locked),
-        file: "files".to_owned(),
-        message: e.to_string(),
-    })?;
+    let files =
+        fs::read_to_string(info.join("files")).map_err(|source| InstallError::InfoRead {
+            package: super::dist_name(&unpacked.locked),
+            file: "files".to_owned(),
+            source,
+        })?;
     let mut prefixed: BTreeMap<String, (String, String)> = BTreeMap::new();
     for line in fs::read_to_string(info.join("has_prefix"))
         .unwrap_or_default()
@@ -315,18 +329,6 @@ fn host_file(path: PathBuf, size: u64, mode: u32) -> Entry {
                 path,
             },
             size,
-        },
-        mode,
-        uid: 0,
-        gid: 0,
-    }
-}
-
-fn inline(bytes: Vec<u8>, mode: u32) -> Entry {
-    Entry {
-        kind: EntryKind::File {
-            size: bytes.len() as u64,
-            content: Content::Inline(Arc::from(bytes)),
         },
         mode,
         uid: 0,

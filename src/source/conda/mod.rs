@@ -81,17 +81,46 @@ pub enum CondaError {
     NotBuiltIn,
     #[error(transparent)]
     Channel(#[from] channel::ChannelError),
-    #[error("conda spec `{spec}` cannot be read: {message}")]
-    BadSpec { spec: String, message: String },
+    #[error("conda spec `{spec}` cannot be read")]
+    BadSpec {
+        spec: String,
+        #[source]
+        source: rattler_conda_types::ParseMatchSpecError,
+    },
+    #[error("conda spec `{spec}` cannot be read")]
+    BadVersion {
+        spec: String,
+        #[source]
+        source: rattler_conda_types::ParseVersionError,
+    },
     #[error("conda specs {specs} cannot be satisfied: {conflict}")]
     Unsatisfiable { specs: String, conflict: String },
-    #[error("solving conda specs {specs} failed: {message}")]
-    Solve { specs: String, message: String },
-    #[error("conda package {package} (from {url}) cannot be read: {message}")]
+    #[error("solving conda specs {specs} failed")]
+    Solve {
+        specs: String,
+        #[source]
+        source: rattler_solve::SolveError,
+    },
+    #[error("conda package {package} (from {url}) cannot be read: {reason}")]
     Archive {
         package: String,
         url: String,
-        message: String,
+        reason: String,
+    },
+    #[error("conda package {package} (from {url}) cannot be read")]
+    ArchiveRead {
+        package: String,
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("conda package {package} (from {url}) cannot be read")]
+    ArchiveStream {
+        package: String,
+        url: String,
+        /// Boxed: rattler's error is large, and every conda result carries this type.
+        #[source]
+        source: Box<rattler_package_streaming::ExtractError>,
     },
     #[error(
         "conda package {package} has an entry {entry:?} that escapes its prefix; the package is damaged or malicious"

@@ -19,10 +19,11 @@ fn channel_records(
     channel: &ResolvedChannel,
     subdir: &str,
 ) -> Result<Vec<RepoDataRecord>, CondaError> {
-    let url = url::Url::parse(&format!("{}/", channel.url)).map_err(|e| ChannelError::BadUrl {
-        channel: channel.name.clone(),
-        message: e.to_string(),
-    })?;
+    let url =
+        url::Url::parse(&format!("{}/", channel.url)).map_err(|source| ChannelError::Url {
+            channel: channel.name.clone(),
+            source,
+        })?;
     let rattler_channel = Channel::from_url(url);
     let mut records = Vec::new();
     let mut found = false;
@@ -32,9 +33,9 @@ fn channel_records(
         };
         found = true;
         let repodata: RepoData =
-            serde_json::from_slice(&bytes).map_err(|e| ChannelError::BadRepodata {
+            serde_json::from_slice(&bytes).map_err(|source| ChannelError::BadRepodata {
                 url: url.clone(),
-                message: e.to_string(),
+                source,
             })?;
         for record in repodata.into_repo_data_records(&rattler_channel) {
             // A repodata.json can list other subdirs' packages; only these two install.
@@ -67,9 +68,9 @@ pub fn solve(
         .specs
         .iter()
         .map(|s| {
-            MatchSpec::from_str(s, ParseStrictness::Lenient).map_err(|e| CondaError::BadSpec {
+            MatchSpec::from_str(s, ParseStrictness::Lenient).map_err(|source| CondaError::BadSpec {
                 spec: s.clone(),
-                message: e.to_string(),
+                source,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -79,9 +80,9 @@ pub fn solve(
             let (version, build) = version.split_once('=').unwrap_or((&version, "0"));
             Ok(GenericVirtualPackage {
                 name: PackageName::new_unchecked(name.clone()),
-                version: Version::from_str(version).map_err(|e| CondaError::BadSpec {
+                version: Version::from_str(version).map_err(|source| CondaError::BadVersion {
                     spec: format!("{name}={version}"),
-                    message: e.to_string(),
+                    source,
                 })?,
                 build_string: BuildString::new_unchecked(build),
             })
@@ -105,7 +106,7 @@ pub fn solve(
             },
             other => CondaError::Solve {
                 specs: listed.clone(),
-                message: other.to_string(),
+                source: other,
             },
         })?
         .records;

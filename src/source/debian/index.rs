@@ -29,20 +29,65 @@ pub const MAX_PACKAGES_TEXT_SIZE: u64 = 1 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    #[error("cannot download {url}: {message}")]
-    Download { url: String, message: String },
+    #[error("cannot download {url}")]
+    Download {
+        url: String,
+        #[source]
+        source: http::TransferError,
+    },
+    #[error("cannot store {url} in the cache")]
+    Store {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{url} is larger than {limit} bytes, {bound}; it was refused")]
     TooLarge {
         url: String,
         limit: u64,
         bound: &'static str,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Signature(#[from] signature::SignatureError),
-    #[error("{0}")]
+    #[error(transparent)]
     Release(#[from] release::ReleaseError),
-    #[error("{url}: {message}")]
-    Parse { url: String, message: String },
+    #[error("cannot decompress {url}")]
+    Decompress {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A human reason, not another error: too large, not text, a field not a number.
+    #[error("{url}: {reason}")]
+    Parse { url: String, reason: String },
+    #[error("{url} is not a Packages index")]
+    Syntax {
+        url: String,
+        #[source]
+        source: deb822::Deb822Error,
+    },
+    #[error("{url}: package {package}, field {field}")]
+    Relations {
+        url: String,
+        package: String,
+        field: String,
+        #[source]
+        source: version::VersionError,
+    },
+    #[error("{url}: package {package}")]
+    Version {
+        url: String,
+        package: String,
+        #[source]
+        source: version::VersionError,
+    },
+    #[error("{url}: package {package}: its Filename `{}` {fault}", crate::name::Shown(.filename))]
+    Filename {
+        url: String,
+        package: String,
+        filename: String,
+        fault: crate::name::NameFault,
+    },
     #[error("{url} lists no Packages index for {component}/binary-{arch}")]
     NoIndex {
         url: String,
@@ -76,20 +121,19 @@ pub fn download(
     limit: u64,
     bound: &'static str,
 ) -> Result<Vec<u8>, IndexError> {
-    let fail = |message: String| IndexError::Download {
+    let fail = |source| IndexError::Download {
         url: http::redact(url),
-        message,
+        source,
     };
     http::retry(url, http::ATTEMPTS, |_| {
         let response = http::get(client, url).map_err(|f| f.map(fail))?;
         if !response.status().is_success() {
-            return Err(http::Failed::Permanent(fail(format!(
-                "the server answered {}",
-                response.status()
+            return Err(http::Failed::Permanent(fail(http::TransferError::Status(
+                response.status(),
             ))));
         }
         http::read_capped(response, limit)
-            .map_err(|e| http::read_failure(&e).map(fail))?
+            .map_err(|e| http::read_failure(e).map(fail))?
             .ok_or_else(|| {
                 http::Failed::Permanent(IndexError::TooLarge {
                     url: http::redact(url),
@@ -147,13 +191,10 @@ pub fn load(
                     let (path, bytes) =
                         packages_index(http, cache, &dists, &release, component, arch)?;
                     let url = format!("{dists}/{path}");
-                    let text = decompress(&path, &bytes).map_err(|message| IndexError::Parse {
+                    let text = decompress(&path, &bytes, &url)?;
+                    let stanzas = deb822::parse(&text).map_err(|source| IndexError::Syntax {
                         url: http::redact(&url),
-                        message,
-                    })?;
-                    let stanzas = deb822::parse(&text).map_err(|e| IndexError::Parse {
-                        url: http::redact(&url),
-                        message: e.to_string(),
+                        source,
                     })?;
                     for stanza in stanzas {
                         packages.push(to_package(stanza, base, &url)?);
@@ -195,9 +236,9 @@ fn packages_index(
         release.check_file(&path, &bytes)?;
         let digest = Digest::of_bytes(&bytes);
         let mut temp = cache.temp_file()?;
-        std::io::Write::write_all(&mut temp, &bytes).map_err(|e| IndexError::Download {
+        std::io::Write::write_all(&mut temp, &bytes).map_err(|source| IndexError::Store {
             url: http::redact(&format!("{dists}/{path}")),
-            message: e.to_string(),
+            source,
         })?;
         cache.commit_blob(temp, &digest)?;
         return Ok((path, bytes));
@@ -209,7 +250,12 @@ fn packages_index(
     })
 }
 
-fn decompress(path: &str, bytes: &[u8]) -> Result<String, String> {
+/// The text of the index at `path` (of `url`), decompressed as its name says.
+fn decompress(path: &str, bytes: &[u8], url: &str) -> Result<String, IndexError> {
+    let bad = |reason: String| IndexError::Parse {
+        url: http::redact(url),
+        reason,
+    };
     let reader: Box<dyn Read + '_> = if path.ends_with(".xz") {
         Box::new(liblzma::read::XzDecoder::new_multi_decoder(bytes))
     } else if path.ends_with(".gz") {
@@ -218,11 +264,14 @@ fn decompress(path: &str, bytes: &[u8]) -> Result<String, String> {
         Box::new(bytes)
     };
     let text = http::read_capped(reader, MAX_PACKAGES_TEXT_SIZE)
-        .map_err(|e| e.to_string())?
+        .map_err(|source| IndexError::Decompress {
+            url: http::redact(url),
+            source,
+        })?
         .ok_or_else(|| {
-            format!("it decompresses to more than {MAX_PACKAGES_TEXT_SIZE} bytes, the most a Packages index may be")
+            bad(format!("it decompresses to more than {MAX_PACKAGES_TEXT_SIZE} bytes, the most a Packages index may be"))
         })?;
-    String::from_utf8(text).map_err(|_| "it is not UTF-8 text".to_owned())
+    String::from_utf8(text).map_err(|_| bad("it is not UTF-8 text".to_owned()))
 }
 
 pub(crate) fn to_package(
@@ -231,14 +280,20 @@ pub(crate) fn to_package(
     index_url: &str,
 ) -> Result<IndexedPackage, IndexError> {
     let field = |name: &str| stanza.get(name).unwrap_or("").trim().to_owned();
-    let bad = |message: String| IndexError::Parse {
+    let bad = |reason: String| IndexError::Parse {
         url: http::redact(index_url),
-        message,
+        reason,
     };
     let name = field("Package");
     let relations = |field_name: &str| {
-        version::parse_relations(stanza.get(field_name).unwrap_or(""))
-            .map_err(|e| bad(format!("package {name}, field {field_name}: {e}")))
+        version::parse_relations(stanza.get(field_name).unwrap_or("")).map_err(|source| {
+            IndexError::Relations {
+                url: http::redact(index_url),
+                package: name.clone(),
+                field: field_name.to_owned(),
+                source,
+            }
+        })
     };
     let mut depends = relations("Pre-Depends")?;
     depends.extend(relations("Depends")?);
@@ -248,7 +303,11 @@ pub(crate) fn to_package(
     let provides = flat(relations("Provides")?);
     let version = field("Version")
         .parse()
-        .map_err(|e| bad(format!("package {name}: {e}")))?;
+        .map_err(|source| IndexError::Version {
+            url: http::redact(index_url),
+            package: name.clone(),
+            source,
+        })?;
     let package = Package {
         name: name.clone(),
         version,
@@ -261,11 +320,11 @@ pub(crate) fn to_package(
     };
     // Filename, Size and SHA256 become a URL, a download limit and a cache path.
     let filename = field("Filename");
-    crate::name::RelPath::new(&filename).map_err(|e| {
-        bad(format!(
-            "package {name}: its Filename `{}` {e}",
-            crate::name::Shown(&filename)
-        ))
+    crate::name::RelPath::new(&filename).map_err(|fault| IndexError::Filename {
+        url: http::redact(index_url),
+        package: name.clone(),
+        filename: filename.clone(),
+        fault,
     })?;
     let size = field("Size")
         .parse()

@@ -22,7 +22,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::LockedDeb;
 use super::deb::{self, DebEntryKind, ExtractedDeb};
@@ -31,11 +30,18 @@ use crate::digest::HashingWriter;
 use crate::http;
 use crate::layer::cache::{Bucket, Cache};
 use crate::layer::{Content, Entry, EntryKind, FileStamp, ImagePath, LayerTree};
+use crate::source::tree_util::{inline_file as inline, symlink};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
-    #[error("cannot download {url}: {message}")]
-    Download { url: String, message: String },
+    #[error("cannot download {url}")]
+    Download {
+        url: String,
+        #[source]
+        source: http::TransferError,
+    },
+    #[error("cannot download {url}: no archive is configured")]
+    NoArchive { url: String },
     #[error(
         "{url} is {found} bytes or more, larger than the {expected} bytes its index entry states; it was refused"
     )]
@@ -72,9 +78,16 @@ pub enum InstallError {
         member: String,
         reason: String,
     },
+    #[error("package {package}: member `{member}` is refused")]
+    MemberPath {
+        package: String,
+        member: String,
+        #[source]
+        source: crate::layer::ImagePathError,
+    },
     #[error(transparent)]
     Cache(#[from] crate::layer::cache::CacheError),
-    #[error("cannot store an extracted package in the cache: {0}")]
+    #[error("cannot store an extracted package in the cache")]
     Io(#[source] io::Error),
 }
 
@@ -96,23 +109,19 @@ pub fn fetch(
     if fs::metadata(&path).is_ok_and(|m| m.len() == package.size) {
         return Ok(path);
     }
-    let mut last_error = InstallError::Download {
-        url: first_url,
-        message: "no archive is configured".to_owned(),
-    };
+    let mut last_error = InstallError::NoArchive { url: first_url };
     for base in bases {
         let url = format!("{base}/{}", package.filename);
-        let fail = |message: String| InstallError::Download {
+        let fail = |source| InstallError::Download {
             url: http::redact(&url),
-            message,
+            source,
         };
         // Each try downloads into a fresh temporary file; a failed one's is dropped.
         let fetched = http::retry(&url, http::ATTEMPTS, |_| {
             let mut response = http::get(client, &url).map_err(|f| f.map(fail))?;
             if !response.status().is_success() {
-                return Err(http::Failed::Permanent(fail(format!(
-                    "the server answered {}",
-                    response.status()
+                return Err(http::Failed::Permanent(fail(http::TransferError::Status(
+                    response.status(),
                 ))));
             }
             let content_length = response.content_length();
@@ -128,7 +137,7 @@ pub fn fetch(
                 &mut io::Read::take(&mut response, package.size.saturating_add(1)),
                 &mut writer,
             )
-            .map_err(|e| http::read_failure(&e).map(fail))?;
+            .map_err(|e| http::read_failure(e).map(fail))?;
             let (buffered, found, size) = writer.finish();
             buffered
                 .into_inner()
@@ -212,30 +221,6 @@ fn info_path(package: &LockedDeb, file: &str) -> Result<ImagePath, InstallError>
     Ok(path(&format!("var/lib/dpkg/info/{file}")))
 }
 
-fn inline(text: impl Into<Vec<u8>>, mode: u32) -> Entry {
-    let bytes: Vec<u8> = text.into();
-    Entry {
-        kind: EntryKind::File {
-            size: bytes.len() as u64,
-            content: Content::Inline(Arc::from(bytes)),
-        },
-        mode,
-        uid: 0,
-        gid: 0,
-    }
-}
-
-fn symlink(target: &str) -> Entry {
-    Entry {
-        kind: EntryKind::Symlink {
-            target: target.to_owned(),
-        },
-        mode: 0o777,
-        uid: 0,
-        gid: 0,
-    }
-}
-
 /// One package ready to go into a layer.
 pub struct Unpacked {
     pub deb: LockedDeb,
@@ -289,16 +274,23 @@ pub fn install(
         // Where this package's own paths went, for its hard links.
         let mut own: BTreeMap<&str, ImagePath> = BTreeMap::new();
         for entry in &unpacked.extracted.entries {
-            let unsafe_member = |reason: String| InstallError::Unsafe {
-                package: package.clone(),
-                member: format!("/{}", entry.path),
-                reason,
+            let refuse = |why: Misplaced| match why {
+                Misplaced::Reason(reason) => InstallError::Unsafe {
+                    package: package.clone(),
+                    member: format!("/{}", entry.path),
+                    reason,
+                },
+                Misplaced::Path(source) => InstallError::MemberPath {
+                    package: package.clone(),
+                    member: format!("/{}", entry.path),
+                    source,
+                },
             };
             // The listing comes from the cache, so it is checked as any outside input is.
-            let member = ImagePath::new(&entry.path).map_err(|e| unsafe_member(e.to_string()))?;
+            let member = ImagePath::new(&entry.path).map_err(|e| refuse(Misplaced::Path(e)))?;
             let is_dir = matches!(entry.kind, DebEntryKind::Directory);
             let at = |p: &str| symlink_at(&placed, links_below, p);
-            let Some(target_path) = place(&member, is_dir, &at).map_err(unsafe_member)? else {
+            let Some(target_path) = place(&member, is_dir, &at).map_err(refuse)? else {
                 // A directory where a symlink is: dpkg keeps the symlink.
                 continue;
             };
@@ -317,9 +309,9 @@ pub fn install(
                 },
                 DebEntryKind::Hardlink { target } => {
                     let Some(placed_target) = own.get(target.as_str()) else {
-                        return Err(unsafe_member(format!(
+                        return Err(refuse(Misplaced::Reason(format!(
                             "is a hard link to `/{target}`, which the package does not hold"
-                        )));
+                        ))));
                     };
                     hardlinks.push((target_path.clone(), placed_target.clone(), package.clone()));
                     EntryKind::Hardlink {
@@ -468,6 +460,18 @@ fn holds_directory(placed: &BTreeMap<ImagePath, Entry>, path: &ImagePath) -> boo
 /// Symlinks followed for one path at most, as Linux's MAXSYMLINKS.
 const MAX_SYMLINKS: u32 = 40;
 
+/// Why a member cannot be placed: a reason in words ([`follow`]'s), or the path it leads to.
+enum Misplaced {
+    Reason(String),
+    Path(crate::layer::ImagePathError),
+}
+
+impl From<String> for Misplaced {
+    fn from(reason: String) -> Self {
+        Misplaced::Reason(reason)
+    }
+}
+
 /// Where dpkg writes `member`: its directories followed through symlinks (`symlink_at`), inside
 /// the image root. `None` for a directory where a symlink already is. The error says why the
 /// member cannot be placed.
@@ -475,14 +479,14 @@ fn place(
     member: &ImagePath,
     is_dir: bool,
     symlink_at: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<ImagePath>, String> {
+) -> Result<Option<ImagePath>, Misplaced> {
     let mut dirs = Vec::new();
     let mut hops = 0;
     if let Some(parent) = member.parent() {
         follow(&mut dirs, parent.as_str(), None, &mut hops, symlink_at)?;
     }
     dirs.push(member.file_name().to_owned());
-    let placed = ImagePath::new(&dirs.join("/")).map_err(|e| e.to_string())?;
+    let placed = ImagePath::new(&dirs.join("/")).map_err(Misplaced::Path)?;
     if is_dir && symlink_at(placed.as_str()).is_some() {
         return Ok(None);
     }
@@ -767,7 +771,12 @@ mod tests {
             .map(|(p, t)| ((*p).to_owned(), (*t).to_owned()))
             .collect();
         let at = |p: &str| links.get(p).cloned();
-        place(&path(member), is_dir, &at).map(|p| p.map(|p| p.as_str().to_owned()))
+        place(&path(member), is_dir, &at)
+            .map(|p| p.map(|p| p.as_str().to_owned()))
+            .map_err(|why| match why {
+                Misplaced::Reason(reason) => reason,
+                Misplaced::Path(error) => error.to_string(),
+            })
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! Pipeline: apt sources (recipe or host configuration, [`apt_config`]) → `InRelease` verified
 //! against its keyring ([`signature`]) → its `Release` read ([`release`]) → `Packages` indexes
-//! checked against the Release hashes ([`deb822`], [`version`]) → dependency resolution → `.deb` files checked against their
-//! SHA256 → extraction into a layer tree, with a dpkg database.
+//! checked against the Release hashes ([`index`], parsed with [`deb822`] and [`version`]) →
+//! dependency resolution ([`resolve`]) → `.deb` files checked against their SHA256 and
+//! extracted once ([`deb`]) → installed into a layer tree, with a dpkg database ([`install`]).
 
 pub mod apt_config;
 pub mod deb;
@@ -116,14 +117,18 @@ pub enum DebianError {
     NoSources,
     #[error(transparent)]
     Index(#[from] index::IndexError),
-    #[error("package request `{request}`: {message}")]
-    BadRequest { request: String, message: String },
+    #[error("package request `{request}`")]
+    BadRequest {
+        request: String,
+        #[source]
+        source: version::VersionError,
+    },
     #[error(transparent)]
     Resolve(#[from] resolve::ResolveError),
     #[error(transparent)]
     Install(#[from] install::InstallError),
-    #[error("cannot set up HTTP for the Debian archive: {0}")]
-    Http(String),
+    #[error("cannot set up HTTP for the Debian archive")]
+    Http(#[source] crate::http::HttpError),
     #[error("the base image's /var/lib/dpkg/status is damaged")]
     BaseStatus(#[source] deb822::Deb822Error),
     #[error(
@@ -148,10 +153,7 @@ pub struct Archives {
 impl Archives {
     /// Reads apt's configuration under `root` (`/` for the host).
     pub fn new(root: &Path) -> Result<Archives, DebianError> {
-        let http = crate::http::builder(crate::http::Transfer::Download)
-            .map_err(|e| DebianError::Http(e.to_string()))?
-            .build()
-            .map_err(|e| DebianError::Http(e.to_string()))?;
+        let http = crate::http::download_client().map_err(DebianError::Http)?;
         Ok(Archives {
             root: root.to_owned(),
             http,
@@ -355,10 +357,11 @@ fn resolve_packages(
     let universe = Universe::new(packages.iter().map(|p| p.package.clone()), arch);
     let mut requests = Vec::new();
     for request in &spec.packages {
-        let parsed = version::parse_relations(request).map_err(|e| DebianError::BadRequest {
-            request: request.clone(),
-            message: e.to_string(),
-        })?;
+        let parsed =
+            version::parse_relations(request).map_err(|source| DebianError::BadRequest {
+                request: request.clone(),
+                source,
+            })?;
         requests.extend(parsed.into_iter().flatten());
     }
     let installed = installed_from_status(base_status)?;

@@ -40,6 +40,12 @@ pub enum SignatureError {
     NoKeys { keyring: String, reason: String },
     #[error("`{file}` is not an OpenPGP cleartext-signed message: {reason}")]
     NotCleartextSigned { file: String, reason: String },
+    #[error("`{file}` is not an OpenPGP cleartext-signed message")]
+    Dearmor {
+        file: String,
+        #[source]
+        source: pgp::errors::Error,
+    },
     #[error(
         "`{file}` is signed only by keys that are not in the keyrings ({keyrings}): missing {issuers}"
     )]
@@ -279,7 +285,10 @@ pub(crate) fn verify_inrelease_at(
         )));
     }
     let (message, _headers) = CleartextSignedMessage::from_armor_buf(data, DearmorOptions::new())
-        .map_err(|e| not_signed(e.to_string()))?;
+        .map_err(|source| SignatureError::Dearmor {
+        file: file.to_string(),
+        source,
+    })?;
     if message.signatures().is_empty() {
         return Err(not_signed("it carries no signature".to_string()));
     }
@@ -791,7 +800,13 @@ mod tests {
         ] {
             let err = verify_inrelease_at(data, std::slice::from_ref(&ring), "mirror/InRelease", NOW)
                 .unwrap_err();
-            assert!(matches!(err, SignatureError::NotCleartextSigned { .. }), "{err:?}");
+            assert!(
+                matches!(
+                    err,
+                    SignatureError::NotCleartextSigned { .. } | SignatureError::Dearmor { .. }
+                ),
+                "{err:?}"
+            );
             assert!(err.to_string().starts_with("`mirror/InRelease` is not"), "{err}");
         }
     }

@@ -27,6 +27,13 @@ pub enum VersionError {
     Relation(String),
     #[error("relationship `{entry}` is not valid: {reason}")]
     Entry { entry: String, reason: String },
+    /// The entry's relation or version: boxed, being this same type.
+    #[error("relationship `{entry}` is not valid")]
+    EntryPart {
+        entry: String,
+        #[source]
+        source: Box<VersionError>,
+    },
 }
 
 /// A Debian version, `[epoch:]upstream_version[-debian_revision]` (Policy §5.6.12).
@@ -337,6 +344,10 @@ fn parse_dependency(text: &str, group: &str) -> Result<Dependency, VersionError>
         },
         reason,
     };
+    let part = |source: VersionError| VersionError::EntryPart {
+        entry: entry.to_owned(),
+        source: Box::new(source),
+    };
     if entry.is_empty() {
         return Err(bad("one of its `|` alternatives is empty".to_owned()));
     }
@@ -378,12 +389,12 @@ fn parse_dependency(text: &str, group: &str) -> Result<Dependency, VersionError>
         let relation = if op.is_empty() {
             Relation::Exact
         } else {
-            op.parse().map_err(|e: VersionError| bad(e.to_string()))?
+            op.parse().map_err(part)?
         };
         if bound.is_empty() {
             return Err(bad("the version constraint has no version".to_owned()));
         }
-        let bound = bound.parse::<Version>().map_err(|e| bad(e.to_string()))?;
+        let bound = bound.parse::<Version>().map_err(part)?;
         version = Some((relation, bound));
         rest = &after[close + 1..];
     }
@@ -652,7 +663,15 @@ mod tests {
             ("foo: (>= 1)", "architecture qualifier"),
             ("foo [amd64", "closing `]`"),
         ] {
-            let err = parse_relations(field).unwrap_err().to_string();
+            let err = parse_relations(field).unwrap_err();
+            // The message and its causes, as main prints them.
+            let mut err_text = err.to_string();
+            let mut cause = std::error::Error::source(&err);
+            while let Some(inner) = cause {
+                err_text = format!("{err_text}: {inner}");
+                cause = inner.source();
+            }
+            let err = err_text;
             assert!(err.contains(fragment), "{field:?}: {err}");
             assert!(
                 err.contains("foo") || err.contains("bar"),

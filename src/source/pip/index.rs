@@ -19,7 +19,7 @@ use crate::digest::{Digest, HashingWriter};
 use crate::http;
 use crate::layer::cache::{Bucket, Cache};
 
-pub use crate::http::redact;
+pub(crate) use crate::http::redact;
 
 /// Project pages larger than this are refused: a page is held in memory while it is parsed,
 /// and the largest projects' pages on public indexes are tens of MiB.
@@ -31,10 +31,31 @@ pub const MAX_METADATA_SIZE: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    #[error("cannot read {url}: {message}")]
-    Fetch { url: String, message: String },
-    #[error("{url} is not a valid package index page: {message}")]
-    Page { url: String, message: String },
+    #[error("cannot read {url}")]
+    Fetch {
+        url: String,
+        #[source]
+        source: http::TransferError,
+    },
+    #[error("cannot read {url}: this is an offline build, which sends no request")]
+    Offline { url: String },
+    #[error("cannot set up HTTP for the package index")]
+    Http(#[source] http::HttpError),
+    #[error("{url} is not a valid package index page: {reason}")]
+    Page { url: String, reason: String },
+    #[error("{url} is not a valid package index page")]
+    Json {
+        url: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{url} is not a valid package index page: link `{href}`")]
+    Link {
+        url: String,
+        href: String,
+        #[source]
+        source: url::ParseError,
+    },
     #[error("{url} is larger than {limit} bytes, the most {what} may be; it was refused")]
     TooLarge {
         url: String,
@@ -48,8 +69,16 @@ pub enum IndexError {
         expected: String,
         found: String,
     },
-    #[error("metadata of {file}: {message}")]
-    Metadata { file: String, message: String },
+    #[error("metadata of {file}")]
+    Metadata {
+        file: String,
+        #[source]
+        source: metadata::MetadataError,
+    },
+    #[error(
+        "metadata of {file}: a source distribution has to be built before its metadata is known"
+    )]
+    SdistMetadata { file: String },
     #[error("cannot read `{path}`")]
     Local {
         path: PathBuf,
@@ -114,14 +143,7 @@ pub struct PackageIndex<'a> {
 
 impl<'a> PackageIndex<'a> {
     pub fn new(sources: Sources, cache: &'a Cache) -> Result<Self, IndexError> {
-        let setup = |message: String| IndexError::Fetch {
-            url: "the package index".to_owned(),
-            message,
-        };
-        let http = http::builder(http::Transfer::Download)
-            .map_err(|e| setup(e.to_string()))?
-            .build()
-            .map_err(|e| setup(e.to_string()))?;
+        let http = http::download_client().map_err(IndexError::Http)?;
         Ok(PackageIndex {
             http,
             sources,
@@ -186,18 +208,19 @@ impl<'a> PackageIndex<'a> {
         // Pages are UTF-8 (PEP 503, PEP 691); a stray byte is replaced rather than fatal.
         let body = String::from_utf8_lossy(&page.body.unwrap_or_default()).into_owned();
         let links = if json {
-            parse_json_page(&body).map_err(|message| IndexError::Page {
+            parse_json_page(&body).map_err(|source| IndexError::Json {
                 url: shown.clone(),
-                message,
+                source,
             })?
         } else {
             parse_html_page(&body)
         };
         let mut files = Vec::new();
         for link in links {
-            let absolute = base.join(&link.href).map_err(|e| IndexError::Page {
+            let absolute = base.join(&link.href).map_err(|source| IndexError::Link {
                 url: shown.clone(),
-                message: format!("link `{}`: {e}", link.href),
+                href: link.href.clone(),
+                source,
             })?;
             let mut absolute_text = absolute.to_string();
             let mut sha256 = link.sha256;
@@ -214,7 +237,7 @@ impl<'a> PackageIndex<'a> {
             let checked = |hex: String, what: &str| {
                 Digest::from_hex(&hex.to_ascii_lowercase()).map_err(|_| IndexError::Page {
                     url: shown.clone(),
-                    message: format!(
+                    reason: format!(
                         "the {what} of `{}` is `{}`, not a SHA256 (64 hex digits)",
                         link.filename.escape_debug(),
                         hex.escape_debug()
@@ -250,27 +273,25 @@ impl<'a> PackageIndex<'a> {
         customize: impl Fn(reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder,
         finish: impl Fn(reqwest::blocking::Response) -> io::Result<T>,
     ) -> Result<T, IndexError> {
-        let fail = |message: String| IndexError::Fetch {
+        let fail = |source| IndexError::Fetch {
             url: redact(url),
-            message,
+            source,
         };
         if self.sources.offline {
-            return Err(fail(
-                "this is an offline build, which sends no request".to_owned(),
-            ));
+            return Err(IndexError::Offline { url: redact(url) });
         }
         http::retry(url, http::ATTEMPTS, |_| {
             let response = customize(self.http.get(url))
                 .send()
-                .map_err(|e| http::send_failure(&e).map(fail))?;
+                .map_err(|e| http::send_failure(e).map(fail))?;
             if response.status().is_server_error() {
-                return Err(http::Failed::Transient(fail(format!(
-                    "the server answered {}",
-                    response.status()
+                return Err(http::Failed::Transient(fail(http::TransferError::Status(
+                    response.status(),
                 ))));
             }
             // What `finish` fails to read is the body breaking off or stalling.
-            finish(response).map_err(|e| http::Failed::Transient(fail(http::describe_io(&e))))
+            finish(response)
+                .map_err(|e| http::Failed::Transient(fail(http::TransferError::Read(e))))
         })
     }
 
@@ -313,7 +334,7 @@ impl<'a> PackageIndex<'a> {
         if small.status != reqwest::StatusCode::NOT_FOUND && !small.status.is_success() {
             return Err(IndexError::Fetch {
                 url: redact(url),
-                message: format!("the server answered {}", small.status),
+                source: http::TransferError::Status(small.status),
             });
         }
         if small.body.is_none() {
@@ -329,20 +350,18 @@ impl<'a> PackageIndex<'a> {
     /// The core metadata of a file: from the cache, the index's metadata file, or the file.
     pub fn metadata(&self, file: &DistFile) -> Result<CoreMetadata, IndexError> {
         let bytes = self.metadata_bytes(file)?;
-        metadata::parse(&bytes, &format!("{} (METADATA)", file.filename)).map_err(|message| {
+        metadata::parse(&bytes, &format!("{} (METADATA)", file.filename)).map_err(|source| {
             IndexError::Metadata {
                 file: file.filename.clone(),
-                message,
+                source,
             }
         })
     }
 
     fn metadata_bytes(&self, file: &DistFile) -> Result<Vec<u8>, IndexError> {
         let DistKind::Wheel(_) = file.kind else {
-            return Err(IndexError::Metadata {
+            return Err(IndexError::SdistMetadata {
                 file: file.filename.clone(),
-                message: "a source distribution has to be built before its metadata is known"
-                    .to_owned(),
             });
         };
         // The index's hash names the cached file: only a real digest may (`../x` would not).
@@ -362,7 +381,7 @@ impl<'a> PackageIndex<'a> {
                 if !small.status.is_success() {
                     return Err(IndexError::Fetch {
                         url: redact(&url),
-                        message: format!("the server answered {}", small.status),
+                        source: http::TransferError::Status(small.status),
                     });
                 }
                 let bytes = small.body.unwrap_or_default();
@@ -425,12 +444,12 @@ impl<'a> PackageIndex<'a> {
             if !response.status().is_success() {
                 return Err(IndexError::Fetch {
                     url: redact(&file.url),
-                    message: format!("the server answered {}", response.status()),
+                    source: http::TransferError::Status(response.status()),
                 });
             }
             io::copy(&mut response, &mut writer).map_err(|e| IndexError::Fetch {
                 url: redact(&file.url),
-                message: http::describe_io(&e),
+                source: http::TransferError::Read(e),
             })?;
         } else {
             let mut source =
@@ -470,7 +489,7 @@ pub(crate) struct Link {
     pub(crate) metadata: Option<Option<String>>,
 }
 
-pub(crate) fn parse_json_page(body: &str) -> Result<Vec<Link>, String> {
+pub(crate) fn parse_json_page(body: &str) -> Result<Vec<Link>, serde_json::Error> {
     #[derive(serde::Deserialize)]
     struct Page {
         files: Vec<File>,
@@ -490,7 +509,7 @@ pub(crate) fn parse_json_page(body: &str) -> Result<Vec<Link>, String> {
         #[serde(rename = "dist-info-metadata")]
         dist_info_metadata: Option<serde_json::Value>,
     }
-    let page: Page = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let page: Page = serde_json::from_str(body)?;
     Ok(page
         .files
         .into_iter()

@@ -13,8 +13,36 @@ pub struct CoreMetadata {
     pub requires_python: Option<VersionSpecifiers>,
 }
 
+/// Why core metadata cannot be used. `what` names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("{what} has no {field}")]
+    Missing { what: String, field: &'static str },
+    #[error("{what}: version `{version}`")]
+    Version {
+        what: String,
+        version: String,
+        #[source]
+        source: pep440_rs::VersionParseError,
+    },
+    /// `reason` is [`parse_requirement`](super::requirements::parse_requirement)'s, in words.
+    #[error("{what}: Requires-Dist `{value}`: {reason}")]
+    RequiresDist {
+        what: String,
+        value: String,
+        reason: String,
+    },
+    /// `reason` is [`parse_requires_python`]'s, in words.
+    #[error("{what}: Requires-Python `{spec}`: {reason}")]
+    RequiresPython {
+        what: String,
+        spec: String,
+        reason: String,
+    },
+}
+
 /// Parses the email-header format of core metadata. `what` names the file for errors.
-pub fn parse(bytes: &[u8], what: &str) -> Result<CoreMetadata, String> {
+pub fn parse(bytes: &[u8], what: &str) -> Result<CoreMetadata, MetadataError> {
     let text = String::from_utf8_lossy(bytes);
     let mut fields: Vec<(String, String)> = Vec::new();
     for line in text.lines() {
@@ -38,23 +66,40 @@ pub fn parse(bytes: &[u8], what: &str) -> Result<CoreMetadata, String> {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     };
-    let name = get("name").ok_or_else(|| format!("{what} has no Name"))?;
-    let version = get("version").ok_or_else(|| format!("{what} has no Version"))?;
-    let version =
-        Version::from_str(version).map_err(|e| format!("{what}: version `{version}`: {e}"))?;
+    let missing = |field| MetadataError::Missing {
+        what: what.to_owned(),
+        field,
+    };
+    let name = get("name").ok_or_else(|| missing("Name"))?;
+    let version = get("version").ok_or_else(|| missing("Version"))?;
+    let version = Version::from_str(version).map_err(|source| MetadataError::Version {
+        what: what.to_owned(),
+        version: version.to_owned(),
+        source,
+    })?;
     let mut requires_dist = Vec::new();
     for (key, value) in &fields {
         if key == "requires-dist" {
-            let requirement = super::requirements::parse_requirement(value)
-                .map_err(|e| format!("{what}: Requires-Dist `{value}`: {e}"))?;
+            let requirement = super::requirements::parse_requirement(value).map_err(|reason| {
+                MetadataError::RequiresDist {
+                    what: what.to_owned(),
+                    value: value.clone(),
+                    reason,
+                }
+            })?;
             requires_dist.push(requirement);
         }
     }
     let requires_python = match get("requires-python") {
-        Some(spec) if !spec.is_empty() => Some(
-            parse_requires_python(spec)
-                .map_err(|e| format!("{what}: Requires-Python `{spec}`: {e}"))?,
-        ),
+        Some(spec) if !spec.is_empty() => {
+            Some(
+                parse_requires_python(spec).map_err(|reason| MetadataError::RequiresPython {
+                    what: what.to_owned(),
+                    spec: spec.to_owned(),
+                    reason,
+                })?,
+            )
+        }
         _ => None,
     };
     Ok(CoreMetadata {
@@ -90,6 +135,7 @@ mod tests {
         assert!(
             parse(b"Name: x\n", "x.whl")
                 .unwrap_err()
+                .to_string()
                 .contains("x.whl has no Version")
         );
     }
@@ -97,7 +143,7 @@ mod tests {
     #[test]
     fn requires_dist_names_ending_in_punctuation_are_refused() {
         let text = b"Name: demo\nVersion: 1.0\nRequires-Dist: numpy. (>=1)\n";
-        let err = parse(text, "demo").unwrap_err();
+        let err = parse(text, "demo").unwrap_err().to_string();
         assert!(err.contains("Requires-Dist `numpy. (>=1)`"), "{err}");
     }
 }

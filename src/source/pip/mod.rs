@@ -1,9 +1,11 @@
 //! `pip` layers: Python packages resolved from a package index, pinned in the lock file and
 //! installed from wheels without running pip or the image's interpreter.
 //!
-//! Pipeline: requirements (recipe lines and requirements files) → target (the image's Python
-//! and platform, read from the layers below) → resolution against the index's PEP 691 pages and
-//! PEP 658 metadata → lock → download with hash checks → wheels installed into a layer tree.
+//! Pipeline: requirements (recipe lines and requirements files, [`requirements`]) → target (the
+//! image's Python and platform, read from the layers below: [`scan`], [`target`]) → resolution
+//! ([`resolve`]) against the index's PEP 691 pages and PEP 658 metadata ([`index`], [`config`]
+//! says which index), source distributions built into wheels where no wheel fits ([`sdist`]) →
+//! lock → download with hash checks → wheels installed into a layer tree ([`wheel`]).
 
 pub mod config;
 pub mod index;
@@ -21,14 +23,13 @@ pub use kind::{PIP, PIP_BUILT, Pip};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use pep440_rs::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::layer::cache::{Cache, CacheKeyBuilder};
-use crate::layer::{Content, Entry, EntryKind, ImagePath, LayerTree};
+use crate::layer::{Entry, EntryKind, ImagePath, LayerTree};
 use index::{DistFile, DistKind, PackageIndex};
 use requirements::Requirements;
 use scan::PythonBase;
@@ -49,6 +50,21 @@ pub struct InstallScheme {
     pub headers: String,
     /// The interpreter that generated scripts name in their `#!` line.
     pub interpreter: String,
+}
+
+impl InstallScheme {
+    /// Debian's: its pip installs under /usr/local, outside the distribution's own directories.
+    /// `short` is the Python version as `3.11`.
+    pub(crate) fn debian(short: &str, interpreter: String) -> InstallScheme {
+        InstallScheme {
+            purelib: format!("/usr/local/lib/python{short}/dist-packages"),
+            platlib: format!("/usr/local/lib/python{short}/dist-packages"),
+            scripts: "/usr/local/bin".to_owned(),
+            data: "/usr/local".to_owned(),
+            headers: format!("/usr/local/include/python{short}"),
+            interpreter,
+        }
+    }
 }
 
 /// `pip = { … }` in a `[[layer]]`.
@@ -476,15 +492,7 @@ fn detect_target(
                 interpreter: format!("{venv}/bin/python"),
             }
         }
-        // Debian's pip installs outside the distribution's own directories.
-        (None, true) => InstallScheme {
-            purelib: format!("/usr/local/lib/python{short}/dist-packages"),
-            platlib: format!("/usr/local/lib/python{short}/dist-packages"),
-            scripts: "/usr/local/bin".to_owned(),
-            data: "/usr/local".to_owned(),
-            headers: format!("/usr/local/include/python{short}"),
-            interpreter,
-        },
+        (None, true) => InstallScheme::debian(&short, interpreter),
         (None, false) => InstallScheme {
             purelib: format!("{prefix}/lib/python{short}/site-packages"),
             platlib: format!("{prefix}/lib/python{short}/site-packages"),
@@ -531,14 +539,12 @@ pub fn layer_tree(
     };
     let index = PackageIndex::new(sources, cache)?;
     let target = &prepared.target;
-    let builder = |file: &DistFile| -> Result<(metadata::CoreMetadata, DistFile), String> {
-        let built = build_sdist(&index, file, target, cache, source_date_epoch)
-            .map_err(|e| resolve::error_chain(&e))?;
-        let meta = index
-            .metadata(&built)
-            .map_err(|e| resolve::error_chain(&e))?;
-        Ok((meta, built))
-    };
+    let builder =
+        |file: &DistFile| -> Result<(metadata::CoreMetadata, DistFile), resolve::BuildError> {
+            let built = build_sdist(&index, file, target, cache, source_date_epoch)?;
+            let meta = index.metadata(&built)?;
+            Ok((meta, built))
+        };
     let formats = &prepared.requirements.formats;
     let locked: Vec<LockedWheel> = match pinned {
         Some(pins) => {
@@ -795,23 +801,8 @@ fn add_venv(tree: &mut LayerTree, venv: &str, target: &PythonTarget) {
         "home = {home}\ninclude-system-site-packages = false\nversion = {}\n",
         target.version
     );
-    let file = |text: String| Entry {
-        kind: EntryKind::File {
-            size: text.len() as u64,
-            content: Content::Inline(Arc::from(text.into_bytes())),
-        },
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-    };
-    let link = |to: &str| Entry {
-        kind: EntryKind::Symlink {
-            target: to.to_owned(),
-        },
-        mode: 0o777,
-        uid: 0,
-        gid: 0,
-    };
+    let file = |text: String| super::tree_util::inline_file(text, 0o644);
+    let link = super::tree_util::symlink;
     let venv = venv.trim_end_matches('/');
     tree.insert(path(format!("{venv}/pyvenv.cfg")), file(config));
     let interpreter = if base_interpreter.starts_with(venv) {

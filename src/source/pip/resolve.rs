@@ -58,13 +58,31 @@ enum Prefetch {
     Version(String, Version),
 }
 
+/// What building a source distribution failed with. Boxed: the builder's error (the pip
+/// layer's) holds resolution errors in turn, and this module does not import that one.
+pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Builds a source distribution into a wheel and returns its metadata and the wheel's file.
 pub type SdistBuilder<'b> =
-    dyn Fn(&DistFile) -> Result<(CoreMetadata, DistFile), String> + Sync + 'b;
+    dyn Fn(&DistFile) -> Result<(CoreMetadata, DistFile), BuildError> + Sync + 'b;
 
+/// Why the solver could not learn what it asked about a distribution.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ProviderError(pub String);
+pub enum ProviderError {
+    #[error(transparent)]
+    Index(#[from] super::index::IndexError),
+    #[error("{name} {version} has no usable file")]
+    NoFile { name: String, version: Version },
+    #[error(transparent)]
+    Build(BuildError),
+    #[error("extra `{extra}` of {name}")]
+    Extra {
+        extra: String,
+        name: String,
+        #[source]
+        source: pep508_rs::InvalidNameError,
+    },
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
@@ -77,8 +95,8 @@ pub enum ResolveError {
         packages: String,
         explanation: String,
     },
-    #[error("{0}")]
-    Failed(String),
+    #[error(transparent)]
+    Failed(#[from] ProviderError),
     #[error(transparent)]
     Worker(#[from] crate::workers::WorkerPanicked),
 }
@@ -151,8 +169,8 @@ pub fn resolve(
         if input.below.get(&name) == Some(&version) {
             continue;
         }
-        let file = index_choice(index, &fit, input, &name, &version)
-            .map_err(|e| ResolveError::Failed(e.0))?;
+        let file =
+            index_choice(index, &fit, input, &name, &version).map_err(ResolveError::Failed)?;
         resolved.push(Resolved {
             name,
             version,
@@ -171,13 +189,9 @@ fn explain(error: PubGrubError<Provider<'_, '_>>) -> ResolveError {
                 pubgrub::DefaultStringReporter::report(&tree).replace('\n', " "),
             )
         }
-        PubGrubError::ErrorRetrievingDependencies { source, .. } => {
-            ResolveError::Failed(source.to_string())
-        }
-        PubGrubError::ErrorChoosingVersion { source, .. } => {
-            ResolveError::Failed(source.to_string())
-        }
-        PubGrubError::ErrorInShouldCancel(source) => ResolveError::Failed(source.to_string()),
+        PubGrubError::ErrorRetrievingDependencies { source, .. }
+        | PubGrubError::ErrorChoosingVersion { source, .. }
+        | PubGrubError::ErrorInShouldCancel(source) => ResolveError::Failed(source),
     }
 }
 
@@ -227,14 +241,15 @@ fn index_choice(
     name: &str,
     version: &Version,
 ) -> Result<DistFile, ProviderError> {
-    let files = index
-        .files(name)
-        .map_err(|e| ProviderError(error_chain(&e)))?;
+    let files = index.files(name)?;
     let hashes = pinned_hashes(input.requirements, name);
     let formats = input.requirements.formats.formats(name);
     best_file(&files, version, fit, &hashes, true, formats)
         .cloned()
-        .ok_or_else(|| ProviderError(format!("{name} {version} has no usable file")))
+        .ok_or_else(|| ProviderError::NoFile {
+            name: name.to_owned(),
+            version: version.clone(),
+        })
 }
 
 fn pinned_hashes(requirements: &Requirements, name: &str) -> Vec<Digest> {
@@ -387,12 +402,9 @@ impl<'p, 'c> Provider<'p, 'c> {
         }
         let file = index_choice(self.index, self.fit, self.input, name, version)?;
         match file.kind {
-            DistKind::Wheel(_) => self
-                .index
-                .metadata(&file)
-                .map_err(|e| ProviderError(error_chain(&e))),
+            DistKind::Wheel(_) => Ok(self.index.metadata(&file)?),
             DistKind::Sdist => {
-                let (meta, _) = (self.build_sdist)(&file).map_err(ProviderError)?;
+                let (meta, _) = (self.build_sdist)(&file).map_err(ProviderError::Build)?;
                 self.built
                     .borrow_mut()
                     .insert((name.to_owned(), version.clone()), meta.clone());
@@ -483,10 +495,7 @@ impl DependencyProvider for Provider<'_, '_> {
         {
             return Ok(Some(version.clone()));
         }
-        let files = self
-            .index
-            .files(name)
-            .map_err(|e| ProviderError(error_chain(&e)))?;
+        let files = self.index.files(name)?;
         let hashes = pinned_hashes(self.input.requirements, name);
         let formats = self.input.requirements.formats.formats(name);
         let mut versions: Vec<&Version> = files.iter().map(|f| &f.version).collect();
@@ -566,8 +575,12 @@ impl DependencyProvider for Provider<'_, '_> {
             Node::Extra(name, extra) => {
                 deps.insert(Node::Dist(name.clone()), Ranges::singleton(version.clone()));
                 let meta = self.metadata(name, version)?;
-                let extra_name = ExtraName::from_str(extra)
-                    .map_err(|e| ProviderError(format!("extra `{extra}` of {name}: {e}")))?;
+                let extra_name =
+                    ExtraName::from_str(extra).map_err(|source| ProviderError::Extra {
+                        extra: extra.clone(),
+                        name: name.clone(),
+                        source,
+                    })?;
                 let extras = [extra_name];
                 for requirement in &meta.requires_dist {
                     if requirement.marker.evaluate(&self.environment, &extras)
@@ -582,16 +595,4 @@ impl DependencyProvider for Provider<'_, '_> {
             deps.into_iter().collect::<DependencyConstraints<_, _>>(),
         ))
     }
-}
-
-/// An error with its causes, in one line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -23,8 +23,20 @@ use crate::digest::Digest;
 use crate::layer::cache::{Bucket, Cache};
 #[derive(Debug, thiserror::Error)]
 pub enum SdistError {
-    #[error("cannot unpack source distribution {file}: {message}")]
-    Unpack { file: String, message: String },
+    #[error("cannot unpack source distribution {file}: {reason}")]
+    Unpack { file: String, reason: String },
+    #[error("cannot unpack source distribution {file}")]
+    Zip {
+        file: String,
+        #[source]
+        source: zip::result::ZipError,
+    },
+    #[error("cannot unpack source distribution {file}")]
+    Tar {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("building {file} into a wheel failed ({step}): {output}")]
     Build {
         file: String,
@@ -453,16 +465,24 @@ fn find_wheel(dir: &Path) -> Option<PathBuf> {
 
 /// Unpacks a .tar.gz or .zip sdist and returns its top directory.
 fn unpack(sdist: &Path, filename: &str, into: &Path) -> Result<PathBuf, SdistError> {
-    let fail = |message: String| SdistError::Unpack {
+    let fail = |reason: String| SdistError::Unpack {
         file: filename.to_owned(),
-        message,
+        reason,
+    };
+    let zip_err = |source| SdistError::Zip {
+        file: filename.to_owned(),
+        source,
+    };
+    let tar_err = |source| SdistError::Tar {
+        file: filename.to_owned(),
+        source,
     };
     std::fs::create_dir_all(into)?;
     let file = std::fs::File::open(sdist)?;
     if filename.ends_with(".zip") {
-        let mut archive = zip::ZipArchive::new(file).map_err(|e| fail(e.to_string()))?;
+        let mut archive = zip::ZipArchive::new(file).map_err(zip_err)?;
         for i in 0..archive.len() {
-            let mut entry = archive.by_index(i).map_err(|e| fail(e.to_string()))?;
+            let mut entry = archive.by_index(i).map_err(zip_err)?;
             let Some(relative) = entry.enclosed_name() else {
                 return Err(fail(format!(
                     "entry `{}` escapes the archive",
@@ -483,8 +503,8 @@ fn unpack(sdist: &Path, filename: &str, into: &Path) -> Result<PathBuf, SdistErr
     } else {
         let decoder = flate2::read::GzDecoder::new(std::io::BufReader::new(file));
         let mut archive = tar::Archive::new(decoder);
-        for entry in archive.entries().map_err(|e| fail(e.to_string()))? {
-            let mut entry = entry.map_err(|e| fail(e.to_string()))?;
+        for entry in archive.entries().map_err(tar_err)? {
+            let mut entry = entry.map_err(tar_err)?;
             let kind = entry.header().entry_type();
             if !(kind.is_file()
                 || kind.is_dir()
@@ -494,7 +514,7 @@ fn unpack(sdist: &Path, filename: &str, into: &Path) -> Result<PathBuf, SdistErr
                 continue; // links and devices have no place in a build tree
             }
             // unpack_in refuses paths that leave `into`.
-            if !entry.unpack_in(into).map_err(|e| fail(e.to_string()))? {
+            if !entry.unpack_in(into).map_err(tar_err)? {
                 return Err(fail("an entry escapes the archive".to_owned()));
             }
         }

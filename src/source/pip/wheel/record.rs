@@ -228,48 +228,29 @@ mod tests {
     fn record_hash_and_size_mismatches_are_refused() {
         let s = setup();
         let files = demo_files(true, &[]);
-        let mut all = files.clone();
         let record = record_of(&files, "demo-1.0.dist-info/RECORD").replace(
             &record_hash(&Sha256::digest(&files[0].1)),
             &record_hash(&Sha256::digest(b"something else")),
         );
-        all.push((
-            "demo-1.0.dist-info/RECORD".to_owned(),
-            record.into_bytes(),
-            0o100644,
-        ));
         assert_refused(
             &s,
-            &zip_bytes(&all),
+            &wheel_with_record(&files, record),
             |e| matches!(e, WheelError::RecordMismatch { what: "hash", entry, .. } if entry == "demo/__init__.py"),
         );
 
-        let mut all = files.clone();
         let size = files[0].1.len();
         let record = record_of(&files, "demo-1.0.dist-info/RECORD")
             .replace(&format!(",{size}\n"), &format!(",{}\n", size + 1));
-        all.push((
-            "demo-1.0.dist-info/RECORD".to_owned(),
-            record.into_bytes(),
-            0o100644,
-        ));
-        assert_refused(&s, &zip_bytes(&all), |e| {
+        assert_refused(&s, &wheel_with_record(&files, record), |e| {
             matches!(e, WheelError::RecordMismatch { what: "size", .. })
         });
 
-        let mut all = files.clone();
         let record = record_of(&files, "demo-1.0.dist-info/RECORD").replace("sha256=", "md5=");
-        all.push((
-            "demo-1.0.dist-info/RECORD".to_owned(),
-            record.into_bytes(),
-            0o100644,
-        ));
-        assert_refused(&s, &zip_bytes(&all), |e| {
+        assert_refused(&s, &wheel_with_record(&files, record), |e| {
             matches!(e, WheelError::WeakHash { .. })
         });
 
         // sha512 is accepted when it matches.
-        let mut all = files.clone();
         let mut record = String::new();
         for (path, bytes, _) in &files {
             record.push_str(&format!(
@@ -277,12 +258,7 @@ mod tests {
                 record_hash(&Sha512::digest(bytes))
             ));
         }
-        all.push((
-            "demo-1.0.dist-info/RECORD".to_owned(),
-            record.into_bytes(),
-            0o100644,
-        ));
-        s.install(&zip_bytes(&all)).unwrap();
+        s.install(&wheel_with_record(&files, record)).unwrap();
     }
 
     #[test]
@@ -290,17 +266,11 @@ mod tests {
         for bad in ["../../../etc/passwd", "/etc/passwd"] {
             let s = setup();
             let files = demo_files(true, &[]);
-            let mut all = files.clone();
             let mut record = record_of(&files, "demo-1.0.dist-info/RECORD");
             record.push_str(&format!("{bad},,\n"));
-            all.push((
-                "demo-1.0.dist-info/RECORD".to_owned(),
-                record.into_bytes(),
-                0o100644,
-            ));
             assert_refused(
                 &s,
-                &zip_bytes(&all),
+                &wheel_with_record(&files, record),
                 |e| matches!(e, WheelError::RecordEscapes { entry, .. } if entry == bad),
             );
         }

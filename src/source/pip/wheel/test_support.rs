@@ -15,14 +15,7 @@ use crate::layer::{Content, EntryKind, ImagePath, LayerTree};
 use crate::source::pip::InstallScheme;
 
 pub(super) fn debian_scheme() -> InstallScheme {
-    InstallScheme {
-        purelib: "/usr/local/lib/python3.11/dist-packages".to_owned(),
-        platlib: "/usr/local/lib/python3.11/dist-packages".to_owned(),
-        scripts: "/usr/local/bin".to_owned(),
-        data: "/usr/local".to_owned(),
-        headers: "/usr/local/include/python3.11".to_owned(),
-        interpreter: "/usr/bin/python3".to_owned(),
-    }
+    InstallScheme::debian("3.11", "/usr/bin/python3".to_owned())
 }
 
 /// A scheme where purelib and platlib differ (Fedora's lib vs lib64).
@@ -97,8 +90,12 @@ pub(super) fn zip_bytes(files: &Files) -> Vec<u8> {
 
 /// A complete wheel: `files` plus a RECORD listing them all.
 pub(super) fn wheel_bytes(files: &Files) -> Vec<u8> {
+    wheel_with_record(files, record_of(files, "demo-1.0.dist-info/RECORD"))
+}
+
+/// A wheel of `files` plus `record` as its RECORD, whatever that says.
+pub(super) fn wheel_with_record(files: &Files, record: String) -> Vec<u8> {
     let mut all = files.clone();
-    let record = record_of(files, "demo-1.0.dist-info/RECORD");
     all.push((
         "demo-1.0.dist-info/RECORD".to_owned(),
         record.into_bytes(),
