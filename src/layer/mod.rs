@@ -470,17 +470,8 @@ mod tests {
     #[test]
     fn implied_parents_come_before_children() {
         let mut tree = LayerTree::default();
-        let file = Entry {
-            kind: EntryKind::File {
-                content: Content::Inline(Arc::from(&b"x"[..])),
-                size: 1,
-            },
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-        };
-        tree.insert(ImagePath::new("/opt/app/b").unwrap(), file.clone());
-        tree.insert(ImagePath::new("/opt/app-data").unwrap(), file);
+        tree.insert(ImagePath::new("/opt/app/b").unwrap(), file());
+        tree.insert(ImagePath::new("/opt/app-data").unwrap(), file());
         let names: Vec<_> = tree
             .entries_with_parents()
             .into_iter()

@@ -189,6 +189,18 @@ pub fn package_input(
     }
 }
 
+/// How [`LockedSource::describe_input`] names a package file: `{what} {filename} ({name}
+/// {version}, sha256 <first 12 digits>…)`.
+pub fn describe_package_file(what: &str, input: &Input) -> String {
+    format!(
+        "{what} {} ({} {}, sha256 {}…)",
+        input.filename,
+        input.name,
+        input.version,
+        &input.sha256.hex()[..12]
+    )
+}
+
 /// A [`LockedSource::check_input`] reason: the input's file name and what is wrong with it.
 pub fn bad_filename(input: &Input, reason: impl fmt::Display) -> String {
     format!(

@@ -364,3 +364,130 @@ fn the_gpu_smoke_image_builds() {
     let report = json_of(&out, "build the GPU smoke image");
     assert_eq!(layer_count(&report[0]), 3);
 }
+
+/// The committed digests of the images `build --locked` gives from recipes/recipes.lock.
+const DIGESTS_FILE: &str = "recipes/recipes.digests";
+
+/// `platform digest` of every manifest a build report's target has.
+fn manifest_digests(report: &serde_json::Value) -> Vec<String> {
+    report[0]["manifests"]
+        .as_array()
+        .expect("a build report lists manifests")
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {}",
+                m["platform"].as_str().unwrap(),
+                m["manifest"]["digest"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// Copies what the mlrun recipe reads (recipes/ and layers/) into `dir`, newest-named first,
+/// so that the copy's directories are filled in another order than the checkout's.
+fn copy_project(dir: &std::path::Path) {
+    for top in ["recipes", "layers"] {
+        let mut entries: Vec<_> = walkdir::WalkDir::new(repo().join(top))
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        entries.sort_by(|a, b| b.path().cmp(a.path()));
+        for entry in entries {
+            let to = dir.join(entry.path().strip_prefix(repo()).unwrap());
+            if entry.file_type().is_dir() {
+                std::fs::create_dir_all(&to).unwrap();
+            } else {
+                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+                std::fs::copy(entry.path(), &to).unwrap();
+            }
+        }
+    }
+}
+
+/// The main job, reproducible across machines: `mlrun` built from the committed lock, once in
+/// the checkout with the shared live cache and once elsewhere with everything a build machine
+/// varies changed (user, HOME, cache, umask, time zone, locale, working directory, hash seed,
+/// directory order), gives the digests committed beside the lock. CI runs it on every new
+/// machine. `OCI_BUILD_UPDATE_DIGESTS=1` writes the file instead, after a lock refresh.
+#[test]
+#[cfg_attr(
+    offline_tests,
+    ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
+)]
+fn mlrun_from_the_lock_has_the_committed_digest_on_any_build_machine() {
+    require_apt_sources();
+    let here = tempfile::tempdir().unwrap();
+    let report = build_json(
+        &[
+            "build",
+            "--json",
+            "--locked",
+            "mlrun",
+            "--output",
+            &format!("oci:{}", here.path().join("out").display()),
+        ],
+        &[],
+    );
+    let digests = manifest_digests(&report);
+
+    let elsewhere = crate::common::Project::new();
+    copy_project(&elsewhere.dir());
+    let home = elsewhere.tmp.path().join("home");
+    let work = elsewhere.tmp.path().join("work");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let out = elsewhere.tmp.path().join("out");
+    let unprivileged = elsewhere.unprivileged_command();
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "umask 077 && exec \"$@\"", "sh"])
+        .arg(unprivileged.get_program())
+        .args(unprivileged.get_args())
+        .arg("-C")
+        .arg(elsewhere.dir())
+        .arg("--cache-dir")
+        .arg(elsewhere.cache())
+        .args(["build", "--json", "--locked", "mlrun", "--output"])
+        .arg(format!("oci:{}", out.display()))
+        .current_dir(&work)
+        .env("HOME", &home)
+        .env("TZ", "Pacific/Chatham")
+        .env("LC_ALL", "C")
+        .env("LANG", "C")
+        .env("PYTHONHASHSEED", "4242")
+        .env_remove("SOURCE_DATE_EPOCH");
+    for name in [
+        "MLRUN_VERSION",
+        "MLRUN_DOCKER_REPO",
+        "MLRUN_DOCKER_REGISTRY",
+    ] {
+        command.env_remove(name);
+    }
+    let varied = manifest_digests(&json_of(
+        &command.output().unwrap(),
+        "oci-build build --locked mlrun elsewhere",
+    ));
+    assert_eq!(
+        varied, digests,
+        "two builds of mlrun from one lock differ with the build machine"
+    );
+
+    let path = repo().join(DIGESTS_FILE);
+    let lines: Vec<String> = digests.iter().map(|d| format!("mlrun {d}")).collect();
+    if std::env::var_os("OCI_BUILD_UPDATE_DIGESTS").is_some() {
+        let header = "# What `oci-build build --locked` gives from recipes.lock, on any machine: CI fails when a\n# build differs. After a lock refresh: OCI_BUILD_UPDATE_DIGESTS=1 cargo test mlrun_from_the_lock\n";
+        std::fs::write(&path, format!("{header}{}\n", lines.join("\n"))).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {DIGESTS_FILE} ({e})"));
+    let committed: Vec<&str> = committed
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        committed, lines,
+        "mlrun built from the committed lock does not have the digest {DIGESTS_FILE} records"
+    );
+}

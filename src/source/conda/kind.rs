@@ -6,7 +6,7 @@ use crate::name::FileName;
 use crate::source::SourceError;
 use crate::source::locked::{
     Below, Input, InputKind, LockedSource, Needed, Prepared, SpecContext, SpecProblem,
-    bad_filename, cached_size, package_input,
+    bad_filename, cached_size, describe_package_file, package_input,
 };
 
 use super::{CondaSpec, LockedConda};
@@ -105,13 +105,7 @@ impl LockedSource for Conda {
     }
 
     fn describe_input(input: &Input) -> String {
-        format!(
-            "conda package {} ({} {}, sha256 {}…)",
-            input.filename,
-            input.name,
-            input.version,
-            &input.sha256.hex()[..12]
-        )
+        describe_package_file("conda package", input)
     }
 
     fn check_input(input: &Input) -> Result<(), String> {

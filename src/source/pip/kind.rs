@@ -12,7 +12,7 @@ use crate::name::FileName;
 use crate::source::SourceError;
 use crate::source::locked::{
     Below, Input, InputKind, LockedSource, Needed, Prepared as LockPrepared, SpecContext,
-    SpecProblem, bad_filename, cached_size, package_input,
+    SpecProblem, bad_filename, cached_size, describe_package_file, package_input,
 };
 
 use super::requirements::{FormatControl, Requirements};
@@ -177,13 +177,7 @@ impl LockedSource for Pip {
                 input.built_from.as_ref().map_or("", |d| &d.hex()[..12])
             );
         }
-        format!(
-            "pip file {} ({} {}, sha256 {}…)",
-            input.filename,
-            input.name,
-            input.version,
-            &input.sha256.hex()[..12]
-        )
+        describe_package_file("pip file", input)
     }
 
     fn check_input(input: &Input) -> Result<(), String> {
