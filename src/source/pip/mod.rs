@@ -511,7 +511,6 @@ pub fn layer_tree(
     prepared: &Prepared,
     cache: &Cache,
     pinned: Option<&[LockedWheel]>,
-    source_date_epoch: u64,
     install: bool,
     offline: bool,
 ) -> Result<(LayerTree, Vec<LockedWheel>), PipError> {
@@ -532,8 +531,8 @@ pub fn layer_tree(
     let index = PackageIndex::new(sources, cache)?;
     let target = &prepared.target;
     let builder = |file: &DistFile| -> Result<(metadata::CoreMetadata, DistFile), String> {
-        let built = build_sdist(&index, file, target, cache, source_date_epoch)
-            .map_err(|e| resolve::error_chain(&e))?;
+        let built =
+            build_sdist(&index, file, target, cache).map_err(|e| resolve::error_chain(&e))?;
         let meta = index
             .metadata(&built)
             .map_err(|e| resolve::error_chain(&e))?;
@@ -612,7 +611,7 @@ pub fn layer_tree(
         let mut filename = file.filename.clone();
         let mut sha256 = pin.sha256.clone();
         if file.kind == DistKind::Sdist {
-            let built = build_sdist(&index, &file, target, cache, source_date_epoch)?;
+            let built = build_sdist(&index, &file, target, cache)?;
             (path, sha256) = index.download(&built)?;
             filename = built.filename;
         }
@@ -726,17 +725,9 @@ fn build_sdist(
     file: &DistFile,
     target: &PythonTarget,
     cache: &Cache,
-    source_date_epoch: u64,
 ) -> Result<DistFile, PipError> {
     let (path, sha256) = index.download(file)?;
-    let wheel_path = sdist::build_wheel(
-        &path,
-        &file.filename,
-        &sha256,
-        index.sources(),
-        cache,
-        source_date_epoch,
-    )?;
+    let wheel_path = sdist::build_wheel(&path, &file.filename, &sha256, index.sources(), cache)?;
     let filename = wheel_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -968,7 +959,7 @@ mod tests {
             (pin("demo", "1.0", ".."), "the file name"),
         ] {
             let pins = [good.clone(), bad.clone()];
-            let error = layer_tree(&spec, &prepared, &cache, Some(&pins), 0, false, true)
+            let error = layer_tree(&spec, &prepared, &cache, Some(&pins), false, true)
                 .err()
                 .unwrap_or_else(|| panic!("{bad:?} was taken"));
             let text = error.to_string();
@@ -978,7 +969,7 @@ mod tests {
             assert!(!text.contains(char::is_control), "{text}");
         }
         let (tree, locked) =
-            layer_tree(&spec, &prepared, &cache, Some(&[good]), 0, false, true).unwrap();
+            layer_tree(&spec, &prepared, &cache, Some(&[good]), false, true).unwrap();
         assert_eq!(locked.len(), 1);
         assert!(
             tree.get(
