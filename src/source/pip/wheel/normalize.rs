@@ -143,7 +143,10 @@ mod tests {
         assert_eq!(one, two);
         let listed = names(&one);
         assert_eq!(listed.last().unwrap(), "demo-1.0.dist-info/RECORD");
-        let first_dist_info = listed.iter().position(|n| n.contains(".dist-info/")).unwrap();
+        let first_dist_info = listed
+            .iter()
+            .position(|n| n.contains(".dist-info/"))
+            .unwrap();
         assert!(
             listed[first_dist_info..]
                 .iter()
@@ -169,10 +172,8 @@ mod tests {
     #[test]
     fn a_wheel_whose_record_does_not_match_is_refused() {
         let mut files = demo_files(true, &[]);
-        let mut record = crate::source::pip::wheel::test_support::record_of(
-            &files,
-            "demo-1.0.dist-info/RECORD",
-        );
+        let mut record =
+            crate::source::pip::wheel::test_support::record_of(&files, "demo-1.0.dist-info/RECORD");
         record = record.replacen("sha256=", "sha256=AAAA", 1);
         files.push((
             "demo-1.0.dist-info/RECORD".to_owned(),
