@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use filetime::FileTime;
 
 use crate::common::{Project, TarEntry, blobs, is_root, layer_paths, read_layer};
-use crate::fixtures::pypi::{Index, project as pypi_project, sdist_varying};
+use crate::fixtures::pypi::{Index, pinned_built_sha256, project as pypi_project, sdist_varying};
 
 const RECIPE: &str = r#"
 platforms = ["linux/amd64", "linux/arm64"]
@@ -210,7 +210,7 @@ fn built_wheel(p: &Project) -> Vec<u8> {
 
 /// An sdist whose backend lets the hash seed, the time, the time zone, the umask and where it
 /// builds into its wheel, built by two builds that differ in all of them (and in locale, HOME,
-/// cache and working directory): one wheel, one image.
+/// cache and working directory): one wheel, one lock, one image.
 #[test]
 fn an_sdist_builds_into_the_same_wheel_whatever_the_build_environment() {
     let sandboxed = bubblewrap_runs();
@@ -239,5 +239,8 @@ fn an_sdist_builds_into_the_same_wheel_whatever_the_build_environment() {
     );
     let (wheel_a, wheel_b) = (built_wheel(&a), built_wheel(&b));
     assert!(wheel_a == wheel_b, "the two builds made different wheels");
+    let pinned = pinned_built_sha256(&a, "varying").expect("the lock pins the built wheel");
+    assert_eq!(pinned, crate::fixtures::sha256_hex(&wheel_a));
+    assert_eq!(pinned_built_sha256(&b, "varying").as_ref(), Some(&pinned));
     assert_eq!(first["digest"], second["digest"]);
 }
