@@ -705,7 +705,11 @@ impl source::LockedLayer for Locked<'_, '_> {
             .lock()
             .expect("used inputs")
             .record::<S>(&builder.cache, &pins);
-        builder.record_pins::<S>(self.layer, &prepared.key, prepared.inputs, pins);
+        // A build that must keep to the lock (`--locked`, `--offline`, `fetch`) leaves the file
+        // as it is, even where it could add to a pin (the hash of a wheel built from an sdist).
+        if !builder.lock_required() {
+            builder.record_pins::<S>(self.layer, &prepared.key, prepared.inputs, pins);
+        }
         Ok(tree)
     }
 }

@@ -9,7 +9,8 @@
 //! files below hold only tests and helpers of their own.
 //!
 //! - `peers`: layouts, archives and media types read back by skopeo, umoci, oci-image-tool.
-//! - `reproducible`: byte-identical output from differing checkouts; SOURCE_DATE_EPOCH.
+//! - `reproducible`: byte-identical output from differing checkouts; SOURCE_DATE_EPOCH; one
+//!   wheel and one image from an sdist built under two varied build environments.
 //! - `rootless`: a build as an unprivileged user still writes root-owned files.
 //! - `bad_input`: broken recipes fail with one sentence naming file and line, writing nothing.
 //! - `cache`: unchanged layers come from the cache; damaged or interrupted entries do not stick.
@@ -20,7 +21,8 @@
 //! - `debian_repo`: hermetic, a tiny signed apt archive (`fixtures::debian`) on 127.0.0.1.
 //! - `hostile_names`: names and members of conda packages and wheels that would write outside
 //!   the build (NUL, control characters, `../`, links) refused in one sentence, nothing touched.
-//! - `pip_index`: hermetic, wheels and an sdist on a PEP 691 index (`fixtures::pypi`).
+//! - `pip_index`: hermetic, wheels and an sdist on a PEP 691 index (`fixtures::pypi`); a
+//!   built wheel other than the lock pins refused.
 //! - `hostile_sdist`: `--only-binary`/`only_binary` keep sdists unbuilt, even when locked;
 //!   a build backend gets no network and no write access outside its build (bubblewrap).
 //! - `pip_live`: live, real wheels on the Python base run in a chroot; mlrun locked like uv.

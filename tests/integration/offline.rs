@@ -9,8 +9,9 @@
 
 use std::fs;
 
-use crate::common::{assert_success, one_line_error};
+use crate::common::{assert_success, one_line_error, refused};
 use crate::fixtures::offline::{build_and_fetch, offline_build, online_world};
+use crate::fixtures::pypi::edit_pin;
 
 fn inputs_json(dir: &std::path::Path) -> serde_json::Value {
     serde_json::from_slice(&fs::read(dir.join("inputs.json")).unwrap()).unwrap()
@@ -126,4 +127,29 @@ fn a_missing_or_damaged_input_is_named() {
             && error.contains("does not match its SHA256"),
         "{error}"
     );
+}
+
+/// The wheel built online and carried in the inputs is held to the hash the lock pins: an
+/// offline build under a lock that pins other bytes is refused, naming the package.
+#[test]
+fn an_offline_build_holds_the_carried_built_wheel_to_the_lock() {
+    let (online, project) = online_world();
+    let (_, inputs) = build_and_fetch(&project);
+    let dir_arg = format!("dir:{}", inputs.display());
+    drop(online);
+    fs::remove_dir_all(project.cache()).unwrap();
+    let other = "1".repeat(64);
+    edit_pin(&project, "srconly", |pin| {
+        assert!(
+            pin.contains_key("built_sha256"),
+            "the online build pinned it"
+        );
+        pin.insert("built_sha256".to_owned(), other.clone().into());
+    });
+    let error = refused(
+        &offline_build(&project, &dir_arg, "oci:offline"),
+        "the wheel built from the sdist of srconly 0.3",
+    );
+    assert!(error.contains(&format!("pins sha256 {other}")), "{error}");
+    assert!(!project.tmp.path().join("offline").exists());
 }

@@ -9,8 +9,10 @@
 //! refused, a conflict explained, an sdist built on the host, and a layer split that rebuilds
 //! only what changed.
 
-use crate::common::{Project, assert_success, layer_paths, read_layer};
-use crate::fixtures::pypi::{Index, dist, lock_text, locked, project, sdist_bytes, wheel};
+use crate::common::{Project, assert_success, layer_paths, read_layer, refused};
+use crate::fixtures::pypi::{
+    Index, dist, edit_pin, lock_text, locked, pinned_built_sha256, project, sdist_bytes, wheel,
+};
 use crate::fixtures::sha256_hex;
 
 /// The layer entry at `path` (directories with or without their trailing `/`).
@@ -234,6 +236,61 @@ fn builds_a_package_that_ships_only_an_sdist() {
     assert!(
         lock.contains(&sha256_hex(&bytes)),
         "the lock pins the sdist's hash: {lock}"
+    );
+}
+
+/// The lock pins the wheel built from an sdist: `--locked` refuses a build whose wheel has
+/// other bytes, in one sentence naming the package and both hashes. An entry from before built
+/// wheels were pinned still builds; `--locked` leaves it as it is and a plain build pins it.
+#[test]
+fn a_locked_build_refuses_a_built_wheel_the_lock_does_not_pin() {
+    let mut index = Index::new();
+    index.publish_raw(
+        "srconly",
+        "srconly-0.3.tar.gz",
+        &sdist_bytes("py3-none-any"),
+    );
+    let project = project(&index, "[\"linux/amd64\"]", &["packages = [\"srconly\"]"]);
+    let first = project.build(&["app", "--output", "oci:first"]);
+    let built = pinned_built_sha256(&project, "srconly").expect("the built wheel is pinned");
+    let lock_path = project.path("recipes/recipes.lock");
+
+    edit_pin(&project, "srconly", |pin| {
+        pin.remove("built_sha256");
+    });
+    let old_lock = std::fs::read(&lock_path).unwrap();
+    let again = project.build(&["app", "--locked", "--output", "oci:again"]);
+    assert_eq!(again["digest"], first["digest"]);
+    assert_eq!(
+        std::fs::read(&lock_path).unwrap(),
+        old_lock,
+        "--locked changed the lock file"
+    );
+    project.build(&["app", "--output", "oci:plain"]);
+    assert_eq!(
+        pinned_built_sha256(&project, "srconly").as_ref(),
+        Some(&built)
+    );
+
+    let other = "0".repeat(64);
+    edit_pin(&project, "srconly", |pin| {
+        pin.insert("built_sha256".to_owned(), other.clone().into());
+    });
+    let out = project.run(&["build", "app", "--locked", "--output", "oci:refused"]);
+    let error = refused(&out, "the wheel built from the sdist of srconly 0.3");
+    assert!(
+        error.contains(&format!("has sha256 {built}"))
+            && error.contains(&format!("pins sha256 {other}"))
+            && error.contains("oci-build lock"),
+        "{error}"
+    );
+    assert!(!project.tmp.path().join("refused").exists());
+
+    // `oci-build lock` pins the wheel this machine builds.
+    assert_success(&project.run(&["lock", "app"]), "oci-build lock");
+    assert_eq!(
+        pinned_built_sha256(&project, "srconly").as_ref(),
+        Some(&built)
     );
 }
 

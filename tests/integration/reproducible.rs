@@ -1,4 +1,5 @@
-//! The same recipe and file contents give the same bytes, whatever the checkout looks like.
+//! The same recipe and file contents give the same bytes, whatever the checkout looks like;
+//! the same sdist gives the same wheel, whatever the machine that builds it.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -6,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use filetime::FileTime;
 
 use crate::common::{Project, TarEntry, blobs, is_root, layer_paths, read_layer};
+use crate::fixtures::pypi::{Index, pinned_built_sha256, project as pypi_project, sdist_varying};
 
 const RECIPE: &str = r#"
 platforms = ["linux/amd64", "linux/arm64"]
@@ -151,4 +153,94 @@ fn source_date_epoch_changes_only_times() {
         config["rootfs"] = serde_json::Value::Null;
     }
     assert_eq!(config_zero, config_later);
+}
+
+/// Whether bubblewrap can make a sandbox here, as oci-build's sdist builds need it to show the
+/// build directory at a fixed path.
+fn bubblewrap_runs() -> bool {
+    std::process::Command::new("bwrap")
+        .args(["--ro-bind", "/", "/", "--unshare-net", "--", "true"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// `build --json app --output oci:out` in `p`, under `umask` and with `env` on top of the test's
+/// own environment (and its own HOME), from the project's temp dir.
+fn build_varied(p: &Project, umask: &str, env: &[(&str, &str)]) -> serde_json::Value {
+    let home = p.tmp.path().join("home");
+    fs::create_dir_all(&home).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("umask {umask} && exec \"$@\""))
+        .arg("sh")
+        .arg(crate::common::bin_path())
+        .arg("-C")
+        .arg(p.dir())
+        .arg("--cache-dir")
+        .arg(p.cache())
+        .args(["build", "--json", "app", "--output", "oci:out"])
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env("HOME", &home)
+        .envs(env.iter().copied())
+        .current_dir(p.tmp.path())
+        .output()
+        .unwrap();
+    crate::common::assert_success(&out, "build with a varied environment");
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
+}
+
+/// The wheel oci-build built from the sdist, as its cache holds it.
+fn built_wheel(p: &Project) -> Vec<u8> {
+    let bucket = p.cache().join("pip-built-v2");
+    let dirs: Vec<_> = fs::read_dir(&bucket)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|d| d.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "one built sdist, no build directory left");
+    let wheels: Vec<_> = fs::read_dir(&dirs[0])
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(wheels.len(), 1);
+    fs::read(&wheels[0]).unwrap()
+}
+
+/// An sdist whose backend lets the hash seed, the time, the time zone, the umask and where it
+/// builds into its wheel, built by two builds that differ in all of them (and in locale, HOME,
+/// cache and working directory): one wheel, one lock, one image.
+#[test]
+fn an_sdist_builds_into_the_same_wheel_whatever_the_build_environment() {
+    let sandboxed = bubblewrap_runs();
+    if !sandboxed {
+        eprintln!("bubblewrap cannot run here: the build directory's path is left out");
+    }
+    let mut index = Index::new();
+    index.publish_raw("varying", "varying-1.0.tar.gz", &sdist_varying(sandboxed));
+    let a = pypi_project(&index, "[\"linux/amd64\"]", &["packages = [\"varying\"]"]);
+    let b = pypi_project(&index, "[\"linux/amd64\"]", &["packages = [\"varying\"]"]);
+    let first = build_varied(
+        &a,
+        "022",
+        &[("PYTHONHASHSEED", "1"), ("TZ", "UTC"), ("LC_ALL", "C")],
+    );
+    // Zip times have a resolution of two seconds.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let second = build_varied(
+        &b,
+        "077",
+        &[
+            ("PYTHONHASHSEED", "2"),
+            ("TZ", "XYZ-13:45"),
+            ("LC_ALL", "C.UTF-8"),
+        ],
+    );
+    let (wheel_a, wheel_b) = (built_wheel(&a), built_wheel(&b));
+    assert!(wheel_a == wheel_b, "the two builds made different wheels");
+    let pinned = pinned_built_sha256(&a, "varying").expect("the lock pins the built wheel");
+    assert_eq!(pinned, crate::fixtures::sha256_hex(&wheel_a));
+    assert_eq!(pinned_built_sha256(&b, "varying").as_ref(), Some(&pinned));
+    assert_eq!(first["digest"], second["digest"]);
 }

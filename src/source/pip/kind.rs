@@ -117,7 +117,6 @@ impl LockedSource for Pip {
             prepared,
             below.cache(),
             pins,
-            below.source_date_epoch(),
             below.install(),
             below.offline(),
         )?)

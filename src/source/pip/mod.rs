@@ -136,6 +136,15 @@ pub struct LockedWheel {
     pub filename: String,
     #[serde(with = "crate::digest::bare_hex")]
     pub sha256: Digest,
+    /// For an sdist, the SHA256 of the wheel built from it: a build whose wheel differs is
+    /// refused rather than installed under the same lock. None in entries written before it
+    /// was recorded; the next `oci-build lock` or unlocked build records it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::digest::bare_hex::option"
+    )]
+    pub built_sha256: Option<Digest>,
     /// Named by the layer's requirements, not only pulled in.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub requested: bool,
@@ -207,6 +216,15 @@ pub enum PipError {
     },
     #[error("`venv = \"{0}\"` is not an absolute image path without `..` or control characters")]
     BadVenv(String),
+    #[error(
+        "the wheel built from the sdist of {name} {version} has sha256 {built}, but the lock file pins sha256 {pinned} for it, so this build would not give the locked image; run `oci-build lock` to pin the new wheel"
+    )]
+    BuiltDiffers {
+        name: String,
+        version: String,
+        built: String,
+        pinned: String,
+    },
 }
 
 impl LockedWheel {
@@ -519,7 +537,6 @@ pub fn layer_tree(
     prepared: &Prepared,
     cache: &Cache,
     pinned: Option<&[LockedWheel]>,
-    source_date_epoch: u64,
     install: bool,
     offline: bool,
 ) -> Result<(LayerTree, Vec<LockedWheel>), PipError> {
@@ -541,12 +558,12 @@ pub fn layer_tree(
     let target = &prepared.target;
     let builder =
         |file: &DistFile| -> Result<(metadata::CoreMetadata, DistFile), resolve::BuildError> {
-            let built = build_sdist(&index, file, target, cache, source_date_epoch)?;
+            let built = build_sdist(&index, file, target, cache)?;
             let meta = index.metadata(&built)?;
             Ok((meta, built))
         };
     let formats = &prepared.requirements.formats;
-    let locked: Vec<LockedWheel> = match pinned {
+    let mut locked: Vec<LockedWheel> = match pinned {
         Some(pins) => {
             // Checked before anything is fetched or built: a lock is no way around the rule.
             for pin in pins {
@@ -576,12 +593,18 @@ pub fn layer_tree(
                         Some(digest) => digest.clone(),
                         None => index.download(&r.file).map(|(_, digest)| digest)?,
                     };
+                    // Resolving built it for its metadata: this finds the cached wheel.
+                    let built_sha256 = match r.file.kind {
+                        DistKind::Sdist => Some(built_wheel(&index, &r.file, target, cache)?.1),
+                        DistKind::Wheel(_) => None,
+                    };
                     Ok(LockedWheel {
                         requested: requested.contains(&r.name),
                         name: r.name,
                         version: r.version.to_string(),
                         filename: r.file.filename,
                         sha256,
+                        built_sha256,
                     })
                 })
                 .collect::<Result<_, PipError>>()?
@@ -612,14 +635,28 @@ pub fn layer_tree(
         }
         return Ok((tree, locked));
     }
-    for pin in &locked {
+    for pin in &mut locked {
         let file = pinned_file(&index, pin)?;
         let (mut path, _) = index.download(&file)?;
         let mut filename = file.filename.clone();
         let mut sha256 = pin.sha256.clone();
         if file.kind == DistKind::Sdist {
-            let built = build_sdist(&index, &file, target, cache, source_date_epoch)?;
-            (path, sha256) = index.download(&built)?;
+            let built;
+            (built, sha256) = built_wheel(&index, &file, target, cache)?;
+            match &pin.built_sha256 {
+                Some(pinned) if *pinned != sha256 => {
+                    return Err(PipError::BuiltDiffers {
+                        name: pin.name.clone(),
+                        version: pin.version.clone(),
+                        built: sha256.hex().to_owned(),
+                        pinned: pinned.hex().to_owned(),
+                    });
+                }
+                Some(_) => {}
+                // A lock entry from before built wheels were pinned: pinned from now on.
+                None => pin.built_sha256 = Some(sha256.clone()),
+            }
+            path = index.download(&built)?.0;
             filename = built.filename;
         }
         wheel::install_wheel(
@@ -726,23 +763,33 @@ fn index_cache_path(index: &PackageIndex<'_>, digest: &crate::digest::Digest) ->
     index.cache().blob_path(digest)
 }
 
+/// The wheel built from an sdist (built now, or found in the cache) and its SHA256.
+fn built_wheel(
+    index: &PackageIndex<'_>,
+    file: &DistFile,
+    target: &PythonTarget,
+    cache: &Cache,
+) -> Result<(DistFile, Digest), PipError> {
+    let built = build_sdist(index, file, target, cache)?;
+    let (_, sha256) = index.download(&built)?;
+    Ok((
+        DistFile {
+            sha256: Some(sha256.clone()),
+            ..built
+        },
+        sha256,
+    ))
+}
+
 /// Builds an sdist (cached by its hash) and checks that the wheel fits the target.
 fn build_sdist(
     index: &PackageIndex<'_>,
     file: &DistFile,
     target: &PythonTarget,
     cache: &Cache,
-    source_date_epoch: u64,
 ) -> Result<DistFile, PipError> {
     let (path, sha256) = index.download(file)?;
-    let wheel_path = sdist::build_wheel(
-        &path,
-        &file.filename,
-        &sha256,
-        index.sources(),
-        cache,
-        source_date_epoch,
-    )?;
+    let wheel_path = sdist::build_wheel(&path, &file.filename, &sha256, index.sources(), cache)?;
     let filename = wheel_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -910,6 +957,7 @@ mod tests {
             version: version.to_owned(),
             filename: filename.to_owned(),
             sha256: Digest::of_bytes(b"wheel"),
+            built_sha256: None,
             requested: true,
         }
     }
@@ -959,7 +1007,7 @@ mod tests {
             (pin("demo", "1.0", ".."), "the file name"),
         ] {
             let pins = [good.clone(), bad.clone()];
-            let error = layer_tree(&spec, &prepared, &cache, Some(&pins), 0, false, true)
+            let error = layer_tree(&spec, &prepared, &cache, Some(&pins), false, true)
                 .err()
                 .unwrap_or_else(|| panic!("{bad:?} was taken"));
             let text = error.to_string();
@@ -969,7 +1017,7 @@ mod tests {
             assert!(!text.contains(char::is_control), "{text}");
         }
         let (tree, locked) =
-            layer_tree(&spec, &prepared, &cache, Some(&[good]), 0, false, true).unwrap();
+            layer_tree(&spec, &prepared, &cache, Some(&[good]), false, true).unwrap();
         assert_eq!(locked.len(), 1);
         assert!(
             tree.get(

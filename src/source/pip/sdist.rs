@@ -6,9 +6,14 @@
 //! checked as PEP 508 requirements and installed from wheels only, with network access; index
 //! addresses reach pip through its environment, never its command line, where `ps` would show
 //! their credentials. Then the backend's hooks run in a bubblewrap (`bwrap`) sandbox: no
-//! network, no capabilities, the host read-only and only the build's own temporary directory
-//! writable, with a small fixed environment. Where bubblewrap cannot run, a warning says so
-//! once and the hooks run unconfined.
+//! network, no capabilities, the host read-only and only the build's own directory writable,
+//! with a small fixed environment. Where bubblewrap cannot run, a warning says so once and the
+//! hooks run unconfined.
+//!
+//! A built wheel is reproducible, since the lock pins its hash: the backend runs with the hash
+//! seed, time, locale, time zone and umask fixed, in a directory the sandbox shows at one fixed
+//! path (without a sandbox, a path named after the sdist), and its wheel is rewritten with its
+//! entries in a fixed order, time and mode and its RECORD written anew.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -62,6 +67,12 @@ pub enum SdistError {
         "{file} would have to be built into a wheel, but an offline build builds nothing; fetch its inputs with `oci-build fetch`, which carries the built wheel"
     )]
     Offline { file: String },
+    #[error("the wheel built from {file} is not a wheel that can be installed")]
+    Wheel {
+        file: String,
+        #[source]
+        source: Box<super::wheel::WheelError>,
+    },
     #[error("cache: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -77,6 +88,7 @@ pub fn host_python() -> PathBuf {
 /// pyproject.toml (or setuptools' legacy backend).
 const HOOK_RUNNER: &str = r#"
 import importlib, json, os, sys
+os.umask(0o022)
 tree, hook, out = sys.argv[1], sys.argv[2], sys.argv[3]
 os.chdir(tree)
 backend_name, backend_path = "setuptools.build_meta:__legacy__", []
@@ -106,6 +118,7 @@ else:
 /// What `pyproject.toml` asks to have installed before the backend can run.
 const BUILD_REQUIRES: &str = r#"
 import json, os, sys
+os.umask(0o022)
 requires = ["setuptools>=40.8.0"]
 if os.path.exists(os.path.join(sys.argv[1], "pyproject.toml")):
     import tomllib
@@ -116,16 +129,32 @@ if os.path.exists(os.path.join(sys.argv[1], "pyproject.toml")):
 print(json.dumps(requires))
 "#;
 
+/// What an sdist's backend is told the time is (`SOURCE_DATE_EPOCH`), and the time of every
+/// entry of the wheel: 1980-01-01 00:00:00 UTC, the earliest a zip can hold. Not the build's own
+/// epoch: the built wheel is cached and pinned in the lock by the sdist's hash alone, so nothing
+/// of the build that asked for it may show in its bytes.
+pub const BUILD_EPOCH: u64 = 315_532_800;
+
+/// Where the sandbox shows the build directory to the backend: the same path for every user,
+/// cache and host, since backends record where they built (paths in compiled extensions,
+/// generated files).
+const SANDBOX_WORK: &str = "/tmp/oci-build-sdist";
+
 /// Builds the sdist at `sdist` (verified, `sha256`) into a wheel; returns the wheel's path.
+///
+/// The backend runs with what reproducible-builds practice fixes (see [`hook_command`]), and its
+/// wheel is then rewritten by [`super::wheel::normalize_wheel`], so the same sdist gives the
+/// same wheel bytes whoever builds it, wherever and whenever, as long as its build
+/// requirements resolve to the same versions.
 pub fn build_wheel(
     sdist: &Path,
     filename: &str,
     sha256: &Digest,
     sources: &Sources,
     cache: &Cache,
-    source_date_epoch: u64,
 ) -> Result<PathBuf, SdistError> {
-    let done = cache.bucket(Bucket::PipBuilt).join(sha256.hex());
+    let bucket = cache.bucket(Bucket::PipBuilt);
+    let done = bucket.join(sha256.hex());
     if let Some(wheel) = find_wheel(&done) {
         return Ok(wheel);
     }
@@ -134,16 +163,64 @@ pub fn build_wheel(
             file: filename.to_owned(),
         });
     }
-    std::fs::create_dir_all(cache.bucket(Bucket::PipBuilt))?;
-    let work = tempfile::tempdir_in(cache.bucket(Bucket::PipBuilt))?;
-    let tree = unpack(sdist, filename, &work.path().join("src"))?;
-    for dir in ["home", "tmp"] {
-        std::fs::create_dir(work.path().join(dir))?;
+    // Named after the sdist rather than random, so that where there is no sandbox the backend
+    // still builds in the same place each time; locked, so one build of an sdist runs at a time.
+    let work = bucket.join(format!("{}.build", sha256.hex()));
+    std::fs::create_dir_all(&work)?;
+    let _lock = crate::fsutil::DirLock::acquire(&work)?;
+    if let Some(wheel) = find_wheel(&done) {
+        return Ok(wheel); // another build of the same sdist finished while this one waited
+    }
+    clear_dir(&work)?; // what a killed build left
+    let built = build_in(&work, sdist, filename, sources)?;
+    // The directory is removed only after a success: a build waiting for the lock then finds
+    // the wheel and does not need the directory.
+    if std::fs::rename(built.parent().expect("a wheel in a directory"), &done).is_err()
+        && find_wheel(&done).is_none()
+    {
+        return Err(SdistError::Build {
+            file: filename.to_owned(),
+            step: "storing the wheel",
+            output: format!("cannot move the wheel to {}", done.display()),
+        });
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    find_wheel(&done).ok_or_else(|| SdistError::Build {
+        file: filename.to_owned(),
+        step: "storing the wheel",
+        output: format!("no wheel in {}", done.display()),
+    })
+}
+
+/// Removes everything in `dir`, but not `dir`, which other builds may be waiting to lock.
+fn clear_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds the sdist in the empty directory `work`; returns the normalised wheel, alone in its
+/// directory.
+fn build_in(
+    work: &Path,
+    sdist: &Path,
+    filename: &str,
+    sources: &Sources,
+) -> Result<PathBuf, SdistError> {
+    let tree = unpack(sdist, filename, &work.join("src"))?;
+    for dir in ["home", "tmp", "out", "wheel", "scratch"] {
+        std::fs::create_dir(work.join(dir))?;
     }
     let python = host_python();
-    let env_dir = work.path().join("env");
+    let env_dir = work.join("env");
     let run = |step: &'static str, command: &mut Command| -> Result<String, SdistError> {
-        command.env("SOURCE_DATE_EPOCH", source_date_epoch.to_string());
+        command.env("SOURCE_DATE_EPOCH", BUILD_EPOCH.to_string());
         command.env("PIP_DISABLE_PIP_VERSION_CHECK", "1");
         command.stdin(Stdio::null());
         let output = command.output().map_err(|source| SdistError::Python {
@@ -181,19 +258,21 @@ pub fn build_wheel(
         .map(|_| ())
     };
     let sandbox = sandbox();
-    let hook = |args: &[OsString]| {
-        hook_command(
-            sandbox,
-            work.path(),
-            &env_dir,
-            &tree,
-            source_date_epoch,
-            args,
-        )
+    // The paths the backend sees: in the sandbox the build directory is at SANDBOX_WORK.
+    let seen = |path: &Path| -> OsString {
+        match (sandbox, path.strip_prefix(work)) {
+            (Some(_), Ok(inner)) => Path::new(SANDBOX_WORK).join(inner).into(),
+            _ => path.into(),
+        }
+    };
+    let hook = |script: &str, args: &[OsString]| {
+        let mut command = hook_command(sandbox, work, &seen, &env_dir, &tree);
+        command.arg("-c").arg(script).args(args);
+        command
     };
     let requires = run(
         "reading build-system.requires",
-        &mut hook(&["-c".into(), BUILD_REQUIRES.into(), tree.clone().into()]),
+        &mut hook(BUILD_REQUIRES, &[seen(&tree)]),
     )?;
     install(
         "installing build-system.requires",
@@ -203,53 +282,44 @@ pub fn build_wheel(
             "build-system.requires",
         )?,
     )?;
-    let extra_file = work.path().join("requires.json");
+    let extra_file = work.join("requires.json");
     run(
         "get_requires_for_build_wheel",
-        &mut hook(&[
-            "-c".into(),
-            HOOK_RUNNER.into(),
-            tree.clone().into(),
-            "requires".into(),
-            extra_file.clone().into(),
-        ]),
+        &mut hook(
+            HOOK_RUNNER,
+            &[seen(&tree), "requires".into(), seen(&extra_file)],
+        ),
     )?;
     let extra = std::fs::read(&extra_file)?;
     install(
         "installing get_requires_for_build_wheel",
         &string_list(&extra, filename, "get_requires_for_build_wheel")?,
     )?;
-    let out = work.path().join("out");
-    std::fs::create_dir_all(&out)?;
+    let out = work.join("out");
     run(
         "build_wheel",
-        &mut hook(&[
-            "-c".into(),
-            HOOK_RUNNER.into(),
-            tree.clone().into(),
-            "wheel".into(),
-            out.clone().into(),
-        ]),
+        &mut hook(HOOK_RUNNER, &[seen(&tree), "wheel".into(), seen(&out)]),
     )?;
-    if find_wheel(&out).is_none() {
+    let Some(built) = find_wheel(&out) else {
         return Err(SdistError::Build {
             file: filename.to_owned(),
             step: "build_wheel",
             output: "the backend wrote no wheel".to_owned(),
         });
-    }
-    if std::fs::rename(&out, &done).is_err() && find_wheel(&done).is_none() {
-        return Err(SdistError::Build {
+    };
+    let name = built
+        .file_name()
+        .expect("a file found in a directory")
+        .to_string_lossy()
+        .into_owned();
+    let normal = work.join("wheel").join(&name);
+    super::wheel::normalize_wheel(&built, &name, &normal, &work.join("scratch")).map_err(
+        |source| SdistError::Wheel {
             file: filename.to_owned(),
-            step: "storing the wheel",
-            output: format!("cannot move the wheel to {}", done.display()),
-        });
-    }
-    find_wheel(&done).ok_or_else(|| SdistError::Build {
-        file: filename.to_owned(),
-        step: "storing the wheel",
-        output: format!("no wheel in {}", done.display()),
-    })
+            source: Box::new(source),
+        },
+    )?;
+    Ok(normal)
 }
 
 /// The last lines of a failed step's output on one line, without control characters: the
@@ -360,7 +430,7 @@ fn sandbox() -> Option<&'static Path> {
                 .filter(|bwrap| {
                     tempfile::tempdir().is_ok_and(|dir| {
                         Command::new(bwrap)
-                            .args(bwrap_args(dir.path(), dir.path()))
+                            .args(bwrap_args(dir.path(), Path::new(SANDBOX_WORK)))
                             .arg("true")
                             .stdin(Stdio::null())
                             .stdout(Stdio::null())
@@ -380,8 +450,9 @@ fn sandbox() -> Option<&'static Path> {
 }
 
 /// No network, no capabilities (root in the sandbox could remount `/` writable otherwise), no
-/// view of the host's processes, the host read-only and `writable` writable.
-fn bwrap_args(writable: &Path, chdir: &Path) -> Vec<OsString> {
+/// view of the host's processes, the host read-only and `work` writable, both where it is and at
+/// [`SANDBOX_WORK`] (over a private `/tmp`), where the backend runs in `chdir`.
+fn bwrap_args(work: &Path, chdir: &Path) -> Vec<OsString> {
     let mut args: Vec<OsString> = [
         "--unshare-net",
         "--unshare-ipc",
@@ -398,53 +469,66 @@ fn bwrap_args(writable: &Path, chdir: &Path) -> Vec<OsString> {
         "/dev",
         "--proc",
         "/proc",
-        "--bind",
+        "--tmpfs",
+        "/tmp",
     ]
     .into_iter()
     .map(OsString::from)
     .collect();
+    // At its own path too: the build environment's scripts name it in their `#!` lines.
     args.extend([
-        writable.into(),
-        writable.into(),
+        "--bind".into(),
+        work.into(),
+        work.into(),
+        "--bind".into(),
+        work.into(),
+        SANDBOX_WORK.into(),
         "--chdir".into(),
         chdir.into(),
     ]);
     args
 }
 
-/// The backend's Python with `args`, in the sandbox where there is one, with a small fixed
-/// environment: nothing of the user's reaches the backend, and its builds do not vary with it.
+/// The backend's Python, in the sandbox where there is one, with a small fixed environment:
+/// nothing of the user's reaches the backend, and its builds do not vary with it. What
+/// reproducible-builds practice fixes is fixed here: the hash seed (setuptools orders some
+/// metadata by set iteration), the time (`SOURCE_DATE_EPOCH`), the locale and time zone, and the
+/// build directory's path; the scripts set the umask. `seen` maps a path under `work` to where
+/// the backend sees it.
 fn hook_command(
     sandbox: Option<&Path>,
     work: &Path,
+    seen: &dyn Fn(&Path) -> OsString,
     env_dir: &Path,
     tree: &Path,
-    source_date_epoch: u64,
-    args: &[OsString],
 ) -> Command {
-    let python = env_dir.join("bin/python");
+    let python = seen(&env_dir.join("bin/python"));
     let mut command = match sandbox {
         Some(bwrap) => {
             let mut command = Command::new(bwrap);
-            command.args(bwrap_args(work, tree)).arg("--").arg(python);
+            command
+                .args(bwrap_args(work, Path::new(&seen(tree))))
+                .arg("--")
+                .arg(python);
             command
         }
         None => Command::new(python),
     };
-    let mut path = OsString::from(env_dir.join("bin"));
+    let mut path = seen(&env_dir.join("bin"));
     path.push(":/usr/local/bin:/usr/bin:/bin");
     command
-        .args(args)
         .current_dir(tree)
         .env_clear()
         .env("PATH", path)
-        .env("HOME", work.join("home"))
-        .env("TMPDIR", work.join("tmp"))
+        .env("HOME", seen(&work.join("home")))
+        .env("TMPDIR", seen(&work.join("tmp")))
         .env("LANG", "C.UTF-8")
+        .env("LC_ALL", "C.UTF-8")
+        .env("TZ", "UTC")
         .env("PYTHONHASHSEED", "0")
         .env("PYTHONNOUSERSITE", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("SOURCE_DATE_EPOCH", source_date_epoch.to_string());
+        .env("SOURCE_DATE_EPOCH", BUILD_EPOCH.to_string());
     command
 }
 

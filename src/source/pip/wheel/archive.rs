@@ -183,7 +183,11 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// Unpacks the archive's regular files under `into/files/` and lists them.
-fn extract(wheel_path: &Path, filename: &str, into: &Path) -> Result<Listing, WheelError> {
+pub(super) fn extract(
+    wheel_path: &Path,
+    filename: &str,
+    into: &Path,
+) -> Result<Listing, WheelError> {
     let mut archive = open_zip(wheel_path, filename)?;
     let files_dir = into.join("files");
     let mut files = Vec::new();

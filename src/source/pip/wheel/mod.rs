@@ -27,7 +27,8 @@
 //! - `dist_info.rs`: `WHEEL`, `METADATA` and `entry_points.txt`;
 //! - `record.rs`: `RECORD`, checked on extraction and written back on install;
 //! - `scripts.rs`: entry point launchers and `#!python` rewrites;
-//! - `install.rs`: the files mapped onto the install scheme in a layer tree.
+//! - `install.rs`: the files mapped onto the install scheme in a layer tree;
+//! - `normalize.rs`: a wheel built from an sdist rewritten in a fixed form (order, times, modes).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ mod archive;
 mod dist_info;
 mod install;
 mod name;
+mod normalize;
 mod record;
 mod scripts;
 #[cfg(test)]
@@ -47,6 +49,7 @@ pub use archive::read_metadata;
 pub(crate) use dist_info::script_entry_points;
 pub use install::install_wheel;
 pub use name::{WheelName, normalize_name, parse_wheel_filename};
+pub use normalize::normalize_wheel;
 pub(crate) use record::{csv_field, parse_csv};
 
 #[derive(Debug, thiserror::Error)]
