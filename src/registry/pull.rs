@@ -103,9 +103,10 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     what: &str,
 ) -> Result<T, RegistryError> {
-    serde_json::from_slice(bytes).map_err(|e| RegistryError::Protocol {
+    serde_json::from_slice(bytes).map_err(|source| RegistryError::BadJson {
         registry: registry.host.clone(),
-        message: format!("its {what} is not valid JSON of that kind ({e})"),
+        what: what.to_owned(),
+        source,
     })
 }
 
@@ -289,9 +290,10 @@ pub(super) fn fetch_blob(
         // One byte more than promised is enough to know the blob is wrong.
         let mut response = response.take(descriptor.size.saturating_add(1));
         let temp = cache.temp_file()?;
-        let file = temp.reopen().map_err(|e| RegistryError::ReadBlob {
+        let file = temp.reopen().map_err(|source| RegistryError::TempFile {
             registry: registry.host.clone(),
-            message: e.to_string(),
+            path: temp.path().to_owned(),
+            source,
         })?;
         let mut writer = HashingWriter::new(BufWriter::new(file));
         let copied = io::copy(&mut response, &mut writer);
