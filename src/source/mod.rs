@@ -51,10 +51,18 @@ pub enum SourceError {
     ReplaceNotDirectory(ImagePath),
     #[error(transparent)]
     Debian(#[from] debian::DebianError),
-    #[error("cannot read the dpkg status of the base image: {0}")]
-    BaseStatus(String),
-    #[error("cannot read the layers below this one: {0}")]
-    BaseLayers(String),
+    #[error("cannot read the dpkg status of the base image from its layer {layer}")]
+    BaseStatus {
+        layer: crate::digest::Digest,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read layer {layer} below this one")]
+    BaseLayers {
+        layer: crate::digest::Digest,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Pip(Box<pip::PipError>),
     #[error(transparent)]
