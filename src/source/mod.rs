@@ -43,6 +43,12 @@ pub enum SourceError {
     Unsupported { path: PathBuf, kind: &'static str },
     #[error("`{path}` gives an image path that cannot be used: {reason}")]
     BadName { path: PathBuf, reason: String },
+    #[error("`{path}` gives an image path that cannot be used")]
+    BadImagePath {
+        path: PathBuf,
+        #[source]
+        source: crate::layer::ImagePathError,
+    },
     #[error("layer both adds and removes {0} (or something under it); split it into two layers")]
     AddAndRemove(ImagePath),
     #[error(

@@ -43,7 +43,7 @@ pub enum SdistError {
         step: &'static str,
         output: String,
     },
-    #[error("cannot run the host's Python `{python}` to build {file}: {source}")]
+    #[error("cannot run the host's Python `{python}` to build {file}")]
     Python {
         python: PathBuf,
         file: String,
@@ -62,7 +62,7 @@ pub enum SdistError {
         "{file} would have to be built into a wheel, but an offline build builds nothing; fetch its inputs with `oci-build fetch`, which carries the built wheel"
     )]
     Offline { file: String },
-    #[error("cache: {0}")]
+    #[error("cannot read or write the files of an sdist build in the cache")]
     Io(#[from] std::io::Error),
 }
 
