@@ -360,12 +360,8 @@ impl Registry {
                 _ => {
                     return outcome.map_err(|error| RegistryError::Unreachable {
                         registry: self.host.clone(),
-                        message: format!(
-                            "{} {}: {}",
-                            request.method,
-                            request.url.path(),
-                            http::describe(&error)
-                        ),
+                        during: format!("{} {}", request.method, request.url.path()),
+                        source: http::TransferError::Send(error),
                     });
                 }
             }
@@ -481,7 +477,8 @@ impl Registry {
         }
         .map_err(|error| RegistryError::Unreachable {
             registry: url.host_str().unwrap_or(realm).to_owned(),
-            message: http::describe(&error),
+            during: format!("asking its token service for {}", self.host),
+            source: http::TransferError::Send(error),
         })?;
         match response.status() {
             s if s.is_success() => {}

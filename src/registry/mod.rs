@@ -58,9 +58,15 @@ pub enum RegistryError {
     #[error(transparent)]
     Credentials(#[from] CredentialError),
     #[error(
-        "cannot reach registry {registry}: {message}; check that it runs and that the name and port are right"
+        "cannot reach registry {registry} ({during}); check that it runs and that the name and port are right"
     )]
-    Unreachable { registry: String, message: String },
+    Unreachable {
+        registry: String,
+        /// What was being done: `GET /v2/…`, reading a manifest from a path.
+        during: String,
+        #[source]
+        source: crate::http::TransferError,
+    },
     #[error("registry {registry} refused {}; log in with `oci-build login {registry}`", match credential_source { Some(source) => format!("the credentials from {source}"), None => "anonymous access".to_owned() })]
     Unauthorized {
         registry: String,
@@ -293,10 +299,8 @@ fn read_limited(
     crate::http::read_capped(response, limit)
         .map_err(|e| RegistryError::Unreachable {
             registry: registry.host.clone(),
-            message: format!(
-                "reading {what} from {path} failed: {}",
-                crate::http::describe_io(&e)
-            ),
+            during: format!("reading {what} from {path}"),
+            source: crate::http::TransferError::Read(e),
         })?
         .ok_or_else(|| RegistryError::TooLarge {
             registry: registry.host.clone(),

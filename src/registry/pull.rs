@@ -145,10 +145,10 @@ pub(super) fn get_manifest(
             .and_then(|v| v.parse::<Digest>().ok());
         match read_limited(registry, response, "a manifest", MAX_MANIFEST_SIZE) {
             Ok(bytes) => break (media_type, header_digest, bytes),
-            Err(RegistryError::Unreachable { message, .. })
+            Err(RegistryError::Unreachable { source, .. })
                 if attempt < registry.options.attempts =>
             {
-                tracing::debug!(registry = %registry.host, reference, %message, attempt, "manifest download broke off");
+                tracing::debug!(registry = %registry.host, reference, error = %source, attempt, "manifest download broke off");
                 attempt += 1;
             }
             Err(error) => return Err(error),
@@ -339,10 +339,8 @@ pub(super) fn fetch_blob(
             Err(e) => {
                 return Err(RegistryError::Unreachable {
                     registry: registry.host.clone(),
-                    message: format!(
-                        "the download of blob {digest} broke off: {}",
-                        crate::http::describe_io(&e)
-                    ),
+                    during: format!("the download of blob {digest} broke off"),
+                    source: crate::http::TransferError::Read(e),
                 });
             }
         }
