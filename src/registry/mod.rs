@@ -48,7 +48,7 @@ pub enum RegistryError {
         source: reqwest::Error,
     },
     #[error(
-        "the certificate of registry {registry} is not trusted (add its CA with --ca-cert FILE or under /etc/docker/certs.d/{registry}/)"
+        "cannot set up TLS for registry {registry}: its certificate is not trusted; add its CA with --ca-cert FILE or under /etc/docker/certs.d/{registry}/"
     )]
     Untrusted {
         registry: String,
@@ -58,7 +58,7 @@ pub enum RegistryError {
     #[error(transparent)]
     Credentials(#[from] CredentialError),
     #[error(
-        "cannot reach registry {registry} ({during}); check that it runs and that the name and port are right"
+        "cannot reach registry {registry}: {during}; check that it runs and that the name and port are right"
     )]
     Unreachable {
         registry: String,
