@@ -420,7 +420,7 @@ impl<'a> Builder<'a> {
                 // An implied directory keeps what the layers below made it (issue 14).
                 if !tree.implied_dirs().is_empty() {
                     self.update_dirs_below(image_ref, dirs)
-                        .map_err(|e| layer_error(SourceError::BaseLayers(e.to_string()).into()))?;
+                        .map_err(|e| layer_error(e.into()))?;
                     tree.inherit_implied(|dir| dirs.1.dir(dir));
                 }
                 let key = layer::layer_key(&tree, &assemble_options);
@@ -564,7 +564,7 @@ impl<'a> Builder<'a> {
     }
 
     /// What one layer of an image holds for the layers on top, read once per run.
-    fn scan(&self, layer: &ImageLayer) -> std::io::Result<std::sync::Arc<LayerScan>> {
+    fn scan(&self, layer: &ImageLayer) -> Result<std::sync::Arc<LayerScan>, SourceError> {
         let known = self
             .scans
             .lock()
@@ -574,13 +574,12 @@ impl<'a> Builder<'a> {
         if let Some(scan) = known {
             return Ok(scan);
         }
-        let reader: Box<dyn std::io::Read> = match &layer.data {
-            BlobData::File(path) => Box::new(std::io::BufReader::new(std::fs::File::open(path)?)),
-            BlobData::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
-        };
-        let reader = crate::layer::compress::decoder(layer.compression, reader)?;
-        let scan = LayerScan::of_tar(reader)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("layer {}: {e}", layer.digest)))?;
+        let scan = layer_reader(layer)
+            .and_then(LayerScan::of_tar)
+            .map_err(|source| SourceError::BaseLayers {
+                layer: layer.digest.clone(),
+                source,
+            })?;
         let scan = std::sync::Arc::new(scan);
         self.scans
             .lock()
@@ -591,12 +590,12 @@ impl<'a> Builder<'a> {
 
     /// What the image's layers hold for a `pip` layer on top: its Python, C library and
     /// installed distributions. Each layer is read once per run.
-    fn python_base(&self, image: &PlatformImage) -> std::io::Result<pip::scan::PythonBase> {
+    fn python_base(&self, image: &PlatformImage) -> Result<pip::scan::PythonBase, SourceError> {
         let scans = image
             .layers
             .iter()
             .map(|layer| self.scan(layer))
-            .collect::<std::io::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         let env = image
             .config
             .config
@@ -612,7 +611,7 @@ impl<'a> Builder<'a> {
         &self,
         image: &PlatformImage,
         dirs: &mut (usize, DirsBelow),
-    ) -> std::io::Result<()> {
+    ) -> Result<(), SourceError> {
         for layer in &image.layers[dirs.0..] {
             dirs.1.apply(&self.scan(layer)?.dirs);
             dirs.0 += 1;
@@ -658,12 +657,10 @@ impl source::locked::Below for ImageBelow<'_, '_> {
         &self.image.platform
     }
     fn dpkg_status(&self) -> Result<String, SourceError> {
-        dpkg_status(self.image).map_err(|e| SourceError::BaseStatus(e.to_string()))
+        dpkg_status(self.image)
     }
     fn python_base(&self) -> Result<pip::scan::PythonBase, SourceError> {
-        self.builder
-            .python_base(self.image)
-            .map_err(|e| SourceError::BaseLayers(e.to_string()))
+        self.builder.python_base(self.image)
     }
     fn archives(&self) -> Result<&debian::Archives, SourceError> {
         self.builder.archives()
@@ -717,29 +714,43 @@ impl source::LockedLayer for Locked<'_, '_> {
 /// `/var/lib/dpkg/status` as the image's layers leave it: the topmost layer that has one wins.
 /// A layer with a member that leaves the root, or whose status is not a regular file, is
 /// refused (the error names the layer and the member).
-fn dpkg_status(image: &PlatformImage) -> std::io::Result<String> {
-    use std::io::Read;
+/// The dpkg status of the image: the file of the topmost layer that has one.
+fn dpkg_status(image: &PlatformImage) -> Result<String, SourceError> {
     for layer in image.layers.iter().rev() {
-        let in_layer = |e: std::io::Error| {
-            std::io::Error::new(e.kind(), format!("layer {}: {e}", layer.digest))
-        };
-        let reader: Box<dyn Read> = match &layer.data {
-            BlobData::File(path) => Box::new(std::io::BufReader::new(std::fs::File::open(path)?)),
-            BlobData::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
-        };
-        let reader = crate::layer::compress::decoder(layer.compression, reader)?;
-        let mut archive = tar::Archive::new(reader);
-        for entry in archive.entries().map_err(in_layer)? {
-            let mut entry = entry.map_err(in_layer)?;
-            let path = pip::scan::checked_member(&entry).map_err(in_layer)?;
-            if path == "var/lib/dpkg/status" {
-                let mut text = String::new();
-                entry.read_to_string(&mut text).map_err(in_layer)?;
-                return Ok(text);
-            }
+        let status = layer_dpkg_status(layer).map_err(|source| SourceError::BaseStatus {
+            layer: layer.digest.clone(),
+            source,
+        })?;
+        if let Some(text) = status {
+            return Ok(text);
         }
     }
     Ok(String::new())
+}
+
+/// The uncompressed tar stream of `layer`.
+fn layer_reader(layer: &ImageLayer) -> std::io::Result<Box<dyn std::io::Read>> {
+    let reader: Box<dyn std::io::Read> = match &layer.data {
+        BlobData::File(path) => Box::new(std::io::BufReader::new(std::fs::File::open(path)?)),
+        BlobData::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
+    };
+    crate::layer::compress::decoder(layer.compression, reader)
+}
+
+/// `var/lib/dpkg/status` of one layer, if the layer has it.
+fn layer_dpkg_status(layer: &ImageLayer) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    let mut archive = tar::Archive::new(layer_reader(layer)?);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = pip::scan::checked_member(&entry)?;
+        if path == "var/lib/dpkg/status" {
+            let mut text = String::new();
+            entry.read_to_string(&mut text)?;
+            return Ok(Some(text));
+        }
+    }
+    Ok(None)
 }
 
 fn check_cycle(chain: &[String], target: &str, base: &str) -> Result<(), BuildError> {

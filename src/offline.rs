@@ -62,8 +62,21 @@ pub enum OfflineError {
         file: PathBuf,
         found: String,
     },
-    #[error("`{path}` is not a valid inputs file: {message}")]
-    BadInputs { path: PathBuf, message: String },
+    #[error("`{path}` is not a valid inputs file: {reason}")]
+    BadInputs { path: PathBuf, reason: String },
+    #[error("`{path}` is not a valid inputs file")]
+    InputsJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{what} (`{path}`) is not valid JSON of that kind")]
+    BadDocument {
+        what: String,
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("`{0}` is not an inputs directory; name one as dir:PATH")]
     NotADir(String),
     #[error("cannot read or write `{path}`")]
@@ -141,20 +154,21 @@ pub fn read_inputs(dir: &Path) -> Result<Vec<Input>, OfflineError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_err(&path)(e)),
     };
-    let file: InputsFile = serde_json::from_slice(&bytes).map_err(|e| OfflineError::BadInputs {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    let file: InputsFile =
+        serde_json::from_slice(&bytes).map_err(|source| OfflineError::InputsJson {
+            path: path.clone(),
+            source,
+        })?;
     if file.version != INPUTS_VERSION {
         return Err(OfflineError::BadInputs {
             path,
-            message: format!("format version {} is not {INPUTS_VERSION}", file.version),
+            reason: format!("format version {} is not {INPUTS_VERSION}", file.version),
         });
     }
     for (at, input) in file.inputs.iter().enumerate() {
         input.check().map_err(|reason| OfflineError::BadInputs {
             path: path.clone(),
-            message: format!("input {at} ({}): {reason}", Shown(&input.name)),
+            reason: format!("input {at} ({}): {reason}", Shown(&input.name)),
         })?;
     }
     Ok(file.inputs)
@@ -386,12 +400,13 @@ impl Offline {
         };
         let manifest_path = self.provide(cache, &manifest_input)?;
         let manifest_bytes = fs::read(&manifest_path).map_err(io_err(&manifest_path))?;
-        let bad = |message: String| OfflineError::BadInputs {
-            path: manifest_path.clone(),
-            message,
-        };
-        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-            .map_err(|e| bad(format!("the manifest of {key} is not valid JSON ({e})")))?;
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|source| {
+            OfflineError::BadDocument {
+                what: format!("the manifest of {key}"),
+                path: manifest_path.clone(),
+                source,
+            }
+        })?;
         let blob_input = |descriptor: &Descriptor, what: &str| Input {
             kind: InputKind::IMAGE,
             name: format!("{what} {} of {key}", descriptor.digest),
@@ -405,8 +420,12 @@ impl Offline {
         };
         let config_path = self.provide(cache, &blob_input(&manifest.config, "config"))?;
         let config_bytes = fs::read(&config_path).map_err(io_err(&config_path))?;
-        let config: ImageConfig = serde_json::from_slice(&config_bytes)
-            .map_err(|e| bad(format!("the config of {key} is not valid JSON ({e})")))?;
+        let config: ImageConfig =
+            serde_json::from_slice(&config_bytes).map_err(|source| OfflineError::BadDocument {
+                what: format!("the config of {key}"),
+                path: config_path.clone(),
+                source,
+            })?;
         for layer in &manifest.layers {
             self.provide(cache, &blob_input(layer, "layer"))?;
         }
@@ -584,9 +603,10 @@ pub fn export(
             let manifest_path = cache.blob_path(&input.sha256);
             let manifest: Manifest =
                 serde_json::from_slice(&fs::read(&manifest_path).map_err(io_err(&manifest_path))?)
-                    .map_err(|e| OfflineError::BadInputs {
+                    .map_err(|source| OfflineError::BadDocument {
+                        what: format!("the manifest of {}", input.name),
                         path: manifest_path.clone(),
-                        message: e.to_string(),
+                        source,
                     })?;
             for descriptor in std::iter::once(&manifest.config).chain(&manifest.layers) {
                 put(&Input {

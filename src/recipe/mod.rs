@@ -27,7 +27,7 @@ pub use crate::source::spec::{FileCopy, Layer, LayerSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
-    #[error("cannot read `{file}`: {source}")]
+    #[error("cannot read `{file}`")]
     Io {
         file: PathBuf,
         #[source]

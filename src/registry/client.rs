@@ -198,22 +198,19 @@ impl Registry {
         for file in &ca_files {
             let pem = std::fs::read(file).map_err(|source| RegistryError::CaFile {
                 path: file.clone(),
-                message: source.to_string(),
+                source,
             })?;
-            let bundle =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| RegistryError::CaFile {
-                    path: file.clone(),
-                    message: "it holds no PEM certificate".to_owned(),
-                })?;
+            let bundle = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|_| RegistryError::NoCertificate { path: file.clone() })?;
             certs.extend(bundle);
         }
         let client = |transfer| {
             http::builder(transfer)?
                 .tls_certs_merge(certs.clone())
                 .build()
-                .map_err(|e| RegistryError::Tls {
+                .map_err(|source| RegistryError::Tls {
                     registry: host.to_owned(),
-                    message: e.to_string(),
+                    source,
                 })
         };
         let http = client(Transfer::Download)?;
@@ -329,7 +326,7 @@ impl Registry {
                     .to_reqwest()
                     .map_err(|source| RegistryError::ReadBlob {
                         registry: self.host.clone(),
-                        message: source.to_string(),
+                        source,
                     })?;
                 builder = builder.body(body);
             }
@@ -363,12 +360,8 @@ impl Registry {
                 _ => {
                     return outcome.map_err(|error| RegistryError::Unreachable {
                         registry: self.host.clone(),
-                        message: format!(
-                            "{} {}: {}",
-                            request.method,
-                            request.url.path(),
-                            http::describe(&error)
-                        ),
+                        during: format!("{} {}", request.method, request.url.path()),
+                        source: http::TransferError::Send(error),
                     });
                 }
             }
@@ -484,7 +477,8 @@ impl Registry {
         }
         .map_err(|error| RegistryError::Unreachable {
             registry: url.host_str().unwrap_or(realm).to_owned(),
-            message: http::describe(&error),
+            during: format!("asking its token service for {}", self.host),
+            source: http::TransferError::Send(error),
         })?;
         match response.status() {
             s if s.is_success() => {}
@@ -532,11 +526,9 @@ fn probe_scheme(http: &Client, host: &str, https: Url) -> Result<Url, RegistryEr
         Err(error) => {
             let text = http::describe(&error);
             if text.contains("certificate") || text.contains("UnknownIssuer") {
-                return Err(RegistryError::Tls {
+                return Err(RegistryError::Untrusted {
                     registry: host.to_owned(),
-                    message: format!(
-                        "its certificate is not trusted ({text}); add its CA with --ca-cert FILE or under /etc/docker/certs.d/{host}/"
-                    ),
+                    source: http::TransferError::Send(error),
                 });
             }
             let mut plain = https;

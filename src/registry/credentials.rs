@@ -83,6 +83,15 @@ pub enum CredentialError {
         host: String,
         message: String,
     },
+    #[error("cannot {action} credential helper `docker-credential-{helper}` for {host}")]
+    HelperIo {
+        helper: String,
+        host: String,
+        /// What was being done: "run", "write to", "read the answer of".
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot write `{path}`")]
     Write {
         path: PathBuf,
@@ -238,6 +247,21 @@ fn from_auths(
     Ok(Some(Credential::new(user, password, &source)))
 }
 
+/// Makes an I/O failure of talking to `docker-credential-{helper}` into the error naming it.
+fn helper_io(
+    helper: &str,
+    registry: &str,
+    action: &'static str,
+) -> impl FnOnce(std::io::Error) -> CredentialError {
+    let (helper, host) = (helper.to_owned(), registry.to_owned());
+    move |source| CredentialError::HelperIo {
+        helper,
+        host,
+        action,
+        source,
+    }
+}
+
 /// docker-credential-helpers protocol: `get` with the server URL on stdin, JSON on stdout.
 fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, CredentialError> {
     let program = format!("docker-credential-{helper}");
@@ -257,14 +281,17 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, Creden
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| fail(format!("cannot run it ({e})")))?;
+        .map_err(helper_io(helper, registry, "run"))?;
     child
         .stdin
         .take()
         .expect("stdin is piped")
         .write_all(server.as_bytes())
-        .map_err(|e| fail(e.to_string()))?;
-    let output = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+        .map_err(helper_io(helper, registry, "write to"))?;
+    let output =
+        child
+            .wait_with_output()
+            .map_err(helper_io(helper, registry, "read the answer of"))?;
     if !output.status.success() {
         let message = String::from_utf8_lossy(&output.stdout).trim().to_owned();
         // The helpers' own wording for "nothing stored for this server".
@@ -381,7 +408,7 @@ fn store_with_helper(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| fail(format!("cannot run it ({e})")))?;
+        .map_err(helper_io(helper, registry, "run"))?;
     let request = serde_json::json!({
         "ServerURL": server,
         "Username": credential.username,
@@ -392,8 +419,11 @@ fn store_with_helper(
         .take()
         .expect("stdin is piped")
         .write_all(request.to_string().as_bytes())
-        .map_err(|e| fail(e.to_string()))?;
-    let output = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+        .map_err(helper_io(helper, registry, "write to"))?;
+    let output =
+        child
+            .wait_with_output()
+            .map_err(helper_io(helper, registry, "read the answer of"))?;
     if !output.status.success() {
         return Err(fail(format!("`store` exited with {}", output.status)));
     }

@@ -33,16 +33,40 @@ pub enum RegistryError {
     Worker(#[from] crate::workers::WorkerPanicked),
     #[error("`{registry}` is not a registry host name")]
     BadRegistryName { registry: String },
-    #[error("cannot use CA certificate file `{path}`: {message}")]
-    CaFile { path: PathBuf, message: String },
-    #[error("cannot set up TLS for registry {registry}: {message}")]
-    Tls { registry: String, message: String },
+    #[error("cannot read CA certificate file `{path}`")]
+    CaFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("CA certificate file `{path}` holds no PEM certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("cannot set up TLS for registry {registry}")]
+    Tls {
+        registry: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error(
+        "cannot set up TLS for registry {registry}: its certificate is not trusted; add its CA with --ca-cert FILE or under /etc/docker/certs.d/{registry}/"
+    )]
+    Untrusted {
+        registry: String,
+        #[source]
+        source: crate::http::TransferError,
+    },
     #[error(transparent)]
     Credentials(#[from] CredentialError),
     #[error(
-        "cannot reach registry {registry}: {message}; check that it runs and that the name and port are right"
+        "cannot reach registry {registry}: {during}; check that it runs and that the name and port are right"
     )]
-    Unreachable { registry: String, message: String },
+    Unreachable {
+        registry: String,
+        /// What was being done: `GET /v2/…`, reading a manifest from a path.
+        during: String,
+        #[source]
+        source: crate::http::TransferError,
+    },
     #[error("registry {registry} refused {}; log in with `oci-build login {registry}`", match credential_source { Some(source) => format!("the credentials from {source}"), None => "anonymous access".to_owned() })]
     Unauthorized {
         registry: String,
@@ -66,6 +90,13 @@ pub enum RegistryError {
     },
     #[error("registry {registry}: {message}")]
     Protocol { registry: String, message: String },
+    #[error("registry {registry}: its {what} is not valid JSON of that kind")]
+    BadJson {
+        registry: String,
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error(
         "registry {registry} sent {what} that does not match its digest {expected} (got {found})"
     )]
@@ -82,8 +113,21 @@ pub enum RegistryError {
         size: u64,
         limit: u64,
     },
-    #[error("cannot read a blob to send to registry {registry}: {message}")]
-    ReadBlob { registry: String, message: String },
+    #[error("cannot read a blob to send to registry {registry}")]
+    ReadBlob {
+        registry: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot send a manifest to registry {registry}: its bytes are not in memory")]
+    ManifestNotInMemory { registry: String },
+    #[error("cannot reopen `{path}` to download a blob from registry {registry}")]
+    TempFile {
+        registry: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{reference} has no image for {platform} (it has {available})")]
     NoPlatform {
         reference: String,
@@ -255,10 +299,8 @@ fn read_limited(
     crate::http::read_capped(response, limit)
         .map_err(|e| RegistryError::Unreachable {
             registry: registry.host.clone(),
-            message: format!(
-                "reading {what} from {path} failed: {}",
-                crate::http::describe_io(&e)
-            ),
+            during: format!("reading {what} from {path}"),
+            source: crate::http::TransferError::Read(e),
         })?
         .ok_or_else(|| RegistryError::TooLarge {
             registry: registry.host.clone(),

@@ -103,9 +103,10 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     what: &str,
 ) -> Result<T, RegistryError> {
-    serde_json::from_slice(bytes).map_err(|e| RegistryError::Protocol {
+    serde_json::from_slice(bytes).map_err(|source| RegistryError::BadJson {
         registry: registry.host.clone(),
-        message: format!("its {what} is not valid JSON of that kind ({e})"),
+        what: what.to_owned(),
+        source,
     })
 }
 
@@ -144,10 +145,10 @@ pub(super) fn get_manifest(
             .and_then(|v| v.parse::<Digest>().ok());
         match read_limited(registry, response, "a manifest", MAX_MANIFEST_SIZE) {
             Ok(bytes) => break (media_type, header_digest, bytes),
-            Err(RegistryError::Unreachable { message, .. })
+            Err(RegistryError::Unreachable { source, .. })
                 if attempt < registry.options.attempts =>
             {
-                tracing::debug!(registry = %registry.host, reference, %message, attempt, "manifest download broke off");
+                tracing::debug!(registry = %registry.host, reference, error = %source, attempt, "manifest download broke off");
                 attempt += 1;
             }
             Err(error) => return Err(error),
@@ -289,9 +290,10 @@ pub(super) fn fetch_blob(
         // One byte more than promised is enough to know the blob is wrong.
         let mut response = response.take(descriptor.size.saturating_add(1));
         let temp = cache.temp_file()?;
-        let file = temp.reopen().map_err(|e| RegistryError::ReadBlob {
+        let file = temp.reopen().map_err(|source| RegistryError::TempFile {
             registry: registry.host.clone(),
-            message: e.to_string(),
+            path: temp.path().to_owned(),
+            source,
         })?;
         let mut writer = HashingWriter::new(BufWriter::new(file));
         let copied = io::copy(&mut response, &mut writer);
@@ -337,10 +339,8 @@ pub(super) fn fetch_blob(
             Err(e) => {
                 return Err(RegistryError::Unreachable {
                     registry: registry.host.clone(),
-                    message: format!(
-                        "the download of blob {digest} broke off: {}",
-                        crate::http::describe_io(&e)
-                    ),
+                    during: format!("the download of blob {digest} broke off"),
+                    source: crate::http::TransferError::Read(e),
                 });
             }
         }

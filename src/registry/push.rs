@@ -403,9 +403,8 @@ pub(super) fn put_manifest(
     document: &Blob,
 ) -> Result<bool, RegistryError> {
     let BlobData::Bytes(bytes) = &document.data else {
-        return Err(RegistryError::ReadBlob {
+        return Err(RegistryError::ManifestNotInMemory {
             registry: registry.host.clone(),
-            message: "manifests are kept in memory".to_owned(),
         });
     };
     let scopes = [scope(repository, "pull,push")];

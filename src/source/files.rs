@@ -63,7 +63,12 @@ pub fn add_copy(copy: &FileCopy, tree: &mut LayerTree) -> Result<(), SourceError
             Ok(p) => p,
             // Copying a directory to "/" adds its contents; "/" itself is not an entry.
             Err(crate::layer::ImagePathError::Root(_)) => continue,
-            Err(e) => return Err(bad_name(item.path(), &e.to_string())),
+            Err(source) => {
+                return Err(SourceError::BadImagePath {
+                    path: item.path().to_owned(),
+                    source,
+                });
+            }
         };
         let meta = item.metadata().map_err(|e| SourceError::Read {
             path: item.path().to_owned(),

@@ -43,6 +43,12 @@ pub enum SourceError {
     Unsupported { path: PathBuf, kind: &'static str },
     #[error("`{path}` gives an image path that cannot be used: {reason}")]
     BadName { path: PathBuf, reason: String },
+    #[error("`{path}` gives an image path that cannot be used")]
+    BadImagePath {
+        path: PathBuf,
+        #[source]
+        source: crate::layer::ImagePathError,
+    },
     #[error("layer both adds and removes {0} (or something under it); split it into two layers")]
     AddAndRemove(ImagePath),
     #[error(
@@ -51,10 +57,18 @@ pub enum SourceError {
     ReplaceNotDirectory(ImagePath),
     #[error(transparent)]
     Debian(#[from] debian::DebianError),
-    #[error("cannot read the dpkg status of the base image: {0}")]
-    BaseStatus(String),
-    #[error("cannot read the layers below this one: {0}")]
-    BaseLayers(String),
+    #[error("cannot read the dpkg status of the base image from its layer {layer}")]
+    BaseStatus {
+        layer: crate::digest::Digest,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read layer {layer} below this one")]
+    BaseLayers {
+        layer: crate::digest::Digest,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Pip(Box<pip::PipError>),
     #[error(transparent)]

@@ -80,7 +80,7 @@ impl MirrorSource {
                 .map_err(|e: MirrorError| MirrorError::SourceList {
                     file: file.clone(),
                     line: number + 1,
-                    message: e.to_string(),
+                    source: Box::new(e),
                 })?;
             sources.push(source);
         }

@@ -58,11 +58,12 @@ pub enum MirrorError {
         "`{0}` is not a mirror source: use an image reference (docker://HOST/REPOSITORY:TAG), @FILE, dir:PATH or oci-archive:FILE"
     )]
     BadSource(String),
-    #[error("`{file}` line {line}: {message}")]
+    #[error("`{file}` line {line}")]
     SourceList {
         file: PathBuf,
         line: usize,
-        message: String,
+        #[source]
+        source: Box<MirrorError>,
     },
     #[error("cannot read `{path}`")]
     Read {
@@ -74,8 +75,12 @@ pub enum MirrorError {
         "`{0}` is not a mirror destination: use REGISTRY[:PORT][/PREFIX], dir:PATH or oci-archive:FILE"
     )]
     BadDestination(String),
-    #[error("`{0}` is not a regular expression: {1}")]
-    BadRegex(String, String),
+    #[error("`{regex}` is not a regular expression")]
+    BadRegex {
+        regex: String,
+        #[source]
+        source: regex::Error,
+    },
     #[error("{first} and {second} would both be copied to {destination}")]
     Collision {
         first: String,
@@ -89,11 +94,19 @@ pub enum MirrorError {
     },
     #[error("{source_name} has no image {what}")]
     Missing { source_name: String, what: String },
-    #[error("{what} of {source_name} is not valid JSON of that kind ({message})")]
+    #[error("{what} of {source_name} is not valid JSON of that kind")]
     BadDocument {
         source_name: String,
         what: String,
-        message: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the reference annotation of `{ref_name}` in {source_name} cannot be used")]
+    BadAnnotation {
+        source_name: String,
+        ref_name: String,
+        #[source]
+        source: crate::reference::ReferenceError,
     },
 }
 

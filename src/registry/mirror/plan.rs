@@ -121,15 +121,11 @@ pub(super) fn plan_sources(
                 let side = Side::Bundle(bundle.clone());
                 for (ref_name, original, descriptor) in bundle.images() {
                     let original: Reference =
-                        original
-                            .parse()
-                            .map_err(|e: crate::reference::ReferenceError| {
-                                MirrorError::BadDocument {
-                                    source_name: source.to_string(),
-                                    what: format!("the reference annotation of `{ref_name}`"),
-                                    message: e.to_string(),
-                                }
-                            })?;
+                        original.parse().map_err(|e| MirrorError::BadAnnotation {
+                            source_name: source.to_string(),
+                            ref_name: ref_name.to_string(),
+                            source: e,
+                        })?;
                     let descriptor =
                         Descriptor::new(&descriptor.media_type, descriptor.digest, descriptor.size);
                     let root = Doc {

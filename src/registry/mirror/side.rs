@@ -147,7 +147,7 @@ pub(super) fn parse_doc<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&doc.bytes).map_err(|e| MirrorError::BadDocument {
         source_name: source.to_owned(),
         what: format!("document {}", doc.descriptor.digest),
-        message: e.to_string(),
+        source: e,
     })
 }
 

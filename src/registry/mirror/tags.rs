@@ -100,7 +100,10 @@ impl TagSelection {
     pub fn new(regex: Option<&str>, latest: Option<usize>) -> Result<TagSelection, MirrorError> {
         let regex = regex
             .map(|r| {
-                regex::Regex::new(r).map_err(|e| MirrorError::BadRegex(r.to_owned(), e.to_string()))
+                regex::Regex::new(r).map_err(|source| MirrorError::BadRegex {
+                    regex: r.to_owned(),
+                    source,
+                })
             })
             .transpose()?;
         Ok(TagSelection { regex, latest })

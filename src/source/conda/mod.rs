@@ -161,7 +161,7 @@ pub enum CondaError {
     Worker { package: String },
     #[error(transparent)]
     Install(#[from] install::InstallError),
-    #[error("cannot store conda package {package} in the cache: {source}")]
+    #[error("cannot store conda package {package} in the cache")]
     Cache {
         package: String,
         #[source]

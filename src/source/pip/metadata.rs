@@ -32,12 +32,12 @@ pub enum MetadataError {
         value: String,
         reason: String,
     },
-    /// `reason` is [`parse_requires_python`]'s, in words.
-    #[error("{what}: Requires-Python `{spec}`: {reason}")]
+    #[error("{what}: Requires-Python `{spec}`")]
     RequiresPython {
         what: String,
         spec: String,
-        reason: String,
+        #[source]
+        source: pep440_rs::VersionSpecifiersParseError,
     },
 }
 
@@ -93,10 +93,10 @@ pub fn parse(bytes: &[u8], what: &str) -> Result<CoreMetadata, MetadataError> {
     let requires_python = match get("requires-python") {
         Some(spec) if !spec.is_empty() => {
             Some(
-                parse_requires_python(spec).map_err(|reason| MetadataError::RequiresPython {
+                parse_requires_python(spec).map_err(|source| MetadataError::RequiresPython {
                     what: what.to_owned(),
                     spec: spec.to_owned(),
-                    reason,
+                    source,
                 })?,
             )
         }
@@ -111,9 +111,11 @@ pub fn parse(bytes: &[u8], what: &str) -> Result<CoreMetadata, MetadataError> {
 }
 
 /// Requires-Python as indexes and metadata write it (some add spaces or a trailing comma).
-pub fn parse_requires_python(spec: &str) -> Result<VersionSpecifiers, String> {
+pub fn parse_requires_python(
+    spec: &str,
+) -> Result<VersionSpecifiers, pep440_rs::VersionSpecifiersParseError> {
     let cleaned = spec.trim().trim_end_matches(',');
-    VersionSpecifiers::from_str(cleaned).map_err(|e| e.to_string())
+    VersionSpecifiers::from_str(cleaned)
 }
 
 #[cfg(test)]

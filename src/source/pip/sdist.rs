@@ -48,7 +48,7 @@ pub enum SdistError {
         step: &'static str,
         output: String,
     },
-    #[error("cannot run the host's Python `{python}` to build {file}: {source}")]
+    #[error("cannot run the host's Python `{python}` to build {file}")]
     Python {
         python: PathBuf,
         file: String,
@@ -73,7 +73,7 @@ pub enum SdistError {
         #[source]
         source: Box<super::wheel::WheelError>,
     },
-    #[error("cache: {0}")]
+    #[error("cannot read or write the files of an sdist build in the cache")]
     Io(#[from] std::io::Error),
 }
 
