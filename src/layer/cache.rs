@@ -10,7 +10,9 @@
 //! ├── wheels-v1/<sha256>/             a wheel extracted and verified, with its listing
 //! ├── conda-v1/<sha256>/              a conda package extracted, with its listing
 //! ├── pip-metadata-v1/<sha256>        a wheel's METADATA, from the index's PEP 658 file
-//! ├── pip-built-v2/<sdist sha256>/    the wheel built from an sdist, normalised (v1: as built)
+//! ├── pip-built-v3/<sdist sha256>/    the wheel built from an sdist, normalised, with only
+//! │                                   build requirements from the layer's sources (v1: as
+//! │                                   built; v2: with the host venv's setuptools)
 //! ├── bases-v1/<key>.json             which manifest a base reference meant, per platform
 //! └── tmp/                            files being written; renamed into place when complete
 //! ```
@@ -100,7 +102,7 @@ impl Bucket {
             Bucket::Wheels => "wheels-v1",
             Bucket::Conda => "conda-v1",
             Bucket::PipMetadata => "pip-metadata-v1",
-            Bucket::PipBuilt => "pip-built-v2",
+            Bucket::PipBuilt => "pip-built-v3",
             Bucket::Bases => "bases-v1",
             Bucket::Tmp => "tmp",
         }

@@ -193,7 +193,7 @@ fn build_varied(p: &Project, umask: &str, env: &[(&str, &str)]) -> serde_json::V
 
 /// The wheel oci-build built from the sdist, as its cache holds it.
 fn built_wheel(p: &Project) -> Vec<u8> {
-    let bucket = p.cache().join("pip-built-v2");
+    let bucket = p.cache().join("pip-built-v3");
     let dirs: Vec<_> = fs::read_dir(&bucket)
         .unwrap()
         .map(|e| e.unwrap().path())

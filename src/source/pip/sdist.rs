@@ -246,6 +246,22 @@ fn build_in(
         Command::new(&python).arg("-m").arg("venv").arg(&env_dir),
     )?;
     let env_python = env_dir.join("bin/python");
+    // Some Pythons' venv brings its own setuptools (3.11's bundles one, Debian's another
+    // version than pyenv's), which would satisfy `setuptools>=40.8.0` and decide the wheel's
+    // bytes by which Python the build machine has: build requirements come from the layer's
+    // sources only.
+    run(
+        "emptying the build environment",
+        Command::new(&env_python).args([
+            "-m",
+            "pip",
+            "uninstall",
+            "--yes",
+            "--quiet",
+            "setuptools",
+            "wheel",
+        ]),
+    )?;
     let install = |step: &'static str, requirements: &[String]| -> Result<(), SdistError> {
         if requirements.is_empty() {
             return Ok(());
