@@ -15,9 +15,9 @@ use crate::image::{self, BlobData, ImageArtifact, ImageLayer, MediaTypes, Platfo
 use crate::layer::below::DirsBelow;
 use crate::layer::cache::Cache;
 use crate::layer::cache::CacheKey as LayerTreeKey;
-use crate::layer::{self, AssembleOptions, Compression, LayerError, LayerTree};
+use crate::layer::{self, AssembleOptions, Compression, LayerBlob, LayerError, LayerTree};
 use crate::progress::{LayerStep, Reporter};
-use crate::recipe::{BaseRef, ConfigSpec, Project, Recipe, RecipeError};
+use crate::recipe::{BaseRef, ConfigSpec, Layer, Project, Recipe, RecipeError};
 use crate::reference::Reference;
 use crate::registry::push::KnownBlobs;
 use crate::registry::{ClientOptions, Registries, RegistryError, pull};
@@ -345,12 +345,29 @@ impl<'a> Builder<'a> {
         if let Some(done) = slot.as_ref() {
             return Ok(done.clone());
         }
+        let mut result = self.base_images(recipe, platforms, chain)?;
+        self.add_layers(recipe, &mut result)?;
+        for image in &mut result.images {
+            apply_config(&mut image.config, &recipe.config);
+            image.config.created = Some(self.created());
+        }
+        *slot = Some(result.clone());
+        Ok(result)
+    }
+
+    /// The images the recipe starts from, one per platform; a definition's are built first.
+    fn base_images(
+        &self,
+        recipe: &Recipe,
+        platforms: &[Platform],
+        chain: &mut Vec<String>,
+    ) -> Result<BuiltImages, BuildError> {
         let fresh = |images| BuiltImages {
             images,
             layers_built: 0,
             layers_cached: 0,
         };
-        let mut result = match &recipe.from {
+        Ok(match &recipe.from {
             BaseRef::Scratch => fresh(platforms.iter().map(|p| self.scratch(p)).collect()),
             BaseRef::Layout { dir, tag } => fresh(
                 platforms
@@ -372,8 +389,11 @@ impl<'a> Builder<'a> {
                     .map(|p| self.pull_base(&recipe.target, reference, p))
                     .collect::<Result<Vec<_>, _>>()?,
             ),
-        };
+        })
+    }
 
+    /// The recipe's layers on top of each platform's image.
+    fn add_layers(&self, recipe: &Recipe, result: &mut BuiltImages) -> Result<(), BuildError> {
         let assemble_options = AssembleOptions {
             mtime: self.options.source_date_epoch,
             compression: self.options.compression,
@@ -385,108 +405,130 @@ impl<'a> Builder<'a> {
             vec![(0, DirsBelow::default()); result.images.len()];
         // Layers in order; within a layer, each platform (a Debian layer differs per
         // architecture; a files layer is the same tree, so later platforms hit the cache).
-        for (index, layer_spec) in recipe.layers.iter().enumerate() {
-            let description = source::describe(layer_spec);
-            let step = LayerStep {
+        for (index, spec) in recipe.layers.iter().enumerate() {
+            let mut layer = LayerInProgress {
+                recipe,
                 number: index + 1,
-                of: recipe.layers.len(),
-                description: &description,
+                spec,
+                description: source::describe(spec),
+                assemble_options: &assemble_options,
+                done: Vec::new(),
+                built: 0,
+                cached: 0,
             };
-            let layer_error = |failure: LayerFailure| BuildError::Layer {
-                target: recipe.target.clone(),
-                file: recipe.file.display().to_string(),
-                number: index + 1,
-                description: description.clone(),
-                source: Box::new(failure),
-            };
-            let mut done: Vec<(LayerTreeKey, crate::layer::LayerBlob)> = Vec::new();
             for (image, dirs) in result.images.iter_mut().zip(&mut dirs_below) {
-                let image_ref: &PlatformImage = image;
-                let below = ImageBelow {
-                    builder: self,
-                    image: image_ref,
-                };
-                let mut locked = Locked {
-                    builder: self,
-                    below: &below,
-                    layer: (&recipe.target, index + 1),
-                };
-                let mut tree = source::layer_tree(layer_spec, &mut locked, |specs| {
-                    let base = below.python_base()?;
-                    let files = source::accounts::merge_files(&base.account_files);
-                    Ok(source::accounts::layer_tree(specs, &files).map_err(SourceError::from)?)
-                })
-                .map_err(layer_error)?;
-                // An implied directory keeps what the layers below made it (issue 14).
-                if !tree.implied_dirs().is_empty() {
-                    self.update_dirs_below(image_ref, dirs)
-                        .map_err(|e| layer_error(e.into()))?;
-                    tree.inherit_implied(|dir| dirs.1.dir(dir));
-                }
-                let key = layer::layer_key(&tree, &assemble_options);
-                let blob = match done.iter().find(|(k, _)| *k == key) {
-                    Some((_, blob)) => blob.clone(),
-                    None => {
-                        self.reporter
-                            .layer_started(&recipe.target, step, tree.content_size());
-                        let reporter = self.reporter;
-                        let (blob, was_cached) =
-                            layer::assemble(&tree, &assemble_options, &self.cache, &mut |bytes| {
-                                reporter.layer_bytes(bytes)
-                            })
-                            .map_err(|e| layer_error(e.into()))?;
-                        self.reporter
-                            .layer_finished(&recipe.target, step, &blob, was_cached);
-                        if was_cached {
-                            result.layers_cached += 1;
-                        } else {
-                            result.layers_built += 1;
-                        }
-                        done.push((key, blob.clone()));
-                        blob
-                    }
-                };
-                self.scans
-                    .lock()
-                    .expect("layer scans")
-                    .entry(blob.diff_id.clone())
-                    .or_insert_with(|| std::sync::Arc::new(LayerScan::of_tree(&tree)));
-                image.config.rootfs.diff_ids.push(blob.diff_id.clone());
-                image.config.history.push(History {
-                    created: Some(self.created()),
-                    created_by: Some(format!("oci-build: {description}")),
-                    comment: layer_spec.comment.clone(),
-                    ..Default::default()
-                });
-                image.layers.push(ImageLayer {
-                    data: BlobData::File(self.cache.blob_path(&blob.digest)),
-                    digest: blob.digest,
-                    size: blob.size,
-                    diff_id: blob.diff_id,
-                    compression: Some(blob.compression),
-                });
-                // A layer may put its kind's directories on PATH (a conda environment's bin/).
-                if let crate::recipe::LayerSource::Locked(locked) = &layer_spec.source {
-                    let path_prepend = locked.path_prepend();
-                    if !path_prepend.is_empty() {
-                        apply_config(
-                            &mut image.config,
-                            &ConfigSpec {
-                                path_prepend,
-                                ..Default::default()
-                            },
-                        );
-                    }
-                }
+                let tree = self.layer_tree_for(&layer, image, dirs)?;
+                let blob = self.layer_blob(&mut layer, &tree)?;
+                self.add_layer_to_image(image, &layer, &tree, blob);
+            }
+            result.layers_built += layer.built;
+            result.layers_cached += layer.cached;
+        }
+        Ok(())
+    }
+
+    /// The layer's tree as it is built on top of `image`.
+    fn layer_tree_for(
+        &self,
+        layer: &LayerInProgress,
+        image: &PlatformImage,
+        dirs: &mut (usize, DirsBelow),
+    ) -> Result<LayerTree, BuildError> {
+        let below = ImageBelow {
+            builder: self,
+            image,
+        };
+        let mut locked = Locked {
+            builder: self,
+            below: &below,
+            layer: (&layer.recipe.target, layer.number),
+        };
+        let mut tree = source::layer_tree(layer.spec, &mut locked, |specs| {
+            let base = below.python_base()?;
+            let files = source::accounts::merge_files(&base.account_files);
+            Ok(source::accounts::layer_tree(specs, &files).map_err(SourceError::from)?)
+        })
+        .map_err(|failure| layer.error(failure))?;
+        // An implied directory keeps what the layers below made it (issue 14).
+        if !tree.implied_dirs().is_empty() {
+            self.update_dirs_below(image, dirs)
+                .map_err(|e| layer.error(e.into()))?;
+            tree.inherit_implied(|dir| dirs.1.dir(dir));
+        }
+        Ok(tree)
+    }
+
+    /// The tree's blob: one an earlier platform made for the same tree, else assembled (or
+    /// found in the cache) and counted.
+    fn layer_blob(
+        &self,
+        layer: &mut LayerInProgress,
+        tree: &LayerTree,
+    ) -> Result<LayerBlob, BuildError> {
+        let key = layer::layer_key(tree, layer.assemble_options);
+        if let Some((_, blob)) = layer.done.iter().find(|(k, _)| *k == key) {
+            return Ok(blob.clone());
+        }
+        let target = &layer.recipe.target;
+        self.reporter
+            .layer_started(target, layer.step(), tree.content_size());
+        let reporter = self.reporter;
+        let (blob, was_cached) =
+            layer::assemble(tree, layer.assemble_options, &self.cache, &mut |bytes| {
+                reporter.layer_bytes(bytes)
+            })
+            .map_err(|e| layer.error(e.into()))?;
+        self.reporter
+            .layer_finished(target, layer.step(), &blob, was_cached);
+        if was_cached {
+            layer.cached += 1;
+        } else {
+            layer.built += 1;
+        }
+        layer.done.push((key, blob.clone()));
+        Ok(blob)
+    }
+
+    /// The blob as the image's next layer, with its history record and the PATH its kind adds.
+    fn add_layer_to_image(
+        &self,
+        image: &mut PlatformImage,
+        layer: &LayerInProgress,
+        tree: &LayerTree,
+        blob: LayerBlob,
+    ) {
+        self.scans
+            .lock()
+            .expect("layer scans")
+            .entry(blob.diff_id.clone())
+            .or_insert_with(|| std::sync::Arc::new(LayerScan::of_tree(tree)));
+        image.config.rootfs.diff_ids.push(blob.diff_id.clone());
+        image.config.history.push(History {
+            created: Some(self.created()),
+            created_by: Some(format!("oci-build: {}", layer.description)),
+            comment: layer.spec.comment.clone(),
+            ..Default::default()
+        });
+        image.layers.push(ImageLayer {
+            data: BlobData::File(self.cache.blob_path(&blob.digest)),
+            digest: blob.digest,
+            size: blob.size,
+            diff_id: blob.diff_id,
+            compression: Some(blob.compression),
+        });
+        // A layer may put its kind's directories on PATH (a conda environment's bin/).
+        if let crate::recipe::LayerSource::Locked(locked) = &layer.spec.source {
+            let path_prepend = locked.path_prepend();
+            if !path_prepend.is_empty() {
+                apply_config(
+                    &mut image.config,
+                    &ConfigSpec {
+                        path_prepend,
+                        ..Default::default()
+                    },
+                );
             }
         }
-
-        for image in &mut result.images {
-            apply_config(&mut image.config, &recipe.config);
-            image.config.created = Some(self.created());
-        }
-        *slot = Some(result.clone());
-        Ok(result)
     }
 
     /// Pulls a registry base for one platform into the cache.
@@ -642,6 +684,40 @@ impl<'a> Builder<'a> {
                 ..Default::default()
             },
             layers: Vec::new(),
+        }
+    }
+}
+
+/// One recipe layer being built for each platform of the recipe.
+struct LayerInProgress<'r> {
+    recipe: &'r Recipe,
+    /// 1-based, as messages count layers.
+    number: usize,
+    spec: &'r Layer,
+    description: String,
+    assemble_options: &'r AssembleOptions,
+    /// The blobs made so far, by tree: a platform whose tree is the same reuses one.
+    done: Vec<(LayerTreeKey, LayerBlob)>,
+    built: usize,
+    cached: usize,
+}
+
+impl LayerInProgress<'_> {
+    fn step(&self) -> LayerStep<'_> {
+        LayerStep {
+            number: self.number,
+            of: self.recipe.layers.len(),
+            description: &self.description,
+        }
+    }
+
+    fn error(&self, failure: LayerFailure) -> BuildError {
+        BuildError::Layer {
+            target: self.recipe.target.clone(),
+            file: self.recipe.file.display().to_string(),
+            number: self.number,
+            description: self.description.clone(),
+            source: Box::new(failure),
         }
     }
 }

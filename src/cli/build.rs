@@ -37,40 +37,7 @@ struct BuildReport {
 pub(super) fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
     let project = Project::open(&cli.project)?;
     let targets = chosen_targets(&project, args.all, &args.targets);
-    let output = match (&args.output, args.push) {
-        (Some(output), _) => Some(output.clone()),
-        (None, false) => Some(Transport::Oci {
-            dir: PathBuf::from("out"),
-            name: None,
-        }),
-        (None, true) => None,
-    };
-    if let Some(output) = &output
-        && targets.len() > 1
-        && matches!(
-            output,
-            Transport::OciArchive { .. } | Transport::DockerArchive { .. }
-        )
-    {
-        bail!(
-            "`{output}` is a single-image archive, but {} targets are being built; write them to an oci:DIR layout (which holds many) or build one target per archive",
-            targets.len()
-        );
-    }
-    if let Some(output) = &output
-        && targets.len() > 1
-        && output.name().is_some()
-    {
-        bail!(
-            "`{output}` names one image, but {} targets are being built; drop the `:REF` part so each image is stored under its own name",
-            targets.len()
-        );
-    }
-    if args.offline && (args.push || matches!(output, Some(Transport::Docker(_)))) {
-        bail!(
-            "an --offline build opens no connection, so it cannot push; write to oci:DIR or an archive"
-        );
-    }
+    let output = build_output(args, targets.len())?;
     let offline = match (&args.offline, &args.inputs) {
         (false, _) => None,
         (true, None) => Some(oci_build::offline::Offline::cache_only()),
@@ -104,11 +71,78 @@ pub(super) fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
     {
         eprintln!("pinned newly resolved packages in {}", path.display());
     }
+    let delivery = Delivery {
+        builder: &builder,
+        reporter: &reporter,
+        output,
+        push: args.push,
+    };
     let mut reports = Vec::new();
     for target in built {
+        let (written, pushed) = delivery.deliver(&target)?;
+        if !cli.quiet && !args.json {
+            print_built(&target, &written);
+        }
+        reports.push(build_report(&target, &written, pushed));
+    }
+    if args.json {
+        print_json(&reports)?;
+    }
+    Ok(())
+}
+
+/// Where `build` writes: `--output`, else `oci:out` unless it pushes; refused where the
+/// destination cannot hold `targets` images or an `--offline` build would have to connect.
+fn build_output(args: &BuildArgs, targets: usize) -> anyhow::Result<Option<Transport>> {
+    let output = match (&args.output, args.push) {
+        (Some(output), _) => Some(output.clone()),
+        (None, false) => Some(Transport::Oci {
+            dir: PathBuf::from("out"),
+            name: None,
+        }),
+        (None, true) => None,
+    };
+    if let Some(output) = &output
+        && targets > 1
+        && matches!(
+            output,
+            Transport::OciArchive { .. } | Transport::DockerArchive { .. }
+        )
+    {
+        bail!(
+            "`{output}` is a single-image archive, but {targets} targets are being built; write them to an oci:DIR layout (which holds many) or build one target per archive"
+        );
+    }
+    if let Some(output) = &output
+        && targets > 1
+        && output.name().is_some()
+    {
+        bail!(
+            "`{output}` names one image, but {targets} targets are being built; drop the `:REF` part so each image is stored under its own name"
+        );
+    }
+    if args.offline && (args.push || matches!(output, Some(Transport::Docker(_)))) {
+        bail!(
+            "an --offline build opens no connection, so it cannot push; write to oci:DIR or an archive"
+        );
+    }
+    Ok(output)
+}
+
+/// Where each built image goes: the output, and the recipe's reference with `--push`.
+struct Delivery<'a> {
+    builder: &'a Builder<'a>,
+    reporter: &'a TerminalReporter,
+    output: Option<Transport>,
+    push: bool,
+}
+
+impl Delivery<'_> {
+    /// Writes and pushes one target's image; returns where it went and what was pushed.
+    fn deliver(&self, target: &BuiltTarget) -> anyhow::Result<(Vec<String>, Vec<PushReport>)> {
         let mut written = Vec::new();
         let mut pushed = Vec::new();
-        if let Some(output) = &output {
+        if let Some(output) = &self.output {
             let location = match output {
                 Transport::Docker(reference) => {
                     let reference = if output.name().is_some() || reference.digest.is_some() {
@@ -119,12 +153,7 @@ pub(super) fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
                             ..reference.clone()
                         }
                     };
-                    pushed.push(push_artifact(
-                        &builder,
-                        &target.artifact,
-                        &reference,
-                        &reporter,
-                    )?);
+                    pushed.push(self.push_to(target, &reference)?);
                     Transport::Docker(reference)
                 }
                 local => local
@@ -133,55 +162,56 @@ pub(super) fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
             };
             written.push(location.to_string());
         }
-        if args.push {
+        if self.push {
             let reference = &target.recipe.reference;
-            pushed.push(push_artifact(
-                &builder,
-                &target.artifact,
-                reference,
-                &reporter,
-            )?);
+            pushed.push(self.push_to(target, reference)?);
             written.push(format!("docker://{reference}"));
         }
-        if !cli.quiet && !args.json {
-            let layers = |n: usize| {
-                if n == 1 {
-                    "1 layer".to_owned()
-                } else {
-                    format!("{n} layers")
-                }
-            };
-            eprintln!(
-                "{}: {} {} ({} built, {} from cache)",
-                target.recipe.target,
-                written.join(", "),
-                target.artifact.root.digest,
-                layers(target.layers_built),
-                target.layers_cached
-            );
+        Ok((written, pushed))
+    }
+
+    fn push_to(&self, target: &BuiltTarget, reference: &Reference) -> anyhow::Result<PushReport> {
+        push_artifact(self.builder, &target.artifact, reference, self.reporter)
+    }
+}
+
+/// `target: where digest (n built, m from cache)`.
+fn print_built(target: &BuiltTarget, written: &[String]) {
+    let layers = |n: usize| {
+        if n == 1 {
+            "1 layer".to_owned()
+        } else {
+            format!("{n} layers")
         }
-        reports.push(BuildReport {
-            target: target.recipe.target.clone(),
-            reference: target.recipe.reference.to_string(),
-            output: written.join(", "),
-            digest: target.artifact.root.digest.to_string(),
-            media_type: target.artifact.root.media_type.clone(),
-            size: target
-                .artifact
-                .blobs
-                .values()
-                .map(|b| b.descriptor.size)
-                .sum(),
-            layers_built: target.layers_built,
-            layers_cached: target.layers_cached,
-            manifests: target.artifact.manifests.clone(),
-            pushed,
-        });
+    };
+    eprintln!(
+        "{}: {} {} ({} built, {} from cache)",
+        target.recipe.target,
+        written.join(", "),
+        target.artifact.root.digest,
+        layers(target.layers_built),
+        target.layers_cached
+    );
+}
+
+fn build_report(target: &BuiltTarget, written: &[String], pushed: Vec<PushReport>) -> BuildReport {
+    BuildReport {
+        target: target.recipe.target.clone(),
+        reference: target.recipe.reference.to_string(),
+        output: written.join(", "),
+        digest: target.artifact.root.digest.to_string(),
+        media_type: target.artifact.root.media_type.clone(),
+        size: target
+            .artifact
+            .blobs
+            .values()
+            .map(|b| b.descriptor.size)
+            .sum(),
+        layers_built: target.layers_built,
+        layers_cached: target.layers_cached,
+        manifests: target.artifact.manifests.clone(),
+        pushed,
     }
-    if args.json {
-        print_json(&reports)?;
-    }
-    Ok(())
 }
 
 pub(super) fn lock(cli: &Cli, args: &LockArgs) -> anyhow::Result<()> {

@@ -9,12 +9,12 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tar::{EntryType, Header};
 
-use super::{Content, EntryKind, ImagePath, LayerTree};
-use crate::digest::VerifyingReader;
+use super::{Content, Entry, EntryKind, ImagePath, LayerTree};
+use crate::digest::{Digest, VerifyingReader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TarError {
@@ -49,8 +49,27 @@ pub fn write_tar<W: Write>(
     out: W,
     on_file_bytes: &mut dyn FnMut(u64),
 ) -> Result<W, TarError> {
-    let mut builder = tar::Builder::new(out);
+    let mut writer = TarWriter {
+        builder: tar::Builder::new(out),
+        mtime,
+        on_file_bytes,
+    };
     for (path, entry) in tree.entries_with_parents() {
+        writer.append(&path, &entry)?;
+    }
+    writer.builder.into_inner().map_err(TarError::Write)
+}
+
+/// What an entry's tar header says besides its owner, mode and time.
+struct HeaderFields {
+    entry_type: EntryType,
+    name: String,
+    link: Option<String>,
+    size: u64,
+}
+
+impl HeaderFields {
+    fn of(path: &ImagePath, entry: &Entry) -> HeaderFields {
         let (entry_type, name, link, size) = match &entry.kind {
             EntryKind::Directory => (EntryType::Directory, format!("{}/", path.as_str()), None, 0),
             EntryKind::File { size, .. } => {
@@ -82,12 +101,21 @@ pub fn write_tar<W: Write>(
                 0,
             ),
         };
-
-        let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
-        if name.len() > USTAR_NAME_LEN {
-            pax.push(("path", name.as_bytes().to_vec()));
+        HeaderFields {
+            entry_type,
+            name,
+            link,
+            size,
         }
-        if let Some(link) = &link
+    }
+
+    /// The PAX records for what does not fit the ustar header.
+    fn pax_records(&self, entry: &Entry) -> Vec<(&'static str, Vec<u8>)> {
+        let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
+        if self.name.len() > USTAR_NAME_LEN {
+            pax.push(("path", self.name.as_bytes().to_vec()));
+        }
+        if let Some(link) = &self.link
             && link.len() > USTAR_NAME_LEN
         {
             pax.push(("linkpath", link.as_bytes().to_vec()));
@@ -98,88 +126,142 @@ pub fn write_tar<W: Write>(
         if u64::from(entry.gid) > USTAR_MAX_ID {
             pax.push(("gid", entry.gid.to_string().into_bytes()));
         }
-        if size > USTAR_MAX_SIZE {
-            pax.push(("size", size.to_string().into_bytes()));
+        if self.size > USTAR_MAX_SIZE {
+            pax.push(("size", self.size.to_string().into_bytes()));
         }
-        if !pax.is_empty() {
-            append_pax_header(&mut builder, &name, mtime, &pax).map_err(TarError::Write)?;
-        }
+        pax
+    }
 
+    fn ustar_header(&self, entry: &Entry, mtime: u64) -> Header {
         let mut header = Header::new_ustar();
-        set_truncated(&mut header.as_old_mut().name, name.as_bytes());
-        if let Some(link) = &link {
+        set_truncated(&mut header.as_old_mut().name, self.name.as_bytes());
+        if let Some(link) = &self.link {
             set_truncated(&mut header.as_old_mut().linkname, link.as_bytes());
         }
-        header.set_entry_type(entry_type);
+        header.set_entry_type(self.entry_type);
         header.set_mode(entry.mode & 0o7777);
         header.set_uid(u64::from(entry.uid).min(USTAR_MAX_ID));
         header.set_gid(u64::from(entry.gid).min(USTAR_MAX_ID));
         header.set_mtime(mtime);
-        header.set_size(size.min(USTAR_MAX_SIZE));
+        header.set_size(self.size.min(USTAR_MAX_SIZE));
         // The size field of a PAX-sized entry is only a hint; the reader takes the PAX value.
         header.set_cksum();
+        header
+    }
+}
 
+struct TarWriter<'a, W: Write> {
+    builder: tar::Builder<W>,
+    mtime: u64,
+    on_file_bytes: &'a mut dyn FnMut(u64),
+}
+
+impl<W: Write> TarWriter<'_, W> {
+    fn append(&mut self, path: &ImagePath, entry: &Entry) -> Result<(), TarError> {
+        let fields = HeaderFields::of(path, entry);
+        let pax = fields.pax_records(entry);
+        if !pax.is_empty() {
+            append_pax_header(&mut self.builder, &fields.name, self.mtime, &pax)
+                .map_err(TarError::Write)?;
+        }
+        let header = fields.ustar_header(entry, self.mtime);
         match &entry.kind {
             EntryKind::File {
-                content:
-                    content @ (Content::Host {
-                        path: host_path, ..
-                    }
-                    | Content::Blob {
-                        path: host_path, ..
-                    }),
+                content: Content::Host { path: host, .. },
+                size,
+            } => self.append_host_file(&header, path, HostFile::plain(host, *size))?,
+            EntryKind::File {
+                content: Content::Blob { path: host, digest },
                 size,
             } => {
-                let file = File::open(host_path).map_err(|source| TarError::ReadSource {
-                    path: host_path.clone(),
-                    image_path: path.clone(),
-                    source,
-                })?;
-                let length_now = file.metadata().map(|m| m.len()).unwrap_or(*size);
-                let inner: Box<dyn Read + '_> = match content {
-                    Content::Blob { digest, .. } => {
-                        Box::new(VerifyingReader::new(file.take(*size), digest.clone()))
-                    }
-                    _ => Box::new(file.take(*size)),
+                let file = HostFile {
+                    path: host,
+                    digest: Some(digest),
+                    size: *size,
                 };
-                let mut reader = CountingReader {
-                    inner,
-                    read: 0,
-                    on_bytes: &mut *on_file_bytes,
-                };
-                let result = builder.append(&header, &mut reader);
-                if reader.read != *size || length_now != *size {
-                    return Err(TarError::SourceChanged {
-                        path: host_path.clone(),
-                        expected: *size,
-                        found: if length_now != *size {
-                            length_now
-                        } else {
-                            reader.read
-                        },
-                    });
-                }
-                result.map_err(|source| TarError::ReadSource {
-                    path: host_path.clone(),
-                    image_path: path.clone(),
-                    source,
-                })?;
+                self.append_host_file(&header, path, file)?;
             }
             EntryKind::File {
                 content: Content::Inline(bytes),
                 ..
             } => {
-                builder
+                self.builder
                     .append(&header, &bytes[..])
                     .map_err(TarError::Write)?;
-                on_file_bytes(bytes.len() as u64);
+                (self.on_file_bytes)(bytes.len() as u64);
             }
-            _ => builder
+            _ => self
+                .builder
                 .append(&header, io::empty())
                 .map_err(TarError::Write)?,
         }
+        Ok(())
     }
-    builder.into_inner().map_err(TarError::Write)
+
+    /// A file's content from the host (a blob's checked against its digest on the way); a
+    /// file whose size is not the listed one fails the layer.
+    fn append_host_file(
+        &mut self,
+        header: &Header,
+        path: &ImagePath,
+        host: HostFile,
+    ) -> Result<(), TarError> {
+        let HostFile {
+            path: host_path,
+            digest,
+            size,
+        } = host;
+        let file = File::open(host_path).map_err(|source| TarError::ReadSource {
+            path: host_path.to_owned(),
+            image_path: path.clone(),
+            source,
+        })?;
+        let length_now = file.metadata().map(|m| m.len()).unwrap_or(size);
+        let inner: Box<dyn Read + '_> = match digest {
+            Some(digest) => Box::new(VerifyingReader::new(file.take(size), digest.clone())),
+            None => Box::new(file.take(size)),
+        };
+        let mut reader = CountingReader {
+            inner,
+            read: 0,
+            on_bytes: &mut *self.on_file_bytes,
+        };
+        let result = self.builder.append(header, &mut reader);
+        if reader.read != size || length_now != size {
+            return Err(TarError::SourceChanged {
+                path: host_path.to_owned(),
+                expected: size,
+                found: if length_now != size {
+                    length_now
+                } else {
+                    reader.read
+                },
+            });
+        }
+        result.map_err(|source| TarError::ReadSource {
+            path: host_path.to_owned(),
+            image_path: path.clone(),
+            source,
+        })?;
+        Ok(())
+    }
+}
+
+/// A file whose content is read from the host, and the digest it must have if it is a blob.
+struct HostFile<'a> {
+    path: &'a Path,
+    digest: Option<&'a Digest>,
+    size: u64,
+}
+
+impl HostFile<'_> {
+    fn plain(path: &Path, size: u64) -> HostFile<'_> {
+        HostFile {
+            path,
+            digest: None,
+            size,
+        }
+    }
 }
 
 /// Counts what was read, so that a file that shrank after it was listed is reported rather

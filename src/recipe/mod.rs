@@ -21,6 +21,7 @@ use crate::reference::Reference;
 use crate::source::LockedSpec;
 use crate::source::locked::SpecContext;
 use crate::transport::Transport;
+use schema::VariantSpec;
 pub use schema::{ConfigSpec, FileCopySpec, LayerSpec, RecipeFile};
 // A checked layer is what sources read, so sources define it; recipes build it.
 pub use crate::source::spec::{FileCopy, Layer, LayerSource};
@@ -275,10 +276,55 @@ impl Project {
         let text = self.read(file)?;
         let raw: RecipeFile = parse_toml(&shown, &text)?;
         let variant_spec = variant.map(|v| raw.variants[v].clone()).unwrap_or_default();
+        let vars = self.vars(&raw, &variant_spec);
+        let recipe = substituted(&shown, &text, &vars)?;
 
+        let invalid = |needle: &str, message: String| self.invalid(file, &text, needle, message);
+        let reference = image_reference(
+            recipe
+                .image
+                .clone()
+                .unwrap_or_else(|| format!("{target}:latest")),
+            variant_spec.tag_suffix.or(recipe.tag_suffix.clone()),
+            &invalid,
+        )?;
+        let from = self.base_ref(variant_spec.from.or(recipe.from.clone()), &invalid)?;
+        let platforms = checked_platforms(
+            variant_spec.platforms.or(recipe.platforms.clone()),
+            &invalid,
+        )?;
+
+        let mut layers = Vec::new();
+        for (index, spec) in recipe.layers.iter().enumerate() {
+            let off = spec
+                .when
+                .as_deref()
+                .is_some_and(|w| matches!(w.trim(), "" | "false" | "0"));
+            if !off {
+                layers.push(self.check_layer(index, spec, &invalid)?);
+            }
+        }
+        check_config(&recipe.config, &invalid)?;
+
+        Ok(Recipe {
+            target: target.to_owned(),
+            file: shown,
+            reference,
+            description: recipe.description,
+            from,
+            platforms,
+            layers,
+            config: recipe.config,
+            annotations: recipe.annotations,
+        })
+    }
+
+    /// The recipe's variables: the project's shared ones, the file's, the variant's, each set
+    /// in the environment taken from there, then defaults naming another variable expanded.
+    fn vars(&self, raw: &RecipeFile, variant: &VariantSpec) -> BTreeMap<String, String> {
         let mut vars = self.shared_vars.clone();
         vars.extend(raw.vars.clone());
-        vars.extend(variant_spec.vars.clone());
+        vars.extend(variant.vars.clone());
         for (name, value) in vars.iter_mut() {
             if let Ok(from_env) = std::env::var(name) {
                 *value = from_env;
@@ -293,42 +339,17 @@ impl Project {
                 *value = expanded;
             }
         }
+        vars
+    }
 
-        // Substitute in the parsed tree, then read it again as a recipe: the first parse has
-        // already reported syntax and schema errors with their positions.
-        let mut tree: toml::Value = toml::from_str(&text).expect("parsed above");
-        substitute(&mut tree, &vars).map_err(|name| RecipeError::Invalid {
-            file: shown.clone(),
-            line: line_of(&text, &format!("${{{name}}}")),
-            message: format!(
-                "unknown variable `{name}`; define it under [vars] or in recipes/_vars.toml"
-            ),
-        })?;
-        let recipe: RecipeFile =
-            tree.try_into()
-                .map_err(|e: toml::de::Error| RecipeError::Invalid {
-                    file: shown.clone(),
-                    line: 0,
-                    message: e.message().to_owned(),
-                })?;
-
-        let invalid = |needle: &str, message: String| self.invalid(file, &text, needle, message);
-
-        let image = recipe
-            .image
-            .clone()
-            .unwrap_or_else(|| format!("{target}:latest"));
-        let mut reference: Reference = image
-            .parse()
-            .map_err(|e: crate::reference::ReferenceError| invalid("image", e.to_string()))?;
-        let suffix = variant_spec.tag_suffix.or(recipe.tag_suffix.clone());
-        if let Some(suffix) = suffix {
-            let tag = format!("{}{suffix}", reference.tag_or_latest());
-            reference.tag = Some(tag);
-        }
-
-        let from_raw = variant_spec.from.or(recipe.from.clone());
-        let from = match from_raw.as_deref() {
+    /// What `from` names: scratch, an OCI layout, a definition of the project or a registry
+    /// image.
+    fn base_ref(
+        &self,
+        from: Option<String>,
+        invalid: &dyn Fn(&str, String) -> RecipeError,
+    ) -> Result<BaseRef, RecipeError> {
+        Ok(match from.as_deref() {
             None | Some("scratch") => BaseRef::Scratch,
             Some(spec) if spec.starts_with("oci:") => match spec.parse::<Transport>() {
                 Ok(Transport::Oci { dir, name }) => BaseRef::Layout {
@@ -362,63 +383,6 @@ impl Project {
                     ),
                 ));
             }
-        };
-
-        let platforms = variant_spec
-            .platforms
-            .or(recipe.platforms.clone())
-            .map(|list| {
-                list.iter()
-                    .map(|p| p.parse::<Platform>().map_err(|e| invalid(p, e.to_string())))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?;
-        if platforms.as_ref().is_some_and(Vec::is_empty) {
-            return Err(invalid(
-                "platforms",
-                "`platforms` is empty; name at least one, like \"linux/amd64\"".to_owned(),
-            ));
-        }
-
-        let mut layers = Vec::new();
-        for (index, spec) in recipe.layers.iter().enumerate() {
-            let off = spec
-                .when
-                .as_deref()
-                .is_some_and(|w| matches!(w.trim(), "" | "false" | "0"));
-            if !off {
-                layers.push(self.check_layer(index, spec, &invalid)?);
-            }
-        }
-
-        for port in &recipe.config.ports {
-            let (number, proto) = port.split_once('/').unwrap_or((port, "tcp"));
-            if number.parse::<u16>().is_err() || !matches!(proto, "tcp" | "udp" | "sctp") {
-                return Err(invalid(
-                    port,
-                    format!("port `{port}` is not PORT or PORT/tcp|udp|sctp"),
-                ));
-            }
-        }
-        for key in recipe.config.env.keys() {
-            if key.is_empty() || key.contains('=') {
-                return Err(invalid(
-                    key,
-                    format!("environment variable name `{key}` is empty or contains `=`"),
-                ));
-            }
-        }
-
-        Ok(Recipe {
-            target: target.to_owned(),
-            file: shown,
-            reference,
-            description: recipe.description,
-            from,
-            platforms,
-            layers,
-            config: recipe.config,
-            annotations: recipe.annotations,
         })
     }
 
@@ -579,6 +543,91 @@ fn toml_files(dir: &Path) -> BTreeMap<String, PathBuf> {
         }
     }
     out
+}
+
+/// The recipe with its variables substituted in the parsed tree, then read again as a recipe:
+/// the first parse has already reported syntax and schema errors with their positions.
+fn substituted(
+    shown: &Path,
+    text: &str,
+    vars: &BTreeMap<String, String>,
+) -> Result<RecipeFile, RecipeError> {
+    let mut tree: toml::Value = toml::from_str(text).expect("parsed above");
+    substitute(&mut tree, vars).map_err(|name| RecipeError::Invalid {
+        file: shown.to_owned(),
+        line: line_of(text, &format!("${{{name}}}")),
+        message: format!(
+            "unknown variable `{name}`; define it under [vars] or in recipes/_vars.toml"
+        ),
+    })?;
+    tree.try_into()
+        .map_err(|e: toml::de::Error| RecipeError::Invalid {
+            file: shown.to_owned(),
+            line: 0,
+            message: e.message().to_owned(),
+        })
+}
+
+/// The image the recipe is named and tagged as, its tag suffixed by the variant's or recipe's
+/// `tag_suffix`.
+fn image_reference(
+    image: String,
+    tag_suffix: Option<String>,
+    invalid: &dyn Fn(&str, String) -> RecipeError,
+) -> Result<Reference, RecipeError> {
+    let mut reference: Reference = image
+        .parse()
+        .map_err(|e: crate::reference::ReferenceError| invalid("image", e.to_string()))?;
+    if let Some(suffix) = tag_suffix {
+        let tag = format!("{}{suffix}", reference.tag_or_latest());
+        reference.tag = Some(tag);
+    }
+    Ok(reference)
+}
+
+fn checked_platforms(
+    platforms: Option<Vec<String>>,
+    invalid: &dyn Fn(&str, String) -> RecipeError,
+) -> Result<Option<Vec<Platform>>, RecipeError> {
+    let platforms = platforms
+        .map(|list| {
+            list.iter()
+                .map(|p| p.parse::<Platform>().map_err(|e| invalid(p, e.to_string())))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    if platforms.as_ref().is_some_and(Vec::is_empty) {
+        return Err(invalid(
+            "platforms",
+            "`platforms` is empty; name at least one, like \"linux/amd64\"".to_owned(),
+        ));
+    }
+    Ok(platforms)
+}
+
+/// Ports are PORT or PORT/tcp|udp|sctp; environment variable names non-empty without `=`.
+fn check_config(
+    config: &ConfigSpec,
+    invalid: &dyn Fn(&str, String) -> RecipeError,
+) -> Result<(), RecipeError> {
+    for port in &config.ports {
+        let (number, proto) = port.split_once('/').unwrap_or((port, "tcp"));
+        if number.parse::<u16>().is_err() || !matches!(proto, "tcp" | "udp" | "sctp") {
+            return Err(invalid(
+                port,
+                format!("port `{port}` is not PORT or PORT/tcp|udp|sctp"),
+            ));
+        }
+    }
+    for key in config.env.keys() {
+        if key.is_empty() || key.contains('=') {
+            return Err(invalid(
+                key,
+                format!("environment variable name `{key}` is empty or contains `=`"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn parse_toml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, RecipeError> {

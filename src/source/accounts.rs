@@ -78,12 +78,36 @@ fn fields(line: &str) -> Vec<&str> {
 }
 
 pub fn layer_tree(specs: &[AccountSpec], base: &AccountFiles) -> Result<LayerTree, AccountsError> {
-    let mut passwd: Vec<String> = base.passwd.lines().map(str::to_owned).collect();
-    let mut group: Vec<String> = base.group.lines().map(str::to_owned).collect();
-    let mut shadow: Vec<String> = base.shadow.lines().map(str::to_owned).collect();
-    let mut gshadow: Vec<String> = base.gshadow.lines().map(str::to_owned).collect();
-    let mut homes = Vec::new();
+    let mut accounts = Accounts::from_base(base);
     for spec in specs {
+        accounts.add(spec)?;
+    }
+    accounts.into_tree()
+}
+
+/// The account files as lines, the base's first, and the home directories to create.
+struct Accounts {
+    passwd: Vec<String>,
+    group: Vec<String>,
+    shadow: Vec<String>,
+    gshadow: Vec<String>,
+    /// (path, uid, gid).
+    homes: Vec<(String, u32, u32)>,
+}
+
+impl Accounts {
+    fn from_base(base: &AccountFiles) -> Accounts {
+        let lines = |text: &str| text.lines().map(str::to_owned).collect();
+        Accounts {
+            passwd: lines(&base.passwd),
+            group: lines(&base.group),
+            shadow: lines(&base.shadow),
+            gshadow: lines(&base.gshadow),
+            homes: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, spec: &AccountSpec) -> Result<(), AccountsError> {
         for (value, reason) in [(&spec.user, "a name"), (&spec.shell, "a shell")] {
             if value.is_empty() || value.contains([':', '\n']) {
                 return Err(AccountsError::BadValue {
@@ -99,23 +123,11 @@ pub fn layer_tree(specs: &[AccountSpec], base: &AccountFiles) -> Result<LayerTre
             .home
             .clone()
             .unwrap_or_else(|| format!("/home/{}", spec.user));
-        if let Some(line) = passwd
-            .iter()
-            .find(|l| fields(l).first() == Some(&spec.user.as_str()))
-        {
-            let uid: u32 = fields(line)
-                .get(2)
-                .and_then(|u| u.parse().ok())
-                .unwrap_or(0);
-            if uid != spec.uid {
-                return Err(AccountsError::NameTaken {
-                    user: spec.user.clone(),
-                    uid,
-                });
-            }
-            continue; // already there, as asked
+        if self.user_exists(spec)? {
+            return Ok(()); // already there, as asked
         }
-        if let Some(line) = passwd
+        if let Some(line) = self
+            .passwd
             .iter()
             .find(|l| fields(l).get(2) == Some(&spec.uid.to_string().as_str()))
         {
@@ -125,7 +137,51 @@ pub fn layer_tree(specs: &[AccountSpec], base: &AccountFiles) -> Result<LayerTre
                 owner: fields(line)[0].to_owned(),
             });
         }
-        match group
+        self.add_primary_group(spec, group_name, gid)?;
+        self.join_supplementary_groups(spec)?;
+        self.passwd.push(format!(
+            "{}:x:{}:{gid}::{home}:{}",
+            spec.user, spec.uid, spec.shell
+        ));
+        // A locked password, as useradd leaves it: no login by password.
+        self.shadow.push(format!("{}:!:0:0:99999:7:::", spec.user));
+        if spec.create_home {
+            self.homes.push((home, spec.uid, gid));
+        }
+        Ok(())
+    }
+
+    /// Whether the user is already there with the uid asked for; with another, an error.
+    fn user_exists(&self, spec: &AccountSpec) -> Result<bool, AccountsError> {
+        let Some(line) = self
+            .passwd
+            .iter()
+            .find(|l| fields(l).first() == Some(&spec.user.as_str()))
+        else {
+            return Ok(false);
+        };
+        let uid: u32 = fields(line)
+            .get(2)
+            .and_then(|u| u.parse().ok())
+            .unwrap_or(0);
+        if uid != spec.uid {
+            return Err(AccountsError::NameTaken {
+                user: spec.user.clone(),
+                uid,
+            });
+        }
+        Ok(true)
+    }
+
+    /// The primary group, created unless it is there with the gid asked for.
+    fn add_primary_group(
+        &mut self,
+        spec: &AccountSpec,
+        group_name: String,
+        gid: u32,
+    ) -> Result<(), AccountsError> {
+        match self
+            .group
             .iter()
             .find(|l| fields(l).first() == Some(&group_name.as_str()))
         {
@@ -144,12 +200,17 @@ pub fn layer_tree(specs: &[AccountSpec], base: &AccountFiles) -> Result<LayerTre
                 }
             }
             None => {
-                group.push(format!("{group_name}:x:{gid}:"));
-                gshadow.push(format!("{group_name}:!::"));
+                self.group.push(format!("{group_name}:x:{gid}:"));
+                self.gshadow.push(format!("{group_name}:!::"));
             }
         }
+        Ok(())
+    }
+
+    fn join_supplementary_groups(&mut self, spec: &AccountSpec) -> Result<(), AccountsError> {
         for extra in &spec.groups {
-            let Some(line) = group
+            let Some(line) = self
+                .group
                 .iter_mut()
                 .find(|l| l.split(':').next() == Some(extra.as_str()))
             else {
@@ -163,54 +224,51 @@ pub fn layer_tree(specs: &[AccountSpec], base: &AccountFiles) -> Result<LayerTre
             }
             line.push_str(&spec.user);
         }
-        passwd.push(format!(
-            "{}:x:{}:{gid}::{home}:{}",
-            spec.user, spec.uid, spec.shell
-        ));
-        // A locked password, as useradd leaves it: no login by password.
-        shadow.push(format!("{}:!:0:0:99999:7:::", spec.user));
-        if spec.create_home {
-            homes.push((home, spec.uid, gid));
+        Ok(())
+    }
+
+    /// The four files and the home directories, owned by their users.
+    fn into_tree(self) -> Result<LayerTree, AccountsError> {
+        let mut tree = LayerTree::default();
+        let mut file = |path: &str, lines: &[String], mode: u32, gid: u32| {
+            let mut text = lines.join("\n");
+            text.push('\n');
+            tree.insert(
+                ImagePath::new(path).expect("account file paths are valid"),
+                Entry {
+                    gid,
+                    ..super::tree_util::inline_file(text, mode)
+                },
+            );
+        };
+        let shadow_gid = self
+            .group
+            .iter()
+            .find(|l| l.starts_with("shadow:"))
+            .and_then(|l| fields(l).get(2).and_then(|g| g.parse().ok()))
+            .unwrap_or(0);
+        file("/etc/passwd", &self.passwd, 0o644, 0);
+        file("/etc/group", &self.group, 0o644, 0);
+        file("/etc/shadow", &self.shadow, 0o640, shadow_gid);
+        file("/etc/gshadow", &self.gshadow, 0o640, shadow_gid);
+        for (home, uid, gid) in self.homes {
+            let path = ImagePath::new(&home).map_err(|_| AccountsError::BadValue {
+                user: String::new(),
+                value: home.clone(),
+                reason: "an absolute home directory",
+            })?;
+            tree.insert(
+                path,
+                Entry {
+                    kind: EntryKind::Directory,
+                    mode: 0o755,
+                    uid,
+                    gid,
+                },
+            );
         }
+        Ok(tree)
     }
-    let mut tree = LayerTree::default();
-    let mut file = |path: &str, lines: &[String], mode: u32, gid: u32| {
-        let mut text = lines.join("\n");
-        text.push('\n');
-        tree.insert(
-            ImagePath::new(path).expect("account file paths are valid"),
-            Entry {
-                gid,
-                ..super::tree_util::inline_file(text, mode)
-            },
-        );
-    };
-    let shadow_gid = group
-        .iter()
-        .find(|l| l.starts_with("shadow:"))
-        .and_then(|l| fields(l).get(2).and_then(|g| g.parse().ok()))
-        .unwrap_or(0);
-    file("/etc/passwd", &passwd, 0o644, 0);
-    file("/etc/group", &group, 0o644, 0);
-    file("/etc/shadow", &shadow, 0o640, shadow_gid);
-    file("/etc/gshadow", &gshadow, 0o640, shadow_gid);
-    for (home, uid, gid) in homes {
-        let path = ImagePath::new(&home).map_err(|_| AccountsError::BadValue {
-            user: String::new(),
-            value: home.clone(),
-            reason: "an absolute home directory",
-        })?;
-        tree.insert(
-            path,
-            Entry {
-                kind: EntryKind::Directory,
-                mode: 0o755,
-                uid,
-                gid,
-            },
-        );
-    }
-    Ok(tree)
 }
 
 /// The account files a layer set leaves, by path: later layers win.

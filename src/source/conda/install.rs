@@ -350,60 +350,105 @@ pub fn install(
     packages: &[Unpacked],
     source_date_epoch: u64,
 ) -> Result<LayerTree, CondaError> {
-    let prefix = spec.prefix.trim_end_matches('/');
-    let prefix_path = ImagePath::new(prefix)
-        .ok()
-        .filter(|_| prefix.starts_with('/'))
-        .ok_or_else(|| InstallError::BadPrefix(spec.prefix.clone()))?;
-    let python_version = packages
-        .iter()
-        .find(|p| p.locked.name == "python")
-        .map(|p| {
-            let mut parts = p.locked.version.split('.');
-            format!(
-                "{}.{}",
-                parts.next().unwrap_or(""),
-                parts.next().unwrap_or("")
-            )
-        });
-    // Every `rel` is a checked relative path by now; an error here is a bug, not a panic.
-    let under_prefix = |package: &str, rel: &str| {
-        ImagePath::new(&format!("{}/{rel}", prefix_path.as_str()))
-            .map_err(|_| member_fault(package, rel, NameFault::Climbs))
-    };
-    // Where each package put a symbolic link, to refuse entries below one (in any package).
-    let mut links: BTreeMap<ImagePath, String> = BTreeMap::new();
-
-    let mut tree = LayerTree::default();
-    let mut history = String::new();
+    let mut installer = Installer::new(spec, packages)?;
     let timestamp = crate::time::rfc3339(source_date_epoch)
         .replace('T', " ")
         .trim_end_matches('Z')
         .to_owned();
-    history.push_str(&format!(
+    installer.history.push_str(&format!(
         "==> {timestamp} <==\n# cmd: oci-build build (conda layer)\n"
     ));
     for unpacked in packages {
-        let package = super::dist_name(&unpacked.locked);
+        installer.install_package(unpacked)?;
+    }
+    installer.finish()
+}
+
+/// The layer being filled, package by package, under the spec's prefix.
+struct Installer<'a> {
+    spec: &'a CondaSpec,
+    /// The prefix without a trailing `/`.
+    prefix: &'a str,
+    prefix_path: ImagePath,
+    /// `X.Y` of the environment's `python`, for `noarch: python` packages.
+    python_version: Option<String>,
+    tree: LayerTree,
+    /// Where each package put a symbolic link, to refuse entries below one (in any package).
+    links: BTreeMap<ImagePath, String>,
+    /// `conda-meta/history`.
+    history: String,
+}
+
+/// One package being placed.
+struct Package<'a> {
+    unpacked: &'a Unpacked,
+    /// `name-version-build`, which names its conda-meta record.
+    name: String,
+    /// `X.Y` where it is a `noarch: python` package.
+    python_dir: Option<String>,
+}
+
+impl<'a> Installer<'a> {
+    fn new(spec: &'a CondaSpec, packages: &[Unpacked]) -> Result<Installer<'a>, CondaError> {
+        let prefix = spec.prefix.trim_end_matches('/');
+        let prefix_path = ImagePath::new(prefix)
+            .ok()
+            .filter(|_| prefix.starts_with('/'))
+            .ok_or_else(|| InstallError::BadPrefix(spec.prefix.clone()))?;
+        let python_version = packages
+            .iter()
+            .find(|p| p.locked.name == "python")
+            .map(|p| {
+                let mut parts = p.locked.version.split('.');
+                format!(
+                    "{}.{}",
+                    parts.next().unwrap_or(""),
+                    parts.next().unwrap_or("")
+                )
+            });
+        Ok(Installer {
+            spec,
+            prefix,
+            prefix_path,
+            python_version,
+            tree: LayerTree::default(),
+            links: BTreeMap::new(),
+            history: String::new(),
+        })
+    }
+
+    /// Every `rel` is a checked relative path by now; an error here is a bug, not a panic.
+    fn under_prefix(&self, package: &str, rel: &str) -> Result<ImagePath, CondaError> {
+        ImagePath::new(&format!("{}/{rel}", self.prefix_path.as_str()))
+            .map_err(|_| member_fault(package, rel, NameFault::Climbs))
+    }
+
+    fn install_package(&mut self, unpacked: &Unpacked) -> Result<(), CondaError> {
+        let name = super::dist_name(&unpacked.locked);
         // The package's conda-meta record is named after it: a `/` in its name, version or
         // build (from repodata or a lock file) would put the record elsewhere.
-        if package.contains(['/', '\0']) {
+        if name.contains(['/', '\0']) {
             return Err(CondaError::Escapes {
-                entry: format!("conda-meta/{package}.json"),
-                package,
+                entry: format!("conda-meta/{name}.json"),
+                package: name,
             });
         }
         let info = read_info(unpacked)?;
         let python_dir = if info.noarch_python {
             Some(
-                python_version
+                self.python_version
                     .clone()
                     .ok_or_else(|| InstallError::NoPython {
-                        package: package.clone(),
+                        package: name.clone(),
                     })?,
             )
         } else {
             None
+        };
+        let package = Package {
+            unpacked,
+            name,
+            python_dir,
         };
         let listed: BTreeMap<&str, &ListedEntry> = unpacked
             .listing
@@ -413,133 +458,185 @@ pub fn install(
             .collect();
         let mut installed: Vec<PathEntry> = Vec::new();
         for path_entry in &info.paths {
-            // As for archive members: no `..` at all, not absolute, no control character.
-            let path = RelPath::new(&path_entry.path)
-                .map_err(|fault| member_fault(&package, &path_entry.path, fault))?;
-            let dest = match &python_dir {
-                Some(version) => noarch_python_path(path.as_str(), version),
-                None => path.as_str().to_owned(),
-            };
-            let listed_entry = listed
-                .get(path.as_str())
-                .ok_or_else(|| InstallError::Missing {
-                    package: package.clone(),
-                    path: path_entry.path.clone(),
-                })?;
-            let entry = match &listed_entry.kind {
-                ListedKind::Directory => Entry {
-                    kind: EntryKind::Directory,
-                    mode: listed_entry.mode,
-                    uid: 0,
-                    gid: 0,
-                },
-                ListedKind::Symlink { target } => {
-                    links.insert(under_prefix(&package, &dest)?, package.clone());
-                    Entry {
-                        kind: EntryKind::Symlink {
-                            target: target.clone(),
-                        },
-                        mode: 0o777,
-                        uid: 0,
-                        gid: 0,
-                    }
-                }
-                ListedKind::File { .. } | ListedKind::Hardlink { .. } => {
-                    // A tar hard link inside a package is a second copy here: the layer keeps
-                    // links only where their target is in the same layer under a known name.
-                    let source = match &listed_entry.kind {
-                        ListedKind::Hardlink { target } => RelPath::new(target)
-                            .map_err(|fault| member_fault(&package, target, fault))?,
-                        _ => path.clone(),
-                    };
-                    let source = source.as_str();
-                    let host = unpacked.dir.join("files").join(source);
-                    match &path_entry.prefix_placeholder {
-                        Some(placeholder) if !placeholder.is_empty() => {
-                            let data = fs::read(&host).map_err(|_| InstallError::Missing {
-                                package: package.clone(),
-                                path: source.to_owned(),
-                            })?;
-                            let binary = path_entry.file_mode.as_deref() == Some("binary");
-                            let replaced = if binary {
-                                replace_binary(&data, placeholder.as_bytes(), prefix.as_bytes())
-                                    .ok_or_else(|| InstallError::PrefixTooLong {
-                                        package: package.clone(),
-                                        prefix: prefix.to_owned(),
-                                        path: path_entry.path.clone(),
-                                        length: placeholder.len(),
-                                    })?
-                            } else {
-                                replace_text(&data, placeholder.as_bytes(), prefix.as_bytes())
-                            };
-                            let stored = store_replaced(unpacked, prefix, source, &replaced)
-                                .map_err(|source| InstallError::Io {
-                                    package: package.clone(),
-                                    source,
-                                })?;
-                            host_file(stored, replaced.len() as u64, listed_entry.mode)
-                        }
-                        _ => {
-                            let size = fs::metadata(&host).map_or(0, |m| m.len());
-                            host_file(host, size, listed_entry.mode)
-                        }
-                    }
-                }
-            };
-            tree.insert(under_prefix(&package, &dest)?, entry);
-            installed.push(PathEntry {
-                path: dest,
-                ..path_entry.clone()
-            });
+            installed.push(self.install_path(&package, &listed, path_entry)?);
         }
         for point in &info.entry_points {
-            let (name, module, function) = parse_entry_point(&package, point)?;
-            let script = entry_point_script(&format!("{prefix}/bin/python"), &module, &function);
-            let dest = format!("bin/{name}");
-            installed.push(PathEntry {
-                path: dest.clone(),
-                path_type: "unix_python_entry_point".to_owned(),
-                size_in_bytes: Some(script.len() as u64),
-                ..Default::default()
-            });
-            tree.insert(
-                under_prefix(&package, &dest)?,
-                inline(script.into_bytes(), 0o755),
-            );
+            installed.push(self.install_entry_point(&package.name, point)?);
         }
+        self.write_record(&package, info.index, &installed)
+    }
 
-        let record = prefix_record(spec, unpacked, info.index, &installed, prefix);
-        let record_name = FileName::new(&format!("{package}.json"))
-            .map_err(|fault| member_fault(&package, &package, fault))?;
-        tree.insert(
-            under_prefix(&package, &format!("conda-meta/{record_name}"))?,
+    /// Places one `paths.json` entry; returns it as the conda-meta record lists it.
+    fn install_path(
+        &mut self,
+        package: &Package,
+        listed: &BTreeMap<&str, &ListedEntry>,
+        path_entry: &PathEntry,
+    ) -> Result<PathEntry, CondaError> {
+        let name = &package.name;
+        // As for archive members: no `..` at all, not absolute, no control character.
+        let path = RelPath::new(&path_entry.path)
+            .map_err(|fault| member_fault(name, &path_entry.path, fault))?;
+        let dest = match &package.python_dir {
+            Some(version) => noarch_python_path(path.as_str(), version),
+            None => path.as_str().to_owned(),
+        };
+        let listed_entry = listed
+            .get(path.as_str())
+            .ok_or_else(|| InstallError::Missing {
+                package: name.clone(),
+                path: path_entry.path.clone(),
+            })?;
+        let entry = match &listed_entry.kind {
+            ListedKind::Directory => Entry {
+                kind: EntryKind::Directory,
+                mode: listed_entry.mode,
+                uid: 0,
+                gid: 0,
+            },
+            ListedKind::Symlink { target } => {
+                self.links
+                    .insert(self.under_prefix(name, &dest)?, name.clone());
+                Entry {
+                    kind: EntryKind::Symlink {
+                        target: target.clone(),
+                    },
+                    mode: 0o777,
+                    uid: 0,
+                    gid: 0,
+                }
+            }
+            ListedKind::File { .. } | ListedKind::Hardlink { .. } => {
+                self.file_entry(package, path_entry, listed_entry, &path)?
+            }
+        };
+        self.tree.insert(self.under_prefix(name, &dest)?, entry);
+        Ok(PathEntry {
+            path: dest,
+            ..path_entry.clone()
+        })
+    }
+
+    /// A regular file (or hard link) of the package, its prefix placeholder replaced if it has one.
+    fn file_entry(
+        &self,
+        package: &Package,
+        path_entry: &PathEntry,
+        listed_entry: &ListedEntry,
+        path: &RelPath,
+    ) -> Result<Entry, CondaError> {
+        let name = &package.name;
+        // A tar hard link inside a package is a second copy here: the layer keeps
+        // links only where their target is in the same layer under a known name.
+        let source = match &listed_entry.kind {
+            ListedKind::Hardlink { target } => {
+                RelPath::new(target).map_err(|fault| member_fault(name, target, fault))?
+            }
+            _ => path.clone(),
+        };
+        let source = source.as_str();
+        let host = package.unpacked.dir.join("files").join(source);
+        let placeholder = match &path_entry.prefix_placeholder {
+            Some(placeholder) if !placeholder.is_empty() => placeholder,
+            _ => {
+                let size = fs::metadata(&host).map_or(0, |m| m.len());
+                return Ok(host_file(host, size, listed_entry.mode));
+            }
+        };
+        let data = fs::read(&host).map_err(|_| InstallError::Missing {
+            package: name.clone(),
+            path: source.to_owned(),
+        })?;
+        let binary = path_entry.file_mode.as_deref() == Some("binary");
+        let prefix = self.prefix;
+        let replaced = if binary {
+            replace_binary(&data, placeholder.as_bytes(), prefix.as_bytes()).ok_or_else(|| {
+                InstallError::PrefixTooLong {
+                    package: name.clone(),
+                    prefix: prefix.to_owned(),
+                    path: path_entry.path.clone(),
+                    length: placeholder.len(),
+                }
+            })?
+        } else {
+            replace_text(&data, placeholder.as_bytes(), prefix.as_bytes())
+        };
+        let stored =
+            store_replaced(package.unpacked, prefix, source, &replaced).map_err(|source| {
+                InstallError::Io {
+                    package: name.clone(),
+                    source,
+                }
+            })?;
+        Ok(host_file(stored, replaced.len() as u64, listed_entry.mode))
+    }
+
+    /// The `bin/` script for one `link.json` entry point; returns its conda-meta line.
+    fn install_entry_point(&mut self, package: &str, point: &str) -> Result<PathEntry, CondaError> {
+        let (name, module, function) = parse_entry_point(package, point)?;
+        let python = format!("{}/bin/python", self.prefix);
+        let script = entry_point_script(&python, &module, &function);
+        let dest = format!("bin/{name}");
+        let installed = PathEntry {
+            path: dest.clone(),
+            path_type: "unix_python_entry_point".to_owned(),
+            size_in_bytes: Some(script.len() as u64),
+            ..Default::default()
+        };
+        self.tree.insert(
+            self.under_prefix(package, &dest)?,
+            inline(script.into_bytes(), 0o755),
+        );
+        Ok(installed)
+    }
+
+    /// The package's `conda-meta/<name>.json` and its line in the history.
+    fn write_record(
+        &mut self,
+        package: &Package,
+        index: serde_json::Map<String, Value>,
+        installed: &[PathEntry],
+    ) -> Result<(), CondaError> {
+        let unpacked = package.unpacked;
+        let name = &package.name;
+        let record = prefix_record(self.spec, unpacked, index, installed, self.prefix);
+        let record_name = FileName::new(&format!("{name}.json"))
+            .map_err(|fault| member_fault(name, name, fault))?;
+        self.tree.insert(
+            self.under_prefix(name, &format!("conda-meta/{record_name}"))?,
             inline(
                 serde_json::to_vec_pretty(&record).expect("records serialise"),
                 0o644,
             ),
         );
-        history.push_str(&format!(
-            "+{}/{}::{package}\n",
+        self.history.push_str(&format!(
+            "+{}/{}::{name}\n",
             unpacked.channel_url, unpacked.locked.subdir
         ));
+        Ok(())
     }
-    history.push_str(&format!(
-        "# update specs: {}\n",
-        serde_json::to_string(&spec.specs).expect("specs serialise")
-    ));
-    tree.insert(
-        under_prefix("conda-meta", "conda-meta/history")?,
-        inline(history.into_bytes(), 0o644),
-    );
-    for path in tree.paths() {
-        if let Some(package) = path.ancestors().find_map(|a| links.get(&a)) {
-            return Err(CondaError::Escapes {
-                package: package.clone(),
-                entry: format!("{path} (below a link the layer's packages create)"),
-            });
+
+    /// `conda-meta/history`, then the check that no entry lies below a package's link.
+    fn finish(mut self) -> Result<LayerTree, CondaError> {
+        self.history.push_str(&format!(
+            "# update specs: {}\n",
+            serde_json::to_string(&self.spec.specs).expect("specs serialise")
+        ));
+        let history = std::mem::take(&mut self.history);
+        self.tree.insert(
+            self.under_prefix("conda-meta", "conda-meta/history")?,
+            inline(history.into_bytes(), 0o644),
+        );
+        for path in self.tree.paths() {
+            if let Some(package) = path.ancestors().find_map(|a| self.links.get(&a)) {
+                return Err(CondaError::Escapes {
+                    package: package.clone(),
+                    entry: format!("{path} (below a link the layer's packages create)"),
+                });
+            }
         }
+        Ok(self.tree)
     }
-    Ok(tree)
 }
 
 /// Where a `noarch: python` package's path goes in the prefix.

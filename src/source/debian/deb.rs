@@ -176,10 +176,7 @@ fn extract_members<R: Read>(
     name: &str,
     into: &Path,
 ) -> Result<ExtractedDeb, DebError> {
-    let io_err = |source| DebError::Io {
-        deb: name.to_owned(),
-        source,
-    };
+    let extraction = Extraction { deb: name, into };
     let not_deb = |reason: &str| DebError::NotADeb {
         deb: name.to_owned(),
         reason: reason.to_owned(),
@@ -199,113 +196,10 @@ fn extract_members<R: Read>(
             continue;
         }
         if member_name.starts_with("control.tar") {
-            let reader = decompressor(&member_name, Box::new(member)).map_err(io_err)?;
-            let mut tar = tar::Archive::new(reader);
-            for entry in tar.entries().map_err(io_err)? {
-                let mut entry = entry.map_err(io_err)?;
-                if !entry.header().entry_type().is_file() {
-                    continue;
-                }
-                let path = entry.path().map_err(io_err)?.to_string_lossy().into_owned();
-                let file_name = path.trim_start_matches("./").to_owned();
-                if file_name.contains('/') || file_name.is_empty() {
-                    continue;
-                }
-                // Control files need not be UTF-8 (md5sums of Latin-1 file names): the bytes
-                // are kept on disk for the dpkg database, the text is for reading fields.
-                let mut bytes = Vec::new();
-                entry.read_to_end(&mut bytes).map_err(io_err)?;
-                fs::create_dir_all(into.join("control")).map_err(io_err)?;
-                fs::write(into.join("control").join(&file_name), &bytes).map_err(io_err)?;
-                control_files.insert(file_name, String::from_utf8_lossy(&bytes).into_owned());
-            }
+            extraction.extract_control(&member_name, member, &mut control_files)?;
         } else if member_name.starts_with("data.tar") {
             seen_data = true;
-            let reader = decompressor(&member_name, Box::new(member)).map_err(io_err)?;
-            let mut tar = tar::Archive::new(reader);
-            // What each path of the package is so far, for checking hard links.
-            let mut kinds: BTreeMap<ImagePath, Seen> = BTreeMap::new();
-            for entry in tar.entries().map_err(io_err)? {
-                let mut entry = entry.map_err(io_err)?;
-                let raw = entry.path().map_err(io_err)?.to_string_lossy().into_owned();
-                let Some(path) = member_path(name, &raw)? else {
-                    continue;
-                };
-                let header = entry.header();
-                let mode = header.mode().map_err(io_err)? & 0o7777;
-                let uid = header.uid().map_err(io_err)? as u32;
-                let gid = header.gid().map_err(io_err)? as u32;
-                let kind = match header.entry_type() {
-                    tar::EntryType::Directory => DebEntryKind::Directory,
-                    tar::EntryType::Regular | tar::EntryType::Continuous => {
-                        let target = into.join("files").join(path.as_str());
-                        if let Some(parent) = target.parent() {
-                            fs::create_dir_all(parent).map_err(io_err)?;
-                        }
-                        let mut out = fs::File::create(&target).map_err(io_err)?;
-                        let size = io::copy(&mut entry, &mut out).map_err(io_err)?;
-                        DebEntryKind::File { size }
-                    }
-                    tar::EntryType::Symlink => DebEntryKind::Symlink {
-                        target: link_name(&entry).map_err(io_err)?,
-                    },
-                    tar::EntryType::Link => {
-                        let target_raw = link_name(&entry).map_err(io_err)?;
-                        let bad = |why| DebError::BadHardlink {
-                            deb: name.to_owned(),
-                            entry: raw.clone(),
-                            target: target_raw.clone(),
-                            why,
-                        };
-                        // A link out of the root names no file of the package either.
-                        let target = match member_path(name, &target_raw) {
-                            Ok(Some(target)) => target,
-                            Ok(None) | Err(_) => return Err(bad("it leaves the package root")),
-                        };
-                        // A hard link to a symlink would give the layer a second name for
-                        // wherever that symlink leads; to a path the package never wrote, a
-                        // file of another package or of the host.
-                        match kinds.get(&target) {
-                            Some(Seen::File) => {}
-                            Some(Seen::Symlink) => return Err(bad("it is a symlink")),
-                            Some(Seen::Directory) => return Err(bad("it is a directory")),
-                            None => return Err(bad("the package has no such file before it")),
-                        }
-                        DebEntryKind::Hardlink {
-                            target: target.as_str().to_owned(),
-                        }
-                    }
-                    other => {
-                        let kind = match other {
-                            tar::EntryType::Char => "character device",
-                            tar::EntryType::Block => "block device",
-                            tar::EntryType::Fifo => "named pipe",
-                            _ => "special file",
-                        };
-                        return Err(DebError::Special {
-                            deb: name.to_owned(),
-                            entry: raw,
-                            kind,
-                        });
-                    }
-                };
-                kinds.insert(
-                    path.clone(),
-                    match kind {
-                        DebEntryKind::Directory => Seen::Directory,
-                        DebEntryKind::Symlink { .. } => Seen::Symlink,
-                        // A second name of a file is a file for links that follow it.
-                        DebEntryKind::File { .. } | DebEntryKind::Hardlink { .. } => Seen::File,
-                    },
-                );
-                entries.push(DebEntry {
-                    path: path.as_str().to_owned(),
-                    kind,
-                    mode,
-                    uid,
-                    gid,
-                });
-            }
+            extraction.extract_data(&member_name, member, &mut entries)?;
         }
     }
     if first {
@@ -318,6 +212,181 @@ fn extract_members<R: Read>(
         control_files,
         entries,
     })
+}
+
+/// One `.deb` being unpacked into the directory `into`.
+struct Extraction<'a> {
+    /// The file's name, for messages.
+    deb: &'a str,
+    into: &'a Path,
+}
+
+impl Extraction<'_> {
+    fn io_err(&self) -> impl Fn(io::Error) -> DebError + '_ {
+        |source| DebError::Io {
+            deb: self.deb.to_owned(),
+            source,
+        }
+    }
+
+    /// The top-level files of `control.tar`, to `into/control/<name>` and as text.
+    fn extract_control<'r>(
+        &self,
+        member_name: &str,
+        member: impl Read + 'r,
+        control_files: &mut BTreeMap<String, String>,
+    ) -> Result<(), DebError> {
+        let io_err = self.io_err();
+        let reader = decompressor(member_name, Box::new(member)).map_err(&io_err)?;
+        let mut tar = tar::Archive::new(reader);
+        for entry in tar.entries().map_err(&io_err)? {
+            let mut entry = entry.map_err(&io_err)?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let path = entry
+                .path()
+                .map_err(&io_err)?
+                .to_string_lossy()
+                .into_owned();
+            let file_name = path.trim_start_matches("./").to_owned();
+            if file_name.contains('/') || file_name.is_empty() {
+                continue;
+            }
+            // Control files need not be UTF-8 (md5sums of Latin-1 file names): the bytes
+            // are kept on disk for the dpkg database, the text is for reading fields.
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(&io_err)?;
+            let control = self.into.join("control");
+            fs::create_dir_all(&control).map_err(&io_err)?;
+            fs::write(control.join(&file_name), &bytes).map_err(&io_err)?;
+            control_files.insert(file_name, String::from_utf8_lossy(&bytes).into_owned());
+        }
+        Ok(())
+    }
+
+    /// Every entry of `data.tar`, regular files to `into/files/<path>`.
+    fn extract_data<'r>(
+        &self,
+        member_name: &str,
+        member: impl Read + 'r,
+        entries: &mut Vec<DebEntry>,
+    ) -> Result<(), DebError> {
+        let io_err = self.io_err();
+        let reader = decompressor(member_name, Box::new(member)).map_err(&io_err)?;
+        let mut tar = tar::Archive::new(reader);
+        // What each path of the package is so far, for checking hard links.
+        let mut kinds: BTreeMap<ImagePath, Seen> = BTreeMap::new();
+        for entry in tar.entries().map_err(&io_err)? {
+            let mut entry = entry.map_err(&io_err)?;
+            let raw = entry
+                .path()
+                .map_err(&io_err)?
+                .to_string_lossy()
+                .into_owned();
+            let Some(path) = member_path(self.deb, &raw)? else {
+                continue;
+            };
+            let header = entry.header();
+            let mode = header.mode().map_err(&io_err)? & 0o7777;
+            let uid = header.uid().map_err(&io_err)? as u32;
+            let gid = header.gid().map_err(&io_err)? as u32;
+            let kind = self.entry_kind(&mut entry, &path, raw, &kinds)?;
+            kinds.insert(
+                path.clone(),
+                match kind {
+                    DebEntryKind::Directory => Seen::Directory,
+                    DebEntryKind::Symlink { .. } => Seen::Symlink,
+                    // A second name of a file is a file for links that follow it.
+                    DebEntryKind::File { .. } | DebEntryKind::Hardlink { .. } => Seen::File,
+                },
+            );
+            entries.push(DebEntry {
+                path: path.as_str().to_owned(),
+                kind,
+                mode,
+                uid,
+                gid,
+            });
+        }
+        Ok(())
+    }
+
+    /// What the `data.tar` entry `raw` (at `path`) is, a regular file written out on the way.
+    fn entry_kind<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        path: &ImagePath,
+        raw: String,
+        kinds: &BTreeMap<ImagePath, Seen>,
+    ) -> Result<DebEntryKind, DebError> {
+        let io_err = self.io_err();
+        Ok(match entry.header().entry_type() {
+            tar::EntryType::Directory => DebEntryKind::Directory,
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let target = self.into.join("files").join(path.as_str());
+                if let Some(parent) = target.parent() {
+                    fs::create_dir_all(parent).map_err(&io_err)?;
+                }
+                let mut out = fs::File::create(&target).map_err(&io_err)?;
+                let size = io::copy(entry, &mut out).map_err(&io_err)?;
+                DebEntryKind::File { size }
+            }
+            tar::EntryType::Symlink => DebEntryKind::Symlink {
+                target: link_name(entry).map_err(&io_err)?,
+            },
+            tar::EntryType::Link => {
+                let target_raw = link_name(entry).map_err(&io_err)?;
+                self.hardlink_kind(&raw, target_raw, kinds)?
+            }
+            other => {
+                let kind = match other {
+                    tar::EntryType::Char => "character device",
+                    tar::EntryType::Block => "block device",
+                    tar::EntryType::Fifo => "named pipe",
+                    _ => "special file",
+                };
+                return Err(DebError::Special {
+                    deb: self.deb.to_owned(),
+                    entry: raw,
+                    kind,
+                });
+            }
+        })
+    }
+
+    /// The hard link `raw` → `target_raw`, which must name a regular file the package wrote
+    /// before it.
+    fn hardlink_kind(
+        &self,
+        raw: &str,
+        target_raw: String,
+        kinds: &BTreeMap<ImagePath, Seen>,
+    ) -> Result<DebEntryKind, DebError> {
+        let bad = |why| DebError::BadHardlink {
+            deb: self.deb.to_owned(),
+            entry: raw.to_owned(),
+            target: target_raw.clone(),
+            why,
+        };
+        // A link out of the root names no file of the package either.
+        let target = match member_path(self.deb, &target_raw) {
+            Ok(Some(target)) => target,
+            Ok(None) | Err(_) => return Err(bad("it leaves the package root")),
+        };
+        // A hard link to a symlink would give the layer a second name for
+        // wherever that symlink leads; to a path the package never wrote, a
+        // file of another package or of the host.
+        match kinds.get(&target) {
+            Some(Seen::File) => {}
+            Some(Seen::Symlink) => return Err(bad("it is a symlink")),
+            Some(Seen::Directory) => return Err(bad("it is a directory")),
+            None => return Err(bad("the package has no such file before it")),
+        }
+        Ok(DebEntryKind::Hardlink {
+            target: target.as_str().to_owned(),
+        })
+    }
 }
 
 fn link_name<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<String> {

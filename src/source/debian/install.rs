@@ -24,7 +24,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::LockedDeb;
-use super::deb::{self, DebEntryKind, ExtractedDeb};
+use super::deb::{self, DebEntry, DebEntryKind, ExtractedDeb};
 use super::deb822::Stanza;
 use crate::digest::HashingWriter;
 use crate::http;
@@ -264,147 +264,168 @@ pub fn install(
     status_below: &str,
     links_below: &BTreeMap<String, String>,
 ) -> Result<String, InstallError> {
-    let mut placed: BTreeMap<ImagePath, Entry> = BTreeMap::new();
-    // (hard link, its target, package): checked once every package is in, since a later
-    // package may replace the target.
-    let mut hardlinks: Vec<(ImagePath, ImagePath, String)> = Vec::new();
+    let mut placement = Placement {
+        links_below,
+        placed: BTreeMap::new(),
+        hardlinks: Vec::new(),
+    };
     for unpacked in packages {
-        let package = unpacked.deb.label();
-        let files = deb::files_dir(&unpacked.dir);
-        // Where this package's own paths went, for its hard links.
-        let mut own: BTreeMap<&str, ImagePath> = BTreeMap::new();
-        for entry in &unpacked.extracted.entries {
-            let refuse = |why: Misplaced| match why {
-                Misplaced::Reason(reason) => InstallError::Unsafe {
-                    package: package.clone(),
-                    member: format!("/{}", entry.path),
-                    reason,
-                },
-                Misplaced::Path(source) => InstallError::MemberPath {
-                    package: package.clone(),
-                    member: format!("/{}", entry.path),
-                    source,
-                },
-            };
-            // The listing comes from the cache, so it is checked as any outside input is.
-            let member = ImagePath::new(&entry.path).map_err(|e| refuse(Misplaced::Path(e)))?;
-            let is_dir = matches!(entry.kind, DebEntryKind::Directory);
-            let at = |p: &str| symlink_at(&placed, links_below, p);
-            let Some(target_path) = place(&member, is_dir, &at).map_err(refuse)? else {
-                // A directory where a symlink is: dpkg keeps the symlink.
-                continue;
-            };
-            let kind = match &entry.kind {
-                DebEntryKind::Directory => EntryKind::Directory,
-                DebEntryKind::File { size } => {
-                    let host = files.join(member.as_str());
-                    let stamp = FileStamp::of(&host);
-                    EntryKind::File {
-                        content: Content::Host { path: host, stamp },
-                        size: *size,
-                    }
-                }
-                DebEntryKind::Symlink { target } => EntryKind::Symlink {
-                    target: target.clone(),
-                },
-                DebEntryKind::Hardlink { target } => {
-                    let Some(placed_target) = own.get(target.as_str()) else {
-                        return Err(refuse(Misplaced::Reason(format!(
-                            "is a hard link to `/{target}`, which the package does not hold"
-                        ))));
-                    };
-                    hardlinks.push((target_path.clone(), placed_target.clone(), package.clone()));
-                    EntryKind::Hardlink {
-                        target: placed_target.clone(),
-                    }
-                }
-            };
-            own.insert(entry.path.as_str(), target_path.clone());
-            let image_entry = Entry {
-                kind,
-                mode: entry.mode,
-                uid: entry.uid,
-                gid: entry.gid,
-            };
-            // Directories shared by packages keep the first package's metadata, as dpkg does.
-            if is_dir && placed.contains_key(&target_path) {
-                continue;
-            }
-            // dpkg leaves a directory where a package ships a symlink; replacing it here would
-            // put the symlink before the paths already placed under it.
-            if matches!(image_entry.kind, EntryKind::Symlink { .. })
-                && holds_directory(&placed, &target_path)
-            {
-                continue;
-            }
-            placed.insert(target_path, image_entry);
-        }
+        placement.place_package(unpacked)?;
     }
-    for (link, target, package) in hardlinks {
-        if !matches!(
-            placed.get(&target).map(|e| &e.kind),
-            Some(EntryKind::File { .. })
-        ) {
-            return Err(InstallError::Unsafe {
-                package,
-                member: link.to_string(),
-                reason: format!("is a hard link to {target}, which is no longer a regular file"),
-            });
-        }
-    }
-    for (p, entry) in placed {
+    placement.check_hardlinks()?;
+    for (p, entry) in placement.placed {
         tree.insert(p, entry);
     }
+    let status = write_dpkg_database(tree, packages, status_below)?;
+    emulate_maintainer_scripts(tree, packages);
+    Ok(status)
+}
 
-    // The dpkg database.
+/// Where the packages' members go, in package order, before any of them enters the tree.
+struct Placement<'a> {
+    links_below: &'a BTreeMap<String, String>,
+    placed: BTreeMap<ImagePath, Entry>,
+    /// (hard link, its target, package): checked once every package is in, since a later
+    /// package may replace the target.
+    hardlinks: Vec<(ImagePath, ImagePath, String)>,
+}
+
+/// The package whose members are being placed.
+struct Placing<'u> {
+    package: String,
+    files: PathBuf,
+    /// Where this package's own paths went, for its hard links.
+    own: BTreeMap<&'u str, ImagePath>,
+}
+
+impl Placing<'_> {
+    fn refuse(&self, entry: &DebEntry, why: Misplaced) -> InstallError {
+        match why {
+            Misplaced::Reason(reason) => InstallError::Unsafe {
+                package: self.package.clone(),
+                member: format!("/{}", entry.path),
+                reason,
+            },
+            Misplaced::Path(source) => InstallError::MemberPath {
+                package: self.package.clone(),
+                member: format!("/{}", entry.path),
+                source,
+            },
+        }
+    }
+}
+
+impl Placement<'_> {
+    fn place_package(&mut self, unpacked: &Unpacked) -> Result<(), InstallError> {
+        let mut placing = Placing {
+            package: unpacked.deb.label(),
+            files: deb::files_dir(&unpacked.dir),
+            own: BTreeMap::new(),
+        };
+        for entry in &unpacked.extracted.entries {
+            self.place_member(&mut placing, entry)?;
+        }
+        Ok(())
+    }
+
+    fn place_member<'u>(
+        &mut self,
+        placing: &mut Placing<'u>,
+        entry: &'u DebEntry,
+    ) -> Result<(), InstallError> {
+        // The listing comes from the cache, so it is checked as any outside input is.
+        let member =
+            ImagePath::new(&entry.path).map_err(|e| placing.refuse(entry, Misplaced::Path(e)))?;
+        let is_dir = matches!(entry.kind, DebEntryKind::Directory);
+        let at = |p: &str| symlink_at(&self.placed, self.links_below, p);
+        let Some(target_path) =
+            place(&member, is_dir, &at).map_err(|why| placing.refuse(entry, why))?
+        else {
+            // A directory where a symlink is: dpkg keeps the symlink.
+            return Ok(());
+        };
+        let kind = match &entry.kind {
+            DebEntryKind::Directory => EntryKind::Directory,
+            DebEntryKind::File { size } => {
+                let host = placing.files.join(member.as_str());
+                let stamp = FileStamp::of(&host);
+                EntryKind::File {
+                    content: Content::Host { path: host, stamp },
+                    size: *size,
+                }
+            }
+            DebEntryKind::Symlink { target } => EntryKind::Symlink {
+                target: target.clone(),
+            },
+            DebEntryKind::Hardlink { target } => {
+                let Some(placed_target) = placing.own.get(target.as_str()) else {
+                    return Err(placing.refuse(
+                        entry,
+                        Misplaced::Reason(format!(
+                            "is a hard link to `/{target}`, which the package does not hold"
+                        )),
+                    ));
+                };
+                self.hardlinks.push((
+                    target_path.clone(),
+                    placed_target.clone(),
+                    placing.package.clone(),
+                ));
+                EntryKind::Hardlink {
+                    target: placed_target.clone(),
+                }
+            }
+        };
+        placing.own.insert(entry.path.as_str(), target_path.clone());
+        let image_entry = Entry {
+            kind,
+            mode: entry.mode,
+            uid: entry.uid,
+            gid: entry.gid,
+        };
+        // Directories shared by packages keep the first package's metadata, as dpkg does.
+        if is_dir && self.placed.contains_key(&target_path) {
+            return Ok(());
+        }
+        // dpkg leaves a directory where a package ships a symlink; replacing it here would
+        // put the symlink before the paths already placed under it.
+        if matches!(image_entry.kind, EntryKind::Symlink { .. })
+            && holds_directory(&self.placed, &target_path)
+        {
+            return Ok(());
+        }
+        self.placed.insert(target_path, image_entry);
+        Ok(())
+    }
+
+    fn check_hardlinks(&mut self) -> Result<(), InstallError> {
+        for (link, target, package) in std::mem::take(&mut self.hardlinks) {
+            if !matches!(
+                self.placed.get(&target).map(|e| &e.kind),
+                Some(EntryKind::File { .. })
+            ) {
+                return Err(InstallError::Unsafe {
+                    package,
+                    member: link.to_string(),
+                    reason: format!(
+                        "is a hard link to {target}, which is no longer a regular file"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The dpkg database: each package's `info/` files and the status of all packages so far.
+fn write_dpkg_database(
+    tree: &mut LayerTree,
+    packages: &[Unpacked],
+    status_below: &str,
+) -> Result<String, InstallError> {
     let mut status = status_below.trim_end().to_owned();
     for unpacked in packages {
-        let name = &unpacked.deb.name;
-        let info_name = if unpacked.deb.multi_arch.as_deref() == Some("same") {
-            format!("{name}:{}", unpacked.deb.architecture)
-        } else {
-            name.clone()
-        };
-        let mut list = String::from("/.\n");
-        for entry in &unpacked.extracted.entries {
-            list.push('/');
-            list.push_str(&entry.path);
-            list.push('\n');
-        }
-        tree.insert(
-            info_path(&unpacked.deb, &format!("{info_name}.list"))?,
-            inline(list, 0o644),
-        );
-        for control_name in unpacked.extracted.control_files.keys() {
-            let mode = if matches!(
-                control_name.as_str(),
-                "preinst" | "postinst" | "prerm" | "postrm" | "config"
-            ) {
-                0o755
-            } else {
-                0o644
-            };
-            if control_name == "control" {
-                continue;
-            }
-            let host = unpacked.dir.join("control").join(control_name);
-            let size = fs::metadata(&host).map_or(0, |m| m.len());
-            tree.insert(
-                info_path(&unpacked.deb, &format!("{info_name}.{control_name}"))?,
-                Entry {
-                    kind: EntryKind::File {
-                        content: Content::Host {
-                            stamp: FileStamp::of(&host),
-                            path: host,
-                        },
-                        size,
-                    },
-                    mode,
-                    uid: 0,
-                    gid: 0,
-                },
-            );
-        }
+        write_info_files(tree, unpacked)?;
         if !status.is_empty() {
             status.push_str("\n\n");
         }
@@ -422,9 +443,58 @@ pub fn install(
             tree.insert(path(empty), inline(Vec::new(), 0o644));
         }
     }
-
-    emulate_maintainer_scripts(tree, packages);
     Ok(status)
+}
+
+/// `info/<pkg>.list` and the package's control files but `control` as `info/<pkg>.<name>`.
+fn write_info_files(tree: &mut LayerTree, unpacked: &Unpacked) -> Result<(), InstallError> {
+    let name = &unpacked.deb.name;
+    let info_name = if unpacked.deb.multi_arch.as_deref() == Some("same") {
+        format!("{name}:{}", unpacked.deb.architecture)
+    } else {
+        name.clone()
+    };
+    let mut list = String::from("/.\n");
+    for entry in &unpacked.extracted.entries {
+        list.push('/');
+        list.push_str(&entry.path);
+        list.push('\n');
+    }
+    tree.insert(
+        info_path(&unpacked.deb, &format!("{info_name}.list"))?,
+        inline(list, 0o644),
+    );
+    for control_name in unpacked.extracted.control_files.keys() {
+        let mode = if matches!(
+            control_name.as_str(),
+            "preinst" | "postinst" | "prerm" | "postrm" | "config"
+        ) {
+            0o755
+        } else {
+            0o644
+        };
+        if control_name == "control" {
+            continue;
+        }
+        let host = unpacked.dir.join("control").join(control_name);
+        let size = fs::metadata(&host).map_or(0, |m| m.len());
+        tree.insert(
+            info_path(&unpacked.deb, &format!("{info_name}.{control_name}"))?,
+            Entry {
+                kind: EntryKind::File {
+                    content: Content::Host {
+                        stamp: FileStamp::of(&host),
+                        path: host,
+                    },
+                    size,
+                },
+                mode,
+                uid: 0,
+                gid: 0,
+            },
+        );
+    }
+    Ok(())
 }
 
 /// The target of the symlink at `path` as the layer so far leaves it: this layer's entry if it

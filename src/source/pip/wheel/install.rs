@@ -14,11 +14,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
-use super::archive::extract_cached;
+use super::archive::{ListedFile, Listing, extract_cached};
 use super::dist_info::{Layout, script_entry_points};
 use super::name::parse_wheel_filename;
 use super::record::{record_hash, write_record};
@@ -93,6 +94,277 @@ impl Planned {
             mode,
         }
     }
+
+    /// The archive's bytes, left in the extraction cache at `host`.
+    fn from_archive(base: &ImagePath, file: &ListedFile, host: &Path, mode: u32) -> Planned {
+        Planned {
+            base: base.clone(),
+            content: Content::Host {
+                stamp: FileStamp::of(host),
+                path: host.to_owned(),
+            },
+            size: file.size,
+            mode,
+            sha256: file.sha256.clone(),
+        }
+    }
+}
+
+/// Everything that goes into the tree, by image path.
+#[derive(Default)]
+struct Plan {
+    files: BTreeMap<ImagePath, Planned>,
+    scripts: BTreeSet<ImagePath>,
+}
+
+impl Plan {
+    fn add_script(&mut self, target: ImagePath, planned: Planned) {
+        self.scripts.insert(target.clone());
+        self.files.insert(target, planned);
+    }
+
+    /// Into the tree, with the directories the wheel creates below each scheme directory.
+    fn write_into(self, tree: &mut LayerTree) {
+        for (path, p) in self.files {
+            for ancestor in path.ancestors() {
+                let below_base = ancestor
+                    .as_str()
+                    .strip_prefix(p.base.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'));
+                if below_base && tree.get(&ancestor).is_none() {
+                    tree.insert(
+                        ancestor,
+                        Entry {
+                            kind: EntryKind::Directory,
+                            mode: 0o755,
+                            uid: 0,
+                            gid: 0,
+                        },
+                    );
+                }
+            }
+            tree.insert(
+                path,
+                Entry {
+                    kind: EntryKind::File {
+                        content: p.content,
+                        size: p.size,
+                    },
+                    mode: p.mode,
+                    uid: 0,
+                    gid: 0,
+                },
+            );
+        }
+    }
+}
+
+/// One wheel with its archive read and checked, and the scheme directories it installs into.
+struct Opened<'a> {
+    wheel: &'a WheelFile<'a>,
+    interpreter: &'a str,
+    roots: Roots,
+    /// Where the extraction cache keeps the wheel's files.
+    files_dir: PathBuf,
+    listing: Listing,
+    layout: Layout,
+    /// The root of the wheel's archive: purelib or platlib, as its WHEEL file says.
+    lib: ImagePath,
+    /// The `.dist-info` directory in the image.
+    dist_info: ImagePath,
+}
+
+impl<'a> Opened<'a> {
+    fn read(
+        scheme: &'a InstallScheme,
+        wheel: &'a WheelFile<'a>,
+        cache: &Cache,
+    ) -> Result<Opened<'a>, WheelError> {
+        let parsed = parse_wheel_filename(wheel.filename)?;
+        let roots = Roots::new(scheme)?;
+        let (dir, listing) = extract_cached(wheel, &parsed, cache)?;
+        let files_dir = dir.join("files");
+        let layout = Layout::read(wheel.filename, &parsed, &files_dir, &listing)?;
+        let lib = if layout.root_is_purelib {
+            roots.purelib.clone()
+        } else {
+            roots.platlib.clone()
+        };
+        let dist_info = under(&lib, &layout.dist_info, wheel.filename)?;
+        Ok(Opened {
+            wheel,
+            interpreter: &scheme.interpreter,
+            roots,
+            files_dir,
+            listing,
+            layout,
+            lib,
+            dist_info,
+        })
+    }
+
+    fn under(&self, base: &ImagePath, rel: &str) -> Result<ImagePath, WheelError> {
+        under(base, rel, self.wheel.filename)
+    }
+
+    /// The archive's files (all but its RECORD), `.data` directories mapped onto the scheme.
+    fn plan_archive_files(&self, plan: &mut Plan) -> Result<(), WheelError> {
+        let data_prefix = format!("{}/", self.layout.data_dir);
+        let record_entry = format!("{}/RECORD", self.layout.dist_info);
+        for file in &self.listing.files {
+            if file.path == record_entry {
+                continue;
+            }
+            let host = self.files_dir.join(&file.path);
+            let Some(rest) = file.path.strip_prefix(&data_prefix) else {
+                plan.files.insert(
+                    self.under(&self.lib, &file.path)?,
+                    Planned::from_archive(&self.lib, file, &host, file.mode),
+                );
+                continue;
+            };
+            let (key, base, target) = self.data_target(file, rest)?;
+            if key == "scripts" {
+                plan.add_script(target, self.script(file, &host, base)?);
+            } else {
+                let planned = Planned::from_archive(base, file, &host, file.mode);
+                plan.files.insert(target, planned);
+            }
+        }
+        Ok(())
+    }
+
+    /// Where `X-1.0.data/<key>/<sub>` goes: `key`, its scheme directory and the image path.
+    fn data_target<'r>(
+        &self,
+        file: &ListedFile,
+        rest: &'r str,
+    ) -> Result<(&'r str, &ImagePath, ImagePath), WheelError> {
+        let Some((key, sub)) = rest.split_once('/') else {
+            return Err(WheelError::UnknownDataDir {
+                wheel: self.wheel.filename.to_owned(),
+                entry: file.path.clone(),
+                key: rest.to_owned(),
+            });
+        };
+        let roots = &self.roots;
+        let (base, target) = match key {
+            "purelib" => (&roots.purelib, self.under(&roots.purelib, sub)?),
+            "platlib" => (&roots.platlib, self.under(&roots.platlib, sub)?),
+            "data" => (&roots.data, self.under(&roots.data, sub)?),
+            "headers" => (
+                &roots.headers,
+                self.under(&roots.headers, &format!("{}/{sub}", self.layout.name))?,
+            ),
+            "scripts" => (&roots.scripts, self.under(&roots.scripts, sub)?),
+            _ => {
+                return Err(WheelError::UnknownDataDir {
+                    wheel: self.wheel.filename.to_owned(),
+                    entry: file.path.clone(),
+                    key: key.to_owned(),
+                });
+            }
+        };
+        Ok((key, base, target))
+    }
+
+    /// Scripts are executable whatever the archive said; `#!python` ones get the interpreter.
+    fn script(
+        &self,
+        file: &ListedFile,
+        host: &Path,
+        base: &ImagePath,
+    ) -> Result<Planned, WheelError> {
+        let mut head = [0u8; 8];
+        let starts_python = fs::File::open(host)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok()
+            && &head == b"#!python";
+        if !starts_python {
+            return Ok(Planned::from_archive(base, file, host, 0o755));
+        }
+        let content = fs::read(host).map_err(|source| WheelError::Io {
+            wheel: self.wheel.filename.to_owned(),
+            entry: file.path.clone(),
+            source,
+        })?;
+        let rewritten = rewrite_python_shebang(&content, self.interpreter)
+            .expect("the file starts with #!python");
+        Ok(Planned::inline(base, rewritten, 0o755))
+    }
+
+    /// Entry point launchers; on a name clash with a `.data/scripts` file the launcher wins, as
+    /// with pip.
+    fn plan_entry_points(&self, plan: &mut Plan) -> Result<(), WheelError> {
+        let wheel = self.wheel.filename;
+        let entry_points_path = format!("{}/entry_points.txt", self.layout.dist_info);
+        if !self
+            .listing
+            .files
+            .iter()
+            .any(|f| f.path == entry_points_path)
+        {
+            return Ok(());
+        }
+        let bytes =
+            fs::read(self.files_dir.join(&entry_points_path)).map_err(|source| WheelError::Io {
+                wheel: wheel.to_owned(),
+                entry: entry_points_path.clone(),
+                source,
+            })?;
+        let text = String::from_utf8(bytes).map_err(|_| WheelError::Malformed {
+            wheel: wheel.to_owned(),
+            entry: entry_points_path.clone(),
+            reason: "it is not UTF-8".to_owned(),
+        })?;
+        let scripts = &self.roots.scripts;
+        for ep in script_entry_points(wheel, &text)? {
+            let target = self.under(scripts, &ep.name)?;
+            let text = launcher(
+                self.interpreter,
+                &ep,
+                &self.layout.name,
+                &self.layout.version,
+            );
+            plan.add_script(target, Planned::inline(scripts, text.into_bytes(), 0o755));
+        }
+        Ok(())
+    }
+
+    /// What the installer records (PEP 376): INSTALLER, REQUESTED, then RECORD over everything.
+    fn plan_installer_files(&self, plan: &mut Plan) -> Result<(), WheelError> {
+        let lib = &self.lib;
+        plan.files.insert(
+            self.under(&self.dist_info, "INSTALLER")?,
+            Planned::inline(lib, b"oci-build\n".to_vec(), 0o644),
+        );
+        let requested = self.under(&self.dist_info, "REQUESTED")?;
+        if self.wheel.requested {
+            plan.files
+                .insert(requested, Planned::inline(lib, Vec::new(), 0o644));
+        } else {
+            // A wheel that shipped one is not thereby requested.
+            plan.files.remove(&requested);
+        }
+        let record_path = self.under(&self.dist_info, "RECORD")?;
+        let mut rows: Vec<(String, String)> = plan
+            .files
+            .iter()
+            .map(|(path, p)| {
+                (
+                    relative_to(lib, path),
+                    format!("sha256={},{}", p.sha256, p.size),
+                )
+            })
+            .collect();
+        rows.push((relative_to(lib, &record_path), ",".to_owned()));
+        let record = write_record(rows);
+        plan.files.insert(
+            record_path,
+            Planned::inline(lib, record.into_bytes(), 0o644),
+        );
+        Ok(())
+    }
 }
 
 /// Installs one wheel into `tree` under `scheme`. Returns what it installed (for messages/tests).
@@ -103,200 +375,18 @@ pub fn install_wheel(
     wheel: &WheelFile,
     cache: &Cache,
 ) -> Result<InstalledWheel, WheelError> {
-    let parsed = parse_wheel_filename(wheel.filename)?;
-    let roots = Roots::new(scheme)?;
-    let (dir, listing) = extract_cached(wheel, &parsed, cache)?;
-    let files_dir = dir.join("files");
-    let layout = Layout::read(wheel.filename, &parsed, &files_dir, &listing)?;
-    let lib = if layout.root_is_purelib {
-        &roots.purelib
-    } else {
-        &roots.platlib
-    };
-    let dist_info = under(lib, &layout.dist_info, wheel.filename)?;
-    let data_prefix = format!("{}/", layout.data_dir);
-    let record_entry = format!("{}/RECORD", layout.dist_info);
-
-    let mut planned: BTreeMap<ImagePath, Planned> = BTreeMap::new();
-    let mut scripts = BTreeSet::new();
-    for file in &listing.files {
-        if file.path == record_entry {
-            continue;
-        }
-        let host = files_dir.join(&file.path);
-        let from_archive = |base: &ImagePath, mode| Planned {
-            base: base.clone(),
-            content: Content::Host {
-                stamp: FileStamp::of(&host),
-                path: host.clone(),
-            },
-            size: file.size,
-            mode,
-            sha256: file.sha256.clone(),
-        };
-        let Some(rest) = file.path.strip_prefix(&data_prefix) else {
-            planned.insert(
-                under(lib, &file.path, wheel.filename)?,
-                from_archive(lib, file.mode),
-            );
-            continue;
-        };
-        let Some((key, sub)) = rest.split_once('/') else {
-            return Err(WheelError::UnknownDataDir {
-                wheel: wheel.filename.to_owned(),
-                entry: file.path.clone(),
-                key: rest.to_owned(),
-            });
-        };
-        let (base, target) = match key {
-            "purelib" => (
-                roots.purelib.clone(),
-                under(&roots.purelib, sub, wheel.filename)?,
-            ),
-            "platlib" => (
-                roots.platlib.clone(),
-                under(&roots.platlib, sub, wheel.filename)?,
-            ),
-            "data" => (roots.data.clone(), under(&roots.data, sub, wheel.filename)?),
-            "headers" => (
-                roots.headers.clone(),
-                under(
-                    &roots.headers,
-                    &format!("{}/{sub}", layout.name),
-                    wheel.filename,
-                )?,
-            ),
-            "scripts" => (
-                roots.scripts.clone(),
-                under(&roots.scripts, sub, wheel.filename)?,
-            ),
-            _ => {
-                return Err(WheelError::UnknownDataDir {
-                    wheel: wheel.filename.to_owned(),
-                    entry: file.path.clone(),
-                    key: key.to_owned(),
-                });
-            }
-        };
-        if key != "scripts" {
-            planned.insert(target, from_archive(&base, file.mode));
-            continue;
-        }
-        // Scripts are executable whatever the archive said; `#!python` ones get the interpreter.
-        let mut head = [0u8; 8];
-        let starts_python = fs::File::open(&host)
-            .and_then(|mut f| f.read_exact(&mut head))
-            .is_ok()
-            && &head == b"#!python";
-        let entry = if starts_python {
-            let content = fs::read(&host).map_err(|source| WheelError::Io {
-                wheel: wheel.filename.to_owned(),
-                entry: file.path.clone(),
-                source,
-            })?;
-            let rewritten = rewrite_python_shebang(&content, &scheme.interpreter)
-                .expect("the file starts with #!python");
-            Planned::inline(&base, rewritten, 0o755)
-        } else {
-            from_archive(&base, 0o755)
-        };
-        scripts.insert(target.clone());
-        planned.insert(target, entry);
-    }
-
-    // Entry point launchers; on a name clash with a `.data/scripts` file the launcher wins, as
-    // with pip.
-    let entry_points_path = format!("{}/entry_points.txt", layout.dist_info);
-    if listing.files.iter().any(|f| f.path == entry_points_path) {
-        let bytes =
-            fs::read(files_dir.join(&entry_points_path)).map_err(|source| WheelError::Io {
-                wheel: wheel.filename.to_owned(),
-                entry: entry_points_path.clone(),
-                source,
-            })?;
-        let text = String::from_utf8(bytes).map_err(|_| WheelError::Malformed {
-            wheel: wheel.filename.to_owned(),
-            entry: entry_points_path.clone(),
-            reason: "it is not UTF-8".to_owned(),
-        })?;
-        for ep in script_entry_points(wheel.filename, &text)? {
-            let target = under(&roots.scripts, &ep.name, wheel.filename)?;
-            let text = launcher(&scheme.interpreter, &ep, &layout.name, &layout.version);
-            planned.insert(
-                target.clone(),
-                Planned::inline(&roots.scripts, text.into_bytes(), 0o755),
-            );
-            scripts.insert(target);
-        }
-    }
-
-    // What the installer records (PEP 376): INSTALLER, REQUESTED, then RECORD over everything.
-    planned.insert(
-        under(&dist_info, "INSTALLER", wheel.filename)?,
-        Planned::inline(lib, b"oci-build\n".to_vec(), 0o644),
-    );
-    let requested = under(&dist_info, "REQUESTED", wheel.filename)?;
-    if wheel.requested {
-        planned.insert(requested, Planned::inline(lib, Vec::new(), 0o644));
-    } else {
-        // A wheel that shipped one is not thereby requested.
-        planned.remove(&requested);
-    }
-    let record_path = under(&dist_info, "RECORD", wheel.filename)?;
-    let mut rows: Vec<(String, String)> = planned
-        .iter()
-        .map(|(path, p)| {
-            (
-                relative_to(lib, path),
-                format!("sha256={},{}", p.sha256, p.size),
-            )
-        })
-        .collect();
-    rows.push((relative_to(lib, &record_path), ",".to_owned()));
-    let record = write_record(rows);
-    planned.insert(
-        record_path,
-        Planned::inline(lib, record.into_bytes(), 0o644),
-    );
-
-    // Into the tree, with the directories the wheel creates below each scheme directory.
-    for (path, p) in planned {
-        for ancestor in path.ancestors() {
-            let below_base = ancestor
-                .as_str()
-                .strip_prefix(p.base.as_str())
-                .is_some_and(|rest| rest.starts_with('/'));
-            if below_base && tree.get(&ancestor).is_none() {
-                tree.insert(
-                    ancestor,
-                    Entry {
-                        kind: EntryKind::Directory,
-                        mode: 0o755,
-                        uid: 0,
-                        gid: 0,
-                    },
-                );
-            }
-        }
-        tree.insert(
-            path,
-            Entry {
-                kind: EntryKind::File {
-                    content: p.content,
-                    size: p.size,
-                },
-                mode: p.mode,
-                uid: 0,
-                gid: 0,
-            },
-        );
-    }
-
+    let opened = Opened::read(scheme, wheel, cache)?;
+    let mut plan = Plan::default();
+    opened.plan_archive_files(&mut plan)?;
+    opened.plan_entry_points(&mut plan)?;
+    opened.plan_installer_files(&mut plan)?;
+    let scripts = plan.scripts.iter().map(ToString::to_string).collect();
+    plan.write_into(tree);
     Ok(InstalledWheel {
-        name: layout.name,
-        version: layout.version,
-        dist_info: dist_info.to_string(),
-        scripts: scripts.iter().map(ToString::to_string).collect(),
+        name: opened.layout.name,
+        version: opened.layout.version,
+        dist_info: opened.dist_info.to_string(),
+        scripts,
     })
 }
 
