@@ -93,7 +93,7 @@ impl Write for AtomicFile {
 }
 
 /// Replaces the file at `path` with `bytes`, atomically (see the module doc).
-pub fn write_atomic(path: &Path, bytes: &[u8], publish: Publish) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], publish: Publish) -> io::Result<()> {
     let mut file = AtomicFile::create(path, publish)?;
     file.write_all(bytes)?;
     file.commit()
@@ -101,7 +101,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], publish: Publish) -> io::Result<(
 
 /// Renames a finished temporary file to `path` as `publish` says; for files whose name is known
 /// only once written (a cache blob, named by its digest).
-pub fn persist(temp: NamedTempFile, path: &Path, publish: Publish) -> io::Result<()> {
+pub(crate) fn persist(temp: NamedTempFile, path: &Path, publish: Publish) -> io::Result<()> {
     if publish.synced {
         temp.as_file().sync_all()?;
     }
@@ -116,7 +116,7 @@ pub fn persist(temp: NamedTempFile, path: &Path, publish: Publish) -> io::Result
 
 /// Moves a directory built under a temporary name to `dir`. When that fails, another build put
 /// the same content there first; theirs is as good as ours, and ours is removed.
-pub fn publish_dir(temp: TempDir, dir: &Path) {
+pub(crate) fn publish_dir(temp: TempDir, dir: &Path) {
     let kept = temp.keep();
     if std::fs::rename(&kept, dir).is_err() {
         let _ = std::fs::remove_dir_all(&kept);

@@ -48,7 +48,7 @@ pub enum HttpError {
 
 /// What a client is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transfer {
+pub(crate) enum Transfer {
     /// Requests without a large body: the idle timeout bounds the wait for the response head
     /// and each read of the body.
     Download,
@@ -173,14 +173,14 @@ pub(crate) enum Failed<E> {
 
 impl<E> Failed<E> {
     /// The same judgement of another error, such as a [`TransferError`] made into the caller's.
-    pub fn map<F>(self, f: impl FnOnce(E) -> F) -> Failed<F> {
+    pub(crate) fn map<F>(self, f: impl FnOnce(E) -> F) -> Failed<F> {
         match self {
             Failed::Transient(e) => Failed::Transient(f(e)),
             Failed::Permanent(e) => Failed::Permanent(f(e)),
         }
     }
 
-    pub fn into_inner(self) -> E {
+    pub(crate) fn into_inner(self) -> E {
         match self {
             Failed::Transient(e) | Failed::Permanent(e) => e,
         }

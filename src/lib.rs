@@ -9,30 +9,35 @@
 //!
 //! [`build::Builder`] drives the stages for a target of a [`recipe::Project`];
 //! [`schedule::build_targets`] builds several targets at once on one builder.
+//!
+//! Modules the binary, tests and fuzzers do not use are `pub(crate)`, and so is every item
+//! nothing outside needs: `unreachable_pub` (denied with the other warnings in CI) keeps it so.
+
+#![warn(unreachable_pub)]
 
 pub mod build;
 pub mod digest;
-pub mod fsutil;
+pub(crate) mod fsutil;
 #[cfg(test)]
 mod fuzz_tests;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod http;
+pub(crate) mod http;
 pub mod image;
 pub mod inspect;
 pub mod layer;
-pub mod lock;
-pub mod name;
+pub(crate) mod lock;
+pub(crate) mod name;
 pub mod offline;
 pub mod progress;
 pub mod recipe;
 pub mod reference;
 pub mod registry;
 pub mod schedule;
-pub mod source;
+pub(crate) mod source;
 pub mod time;
 pub mod transport;
-pub mod workers;
+pub(crate) mod workers;
 
 /// The pipeline stays visible only while data flows one way: no top-level module may import
 /// one that imports it back, directly or through others. Same rule as

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::source::LockedSource;
 use crate::source::kinds::{KindVisitor, each_kind};
 
-pub const LOCK_FILE: &str = "recipes/recipes.lock";
+pub(crate) const LOCK_FILE: &str = "recipes/recipes.lock";
 const FORMAT_VERSION: u32 = 1;
 
 /// Every locked package kind, in the order the file lists their tables.
@@ -75,7 +75,7 @@ pub enum InvalidLock {
 /// One layer's pins: `[[SECTION]]` with `target`, `layer`, the kind's key field, `inputs` and
 /// `[[SECTION.packages]]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LayerLock<P> {
+pub(crate) struct LayerLock<P> {
     pub target: String,
     pub layer: usize,
     /// What the pins were resolved for, written as the kind's [`LockedSource::KEY_FIELD`].
@@ -225,7 +225,7 @@ impl<S: LockedSource> Section for Entries<S> {
 }
 
 /// The lock file: its format version and each kind's layers, in the order of [`kinds`].
-pub struct Lockfile {
+pub(crate) struct Lockfile {
     pub version: u32,
     sections: Vec<Box<dyn Section>>,
 }
@@ -264,12 +264,12 @@ impl std::fmt::Debug for Lockfile {
 }
 
 impl Lockfile {
-    pub fn path(project_root: &Path) -> PathBuf {
+    pub(crate) fn path(project_root: &Path) -> PathBuf {
         project_root.join(LOCK_FILE)
     }
 
     /// A lock file that pins nothing.
-    pub fn empty() -> Lockfile {
+    pub(crate) fn empty() -> Lockfile {
         Lockfile {
             version: FORMAT_VERSION,
             sections: kinds(),
@@ -277,7 +277,7 @@ impl Lockfile {
     }
 
     /// The lock file of a project, empty when there is none yet.
-    pub fn load(path: &Path) -> Result<Lockfile, LockError> {
+    pub(crate) fn load(path: &Path) -> Result<Lockfile, LockError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lockfile::empty()),
@@ -324,7 +324,7 @@ impl Lockfile {
     }
 
     /// The pins of a layer of kind `S`, if the file has them for these inputs.
-    pub fn pins<S: LockedSource>(
+    pub(crate) fn pins<S: LockedSource>(
         &self,
         target: &str,
         layer: usize,
@@ -338,12 +338,13 @@ impl Lockfile {
     }
 
     /// How many layers of kind `S` the file pins.
-    pub fn layers<S: LockedSource>(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn layers<S: LockedSource>(&self) -> usize {
         self.entries::<S>().len()
     }
 
     /// Records a layer's pins, replacing what was pinned for the same layer before.
-    pub fn record<S: LockedSource>(&mut self, entry: LayerLock<S::Pin>) {
+    pub(crate) fn record<S: LockedSource>(&mut self, entry: LayerLock<S::Pin>) {
         self.sections
             .iter_mut()
             .find(|s| s.name() == S::SECTION)
@@ -355,7 +356,7 @@ impl Lockfile {
     /// Writes the layers this lock pins differently from `loaded` (the file as this run read
     /// it) into the file at `path` as it is now, under a lock on its directory: two builds
     /// saving at once each keep the layers the other pinned.
-    pub fn save_changes(&self, loaded: &Lockfile, path: &Path) -> Result<(), LockError> {
+    pub(crate) fn save_changes(&self, loaded: &Lockfile, path: &Path) -> Result<(), LockError> {
         let write_err = |source| LockError::Write {
             path: path.to_owned(),
             source,
@@ -376,7 +377,7 @@ impl Lockfile {
     }
 
     /// Writes the lock file (to a temporary file renamed over the old one).
-    pub fn save(&self, path: &Path) -> Result<(), LockError> {
+    pub(crate) fn save(&self, path: &Path) -> Result<(), LockError> {
         let write_err = |source| LockError::Write {
             path: path.to_owned(),
             source,

@@ -43,10 +43,10 @@ fn check_chars(raw: &str) -> Result<(), NameFault> {
 
 /// One path component: not empty, not `.` or `..`, no `/`, no control character.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FileName(String);
+pub(crate) struct FileName(String);
 
 impl FileName {
-    pub fn new(raw: &str) -> Result<FileName, NameFault> {
+    pub(crate) fn new(raw: &str) -> Result<FileName, NameFault> {
         check_chars(raw)?;
         match raw {
             "" => Err(NameFault::Empty),
@@ -56,7 +56,7 @@ impl FileName {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -125,7 +125,7 @@ impl fmt::Display for RelPath {
 
 /// A dotted Python name (`pkg.cli`, `main`, `Cli.run`), as entry points of wheels and conda
 /// packages give a module and a function: they become lines of a generated script.
-pub fn is_dotted_identifier(s: &str) -> bool {
+pub(crate) fn is_dotted_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.split('.').all(|part| {
             part.chars()
@@ -137,7 +137,7 @@ pub fn is_dotted_identifier(s: &str) -> bool {
 
 /// Text from outside as messages show it: control characters escaped, so that a name cannot
 /// forge another line or a terminal escape in the output.
-pub struct Shown<'a>(pub &'a str);
+pub(crate) struct Shown<'a>(pub &'a str);
 
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

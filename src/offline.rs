@@ -645,8 +645,9 @@ pub fn export(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::debian::Debian;
     use crate::source::debian::LockedDeb;
-    use crate::source::debian::{DEB, Debian};
+    use crate::source::debian::kind::DEB;
 
     fn deb(name: &str, bytes: &[u8]) -> LockedDeb {
         LockedDeb {

@@ -15,7 +15,7 @@ pub struct WorkerPanicked {
 }
 
 /// The text a panic was raised with (`panic!("…")`, `expect("…")`, an index out of bounds).
-pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(text) = payload.downcast_ref::<&str>() {
         (*text).to_owned()
     } else if let Some(text) = payload.downcast_ref::<String>() {
@@ -28,7 +28,7 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
 /// Runs `f` here, turning a panic into an error. Whatever `f` shared with others may be left
 /// half-changed (a poisoned lock); callers use this only around work whose result is dropped
 /// or reported as failed.
-pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, WorkerPanicked> {
+pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, WorkerPanicked> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|payload| WorkerPanicked {
         message: panic_message(payload.as_ref()),
     })
@@ -37,7 +37,7 @@ pub fn catch<R>(f: impl FnOnce() -> R) -> Result<R, WorkerPanicked> {
 /// Runs `work` on `threads` scoped threads (each usually loops, taking the next item from a
 /// shared counter or queue) while `main` runs on this one, and joins them all. A worker's
 /// panic is returned as an error after every thread has ended; `main`'s own panic stays one.
-pub fn run_beside<R>(
+pub(crate) fn run_beside<R>(
     threads: usize,
     work: impl Fn() + Sync,
     main: impl FnOnce() -> R,
@@ -60,7 +60,7 @@ pub fn run_beside<R>(
 }
 
 /// [`run_beside`] with nothing to do on this thread but wait.
-pub fn run(threads: usize, work: impl Fn() + Sync) -> Result<(), WorkerPanicked> {
+pub(crate) fn run(threads: usize, work: impl Fn() + Sync) -> Result<(), WorkerPanicked> {
     run_beside(threads, work, || ())
 }
 

@@ -19,7 +19,7 @@ use oci_build::transport::Transport;
 /// layout, an OCI archive or a docker-archive.
 #[derive(Debug, Parser)]
 #[command(name = "oci-build", version, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Project directory holding recipes/ and layers/.
     #[arg(
         short = 'C',
@@ -63,7 +63,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Build targets and write them to an output.
     Build(BuildArgs),
     /// Show an image's platforms, config, layers with sizes, and history.
@@ -90,14 +90,14 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct ResolveArgs {
+pub(crate) struct ResolveArgs {
     /// Image references, e.g. mlrun/mlrun, mlrun/ml-models:1.6.0, python:3.11.
     #[arg(required = true)]
     pub images: Vec<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct FetchArgs {
+pub(crate) struct FetchArgs {
     /// Targets (or layers/ definitions) whose inputs to gather.
     #[arg(value_name = "TARGET", required_unless_present = "all")]
     pub targets: Vec<String>,
@@ -116,7 +116,7 @@ pub struct FetchArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct MirrorArgs {
+pub(crate) struct MirrorArgs {
     /// Images (docker://HOST/REPOSITORY[:TAG] or HOST/REPOSITORY[:TAG]), bundles (dir:PATH,
     /// oci-archive:FILE), or @FILE: a list of these, one a line, `#` starting a comment.
     #[arg(value_name = "SOURCE", required_unless_present = "all")]
@@ -144,7 +144,7 @@ pub struct MirrorArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// dir:PATH or oci-archive:FILE.
     pub bundle: String,
     /// Print the result as JSON.
@@ -153,7 +153,7 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct LockArgs {
+pub(crate) struct LockArgs {
     /// Targets (or layers/ definitions) to lock.
     #[arg(value_name = "TARGET", required_unless_present = "all")]
     pub targets: Vec<String>,
@@ -163,7 +163,7 @@ pub struct LockArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct PushArgs {
+pub(crate) struct PushArgs {
     /// oci:DIR[:REF] or oci-archive:FILE[:REF].
     pub source: Transport,
     /// docker://REGISTRY/REPOSITORY[:TAG], e.g. docker://localhost:5000/mlrun/mlrun:1.0.
@@ -174,7 +174,7 @@ pub struct PushArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct LoginArgs {
+pub(crate) struct LoginArgs {
     /// Registry host, e.g. quay.io, localhost:5000 or docker.io.
     pub registry: String,
     #[arg(short, long)]
@@ -188,7 +188,7 @@ pub struct LoginArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct BuildArgs {
+pub(crate) struct BuildArgs {
     /// Targets to build (see `oci-build targets`).
     #[arg(value_name = "TARGET", required_unless_present = "all")]
     pub targets: Vec<String>,
@@ -241,7 +241,7 @@ pub struct BuildArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct InspectArgs {
+pub(crate) struct InspectArgs {
     /// oci:DIR[:REF] or oci-archive:FILE[:REF].
     pub source: Transport,
     /// Print the report as JSON.
@@ -250,7 +250,7 @@ pub struct InspectArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct TargetsArgs {
+pub(crate) struct TargetsArgs {
     /// Print the targets as JSON.
     #[arg(long)]
     pub json: bool,
@@ -258,7 +258,7 @@ pub struct TargetsArgs {
 
 impl Cli {
     /// How to reach registries, from the global flags.
-    pub fn client_options(&self) -> ClientOptions {
+    pub(crate) fn client_options(&self) -> ClientOptions {
         ClientOptions {
             insecure_registries: self.insecure_registries.clone(),
             ca_certs: self.ca_certs.clone(),
@@ -268,7 +268,7 @@ impl Cli {
     }
 
     /// `--cache-dir`, else the user's own cache directory.
-    pub fn cache_root(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn cache_root(&self) -> anyhow::Result<PathBuf> {
         Ok(match &self.cache_dir {
             Some(dir) => dir.clone(),
             None => Cache::default_root()?,
@@ -278,7 +278,7 @@ impl Cli {
 
 /// The time every build stamps into its images: `SOURCE_DATE_EPOCH` (reproducible-builds.org),
 /// else 1970, so the same inputs give the same digests.
-pub fn source_date_epoch() -> anyhow::Result<u64> {
+pub(super) fn source_date_epoch() -> anyhow::Result<u64> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(value) if !value.is_empty() => value.trim().parse().with_context(|| {
             format!("SOURCE_DATE_EPOCH=`{value}` is not a whole number of seconds since 1970")

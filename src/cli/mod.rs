@@ -15,10 +15,10 @@ mod login;
 mod report;
 mod show;
 
-pub use args::Cli;
+pub(crate) use args::Cli;
 use args::Command;
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Build(args) => build::build(&cli, args),
         Command::Inspect(args) => show::inspect(args),

@@ -66,7 +66,7 @@ pub enum AccountsError {
 
 /// The account files of the layers below (empty strings where a file is missing).
 #[derive(Clone, Debug, Default)]
-pub struct AccountFiles {
+pub(crate) struct AccountFiles {
     pub passwd: String,
     pub group: String,
     pub shadow: String,
@@ -77,7 +77,10 @@ fn fields(line: &str) -> Vec<&str> {
     line.split(':').collect()
 }
 
-pub fn layer_tree(specs: &[AccountSpec], base: &AccountFiles) -> Result<LayerTree, AccountsError> {
+pub(crate) fn layer_tree(
+    specs: &[AccountSpec],
+    base: &AccountFiles,
+) -> Result<LayerTree, AccountsError> {
     let mut accounts = Accounts::from_base(base);
     for spec in specs {
         accounts.add(spec)?;
@@ -272,7 +275,7 @@ impl Accounts {
 }
 
 /// The account files a layer set leaves, by path: later layers win.
-pub fn merge_files(files: &BTreeMap<String, String>) -> AccountFiles {
+pub(crate) fn merge_files(files: &BTreeMap<String, String>) -> AccountFiles {
     let get = |p: &str| files.get(p).cloned().unwrap_or_default();
     AccountFiles {
         passwd: get("etc/passwd"),

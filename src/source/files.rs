@@ -21,7 +21,7 @@ const DEFAULT_FILE_MODE: u32 = 0o644;
 const DEFAULT_EXEC_MODE: u32 = 0o755;
 const DEFAULT_DIR_MODE: u32 = 0o755;
 
-pub fn add_copy(copy: &FileCopy, tree: &mut LayerTree) -> Result<(), SourceError> {
+pub(crate) fn add_copy(copy: &FileCopy, tree: &mut LayerTree) -> Result<(), SourceError> {
     let read_err = |path: &Path| {
         let path = path.to_owned();
         move |source| SourceError::Read { path, source }

@@ -14,7 +14,7 @@ use crate::layer::LayerTree;
 use crate::layer::cache::Cache;
 
 /// Called for each kind, in registration order (the order of the lock file's tables).
-pub trait KindVisitor {
+pub(crate) trait KindVisitor {
     fn visit<K: LockedSource>(&mut self);
 }
 
@@ -27,10 +27,10 @@ macro_rules! register {
         }
 
         /// The recipe keys of the locked kinds, in registration order.
-        pub const KEYS: &[&str] = &[$(<$kind as LockedSource>::SECTION),+];
+        pub(crate) const KEYS: &[&str] = &[$(<$kind as LockedSource>::SECTION),+];
 
         /// Visits every kind, in registration order.
-        pub fn each_kind(visitor: &mut impl KindVisitor) {
+        pub(crate) fn each_kind(visitor: &mut impl KindVisitor) {
             $(visitor.visit::<$kind>();)+
         }
 
@@ -86,7 +86,7 @@ macro_rules! register {
         }
 
         /// The input kind named `name` in `inputs.json`, if `image` or a kind declares it.
-        pub fn input_kind(name: &str) -> Option<InputKind> {
+        pub(crate) fn input_kind(name: &str) -> Option<InputKind> {
             std::iter::once(&InputKind::IMAGE)
                 $(.chain(<$kind as LockedSource>::INPUT_KINDS))+
                 .find(|kind| kind.name() == name)
@@ -94,7 +94,7 @@ macro_rules! register {
         }
 
         /// How messages name a package input (None for `image`).
-        pub fn describe_input(input: &Input) -> Option<String> {
+        pub(crate) fn describe_input(input: &Input) -> Option<String> {
             $(
                 if <$kind as LockedSource>::INPUT_KINDS.contains(&input.kind) {
                     return Some(<$kind as LockedSource>::describe_input(input));
@@ -104,7 +104,7 @@ macro_rules! register {
         }
 
         /// A package input's own checks (None for `image`).
-        pub fn check_input(input: &Input) -> Option<Result<(), String>> {
+        pub(crate) fn check_input(input: &Input) -> Option<Result<(), String>> {
             $(
                 if <$kind as LockedSource>::INPUT_KINDS.contains(&input.kind) {
                     return Some(<$kind as LockedSource>::check_input(input));
@@ -114,7 +114,7 @@ macro_rules! register {
         }
 
         /// Puts a derived input where the kind that declares it looks for it.
-        pub fn place_derived(cache: &Cache, derived: &Input, blob: &std::path::Path) -> Result<(), SourceError> {
+        pub(crate) fn place_derived(cache: &Cache, derived: &Input, blob: &std::path::Path) -> Result<(), SourceError> {
             $(
                 if <$kind as LockedSource>::INPUT_KINDS.contains(&derived.kind) {
                     return <$kind as LockedSource>::place_derived(cache, derived, blob);
@@ -133,7 +133,7 @@ register! {
 }
 
 /// Reads one locked kind's spec from a recipe, keeping the deserializer's positions for errors.
-pub struct SpecSeed<'a>(pub &'a str);
+pub(crate) struct SpecSeed<'a>(pub &'a str);
 
 impl<'de> DeserializeSeed<'de> for SpecSeed<'_> {
     type Value = LockedSpec;
@@ -169,10 +169,13 @@ mod tests {
 
     #[test]
     fn every_declared_input_kind_reads_back_and_names_are_unique() {
-        let declared = [super::super::debian::DEB]
+        let declared = [super::super::debian::kind::DEB]
             .into_iter()
-            .chain([super::super::pip::PIP, super::super::pip::PIP_BUILT])
-            .chain([super::super::conda::CONDA]);
+            .chain([
+                super::super::pip::kind::PIP,
+                super::super::pip::kind::PIP_BUILT,
+            ])
+            .chain([super::super::conda::kind::CONDA]);
         let mut seen = vec![InputKind::IMAGE.name()];
         for kind in declared {
             assert_eq!(input_kind(kind.name()), Some(kind));
@@ -186,11 +189,11 @@ mod tests {
     #[test]
     fn inputs_sort_as_the_inputs_file_always_listed_them() {
         let mut kinds = [
-            super::super::conda::CONDA,
+            super::super::conda::kind::CONDA,
             InputKind::IMAGE,
-            super::super::pip::PIP_BUILT,
-            super::super::pip::PIP,
-            super::super::debian::DEB,
+            super::super::pip::kind::PIP_BUILT,
+            super::super::pip::kind::PIP,
+            super::super::debian::kind::DEB,
         ];
         kinds.sort();
         let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();

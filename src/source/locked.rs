@@ -168,7 +168,7 @@ impl Needed {
 }
 
 /// An input of kind `kind` named as a package (not an image).
-pub fn package_input(
+pub(crate) fn package_input(
     kind: InputKind,
     name: &str,
     version: &str,
@@ -191,7 +191,7 @@ pub fn package_input(
 
 /// How [`LockedSource::describe_input`] names a package file: `{what} {filename} ({name}
 /// {version}, sha256 <first 12 digits>…)`.
-pub fn describe_package_file(what: &str, input: &Input) -> String {
+pub(crate) fn describe_package_file(what: &str, input: &Input) -> String {
     format!(
         "{what} {} ({} {}, sha256 {}…)",
         input.filename,
@@ -202,7 +202,7 @@ pub fn describe_package_file(what: &str, input: &Input) -> String {
 }
 
 /// A [`LockedSource::check_input`] reason: the input's file name and what is wrong with it.
-pub fn bad_filename(input: &Input, reason: impl fmt::Display) -> String {
+pub(crate) fn bad_filename(input: &Input, reason: impl fmt::Display) -> String {
     format!(
         "its filename `{}` {reason}",
         crate::name::Shown(&input.filename)
@@ -210,7 +210,7 @@ pub fn bad_filename(input: &Input, reason: impl fmt::Display) -> String {
 }
 
 /// The size of a blob the cache holds; 0 when it does not.
-pub fn cached_size(cache: &Cache, digest: &Digest) -> u64 {
+pub(crate) fn cached_size(cache: &Cache, digest: &Digest) -> u64 {
     std::fs::metadata(cache.blob_path(digest)).map_or(0, |m| m.len())
 }
 

@@ -6,22 +6,22 @@
 //! writer and one cache. The kinds a lock file pins (Debian, pip, conda) share one interface,
 //! [`LockedSource`]; see [`locked`].
 
-pub mod accounts;
-pub mod conda;
-pub mod debian;
-pub mod files;
-pub mod kinds;
-pub mod locked;
-pub mod pip;
-pub mod spec;
+pub(crate) mod accounts;
+pub(crate) mod conda;
+pub(crate) mod debian;
+pub(crate) mod files;
+pub(crate) mod kinds;
+pub(crate) mod locked;
+pub(crate) mod pip;
+pub(crate) mod spec;
 mod tree_util;
 
 use std::path::PathBuf;
 
 use crate::layer::{Entry, EntryKind, ImagePath, LayerTree};
-pub use kinds::LockedSpec;
-pub use locked::LockedSource;
-pub use spec::{FileCopy, Layer, LayerSource};
+pub(crate) use kinds::LockedSpec;
+pub(crate) use locked::LockedSource;
+pub(crate) use spec::{FileCopy, Layer, LayerSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -92,7 +92,7 @@ pub trait LockedLayer {
 
 /// Lists the entries of one layer. A locked kind's layer is built by `locked`; `accounts`
 /// builds an `accounts` layer, since it needs the account files of the layers below.
-pub fn layer_tree<L: LockedLayer>(
+pub(crate) fn layer_tree<L: LockedLayer>(
     layer: &Layer,
     locked: &mut L,
     accounts: impl FnOnce(&[accounts::AccountSpec]) -> Result<LayerTree, L::Error>,
@@ -140,7 +140,7 @@ pub fn layer_tree<L: LockedLayer>(
 }
 
 /// A short description of a layer for history and progress lines.
-pub fn describe(layer: &Layer) -> String {
+pub(crate) fn describe(layer: &Layer) -> String {
     let mut parts = Vec::new();
     match &layer.source {
         LayerSource::Files(copies) => {

@@ -21,7 +21,7 @@ use crate::layer::cache::{Bucket, Cache};
 use crate::name::{NameFault, RelPath};
 
 /// Extracts a package into the cache once; returns its directory and listing.
-pub fn extract_cached(
+pub(crate) fn extract_cached(
     cache: &Cache,
     archive: &Path,
     locked: &LockedConda,

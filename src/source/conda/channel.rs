@@ -22,10 +22,10 @@ use crate::layer::cache::Cache;
 
 /// Repodata larger than this, compressed or not, is refused: it is held in memory while it is
 /// parsed. The largest public subdirs are a few hundred MiB of JSON.
-pub const MAX_REPODATA_SIZE: u64 = 1 << 30;
+pub(crate) const MAX_REPODATA_SIZE: u64 = 1 << 30;
 
 /// The environment variable naming the channel alias (base URL that channel names go under).
-pub const ALIAS_ENV: &str = "OCI_BUILD_CONDA_CHANNEL_ALIAS";
+pub(crate) const ALIAS_ENV: &str = "OCI_BUILD_CONDA_CHANNEL_ALIAS";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
@@ -106,7 +106,7 @@ pub enum ChannelError {
 
 /// Channel settings of the host: `OCI_BUILD_CONDA_CHANNEL_ALIAS` and `.condarc`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ChannelConfig {
+pub(crate) struct ChannelConfig {
     pub alias: Option<String>,
     pub custom_channels: BTreeMap<String, String>,
     pub channels: Vec<String>,
@@ -114,14 +114,14 @@ pub struct ChannelConfig {
 
 /// A layer's channel: as the recipe names it, and its base URL (no trailing `/`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResolvedChannel {
+pub(crate) struct ResolvedChannel {
     pub name: String,
     pub url: String,
 }
 
 impl ChannelConfig {
     /// `$CONDARC`, else `~/.condarc`; then the alias from the environment.
-    pub fn from_host() -> ChannelConfig {
+    pub(crate) fn from_host() -> ChannelConfig {
         let path = std::env::var_os("CONDARC")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".condarc")));
@@ -139,7 +139,7 @@ impl ChannelConfig {
 
     /// Reads the three keys that matter here from a `.condarc`. It is YAML, but these keys are
     /// written as plain scalars, block lists and block maps; anything fancier is ignored.
-    pub fn parse_condarc(text: &str) -> ChannelConfig {
+    pub(crate) fn parse_condarc(text: &str) -> ChannelConfig {
         let mut config = ChannelConfig::default();
         let mut section = "";
         for line in text.lines() {
@@ -194,7 +194,10 @@ impl ChannelConfig {
     }
 
     /// The base URLs of a layer's channels (the host's `channels` when the layer has none).
-    pub fn resolve(&self, channels: &[String]) -> Result<Vec<ResolvedChannel>, ChannelError> {
+    pub(crate) fn resolve(
+        &self,
+        channels: &[String],
+    ) -> Result<Vec<ResolvedChannel>, ChannelError> {
         let channels = if channels.is_empty() {
             &self.channels
         } else {
@@ -240,7 +243,7 @@ fn is_url(text: &str) -> bool {
 }
 
 /// The HTTP client for channels: the system's CA store, the idle timeout of [`crate::http`].
-pub fn http_client() -> Result<reqwest::blocking::Client, ChannelError> {
+pub(crate) fn http_client() -> Result<reqwest::blocking::Client, ChannelError> {
     http::download_client().map_err(ChannelError::Http)
 }
 
@@ -250,7 +253,7 @@ fn is_remote(url: &str) -> bool {
 
 /// Refuses a package URL that leaves the web for a remote channel: repodata (its `base_url`,
 /// its entries) or a lock naming `file:///etc/…` must not make the build read local files.
-pub fn check_scheme(channel: &ResolvedChannel, url: &str) -> Result<(), ChannelError> {
+pub(crate) fn check_scheme(channel: &ResolvedChannel, url: &str) -> Result<(), ChannelError> {
     if is_remote(&channel.url) && !is_remote(url) {
         return Err(ChannelError::NotRemote {
             channel: http::redact(&channel.url),
@@ -317,7 +320,7 @@ fn open(
 
 /// The repodata of one subdir of a channel: `repodata.json.zst` where offered, else
 /// `repodata.json`. `Ok(None)` when the channel has neither.
-pub fn fetch_repodata(
+pub(crate) fn fetch_repodata(
     client: &reqwest::blocking::Client,
     channel: &ResolvedChannel,
     subdir: &str,
@@ -380,7 +383,7 @@ fn read_repodata(
 }
 
 /// Where a locked package is fetched from, and the URL of its channel.
-pub fn package_url(
+pub(crate) fn package_url(
     channels: &[ResolvedChannel],
     locked: &LockedConda,
 ) -> Result<(String, String), ChannelError> {
@@ -400,7 +403,7 @@ pub fn package_url(
 }
 
 /// Downloads (or finds in the cache) a package file, verified against its pinned SHA256.
-pub fn fetch_package(
+pub(crate) fn fetch_package(
     client: &reqwest::blocking::Client,
     cache: &Cache,
     locked: &LockedConda,

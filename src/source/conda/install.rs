@@ -34,12 +34,12 @@ const DEFAULT_PLACEHOLDER: &str = "/opt/anaconda1anaconda2anaconda3";
 
 /// Every entry of an extracted package, as `listing.json` in the cache keeps it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Listing {
+pub(crate) struct Listing {
     pub entries: Vec<ListedEntry>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ListedEntry {
+pub(crate) struct ListedEntry {
     /// Relative to the package root (`bin/x`, `info/index.json`).
     pub path: RelPath,
     pub kind: ListedKind,
@@ -48,7 +48,7 @@ pub struct ListedEntry {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
-pub enum ListedKind {
+pub(crate) enum ListedKind {
     Directory,
     File { size: u64 },
     Symlink { target: String },
@@ -98,7 +98,7 @@ pub enum InstallError {
 
 /// One line of `info/paths.json` (`paths_version` 1).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct PathEntry {
+pub(crate) struct PathEntry {
     #[serde(rename = "_path")]
     pub path: String,
     #[serde(default = "hardlink")]
@@ -236,7 +236,7 @@ fn legacy_paths(unpacked: &Unpacked, info: &Path) -> Result<Vec<PathEntry>, Inst
 }
 
 /// Replaces `placeholder` by `prefix` in a text file: every occurrence.
-pub fn replace_text(data: &[u8], placeholder: &[u8], prefix: &[u8]) -> Vec<u8> {
+pub(crate) fn replace_text(data: &[u8], placeholder: &[u8], prefix: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len());
     let mut rest = data;
     while let Some(at) = find(rest, placeholder) {
@@ -251,7 +251,7 @@ pub fn replace_text(data: &[u8], placeholder: &[u8], prefix: &[u8]) -> Vec<u8> {
 /// Replaces `placeholder` by `prefix` in a binary file: each NUL-terminated string holding it
 /// is rewritten in place and padded with NULs to its old length. None when the prefix is
 /// longer than the placeholder (the string would grow).
-pub fn replace_binary(data: &[u8], placeholder: &[u8], prefix: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn replace_binary(data: &[u8], placeholder: &[u8], prefix: &[u8]) -> Option<Vec<u8>> {
     if prefix.len() > placeholder.len() {
         return find(data, placeholder).is_none().then(|| data.to_vec());
     }
@@ -337,7 +337,7 @@ fn host_file(path: PathBuf, size: u64, mode: u32) -> Entry {
 }
 
 /// The script conda writes for a `name = module:function` entry point.
-pub fn entry_point_script(python: &str, module: &str, function: &str) -> String {
+pub(crate) fn entry_point_script(python: &str, module: &str, function: &str) -> String {
     let import = function.split('.').next().unwrap_or(function);
     format!(
         "#!{python}\n# -*- coding: utf-8 -*-\nimport re\nimport sys\n\nfrom {module} import {import}\n\nif __name__ == '__main__':\n    sys.argv[0] = re.sub(r'(-script\\.pyw?|\\.exe)?$', '', sys.argv[0])\n    sys.exit({function}())\n"
@@ -345,7 +345,7 @@ pub fn entry_point_script(python: &str, module: &str, function: &str) -> String 
 }
 
 /// Fills a layer tree with the packages, placed under the spec's prefix.
-pub fn install(
+pub(crate) fn install(
     spec: &CondaSpec,
     packages: &[Unpacked],
     source_date_epoch: u64,

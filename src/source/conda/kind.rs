@@ -15,7 +15,7 @@ use super::{CondaSpec, LockedConda};
 pub struct Conda;
 
 /// A conda package the lock pins.
-pub const CONDA: InputKind = InputKind::new("conda", 4);
+pub(crate) const CONDA: InputKind = InputKind::new("conda", 4);
 
 impl LockedSource for Conda {
     const SECTION: &'static str = "conda";

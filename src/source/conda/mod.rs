@@ -11,14 +11,14 @@
 //! from the lock reads no repodata.
 
 #[cfg(feature = "conda")]
-pub mod archive;
-pub mod channel;
-pub mod install;
-mod kind;
+pub(crate) mod archive;
+pub(crate) mod channel;
+pub(crate) mod install;
+pub(crate) mod kind;
 #[cfg(feature = "conda")]
-pub mod solve;
+pub(crate) mod solve;
 
-pub use kind::{CONDA, Conda};
+pub(crate) use kind::Conda;
 
 use std::path::PathBuf;
 
@@ -175,7 +175,7 @@ pub enum CondaError {
 
 /// Conda's subdir of an OCI platform: `linux/amd64` is `linux-64`, `linux/arm64` is
 /// `linux-aarch64`.
-pub fn conda_subdir(os: &str, arch: &str) -> Result<String, CondaError> {
+pub(crate) fn conda_subdir(os: &str, arch: &str) -> Result<String, CondaError> {
     let subdir = match (os, arch) {
         ("linux", "amd64") => "linux-64",
         ("linux", "arm64") => "linux-aarch64",
@@ -189,7 +189,7 @@ pub fn conda_subdir(os: &str, arch: &str) -> Result<String, CondaError> {
 /// The virtual packages the solve assumes of the image: conda detects them on the machine it
 /// runs on, and an image is not that machine. `CONDA_OVERRIDE_GLIBC`, `CONDA_OVERRIDE_LINUX`
 /// and `CONDA_OVERRIDE_CUDA` set them, as they do for conda.
-pub fn virtual_packages(subdir: &str) -> Vec<(String, String)> {
+pub(crate) fn virtual_packages(subdir: &str) -> Vec<(String, String)> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     let mut packages = vec![
         ("__unix".to_owned(), "0".to_owned()),
@@ -217,7 +217,7 @@ pub fn virtual_packages(subdir: &str) -> Vec<(String, String)> {
 
 /// What a `conda` layer's solve depends on besides its spec: the subdir and the virtual
 /// packages (part of the lock's inputs hash).
-pub fn solve_inputs(subdir: &str) -> String {
+pub(crate) fn solve_inputs(subdir: &str) -> String {
     virtual_packages(subdir)
         .iter()
         .map(|(name, version)| format!("{name}={version}"))
@@ -226,7 +226,7 @@ pub fn solve_inputs(subdir: &str) -> String {
 }
 
 /// One package fetched and extracted, ready to be placed in the prefix.
-pub struct Unpacked {
+pub(crate) struct Unpacked {
     pub locked: LockedConda,
     /// The URL it was fetched from (recorded in conda-meta).
     pub url: String,
@@ -240,7 +240,7 @@ pub struct Unpacked {
 /// Builds the tree of a `conda` layer for one subdir: from `pinned` packages (a lock file; no
 /// repodata is read), or solved from the channels' repodata. Returns the tree and the packages
 /// it holds, as a lock pins them.
-pub fn layer_tree(
+pub(crate) fn layer_tree(
     spec: &CondaSpec,
     subdir: &str,
     cache: &Cache,
@@ -376,7 +376,7 @@ impl LockedConda {
 }
 
 /// `name-version-build` of a package, as conda names it.
-pub fn dist_name(locked: &LockedConda) -> String {
+pub(crate) fn dist_name(locked: &LockedConda) -> String {
     format!("{}-{}-{}", locked.name, locked.version, locked.build)
 }
 

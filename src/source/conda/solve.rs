@@ -58,7 +58,7 @@ fn channel_records(
 }
 
 /// Solves `spec` for `subdir`; packages sorted by name.
-pub fn solve(
+pub(crate) fn solve(
     spec: &CondaSpec,
     subdir: &str,
     channels: &[ResolvedChannel],

@@ -40,7 +40,7 @@ pub enum AptConfigError {
 
 /// The keys that may sign a source's Release files.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SignedBy {
+pub(crate) enum SignedBy {
     /// No Signed-By: any key of [`default_keyrings`].
     Default,
     /// Keyring files (binary or armored), any key of which may sign.
@@ -52,7 +52,7 @@ pub enum SignedBy {
 /// One binary-package source: every URI × suite × component combination of one line or
 /// stanza.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AptSource {
+pub(crate) struct AptSource {
     pub uris: Vec<String>,
     /// Suites (`bookworm`, `bookworm-updates`), or paths ending in `/` for flat repositories.
     pub suites: Vec<String>,
@@ -73,7 +73,7 @@ const ARMOR_BEGIN: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
 /// `*.sources` are, and only those whose names apt accepts (letters, digits, `_`, `-`, `.`), so
 /// `foo.list.save` or `foo.sources.disabled` stay ignored as apt ignores them. A missing
 /// `sources.list` or `sources.list.d` is not an error.
-pub fn read_host_sources(root: &Path) -> Result<Vec<AptSource>, AptConfigError> {
+pub(crate) fn read_host_sources(root: &Path) -> Result<Vec<AptSource>, AptConfigError> {
     let mut sources = Vec::new();
     let main = root.join("etc/apt/sources.list");
     if let Some(text) = read_optional(&main)? {
@@ -97,7 +97,7 @@ pub fn read_host_sources(root: &Path) -> Result<Vec<AptSource>, AptConfigError> 
 /// apt's fallback trusted keys: `etc/apt/trusted.gpg` if present, then the `*.gpg` and `*.asc`
 /// files of `etc/apt/trusted.gpg.d` in name order. Unreadable directories give no keys, which
 /// makes verification fail later with a message about the source, not here.
-pub fn default_keyrings(root: &Path) -> Vec<PathBuf> {
+pub(crate) fn default_keyrings(root: &Path) -> Vec<PathBuf> {
     let mut keyrings = Vec::new();
     let main = root.join("etc/apt/trusted.gpg");
     if main.is_file() {

@@ -55,7 +55,7 @@ pub enum DebError {
 /// What an entry of `data.tar` is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "type")]
-pub enum DebEntryKind {
+pub(crate) enum DebEntryKind {
     Directory,
     /// Content at `files/<path>` under the extraction directory.
     File {
@@ -70,7 +70,7 @@ pub enum DebEntryKind {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DebEntry {
+pub(crate) struct DebEntry {
     pub path: String,
     #[serde(flatten)]
     pub kind: DebEntryKind,
@@ -82,7 +82,7 @@ pub struct DebEntry {
 /// A package unpacked into a directory: its control files in memory, its data entries listed,
 /// its regular files on disk under `files/`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ExtractedDeb {
+pub(crate) struct ExtractedDeb {
     /// `control`, `md5sums`, `conffiles`, maintainer scripts… by name, as text (invalid UTF-8
     /// replaced); the exact bytes are in `control/<name>` under the extraction directory.
     pub control_files: BTreeMap<String, String>,
@@ -90,7 +90,7 @@ pub struct ExtractedDeb {
 }
 
 impl ExtractedDeb {
-    pub fn control(&self) -> &str {
+    pub(crate) fn control(&self) -> &str {
         self.control_files.get("control").map_or("", String::as_str)
     }
 }
@@ -141,7 +141,7 @@ fn member_path(deb: &str, raw: &str) -> Result<Option<ImagePath>, DebError> {
 
 /// Unpacks `deb` into `into` (which must be empty): regular files go to `into/files/<path>`.
 /// The file is checked against `sha256` in the same read; other content fails the extraction.
-pub fn extract(deb: &Path, sha256: &Digest, into: &Path) -> Result<ExtractedDeb, DebError> {
+pub(crate) fn extract(deb: &Path, sha256: &Digest, into: &Path) -> Result<ExtractedDeb, DebError> {
     let name = deb.display().to_string();
     let io_err = |source: io::Error| match source
         .get_ref()
@@ -397,7 +397,7 @@ fn link_name<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<String> {
 }
 
 /// Where an extracted package's regular files are.
-pub fn files_dir(extracted_root: &Path) -> PathBuf {
+pub(crate) fn files_dir(extracted_root: &Path) -> PathBuf {
     extracted_root.join("files")
 }
 

@@ -149,7 +149,7 @@ impl<N: Into<String>, V: Into<String>> FromIterator<(N, V)> for Stanza {
 ///
 /// Errors name the line (counted from 1); the caller knows the file. A field given twice in one
 /// stanza is an error, as in dpkg (Policy §5.1).
-pub fn parse(text: &str) -> Result<Vec<Stanza>, Deb822Error> {
+pub(crate) fn parse(text: &str) -> Result<Vec<Stanza>, Deb822Error> {
     let mut stanzas = Vec::new();
     let mut current: Option<Stanza> = None;
     for line in lines(text) {

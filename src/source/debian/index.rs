@@ -21,11 +21,11 @@ use crate::layer::cache::Cache;
 
 /// `InRelease` files larger than this are refused. Debian's and Ubuntu's list every index of
 /// every architecture and are under 1 MiB; this leaves room for big mirrors, not for a flood.
-pub const MAX_INRELEASE_SIZE: u64 = 16 << 20;
+pub(crate) const MAX_INRELEASE_SIZE: u64 = 16 << 20;
 
 /// A `Packages` index decompressing to more than this is refused. Debian's largest (main,
 /// amd64) is under 100 MiB of text, held in memory while it is parsed.
-pub const MAX_PACKAGES_TEXT_SIZE: u64 = 1 << 30;
+pub(crate) const MAX_PACKAGES_TEXT_SIZE: u64 = 1 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -115,7 +115,7 @@ pub struct IndexedPackage {
 
 /// Fetches `url` into memory, refusing more than `limit` bytes (`bound` says whose limit).
 /// A failed connection, a stall or a 5xx answer is tried again from the start.
-pub fn download(
+pub(crate) fn download(
     client: &reqwest::blocking::Client,
     url: &str,
     limit: u64,
@@ -159,7 +159,7 @@ fn keyrings(source: &AptSource, root: &Path) -> Result<Vec<Keyring>, IndexError>
 }
 
 /// All packages of `sources` for `arch`, in source order (earlier sources first).
-pub fn load(
+pub(crate) fn load(
     http: &reqwest::blocking::Client,
     sources: &[AptSource],
     arch: &str,

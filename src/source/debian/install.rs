@@ -93,7 +93,7 @@ pub enum InstallError {
 
 /// Downloads (or finds in the cache) a package file, verified against its pinned SHA256, from
 /// the first of `bases` (archive base URIs) that has it.
-pub fn fetch(
+pub(crate) fn fetch(
     client: &reqwest::blocking::Client,
     cache: &Cache,
     package: &LockedDeb,
@@ -173,7 +173,7 @@ pub fn fetch(
 }
 
 /// Extracts a package into the cache once; returns its directory and listing.
-pub fn extract_cached(
+pub(crate) fn extract_cached(
     cache: &Cache,
     deb_path: &Path,
     package: &LockedDeb,
@@ -222,7 +222,7 @@ fn info_path(package: &LockedDeb, file: &str) -> Result<ImagePath, InstallError>
 }
 
 /// One package ready to go into a layer.
-pub struct Unpacked {
+pub(crate) struct Unpacked {
     pub deb: LockedDeb,
     pub dir: PathBuf,
     pub extracted: ExtractedDeb,
@@ -230,7 +230,7 @@ pub struct Unpacked {
 
 /// The dpkg status stanza of an installed package: its control fields, with Status after the
 /// name (download fields, should an index stanza be given, are left out).
-pub fn status_stanza(stanza: &Stanza) -> String {
+pub(crate) fn status_stanza(stanza: &Stanza) -> String {
     const DROPPED: [&str; 6] = [
         "Filename",
         "Size",
@@ -258,7 +258,7 @@ pub fn status_stanza(stanza: &Stanza) -> String {
 /// Fills `tree` with `packages` and the dpkg database. `status_below` is the dpkg status of the
 /// layers underneath (empty for the first Debian layer); `links_below` their symlinks (path
 /// without the leading `/` → target). Returns the new status.
-pub fn install(
+pub(crate) fn install(
     tree: &mut LayerTree,
     packages: &[Unpacked],
     status_below: &str,

@@ -17,7 +17,7 @@ use super::{DebianSpec, LockedDeb};
 pub struct Debian;
 
 /// A `.deb` the lock pins.
-pub const DEB: InputKind = InputKind::new("deb", 0);
+pub(crate) const DEB: InputKind = InputKind::new("deb", 0);
 
 impl LockedSource for Debian {
     const SECTION: &'static str = "debian";

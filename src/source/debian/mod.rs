@@ -7,20 +7,20 @@
 //! dependency resolution ([`resolve`]) → `.deb` files checked against their SHA256 and
 //! extracted once ([`deb`]) → installed into a layer tree, with a dpkg database ([`install`]).
 
-pub mod apt_config;
-pub mod deb;
-pub mod deb822;
-pub mod index;
-pub mod install;
-mod kind;
-pub mod release;
-pub mod resolve;
-pub mod signature;
+pub(crate) mod apt_config;
+pub(crate) mod deb;
+pub(crate) mod deb822;
+pub(crate) mod index;
+pub(crate) mod install;
+pub(crate) mod kind;
+pub(crate) mod release;
+pub(crate) mod resolve;
+pub(crate) mod signature;
 #[cfg(test)]
 mod test_keys;
-pub mod version;
+pub(crate) mod version;
 
-pub use kind::{DEB, Debian};
+pub(crate) use kind::Debian;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -243,7 +243,7 @@ impl Archives {
 }
 
 /// Debian architecture name of an OCI platform architecture.
-pub fn debian_arch(oci_arch: &str, variant: Option<&str>) -> String {
+pub(crate) fn debian_arch(oci_arch: &str, variant: Option<&str>) -> String {
     match (oci_arch, variant) {
         ("arm", Some("v7")) | ("arm", None) => "armhf".to_owned(),
         ("arm", Some(_)) => "armel".to_owned(),
@@ -253,7 +253,9 @@ pub fn debian_arch(oci_arch: &str, variant: Option<&str>) -> String {
 }
 
 /// The packages of a dpkg status file that are installed, by name.
-pub fn installed_from_status(status: &str) -> Result<BTreeMap<String, Installed>, DebianError> {
+pub(crate) fn installed_from_status(
+    status: &str,
+) -> Result<BTreeMap<String, Installed>, DebianError> {
     let mut installed = BTreeMap::new();
     for stanza in deb822::parse(status).map_err(DebianError::BaseStatus)? {
         let installed_ok = stanza
@@ -291,7 +293,7 @@ pub fn installed_from_status(status: &str) -> Result<BTreeMap<String, Installed>
 /// is `base_status` and whose symlinks are `base_links`: from `pinned` packages (a lock file; no
 /// index is read), or resolved from the archive's indexes. Returns the tree and the packages it
 /// holds, as a lock pins them.
-pub fn layer_tree(
+pub(crate) fn layer_tree(
     spec: &DebianSpec,
     arch: &str,
     base_status: &str,

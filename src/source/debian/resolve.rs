@@ -29,7 +29,7 @@ pub struct Package {
 
 /// A package of a lower layer.
 #[derive(Clone, Debug)]
-pub struct Installed {
+pub(crate) struct Installed {
     pub version: Version,
     pub provides: Vec<Dependency>,
     /// Conflicts and Breaks.
@@ -50,14 +50,14 @@ pub enum ResolveError {
 }
 
 /// The packages of one architecture (plus `all`), newest version first per name.
-pub struct Universe {
+pub(crate) struct Universe {
     by_name: HashMap<String, Vec<Package>>,
     /// Virtual name → (package name, version) of each provider.
     providers: HashMap<String, Vec<(String, Version)>>,
 }
 
 impl Universe {
-    pub fn new(packages: impl IntoIterator<Item = Package>, arch: &str) -> Universe {
+    pub(crate) fn new(packages: impl IntoIterator<Item = Package>, arch: &str) -> Universe {
         let mut by_name: HashMap<String, Vec<Package>> = HashMap::new();
         for package in packages {
             if package.architecture == arch || package.architecture == "all" {
@@ -87,12 +87,12 @@ impl Universe {
         Universe { by_name, providers }
     }
 
-    pub fn versions(&self, name: &str) -> &[Package] {
+    pub(crate) fn versions(&self, name: &str) -> &[Package] {
         self.by_name.get(name).map_or(&[], Vec::as_slice)
     }
 
     /// Names of the packages an image starts with: Essential ones and Priority: required.
-    pub fn required(&self) -> Vec<String> {
+    pub(crate) fn required(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .by_name
             .values()
@@ -279,7 +279,7 @@ fn check_conflicts(state: &State<'_>) -> Result<(), ResolveError> {
 
 /// Resolves `requests` (and, with `required`, the Essential/required set) on top of
 /// `installed`. Returns the packages to add, sorted by name.
-pub fn resolve<'u>(
+pub(crate) fn resolve<'u>(
     universe: &'u Universe,
     requests: &[Dependency],
     installed: &'u BTreeMap<String, Installed>,

@@ -91,7 +91,7 @@ pub enum SignatureError {
 
 /// OpenPGP public keys that an archive's `InRelease` may be signed with.
 #[derive(Clone, Debug)]
-pub struct Keyring {
+pub(crate) struct Keyring {
     name: String,
     keys: Vec<SignedPublicKey>,
 }
@@ -100,7 +100,7 @@ impl Keyring {
     /// Reads a keyring file: binary (concatenated transferable public keys, as in
     /// `/usr/share/keyrings/debian-archive-keyring.gpg`) or ASCII-armored (`.asc`, one or more
     /// `PUBLIC KEY BLOCK`s). The content decides, not the file name.
-    pub fn load(path: &Path) -> Result<Keyring, SignatureError> {
+    pub(crate) fn load(path: &Path) -> Result<Keyring, SignatureError> {
         let data = std::fs::read(path).map_err(|source| SignatureError::ReadKeyring {
             path: path.to_path_buf(),
             source,
@@ -125,26 +125,30 @@ impl Keyring {
     }
 
     /// Reads ASCII-armored keys given inline, as in a deb822 source's `Signed-By` field.
-    pub fn from_armored(text: &str) -> Result<Keyring, SignatureError> {
+    pub(crate) fn from_armored(text: &str) -> Result<Keyring, SignatureError> {
         Keyring::from_armored_named("inline Signed-By key".to_string(), text)
     }
 
     /// The path the keyring came from, or `inline Signed-By key`.
-    pub fn name(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// How many keys were loaded.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.keys.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
     /// The primary key fingerprints, upper-case hex, in keyring order.
-    pub fn fingerprints(&self) -> Vec<String> {
+    #[cfg(test)]
+    pub(crate) fn fingerprints(&self) -> Vec<String> {
         self.keys
             .iter()
             .map(|k| format!("{:X}", k.fingerprint()))

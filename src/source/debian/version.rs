@@ -285,7 +285,7 @@ pub struct Dependency {
 }
 
 /// Entries separated by `|`: any one of them satisfies the group.
-pub type Alternatives = Vec<Dependency>;
+pub(crate) type Alternatives = Vec<Dependency>;
 
 impl Dependency {
     /// Whether version `v` of the named package satisfies this entry's version constraint
@@ -317,7 +317,7 @@ impl fmt::Display for Dependency {
 /// belong to source packages; they are accepted and dropped. Empty groups (a trailing comma)
 /// are skipped, as dpkg-dev does; an empty alternative is an error. An empty field gives no
 /// groups.
-pub fn parse_relations(field: &str) -> Result<Vec<Alternatives>, VersionError> {
+pub(crate) fn parse_relations(field: &str) -> Result<Vec<Alternatives>, VersionError> {
     let mut groups = Vec::new();
     // None of `,`, `|` may appear inside an entry, not even inside its restriction lists, so
     // plain splitting finds the structure.

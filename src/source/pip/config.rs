@@ -17,14 +17,14 @@ pub enum ConfigError {
 
 /// What the recipe says about indexes.
 #[derive(Clone, Debug, Default)]
-pub struct RecipeIndexes {
+pub(crate) struct RecipeIndexes {
     pub index_url: Option<String>,
     pub extra_index_urls: Vec<String>,
     pub find_links: Vec<PathBuf>,
     pub no_index: bool,
 }
 
-pub fn sources(
+pub(crate) fn sources(
     recipe: &RecipeIndexes,
     requirements: &Requirements,
 ) -> Result<Sources, ConfigError> {

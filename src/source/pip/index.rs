@@ -23,11 +23,11 @@ pub(crate) use crate::http::redact;
 
 /// Project pages larger than this are refused: a page is held in memory while it is parsed,
 /// and the largest projects' pages on public indexes are tens of MiB.
-pub const MAX_PAGE_SIZE: u64 = 256 << 20;
+pub(crate) const MAX_PAGE_SIZE: u64 = 256 << 20;
 
 /// PEP 658 metadata files larger than this are refused; a METADATA with its long description
 /// is rarely over 1 MiB.
-pub const MAX_METADATA_SIZE: u64 = 16 << 20;
+pub(crate) const MAX_METADATA_SIZE: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -95,7 +95,7 @@ pub enum IndexError {
 /// on a private index cannot be taken over from a public one) and find-links locations
 /// (always merged in, as pip does).
 #[derive(Clone, Debug, Default)]
-pub struct Sources {
+pub(crate) struct Sources {
     pub index_urls: Vec<String>,
     pub find_links: Vec<String>,
     /// An offline build (`build --offline`): no request is sent, no sdist is built; every file
@@ -104,14 +104,14 @@ pub struct Sources {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DistKind {
+pub(crate) enum DistKind {
     Wheel(WheelName),
     Sdist,
 }
 
 /// One file of a project as an index lists it.
 #[derive(Clone, Debug)]
-pub struct DistFile {
+pub(crate) struct DistFile {
     pub filename: String,
     /// An http(s) URL, or a local path for find-links directories.
     pub url: String,
@@ -134,7 +134,7 @@ struct Small {
     body: Option<Vec<u8>>,
 }
 
-pub struct PackageIndex<'a> {
+pub(crate) struct PackageIndex<'a> {
     http: reqwest::blocking::Client,
     sources: Sources,
     cache: &'a Cache,
@@ -142,7 +142,7 @@ pub struct PackageIndex<'a> {
 }
 
 impl<'a> PackageIndex<'a> {
-    pub fn new(sources: Sources, cache: &'a Cache) -> Result<Self, IndexError> {
+    pub(crate) fn new(sources: Sources, cache: &'a Cache) -> Result<Self, IndexError> {
         let http = http::download_client().map_err(IndexError::Http)?;
         Ok(PackageIndex {
             http,
@@ -152,17 +152,17 @@ impl<'a> PackageIndex<'a> {
         })
     }
 
-    pub fn sources(&self) -> &Sources {
+    pub(crate) fn sources(&self) -> &Sources {
         &self.sources
     }
 
-    pub fn cache(&self) -> &Cache {
+    pub(crate) fn cache(&self) -> &Cache {
         self.cache
     }
 
     /// Every file of a project (normalised name), from the first index that has it plus the
     /// find-links locations. Read once per run.
-    pub fn files(&self, project: &str) -> Result<Arc<Vec<DistFile>>, IndexError> {
+    pub(crate) fn files(&self, project: &str) -> Result<Arc<Vec<DistFile>>, IndexError> {
         if let Some(files) = self.pages.lock().expect("index pages").get(project) {
             return Ok(files.clone());
         }
@@ -348,7 +348,7 @@ impl<'a> PackageIndex<'a> {
     }
 
     /// The core metadata of a file: from the cache, the index's metadata file, or the file.
-    pub fn metadata(&self, file: &DistFile) -> Result<CoreMetadata, IndexError> {
+    pub(crate) fn metadata(&self, file: &DistFile) -> Result<CoreMetadata, IndexError> {
         let bytes = self.metadata_bytes(file)?;
         metadata::parse(&bytes, &format!("{} (METADATA)", file.filename)).map_err(|source| {
             IndexError::Metadata {
@@ -425,7 +425,7 @@ impl<'a> PackageIndex<'a> {
 
     /// Downloads a file into the cache (or finds it there), verified against `file.sha256`
     /// where known. Returns its path and sha256.
-    pub fn download(&self, file: &DistFile) -> Result<(PathBuf, Digest), IndexError> {
+    pub(crate) fn download(&self, file: &DistFile) -> Result<(PathBuf, Digest), IndexError> {
         if let Some(digest) = &file.sha256 {
             let path = self.cache.blob_path(digest);
             if path.is_file() {
@@ -666,7 +666,7 @@ pub(crate) fn dist_file(
 }
 
 /// `kfp-server-api-2.0.5.tar.gz` → 2.0.5 for project `kfp-server-api`.
-pub fn sdist_version(filename: &str, project: &str) -> Option<Version> {
+pub(crate) fn sdist_version(filename: &str, project: &str) -> Option<Version> {
     let stem = filename
         .strip_suffix(".tar.gz")
         .or_else(|| filename.strip_suffix(".zip"))?;

@@ -22,10 +22,10 @@ use super::{LockedWheel, PipSpec, Prepared};
 pub struct Pip;
 
 /// A wheel or sdist the lock pins.
-pub const PIP: InputKind = InputKind::new("pip", 1);
+pub(crate) const PIP: InputKind = InputKind::new("pip", 1);
 /// The wheel built online from a pinned sdist, `built_from` the sdist's SHA256: an offline
 /// site cannot install build requirements.
-pub const PIP_BUILT: InputKind = InputKind::new("pip-built", 2);
+pub(crate) const PIP_BUILT: InputKind = InputKind::new("pip-built", 2);
 
 impl LockedSource for Pip {
     const SECTION: &'static str = "pip";

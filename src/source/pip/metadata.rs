@@ -6,8 +6,12 @@ use pep440_rs::{Version, VersionSpecifiers};
 use pep508_rs::{Requirement, VerbatimUrl};
 
 #[derive(Clone, Debug)]
-pub struct CoreMetadata {
+pub(crate) struct CoreMetadata {
+    // Required of every METADATA, and what a reader of it says; resolution goes by the
+    // index's names and versions.
+    #[allow(dead_code)]
     pub name: String,
+    #[allow(dead_code)]
     pub version: Version,
     pub requires_dist: Vec<Requirement<VerbatimUrl>>,
     pub requires_python: Option<VersionSpecifiers>,
@@ -42,7 +46,7 @@ pub enum MetadataError {
 }
 
 /// Parses the email-header format of core metadata. `what` names the file for errors.
-pub fn parse(bytes: &[u8], what: &str) -> Result<CoreMetadata, MetadataError> {
+pub(crate) fn parse(bytes: &[u8], what: &str) -> Result<CoreMetadata, MetadataError> {
     let text = String::from_utf8_lossy(bytes);
     let mut fields: Vec<(String, String)> = Vec::new();
     for line in text.lines() {
@@ -111,7 +115,7 @@ pub fn parse(bytes: &[u8], what: &str) -> Result<CoreMetadata, MetadataError> {
 }
 
 /// Requires-Python as indexes and metadata write it (some add spaces or a trailing comma).
-pub fn parse_requires_python(
+pub(crate) fn parse_requires_python(
     spec: &str,
 ) -> Result<VersionSpecifiers, pep440_rs::VersionSpecifiersParseError> {
     let cleaned = spec.trim().trim_end_matches(',');

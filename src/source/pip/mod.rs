@@ -7,18 +7,18 @@
 //! says which index), source distributions built into wheels where no wheel fits ([`sdist`]) →
 //! lock → download with hash checks → wheels installed into a layer tree ([`wheel`]).
 
-pub mod config;
-pub mod index;
-mod kind;
-pub mod metadata;
-pub mod requirements;
-pub mod resolve;
-pub mod scan;
-pub mod sdist;
-pub mod target;
-pub mod wheel;
+pub(crate) mod config;
+pub(crate) mod index;
+pub(crate) mod kind;
+pub(crate) mod metadata;
+pub(crate) mod requirements;
+pub(crate) mod resolve;
+pub(crate) mod scan;
+pub(crate) mod sdist;
+pub(crate) mod target;
+pub(crate) mod wheel;
 
-pub use kind::{PIP, PIP_BUILT, Pip};
+pub(crate) use kind::Pip;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -289,7 +289,7 @@ pub struct Prepared {
 }
 
 /// Reads a layer's requirements and works out the Python it installs for.
-pub fn prepare(
+pub(crate) fn prepare(
     spec: &PipSpec,
     base: &PythonBase,
     architecture: &str,
@@ -532,7 +532,7 @@ fn detect_target(
 /// `install`, the tree only marks each distribution's `.dist-info` directory, which is what the
 /// layers above need to know of it. `offline`: no index is configured or asked, nothing is
 /// built; every pinned file (and the wheel built from each sdist) must be in the cache.
-pub fn layer_tree(
+pub(crate) fn layer_tree(
     spec: &PipSpec,
     prepared: &Prepared,
     cache: &Cache,

@@ -26,7 +26,7 @@ use crate::digest::Digest;
 /// A node of the resolution: the layer itself, a distribution, or a distribution with one
 /// extra (which depends on the distribution at the same version).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Node {
+pub(crate) enum Node {
     Root,
     Dist(String),
     Extra(String, String),
@@ -44,7 +44,7 @@ impl fmt::Display for Node {
 
 /// What a resolution chose for one distribution.
 #[derive(Clone, Debug)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     pub name: String,
     pub version: Version,
     pub file: DistFile,
@@ -60,10 +60,10 @@ enum Prefetch {
 
 /// What building a source distribution failed with. Boxed: the builder's error (the pip
 /// layer's) holds resolution errors in turn, and this module does not import that one.
-pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BuildError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Builds a source distribution into a wheel and returns its metadata and the wheel's file.
-pub type SdistBuilder<'b> =
+pub(crate) type SdistBuilder<'b> =
     dyn Fn(&DistFile) -> Result<(CoreMetadata, DistFile), BuildError> + Sync + 'b;
 
 /// Why the solver could not learn what it asked about a distribution.
@@ -101,7 +101,7 @@ pub enum ResolveError {
     Worker(#[from] crate::workers::WorkerPanicked),
 }
 
-pub struct Input<'r> {
+pub(crate) struct Input<'r> {
     pub requirements: &'r Requirements,
     /// Distributions the layers below already hold, by normalised name.
     pub below: &'r BTreeMap<String, Version>,
@@ -109,7 +109,7 @@ pub struct Input<'r> {
 
 /// Resolves `input` for `target`; what the layers below hold is left out of the result. Index pages and metadata files are fetched ahead on a few
 /// threads while the solver works.
-pub fn resolve(
+pub(crate) fn resolve(
     index: &PackageIndex<'_>,
     target: &PythonTarget,
     input: &Input<'_>,

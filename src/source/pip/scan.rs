@@ -50,7 +50,7 @@ const READ_PATHS: [&str; 5] = [
 
 /// A layer member's name relative to `/`, without `./` or a trailing `/`; `..` and absolute
 /// names are refused (an error naming the member), since extracting them writes outside.
-pub fn member_path(raw: &str) -> io::Result<String> {
+pub(crate) fn member_path(raw: &str) -> io::Result<String> {
     if raw.starts_with('/') || raw.split('/').any(|p| p == "..") {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -65,7 +65,7 @@ pub fn member_path(raw: &str) -> io::Result<String> {
 
 /// The checked name of a tar entry of a layer. A file whose content the scan reads must be a
 /// regular file: a symlink's or hard link's content would come from elsewhere.
-pub fn checked_member<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<String> {
+pub(crate) fn checked_member<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<String> {
     let raw = entry.path_bytes();
     let path = member_path(&String::from_utf8_lossy(&raw))?;
     let kind = entry.header().entry_type();

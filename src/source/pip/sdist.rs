@@ -78,7 +78,7 @@ pub enum SdistError {
 }
 
 /// The interpreter that builds sdists: `OCI_BUILD_PYTHON`, else `python3` on PATH.
-pub fn host_python() -> PathBuf {
+pub(crate) fn host_python() -> PathBuf {
     std::env::var_os("OCI_BUILD_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("python3"))
@@ -133,7 +133,7 @@ print(json.dumps(requires))
 /// entry of the wheel: 1980-01-01 00:00:00 UTC, the earliest a zip can hold. Not the build's own
 /// epoch: the built wheel is cached and pinned in the lock by the sdist's hash alone, so nothing
 /// of the build that asked for it may show in its bytes.
-pub const BUILD_EPOCH: u64 = 315_532_800;
+pub(crate) const BUILD_EPOCH: u64 = 315_532_800;
 
 /// Where the sandbox shows the build directory to the backend: the same path for every user,
 /// cache and host, since backends record where they built (paths in compiled extensions,
@@ -146,7 +146,7 @@ const SANDBOX_WORK: &str = "/tmp/oci-build-sdist";
 /// wheel is then rewritten by [`super::wheel::normalize_wheel`], so the same sdist gives the
 /// same wheel bytes whoever builds it, wherever and whenever, as long as its build
 /// requirements resolve to the same versions.
-pub fn build_wheel(
+pub(crate) fn build_wheel(
     sdist: &Path,
     filename: &str,
     sha256: &Digest,
@@ -549,7 +549,7 @@ fn hook_command(
 }
 
 /// The wheel built from the sdist whose SHA256 is `sdist_sha256`, if the cache has one.
-pub fn built_wheel(cache: &Cache, sdist_sha256: &Digest) -> Option<PathBuf> {
+pub(crate) fn built_wheel(cache: &Cache, sdist_sha256: &Digest) -> Option<PathBuf> {
     find_wheel(&cache.bucket(Bucket::PipBuilt).join(sdist_sha256.hex()))
 }
 

@@ -142,7 +142,7 @@ impl PythonTarget {
 }
 
 /// Wheel platform machine names for an OCI architecture.
-pub fn wheel_machine(architecture: &str, variant: Option<&str>) -> String {
+pub(crate) fn wheel_machine(architecture: &str, variant: Option<&str>) -> String {
     match (architecture, variant) {
         ("amd64", _) => "x86_64".to_owned(),
         ("arm64", _) => "aarch64".to_owned(),

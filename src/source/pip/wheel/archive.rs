@@ -89,7 +89,7 @@ fn open_zip(
 
 /// Reads `<name>.dist-info/METADATA` bytes from a wheel file without extracting it (used when
 /// an index offers no PEP 658 metadata file). The archive's names are checked as for an install.
-pub fn read_metadata(path: &Path, filename: &str) -> Result<Vec<u8>, WheelError> {
+pub(crate) fn read_metadata(path: &Path, filename: &str) -> Result<Vec<u8>, WheelError> {
     let parsed = parse_wheel_filename(filename)?;
     let mut archive = open_zip(path, filename)?;
     let mut names = Vec::new();

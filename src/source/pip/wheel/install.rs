@@ -369,7 +369,7 @@ impl<'a> Opened<'a> {
 
 /// Installs one wheel into `tree` under `scheme`. Returns what it installed (for messages/tests).
 /// Nothing is added to `tree` when it fails.
-pub fn install_wheel(
+pub(crate) fn install_wheel(
     tree: &mut LayerTree,
     scheme: &InstallScheme,
     wheel: &WheelFile,

@@ -45,11 +45,11 @@ mod scripts;
 #[cfg(test)]
 mod test_support;
 
-pub use archive::read_metadata;
+pub(crate) use archive::read_metadata;
 pub(crate) use dist_info::script_entry_points;
-pub use install::install_wheel;
-pub use name::{WheelName, normalize_name, parse_wheel_filename};
-pub use normalize::normalize_wheel;
+pub(crate) use install::install_wheel;
+pub(crate) use name::{WheelName, normalize_name, parse_wheel_filename};
+pub(crate) use normalize::normalize_wheel;
 pub(crate) use record::{csv_field, parse_csv};
 
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +171,7 @@ pub enum WheelError {
 }
 
 /// A wheel to install: a verified file in the cache and what the resolver knows of it.
-pub struct WheelFile<'a> {
+pub(crate) struct WheelFile<'a> {
     /// The `.whl` in the cache (already hash-verified by the caller).
     pub path: &'a Path,
     /// The file name, e.g. `PyYAML-6.0.1-cp311-cp311-manylinux_2_17_x86_64.whl`.
@@ -184,7 +184,7 @@ pub struct WheelFile<'a> {
 
 /// What [`install_wheel`] put into the tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InstalledWheel {
+pub(crate) struct InstalledWheel {
     /// The project name as its METADATA spells it.
     pub name: String,
     pub version: String,

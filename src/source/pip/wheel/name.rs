@@ -12,7 +12,7 @@ use super::WheelError;
 /// The parts of a wheel file name:
 /// `{distribution}-{version}(-{build tag})?-{python tag}-{abi tag}-{platform tag}.whl`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WheelName {
+pub(crate) struct WheelName {
     /// The distribution name as written in the file name.
     pub name: String,
     pub version: String,
@@ -24,7 +24,7 @@ pub struct WheelName {
 }
 
 /// PEP 503 normalisation: lowercase, every run of `-`, `_` and `.` becomes one `-`.
-pub fn normalize_name(name: &str) -> String {
+pub(crate) fn normalize_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut in_run = false;
     for c in name.chars() {
@@ -52,7 +52,7 @@ pub(super) fn is_project_name(name: &str) -> bool {
 }
 
 /// Splits a wheel file name into its parts; the build tag must start with a digit.
-pub fn parse_wheel_filename(filename: &str) -> Result<WheelName, WheelError> {
+pub(crate) fn parse_wheel_filename(filename: &str) -> Result<WheelName, WheelError> {
     let bad = |reason: &str| WheelError::BadFilename {
         filename: filename.to_owned(),
         reason: reason.to_owned(),

@@ -21,7 +21,7 @@ use super::record::{verify_record, write_record};
 
 /// Rewrites the wheel `src` (named `filename`) as `dest`; `scratch` is an empty directory the
 /// files are extracted into.
-pub fn normalize_wheel(
+pub(crate) fn normalize_wheel(
     src: &Path,
     filename: &str,
     dest: &Path,
