@@ -5,7 +5,8 @@
 //! target, layer number and the kind's key (architecture, platform or subdir), together with a
 //! hash of its inputs (the layer's spec and what it depends on below it). A layer whose inputs
 //! changed is resolved again; `oci-build lock` resolves everything again. This module knows
-//! the kinds only through that trait and the list in [`kinds`].
+//! the kinds only through that trait and the registered list (`crate::source::kinds`), which
+//! [`kinds`] turns into the file's tables.
 
 use std::any::Any;
 use std::path::{Path, PathBuf};

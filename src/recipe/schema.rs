@@ -1,4 +1,6 @@
-//! The recipe file format, as TOML sees it. Plain data; loading and checks live in `load`.
+//! The recipe file format, as TOML sees it: plain data, except that a `[[layer]]` reads the
+//! key of each registered package kind as that kind's spec (`crate::source::kinds`). Loading
+//! (variables, variants, `from` chains) and checks are the parent module's.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -10,8 +10,9 @@
 //! `crate::offline` are written once over this trait and the list of kinds in
 //! [`kinds`](super::kinds); an offline build provides a layer's inputs before its source runs.
 //!
-//! Adding a kind: its module, with its spec and pin types and an implementation of this trait,
-//! and one line in [`kinds`](super::kinds).
+//! Adding a kind: its module, with its spec and pin types and an implementation of this trait;
+//! `pub mod` and its error's `#[from]` variant in `source/mod.rs`; one line in
+//! [`kinds`](super::kinds).
 
 use std::fmt;
 use std::path::Path;
