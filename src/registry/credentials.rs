@@ -264,7 +264,6 @@ fn helper_io(
 
 /// docker-credential-helpers protocol: `get` with the server URL on stdin, JSON on stdout.
 fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, CredentialError> {
-    let program = format!("docker-credential-{helper}");
     let server = if registry == DOCKER_HUB {
         DOCKER_HUB_CONFIG_KEY.to_owned()
     } else {
@@ -275,23 +274,7 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, Creden
         host: registry.to_owned(),
         message,
     };
-    let mut child = Command::new(&program)
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(helper_io(helper, registry, "run"))?;
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(server.as_bytes())
-        .map_err(helper_io(helper, registry, "write to"))?;
-    let output =
-        child
-            .wait_with_output()
-            .map_err(helper_io(helper, registry, "read the answer of"))?;
+    let output = call_helper(helper, "get", registry, server.as_bytes())?;
     if !output.status.success() {
         let message = String::from_utf8_lossy(&output.stdout).trim().to_owned();
         // The helpers' own wording for "nothing stored for this server".
@@ -308,7 +291,7 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, Creden
     }
     let answer: HelperAnswer = serde_json::from_slice(&output.stdout)
         .map_err(|_| fail("its answer is not the expected JSON".to_owned()))?;
-    let source = format!("credential helper {program}");
+    let source = format!("credential helper docker-credential-{helper}");
     let mut credential = Credential::new(&answer.username, &answer.secret, &source);
     // By the protocol's convention, this user name marks an identity token.
     credential.identity_token = answer.username == "<token>";
@@ -389,6 +372,32 @@ pub fn store(registry: &str, credential: &Credential) -> Result<Stored, Credenti
     })
 }
 
+/// Runs `docker-credential-HELPER ACTION` with `request` on its stdin (never its arguments or
+/// environment: it may hold a secret) and returns what it answered.
+fn call_helper(
+    helper: &str,
+    action: &str,
+    registry: &str,
+    request: &[u8],
+) -> Result<std::process::Output, CredentialError> {
+    let mut child = Command::new(format!("docker-credential-{helper}"))
+        .arg(action)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(helper_io(helper, registry, "run"))?;
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(request)
+        .map_err(helper_io(helper, registry, "write to"))?;
+    child
+        .wait_with_output()
+        .map_err(helper_io(helper, registry, "read the answer of"))
+}
+
 /// docker-credential-helpers protocol: `store` with `{ServerURL, Username, Secret}` on stdin.
 /// The secret goes through the pipe only, never the command line or the environment.
 fn store_with_helper(
@@ -402,28 +411,12 @@ fn store_with_helper(
         host: registry.to_owned(),
         message,
     };
-    let mut child = Command::new(format!("docker-credential-{helper}"))
-        .arg("store")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(helper_io(helper, registry, "run"))?;
     let request = serde_json::json!({
         "ServerURL": server,
         "Username": credential.username,
         "Secret": credential.secret,
     });
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(request.to_string().as_bytes())
-        .map_err(helper_io(helper, registry, "write to"))?;
-    let output =
-        child
-            .wait_with_output()
-            .map_err(helper_io(helper, registry, "read the answer of"))?;
+    let output = call_helper(helper, "store", registry, request.to_string().as_bytes())?;
     if !output.status.success() {
         return Err(fail(format!("`store` exited with {}", output.status)));
     }
