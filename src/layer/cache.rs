@@ -133,6 +133,9 @@ impl Cache {
     }
 
     pub fn open(root: &Path) -> Result<Self, CacheError> {
+        // Absolute, because paths under it are handed to other programs (an sdist's build
+        // directory to bubblewrap, which refuses a relative one) that may run elsewhere.
+        let root = &std::path::absolute(root).map_err(cache_err(root, "finding"))?;
         for dir in [Bucket::Blobs, Bucket::Layers, Bucket::Tmp].map(Bucket::dir) {
             fs::create_dir_all(root.join(dir)).map_err(cache_err(root, "creating"))?;
         }

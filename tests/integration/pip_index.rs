@@ -11,7 +11,8 @@
 
 use crate::common::{Project, assert_success, layer_paths, read_layer, refused};
 use crate::fixtures::pypi::{
-    Index, dist, edit_pin, lock_text, locked, pinned_built_sha256, project, sdist_bytes, wheel,
+    BUILT_WITH_HELPER, Index, build_helper, dist, edit_pin, lock_text, locked,
+    pinned_build_requires, pinned_built_sha256, project, sdist_bytes, sdist_running, wheel,
 };
 use crate::fixtures::sha256_hex;
 
@@ -292,6 +293,31 @@ fn a_locked_build_refuses_a_built_wheel_the_lock_does_not_pin() {
         pinned_built_sha256(&project, "srconly").as_ref(),
         Some(&built)
     );
+}
+
+/// The lock pins the build requirements an sdist's wheel was built with: a newer one on the
+/// index later does not change what a locked build on an empty cache builds.
+#[test]
+fn a_locked_build_installs_the_build_requirements_the_lock_pins() {
+    let mut index = Index::new();
+    index.publish(&build_helper("1.0"));
+    index.publish_raw(
+        "srconly",
+        "srconly-0.3.tar.gz",
+        &sdist_running("py3-none-any", BUILT_WITH_HELPER),
+    );
+    let project = project(&index, "[\"linux/amd64\"]", &["packages = [\"srconly\"]"]);
+    let first = project.build(&["app", "--output", "oci:first"]);
+    assert_eq!(
+        pinned_build_requires(&project, "srconly"),
+        ["buildhelp==1.0"]
+    );
+
+    index.publish(&build_helper("2.0"));
+    // Another machine: no wheel built before.
+    std::fs::remove_dir_all(project.cache().join("pip-built-v3")).unwrap();
+    let again = project.build(&["app", "--locked", "--output", "oci:again"]);
+    assert_eq!(again["digest"], first["digest"], "built with buildhelp 2.0");
 }
 
 #[test]

@@ -203,6 +203,7 @@ fn built_wheel(p: &Project) -> Vec<u8> {
     let wheels: Vec<_> = fs::read_dir(&dirs[0])
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "whl"))
         .collect();
     assert_eq!(wheels.len(), 1);
     fs::read(&wheels[0]).unwrap()

@@ -145,6 +145,11 @@ pub struct LockedWheel {
         with = "crate::digest::bare_hex::option"
     )]
     pub built_sha256: Option<Digest>,
+    /// For an sdist, the build requirements its wheel was built with (`setuptools==80.9.0`):
+    /// a later build installs exactly these, so a new release on the index does not change
+    /// the wheel. Empty in entries written before they were recorded, and then recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub build_requires: Vec<String>,
     /// Named by the layer's requirements, not only pulled in.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub requested: bool,
@@ -558,7 +563,7 @@ pub(crate) fn layer_tree(
     let target = &prepared.target;
     let builder =
         |file: &DistFile| -> Result<(metadata::CoreMetadata, DistFile), resolve::BuildError> {
-            let built = build_sdist(&index, file, target, cache)?;
+            let (built, _) = build_sdist(&index, file, target, cache, &[])?;
             let meta = index.metadata(&built)?;
             Ok((meta, built))
         };
@@ -594,9 +599,13 @@ pub(crate) fn layer_tree(
                         None => index.download(&r.file).map(|(_, digest)| digest)?,
                     };
                     // Resolving built it for its metadata: this finds the cached wheel.
-                    let built_sha256 = match r.file.kind {
-                        DistKind::Sdist => Some(built_wheel(&index, &r.file, target, cache)?.1),
-                        DistKind::Wheel(_) => None,
+                    let (built_sha256, build_requires) = match r.file.kind {
+                        DistKind::Sdist => {
+                            let (_, built, build_requires) =
+                                built_wheel(&index, &r.file, target, cache, &[])?;
+                            (Some(built), build_requires)
+                        }
+                        DistKind::Wheel(_) => (None, Vec::new()),
                     };
                     Ok(LockedWheel {
                         requested: requested.contains(&r.name),
@@ -605,6 +614,7 @@ pub(crate) fn layer_tree(
                         filename: r.file.filename,
                         sha256,
                         built_sha256,
+                        build_requires,
                     })
                 })
                 .collect::<Result<_, PipError>>()?
@@ -641,8 +651,12 @@ pub(crate) fn layer_tree(
         let mut filename = file.filename.clone();
         let mut sha256 = pin.sha256.clone();
         if file.kind == DistKind::Sdist {
-            let built;
-            (built, sha256) = built_wheel(&index, &file, target, cache)?;
+            let (built, build_requires);
+            (built, sha256, build_requires) =
+                built_wheel(&index, &file, target, cache, &pin.build_requires)?;
+            if pin.build_requires.is_empty() {
+                pin.build_requires = build_requires;
+            }
             match &pin.built_sha256 {
                 Some(pinned) if *pinned != sha256 => {
                     return Err(PipError::BuiltDiffers {
@@ -763,14 +777,16 @@ fn index_cache_path(index: &PackageIndex<'_>, digest: &crate::digest::Digest) ->
     index.cache().blob_path(digest)
 }
 
-/// The wheel built from an sdist (built now, or found in the cache) and its SHA256.
+/// The wheel built from an sdist (built now, or found in the cache), its SHA256 and the build
+/// requirements it was built with; `build_requires` pins them where a lock recorded them.
 fn built_wheel(
     index: &PackageIndex<'_>,
     file: &DistFile,
     target: &PythonTarget,
     cache: &Cache,
-) -> Result<(DistFile, Digest), PipError> {
-    let built = build_sdist(index, file, target, cache)?;
+    build_requires: &[String],
+) -> Result<(DistFile, Digest, Vec<String>), PipError> {
+    let (built, build_requires) = build_sdist(index, file, target, cache, build_requires)?;
     let (_, sha256) = index.download(&built)?;
     Ok((
         DistFile {
@@ -778,6 +794,7 @@ fn built_wheel(
             ..built
         },
         sha256,
+        build_requires,
     ))
 }
 
@@ -787,9 +804,19 @@ fn build_sdist(
     file: &DistFile,
     target: &PythonTarget,
     cache: &Cache,
-) -> Result<DistFile, PipError> {
+    build_requires: &[String],
+) -> Result<(DistFile, Vec<String>), PipError> {
     let (path, sha256) = index.download(file)?;
-    let wheel_path = sdist::build_wheel(&path, &file.filename, &sha256, index.sources(), cache)?;
+    let (wheel_path, build_requires) = sdist::build_wheel(
+        &sdist::Sdist {
+            path: &path,
+            filename: &file.filename,
+            sha256: &sha256,
+        },
+        index.sources(),
+        cache,
+        build_requires,
+    )?;
     let filename = wheel_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -815,7 +842,7 @@ fn build_sdist(
             ),
         });
     }
-    Ok(DistFile {
+    let built = DistFile {
         filename,
         url: wheel_path.display().to_string(),
         sha256: None,
@@ -824,7 +851,8 @@ fn build_sdist(
         metadata: None,
         version: file.version.clone(),
         kind: DistKind::Wheel(name),
-    })
+    };
+    Ok((built, build_requires))
 }
 
 /// The files that make a directory a virtual environment for the image's interpreter.
@@ -958,6 +986,7 @@ mod tests {
             filename: filename.to_owned(),
             sha256: Digest::of_bytes(b"wheel"),
             built_sha256: None,
+            build_requires: Vec::new(),
             requested: true,
         }
     }

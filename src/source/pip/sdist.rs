@@ -147,16 +147,24 @@ const SANDBOX_WORK: &str = "/tmp/oci-build-sdist";
 /// same wheel bytes whoever builds it, wherever and whenever, as long as its build
 /// requirements resolve to the same versions.
 pub(crate) fn build_wheel(
-    sdist: &Path,
-    filename: &str,
-    sha256: &Digest,
+    sdist: &Sdist<'_>,
     sources: &Sources,
     cache: &Cache,
-) -> Result<PathBuf, SdistError> {
+    pinned_requires: &[String],
+) -> Result<(PathBuf, Vec<String>), SdistError> {
+    let Sdist {
+        path: sdist,
+        filename,
+        sha256,
+    } = *sdist;
     let bucket = cache.bucket(Bucket::PipBuilt);
     let done = bucket.join(sha256.hex());
+    let built = |wheel: PathBuf| -> Result<(PathBuf, Vec<String>), SdistError> {
+        let requires = read_build_requires(&done)?;
+        Ok((wheel, requires))
+    };
     if let Some(wheel) = find_wheel(&done) {
-        return Ok(wheel);
+        return built(wheel);
     }
     if sources.offline {
         return Err(SdistError::Offline {
@@ -169,13 +177,13 @@ pub(crate) fn build_wheel(
     std::fs::create_dir_all(&work)?;
     let _lock = crate::fsutil::DirLock::acquire(&work)?;
     if let Some(wheel) = find_wheel(&done) {
-        return Ok(wheel); // another build of the same sdist finished while this one waited
+        return built(wheel); // another build of the same sdist finished while this one waited
     }
     clear_dir(&work)?; // what a killed build left
-    let built = build_in(&work, sdist, filename, sources)?;
+    let wheel = build_in(&work, sdist, filename, sources, pinned_requires)?;
     // The directory is removed only after a success: a build waiting for the lock then finds
     // the wheel and does not need the directory.
-    if std::fs::rename(built.parent().expect("a wheel in a directory"), &done).is_err()
+    if std::fs::rename(wheel.parent().expect("a wheel in a directory"), &done).is_err()
         && find_wheel(&done).is_none()
     {
         return Err(SdistError::Build {
@@ -185,11 +193,48 @@ pub(crate) fn build_wheel(
         });
     }
     let _ = std::fs::remove_dir_all(&work);
-    find_wheel(&done).ok_or_else(|| SdistError::Build {
+    let wheel = find_wheel(&done).ok_or_else(|| SdistError::Build {
         file: filename.to_owned(),
         step: "storing the wheel",
         output: format!("no wheel in {}", done.display()),
-    })
+    })?;
+    built(wheel)
+}
+
+/// An sdist to build: its file, its name on the index and its SHA256.
+pub(crate) struct Sdist<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) filename: &'a str,
+    pub(crate) sha256: &'a Digest,
+}
+
+/// Beside each built wheel: the build requirements it was built with, one `name==version` a
+/// line (none for a wheel built before they were recorded).
+const BUILD_REQUIRES_FILE: &str = "build-requires.txt";
+
+fn read_build_requires(done: &Path) -> Result<Vec<String>, SdistError> {
+    match std::fs::read_to_string(done.join(BUILD_REQUIRES_FILE)) {
+        Ok(text) => Ok(text
+            .lines()
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `pip list --format=freeze` of a build environment, as the lock pins it: sorted, without pip
+/// itself (the host's venv brings it; it builds nothing).
+fn frozen_requirements(freeze: &str) -> Vec<String> {
+    let mut pins: Vec<String> = freeze
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.contains("==") && !line.to_ascii_lowercase().starts_with("pip=="))
+        .map(str::to_owned)
+        .collect();
+    pins.sort();
+    pins
 }
 
 /// Removes everything in `dir`, but not `dir`, which other builds may be waiting to lock.
@@ -212,6 +257,7 @@ fn build_in(
     sdist: &Path,
     filename: &str,
     sources: &Sources,
+    pinned_requires: &[String],
 ) -> Result<PathBuf, SdistError> {
     let tree = unpack(sdist, filename, &work.join("src"))?;
     for dir in ["home", "tmp", "out", "wheel", "scratch"] {
@@ -246,6 +292,8 @@ fn build_in(
         Command::new(&python).arg("-m").arg("venv").arg(&env_dir),
     )?;
     let env_python = env_dir.join("bin/python");
+    let constraints = work.join("build-constraints.txt");
+    std::fs::write(&constraints, pinned_requires.join("\n"))?;
     // Some Pythons' venv brings its own setuptools (3.11's bundles one, Debian's another
     // version than pyenv's), which would satisfy `setuptools>=40.8.0` and decide the wheel's
     // bytes by which Python the build machine has: build requirements come from the layer's
@@ -267,9 +315,11 @@ fn build_in(
             return Ok(());
         }
         let requirements = build_requirements(requirements, filename)?;
+        // What the lock pins is what gets installed, whatever the index holds today.
+        let pinned = (!pinned_requires.is_empty()).then_some(constraints.as_path());
         run(
             step,
-            &mut pip_install_command(&env_python, sources, &requirements),
+            &mut pip_install_command(&env_python, sources, &requirements, pinned),
         )
         .map(|_| ())
     };
@@ -328,6 +378,13 @@ fn build_in(
         .expect("a file found in a directory")
         .to_string_lossy()
         .into_owned();
+    let freeze = run(
+        "listing the build requirements",
+        Command::new(&env_python).args(["-m", "pip", "list", "--format=freeze"]),
+    )?;
+    let mut requires = frozen_requirements(&freeze).join("\n");
+    requires.push('\n');
+    std::fs::write(work.join("wheel").join(BUILD_REQUIRES_FILE), requires)?;
     let normal = work.join("wheel").join(&name);
     super::wheel::normalize_wheel(&built, &name, &normal, &work.join("scratch")).map_err(
         |source| SdistError::Wheel {
@@ -389,7 +446,13 @@ fn build_requirements(requirements: &[String], file: &str) -> Result<Vec<String>
 /// `python -m pip install` of build requirements. Index addresses may hold credentials, so they
 /// go through pip's environment (readable only by the user), not its command line. Wheels
 /// only: pip would build an sdist among them outside the sandbox.
-fn pip_install_command(python: &Path, sources: &Sources, requirements: &[String]) -> Command {
+/// `constraints`, where given, is a file of the versions to install (a lock's pins).
+fn pip_install_command(
+    python: &Path,
+    sources: &Sources,
+    requirements: &[String],
+    constraints: Option<&Path>,
+) -> Command {
     let mut command = Command::new(python);
     command.args(["-m", "pip", "install", "--quiet"]);
     // The host's own settings of these would add to, or undo, the layer's sources.
@@ -426,6 +489,9 @@ fn pip_install_command(python: &Path, sources: &Sources, requirements: &[String]
     }
     for dir in dirs {
         command.arg("--find-links").arg(dir);
+    }
+    if let Some(constraints) = constraints {
+        command.arg("--constraint").arg(constraints);
     }
     command.arg("--").args(requirements);
     command
@@ -638,6 +704,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn build_requirements_are_pinned_as_pip_froze_them_without_pip() {
+        let freeze = "wheel==0.45.1\npip==23.2.1\nsetuptools==80.9.0\n\n";
+        assert_eq!(
+            frozen_requirements(freeze),
+            ["setuptools==80.9.0", "wheel==0.45.1"]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_build_requires(dir.path()).unwrap().is_empty());
+        std::fs::write(
+            dir.path().join(BUILD_REQUIRES_FILE),
+            "setuptools==80.9.0\nwheel==0.45.1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read_build_requires(dir.path()).unwrap(),
+            ["setuptools==80.9.0", "wheel==0.45.1"]
+        );
+    }
+
+    #[test]
     fn pip_gets_index_addresses_through_its_environment_only() {
         let sources = Sources {
             index_urls: vec![
@@ -655,6 +741,7 @@ mod tests {
             Path::new("/env/bin/python"),
             &sources,
             &["setuptools>=40".to_owned()],
+            None,
         );
         let args: Vec<String> = command
             .get_args()
@@ -700,7 +787,7 @@ mod tests {
         );
         assert_eq!(env("PIP_ONLY_BINARY").as_deref(), Some(":all:"));
         // No index configured: the host's PIP_INDEX_URL is removed, not inherited.
-        let none = pip_install_command(Path::new("python"), &Sources::default(), &[]);
+        let none = pip_install_command(Path::new("python"), &Sources::default(), &[], None);
         assert!(
             none.get_envs()
                 .any(|(key, value)| key == "PIP_INDEX_URL" && value.is_none())
