@@ -23,6 +23,8 @@ fn repo() -> PathBuf {
 fn in_repo(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(bin_path());
     command.arg("-C").arg(repo()).args(args);
+    // The image's times come from the lock's recipes alone, as in CI.
+    command.env_remove("SOURCE_DATE_EPOCH");
     for name in [
         "MLRUN_VERSION",
         "MLRUN_DOCKER_REPO",

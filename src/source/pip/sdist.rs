@@ -268,6 +268,11 @@ fn build_in(
     let run = |step: &'static str, command: &mut Command| -> Result<String, SdistError> {
         command.env("SOURCE_DATE_EPOCH", BUILD_EPOCH.to_string());
         command.env("PIP_DISABLE_PIP_VERSION_CHECK", "1");
+        // The host's would change which build requirements are installed, or hide a
+        // setuptools from the uninstall step that the backend (run without them) cannot see.
+        for name in ["PIP_CONSTRAINT", "PYTHONPATH", "PYTHONHOME"] {
+            command.env_remove(name);
+        }
         command.stdin(Stdio::null());
         let output = command.output().map_err(|source| SdistError::Python {
             python: python.clone(),
