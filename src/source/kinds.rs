@@ -43,7 +43,7 @@ macro_rules! register {
             }
 
             /// Reads the value of recipe key `key`, which must be one of [`KEYS`].
-            pub fn deserialize<'de, D: Deserializer<'de>>(
+            pub fn from_recipe<'de, D: Deserializer<'de>>(
                 key: &str,
                 deserializer: D,
             ) -> Result<LockedSpec, D::Error> {
@@ -54,7 +54,7 @@ macro_rules! register {
                             .map(LockedSpec::$variant);
                     }
                 )+
-                unreachable!("`{key}` is not a locked kind's key")
+                unreachable!("`{key}` is not a locked kind's key: `LayerKey` refuses it first")
             }
 
             pub fn check(&self, recipe: &SpecContext) -> Result<LockedSpec, SpecProblem> {
@@ -139,7 +139,7 @@ impl<'de> DeserializeSeed<'de> for SpecSeed<'_> {
     type Value = LockedSpec;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<LockedSpec, D::Error> {
-        LockedSpec::deserialize(self.0, deserializer)
+        LockedSpec::from_recipe(self.0, deserializer)
     }
 }
 
