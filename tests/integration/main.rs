@@ -26,7 +26,10 @@
 //! - `hostile_sdist`: `--only-binary`/`only_binary` keep sdists unbuilt, even when locked;
 //!   a build backend gets no network and no write access outside its build (bubblewrap).
 //! - `pip_live`: live, real wheels on the Python base run in a chroot; mlrun locked like uv.
-//! - `family`: the MLRun recipes: names, resolve, the committed lock; live, mlrun pushed and run.
+//! - `family`: the MLRun recipes: names, resolve, the committed lock (and the CUDA libraries its
+//!   GPU frameworks declare); live, mlrun pushed and run.
+//! - `family_run`: live, jupyter and ui started as a runtime starts them (`runtime`), doing
+//!   their job as their own users.
 //! - `harness_selftest`: the registry harness (`fixtures::registry`) checked with skopeo.
 //! - `hostile_inputs`: index hashes and inputs-directory file names that try to be paths, and a
 //!   swapped cache blob: refused in one sentence, nothing outside the cache written.
@@ -48,6 +51,7 @@ mod conda;
 mod debian;
 mod debian_repo;
 mod family;
+mod family_run;
 #[path = "../../fixtures/mod.rs"]
 mod fixtures;
 mod harness_selftest;
@@ -65,3 +69,4 @@ mod pip_live;
 mod registry;
 mod reproducible;
 mod rootless;
+mod runtime;
