@@ -15,6 +15,8 @@
 //! - `bad_input`: broken recipes fail with one sentence naming file and line, writing nothing.
 //! - `cache`: unchanged layers come from the cache; damaged or interrupted entries do not stick.
 //! - `cli`: targets, inspect, --json and --help.
+//! - `contexts`: directories outside the project through `[project] contexts` variables,
+//!   `[requires]` variables, a default from the working directory, empty volume directories.
 //! - `conda`: hermetic conda channels (`fixtures::conda`) on 127.0.0.1 and file://; live, a
 //!   conda entry point run in a chroot of the Debian Python base.
 //! - `debian`: live, the Python 3.11 base from the real archive, run in a chroot.
@@ -48,6 +50,7 @@ mod cache;
 mod cli;
 mod common;
 mod conda;
+mod contexts;
 mod debian;
 mod debian_repo;
 mod family;
