@@ -523,6 +523,27 @@ pub const FAMILY_VARIABLES: [&str; 6] = [
     "MLRUN_UI_DIR",
 ];
 
+/// Copies what the mlrun recipe reads (recipes/ and layers/) into `dir`, newest-named first,
+/// so that the copy's directories are filled in another order than the checkout's.
+pub fn copy_project(dir: &Path) {
+    for top in ["recipes", "layers"] {
+        let mut entries: Vec<_> = walkdir::WalkDir::new(repo().join(top))
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        entries.sort_by(|a, b| b.path().cmp(a.path()));
+        for entry in entries {
+            let to = dir.join(entry.path().strip_prefix(repo()).unwrap());
+            if entry.file_type().is_dir() {
+                std::fs::create_dir_all(&to).unwrap();
+            } else {
+                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+                std::fs::copy(entry.path(), &to).unwrap();
+            }
+        }
+    }
+}
+
 /// `oci-build -C <repo> ARGS` with the MLRun variables set as given (others unset).
 pub fn in_repo(args: &[&str], vars: &[(&str, &str)]) -> Output {
     let mut command = Command::new(bin_path());

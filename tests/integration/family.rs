@@ -1,7 +1,8 @@
 //! The MLRun image family of this repository: names from the MLRun variables, `resolve`, the
-//! committed lock covering every image (the heavy ones are not built here), and, live, the
-//! `mlrun` image built from that lock, pushed, pulled back with skopeo and run; `api` built
-//! after it reuses the layers they share; the GPU smoke check's image builds.
+//! committed lock covering every image built from the index (the heavy ones are not built
+//! here) and the CUDA libraries its GPU frameworks declare, and, live, the `mlrun` image built
+//! from that lock, pushed, pulled back with skopeo and run as its user; the GPU smoke check's
+//! image builds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -163,7 +164,6 @@ fn the_committed_lock_pins_every_image_of_the_family() {
     let mut missing = Vec::new();
     for target in [
         "mlrun",
-        "api",
         "jupyter",
         "base",
         "base-legacy",
@@ -333,7 +333,7 @@ fn the_gpu_images_hold_the_cuda_libraries_their_frameworks_declare() {
     offline_tests,
     ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
 )]
-fn mlrun_builds_from_the_lock_pushes_and_runs_and_api_reuses_its_layers() {
+fn mlrun_builds_from_the_lock_pushes_and_runs() {
     require_apt_sources();
     let registry = Registry::start(Auth::None);
     let prefix = format!("{}/", registry.url());
@@ -387,39 +387,6 @@ fn mlrun_builds_from_the_lock_pushes_and_runs_and_api_reuses_its_layers() {
     } else {
         eprintln!("not root: the chroot part of the mlrun test skipped");
     }
-
-    // api starts from the same Python and tools layers: only its own three layers are new.
-    let api = build_in_repo(
-        &[
-            "build",
-            "--json",
-            "--locked",
-            "api",
-            "--output",
-            &format!("oci:{}", tmp.path().join("api").display()),
-        ],
-        &vars,
-    );
-    // The Python and tools layers come from mlrun's build (the cache may hold api's own too,
-    // from an earlier run; it never has to).
-    let built = api[0]["layers_built"].as_u64().unwrap();
-    let cached = api[0]["layers_cached"].as_u64().unwrap();
-    assert!(
-        built <= 3 && cached >= 3 && built + cached == 6,
-        "{}",
-        api[0]
-    );
-    let mlrun_layers = report[0]["manifests"][0]["layers"]
-        .as_array()
-        .unwrap()
-        .clone();
-    let api_layers = api[0]["manifests"][0]["layers"].as_array().unwrap();
-    assert_eq!(api_layers.len(), 6);
-    assert_eq!(
-        api_layers[..3],
-        mlrun_layers[..3],
-        "Python base and tools are shared"
-    );
 }
 
 #[test]
@@ -458,27 +425,6 @@ fn manifest_digests(report: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// Copies what the mlrun recipe reads (recipes/ and layers/) into `dir`, newest-named first,
-/// so that the copy's directories are filled in another order than the checkout's.
-fn copy_project(dir: &std::path::Path) {
-    for top in ["recipes", "layers"] {
-        let mut entries: Vec<_> = walkdir::WalkDir::new(repo().join(top))
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
-        entries.sort_by(|a, b| b.path().cmp(a.path()));
-        for entry in entries {
-            let to = dir.join(entry.path().strip_prefix(repo()).unwrap());
-            if entry.file_type().is_dir() {
-                std::fs::create_dir_all(&to).unwrap();
-            } else {
-                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-                std::fs::copy(entry.path(), &to).unwrap();
-            }
-        }
-    }
-}
-
 /// The main job, reproducible across machines: `mlrun` built from the committed lock, once in
 /// the checkout with the shared live cache and once elsewhere with everything a build machine
 /// varies changed (user, HOME, cache, umask, time zone, locale, working directory, hash seed,
@@ -506,7 +452,7 @@ fn mlrun_from_the_lock_has_the_committed_digest_on_any_build_machine() {
     let digests = manifest_digests(&report);
 
     let elsewhere = crate::common::Project::new();
-    copy_project(&elsewhere.dir());
+    crate::common::copy_project(&elsewhere.dir());
     let home = elsewhere.tmp.path().join("home");
     let work = elsewhere.tmp.path().join("work");
     std::fs::create_dir_all(&home).unwrap();

@@ -1,8 +1,8 @@
 //! Live: the family's images started as a runtime starts them (their entrypoint and cmd, as
 //! their declared user, with their environment and working directory; `runtime`) and checked
 //! doing their job: JupyterLab answers its API and saves a notebook in its user's home, nginx
-//! serves the UI as www-data; and every image's working directory and volumes are writable by
-//! its user.
+//! serves the UI as www-data, the api built from an MLRun checkout answers its health endpoint
+//! as the mlrun user; and every image's working directory and volumes are writable by its user.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -10,8 +10,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{build_in_repo, is_root, repo, require_apt_sources, umoci_unpack};
-use crate::runtime::{Container, require_free};
+use crate::common::{
+    build_in_repo, copy_project, in_repo, is_root, json_of, live_cache, oci_build_at,
+    one_line_error, repo, require_apt_sources, umoci_unpack,
+};
+use crate::runtime::{Container, free_port, require_free};
 
 /// `target` built from the committed lock into a layout under `tmp` and unpacked there; returns
 /// the bundle and the image config.
@@ -183,4 +186,67 @@ fn ui_serves_its_index_as_www_data() {
         Duration::from_secs(5),
     );
     assert_eq!(routed, built);
+}
+
+/// mlrun-api from an MLRun checkout (a small one, `fixtures::mlrun_checkout`, with the real
+/// fastapi and uvicorn from the index): mlrun built from the tree with the version MLRun's
+/// build writes, the server beside it, started as MLRun's image starts it (tini, uvicorn) as
+/// the mlrun user, answering its health endpoint and writing its database into the volume.
+#[test]
+#[cfg_attr(
+    offline_tests,
+    ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
+)]
+fn api_from_a_checkout_serves_its_health_endpoint_as_mlrun() {
+    require_apt_sources();
+    if !require_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let checkout = tmp.path().join("mlrun");
+    crate::fixtures::mlrun_checkout::write(&checkout);
+    // A copy of the project: the plain build pins the checkout in its own lock file.
+    let project = tmp.path().join("project");
+    copy_project(&project);
+
+    // Without a checkout, one sentence says what the api image needs.
+    let out = in_repo(&["build", "api"], &[]);
+    assert!(
+        one_line_error(&out).contains("api (recipes/api.toml) needs MLRUN_SOURCE_DIR"),
+        "{out:?}"
+    );
+
+    let layout = tmp.path().join("layout");
+    let out = oci_build_at(&project, &live_cache())
+        .args(["build", "--json", "api", "--output"])
+        .arg(format!("oci:{}", layout.display()))
+        .env("MLRUN_SOURCE_DIR", &checkout)
+        .env_remove("MLRUN_VERSION")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap();
+    json_of(&out, "build api from a checkout");
+    assert!(
+        !checkout.join("mlrun/utils/version/version.json").exists(),
+        "the version is written into the build's copy, never into the checkout"
+    );
+    let bundle = tmp.path().join("bundle");
+    umoci_unpack(&layout, "docker.io/mlrun/mlrun-api:unstable", &bundle);
+    let config = image_config(&layout);
+    let container = Container::new(&bundle);
+    assert_eq!((container.process.uid, container.process.gid), (1000, 1000));
+    assert_eq!(container.process.args[..2], ["tini", "--"]);
+    assert_writable_by_its_user(&container, &config);
+
+    let port = free_port().to_string();
+    let mut api = container.start(&container.process.with_env("UVICORN_PORT", &port), "api");
+    let health = api.wait_for_http(
+        &format!("http://127.0.0.1:{port}/api/v1/healthz"),
+        Duration::from_secs(120),
+    );
+    let health: Value = serde_json::from_str(&health).unwrap();
+    // MLRUN_VERSION=unstable is written as MLRun's build writes a tag that is not a release.
+    assert_eq!(health["version"], "0.0.0+unstable", "{health}");
+    let database = container.rootfs.join("mlrun/db/mlrun.db");
+    assert_eq!(std::fs::metadata(&database).unwrap().uid(), 1000);
 }

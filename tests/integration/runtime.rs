@@ -237,6 +237,15 @@ fn make_devices(rootfs: &Path) {
     }
 }
 
+/// A TCP port nobody listens on now, for a server the test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Fails at once, saying so, when `port` is taken: an image that listens on a fixed port
 /// cannot be tested while something else holds it.
 pub fn require_free(port: u16) {
