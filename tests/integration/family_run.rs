@@ -31,14 +31,19 @@ fn unpacked(target: &str, tmp: &Path) -> (PathBuf, Value) {
         ],
         &[],
     );
+    (unpack(&layout, tmp), image_config(&layout))
+}
+
+/// The one image of an OCI layout unpacked by umoci into `<tmp>/bundle`.
+fn unpack(layout: &Path, tmp: &Path) -> PathBuf {
     let index: Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     let name = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
         .as_str()
         .unwrap();
     let bundle = tmp.join("bundle");
-    umoci_unpack(&layout, name, &bundle);
-    (bundle, image_config(&layout))
+    umoci_unpack(layout, name, &bundle);
+    bundle
 }
 
 /// The config of the one image in an OCI layout.
@@ -230,8 +235,7 @@ fn api_from_a_checkout_serves_its_health_endpoint_as_mlrun() {
         !checkout.join("mlrun/utils/version/version.json").exists(),
         "the version is written into the build's copy, never into the checkout"
     );
-    let bundle = tmp.path().join("bundle");
-    umoci_unpack(&layout, "docker.io/mlrun/mlrun-api:unstable", &bundle);
+    let bundle = unpack(&layout, tmp.path());
     let config = image_config(&layout);
     let container = Container::new(&bundle);
     assert_eq!((container.process.uid, container.process.gid), (1000, 1000));
