@@ -533,11 +533,7 @@ pub(crate) fn pinned_file(
                 )?;
                 path
             };
-            let fitting = super::fitting_wheel(&path, target)?;
-            let file = DistFile {
-                filename: pin.filename.clone(),
-                ..fitting
-            };
+            let file = super::fitting_named_wheel(&path, pin.filename.clone(), target)?;
             let (_, built) = index.download(&file)?;
             if built != pin.sha256 {
                 return Err(PipError::TreeBuiltDiffers {

@@ -1113,6 +1113,15 @@ pub(crate) fn fitting_wheel(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    fitting_named_wheel(wheel_path, filename, target)
+}
+
+/// [`fitting_wheel`] of a file whose name is not its wheel file name (a cache blob).
+pub(crate) fn fitting_named_wheel(
+    wheel_path: &std::path::Path,
+    filename: String,
+    target: &PythonTarget,
+) -> Result<DistFile, PipError> {
     let name = wheel::parse_wheel_filename(&filename)?;
     let version = Version::from_str(&name.version).map_err(|_| PipError::DirectFileName {
         filename: filename.clone(),
