@@ -534,6 +534,37 @@ mod tests {
         assert!(err.to_string().contains("r.txt:1"), "{err}");
     }
 
+    /// A requirements file's paths start at its own directory; the lock names them from the
+    /// project directory. A constraints file holds no direct reference.
+    #[test]
+    fn direct_references_in_files_are_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join("app")).unwrap();
+        std::fs::create_dir_all(root.join("requirements")).unwrap();
+        let file = root.join("requirements/app.txt");
+        std::fs::write(&file, "../app[api]\nclick\n").unwrap();
+        let mut reqs = Requirements {
+            root: root.clone(),
+            ..Requirements::default()
+        };
+        reqs.add_file(&file).unwrap();
+        assert_eq!(reqs.requirements.len(), 1);
+        assert_eq!(reqs.direct.len(), 1);
+        assert_eq!(reqs.direct[0].shown, "./app");
+        assert_eq!(reqs.direct[0].extras.len(), 1);
+        std::fs::write(root.join("requirements/c.txt"), "../app\n").unwrap();
+        std::fs::write(&file, "-c c.txt\n").unwrap();
+        let err = Requirements::default().add_file(&file).unwrap_err();
+        assert!(
+            err.to_string().contains("c.txt:1") && err.to_string().contains("constraints"),
+            "{err}"
+        );
+        std::fs::write(&file, "./missing\n").unwrap();
+        let err = Requirements::default().add_file(&file).unwrap_err();
+        assert!(err.to_string().contains("app.txt:1"), "{err}");
+    }
+
     #[test]
     fn an_include_of_itself_by_another_spelling_is_a_cycle() {
         let dir = tempfile::tempdir().unwrap();
