@@ -223,6 +223,12 @@ fn url_location(url: &VerbatimUrl, hashes: &[Digest], base: &Path) -> Result<Loc
     let parsed = reqwest::Url::parse(given).map_err(|e| format!("is not a valid URL: {e}"))?;
     match parsed.scheme() {
         "file" => {
+            // `file:./app` parses as `/app`: a relative file URL is not what it seems.
+            if !given.starts_with("file://") {
+                return Err(
+                    "is a relative file: URL; write `file:///absolute/path`, or the path itself (`./app`)".to_owned(),
+                );
+            }
             if parsed
                 .host_str()
                 .is_some_and(|h| !h.is_empty() && h != "localhost")
@@ -615,6 +621,7 @@ mod tests {
                 format!("other @ https://host.invalid/demo-1.0-py3-none-any.whl#sha256={hex}"),
                 "another distribution",
             ),
+            ("demo @ file:./demo".to_owned(), "relative file: URL"),
             (
                 "demo @ git+https://host.invalid/demo.git".to_owned(),
                 "only project directories",

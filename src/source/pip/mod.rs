@@ -521,7 +521,8 @@ pub(crate) fn source_tree(
         .ok()
         .filter(|dir| dir.is_dir())
         .ok_or_else(|| SourceProblem {
-            found: path.to_owned(),
+            // The path is often a variable's value, which the recipe's text does not hold.
+            found: "sources".to_owned(),
             message: format!(
                 "`sources` names `{path}`, which is not a directory (relative paths start at the project directory)"
             ),
