@@ -7,6 +7,7 @@
 //! only the build's private copy of the tree.
 
 use crate::common::{Project, TarEntry, assert_success, layer_paths, read_layer, refused};
+use crate::fixtures::offline::{build_and_fetch, offline_build};
 use crate::fixtures::pypi::{Index, dist, local_project, lock_text, project, wheel};
 use crate::fixtures::sha256_hex;
 
@@ -329,4 +330,39 @@ fn a_write_path_that_leaves_the_tree_is_refused_at_its_line() {
     );
     assert!(!project.path("src/escaped.py").exists());
     assert!(!project.tmp.path().join("out").exists());
+}
+
+/// `fetch` carries the wheel built from a project directory, so an offline build with an empty
+/// cache and no index installs it without building; changed code is refused there too.
+#[test]
+fn an_offline_build_installs_the_carried_wheel_of_a_project_directory() {
+    let mut index = Index::new();
+    index.publish(&dist("helper", "0.1"));
+    let project = project(&index, "[\"linux/amd64\"]", &["packages = [\"./app\"]"]);
+    local_project(
+        &project.path("app"),
+        "app",
+        "1.0",
+        &["helper"],
+        &[],
+        "A = 1\n",
+    );
+    let (online, inputs) = build_and_fetch(&project);
+    let inputs = format!("dir:{}", inputs.display());
+    drop(index);
+    std::fs::remove_dir_all(project.cache()).unwrap();
+
+    let offline = project.build(&[
+        "app",
+        "--offline",
+        "--inputs",
+        &inputs,
+        "--output",
+        "oci:offline",
+    ]);
+    assert_eq!(offline["digest"].as_str(), Some(online.as_str()));
+
+    std::fs::write(project.path("app/app/__init__.py"), "A = 2\n").unwrap();
+    let out = offline_build(&project, &inputs, "oci:changed");
+    refused(&out, "the project directory ./app changed since");
 }

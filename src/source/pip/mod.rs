@@ -704,6 +704,8 @@ fn detect_target(
 /// `install`, the tree only marks each distribution's `.dist-info` directory, which is what the
 /// layers above need to know of it. `offline`: no index is configured or asked, nothing is
 /// built; every pinned file (and the wheel built from each sdist) must be in the cache.
+/// `lock_required`: a project directory whose tree differs from its pin is an error rather than
+/// a reason to resolve again.
 pub(crate) fn layer_tree(
     spec: &PipSpec,
     prepared: &Prepared,
@@ -711,7 +713,7 @@ pub(crate) fn layer_tree(
     pinned: Option<&[LockedWheel]>,
     install: bool,
     offline: bool,
-    locked: bool,
+    lock_required: bool,
 ) -> Result<(LayerTree, Vec<LockedWheel>), PipError> {
     let recipe_indexes = config::RecipeIndexes {
         index_url: spec.index_url.clone(),
@@ -740,7 +742,7 @@ pub(crate) fn layer_tree(
     // A project directory whose code changed since the lock: resolved again, as any layer
     // whose inputs changed, or under `--locked` refused naming the directory.
     let pinned = match pinned {
-        Some(pins) if trees_changed(pins, directs, locked)? => None,
+        Some(pins) if trees_changed(pins, directs, lock_required)? => None,
         other => other,
     };
     let mut locked: Vec<LockedWheel> = match pinned {
@@ -940,12 +942,12 @@ fn find_direct<'d>(
         })
 }
 
-/// Whether a project directory the lock pins has other content now. Under `locked` that is
-/// an error naming the directory.
+/// Whether a project directory the lock pins has other content now. Where the build must keep
+/// to the lock that is an error naming the directory.
 fn trees_changed(
     pins: &[LockedWheel],
     directs: &[direct::Direct],
-    locked: bool,
+    lock_required: bool,
 ) -> Result<bool, PipError> {
     for pin in pins {
         let Some(shown) = &pin.direct else { continue };
@@ -957,7 +959,7 @@ fn trees_changed(
         if pin.tree_sha256.as_ref() == Some(&now) {
             continue;
         }
-        if locked {
+        if lock_required {
             return Err(PipError::TreeChanged {
                 dir: tree.shown.clone(),
                 now: now.hex().to_owned(),
