@@ -25,6 +25,9 @@
 //!   the build (NUL, control characters, `../`, links) refused in one sentence, nothing touched.
 //! - `pip_index`: hermetic, wheels and an sdist on a PEP 691 index (`fixtures::pypi`); a
 //!   built wheel other than the lock pins refused.
+//! - `pip_local`: hermetic, local project directories (`fixtures::pypi::local_project`) built
+//!   with their backend, direct `file://` and hashed-address references, `sources` and their
+//!   `write` files; `--locked` refusing changed code.
 //! - `hostile_sdist`: `--only-binary`/`only_binary` keep sdists unbuilt, even when locked;
 //!   a build backend gets no network and no write access outside its build (bubblewrap).
 //! - `pip_live`: live, real wheels on the Python base run in a chroot; mlrun locked like uv.
@@ -69,6 +72,7 @@ mod offline;
 mod peers;
 mod pip_index;
 mod pip_live;
+mod pip_local;
 mod registry;
 mod reproducible;
 mod rootless;
