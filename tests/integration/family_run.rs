@@ -196,7 +196,8 @@ fn ui_serves_its_index_as_www_data() {
 /// mlrun-api from an MLRun checkout (a small one, `fixtures::mlrun_checkout`, with the real
 /// fastapi and uvicorn from the index): mlrun built from the tree with the version MLRun's
 /// build writes, the server beside it, started as MLRun's image starts it (tini, uvicorn) as
-/// the mlrun user, answering its health endpoint and writing its database into the volume.
+/// the mlrun user, answering its health endpoint and writing its database into the volume;
+/// and the mlrun image built from the same checkout runs that mlrun.
 #[test]
 #[cfg_attr(
     offline_tests,
@@ -253,4 +254,26 @@ fn api_from_a_checkout_serves_its_health_endpoint_as_mlrun() {
     assert_eq!(health["version"], "0.0.0+unstable", "{health}");
     let database = container.rootfs.join("mlrun/db/mlrun.db");
     assert_eq!(std::fs::metadata(&database).unwrap().uid(), 1000);
+    drop(api);
+
+    // The rest of the family takes mlrun from the same checkout: the mlrun image runs it.
+    let layout = tmp.path().join("mlrun-layout");
+    let out = oci_build_at(&project, &live_cache())
+        .args(["build", "--json", "mlrun", "--output"])
+        .arg(format!("oci:{}", layout.display()))
+        .env("MLRUN_SOURCE_DIR", &checkout)
+        .env_remove("MLRUN_VERSION")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap();
+    json_of(&out, "build mlrun from a checkout");
+    let mlrun_tmp = tmp.path().join("mlrun-image");
+    std::fs::create_dir_all(&mlrun_tmp).unwrap();
+    let container = Container::new(&unpack(&layout, &mlrun_tmp));
+    let version = container.run(&container.process.with_args(&[
+        "python3",
+        "-c",
+        "import mlrun; print(mlrun.__version__)",
+    ]));
+    assert_eq!(version.trim(), "0.0.0+unstable");
 }
