@@ -221,6 +221,27 @@ pub fn tool(program: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `oci-image-tool validate` of the image a build wrote to `output` (`oci:DIR:NAME`, as its
+/// report says). Only that image: the tool predates OCI 1.1 and refuses the artifact
+/// manifests (SBOM, provenance) that the layout lists beside it.
+pub fn validate_image(output: &str) -> String {
+    let rest = output.strip_prefix("oci:").expect("an oci: output");
+    let (dir, name) = rest.split_once(':').expect("an oci:DIR:NAME output");
+    let validated = tool(
+        "oci-image-tool",
+        &[
+            "validate",
+            "--type",
+            "image",
+            "--ref",
+            &format!("name={name}"),
+            dir,
+        ],
+    );
+    assert!(validated.contains("Validation succeeded"), "{validated}");
+    validated
+}
+
 /// `skopeo --override-arch arm64 copy ARGS oci:<into>:arm`: the arm64 image of an index, as a
 /// peer picks it; `args` end with the source.
 pub fn skopeo_copy_arm64(args: &[&str], into: &Path) -> String {
