@@ -146,7 +146,7 @@ pub fn sbom_of(
             .collect(),
     };
     let created = created
-        .or(config.created)
+        .or_else(|| config.created.as_deref().and_then(whole_seconds_utc))
         .unwrap_or_else(|| crate::time::rfc3339(0));
     Ok((
         sbom_document(format, &subject, &packages, &created),
@@ -229,4 +229,43 @@ fn attached(
         return Ok(Some((bytes, Origin::Referrer(descriptor.digest.clone()))));
     }
     Ok(None)
+}
+
+/// An image's `created` (RFC 3339) as SPDX and CycloneDX want a time: whole seconds in UTC
+/// (`2026-11-30T17:19:35Z`). Times with another offset are not converted: None.
+fn whole_seconds_utc(created: &str) -> Option<String> {
+    let seconds = created.get(..19)?;
+    let rest = &created[19..];
+    let fraction = rest
+        .strip_prefix('.')
+        .map_or("", |r| r.trim_end_matches(|c: char| !c.is_ascii_digit()));
+    let zone = &rest[rest
+        .len()
+        .min(usize::from(!fraction.is_empty()) + fraction.len())..];
+    let shape = seconds.bytes().enumerate().all(|(i, b)| match i {
+        4 | 7 => b == b'-',
+        10 => b == b'T',
+        13 | 16 => b == b':',
+        _ => b.is_ascii_digit(),
+    });
+    (shape && matches!(zone, "Z" | "+00:00")).then(|| format!("{seconds}Z"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn image_times_become_whole_seconds_in_utc() {
+        let t = super::whole_seconds_utc;
+        assert_eq!(
+            t("2026-11-30T17:19:35.538746348Z").unwrap(),
+            "2026-11-30T17:19:35Z"
+        );
+        assert_eq!(t("2026-11-30T17:19:35Z").unwrap(), "2026-11-30T17:19:35Z");
+        assert_eq!(
+            t("2026-11-30T17:19:35+00:00").unwrap(),
+            "2026-11-30T17:19:35Z"
+        );
+        assert_eq!(t("2026-11-30T17:19:35+02:00"), None);
+        assert_eq!(t("yesterday"), None);
+    }
 }

@@ -122,7 +122,7 @@ impl LayerPackages {
     /// Reads an uncompressed layer tar. An error names the member at fault.
     pub fn of_tar(reader: impl Read) -> io::Result<LayerPackages> {
         let mut packages = LayerPackages::default();
-        let mut archive = tar::Archive::new(reader);
+        let mut archive = tar::Archive::new(Trailer::new(reader));
         for entry in archive.entries()? {
             let mut entry = entry?;
             let raw = entry.path_bytes().into_owned();
@@ -192,6 +192,44 @@ impl LayerPackages {
             });
         }
         packages
+    }
+}
+
+/// A tar stream with its end made whole: some writers (umoci 0.4) stop right after the last
+/// member's data, without its padding or the two zero blocks that end an archive, which Go's
+/// reader accepts and the `tar` crate does not. At most 1535 zero bytes are added.
+struct Trailer<R> {
+    inner: R,
+    read: u64,
+    /// Zero bytes still to give once the inner stream has ended.
+    padding: Option<u64>,
+}
+
+impl<R: Read> Trailer<R> {
+    fn new(inner: R) -> Self {
+        Trailer {
+            inner,
+            read: 0,
+            padding: None,
+        }
+    }
+}
+
+impl<R: Read> Read for Trailer<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.padding.is_none() {
+            let n = self.inner.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                self.read += n as u64;
+                return Ok(n);
+            }
+            self.padding = Some((512 - self.read % 512) % 512 + 1024);
+        }
+        let left = self.padding.as_mut().expect("set above");
+        let n = buf.len().min(*left as usize);
+        buf[..n].fill(0);
+        *left -= n as u64;
+        Ok(n)
     }
 }
 

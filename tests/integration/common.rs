@@ -224,9 +224,11 @@ pub fn tool(program: &str, args: &[&str]) -> String {
 /// `oci-image-tool validate` of the image a build wrote to `output` (`oci:DIR:NAME`, as its
 /// report says). Only that image: the tool predates OCI 1.1 and refuses the artifact
 /// manifests (SBOM, provenance) that the layout lists beside it.
-pub fn validate_image(output: &str) -> String {
+/// A relative DIR is taken from `cwd`, where the build ran.
+pub fn validate_image(cwd: &Path, output: &str) -> String {
     let rest = output.strip_prefix("oci:").expect("an oci: output");
     let (dir, name) = rest.split_once(':').expect("an oci:DIR:NAME output");
+    let dir = cwd.join(dir);
     let validated = tool(
         "oci-image-tool",
         &[
@@ -235,7 +237,7 @@ pub fn validate_image(output: &str) -> String {
             "image",
             "--ref",
             &format!("name={name}"),
-            dir,
+            dir.to_str().unwrap(),
         ],
     );
     assert!(validated.contains("Validation succeeded"), "{validated}");

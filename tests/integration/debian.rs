@@ -56,7 +56,7 @@ fn live_python_base_from_debian_runs_in_a_chroot() {
         &tmp.path().join("out2"),
     );
     assert_eq!(first["digest"], again["digest"]);
-    crate::common::validate_image(first["output"].as_str().unwrap());
+    crate::common::validate_image(tmp.path(), first["output"].as_str().unwrap());
 
     // The second layer holds only what the first does not: no second copy of libc.
     let layers = crate::common::layer_paths(&out_dir, &first);

@@ -49,7 +49,7 @@ fn layout_passes_oci_image_tool_and_skopeo_sees_our_digests() {
         format!("oci:{}:tree:latest", out.display())
     );
 
-    crate::common::validate_image(report["output"].as_str().unwrap());
+    crate::common::validate_image(p.tmp.path(), report["output"].as_str().unwrap());
 
     let image = format!("oci:{}:tree:latest", out.display());
     let inspected = json(&tool("skopeo", &["inspect", &image]));
