@@ -13,7 +13,7 @@ use crate::common::{
     assert_success, bin_path, chroot, is_root, json, json_of, layer_count, live_cache,
     oci_build_at, require_apt_sources, tool,
 };
-use crate::fixtures::registry::{Auth, Registry};
+use crate::fixtures::registry::{Auth, Registry, http_request};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -272,8 +272,22 @@ fn mlrun_builds_from_the_lock_pushes_and_runs_and_api_reuses_its_layers() {
     let reference = report[0]["reference"].as_str().unwrap().to_owned();
     assert_eq!(reference, format!("{prefix}mlrun/mlrun:unstable"));
 
-    // skopeo reads it back from the registry; the image runs MLRun.
+    // Its SBOM is attached to the amd64 manifest, and spdx-tools finds it valid.
     let tmp = tempfile::tempdir().unwrap();
+    let amd64 = report[0]["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"] == "linux/amd64")
+        .expect("an amd64 image");
+    let subject = amd64["manifest"]["digest"].as_str().unwrap();
+    let attached = pushed_sbom(&registry, "mlrun/mlrun", subject);
+    let sbom_file = tmp.path().join("mlrun.spdx.json");
+    std::fs::write(&sbom_file, &attached).unwrap();
+    crate::sbom::validate_spdx(&sbom_file);
+    let attached: serde_json::Value = serde_json::from_slice(&attached).unwrap();
+
+    // skopeo reads it back from the registry; the image runs MLRun.
     let layout = tmp.path().join("pulled");
     tool(
         "skopeo",
@@ -283,6 +297,18 @@ fn mlrun_builds_from_the_lock_pushes_and_runs_and_api_reuses_its_layers() {
             &format!("docker://{reference}"),
             &format!("oci:{}:mlrun", layout.display()),
         ],
+    );
+    // skopeo copies no referrers: `oci-build sbom` makes the SBOM from the layers, the same
+    // packages.
+    let out = Command::new(bin_path())
+        .args(["sbom", &format!("oci:{}:mlrun", layout.display())])
+        .output()
+        .unwrap();
+    assert_success(&out, "oci-build sbom of the pulled mlrun image");
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        crate::sbom::spdx_packages(&made),
+        crate::sbom::spdx_packages(&attached)
     );
     if is_root() {
         let rootfs = crate::common::umoci_unpack(&layout, "mlrun", &tmp.path().join("bundle"));
@@ -311,6 +337,18 @@ fn mlrun_builds_from_the_lock_pushes_and_runs_and_api_reuses_its_layers() {
                 version.trim()
             )),
             "mlrun {version} is not the locked version"
+        );
+        // The SBOM pushed with it lists exactly what dpkg and pip say the image holds.
+        let (debs, wheels) = installed_packages(&rootfs);
+        assert_eq!(
+            sbom_packages(&attached, "pkg:deb/"),
+            debs,
+            "Debian packages"
+        );
+        assert_eq!(
+            sbom_packages(&attached, "pkg:pypi/"),
+            wheels,
+            "Python distributions"
         );
     } else {
         eprintln!("not root: the chroot part of the mlrun test skipped");
@@ -348,6 +386,104 @@ fn mlrun_builds_from_the_lock_pushes_and_runs_and_api_reuses_its_layers() {
         mlrun_layers[..3],
         "Python base and tools are shared"
     );
+}
+
+/// The SPDX SBOM that `registry` lists as a referrer of `subject` in `repository` (by the
+/// fallback tag: docker-registry 2.8 has no referrers API).
+fn pushed_sbom(registry: &Registry, repository: &str, subject: &str) -> Vec<u8> {
+    let get = |path: &str, accept: &str| {
+        let url = format!("{}/v2/{repository}/{path}", registry.base_url());
+        let response = http_request("GET", &url, &[("Accept", accept)], b"").unwrap();
+        assert_eq!(response.status, 200, "GET {url}");
+        response.body
+    };
+    let index = json(
+        &String::from_utf8(get(
+            &format!("manifests/{}", subject.replace(':', "-")),
+            "application/vnd.oci.image.index.v1+json",
+        ))
+        .unwrap(),
+    );
+    let spdx = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["artifactType"] == "application/spdx+json")
+        .unwrap_or_else(|| panic!("no SPDX referrer of {subject}: {index}"));
+    let manifest = json(
+        &String::from_utf8(get(
+            &format!("manifests/{}", spdx["digest"].as_str().unwrap()),
+            "application/vnd.oci.image.manifest.v1+json",
+        ))
+        .unwrap(),
+    );
+    get(
+        &format!(
+            "blobs/{}",
+            manifest["layers"][0]["digest"].as_str().unwrap()
+        ),
+        "*/*",
+    )
+}
+
+/// `(name, version)` of packages.
+type Packages = BTreeSet<(String, String)>;
+
+/// `(name, version)` of the packages of an SPDX document whose purl starts with `prefix`;
+/// Python names normalised as pip compares them.
+fn sbom_packages(document: &serde_json::Value, prefix: &str) -> Packages {
+    document["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["externalRefs"][0]["referenceLocator"]
+                .as_str()
+                .is_some_and(|purl| purl.starts_with(prefix))
+        })
+        .map(|p| {
+            let name = p["name"].as_str().unwrap();
+            let name = if prefix == "pkg:pypi/" {
+                python_name(name)
+            } else {
+                name.to_owned()
+            };
+            (name, p["versionInfo"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+fn python_name(name: &str) -> String {
+    name.to_ascii_lowercase().replace(['_', '.'], "-")
+}
+
+/// What `dpkg-query -W` and `pip list` say the unpacked image at `rootfs` holds.
+fn installed_packages(rootfs: &std::path::Path) -> (Packages, Packages) {
+    let debs = chroot(rootfs, "dpkg-query -W -f '${binary:Package} ${Version}\\n'")
+        .lines()
+        .map(|line| {
+            let (name, version) = line.split_once(' ').unwrap();
+            // `libc6:amd64` for Multi-Arch: same packages.
+            let name = name.split(':').next().unwrap();
+            (name.to_owned(), version.to_owned())
+        })
+        .collect();
+    let listed = json(&chroot(
+        rootfs,
+        "python3 -m pip list --format=json 2>/dev/null",
+    ));
+    let wheels = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                python_name(d["name"].as_str().unwrap()),
+                d["version"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    (debs, wheels)
 }
 
 #[test]
