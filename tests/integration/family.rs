@@ -457,6 +457,14 @@ fn python_name(name: &str) -> String {
     name.to_ascii_lowercase().replace(['_', '.'], "-")
 }
 
+const PIP_LIST_EACH_SITE: &str = r#"python3 -c 'import json, subprocess, sys
+listed = []
+for path in sys.path:
+    if path.endswith("-packages"):
+        run = subprocess.run([sys.executable, "-m", "pip", "list", "--path", path, "--format=json"], capture_output=True, check=True)
+        listed += json.loads(run.stdout)
+print(json.dumps(listed))'"#;
+
 /// What `dpkg-query -W` and `pip list` say the unpacked image at `rootfs` holds.
 fn installed_packages(rootfs: &std::path::Path) -> (Packages, Packages) {
     let debs = chroot(rootfs, "dpkg-query -W -f '${binary:Package} ${Version}\\n'")
@@ -468,10 +476,10 @@ fn installed_packages(rootfs: &std::path::Path) -> (Packages, Packages) {
             (name.to_owned(), version.to_owned())
         })
         .collect();
-    let listed = json(&chroot(
-        rootfs,
-        "python3 -m pip list --format=json 2>/dev/null",
-    ));
+    // `pip list` of each site directory on its own: together they show a distribution that
+    // one directory shadows in another (Debian's setuptools under the pinned one), which the
+    // image holds all the same.
+    let listed = json(&chroot(rootfs, PIP_LIST_EACH_SITE));
     let wheels = listed
         .as_array()
         .unwrap()
