@@ -126,17 +126,7 @@ impl LayerPackages {
         for entry in archive.entries()? {
             let mut entry = entry?;
             let raw = entry.path_bytes().into_owned();
-            let raw = String::from_utf8_lossy(&raw);
-            if raw.starts_with('/') || raw.split('/').any(|p| p == "..") {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("member `{raw}` leaves the image root"),
-                ));
-            }
-            let path = raw
-                .trim_start_matches("./")
-                .trim_end_matches('/')
-                .to_owned();
+            let path = crate::source::pip::scan::member_path(&String::from_utf8_lossy(&raw))?;
             let kind = entry.header().entry_type();
             let regular = kind.is_file() || kind.is_contiguous();
             let size = entry.header().size().unwrap_or(u64::MAX);
@@ -535,6 +525,50 @@ mod tests {
         assert_eq!(packages[2].depends, [["urllib3"]]);
         assert_eq!(packages[2].license.as_deref(), Some("Apache-2.0"));
         assert_eq!(packages[3].sha256.as_deref(), Some(&"ab12".repeat(16)[..]));
+    }
+
+    fn tar_of(files: &[(&str, &str)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, text) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(text.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            builder
+                .append_data(&mut header, path, text.as_bytes())
+                .unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    /// umoci 0.4 ends a layer right after the last member's data: read all the same.
+    #[test]
+    fn a_tar_without_its_end_is_read_to_its_last_member() {
+        let status = "Package: a\nStatus: install ok installed\nVersion: 1\n";
+        let tar = tar_of(&[(DPKG_STATUS, status)]);
+        let cut = 512 + status.len();
+        let packages = LayerPackages::of_tar(&tar[..cut]).unwrap();
+        let names: Vec<String> = contents(&[Arc::new(packages)])
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(names, ["a"]);
+    }
+
+    #[test]
+    fn a_member_that_leaves_the_root_is_refused() {
+        let mut tar = tar_of(&[("xx/evil", "x")]);
+        tar[..5].copy_from_slice(b"../ev");
+        // The header checksum covers the name: write it again.
+        let mut header = tar::Header::new_old();
+        header.as_mut_bytes().copy_from_slice(&tar[..512]);
+        header.set_cksum();
+        tar[..512].copy_from_slice(header.as_bytes());
+        let error = LayerPackages::of_tar(&tar[..]).unwrap_err();
+        assert!(
+            error.to_string().contains("leaves the image root"),
+            "{error}"
+        );
     }
 
     #[test]
