@@ -606,4 +606,21 @@ fn the_sbom_of_an_image_oci_build_did_not_build_lists_its_packages() {
         zlib["checksums"][0]["checksumValue"],
         "57d7dc0e0f5dd6fb8ef6e2f3f5a1a5b1c7d4b8c0a4dbb3c0e8fb5b0d1b4e2a11"
     );
+
+    // An image built on it: its SBOM holds the base's packages, read from the base's layers.
+    let p = Project::new();
+    p.write("note.txt", "on top\n");
+    p.recipe(
+        "derived",
+        &format!(
+            "from = \"oci:{layout_arg}\"\nplatforms = [\"linux/amd64\"]\n[[layer]]\nfiles = [{{ src = \"note.txt\", dest = \"/note.txt\" }}]\n"
+        ),
+    );
+    let report = p.build(&["derived", "--output", "oci:out"]);
+    let manifest = report["manifests"][0]["manifest"]["digest"]
+        .as_str()
+        .unwrap();
+    let referrers = layout_referrers(&p.tmp.path().join("out"), "derived:latest", manifest);
+    let attached: Value = serde_json::from_slice(&referrer(&referrers, SPDX).2).unwrap();
+    assert_eq!(spdx_packages(&attached), spdx_packages(&sbom));
 }
