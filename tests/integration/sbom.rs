@@ -3,7 +3,8 @@
 //! platform manifest as OCI 1.1 referrers; checked with the peers' own validators (spdx-tools'
 //! `pyspdxtools`, cyclonedx-python-lib, installed by `.ci/run`), read back with skopeo, pushed to
 //! docker-registry and mirrored with the referrers found by their fallback tag; the same bytes
-//! twice; `--no-sbom`; and the SBOM of an image oci-build did not build (made by umoci).
+//! twice; `--no-sbom`; a bundle that carries them and back; and the SBOM of an image oci-build
+//! did not build (made by umoci) and of one built on it.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -486,6 +487,33 @@ fn pushed_and_mirrored_images_keep_their_referrers() {
     ]);
     assert_success(&out, "mirror");
     assert_eq!(fallback_referrers(&b, "app", &manifest), expected);
+
+    // …into a bundle, which lists them as a build's layout does, and back out of it.
+    let bundle = p.tmp.path().join("bundle");
+    let out = p.run(&[
+        "--insecure-registry",
+        &a.url(),
+        "mirror",
+        &format!("docker://{image}"),
+        "--to",
+        &format!("dir:{}", bundle.display()),
+    ]);
+    assert_success(&out, "mirror into a bundle");
+    let carried = layout_referrers(&bundle, "test/app:1", &manifest);
+    assert_eq!(carried, local);
+    let out = p.run(&["sbom", &format!("oci:{}:test/app:1", bundle.display())]);
+    assert_success(&out, "oci-build sbom of a bundle");
+    assert_eq!(out.stdout, referrer(&local, SPDX).2);
+    let out = p.run(&[
+        "--insecure-registry",
+        &b.url(),
+        "mirror",
+        &format!("dir:{}", bundle.display()),
+        "--to",
+        &format!("{}/back", b.url()),
+    ]);
+    assert_success(&out, "mirror out of the bundle");
+    assert_eq!(fallback_referrers(&b, "back/app", &manifest), expected);
 
     // build --push attaches them too.
     let out = p.run(&[
