@@ -152,7 +152,7 @@ pub(super) fn targets(cli: &Cli, args: &TargetsArgs) -> anyhow::Result<()> {
 }
 
 /// `sbom`: the image's SBOM on stdout or into `--output`; where it came from on stderr.
-pub(super) fn sbom(args: &SbomArgs) -> anyhow::Result<()> {
+pub(super) fn sbom(cli: &Cli, args: &SbomArgs) -> anyhow::Result<()> {
     use oci_build::sbom::read::{Origin, sbom_of};
     // A set SOURCE_DATE_EPOCH dates an SBOM made now; else the image's own creation time.
     let created = match std::env::var_os("SOURCE_DATE_EPOCH") {
@@ -165,9 +165,13 @@ pub(super) fn sbom(args: &SbomArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", path.display()))?,
         None => std::io::stdout().lock().write_all(&bytes)?,
     }
-    match origin {
-        Origin::Referrer(digest) => eprintln!("{}: the SBOM attached as {digest}", args.source),
-        Origin::Layers => eprintln!("{}: no SBOM attached; made from its layers", args.source),
+    if !cli.quiet {
+        match origin {
+            Origin::Referrer(digest) => {
+                eprintln!("{}: the SBOM attached as {digest}", args.source)
+            }
+            Origin::Layers => eprintln!("{}: no SBOM attached; made from its layers", args.source),
+        }
     }
     Ok(())
 }
