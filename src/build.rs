@@ -15,7 +15,6 @@ use crate::image::{self, BlobData, ImageArtifact, ImageLayer, MediaTypes, Platfo
 use crate::layer::below::DirsBelow;
 use crate::layer::cache::Cache;
 use crate::layer::cache::CacheKey;
-use crate::layer::cache::CacheKey as LayerTreeKey;
 use crate::layer::{self, AssembleOptions, Compression, LayerBlob, LayerError, LayerTree};
 use crate::progress::{LayerStep, Reporter};
 use crate::recipe::{BaseRef, ConfigSpec, Layer, Project, Recipe, RecipeError};
@@ -607,9 +606,8 @@ impl<'a> Builder<'a> {
     }
 
     /// The tree's blob: one an earlier platform made for the same tree, else assembled (or
-    /// found in the cache) and counted.
-    /// Where the local cache lacks it, the layer is first looked for under `search`, its
-    /// portable key.
+    /// found in the cache) and counted. Where the cache lacks it, it is first looked for
+    /// under `search`, its portable key, in the registry caches.
     fn layer_blob(
         &self,
         layer: &mut LayerInProgress,
@@ -1016,7 +1014,7 @@ struct LayerInProgress<'r> {
     description: String,
     assemble_options: &'r AssembleOptions,
     /// The blobs made so far, by tree: a platform whose tree is the same reuses one.
-    done: Vec<(LayerTreeKey, LayerBlob)>,
+    done: Vec<(CacheKey, LayerBlob)>,
     built: usize,
     cached: usize,
     registry: RegistryCounts,
