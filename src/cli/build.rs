@@ -69,7 +69,11 @@ pub(super) fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
         registry_cache: RegistryCache {
             from: args.cache_from.clone(),
             to: args.cache_to.clone(),
-            push_only_to: push_only_registry(&project, &targets, output.as_ref(), args.push)?,
+            push_only_to: if args.cache_from.is_empty() {
+                None
+            } else {
+                push_only_registry(&project, &targets, output.as_ref(), args.push)?
+            },
         },
         ..common_options(cli)?
     };
