@@ -239,6 +239,8 @@ pub struct Builder<'a> {
     found_in: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
     /// Portable keys `--cache-to` recorded in this run.
     published: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// `--cache-from` repositories that could not be reached or read, not asked again.
+    unusable: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl<'a> Builder<'a> {
@@ -269,6 +271,7 @@ impl<'a> Builder<'a> {
             used: Default::default(),
             found_in: Default::default(),
             published: Default::default(),
+            unusable: Default::default(),
         })
     }
 
@@ -851,10 +854,26 @@ impl<'a> Builder<'a> {
             return Some((blob, RegistryCounts::default()));
         }
         for reference in &self.options.registry_cache.from {
+            let name = reference.to_string();
+            if self.unusable.lock().expect("unusable").contains(&name) {
+                continue;
+            }
             match self.find_in_registry(reference, key) {
                 Ok(Some(found)) => return Some(found),
                 Ok(None) => {
                     tracing::debug!(cache = %reference, key = key.as_str(), "no layer cache record");
+                }
+                // A repository that cannot be reached or read is not asked again in this run.
+                Err(RecordUnused::Registry(
+                    error @ (RegistryError::Unreachable { .. }
+                    | RegistryError::Unauthorized { .. }
+                    | RegistryError::Denied { .. }
+                    | RegistryError::Tls { .. }
+                    | RegistryError::Untrusted { .. }
+                    | RegistryError::Credentials(_)),
+                )) => {
+                    tracing::warn!("layer cache {reference} not used in this build: {error}");
+                    self.unusable.lock().expect("unusable").insert(name);
                 }
                 Err(error) => {
                     let cause = std::error::Error::source(&error)

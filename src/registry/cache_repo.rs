@@ -239,7 +239,41 @@ impl<'r> CacheRepo<'r> {
     /// Publishes the record of `key`: the layer blob (skipped when there, mounted from a
     /// repository `known` names, else uploaded from `data`), the facts, the manifest by digest,
     /// then its tag. Returns the layer blob's bytes uploaded.
+    ///
+    /// Another writer publishing the same blobs at the same moment can make the registry refuse
+    /// the manifest (docker-registry's filesystem storage writes a repository's link to a blob
+    /// in place, and a manifest checked while it is half written is answered 400
+    /// DIGEST_INVALID): the record is then written again, its blobs found present.
     pub fn publish(
+        &self,
+        key: &CacheKey,
+        layer: &LayerBlob,
+        data: BlobData,
+        facts: Vec<u8>,
+        known: &KnownBlobs,
+    ) -> Result<u64, RegistryError> {
+        const ATTEMPTS: u32 = 4;
+        let mut attempt = 1;
+        loop {
+            match self.publish_once(key, layer, data.clone(), facts.clone(), known) {
+                Err(RegistryError::Status { status, .. })
+                    if status == StatusCode::BAD_REQUEST && attempt < ATTEMPTS =>
+                {
+                    tracing::debug!(repository = %self.repository, key = key.as_str(), attempt, "layer cache record refused, written again");
+                    std::thread::sleep(self.registry.options.backoff * attempt);
+                    attempt += 1;
+                }
+                Err(RegistryError::NotFound { .. }) if attempt < ATTEMPTS => {
+                    tracing::debug!(repository = %self.repository, key = key.as_str(), attempt, "a blob of a layer cache record not found, written again");
+                    std::thread::sleep(self.registry.options.backoff * attempt);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn publish_once(
         &self,
         key: &CacheKey,
         layer: &LayerBlob,

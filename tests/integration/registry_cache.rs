@@ -317,3 +317,32 @@ fn concurrent_writers_leave_a_usable_cache() {
     assert_eq!(reader["layers_built"], 0, "{reader:#}");
     assert_eq!(reader["digest"], first["digest"]);
 }
+
+/// A cache repository that cannot be reached is given up on once, with one warning, and the
+/// build goes on without it.
+#[test]
+fn an_unreachable_cache_is_warned_about_once_and_built_without() {
+    let project = Project::new();
+    project.write("a/x", "x\n");
+    project.write("b/y", "y\n");
+    project.recipe(
+        "app",
+        "platforms = [\"linux/amd64\"]\n[[layer]]\nfiles = [{ src = \"a\", dest = \"/a\" }]\n[[layer]]\nfiles = [{ src = \"b\", dest = \"/b\" }]\n",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cache = format!("127.0.0.1:{port}/ci/cache");
+    let out = project.run(&["build", "--json", "app", "--cache-from", &cache]);
+    let report = json_of(&out, "a build with an unreachable cache")[0].clone();
+    assert_eq!(report["layers_built"], 2, "{report:#}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("not used in this build").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("layer cache {cache}")), "{stderr}");
+}
