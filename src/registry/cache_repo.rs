@@ -115,7 +115,7 @@ impl<'r> CacheRepo<'r> {
             MAX_RECORD_SIZE,
         )?;
         let manifest: Manifest = super::pull::parse(self.registry, &bytes, "layer cache record")?;
-        let blob = self.record_layer(&manifest, key)?;
+        let blob = record_layer(&manifest, key).map_err(|message| self.protocol(message))?;
         let facts = manifest
             .layers
             .get(1)
@@ -123,51 +123,6 @@ impl<'r> CacheRepo<'r> {
             .ok_or_else(|| self.protocol(format!("record {tag} has no facts blob")))?;
         let facts = self.small_blob(facts, MAX_FACTS_SIZE)?;
         Ok(Some(FoundLayer { blob, facts }))
-    }
-
-    /// The layer a record names, checked to be one of ours for `key`.
-    fn record_layer(
-        &self,
-        manifest: &Manifest,
-        key: &CacheKey,
-    ) -> Result<LayerBlob, RegistryError> {
-        let artifact_type = manifest.extra.get("artifactType").and_then(|v| v.as_str());
-        if artifact_type != Some(ARTIFACT_TYPE)
-            || manifest.annotations.get(ANNOTATION_KEY).map(String::as_str) != Some(key.as_str())
-        {
-            return Err(self.protocol(format!(
-                "{} is not an oci-build layer record for that key",
-                tag_of(key)
-            )));
-        }
-        let layer = manifest
-            .layers
-            .first()
-            .ok_or_else(|| self.protocol(format!("record {} has no layer", tag_of(key))))?;
-        let compression = [Compression::Gzip, Compression::Zstd]
-            .into_iter()
-            .find(|c| layer_media_type(*c) == layer.media_type)
-            .ok_or_else(|| {
-                self.protocol(format!("record layer media type {}", layer.media_type))
-            })?;
-        let diff_id = manifest
-            .annotations
-            .get(ANNOTATION_DIFF_ID)
-            .and_then(|d| d.parse::<Digest>().ok());
-        let diff_size = manifest
-            .annotations
-            .get(ANNOTATION_DIFF_SIZE)
-            .and_then(|s| s.parse::<u64>().ok());
-        let (Some(diff_id), Some(diff_size)) = (diff_id, diff_size) else {
-            return Err(self.protocol(format!("record {} lacks its diff_id or size", tag_of(key))));
-        };
-        Ok(LayerBlob {
-            digest: layer.digest.clone(),
-            size: layer.size,
-            diff_id,
-            diff_size,
-            compression,
-        })
     }
 
     fn small_blob(&self, descriptor: &Descriptor, limit: u64) -> Result<Vec<u8>, RegistryError> {
@@ -305,21 +260,12 @@ impl<'r> CacheRepo<'r> {
             }
             known.record(host, digest, repository);
         }
-        let mut annotations = BTreeMap::new();
-        annotations.insert(ANNOTATION_KEY.to_owned(), key.as_str().to_owned());
-        annotations.insert(ANNOTATION_DIFF_ID.to_owned(), layer.diff_id.to_string());
-        annotations.insert(ANNOTATION_DIFF_SIZE.to_owned(), layer.diff_size.to_string());
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: Some(spec::OCI_MANIFEST.to_owned()),
-            config: empty.descriptor.clone(),
-            layers: vec![layer_blob.descriptor.clone(), facts_blob.descriptor.clone()],
-            annotations,
-            extra: BTreeMap::from([(
-                "artifactType".to_owned(),
-                serde_json::Value::String(ARTIFACT_TYPE.to_owned()),
-            )]),
-        };
+        let manifest = record_manifest(
+            key,
+            layer,
+            facts_blob.descriptor.clone(),
+            empty.descriptor.clone(),
+        );
         let manifest = bytes_blob(spec::OCI_MANIFEST, spec::to_json_bytes(&manifest));
         put_manifest(
             self.registry,
@@ -333,9 +279,137 @@ impl<'r> CacheRepo<'r> {
     }
 }
 
+/// The record of `key`: the empty config, the layer and its facts, the diff_id and size in
+/// annotations.
+fn record_manifest(
+    key: &CacheKey,
+    layer: &LayerBlob,
+    facts: Descriptor,
+    empty: Descriptor,
+) -> Manifest {
+    let mut annotations = BTreeMap::new();
+    annotations.insert(ANNOTATION_KEY.to_owned(), key.as_str().to_owned());
+    annotations.insert(ANNOTATION_DIFF_ID.to_owned(), layer.diff_id.to_string());
+    annotations.insert(ANNOTATION_DIFF_SIZE.to_owned(), layer.diff_size.to_string());
+    let layer = Descriptor::new(
+        layer_media_type(layer.compression),
+        layer.digest.clone(),
+        layer.size,
+    );
+    Manifest {
+        schema_version: 2,
+        media_type: Some(spec::OCI_MANIFEST.to_owned()),
+        config: empty,
+        layers: vec![layer, facts],
+        annotations,
+        extra: BTreeMap::from([(
+            "artifactType".to_owned(),
+            serde_json::Value::String(ARTIFACT_TYPE.to_owned()),
+        )]),
+    }
+}
+
+/// The layer a record names, checked to be one of ours for `key`; the error says what is
+/// wrong with it.
+fn record_layer(manifest: &Manifest, key: &CacheKey) -> Result<LayerBlob, String> {
+    let tag = tag_of(key);
+    let artifact_type = manifest.extra.get("artifactType").and_then(|v| v.as_str());
+    if artifact_type != Some(ARTIFACT_TYPE)
+        || manifest.annotations.get(ANNOTATION_KEY).map(String::as_str) != Some(key.as_str())
+    {
+        return Err(format!(
+            "{tag} is not an oci-build layer record for that key"
+        ));
+    }
+    let layer = manifest
+        .layers
+        .first()
+        .ok_or_else(|| format!("record {tag} has no layer"))?;
+    let compression = [Compression::Gzip, Compression::Zstd]
+        .into_iter()
+        .find(|c| layer_media_type(*c) == layer.media_type)
+        .ok_or_else(|| {
+            format!(
+                "record {tag} has a layer of media type {}",
+                layer.media_type
+            )
+        })?;
+    let diff_id = manifest
+        .annotations
+        .get(ANNOTATION_DIFF_ID)
+        .and_then(|d| d.parse::<Digest>().ok());
+    let diff_size = manifest
+        .annotations
+        .get(ANNOTATION_DIFF_SIZE)
+        .and_then(|s| s.parse::<u64>().ok());
+    let (Some(diff_id), Some(diff_size)) = (diff_id, diff_size) else {
+        return Err(format!("record {tag} lacks its diff_id or size"));
+    };
+    Ok(LayerBlob {
+        digest: layer.digest.clone(),
+        size: layer.size,
+        diff_id,
+        diff_size,
+        compression,
+    })
+}
+
 fn bytes_blob(media_type: &str, bytes: Vec<u8>) -> Blob {
     Blob {
         descriptor: Descriptor::new(media_type, Digest::of_bytes(&bytes), bytes.len() as u64),
         data: BlobData::Bytes(bytes.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::cache::CacheKeyBuilder;
+
+    fn key(name: &str) -> CacheKey {
+        CacheKeyBuilder::new(name).finish()
+    }
+
+    fn layer() -> LayerBlob {
+        LayerBlob {
+            digest: Digest::of_bytes(b"blob"),
+            size: 4,
+            diff_id: Digest::of_bytes(b"tar"),
+            diff_size: 3,
+            compression: Compression::Zstd,
+        }
+    }
+
+    fn record(key: &CacheKey) -> Manifest {
+        let facts = bytes_blob(FACTS_MEDIA_TYPE, b"{}".to_vec()).descriptor;
+        let empty = bytes_blob(EMPTY_MEDIA_TYPE, b"{}".to_vec()).descriptor;
+        let manifest = record_manifest(key, &layer(), facts, empty);
+        // As a registry would serve it back.
+        serde_json::from_slice(&spec::to_json_bytes(&manifest)).unwrap()
+    }
+
+    #[test]
+    fn a_record_reads_back_as_its_layer_for_its_key_only() {
+        let mine = key("a");
+        assert_eq!(record_layer(&record(&mine), &mine), Ok(layer()));
+        // A record tagged for one key but written for another is not used.
+        assert!(record_layer(&record(&mine), &key("b")).is_err());
+
+        let mut foreign = record(&mine);
+        foreign.extra.insert(
+            "artifactType".into(),
+            serde_json::Value::String("application/vnd.example+json".into()),
+        );
+        assert!(record_layer(&foreign, &mine).is_err());
+
+        let mut no_diff_id = record(&mine);
+        no_diff_id
+            .annotations
+            .insert(ANNOTATION_DIFF_ID.into(), "sha256:../x".into());
+        assert!(record_layer(&no_diff_id, &mine).is_err());
+
+        let mut other_type = record(&mine);
+        other_type.layers[0].media_type = spec::OCI_LAYER_TAR.into();
+        assert!(record_layer(&other_type, &mine).is_err());
     }
 }
