@@ -1090,6 +1090,9 @@ impl source::locked::Below for ImageBelow<'_, '_> {
     fn offline(&self) -> bool {
         self.builder.options.offline.is_some()
     }
+    fn lock_required(&self) -> bool {
+        self.builder.lock_required()
+    }
 }
 
 /// Builds the layers of locked kinds, the same way for each: prepare, read the pins (and,

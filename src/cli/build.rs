@@ -47,7 +47,7 @@ struct RegistryCacheReport {
 
 pub(super) fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
     let project = Project::open(&cli.project)?;
-    let targets = chosen_targets(&project, args.all, &args.targets);
+    let targets = chosen_targets(&project, args.all, &args.targets, cli.quiet)?;
     let output = build_output(args, targets.len())?;
     let offline = match (&args.offline, &args.inputs) {
         (false, _) => None,
@@ -248,7 +248,7 @@ fn build_report(target: &BuiltTarget, written: &[String], pushed: Vec<PushReport
 
 pub(super) fn lock(cli: &Cli, args: &LockArgs) -> anyhow::Result<()> {
     let project = Project::open(&cli.project)?;
-    let targets = chosen_targets(&project, args.all, &args.targets);
+    let targets = chosen_targets(&project, args.all, &args.targets, cli.quiet)?;
     let cache_root = cli.cache_root()?;
     let options = BuildOptions {
         refresh_lock: true,
@@ -280,7 +280,7 @@ pub(super) fn fetch(cli: &Cli, args: &FetchArgs) -> anyhow::Result<()> {
         );
     };
     let project = Project::open(&cli.project)?;
-    let targets = chosen_targets(&project, args.all, &args.targets);
+    let targets = chosen_targets(&project, args.all, &args.targets, cli.quiet)?;
     let cache_root = cli.cache_root()?;
     let cache = Cache::open(&cache_root)?;
     let options = BuildOptions {
@@ -381,10 +381,27 @@ fn push_only_registry(
     })
 }
 
-fn chosen_targets(project: &Project, all: bool, named: &[String]) -> Vec<String> {
-    if all {
-        project.target_names()
-    } else {
-        named.to_vec()
+/// The targets named, or every target with `--all`. A target whose `[requires]` variable is
+/// empty fails when named, and is left out of `--all` with a line saying why.
+fn chosen_targets(
+    project: &Project,
+    all: bool,
+    named: &[String],
+    quiet: bool,
+) -> anyhow::Result<Vec<String>> {
+    if !all {
+        for name in named {
+            project.load(name)?.check_requires()?;
+        }
+        return Ok(named.to_vec());
     }
+    let mut chosen = Vec::new();
+    for name in project.target_names() {
+        match project.load(&name)?.check_requires() {
+            Ok(()) => chosen.push(name),
+            Err(unmet) if !quiet => eprintln!("skipping {unmet}"),
+            Err(_) => {}
+        }
+    }
+    Ok(chosen)
 }

@@ -133,12 +133,13 @@ impl Cache {
     }
 
     pub fn open(root: &Path) -> Result<Self, CacheError> {
-        // Absolute, because paths under it are handed to other programs (an sdist's build
-        // directory to bubblewrap, which refuses a relative one) that may run elsewhere.
-        let root = &std::path::absolute(root).map_err(cache_err(root, "finding"))?;
         for dir in [Bucket::Blobs, Bucket::Layers, Bucket::Tmp].map(Bucket::dir) {
             fs::create_dir_all(root.join(dir)).map_err(cache_err(root, "creating"))?;
         }
+        // Canonical, because paths under it are handed to other programs that may run
+        // elsewhere: bubblewrap refuses an sdist's build directory given relative, and cannot
+        // make it at a path that goes through a symlink (a cache dir linked to another disk).
+        let root = &fs::canonicalize(root).map_err(cache_err(root, "finding"))?;
         let tag = root.join("CACHEDIR.TAG");
         if !tag.exists() {
             let cache = Cache {

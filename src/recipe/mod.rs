@@ -59,6 +59,13 @@ pub enum RecipeError {
     NoRecipes { dir: PathBuf },
     #[error("recipes form a cycle: {0}")]
     Cycle(String),
+    #[error("{target} ({file}) needs {variable}: {why}")]
+    NeedsVariable {
+        target: String,
+        file: PathBuf,
+        variable: String,
+        why: String,
+    },
 }
 
 /// Where a recipe's image starts.
@@ -89,6 +96,24 @@ pub struct Recipe {
     pub layers: Vec<Layer>,
     pub config: ConfigSpec,
     pub annotations: BTreeMap<String, String>,
+    /// The first `[requires]` variable that is empty, with the recipe's reason.
+    unmet: Option<(String, String)>,
+}
+
+impl Recipe {
+    /// Fails, naming the variable and why the recipe needs it, when a variable of its
+    /// `[requires]` table is empty: the target cannot be built or locked without it.
+    pub fn check_requires(&self) -> Result<(), RecipeError> {
+        match &self.unmet {
+            None => Ok(()),
+            Some((variable, why)) => Err(RecipeError::NeedsVariable {
+                target: self.target.clone(),
+                file: self.file.clone(),
+                variable: variable.clone(),
+                why: why.clone(),
+            }),
+        }
+    }
 }
 
 struct Definition {
@@ -105,6 +130,9 @@ pub struct Project {
     /// `[project] resolve_namespaces` of `recipes/_vars.toml`: namespaces whose short names
     /// `oci-build resolve` maps to the project's own images, besides the images' own.
     resolve_namespaces: Vec<String>,
+    /// `[project] contexts`: variables naming directories outside the project that `files`
+    /// layers and local pip projects may read, as a build context on the command line is.
+    context_vars: Vec<String>,
 }
 
 /// `[project]` of `recipes/_vars.toml`: what the project says of itself.
@@ -113,6 +141,43 @@ pub struct Project {
 struct ProjectTable {
     #[serde(default)]
     resolve_namespaces: Vec<String>,
+    #[serde(default)]
+    contexts: Vec<String>,
+}
+
+/// A `[vars]` default of `recipes/_vars.toml`: a string, or a table whose `default` gives way
+/// to the current directory when that directory holds `cwd_with` (oci-build run in the root
+/// of a source checkout takes that checkout).
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum SharedVar {
+    Plain(String),
+    Detected(DetectedVar),
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DetectedVar {
+    default: String,
+    cwd_with: String,
+}
+
+impl SharedVar {
+    fn value(self) -> String {
+        match self {
+            SharedVar::Plain(value) => value,
+            SharedVar::Detected(var) => {
+                let marker = Path::new(&var.cwd_with);
+                let cwd = std::env::current_dir().ok();
+                match cwd {
+                    Some(cwd) if marker.is_relative() && cwd.join(marker).exists() => {
+                        cwd.display().to_string()
+                    }
+                    _ => var.default,
+                }
+            }
+        }
+    }
 }
 
 impl Project {
@@ -133,6 +198,7 @@ impl Project {
             layer_defs: BTreeMap::new(),
             shared_vars: BTreeMap::new(),
             resolve_namespaces: Vec::new(),
+            context_vars: Vec::new(),
         };
         let shared = root.join("recipes/_vars.toml");
         if shared.is_file() {
@@ -144,6 +210,7 @@ impl Project {
                         project.invalid(&shared, &text, "[project]", e.message().to_owned())
                     })?;
                     project.resolve_namespaces = table.resolve_namespaces;
+                    project.context_vars = table.contexts;
                     continue;
                 }
                 if key != "vars" {
@@ -154,15 +221,19 @@ impl Project {
                         format!("unknown key `{key}`; this file holds only [vars] and [project]"),
                     ));
                 }
-                let vars: BTreeMap<String, String> = value.try_into().map_err(|_| {
+                let vars: BTreeMap<String, SharedVar> = value.try_into().map_err(|_| {
                     project.invalid(
                         &shared,
                         &text,
                         "[vars]",
-                        "[vars] must map names to strings".to_owned(),
+                        "[vars] must map names to strings or to `{ default = \"…\", cwd_with = \"path\" }`"
+                            .to_owned(),
                     )
                 })?;
-                project.shared_vars = vars;
+                project.shared_vars = vars
+                    .into_iter()
+                    .map(|(name, var)| (name, var.value()))
+                    .collect();
             }
         }
         // layers/ definitions have variants too (`mlrun-runtime-py39`), but are not targets.
@@ -294,14 +365,22 @@ impl Project {
             &invalid,
         )?;
 
+        let unmet = raw
+            .requires
+            .iter()
+            .find(|(name, _)| vars.get(*name).is_none_or(|v| v.trim().is_empty()))
+            .map(|(name, why)| (name.clone(), why.clone()));
+        let roots = self.readable_roots(&vars);
         let mut layers = Vec::new();
         for (index, spec) in recipe.layers.iter().enumerate() {
             let off = spec
                 .when
                 .as_deref()
                 .is_some_and(|w| matches!(w.trim(), "" | "false" | "0"));
-            if !off {
-                layers.push(self.check_layer(index, spec, &invalid)?);
+            // A recipe that cannot be built without a variable is not checked further
+            // without it: `check_requires` says what is missing instead.
+            if !off && unmet.is_none() {
+                layers.push(self.check_layer(index, spec, &roots, &invalid)?);
             }
         }
         check_config(&recipe.config, &invalid)?;
@@ -316,7 +395,22 @@ impl Project {
             layers,
             config: recipe.config,
             annotations: recipe.annotations,
+            unmet,
         })
+    }
+
+    /// The directories a recipe may read local files from: the project's own, and those the
+    /// `[project] contexts` variables name (relative values from the project directory).
+    fn readable_roots(&self, vars: &BTreeMap<String, String>) -> Vec<PathBuf> {
+        let mut roots = vec![self.root.clone()];
+        for name in &self.context_vars {
+            if let Some(value) = vars.get(name).filter(|v| !v.trim().is_empty())
+                && let Ok(dir) = fs::canonicalize(self.root.join(value))
+            {
+                roots.push(dir);
+            }
+        }
+        roots
     }
 
     /// The recipe's variables: the project's shared ones, the file's, the variant's, each set
@@ -390,6 +484,7 @@ impl Project {
         &self,
         index: usize,
         spec: &LayerSpec,
+        roots: &[PathBuf],
         invalid: &dyn Fn(&str, String) -> RecipeError,
     ) -> Result<Layer, RecipeError> {
         let remove = spec
@@ -435,7 +530,7 @@ impl Project {
         } else if let Some(copies) = &spec.files {
             let mut checked = Vec::new();
             for copy in copies {
-                checked.push(self.check_copy(copy, invalid)?);
+                checked.push(self.check_copy(copy, roots, invalid)?);
             }
             LayerSource::Files(checked)
         } else if !remove.is_empty() || !replace.is_empty() {
@@ -464,28 +559,52 @@ impl Project {
         })
     }
 
+    /// `src` of a copy as an absolute path under one of `roots`.
+    fn check_src(
+        &self,
+        src: &str,
+        roots: &[PathBuf],
+        invalid: &dyn Fn(&str, String) -> RecipeError,
+    ) -> Result<PathBuf, RecipeError> {
+        let found = fs::canonicalize(self.root.join(src)).map_err(|_| {
+            invalid(
+                src,
+                format!(
+                    "`src = \"{src}\"` does not exist (paths are relative to the project directory `{}`)",
+                    self.root.display()
+                ),
+            )
+        })?;
+        if roots.iter().any(|root| found.starts_with(root)) {
+            return Ok(found);
+        }
+        let contexts = if self.context_vars.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " and the directories its variables {} name",
+                self.context_vars.join(", ")
+            )
+        };
+        Err(invalid(
+            src,
+            format!(
+                "`src = \"{src}\"` leads outside the project directory `{}`{contexts}",
+                self.root.display()
+            ),
+        ))
+    }
+
     fn check_copy(
         &self,
         copy: &FileCopySpec,
+        roots: &[PathBuf],
         invalid: &dyn Fn(&str, String) -> RecipeError,
     ) -> Result<FileCopy, RecipeError> {
-        let joined = self.root.join(&copy.src);
-        let src = fs::canonicalize(&joined).map_err(|_| {
-            invalid(
-                &copy.src,
-                format!("`src = \"{}\"` does not exist (paths are relative to the project directory `{}`)", copy.src, self.root.display()),
-            )
-        })?;
-        if !src.starts_with(&self.root) {
-            return Err(invalid(
-                &copy.src,
-                format!(
-                    "`src = \"{}\"` leads outside the project directory `{}`",
-                    copy.src,
-                    self.root.display()
-                ),
-            ));
-        }
+        let src = match &copy.src {
+            Some(src) => Some(self.check_src(src, roots, invalid)?),
+            None => None,
+        };
         if !copy.dest.starts_with('/') {
             return Err(invalid(
                 &copy.dest,
@@ -519,7 +638,7 @@ impl Project {
         };
         Ok(FileCopy {
             src,
-            src_display: copy.src.clone(),
+            src_display: copy.src.clone().unwrap_or_default(),
             dest: copy.dest.clone(),
             mode: mode("mode", &copy.mode)?,
             dir_mode: mode("dir_mode", &copy.dir_mode)?,
@@ -677,6 +796,32 @@ fn substitute(value: &mut toml::Value, vars: &BTreeMap<String, String>) -> Resul
     Ok(())
 }
 
+/// The value of `NAME`, or of `NAME:pep440`: the value where it is a PEP 440 version, else
+/// `0.0.0+` and the value as a local version label (`unstable` → `0.0.0+unstable`), the
+/// version MLRun's build gives a source tree for a tag that is not a release.
+fn expand_one(name: &str, vars: &BTreeMap<String, String>) -> Option<String> {
+    match name.split_once(':') {
+        None => vars.get(name).cloned(),
+        Some((var, "pep440")) => {
+            let value = vars.get(var)?;
+            if value.parse::<pep440_rs::Version>().is_ok() {
+                return Some(value.clone());
+            }
+            let label: String = value
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '.' })
+                .collect();
+            let label = label.trim_matches('.');
+            Some(if label.is_empty() {
+                "0.0.0".to_owned()
+            } else {
+                format!("0.0.0+{label}")
+            })
+        }
+        Some(_) => None,
+    }
+}
+
 fn expand(s: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -690,7 +835,7 @@ fn expand(s: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
             && let Some(end) = body.find('}')
         {
             let name = &body[..end];
-            out.push_str(vars.get(name).ok_or_else(|| name.to_owned())?);
+            out.push_str(&expand_one(name, vars).ok_or_else(|| name.to_owned())?);
             rest = &body[end + 1..];
         } else {
             out.push('$');
@@ -713,6 +858,22 @@ mod tests {
             "a:1.0-$PATH-${V}"
         );
         assert_eq!(expand("${NOPE}", &vars).unwrap_err(), "NOPE");
+    }
+
+    #[test]
+    fn pep440_keeps_versions_and_makes_tags_local_labels() {
+        let vars = |v: &str| BTreeMap::from([("V".to_owned(), v.to_owned())]);
+        let as_version = |v: &str| expand("${V:pep440}", &vars(v)).unwrap();
+        assert_eq!(as_version("1.12.1"), "1.12.1");
+        assert_eq!(as_version("1.12.1-rc3"), "1.12.1-rc3");
+        assert_eq!(as_version("unstable"), "0.0.0+unstable");
+        assert_eq!(as_version("feature/x y"), "0.0.0+feature.x.y");
+        assert_eq!(as_version("--"), "0.0.0");
+        assert_eq!(
+            expand("${V:upper}", &vars("1")).unwrap_err(),
+            "V:upper",
+            "an unknown filter is not silently dropped"
+        );
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub struct RecipeFile {
     pub annotations: BTreeMap<String, String>,
     #[serde(default)]
     pub variants: BTreeMap<String, VariantSpec>,
+    /// Variables the target cannot be built without, each with the reason told to a user
+    /// who has not set it: `MLRUN_SOURCE_DIR = "MLRun's API server is not in the mlrun package"`.
+    #[serde(default)]
+    pub requires: BTreeMap<String, String>,
 }
 
 /// `[variants.NAME]`: the target `<recipe>-<NAME>` built from the same recipe with changes.
@@ -130,11 +134,12 @@ impl<'de> DeserializeSeed<'de> for LayerKey {
     }
 }
 
-/// One copy: `src` (relative to the project directory) to `dest` in the image.
+/// One copy: `src` (relative to the project directory) to `dest` in the image; without `src`,
+/// an empty directory at `dest`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileCopySpec {
-    pub src: String,
+    pub src: Option<String>,
     pub dest: String,
     /// Octal mode for regular files, e.g. "0644". Default: 0755 if the host file is executable
     /// by anyone, else 0644.

@@ -22,18 +22,21 @@ const DEFAULT_EXEC_MODE: u32 = 0o755;
 const DEFAULT_DIR_MODE: u32 = 0o755;
 
 pub(crate) fn add_copy(copy: &FileCopy, tree: &mut LayerTree) -> Result<(), SourceError> {
+    let Some(src) = &copy.src else {
+        return add_empty_dir(copy, tree);
+    };
     let read_err = |path: &Path| {
         let path = path.to_owned();
         move |source| SourceError::Read { path, source }
     };
-    let meta = fs::symlink_metadata(&copy.src).map_err(read_err(&copy.src))?;
+    let meta = fs::symlink_metadata(src).map_err(read_err(src))?;
     let dest_is_dir = copy.dest.ends_with('/') || meta.is_dir();
     let dest_root = if dest_is_dir && !meta.is_dir() {
         // The name as the recipe wrote it: a symlinked `src` keeps its own name, as COPY does.
         let name = std::path::Path::new(&copy.src_display)
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| bad_name(&copy.src, "the file name is not UTF-8"))?;
+            .ok_or_else(|| bad_name(src, "the file name is not UTF-8"))?;
         format!("{}/{name}", copy.dest)
     } else {
         copy.dest.clone()
@@ -41,12 +44,9 @@ pub(crate) fn add_copy(copy: &FileCopy, tree: &mut LayerTree) -> Result<(), Sour
 
     // (device, inode) of multiply-linked files → their image paths, to emit tar hard links.
     let mut links: BTreeMap<(u64, u64), Vec<ImagePath>> = BTreeMap::new();
-    for item in WalkDir::new(&copy.src)
-        .follow_links(false)
-        .sort_by_file_name()
-    {
+    for item in WalkDir::new(src).follow_links(false).sort_by_file_name() {
         let item = item.map_err(|e| {
-            let path = e.path().unwrap_or(&copy.src).to_owned();
+            let path = e.path().unwrap_or(src).to_owned();
             SourceError::Read {
                 path,
                 source: e.into(),
@@ -54,7 +54,7 @@ pub(crate) fn add_copy(copy: &FileCopy, tree: &mut LayerTree) -> Result<(), Sour
         })?;
         let rel = item
             .path()
-            .strip_prefix(&copy.src)
+            .strip_prefix(src)
             .expect("walkdir yields paths under its root");
         let rel = rel
             .to_str()
@@ -155,6 +155,25 @@ pub(crate) fn add_copy(copy: &FileCopy, tree: &mut LayerTree) -> Result<(), Sour
             );
         }
     }
+    Ok(())
+}
+
+/// An entry without `src`: an empty directory at `dest`, the mount point of a volume owned by
+/// the user who writes it (`VOLUME` alone would leave it to the runtime, owned by root).
+fn add_empty_dir(copy: &FileCopy, tree: &mut LayerTree) -> Result<(), SourceError> {
+    let path = ImagePath::new(&copy.dest).map_err(|source| SourceError::BadImagePath {
+        path: copy.dest.clone().into(),
+        source,
+    })?;
+    tree.insert(
+        path,
+        Entry {
+            kind: EntryKind::Directory,
+            mode: copy.dir_mode.unwrap_or(DEFAULT_DIR_MODE),
+            uid: copy.uid,
+            gid: copy.gid,
+        },
+    );
     Ok(())
 }
 

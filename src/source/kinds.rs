@@ -21,6 +21,9 @@ pub(crate) trait KindVisitor {
 macro_rules! register {
     ($($variant:ident: $kind:ty),+ $(,)?) => {
         /// A locked layer's spec, by kind.
+        // One per layer of a recipe, held in a box by the layer (`LayerSource::Locked`): the
+        // sizes of the kinds' specs differ, which costs nothing here.
+        #[allow(clippy::large_enum_variant)]
         #[derive(Clone, Debug)]
         pub enum LockedSpec {
             $($variant(<$kind as LockedSource>::Spec),)+

@@ -144,6 +144,9 @@ pub trait Below {
     /// False when only resolving: a `pip` layer then holds no files.
     fn install(&self) -> bool;
     fn offline(&self) -> bool;
+    /// The build must keep to the lock (`--locked`, `--offline`, `fetch`): a pin that no
+    /// longer fits (a project directory's changed code) is an error, not resolved again.
+    fn lock_required(&self) -> bool;
 }
 
 /// An input that pins need offline.

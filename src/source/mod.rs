@@ -145,7 +145,10 @@ pub(crate) fn describe(layer: &Layer) -> String {
     match &layer.source {
         LayerSource::Files(copies) => {
             for copy in copies {
-                parts.push(format!("files {} -> {}", copy.src_display, copy.dest));
+                parts.push(match &copy.src {
+                    Some(_) => format!("files {} -> {}", copy.src_display, copy.dest),
+                    None => format!("directory {}", copy.dest),
+                });
             }
         }
         LayerSource::Locked(spec) => parts.push(spec.describe()),
@@ -187,7 +190,7 @@ mod tests {
         let copies = files
             .iter()
             .map(|(src, dest)| FileCopy {
-                src: src.to_path_buf(),
+                src: Some(src.to_path_buf()),
                 src_display: src.display().to_string(),
                 dest: (*dest).to_owned(),
                 mode: None,

@@ -31,8 +31,9 @@ pub enum LayerSource {
 
 #[derive(Clone, Debug)]
 pub struct FileCopy {
-    /// Absolute path on the build machine, inside the project directory.
-    pub src: PathBuf,
+    /// Absolute path on the build machine, inside the project directory or a context
+    /// directory; `None` makes an empty directory at `dest`.
+    pub src: Option<PathBuf>,
     /// As written in the recipe, for messages and history.
     pub src_display: String,
     pub dest: String,

@@ -504,3 +504,67 @@ pub fn chroot_with_path(rootfs: &Path, path: &str, script: &str) -> String {
 pub fn chroot(rootfs: &Path, script: &str) -> String {
     chroot_with_path(rootfs, DEBIAN_PATH, script)
 }
+
+// The MLRun family of this repository (recipes/ and layers/), as the family tests build it.
+
+/// The repository's own project directory.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The variables that name and shape the family's images; a test sets the ones it means and
+/// the host's never leak in.
+pub const FAMILY_VARIABLES: [&str; 6] = [
+    "MLRUN_VERSION",
+    "MLRUN_DOCKER_REPO",
+    "MLRUN_DOCKER_REGISTRY",
+    "MLRUN_SOURCE_DIR",
+    "MLRUN_DEMOS_DIR",
+    "MLRUN_UI_DIR",
+];
+
+/// Copies what the mlrun recipe reads (recipes/ and layers/) into `dir`, newest-named first,
+/// so that the copy's directories are filled in another order than the checkout's.
+pub fn copy_project(dir: &Path) {
+    for top in ["recipes", "layers"] {
+        let mut entries: Vec<_> = walkdir::WalkDir::new(repo().join(top))
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        entries.sort_by(|a, b| b.path().cmp(a.path()));
+        for entry in entries {
+            let to = dir.join(entry.path().strip_prefix(repo()).unwrap());
+            if entry.file_type().is_dir() {
+                std::fs::create_dir_all(&to).unwrap();
+            } else {
+                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+                std::fs::copy(entry.path(), &to).unwrap();
+            }
+        }
+    }
+}
+
+/// `oci-build -C <repo> ARGS` with the MLRun variables set as given (others unset).
+pub fn in_repo(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(bin_path());
+    command.arg("-C").arg(repo()).args(args);
+    // The image's times come from the lock's recipes alone, as in CI.
+    command.env_remove("SOURCE_DATE_EPOCH");
+    for name in FAMILY_VARIABLES {
+        command.env_remove(name);
+    }
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+/// [`in_repo`] with the live cache, returning the `--json` report.
+pub fn build_in_repo(args: &[&str], vars: &[(&str, &str)]) -> Value {
+    let mut all = vec!["--cache-dir"];
+    let cache = live_cache().display().to_string();
+    all.push(&cache);
+    all.extend_from_slice(args);
+    let out = in_repo(&all, vars);
+    json_of(&out, &format!("oci-build {}", args.join(" ")))
+}

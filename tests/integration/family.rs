@@ -1,42 +1,20 @@
 //! The MLRun image family of this repository: names from the MLRun variables, `resolve`, the
-//! committed lock covering every image (the heavy ones are not built here), and, live, the
-//! `mlrun` image built from that lock, pushed, pulled back with skopeo and run; `api` built
-//! after it reuses the layers they share; the GPU smoke check's image builds.
+//! committed lock covering every image built from the index (the heavy ones are not built
+//! here) and the CUDA libraries its GPU frameworks declare, and, live, the `mlrun` image built
+//! from that lock, pushed, pulled back with skopeo and run as its user; the GPU smoke check's
+//! image builds.
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use oci_build::recipe::{BaseRef, LayerSource, Project};
 
 use crate::common::{
-    assert_success, bin_path, chroot, is_root, json, json_of, layer_count, live_cache,
-    oci_build_at, require_apt_sources, tool,
+    assert_success, build_in_repo, in_repo, is_root, json, json_of, layer_count, live_cache,
+    oci_build_at, repo, require_apt_sources, tool,
 };
 use crate::fixtures::registry::{Auth, Registry};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `oci-build -C <repo> ARGS` with the MLRun variables set as given (others unset).
-fn in_repo(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
-    let mut command = Command::new(bin_path());
-    command.arg("-C").arg(repo()).args(args);
-    // The image's times come from the lock's recipes alone, as in CI.
-    command.env_remove("SOURCE_DATE_EPOCH");
-    for name in [
-        "MLRUN_VERSION",
-        "MLRUN_DOCKER_REPO",
-        "MLRUN_DOCKER_REGISTRY",
-    ] {
-        command.env_remove(name);
-    }
-    for (name, value) in vars {
-        command.env(name, value);
-    }
-    command.output().unwrap()
-}
+use crate::runtime::Container;
 
 #[test]
 fn targets_are_named_by_the_mlrun_variables() {
@@ -186,7 +164,6 @@ fn the_committed_lock_pins_every_image_of_the_family() {
     let mut missing = Vec::new();
     for target in [
         "mlrun",
-        "api",
         "jupyter",
         "base",
         "base-legacy",
@@ -237,13 +214,118 @@ fn the_committed_lock_pins_every_image_of_the_family() {
     );
 }
 
-fn build_json(args: &[&str], vars: &[(&str, &str)]) -> serde_json::Value {
-    let mut all = vec!["--cache-dir"];
-    let cache = live_cache().display().to_string();
-    all.push(&cache);
-    all.extend_from_slice(args);
-    let out = in_repo(&all, vars);
-    json_of(&out, &format!("oci-build {}", args.join(" ")))
+/// `name → version` of every package the lock pins in `table` (`pip`, `debian`) for the
+/// layers of `target` and the definitions below it, on amd64.
+fn chain_pins(
+    project: &Project,
+    lock: &toml::Value,
+    target: &str,
+    table: &str,
+) -> BTreeMap<String, String> {
+    let (key, value) = match table {
+        "debian" => ("arch", "amd64"),
+        _ => ("platform", "linux/amd64"),
+    };
+    let mut pins = BTreeMap::new();
+    let mut name = target.to_owned();
+    loop {
+        for entry in lock[table].as_array().unwrap() {
+            if entry["target"].as_str() == Some(&name) && entry[key].as_str() == Some(value) {
+                for package in entry["packages"].as_array().unwrap() {
+                    pins.insert(
+                        package["name"].as_str().unwrap().to_owned(),
+                        package["version"].as_str().unwrap().to_owned(),
+                    );
+                }
+            }
+        }
+        match project.load(&name).unwrap().from {
+            BaseRef::Definition(base) => name = base,
+            _ => return pins,
+        }
+    }
+}
+
+/// The GPU images give each framework its CUDA libraries: torch's nvidia-* dependencies and
+/// TensorFlow's `and-cuda` extra, as the frameworks' own metadata declares them (read by uv,
+/// the peer, from the index's PEP 658 metadata; no framework is downloaded), resolved against
+/// everything the image pins, need nothing the shared CUDA layer does not hold.
+#[test]
+#[cfg_attr(
+    offline_tests,
+    ignore = "OCI_BUILD_OFFLINE is set: needs the package index"
+)]
+fn the_gpu_images_hold_the_cuda_libraries_their_frameworks_declare() {
+    let project = Project::open(&repo()).unwrap();
+    let text = std::fs::read_to_string(repo().join("recipes/recipes.lock")).unwrap();
+    let lock: toml::Value = toml::from_str(&text).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    for (image, cuda, python) in [
+        ("models-gpu", "cuda", "python3.11"),
+        ("models-gpu-legacy", "cuda-legacy", "python3.9"),
+    ] {
+        let pins = chain_pins(&project, &lock, image, "pip");
+        let in_cuda_layer = chain_pins(&project, &lock, cuda, "pip");
+        let debian = chain_pins(&project, &lock, image, "debian");
+        // The image's Python and glibc, as uv's target: 3.11.2-6 → 3.11.2, 2.36-9 → 2_36.
+        let upstream = |package: &str| debian[package].split(['-', '+']).next().unwrap().to_owned();
+        let python_version = upstream(python);
+        let glibc = upstream("libc6").replace('.', "_");
+        // Each framework with the extra that names its CUDA libraries (torch has them as
+        // plain dependencies).
+        let frameworks: String = [("torch", "torch"), ("tensorflow", "tensorflow[and-cuda]")]
+            .iter()
+            .filter_map(|(name, with_cuda)| pins.get(*name).map(|v| format!("{with_cuda}=={v}\n")))
+            .collect();
+        assert!(frameworks.contains("torch=="), "{image} pins no torch");
+        // Python 3.9's TensorFlow cannot share CUDA with its torch (layers/cuda.toml).
+        if image == "models-gpu" {
+            assert!(
+                frameworks.contains("tensorflow[and-cuda]=="),
+                "{frameworks}"
+            );
+        }
+        let requirements = tmp.path().join(format!("{image}.in"));
+        std::fs::write(&requirements, &frameworks).unwrap();
+        let constraints = tmp.path().join(format!("{image}.constraints"));
+        let lines: String = pins.iter().map(|(n, v)| format!("{n}=={v}\n")).collect();
+        std::fs::write(&constraints, lines).unwrap();
+        let uv = Command::new("uv")
+            .args(["pip", "compile", "--no-header", "--no-annotate", "--quiet"])
+            .args(["--python-version", &python_version])
+            .args(["--python-platform", &format!("x86_64-manylinux_{glibc}")])
+            .arg("--constraint")
+            .arg(&constraints)
+            .arg(&requirements)
+            .output()
+            .expect("uv is installed by .ci/run (pip install uv)");
+        assert_success(
+            &uv,
+            &format!("uv: the frameworks of {image} on its own pins"),
+        );
+        let needed: Vec<String> = String::from_utf8_lossy(&uv.stdout)
+            .lines()
+            .filter_map(|line| line.split_once("=="))
+            .map(|(name, version)| (name.trim().to_lowercase(), version.trim().to_owned()))
+            .filter(|(name, _)| name.starts_with("nvidia-"))
+            .map(|(name, version)| format!("{name}=={version}"))
+            .collect();
+        assert!(
+            !needed.is_empty(),
+            "{image}: {frameworks} needs no CUDA library?"
+        );
+        let missing: Vec<&String> = needed
+            .iter()
+            .filter(|pin| {
+                let (name, version) = pin.split_once("==").unwrap();
+                in_cuda_layer.get(name).map(String::as_str) != Some(version)
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{image}: its frameworks need CUDA libraries the `{cuda}` layer does not hold: {missing:?}"
+        );
+    }
 }
 
 #[test]
@@ -251,13 +333,13 @@ fn build_json(args: &[&str], vars: &[(&str, &str)]) -> serde_json::Value {
     offline_tests,
     ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
 )]
-fn mlrun_builds_from_the_lock_pushes_and_runs_and_api_reuses_its_layers() {
+fn mlrun_builds_from_the_lock_pushes_and_runs() {
     require_apt_sources();
     let registry = Registry::start(Auth::None);
     let prefix = format!("{}/", registry.url());
     let vars = [("MLRUN_DOCKER_REGISTRY", prefix.as_str())];
     let insecure = registry.url();
-    let report = build_json(
+    let report = build_in_repo(
         &[
             "--insecure-registry",
             &insecure,
@@ -285,25 +367,15 @@ fn mlrun_builds_from_the_lock_pushes_and_runs_and_api_reuses_its_layers() {
         ],
     );
     if is_root() {
-        let rootfs = crate::common::umoci_unpack(&layout, "mlrun", &tmp.path().join("bundle"));
-        // A container runtime gives the process /dev/null; git (which `import mlrun` runs
-        // through GitPython) refuses to start without it.
-        std::fs::create_dir_all(rootfs.join("dev")).unwrap();
-        tool(
-            "mknod",
-            &[
-                "-m",
-                "666",
-                &rootfs.join("dev/null").display().to_string(),
-                "c",
-                "1",
-                "3",
-            ],
-        );
-        let version = chroot(
-            &rootfs,
-            "python3 -c 'import mlrun; print(mlrun.__version__)'",
-        );
+        let bundle = tmp.path().join("bundle");
+        crate::common::umoci_unpack(&layout, "mlrun", &bundle);
+        // As the image's own user, with its environment, as a runtime starts it.
+        let container = Container::new(&bundle);
+        let version = container.run(&container.process.with_args(&[
+            "python3",
+            "-c",
+            "import mlrun; print(mlrun.__version__)",
+        ]));
         let lock = std::fs::read_to_string(repo().join("recipes/recipes.lock")).unwrap();
         assert!(
             lock.contains(&format!(
@@ -315,39 +387,6 @@ fn mlrun_builds_from_the_lock_pushes_and_runs_and_api_reuses_its_layers() {
     } else {
         eprintln!("not root: the chroot part of the mlrun test skipped");
     }
-
-    // api starts from the same Python and tools layers: only its own three layers are new.
-    let api = build_json(
-        &[
-            "build",
-            "--json",
-            "--locked",
-            "api",
-            "--output",
-            &format!("oci:{}", tmp.path().join("api").display()),
-        ],
-        &vars,
-    );
-    // The Python and tools layers come from mlrun's build (the cache may hold api's own too,
-    // from an earlier run; it never has to).
-    let built = api[0]["layers_built"].as_u64().unwrap();
-    let cached = api[0]["layers_cached"].as_u64().unwrap();
-    assert!(
-        built <= 3 && cached >= 3 && built + cached == 6,
-        "{}",
-        api[0]
-    );
-    let mlrun_layers = report[0]["manifests"][0]["layers"]
-        .as_array()
-        .unwrap()
-        .clone();
-    let api_layers = api[0]["manifests"][0]["layers"].as_array().unwrap();
-    assert_eq!(api_layers.len(), 6);
-    assert_eq!(
-        api_layers[..3],
-        mlrun_layers[..3],
-        "Python base and tools are shared"
-    );
 }
 
 #[test]
@@ -386,27 +425,6 @@ fn manifest_digests(report: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// Copies what the mlrun recipe reads (recipes/ and layers/) into `dir`, newest-named first,
-/// so that the copy's directories are filled in another order than the checkout's.
-fn copy_project(dir: &std::path::Path) {
-    for top in ["recipes", "layers"] {
-        let mut entries: Vec<_> = walkdir::WalkDir::new(repo().join(top))
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
-        entries.sort_by(|a, b| b.path().cmp(a.path()));
-        for entry in entries {
-            let to = dir.join(entry.path().strip_prefix(repo()).unwrap());
-            if entry.file_type().is_dir() {
-                std::fs::create_dir_all(&to).unwrap();
-            } else {
-                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-                std::fs::copy(entry.path(), &to).unwrap();
-            }
-        }
-    }
-}
-
 /// The main job, reproducible across machines: `mlrun` built from the committed lock, once in
 /// the checkout with the shared live cache and once elsewhere with everything a build machine
 /// varies changed (user, HOME, cache, umask, time zone, locale, working directory, hash seed,
@@ -420,7 +438,7 @@ fn copy_project(dir: &std::path::Path) {
 fn mlrun_from_the_lock_has_the_committed_digest_on_any_build_machine() {
     require_apt_sources();
     let here = tempfile::tempdir().unwrap();
-    let report = build_json(
+    let report = build_in_repo(
         &[
             "build",
             "--json",
@@ -434,7 +452,7 @@ fn mlrun_from_the_lock_has_the_committed_digest_on_any_build_machine() {
     let digests = manifest_digests(&report);
 
     let elsewhere = crate::common::Project::new();
-    copy_project(&elsewhere.dir());
+    crate::common::copy_project(&elsewhere.dir());
     let home = elsewhere.tmp.path().join("home");
     let work = elsewhere.tmp.path().join("work");
     std::fs::create_dir_all(&home).unwrap();
@@ -459,11 +477,7 @@ fn mlrun_from_the_lock_has_the_committed_digest_on_any_build_machine() {
         .env("LANG", "C")
         .env("PYTHONHASHSEED", "4242")
         .env_remove("SOURCE_DATE_EPOCH");
-    for name in [
-        "MLRUN_VERSION",
-        "MLRUN_DOCKER_REPO",
-        "MLRUN_DOCKER_REGISTRY",
-    ] {
+    for name in crate::common::FAMILY_VARIABLES {
         command.env_remove(name);
     }
     let varied = manifest_digests(&json_of(

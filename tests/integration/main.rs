@@ -15,6 +15,8 @@
 //! - `bad_input`: broken recipes fail with one sentence naming file and line, writing nothing.
 //! - `cache`: unchanged layers come from the cache; damaged or interrupted entries do not stick.
 //! - `cli`: targets, inspect, --json and --help.
+//! - `contexts`: directories outside the project through `[project] contexts` variables,
+//!   `[requires]` variables, a default from the working directory, empty volume directories.
 //! - `conda`: hermetic conda channels (`fixtures::conda`) on 127.0.0.1 and file://; live, a
 //!   conda entry point run in a chroot of the Debian Python base.
 //! - `debian`: live, the Python 3.11 base from the real archive, run in a chroot.
@@ -23,10 +25,16 @@
 //!   the build (NUL, control characters, `../`, links) refused in one sentence, nothing touched.
 //! - `pip_index`: hermetic, wheels and an sdist on a PEP 691 index (`fixtures::pypi`); a
 //!   built wheel other than the lock pins refused.
+//! - `pip_local`: hermetic, local project directories (`fixtures::pypi::local_project`) built
+//!   with their backend, direct `file://` and hashed-address references, `sources` and their
+//!   `write` files; `--locked` refusing changed code.
 //! - `hostile_sdist`: `--only-binary`/`only_binary` keep sdists unbuilt, even when locked;
 //!   a build backend gets no network and no write access outside its build (bubblewrap).
 //! - `pip_live`: live, real wheels on the Python base run in a chroot; mlrun locked like uv.
-//! - `family`: the MLRun recipes: names, resolve, the committed lock; live, mlrun pushed and run.
+//! - `family`: the MLRun recipes: names, resolve, the committed lock (and the CUDA libraries its
+//!   GPU frameworks declare); live, mlrun pushed and run.
+//! - `family_run`: live, jupyter and ui started as a runtime starts them (`runtime`), doing
+//!   their job as their own users.
 //! - `harness_selftest`: the registry harness (`fixtures::registry`) checked with skopeo.
 //! - `hostile_inputs`: index hashes and inputs-directory file names that try to be paths, and a
 //!   swapped cache blob: refused in one sentence, nothing outside the cache written.
@@ -47,9 +55,11 @@ mod cache;
 mod cli;
 mod common;
 mod conda;
+mod contexts;
 mod debian;
 mod debian_repo;
 mod family;
+mod family_run;
 #[path = "../../fixtures/mod.rs"]
 mod fixtures;
 mod harness_selftest;
@@ -64,7 +74,9 @@ mod offline;
 mod peers;
 mod pip_index;
 mod pip_live;
+mod pip_local;
 mod registry;
 mod registry_cache;
 mod reproducible;
 mod rootless;
+mod runtime;

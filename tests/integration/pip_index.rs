@@ -240,6 +240,37 @@ fn builds_a_package_that_ships_only_an_sdist() {
     );
 }
 
+/// A cache directory reached through a symlink (a cache moved to another disk) builds an
+/// sdist: the sandbox is handed the cache's real path, which it can bind. (Outside /tmp, which
+/// the sandbox replaces with its own, so that the link is in the sandbox's view.)
+#[test]
+fn builds_an_sdist_with_the_cache_behind_a_symlink() {
+    let mut index = Index::new();
+    index.publish_raw(
+        "srconly",
+        "srconly-0.3.tar.gz",
+        &sdist_bytes("py3-none-any"),
+    );
+    let project = project(&index, "[\"linux/amd64\"]", &["packages = [\"srconly\"]"]);
+    let outside_tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let real = outside_tmp.path().join("disk/cache");
+    std::fs::create_dir_all(&real).unwrap();
+    let linked = outside_tmp.path().join("linked-cache");
+    std::os::unix::fs::symlink(&real, &linked).unwrap();
+    let layout = project.tmp.path().join("out");
+    let out = crate::common::oci_build_at(&project.dir(), &linked)
+        .args([
+            "build",
+            "app",
+            "--output",
+            &format!("oci:{}", layout.display()),
+        ])
+        .output()
+        .unwrap();
+    crate::common::assert_success(&out, "build with a symlinked cache");
+    assert!(real.join("CACHEDIR.TAG").is_file());
+}
+
 /// The lock pins the wheel built from an sdist: `--locked` refuses a build whose wheel has
 /// other bytes, in one sentence naming the package and both hashes. An entry from before built
 /// wheels were pinned still builds; `--locked` leaves it as it is and a plain build pins it.

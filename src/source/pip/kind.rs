@@ -46,9 +46,25 @@ impl LockedSource for Pip {
             ));
         }
         for line in &pip.packages {
-            Requirements::default()
-                .add_line(line, "pip packages")
-                .map_err(|e| SpecProblem::new(line, e.to_string()))?;
+            Requirements {
+                root: recipe.root.to_owned(),
+                ..Requirements::default()
+            }
+            .add_line(line, "pip packages")
+            .map_err(|e| SpecProblem::new(line, e.to_string()))?;
+        }
+        for (name, source) in &pip.sources {
+            if !super::is_distribution_name(name) {
+                return Err(SpecProblem::new(
+                    name,
+                    format!(
+                        "`sources` key `{}` is not a distribution name",
+                        name.escape_debug()
+                    ),
+                ));
+            }
+            super::source_tree(source, recipe.root)
+                .map_err(|problem| SpecProblem::new(problem.found, problem.message))?;
         }
         for value in &pip.only_binary {
             FormatControl::default()
@@ -74,6 +90,7 @@ impl LockedSource for Pip {
             }
             *path = absolute;
         }
+        pip.project_dir = recipe.root.to_owned();
         Ok(pip)
     }
 
@@ -119,6 +136,7 @@ impl LockedSource for Pip {
             pins,
             below.install(),
             below.offline(),
+            below.lock_required(),
         )?)
     }
 

@@ -8,8 +8,10 @@
 //! lock → download with hash checks → wheels installed into a layer tree ([`wheel`]).
 
 pub(crate) mod config;
+pub(crate) mod direct;
 pub(crate) mod index;
 pub(crate) mod kind;
+pub(crate) mod local;
 pub(crate) mod metadata;
 pub(crate) mod requirements;
 pub(crate) mod resolve;
@@ -112,6 +114,50 @@ pub struct PipSpec {
     /// `--only-binary`/`--no-binary`, so the recipe has the last word.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub only_binary: Vec<String>,
+    /// Distributions taken from a project directory instead of the index, where anything
+    /// requires them (uv's `[tool.uv.sources]`): `sources = { mlrun = "${MLRUN_SOURCE_DIR}" }`.
+    /// An empty path means the index, as usual.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, SourceSpec>,
+    /// The project directory, which relative paths start from; set when the recipe is checked.
+    #[serde(skip)]
+    pub project_dir: PathBuf,
+}
+
+/// A `sources` entry: a directory, or a table with the directory and files to write into the
+/// build's private copy of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SourceSpec {
+    Path(String),
+    Tree(SourceTree),
+}
+
+/// `{ path = "…", write = { "pkg/version.json" = "…" } }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceTree {
+    pub path: String,
+    /// Files written into the build's copy of the tree, by path relative to it; the user's
+    /// directory is never changed.
+    #[serde(default)]
+    pub write: BTreeMap<String, String>,
+}
+
+impl SourceSpec {
+    pub(crate) fn path(&self) -> &str {
+        match self {
+            SourceSpec::Path(path) => path,
+            SourceSpec::Tree(tree) => &tree.path,
+        }
+    }
+
+    pub(crate) fn writes(&self) -> Option<&BTreeMap<String, String>> {
+        match self {
+            SourceSpec::Path(_) => None,
+            SourceSpec::Tree(tree) => Some(&tree.write),
+        }
+    }
 }
 
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
@@ -153,6 +199,19 @@ pub struct LockedWheel {
     /// Named by the layer's requirements, not only pulled in.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub requested: bool,
+    /// A project directory or direct reference, as the layer's requirements name it (`./app`,
+    /// `https://…/x.whl`): the entry's file comes from there, not from an index. For a
+    /// directory, `filename` and `sha256` are the wheel built from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<String>,
+    /// For a project directory, the hash of its tree (see `local`): a build whose tree differs
+    /// is resolved again, or under `--locked` refused.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::digest::bare_hex::option"
+    )]
+    pub tree_sha256: Option<Digest>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +228,43 @@ pub enum PipError {
     Wheel(#[from] wheel::WheelError),
     #[error(transparent)]
     Sdist(#[from] sdist::SdistError),
+    #[error(transparent)]
+    Local(#[from] local::LocalError),
+    #[error(transparent)]
+    Source(#[from] SourceProblem),
+    #[error(
+        "`{shown}` is named {named} in the requirements, but it holds the distribution {holds}"
+    )]
+    DirectName {
+        shown: String,
+        named: String,
+        holds: String,
+    },
+    #[error("`{filename}` is no wheel or sdist file name with a version")]
+    DirectFileName { filename: String },
+    #[error("{name} is taken from two places in the pip layer: `{first}` and `{second}`")]
+    DirectTwice {
+        name: String,
+        first: String,
+        second: String,
+    },
+    #[error(
+        "the project directory {dir} changed since {lock_file} pinned it (its tree now hashes to sha256 {now}, the lock pins {pinned}); run `oci-build lock` to pin the new code",
+        lock_file = "recipes/recipes.lock"
+    )]
+    TreeChanged {
+        dir: String,
+        now: String,
+        pinned: String,
+    },
+    #[error(
+        "the wheel built from the project directory {dir} has sha256 {built}, but the lock file pins sha256 {pinned} for it, so this build would not give the locked image; run `oci-build lock` to pin the new wheel"
+    )]
+    TreeBuiltDiffers {
+        dir: String,
+        built: String,
+        pinned: String,
+    },
     #[error(
         "no Python found in the layers below: put the layer on a Python base, or state `python = \"3.X.Y\"` in it"
     )]
@@ -300,7 +396,10 @@ pub(crate) fn prepare(
     architecture: &str,
     variant: Option<&str>,
 ) -> Result<Prepared, PipError> {
-    let mut requirements = Requirements::default();
+    let mut requirements = Requirements {
+        root: spec.project_dir.clone(),
+        ..Requirements::default()
+    };
     for line in &spec.packages {
         requirements.add_line(line, "the recipe's pip packages")?;
     }
@@ -328,6 +427,11 @@ pub(crate) fn prepare(
             requirements.add_line(&format!("{name}=={version}"), "the pip layer's `pin`")?;
         }
     }
+    for (name, source) in &spec.sources {
+        if let Some(tree) = source_tree(source, &spec.project_dir)? {
+            requirements.direct.push(direct::Direct::source(name, tree));
+        }
+    }
     let target = detect_target(spec, base, architecture, variant)?;
     let site = target.scheme.purelib.clone();
     let below: BTreeMap<String, Version> = base
@@ -346,6 +450,13 @@ pub(crate) fn prepare(
         requirements: Vec::new(),
         constraints: Vec::new(),
         wheelhouse: Vec::new(),
+        // An empty entry means the index: the same key as no entry.
+        sources: spec
+            .sources
+            .iter()
+            .filter(|(_, source)| !source.path().is_empty())
+            .map(|(name, source)| (name.clone(), source.clone()))
+            .collect(),
         ..spec.clone()
     };
     let mut key = CacheKeyBuilder::new("pip-lock-v1");
@@ -370,6 +481,11 @@ pub(crate) fn prepare(
                 .as_bytes(),
         );
     }
+    // The trees' content is not in the key: the lock pins it, so that `--locked` can name the
+    // directory that changed.
+    for direct in &requirements.direct {
+        key.field(direct.key_text().as_bytes());
+    }
     // Only when set, so that the locks of layers without it keep their keys.
     if !requirements.formats.is_empty() {
         let (only_binary, no_binary) = requirements.formats.env_values();
@@ -390,6 +506,57 @@ pub(crate) fn prepare(
         inputs: key.finish().as_str().to_owned(),
         venv: spec.venv.clone(),
     })
+}
+
+/// The checked tree of a `sources` entry; None where its path is empty (the index).
+pub(crate) fn source_tree(
+    source: &SourceSpec,
+    project_dir: &std::path::Path,
+) -> Result<Option<local::LocalTree>, SourceProblem> {
+    let path = source.path();
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let dir = std::fs::canonicalize(project_dir.join(path))
+        .ok()
+        .filter(|dir| dir.is_dir())
+        .ok_or_else(|| SourceProblem {
+            // The path is often a variable's value, which the recipe's text does not hold.
+            found: "sources".to_owned(),
+            message: format!(
+                "`sources` names `{path}`, which is not a directory (relative paths start at the project directory)"
+            ),
+        })?;
+    let mut writes = Vec::new();
+    for (relative, text) in source.writes().into_iter().flatten() {
+        let checked = local::WritePath::new(relative).map_err(|problem| SourceProblem {
+            found: relative.clone(),
+            message: format!("`write` path `{}` {problem}", relative.escape_debug()),
+        })?;
+        if text.len() > local::MAX_WRITE_BYTES {
+            return Err(SourceProblem {
+                found: relative.clone(),
+                message: format!(
+                    "`write` of `{relative}` holds more than {} bytes, the most one written file may",
+                    local::MAX_WRITE_BYTES
+                ),
+            });
+        }
+        writes.push((checked, text.clone()));
+    }
+    Ok(Some(local::LocalTree {
+        shown: direct::shown_path(&dir, project_dir),
+        dir,
+        writes,
+    }))
+}
+
+/// Why a `sources` entry is refused: the recipe text at fault and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SourceProblem {
+    pub found: String,
+    pub message: String,
 }
 
 fn dpkg_version(status: &str, package: &str) -> Option<String> {
@@ -537,6 +704,8 @@ fn detect_target(
 /// `install`, the tree only marks each distribution's `.dist-info` directory, which is what the
 /// layers above need to know of it. `offline`: no index is configured or asked, nothing is
 /// built; every pinned file (and the wheel built from each sdist) must be in the cache.
+/// `lock_required`: a project directory whose tree differs from its pin is an error rather than
+/// a reason to resolve again.
 pub(crate) fn layer_tree(
     spec: &PipSpec,
     prepared: &Prepared,
@@ -544,6 +713,7 @@ pub(crate) fn layer_tree(
     pinned: Option<&[LockedWheel]>,
     install: bool,
     offline: bool,
+    lock_required: bool,
 ) -> Result<(LayerTree, Vec<LockedWheel>), PipError> {
     let recipe_indexes = config::RecipeIndexes {
         index_url: spec.index_url.clone(),
@@ -568,25 +738,75 @@ pub(crate) fn layer_tree(
             Ok((meta, built))
         };
     let formats = &prepared.requirements.formats;
+    let directs = &prepared.requirements.direct;
+    // A project directory whose code changed since the lock: resolved again, as any layer
+    // whose inputs changed, or under `--locked` refused naming the directory.
+    let pinned = match pinned {
+        Some(pins) if trees_changed(pins, directs, lock_required)? => None,
+        other => other,
+    };
     let mut locked: Vec<LockedWheel> = match pinned {
         Some(pins) => {
             // Checked before anything is fetched or built: a lock is no way around the rule.
             for pin in pins {
                 pin.check()?;
-                check_pinned_format(pin, formats)?;
+                if pin.direct.is_none() {
+                    check_pinned_format(pin, formats)?;
+                }
             }
             pins.to_vec()
         }
         None => {
+            // Every direct reference becomes one wheel first: its name and dependencies are
+            // what the resolver needs of it.
+            let mut direct_wheels: BTreeMap<String, direct::DirectWheel> = BTreeMap::new();
+            let mut direct_roots = Vec::new();
+            for reference in directs {
+                let built = direct::wheel_of(reference, &index, target, cache)?;
+                if reference.requested {
+                    direct_roots.push(resolve::DirectRoot {
+                        name: built.name.clone(),
+                        extras: reference.extras.clone(),
+                        marker: reference.marker.clone(),
+                    });
+                }
+                match direct_wheels.get_mut(&built.name) {
+                    Some(first) if first.pin.direct != built.pin.direct => {
+                        return Err(PipError::DirectTwice {
+                            name: built.name,
+                            first: first.pin.direct.clone().unwrap_or_default(),
+                            second: reference.shown.clone(),
+                        });
+                    }
+                    Some(first) => first.pin.requested |= reference.requested,
+                    None => {
+                        direct_wheels.insert(built.name.clone(), built);
+                    }
+                }
+            }
+            let mut direct_dists = BTreeMap::new();
+            for (name, built) in &direct_wheels {
+                let meta = index.metadata(&built.file)?;
+                direct_dists.insert(
+                    name.clone(),
+                    resolve::DirectDist {
+                        file: built.file.clone(),
+                        meta,
+                    },
+                );
+            }
             let input = resolve::Input {
                 requirements: &prepared.requirements,
                 below: &prepared.below,
+                direct: &direct_dists,
+                direct_roots: &direct_roots,
             };
             let requested: Vec<String> = prepared
                 .requirements
                 .requirements
                 .iter()
                 .map(|p| wheel::normalize_name(p.requirement.name.as_ref()))
+                .chain(direct_roots.iter().map(|root| root.name.clone()))
                 .collect();
             resolve::resolve(&index, target, &input, &builder)?
                 .into_iter()
@@ -594,6 +814,12 @@ pub(crate) fn layer_tree(
                     spec.only.is_empty() || spec.only.iter().any(|p| glob_match(p, &r.name))
                 })
                 .map(|r| {
+                    if let Some(built) = direct_wheels.get(&r.name) {
+                        return Ok(LockedWheel {
+                            requested: requested.contains(&r.name),
+                            ..built.pin.clone()
+                        });
+                    }
                     let sha256 = match &r.file.sha256 {
                         Some(digest) => digest.clone(),
                         None => index.download(&r.file).map(|(_, digest)| digest)?,
@@ -615,6 +841,8 @@ pub(crate) fn layer_tree(
                         sha256,
                         built_sha256,
                         build_requires,
+                        direct: None,
+                        tree_sha256: None,
                     })
                 })
                 .collect::<Result<_, PipError>>()?
@@ -646,7 +874,16 @@ pub(crate) fn layer_tree(
         return Ok((tree, locked));
     }
     for pin in &mut locked {
-        let file = pinned_file(&index, pin)?;
+        let file = match &pin.direct {
+            Some(shown) => direct::pinned_file(
+                find_direct(directs, shown, pin)?,
+                pin,
+                &index,
+                target,
+                cache,
+            )?,
+            None => pinned_file(&index, pin)?,
+        };
         let (mut path, _) = index.download(&file)?;
         let mut filename = file.filename.clone();
         let mut sha256 = pin.sha256.clone();
@@ -686,6 +923,55 @@ pub(crate) fn layer_tree(
         )?;
     }
     Ok((tree, locked))
+}
+
+/// The direct reference a lock entry names (`direct = "./app"`).
+fn find_direct<'d>(
+    directs: &'d [direct::Direct],
+    shown: &str,
+    pin: &LockedWheel,
+) -> Result<&'d direct::Direct, PipError> {
+    directs
+        .iter()
+        .find(|d| d.shown == shown)
+        .ok_or_else(|| PipError::BadPin {
+            entry: pin.name.escape_debug().to_string(),
+            what: "the direct reference",
+            value: shown.escape_debug().to_string(),
+            problem: "the layer's requirements do not name",
+        })
+}
+
+/// Whether a project directory the lock pins has other content now. Where the build must keep
+/// to the lock that is an error naming the directory.
+fn trees_changed(
+    pins: &[LockedWheel],
+    directs: &[direct::Direct],
+    lock_required: bool,
+) -> Result<bool, PipError> {
+    for pin in pins {
+        let Some(shown) = &pin.direct else { continue };
+        let reference = find_direct(directs, shown, pin)?;
+        let direct::Location::Tree(tree) = &reference.location else {
+            continue;
+        };
+        let now = tree.content_hash()?;
+        if pin.tree_sha256.as_ref() == Some(&now) {
+            continue;
+        }
+        if lock_required {
+            return Err(PipError::TreeChanged {
+                dir: tree.shown.clone(),
+                now: now.hex().to_owned(),
+                pinned: pin
+                    .tree_sha256
+                    .as_ref()
+                    .map_or("nothing".to_owned(), |d| d.hex().to_owned()),
+            });
+        }
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// `*` matches any run of characters; everything else matches itself (names are normalised).
@@ -817,11 +1103,51 @@ fn build_sdist(
         cache,
         build_requires,
     )?;
+    let built = fitting_wheel(&wheel_path, target)?;
+    Ok((built, build_requires))
+}
+
+/// The wheel a build wrote at `wheel_path`, refused unless it fits the target.
+pub(crate) fn fitting_wheel(
+    wheel_path: &std::path::Path,
+    target: &PythonTarget,
+) -> Result<DistFile, PipError> {
     let filename = wheel_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    fitting_named_wheel(wheel_path, filename, target)
+}
+
+/// [`fitting_wheel`] of a file whose name is not its wheel file name (a cache blob).
+pub(crate) fn fitting_named_wheel(
+    wheel_path: &std::path::Path,
+    filename: String,
+    target: &PythonTarget,
+) -> Result<DistFile, PipError> {
     let name = wheel::parse_wheel_filename(&filename)?;
+    let version = Version::from_str(&name.version).map_err(|_| PipError::DirectFileName {
+        filename: filename.clone(),
+    })?;
+    let built = DistFile {
+        filename,
+        url: wheel_path.display().to_string(),
+        sha256: None,
+        requires_python: None,
+        yanked: false,
+        metadata: None,
+        version,
+        kind: DistKind::Wheel(name),
+    };
+    check_fits(&built, target)?;
+    Ok(built)
+}
+
+/// Refuses a wheel whose tags do not fit the target.
+pub(crate) fn check_fits(file: &DistFile, target: &PythonTarget) -> Result<(), PipError> {
+    let DistKind::Wheel(name) = &file.kind else {
+        return Ok(());
+    };
     let tags = target.compatible_tags();
     if PythonTarget::wheel_rank(
         &tags,
@@ -842,17 +1168,7 @@ fn build_sdist(
             ),
         });
     }
-    let built = DistFile {
-        filename,
-        url: wheel_path.display().to_string(),
-        sha256: None,
-        requires_python: None,
-        yanked: false,
-        metadata: None,
-        version: file.version.clone(),
-        kind: DistKind::Wheel(name),
-    };
-    Ok((built, build_requires))
+    Ok(())
 }
 
 /// The files that make a directory a virtual environment for the image's interpreter.
@@ -988,6 +1304,8 @@ mod tests {
             built_sha256: None,
             build_requires: Vec::new(),
             requested: true,
+            direct: None,
+            tree_sha256: None,
         }
     }
 
@@ -1036,7 +1354,7 @@ mod tests {
             (pin("demo", "1.0", ".."), "the file name"),
         ] {
             let pins = [good.clone(), bad.clone()];
-            let error = layer_tree(&spec, &prepared, &cache, Some(&pins), false, true)
+            let error = layer_tree(&spec, &prepared, &cache, Some(&pins), false, true, true)
                 .err()
                 .unwrap_or_else(|| panic!("{bad:?} was taken"));
             let text = error.to_string();
@@ -1046,7 +1364,7 @@ mod tests {
             assert!(!text.contains(char::is_control), "{text}");
         }
         let (tree, locked) =
-            layer_tree(&spec, &prepared, &cache, Some(&[good]), false, true).unwrap();
+            layer_tree(&spec, &prepared, &cache, Some(&[good]), false, true, true).unwrap();
         assert_eq!(locked.len(), 1);
         assert!(
             tree.get(

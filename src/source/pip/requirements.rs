@@ -26,10 +26,12 @@ pub enum RequirementsError {
     },
     #[error("{origin}: option `{option}` is not supported by oci-build")]
     Unsupported { origin: String, option: String },
-    #[error(
-        "{origin}: `{requirement}` installs from a URL or path; pin it on an index or a wheelhouse instead"
-    )]
-    DirectUrl { origin: String, requirement: String },
+    #[error("{origin}: `{requirement}` {problem}")]
+    Direct {
+        origin: String,
+        requirement: String,
+        problem: String,
+    },
     #[error("requirements file `{0}` includes itself")]
     Cycle(PathBuf),
 }
@@ -53,6 +55,12 @@ pub struct Requirements {
     pub pre: bool,
     /// Which distributions may come from wheels and which from sdists.
     pub formats: FormatControl,
+    /// Project directories and direct references (`./app`, `name @ file:///…`,
+    /// `name @ https://…#sha256=…`), and the layer's `sources` entries.
+    pub(crate) direct: Vec<super::direct::Direct>,
+    /// The project directory: recipe lines' relative paths start there, and the lock names
+    /// paths inside it relative to it.
+    pub root: PathBuf,
 }
 
 /// pip's `--only-binary` and `--no-binary`: per package, whether a wheel or an sdist may be
@@ -291,21 +299,32 @@ impl Requirements {
             return Ok(());
         }
         let (spec, hashes) = split_hashes(line, origin)?;
+        let base = match &file {
+            Some((file, _)) => file.parent().unwrap_or(Path::new(".")).to_owned(),
+            None => self.root.clone(),
+        };
+        let refuse = |problem: String| RequirementsError::Direct {
+            origin: origin.to_owned(),
+            requirement: spec.trim().to_owned(),
+            problem,
+        };
+        if let Some(direct) =
+            super::direct::parse(spec.trim(), &hashes, &base, &self.root).map_err(refuse)?
+        {
+            if constraints {
+                return Err(refuse(
+                    "is a direct reference, which a constraints file cannot hold".to_owned(),
+                ));
+            }
+            self.direct.push(direct);
+            return Ok(());
+        }
         let requirement =
             parse_requirement(spec.trim()).map_err(|message| RequirementsError::Invalid {
                 origin: origin.to_owned(),
                 line: spec.trim().to_owned(),
                 message,
             })?;
-        if matches!(
-            requirement.version_or_url,
-            Some(pep508_rs::VersionOrUrl::Url(_))
-        ) {
-            return Err(RequirementsError::DirectUrl {
-                origin: origin.to_owned(),
-                requirement: spec.trim().to_owned(),
-            });
-        }
         let pinned = Pinned {
             requirement,
             hashes,
@@ -459,9 +478,16 @@ mod tests {
         let err = Requirements::default().add_file(&file).unwrap_err();
         assert!(matches!(err, RequirementsError::Cycle(_)), "{err}");
         let err = Requirements::default()
-            .add_line("pkg @ https://example.invalid/pkg.whl", "recipe")
+            .add_line(
+                "pkg @ https://example.invalid/pkg-1.0-py3-none-any.whl",
+                "recipe",
+            )
             .unwrap_err();
-        assert!(matches!(err, RequirementsError::DirectUrl { .. }), "{err}");
+        assert!(
+            matches!(err, RequirementsError::Direct { .. })
+                && err.to_string().contains("has no hash"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -506,6 +532,37 @@ mod tests {
         std::fs::write(&file, "--only-binary not/a name\n").unwrap();
         let err = Requirements::default().add_file(&file).unwrap_err();
         assert!(err.to_string().contains("r.txt:1"), "{err}");
+    }
+
+    /// A requirements file's paths start at its own directory; the lock names them from the
+    /// project directory. A constraints file holds no direct reference.
+    #[test]
+    fn direct_references_in_files_are_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join("app")).unwrap();
+        std::fs::create_dir_all(root.join("requirements")).unwrap();
+        let file = root.join("requirements/app.txt");
+        std::fs::write(&file, "../app[api]\nclick\n").unwrap();
+        let mut reqs = Requirements {
+            root: root.clone(),
+            ..Requirements::default()
+        };
+        reqs.add_file(&file).unwrap();
+        assert_eq!(reqs.requirements.len(), 1);
+        assert_eq!(reqs.direct.len(), 1);
+        assert_eq!(reqs.direct[0].shown, "./app");
+        assert_eq!(reqs.direct[0].extras.len(), 1);
+        std::fs::write(root.join("requirements/c.txt"), "../app\n").unwrap();
+        std::fs::write(&file, "-c c.txt\n").unwrap();
+        let err = Requirements::default().add_file(&file).unwrap_err();
+        assert!(
+            err.to_string().contains("c.txt:1") && err.to_string().contains("constraints"),
+            "{err}"
+        );
+        std::fs::write(&file, "./missing\n").unwrap();
+        let err = Requirements::default().add_file(&file).unwrap_err();
+        assert!(err.to_string().contains("app.txt:1"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::mpsc;
 
 use pep440_rs::Version;
-use pep508_rs::{ExtraName, MarkerEnvironment, Requirement, VerbatimUrl, VersionOrUrl};
+use pep508_rs::{ExtraName, MarkerEnvironment, MarkerTree, Requirement, VerbatimUrl, VersionOrUrl};
 use pubgrub::{
     Dependencies, DependencyConstraints, DependencyProvider, PackageResolutionStatistics,
     PubGrubError, Ranges, Reporter,
@@ -105,6 +105,24 @@ pub(crate) struct Input<'r> {
     pub requirements: &'r Requirements,
     /// Distributions the layers below already hold, by normalised name.
     pub below: &'r BTreeMap<String, Version>,
+    /// Distributions from project directories and direct references, by normalised name:
+    /// their wheel's version is the only one the solver may choose, and no index is asked.
+    pub direct: &'r BTreeMap<String, DirectDist>,
+    /// The layer's own requirements of those.
+    pub direct_roots: &'r [DirectRoot],
+}
+
+/// The wheel a direct reference gave, and its metadata.
+pub(crate) struct DirectDist {
+    pub file: DistFile,
+    pub meta: CoreMetadata,
+}
+
+/// A direct reference as a requirement of the layer: `./app[api] ; marker`.
+pub(crate) struct DirectRoot {
+    pub name: String,
+    pub extras: Vec<ExtraName>,
+    pub marker: MarkerTree,
 }
 
 /// Resolves `input` for `target`; what the layers below hold is left out of the result. Index pages and metadata files are fetched ahead on a few
@@ -166,6 +184,14 @@ pub(crate) fn resolve(
     let mut resolved = Vec::new();
     for (node, version) in solution {
         let Node::Dist(name) = node else { continue };
+        if let Some(direct) = input.direct.get(&name) {
+            resolved.push(Resolved {
+                name,
+                version,
+                file: direct.file.clone(),
+            });
+            continue;
+        }
         if input.below.get(&name) == Some(&version) {
             continue;
         }
@@ -366,6 +392,10 @@ impl<'p, 'c> Provider<'p, 'c> {
         if !seen.contains_key(name) {
             let order = seen.len();
             seen.insert(name.to_owned(), order);
+            // A direct reference's name is never asked of an index (it may be a private one).
+            if self.input.direct.contains_key(name) {
+                return;
+            }
             let _ = self
                 .prefetch
                 .lock()
@@ -397,6 +427,9 @@ impl<'p, 'c> Provider<'p, 'c> {
     }
 
     fn metadata(&self, name: &str, version: &Version) -> Result<CoreMetadata, ProviderError> {
+        if let Some(direct) = self.input.direct.get(name) {
+            return Ok(direct.meta.clone());
+        }
         if let Some(meta) = self.built.borrow().get(&(name.to_owned(), version.clone())) {
             return Ok(meta.clone());
         }
@@ -490,6 +523,10 @@ impl DependencyProvider for Provider<'_, '_> {
             Node::Root => return Ok(Some(Version::new([0]))),
             Node::Dist(name) | Node::Extra(name, _) => name,
         };
+        if let Some(direct) = self.input.direct.get(name) {
+            let version = &direct.file.version;
+            return Ok(range.contains(version).then(|| version.clone()));
+        }
         if let Some(version) = self.input.below.get(name)
             && range.contains(version)
         {
@@ -544,6 +581,19 @@ impl DependencyProvider for Provider<'_, '_> {
                         self.add_requirement(&mut deps, requirement);
                     }
                 }
+                for root in self.input.direct_roots {
+                    if !root.marker.evaluate(&self.environment, &[]) {
+                        continue;
+                    }
+                    self.note(&root.name);
+                    let mut add = |node: Node| {
+                        deps.entry(node).or_insert_with(Ranges::full);
+                    };
+                    add(Node::Dist(root.name.clone()));
+                    for extra in &root.extras {
+                        add(Node::Extra(root.name.clone(), extra.to_string()));
+                    }
+                }
                 for (name, version) in self.input.below {
                     // Kept unless the layer's requirements ask for another version, which
                     // the solver then reports as a conflict with the layer below.
@@ -556,7 +606,9 @@ impl DependencyProvider for Provider<'_, '_> {
                 }
             }
             Node::Dist(name) => {
-                self.prefetch_older(name, version);
+                if !self.input.direct.contains_key(name) {
+                    self.prefetch_older(name, version);
+                }
                 let meta = self.metadata(name, version)?;
                 if let Some(python) = &meta.requires_python
                     && !python.contains(&self.fit.python)

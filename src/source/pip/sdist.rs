@@ -73,6 +73,8 @@ pub enum SdistError {
         #[source]
         source: Box<super::wheel::WheelError>,
     },
+    #[error(transparent)]
+    Local(Box<super::local::LocalError>),
     #[error("cannot read or write the files of an sdist build in the cache")]
     Io(#[from] std::io::Error),
 }
@@ -157,6 +159,51 @@ pub(crate) fn build_wheel(
         filename,
         sha256,
     } = *sdist;
+    build_keyed(sha256, filename, sources, cache, pinned_requires, &|into| {
+        unpack(sdist, filename, into)
+    })
+}
+
+/// Builds the project directory `tree` (its content hash `tree_sha256`) into a wheel, from a
+/// private copy of it with the tree's `write` files in it, cached by that hash; `shown` names
+/// it in messages. Returns the wheel's path and the build requirements it was built with.
+pub(crate) fn build_tree_wheel(
+    tree: &super::local::LocalTree,
+    tree_sha256: &Digest,
+    shown: &str,
+    sources: &Sources,
+    cache: &Cache,
+    pinned_requires: &[String],
+) -> Result<(PathBuf, Vec<String>), SdistError> {
+    build_keyed(
+        tree_sha256,
+        shown,
+        sources,
+        cache,
+        pinned_requires,
+        &|into| {
+            // One fixed name, so that the wheel does not depend on what the user's directory is called.
+            let copy = into.join("project");
+            tree.copy_to(&copy, tree_sha256)
+                .map_err(|e| SdistError::Local(Box::new(e)))?;
+            Ok(copy)
+        },
+    )
+}
+
+/// Makes the build tree under the directory it is given and returns the tree's top.
+type MakeTree<'a> = dyn Fn(&Path) -> Result<PathBuf, SdistError> + 'a;
+
+/// Builds into a wheel what `make_tree` lays out, cached under `key` (an sdist's SHA256, or a
+/// project directory's content hash); `filename` names it in messages.
+fn build_keyed(
+    sha256: &Digest,
+    filename: &str,
+    sources: &Sources,
+    cache: &Cache,
+    pinned_requires: &[String],
+    make_tree: &MakeTree<'_>,
+) -> Result<(PathBuf, Vec<String>), SdistError> {
     let bucket = cache.bucket(Bucket::PipBuilt);
     let done = bucket.join(sha256.hex());
     let built = |wheel: PathBuf| -> Result<(PathBuf, Vec<String>), SdistError> {
@@ -180,7 +227,7 @@ pub(crate) fn build_wheel(
         return built(wheel); // another build of the same sdist finished while this one waited
     }
     clear_dir(&work)?; // what a killed build left
-    let wheel = build_in(&work, sdist, filename, sources, pinned_requires)?;
+    let wheel = build_in(&work, make_tree, filename, sources, pinned_requires)?;
     // The directory is removed only after a success: a build waiting for the lock then finds
     // the wheel and does not need the directory.
     if std::fs::rename(wheel.parent().expect("a wheel in a directory"), &done).is_err()
@@ -254,12 +301,13 @@ fn clear_dir(dir: &Path) -> std::io::Result<()> {
 /// directory.
 fn build_in(
     work: &Path,
-    sdist: &Path,
+    make_tree: &MakeTree<'_>,
     filename: &str,
     sources: &Sources,
     pinned_requires: &[String],
 ) -> Result<PathBuf, SdistError> {
-    let tree = unpack(sdist, filename, &work.join("src"))?;
+    std::fs::create_dir_all(work.join("src"))?;
+    let tree = make_tree(&work.join("src"))?;
     for dir in ["home", "tmp", "out", "wheel", "scratch"] {
         std::fs::create_dir(work.join(dir))?;
     }
