@@ -1139,7 +1139,10 @@ impl source::LockedLayer for Locked<'_, '_> {
             )
         };
         // A pinned layer is looked for before anything of it is downloaded.
-        if remote && let Some(pins) = &pinned {
+        if remote
+            && let Some(pins) = &pinned
+            && S::pins_current(&prepared.data, pins)?
+        {
             let key = portable_key(pins);
             if let Some(found) = builder.find_layer(&key) {
                 self.portable = Some(key);

@@ -346,3 +346,26 @@ fn an_unreachable_cache_is_warned_about_once_and_built_without() {
     );
     assert!(stderr.contains(&format!("layer cache {cache}")), "{stderr}");
 }
+
+/// A pip layer installing a project directory is not found under the lock's pins once the
+/// directory changed: it is built, as it would be without a registry cache.
+#[test]
+fn a_changed_project_directory_is_built_not_found_under_its_old_pins() {
+    let registry = Registry::start(Auth::None);
+    let index = Index::new();
+    let project =
+        crate::fixtures::pypi::project(&index, "[\"linux/amd64\"]", &["packages = [\"./app\"]"]);
+    crate::fixtures::pypi::local_project(&project.path("app"), "app", "1.0", &[], &[], "A = 1\n");
+    let cache = registry.image("ci/oci-build-cache");
+    let a = project.build(&["app", "--cache-to", &cache, "--output", "oci:a"]);
+
+    fs::write(project.path("app/app/__init__.py"), "A = 2\n").unwrap();
+    fs::remove_dir_all(project.cache()).unwrap();
+    let b = project.build(&["app", "--cache-from", &cache, "--output", "oci:b"]);
+    assert_eq!(b["layers_built"], 1, "{b:#}");
+    assert_eq!(b["registry_cache"]["layers_found"], 1, "{b:#}");
+    assert_ne!(b["digest"], a["digest"]);
+    fs::remove_dir_all(project.cache()).unwrap();
+    let clean = project.build(&["app", "--output", "oci:clean"]);
+    assert_eq!(b["digest"], clean["digest"]);
+}
