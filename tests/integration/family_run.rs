@@ -114,6 +114,19 @@ fn require_root() -> bool {
     is_root()
 }
 
+/// `target` from the committed lock, unpacked into a temporary directory and ready to start,
+/// with its image config; None (said on stderr) where the tests do not run as root.
+fn family_image(target: &str) -> Option<(tempfile::TempDir, Container, Value)> {
+    require_apt_sources();
+    if !require_root() {
+        return None;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (bundle, config) = unpacked(target, tmp.path());
+    let container = Container::new(&bundle);
+    Some((tmp, container, config))
+}
+
 /// What jupyter/scipy-notebook lets a notebook import (module names), with MLRun.
 const SCIPY_NOTEBOOK_IMPORTS: &str = "scipy, sklearn, skimage, matplotlib, seaborn, bokeh, \
     altair, statsmodels, sympy, numba, numexpr, bottleneck, h5py, tables, openpyxl, xlrd, \
@@ -165,22 +178,19 @@ fn listens_on_every_address(port: u16) -> bool {
 }
 
 /// jupyter as the Jupyter Docker Stacks run: tini and start-notebook.py, JupyterLab as jovyan
-/// (1000:100) on every address at JUPYTER_PORT (8888, exposed), NB_USER/NB_UID/NB_GID set; as jovyan, scipy-notebook's
-/// stack imports beside MLRun, `pip check` finds nothing broken, a kernel runs a notebook in
-/// ~/work that imports MLRun and draws with matplotlib, and the server keeps its runtime files
-/// and a new notebook in the home the demos are in.
+/// (1000:100) on every address at JUPYTER_PORT (8888, exposed), NB_USER/NB_UID/NB_GID set; as
+/// jovyan, scipy-notebook's stack imports beside MLRun, `pip check` finds nothing broken, a
+/// kernel runs a notebook in ~/work that imports MLRun and draws with matplotlib, and the
+/// server keeps its runtime files and a new notebook in the home the demos are in.
 #[test]
 #[cfg_attr(
     offline_tests,
     ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
 )]
 fn jupyter_serves_its_api_as_jovyan_and_saves_notebooks_in_its_home() {
-    require_apt_sources();
-    if !require_root() {
+    let Some((_tmp, container, config)) = family_image("jupyter") else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let (bundle, config) = unpacked("jupyter", tmp.path());
+    };
     let image = &config["config"];
     assert_eq!(image["Entrypoint"], serde_json::json!(["tini", "-g", "--"]));
     assert_eq!(image["Cmd"], serde_json::json!(["start-notebook.py"]));
@@ -199,7 +209,6 @@ fn jupyter_serves_its_api_as_jovyan_and_saves_notebooks_in_its_home() {
     ] {
         assert!(env.contains(&variable), "{variable} not in {env:?}");
     }
-    let container = Container::new(&bundle);
     assert_eq!(
         (container.process.uid, container.process.gid),
         (1000, 100),
@@ -386,13 +395,9 @@ fn jupyter_takes_another_mlrun_in_its_own_layer_above_the_scientific_stack() {
     ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
 )]
 fn ui_serves_its_index_as_www_data() {
-    require_apt_sources();
-    if !require_root() {
+    let Some((_tmp, container, config)) = family_image("ui") else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let (bundle, config) = unpacked("ui", tmp.path());
-    let container = Container::new(&bundle);
+    };
     assert_eq!((container.process.uid, container.process.gid), (33, 33));
     assert_writable_by_its_user(&container, &config);
 
@@ -502,10 +507,6 @@ fn api_from_a_checkout_serves_its_health_endpoint_as_mlrun() {
     ignore = "builds gigabytes of frameworks: set OCI_BUILD_HEAVY_TESTS=1 to run it"
 )]
 fn models_images_import_their_frameworks() {
-    require_apt_sources();
-    if !require_root() {
-        return;
-    }
     for (target, check) in [
         (
             "models",
@@ -526,9 +527,9 @@ fn models_images_import_their_frameworks() {
              print(torch.version.cuda, cuda)",
         ),
     ] {
-        let tmp = tempfile::tempdir().unwrap();
-        let (bundle, _) = unpacked(target, tmp.path());
-        let container = Container::new(&bundle);
+        let Some((_tmp, container, _)) = family_image(target) else {
+            return;
+        };
         let versions = container.run(&container.process.with_args(&["python3", "-c", check]));
         eprintln!("{target}: {}", versions.trim());
     }
