@@ -167,26 +167,14 @@ impl Builder<'_> {
                 all.into_iter().collect()
             };
             sboms::add_inputs(&mut packages, &inputs);
-            let descriptions: Vec<Option<String>> = image
-                .config
-                .history
-                .iter()
-                .filter(|h| !h.empty_layer)
-                .map(|h| h.created_by.clone())
-                .collect();
             let subject = ImageSubject {
                 name: recipe.reference.to_string(),
                 platform: image.platform.clone(),
                 manifest: manifest.digest.clone(),
-                layers: image
-                    .layers
-                    .iter()
-                    .enumerate()
-                    .map(|(n, l)| LayerSubject {
-                        digest: l.digest.clone(),
-                        description: descriptions.get(n).cloned().flatten(),
-                    })
-                    .collect(),
+                layers: LayerSubject::of_image(
+                    image.layers.iter().map(|l| &l.digest),
+                    &image.config.history,
+                ),
             };
             let annotations = std::collections::BTreeMap::from([(
                 spec::ANNOTATION_CREATED.to_owned(),

@@ -181,6 +181,26 @@ pub struct LayerSubject {
     pub description: Option<String>,
 }
 
+impl LayerSubject {
+    /// The layers of an image, bottom first, each described by the history entry that made it
+    /// (entries of empty layers skipped).
+    pub fn of_image<'a>(
+        digests: impl Iterator<Item = &'a Digest>,
+        history: &[crate::image::spec::History],
+    ) -> Vec<LayerSubject> {
+        let mut descriptions = history
+            .iter()
+            .filter(|h| !h.empty_layer)
+            .map(|h| h.created_by.clone());
+        digests
+            .map(|digest| LayerSubject {
+                digest: digest.clone(),
+                description: descriptions.next().flatten(),
+            })
+            .collect()
+    }
+}
+
 /// Adds what the build's locked inputs know and the image does not: each package's file and
 /// SHA256 (a .deb, wheel or conda package of the same name and version).
 pub fn add_inputs(packages: &mut [Package], inputs: &[Input]) {

@@ -122,12 +122,6 @@ pub fn sbom_of(
     }
     let packages = scan::contents(&layers);
     // History records of empty layers (ENV, CMD) name no layer.
-    let descriptions: Vec<Option<String>> = config
-        .history
-        .iter()
-        .filter(|h| !h.empty_layer)
-        .map(|h| h.created_by.clone())
-        .collect();
     let subject = ImageSubject {
         name: image_name,
         platform: manifest_descriptor
@@ -135,15 +129,7 @@ pub fn sbom_of(
             .clone()
             .unwrap_or_else(|| config.platform()),
         manifest: manifest_descriptor.digest.clone(),
-        layers: manifest
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(n, l)| LayerSubject {
-                digest: l.digest.clone(),
-                description: descriptions.get(n).cloned().flatten(),
-            })
-            .collect(),
+        layers: LayerSubject::of_image(manifest.layers.iter().map(|l| &l.digest), &config.history),
     };
     let created = created
         .or_else(|| config.created.as_deref().and_then(whole_seconds_utc))

@@ -443,16 +443,19 @@ fn api_from_a_checkout_serves_its_health_endpoint_as_mlrun() {
         "{out:?}"
     );
 
+    let build_from_checkout = |target: &str, layout: &Path| {
+        let out = oci_build_at(&project, &live_cache())
+            .args(["build", "--json", target, "--output"])
+            .arg(format!("oci:{}", layout.display()))
+            .env("MLRUN_SOURCE_DIR", &checkout)
+            .env_remove("MLRUN_VERSION")
+            .env_remove("SOURCE_DATE_EPOCH")
+            .output()
+            .unwrap();
+        json_of(&out, &format!("build {target} from a checkout"));
+    };
     let layout = tmp.path().join("layout");
-    let out = oci_build_at(&project, &live_cache())
-        .args(["build", "--json", "api", "--output"])
-        .arg(format!("oci:{}", layout.display()))
-        .env("MLRUN_SOURCE_DIR", &checkout)
-        .env_remove("MLRUN_VERSION")
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .unwrap();
-    json_of(&out, "build api from a checkout");
+    build_from_checkout("api", &layout);
     assert!(
         !checkout.join("mlrun/utils/version/version.json").exists(),
         "the version is written into the build's copy, never into the checkout"
@@ -479,15 +482,7 @@ fn api_from_a_checkout_serves_its_health_endpoint_as_mlrun() {
 
     // The rest of the family takes mlrun from the same checkout: the mlrun image runs it.
     let layout = tmp.path().join("mlrun-layout");
-    let out = oci_build_at(&project, &live_cache())
-        .args(["build", "--json", "mlrun", "--output"])
-        .arg(format!("oci:{}", layout.display()))
-        .env("MLRUN_SOURCE_DIR", &checkout)
-        .env_remove("MLRUN_VERSION")
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .unwrap();
-    json_of(&out, "build mlrun from a checkout");
+    build_from_checkout("mlrun", &layout);
     let mlrun_tmp = tmp.path().join("mlrun-image");
     std::fs::create_dir_all(&mlrun_tmp).unwrap();
     let container = Container::new(&unpack(&layout, &mlrun_tmp));
