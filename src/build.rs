@@ -664,8 +664,16 @@ impl<'a> Builder<'a> {
             .layers
             .iter()
             .map(|layer| {
-                let origin = self.origins.lock().expect("layer origins").get(&layer.diff_id).cloned();
-                Ok((self.scan(layer)?, origin.unwrap_or_else(|| "the base".to_owned())))
+                let origin = self
+                    .origins
+                    .lock()
+                    .expect("layer origins")
+                    .get(&layer.diff_id)
+                    .cloned();
+                Ok((
+                    self.scan(layer)?,
+                    origin.unwrap_or_else(|| "the base".to_owned()),
+                ))
             })
             .collect::<Result<Vec<_>, SourceError>>()?;
         let env = image

@@ -141,9 +141,7 @@ impl LockedSource for Pip {
         for pin in &pins {
             let (Some(old), Some(installed)) = (
                 &pin.replaces,
-                prepared
-                    .below
-                    .get(&super::wheel::normalize_name(&pin.name)),
+                prepared.below.get(&super::wheel::normalize_name(&pin.name)),
             ) else {
                 continue;
             };

@@ -237,8 +237,14 @@ mod tests {
         }
         let mut no_record = old(&[]);
         no_record.record = None;
-        let error = remove_installed(&mut LayerTree::default(), "dep", &no_record, "1.5", &scheme())
-            .unwrap_err();
+        let error = remove_installed(
+            &mut LayerTree::default(),
+            "dep",
+            &no_record,
+            "1.5",
+            &scheme(),
+        )
+        .unwrap_err();
         assert!(matches!(error, ReplaceError::NoRecord { .. }), "{error}");
     }
 }

@@ -194,7 +194,9 @@ pub(crate) fn resolve(
         let replaced: BTreeSet<&String> = first
             .iter()
             .filter_map(|(node, version)| match node {
-                Node::Dist(name) if input.below.get(name).is_some_and(|b| &b.version != version) => {
+                Node::Dist(name)
+                    if input.below.get(name).is_some_and(|b| &b.version != version) =>
+                {
                     Some(name)
                 }
                 _ => None,
@@ -460,9 +462,16 @@ impl<'p, 'c> Provider<'p, 'c> {
     ) {
         let name = normalize_name(requirement.name.as_ref());
         let text = match &requirement.version_or_url {
-            Some(VersionOrUrl::VersionSpecifier(specifiers)) => {
-                format!("{}{specifiers}", requirement.name)
-            }
+            // As METADATA writes it: `dep>=1,<3`.
+            Some(VersionOrUrl::VersionSpecifier(specifiers)) => format!(
+                "{}{}",
+                requirement.name,
+                specifiers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
             _ => requirement.name.to_string(),
         };
         {
@@ -500,8 +509,13 @@ impl<'p, 'c> Provider<'p, 'c> {
         &self,
         name: &str,
         version: &Version,
-    ) -> Result<(Option<pep440_rs::VersionSpecifiers>, Vec<Requirement<VerbatimUrl>>), ProviderError>
-    {
+    ) -> Result<
+        (
+            Option<pep440_rs::VersionSpecifiers>,
+            Vec<Requirement<VerbatimUrl>>,
+        ),
+        ProviderError,
+    > {
         if let Some(installed) = self.input.below.get(name)
             && &installed.version == version
             && let Some(requires) = &installed.requires

@@ -202,7 +202,9 @@ fn kind_is_regular(kind: tar::EntryType) -> bool {
 /// Reads at most `limit` bytes of UTF-8; more is an error.
 fn read_capped(reader: &mut dyn Read, limit: u64) -> io::Result<String> {
     let mut text = String::new();
-    reader.take(limit.saturating_add(1)).read_to_string(&mut text)?;
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_string(&mut text)?;
     if text.len() as u64 > limit {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,

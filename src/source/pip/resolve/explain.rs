@@ -159,21 +159,24 @@ fn conflict(facts: &[Fact<'_>], told: &Told<'_>) -> Option<String> {
         return Some(sentence);
     }
     // One requirement that nothing available meets.
-    requires.iter().find_map(|(from, from_range, to, to_range)| {
-        missing(to, to_range).then(|| {
-            format!(
-                "{}, but no version of {to} {} is available for the image",
-                requirement(from, from_range, to, to_range, told),
-                range_text(to_range)
-            )
+    requires
+        .iter()
+        .find_map(|(from, from_range, to, to_range)| {
+            missing(to, to_range).then(|| {
+                format!(
+                    "{}, but no version of {to} {} is available for the image",
+                    requirement(from, from_range, to, to_range, told),
+                    range_text(to_range)
+                )
+            })
         })
-    })
 }
 
 /// The solver's root requiring a distribution below at its installed version: no request of
 /// the user's, only what keeps it in place.
 fn is_pin(from: &Node, to: &Node, told: &Told<'_>) -> bool {
-    *from == Node::Root && matches!(to, Node::Dist(name) if told.pinned.contains(name))
+    *from == Node::Root
+        && matches!(to, Node::Dist(name) if told.pinned.contains(name))
         && told
             .texts
             .get(&(Node::Root, Version::new([0]), to.clone()))
@@ -221,7 +224,10 @@ fn who(node: &Node, range: &Ranges<Version>, told: &Told<'_>) -> String {
         && let Some(installed) = told.below.get(name)
         && range.as_singleton() == Some(&installed.version)
     {
-        return format!("{node} {} (installed in {})", installed.version, installed.origin);
+        return format!(
+            "{node} {} (installed in {})",
+            installed.version, installed.origin
+        );
     }
     match range.as_singleton() {
         Some(version) => format!("{node} {version}"),
