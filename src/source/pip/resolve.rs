@@ -244,8 +244,8 @@ pub(crate) fn resolve(
 
 fn explain(error: PubGrubError<Provider<'_, '_>>, provider: &Provider<'_, '_>) -> ResolveError {
     match error {
-        PubGrubError::NoSolution(mut tree) => {
-            tree.collapse_no_versions();
+        // Not collapsed: what the index lacks is part of the explanation.
+        PubGrubError::NoSolution(tree) => {
             ResolveError::NoSolution(explain::sentences(&tree, &provider.told()))
         }
         PubGrubError::ErrorRetrievingDependencies { source, .. }

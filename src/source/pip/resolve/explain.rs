@@ -144,11 +144,7 @@ fn conflict(facts: &[Fact<'_>], told: &Told<'_>) -> Option<String> {
                 requirement(b.0, b.1, b.2, b.3, told)
             );
             if !both.is_empty() {
-                sentence.push_str(&format!(
-                    ", and no version of {} {} is available for the image",
-                    a.2,
-                    range_text(&both)
-                ));
+                sentence.push_str(&format!(", and {}", no_versions(a.2, &both)));
             }
             // Best: a conflict with the layer's own request, then one with what stays below.
             let rank = (*b.0 != Node::Root, !is_installed(a.0, a.1, told));
@@ -164,9 +160,9 @@ fn conflict(facts: &[Fact<'_>], told: &Told<'_>) -> Option<String> {
         .find_map(|(from, from_range, to, to_range)| {
             missing(to, to_range).then(|| {
                 format!(
-                    "{}, but no version of {to} {} is available for the image",
+                    "{}, but {}",
                     requirement(from, from_range, to, to_range, told),
-                    range_text(to_range)
+                    no_versions(to, to_range)
                 )
             })
         })
@@ -201,19 +197,25 @@ fn requirement(
     to_range: &Ranges<Version>,
     told: &Told<'_>,
 ) -> String {
-    let written = |version: &Version| {
-        told.texts
-            .get(&(from.clone(), version.clone(), to.clone()))
-            .map(|texts| texts.join(" and "))
+    // The versions of `from` in the range that the solver read this requirement of: the
+    // solver widens a range to versions it never looked at, which the message leaves out.
+    let mut written: Vec<(&Version, String)> = told
+        .texts
+        .iter()
+        .filter(|((f, version, t), _)| f == from && t == to && from_range.contains(version))
+        .map(|((_, version, _), texts)| (version, texts.join(" and ")))
+        .collect();
+    written.sort();
+    let same_text = written.windows(2).all(|w| w[0].1 == w[1].1);
+    let (from_range, text) = match (written.as_slice(), from) {
+        ([(_, text), ..], Node::Root) => (from_range.clone(), text.clone()),
+        ([(version, text)], _) => (Ranges::singleton((*version).clone()), text.clone()),
+        ([(_, text), ..], _) if same_text => (from_range.clone(), text.clone()),
+        _ => (from_range.clone(), format!("{to} {}", range_text(to_range))),
     };
-    let text = match from {
-        Node::Root => written(&Version::new([0])),
-        _ => from_range.as_singleton().and_then(written),
-    }
-    .unwrap_or_else(|| format!("{to} {}", range_text(to_range)));
     match from {
         Node::Root => format!("the layer asks for {text}"),
-        _ => format!("{} requires {text}", who(from, from_range, told)),
+        _ => format!("{} requires {text}", who(from, &from_range, told)),
     }
 }
 
