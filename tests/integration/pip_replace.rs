@@ -171,3 +171,39 @@ fn a_version_that_an_installed_distribution_forbids_is_one_sentence() {
     );
     assert!(!line.contains('\u{2205}'), "{line}");
 }
+
+/// A base whose RECORD lists a file outside the install prefix (a pulled base is outside
+/// input): replacing that distribution is refused naming it, and nothing is whited out.
+#[test]
+fn a_record_below_that_leaves_the_prefix_is_refused() {
+    let index = index();
+    let project = project(&index, "[\"linux/amd64\"]", &["packages = [\"dep==1.5\"]"]);
+    let dist_info = "fixtures/dep-2.0.dist-info";
+    project.write(
+        &format!("{dist_info}/METADATA"),
+        "Metadata-Version: 2.1\nName: dep\nVersion: 2.0\n",
+    );
+    project.write(
+        &format!("{dist_info}/RECORD"),
+        "dep/__init__.py,,\n../../../../../etc/passwd,,\n",
+    );
+    project.recipe(
+        "base",
+        &format!(
+            "platforms = [\"linux/amd64\"]\n[[layer]]\nfiles = [{{ src = \"fixtures/status\", dest = \"/var/lib/dpkg/status\" }}, {{ src = \"{dist_info}\", dest = \"/{SITE}/dep-2.0.dist-info\" }}]\n"
+        ),
+    );
+    let layout = project.tmp.path().join("out");
+    let out = project.run(&[
+        "build",
+        "app",
+        "--output",
+        &format!("oci:{}", layout.display()),
+    ]);
+    let line = refused(&out, "dep 2.0 (installed in base layer 1)");
+    assert!(
+        line.contains("`../../../../../etc/passwd`") && line.contains("outside /usr/local"),
+        "{line}"
+    );
+    assert!(!layout.exists(), "a refused build wrote its output");
+}

@@ -442,8 +442,9 @@ impl<'p, 'c> Provider<'p, 'c> {
         if !seen.contains_key(name) {
             let order = seen.len();
             seen.insert(name.to_owned(), order);
-            // A direct reference's name is never asked of an index (it may be a private one).
-            if self.input.direct.contains_key(name) {
+            // A direct reference's name is never asked of an index (it may be a private one);
+            // a distribution kept below needs nothing of one.
+            if self.input.direct.contains_key(name) || self.pinned.contains(name) {
                 return;
             }
             let _ = self

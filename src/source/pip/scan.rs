@@ -437,6 +437,50 @@ mod tests {
         assert!(base.distributions.is_empty(), "{:?}", base.distributions);
     }
 
+    /// METADATA's header and RECORD's paths are read from a layer's tar and from a tree alike;
+    /// a RECORD that is a symlink (its content would come from elsewhere) is not read.
+    #[test]
+    fn reads_what_replacing_an_installed_distribution_needs() {
+        use crate::layer::ImagePath;
+        use crate::source::tree_util::{inline_file, symlink};
+        let site = "usr/local/lib/python3.11/dist-packages";
+        let mut tree = LayerTree::default();
+        let mut put = |path: String, entry| tree.insert(ImagePath::new(&path).unwrap(), entry);
+        put(
+            format!("{site}/dep-2.0.dist-info/METADATA"),
+            inline_file(
+                "Metadata-Version: 2.1\nName: dep\nVersion: 2.0\nRequires-Dist: six>=1\n\nRequires-Dist: not-a-header\n",
+                0o644,
+            ),
+        );
+        put(
+            format!("{site}/dep-2.0.dist-info/RECORD"),
+            inline_file(
+                "dep/__init__.py,sha256=x,3\n\"dep/a,b.py\",,\n../../../bin/dep,,\n",
+                0o644,
+            ),
+        );
+        put(
+            format!("{site}/evil-1.0.dist-info/RECORD"),
+            symlink("/etc/passwd"),
+        );
+        let tar = crate::layer::tarball::write_tar(&tree, 0, Vec::new(), &mut |_| {}).unwrap();
+        for scan in [LayerScan::of_tar(&tar[..]).unwrap(), LayerScan::of_tree(&tree)] {
+            let base = PythonBase::merge(&[(std::sync::Arc::new(scan), "base".to_owned())], &[]);
+            let dep = base.distributions.iter().find(|d| d.name == "dep").unwrap();
+            assert_eq!(
+                dep.files.metadata.as_deref(),
+                Some("Metadata-Version: 2.1\nName: dep\nVersion: 2.0\nRequires-Dist: six>=1\n")
+            );
+            assert_eq!(
+                dep.files.record.as_deref(),
+                Some(&["dep/__init__.py", "dep/a,b.py", "../../../bin/dep"].map(String::from)[..])
+            );
+            let evil = base.distributions.iter().find(|d| d.name == "evil").unwrap();
+            assert_eq!(evil.files.record, None);
+        }
+    }
+
     fn lower_again() -> LayerScan {
         let mut lower = LayerScan::default();
         lower.see(
