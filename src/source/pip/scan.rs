@@ -465,7 +465,10 @@ mod tests {
             symlink("/etc/passwd"),
         );
         let tar = crate::layer::tarball::write_tar(&tree, 0, Vec::new(), &mut |_| {}).unwrap();
-        for scan in [LayerScan::of_tar(&tar[..]).unwrap(), LayerScan::of_tree(&tree)] {
+        for scan in [
+            LayerScan::of_tar(&tar[..]).unwrap(),
+            LayerScan::of_tree(&tree),
+        ] {
             let base = PythonBase::merge(&[(std::sync::Arc::new(scan), "base".to_owned())], &[]);
             let dep = base.distributions.iter().find(|d| d.name == "dep").unwrap();
             assert_eq!(
@@ -476,7 +479,11 @@ mod tests {
                 dep.files.record.as_deref(),
                 Some(&["dep/__init__.py", "dep/a,b.py", "../../../bin/dep"].map(String::from)[..])
             );
-            let evil = base.distributions.iter().find(|d| d.name == "evil").unwrap();
+            let evil = base
+                .distributions
+                .iter()
+                .find(|d| d.name == "evil")
+                .unwrap();
             assert_eq!(evil.files.record, None);
         }
     }

@@ -173,10 +173,9 @@ fn conflict(facts: &[Fact<'_>], told: &Told<'_>) -> Option<String> {
 fn is_pin(from: &Node, to: &Node, told: &Told<'_>) -> bool {
     *from == Node::Root
         && matches!(to, Node::Dist(name) if told.pinned.contains(name))
-        && told
+        && !told
             .texts
-            .get(&(Node::Root, Version::new([0]), to.clone()))
-            .is_none()
+            .contains_key(&(Node::Root, Version::new([0]), to.clone()))
 }
 
 fn is_installed(node: &Node, range: &Ranges<Version>, told: &Told<'_>) -> bool {
