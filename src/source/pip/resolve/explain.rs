@@ -132,8 +132,12 @@ fn conflict(facts: &[Fact<'_>], told: &Told<'_>) -> Option<String> {
             if !both.is_empty() && !missing(first.2, &both) {
                 continue;
             }
-            // The layer's request last, as the thing that asks for more.
-            let (a, b) = if *first.0 == Node::Root {
+            // The layer's request last, as the thing that asks for more; what stays below
+            // first, as the thing that cannot change.
+            let installed_second =
+                is_installed(second.0, second.1, told) && !is_installed(first.0, first.1, told);
+            let (a, b) = if *first.0 == Node::Root || (installed_second && *second.0 != Node::Root)
+            {
                 (second, first)
             } else {
                 (first, second)
