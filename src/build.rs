@@ -25,6 +25,8 @@ use crate::source::locked::Below;
 use crate::source::pip::{self, scan::LayerScan};
 use crate::source::{self, LockedSource, SourceError, debian};
 
+mod attest;
+
 /// PATH of an image whose base sets none, as docker and buildkit use.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -52,6 +54,9 @@ pub struct BuildOptions {
     /// (`build --locked` in CI, so that an outdated lock fails instead of drifting;
     /// `oci-build fetch`; offline builds always).
     pub require_lock: bool,
+    /// The SBOM format attached to each platform manifest with a provenance statement; None
+    /// (`--no-sbom`) attaches neither.
+    pub sbom: Option<crate::sbom::SbomFormat>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +103,19 @@ pub enum BuildError {
     ZstdWithDockerTypes,
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
+    #[error("{target}: reading its layers for its SBOM")]
+    Attest {
+        target: String,
+        #[source]
+        source: Box<SourceError>,
+    },
+    #[error("{target}: cannot read its recipe `{file}` for its provenance")]
+    RecipeFile {
+        target: String,
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{target}: its base")]
     OfflineBase {
         target: String,
@@ -162,6 +180,8 @@ pub struct Builder<'a> {
     origins: std::sync::Mutex<HashMap<Digest, String>>,
     /// Every locked input this run used (for `oci-build fetch`).
     used: std::sync::Mutex<crate::offline::Used>,
+    /// What each layer holds for the SBOM, and which locked inputs made it (see `attest`).
+    attest: attest::LayerFacts,
 }
 
 impl<'a> Builder<'a> {
@@ -191,6 +211,7 @@ impl<'a> Builder<'a> {
             scans: std::sync::Mutex::new(HashMap::new()),
             origins: Default::default(),
             used: Default::default(),
+            attest: Default::default(),
         })
     }
 
@@ -294,7 +315,11 @@ impl<'a> Builder<'a> {
             recipe.reference.tag_or_latest().to_owned(),
         );
         annotations.extend(recipe.annotations.clone());
-        let artifact = image::assemble_artifact(&images, self.options.media_types, &annotations);
+        let mut artifact =
+            image::assemble_artifact(&images, self.options.media_types, &annotations);
+        if let Some(format) = self.options.sbom {
+            self.attest(&recipe, &images, &mut artifact, format)?;
+        }
         Ok(BuiltTarget {
             recipe,
             artifact,
@@ -529,6 +554,7 @@ impl<'a> Builder<'a> {
             .expect("layer origins")
             .entry(blob.diff_id.clone())
             .or_insert_with(|| format!("{} layer {}", layer.recipe.target, layer.number));
+        self.record_layer_facts(image, layer, tree, &blob.diff_id);
         image.config.rootfs.diff_ids.push(blob.diff_id.clone());
         image.config.history.push(History {
             created: Some(self.created()),
@@ -574,6 +600,7 @@ impl<'a> Builder<'a> {
             target: target.to_owned(),
             source: Box::new(source),
         };
+        let mut base_input = None;
         let pulled = match &self.options.offline {
             Some(offline) => offline
                 .pull_base(&self.cache, reference, platform)
@@ -585,6 +612,7 @@ impl<'a> Builder<'a> {
                 let remembered =
                     crate::offline::remember_base(&self.cache, reference, platform, &pulled)
                         .map_err(offline_err)?;
+                base_input = Some(remembered.clone());
                 self.used
                     .lock()
                     .expect("used inputs")
@@ -617,6 +645,9 @@ impl<'a> Builder<'a> {
         {
             self.known_blobs
                 .record(&reference.registry, &layer.digest, &reference.repository);
+            if let Some(base) = &base_input {
+                self.attest.record_base(diff_id, base);
+            }
             layers.push(ImageLayer {
                 digest: layer.digest.clone(),
                 size: layer.size,
@@ -824,6 +855,10 @@ impl source::LockedLayer for Locked<'_, '_> {
             .lock()
             .expect("used inputs")
             .record::<S>(&builder.cache, &pins);
+        builder.attest.record_inputs(
+            (target, number, self.below.platform()),
+            S::used(&pins, &builder.cache),
+        );
         // A build that must keep to the lock (`--locked`, `--offline`, `fetch`) leaves the file
         // as it is, even where it could add to a pin (the hash of a wheel built from an sdist).
         if !builder.lock_required() {

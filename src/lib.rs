@@ -33,6 +33,7 @@ pub mod progress;
 pub mod recipe;
 pub mod reference;
 pub mod registry;
+pub mod sbom;
 pub mod schedule;
 pub(crate) mod source;
 pub mod time;

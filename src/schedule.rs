@@ -90,6 +90,7 @@ mod tests {
             client: Default::default(),
             offline: None,
             require_lock: false,
+            sbom: None,
         };
         let builder = Builder::new(&project, cache, options, &Silent).unwrap();
         let targets = ["three", "missing", "one", "two"].map(String::from);

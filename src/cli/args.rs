@@ -10,6 +10,7 @@ use oci_build::image::spec::Platform;
 use oci_build::layer::Compression;
 use oci_build::layer::cache::Cache;
 use oci_build::registry::ClientOptions;
+use oci_build::sbom::SbomFormat;
 use oci_build::transport::Transport;
 
 /// Build OCI images from declarative recipes: no daemon, no root, no RUN.
@@ -87,6 +88,24 @@ pub(crate) enum Command {
     /// Gather every locked input of targets (packages, built wheels, base images) into a
     /// directory to carry across an air gap, for `build --offline --inputs dir:PATH`.
     Fetch(FetchArgs),
+    /// Print the SBOM of an image: the one attached to it as a referrer, else one made now
+    /// from its layers (Debian, Python and conda packages).
+    Sbom(SbomArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SbomArgs {
+    /// oci:DIR[:REF] or oci-archive:FILE[:REF].
+    pub source: Transport,
+    /// spdx (SPDX 2.3 JSON) or cyclonedx (CycloneDX 1.6 JSON).
+    #[arg(long, value_name = "FORMAT", default_value = "spdx")]
+    pub format: SbomFormat,
+    /// The platform of a multi-platform image (default: its only one, else the host's).
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<Platform>,
+    /// Write the SBOM to FILE instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -218,6 +237,20 @@ pub(crate) struct BuildArgs {
     /// Use Docker schema2 media types instead of OCI ones, for registries that predate OCI.
     #[arg(long)]
     pub docker_media_types: bool,
+
+    /// Attach no SBOM and no provenance statement to the images.
+    #[arg(long)]
+    pub no_sbom: bool,
+
+    /// The SBOM attached to each platform manifest: spdx (SPDX 2.3 JSON) or cyclonedx
+    /// (CycloneDX 1.6 JSON).
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "spdx",
+        conflicts_with = "no_sbom"
+    )]
+    pub sbom_format: SbomFormat,
 
     /// Print the result as JSON on stdout: references, digests, sizes.
     #[arg(long)]

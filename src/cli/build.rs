@@ -55,6 +55,7 @@ pub(super) fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
         platforms: (!args.platform.is_empty()).then(|| args.platform.clone()),
         require_lock: args.locked || offline.is_some(),
         offline,
+        sbom: (!args.no_sbom).then_some(args.sbom_format),
         ..common_options(cli)?
     };
     let reporter = TerminalReporter::new(cli.quiet);
@@ -221,6 +222,7 @@ pub(super) fn lock(cli: &Cli, args: &LockArgs) -> anyhow::Result<()> {
     let options = BuildOptions {
         refresh_lock: true,
         resolve_only: true,
+        sbom: None,
         ..common_options(cli)?
     };
     let reporter = TerminalReporter::new(cli.quiet);
@@ -254,6 +256,7 @@ pub(super) fn fetch(cli: &Cli, args: &FetchArgs) -> anyhow::Result<()> {
     let options = BuildOptions {
         platforms: (!args.platform.is_empty()).then(|| args.platform.clone()),
         require_lock: true,
+        sbom: None,
         ..common_options(cli)?
     };
     let reporter = TerminalReporter::new(cli.quiet);
@@ -318,6 +321,7 @@ fn common_options(cli: &Cli) -> anyhow::Result<BuildOptions> {
         client: cli.client_options(),
         offline: None,
         require_lock: false,
+        sbom: Some(oci_build::sbom::SbomFormat::Spdx),
     })
 }
 

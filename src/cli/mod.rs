@@ -30,5 +30,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => copy::verify(args),
         Command::Resolve(args) => show::resolve(&cli, args),
         Command::Fetch(args) => build::fetch(&cli, args),
+        Command::Sbom(args) => show::sbom(&cli, args),
     }
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use oci_build::inspect;
 use oci_build::recipe::{BaseRef, Project};
 
-use super::args::{Cli, InspectArgs, ResolveArgs, TargetsArgs};
+use super::args::{Cli, InspectArgs, ResolveArgs, SbomArgs, TargetsArgs, source_date_epoch};
 use super::report::{human_bytes, print_json};
 
 pub(super) fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
@@ -147,6 +147,31 @@ pub(super) fn targets(cli: &Cli, args: &TargetsArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     for info in &infos {
         writeln!(out, "{:<width$}  {}", info.target, info.image)?;
+    }
+    Ok(())
+}
+
+/// `sbom`: the image's SBOM on stdout or into `--output`; where it came from on stderr.
+pub(super) fn sbom(cli: &Cli, args: &SbomArgs) -> anyhow::Result<()> {
+    use oci_build::sbom::read::{Origin, sbom_of};
+    // A set SOURCE_DATE_EPOCH dates an SBOM made now; else the image's own creation time.
+    let created = match std::env::var_os("SOURCE_DATE_EPOCH") {
+        Some(_) => Some(oci_build::time::rfc3339(source_date_epoch()?)),
+        None => None,
+    };
+    let (bytes, origin) = sbom_of(&args.source, args.platform.as_ref(), args.format, created)?;
+    match &args.output {
+        Some(path) => std::fs::write(path, &bytes)
+            .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", path.display()))?,
+        None => std::io::stdout().lock().write_all(&bytes)?,
+    }
+    if !cli.quiet {
+        match origin {
+            Origin::Referrer(digest) => {
+                eprintln!("{}: the SBOM attached as {digest}", args.source)
+            }
+            Origin::Layers => eprintln!("{}: no SBOM attached; made from its layers", args.source),
+        }
     }
     Ok(())
 }

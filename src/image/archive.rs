@@ -109,6 +109,19 @@ pub fn write_oci_archive(
     root.annotations
         .insert(spec::ANNOTATION_REF_NAME.to_owned(), tag.to_owned());
     index.manifests.push(root);
+    // Referrers listed as in a layout (see `layout::write_layout`).
+    for (subject, referrers) in super::referrer::by_subject(artifact) {
+        let (mut descriptor, bytes) = super::referrer::referrers_index(&referrers);
+        tree.insert(
+            path(&format!("blobs/sha256/{}", descriptor.digest.hex())),
+            file_entry(Content::Inline(bytes), descriptor.size),
+        );
+        descriptor.annotations.insert(
+            spec::ANNOTATION_REF_NAME.to_owned(),
+            super::referrer::layout_ref_name(tag, &subject),
+        );
+        index.manifests.push(descriptor);
+    }
     let index_bytes = spec::to_json_bytes(&index);
     tree.insert(
         path("index.json"),

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::spec::{self, Descriptor, ImageConfig, Index, Manifest};
-use super::{Blob, BlobData, ImageArtifact, ManifestSummary};
+use super::{Blob, BlobData, ImageArtifact, ManifestSummary, referrer};
 use crate::digest::{Digest, digest_reader};
 use crate::fsutil::{AtomicFile, DirLock, Publish};
 
@@ -484,11 +484,21 @@ impl Layout {
                     tag: tag.to_owned(),
                     available: tag_list(&index),
                 }),
-            None if index.manifests.len() == 1 => Ok(index.manifests[0].clone()),
-            None => Err(LayoutError::AmbiguousTag {
-                dir: self.dir().to_owned(),
-                count: index.manifests.len(),
-            }),
+            None => {
+                // Referrer indexes are not images.
+                let images: Vec<&Descriptor> = index
+                    .manifests
+                    .iter()
+                    .filter(|d| !d.ref_name().is_some_and(referrer::is_referrers_name))
+                    .collect();
+                match images[..] {
+                    [only] => Ok(only.clone()),
+                    _ => Err(LayoutError::AmbiguousTag {
+                        dir: self.dir().to_owned(),
+                        count: images.len(),
+                    }),
+                }
+            }
         }
     }
 }
@@ -543,13 +553,59 @@ impl Layout {
         for blob in layer_blobs {
             blobs.insert(blob.descriptor.digest.clone(), blob);
         }
-        let mut root = root;
-        root.annotations.remove(spec::ANNOTATION_REF_NAME);
-        Ok(ImageArtifact {
-            root,
+        let mut artifact = ImageArtifact {
+            root: root.clone(),
             blobs,
             manifests,
-        })
+            referrers: Vec::new(),
+        };
+        artifact.root.annotations.remove(spec::ANNOTATION_REF_NAME);
+        if let Some(name) = root.ref_name() {
+            self.read_referrers(name, &mut artifact)?;
+        }
+        Ok(artifact)
+    }
+
+    /// The referrers the layout lists for the root and platform manifests of the image named
+    /// `name`, with their blobs, into `artifact`.
+    fn read_referrers(&self, name: &str, artifact: &mut ImageArtifact) -> Result<(), LayoutError> {
+        let index = self.index()?;
+        let subjects: Vec<Digest> = std::iter::once(artifact.root.digest.clone())
+            .chain(artifact.manifests.iter().map(|m| m.manifest.digest.clone()))
+            .collect();
+        for subject in subjects {
+            let wanted = referrer::layout_ref_name(name, &subject);
+            let Some(listing) = index
+                .manifests
+                .iter()
+                .find(|d| d.ref_name() == Some(&wanted))
+            else {
+                continue;
+            };
+            let (listed, _): (Index, _) = self.read_document(listing)?;
+            for descriptor in listed.manifests {
+                if artifact.is_document(&descriptor.digest) {
+                    continue;
+                }
+                let (manifest, bytes): (Manifest, _) = self.read_document(&descriptor)?;
+                artifact.keep_bytes(&descriptor, bytes);
+                for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                    self.verify_blob(blob)?;
+                    artifact.blobs.insert(
+                        blob.digest.clone(),
+                        Blob {
+                            descriptor: blob.clone(),
+                            data: BlobData::File(self.blob_path(&blob.digest)),
+                        },
+                    );
+                }
+                artifact.referrers.push(referrer::Referrer {
+                    subject: subject.clone(),
+                    descriptor,
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -586,7 +642,35 @@ pub fn write_layout(dir: &Path, artifact: &ImageArtifact, tag: &str) -> Result<(
     root.annotations
         .insert(spec::ANNOTATION_REF_NAME.to_owned(), tag.to_owned());
     index.manifests.push(root);
+    // Referrers are listed the way bundles list them, by an index under the fallback tag of
+    // their subject beside the image's tag, merged with what an earlier write listed there.
+    for (subject, referrers) in referrer::by_subject(artifact) {
+        let name = referrer::layout_ref_name(tag, &subject);
+        let position = index
+            .manifests
+            .iter()
+            .position(|d| d.ref_name() == Some(&name));
+        let mut listed = match position.map(|at| index.manifests.remove(at)) {
+            Some(existing) => read_index_document(&files, &existing).map_err(error)?,
+            None => Index::new(Some(spec::OCI_INDEX)),
+        };
+        referrer::merge_referrers(&mut listed, &referrers);
+        let (mut descriptor, bytes) = referrer::index_document(&listed);
+        files.put_blob_bytes(&descriptor, &bytes).map_err(error)?;
+        descriptor
+            .annotations
+            .insert(spec::ANNOTATION_REF_NAME.to_owned(), name);
+        index.manifests.push(descriptor);
+    }
     files.write_index(&index, &lock).map_err(error)
+}
+
+fn read_index_document(files: &LayoutDir, descriptor: &Descriptor) -> Result<Index, Fault> {
+    let bytes = files.read_document(descriptor)?;
+    serde_json::from_slice(&bytes).map_err(|source| Fault::BadJson {
+        file: LayoutDir::blob_file(&descriptor.digest),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -615,6 +699,7 @@ mod tests {
             root: descriptor,
             blobs,
             manifests: Vec::new(),
+            referrers: Vec::new(),
         }
     }
 

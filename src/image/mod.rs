@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod bundle;
 pub mod layout;
+pub mod referrer;
 pub mod spec;
 
 use std::collections::BTreeMap;
@@ -145,6 +146,8 @@ pub struct ImageArtifact {
     pub blobs: BTreeMap<Digest, Blob>,
     /// Per platform: manifest descriptor, config digest and the layer descriptors.
     pub manifests: Vec<ManifestSummary>,
+    /// Artifacts attached to its manifests (SBOM, provenance), their blobs in `blobs`.
+    pub referrers: Vec<referrer::Referrer>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -225,6 +228,7 @@ pub fn assemble_artifact(
         root,
         blobs,
         manifests,
+        referrers: Vec::new(),
     }
 }
 

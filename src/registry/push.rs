@@ -15,7 +15,8 @@ use serde::Serialize;
 use super::client::{Body, Request};
 use super::{Registry, RegistryError, blob_request, check, scope};
 use crate::digest::Digest;
-use crate::image::spec::{self, Descriptor};
+use crate::image::referrer;
+use crate::image::spec::{self, Index};
 use crate::image::{Blob, BlobData, ImageArtifact};
 use crate::reference::Reference;
 
@@ -92,16 +93,10 @@ pub fn push(
             ),
         });
     }
-    let documents: Vec<&Descriptor> = artifact
-        .manifests
-        .iter()
-        .map(|m| &m.manifest)
-        .chain(std::iter::once(&artifact.root))
-        .collect();
     let blobs: Vec<&Blob> = artifact
         .blobs
         .values()
-        .filter(|b| !documents.iter().any(|d| d.digest == b.descriptor.digest))
+        .filter(|b| !artifact.is_document(&b.descriptor.digest))
         .collect();
 
     let mut report = PushReport {
@@ -155,6 +150,7 @@ pub fn push(
             &artifact.blobs[digest],
         )?;
     }
+    put_referrers(registry, repository, artifact)?;
     if let Some(tag) = &destination.tag {
         put_manifest(
             registry,
@@ -164,6 +160,47 @@ pub fn push(
         )?;
     }
     Ok(report)
+}
+
+/// The artifact's referrers, each after its subject: by digest, and where the registry did not
+/// take their `subject` itself (no referrers API), listed in the fallback tag's index, merged
+/// with what it lists already.
+fn put_referrers(
+    registry: &Registry,
+    repository: &str,
+    artifact: &ImageArtifact,
+) -> Result<(), RegistryError> {
+    for (subject, referrers) in referrer::by_subject(artifact) {
+        let mut handled = true;
+        for descriptor in &referrers {
+            handled &= put_manifest(
+                registry,
+                repository,
+                &descriptor.digest.to_string(),
+                &artifact.blobs[&descriptor.digest],
+            )?;
+        }
+        if handled {
+            continue;
+        }
+        let tag = referrer::fallback_tag(&subject);
+        let scopes = [scope(repository, "pull,push")];
+        let mut index = match super::pull::get_manifest(registry, repository, &tag, &scopes, None) {
+            Ok((_, bytes, _)) => super::pull::parse::<Index>(registry, &bytes, "referrers index")?,
+            Err(RegistryError::NotFound { .. }) => Index::new(Some(spec::OCI_INDEX)),
+            Err(e) => return Err(e),
+        };
+        if !referrer::merge_referrers(&mut index, &referrers) {
+            continue;
+        }
+        let (descriptor, bytes) = referrer::index_document(&index);
+        let document = Blob {
+            descriptor,
+            data: BlobData::Bytes(bytes),
+        };
+        put_manifest(registry, repository, &tag, &document)?;
+    }
+    Ok(())
 }
 
 pub(super) fn push_blob(

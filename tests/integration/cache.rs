@@ -83,11 +83,7 @@ fn a_damaged_cache_blob_is_rebuilt() {
     let second = p.build(&["app", "--output", "oci:second"]);
     assert_eq!(second["layers_built"].as_u64(), Some(1));
     assert_eq!(first["digest"], second["digest"]);
-    let out = p.tmp.path().join("second");
-    tool(
-        "oci-image-tool",
-        &["validate", "--type", "image", out.to_str().unwrap()],
-    );
+    crate::common::validate_image(p.tmp.path(), second["output"].as_str().unwrap());
 }
 
 /// A build killed while it writes a layer leaves no blob or record behind that a later build
@@ -154,9 +150,5 @@ fn a_killed_build_leaves_no_corrupt_cache_entry() {
     assert_success(&out, "build after a killed build");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report[0]["layers_built"].as_u64(), Some(1));
-    let after = p.tmp.path().join("after");
-    tool(
-        "oci-image-tool",
-        &["validate", "--type", "image", after.to_str().unwrap()],
-    );
+    crate::common::validate_image(p.tmp.path(), report[0]["output"].as_str().unwrap());
 }

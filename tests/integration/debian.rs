@@ -7,8 +7,7 @@
 use std::path::Path;
 
 use crate::common::{
-    assert_success, chroot, is_root, json_of, layer_count, live_project, oci_build_at, tool,
-    umoci_unpack,
+    assert_success, chroot, is_root, json_of, layer_count, live_project, oci_build_at, umoci_unpack,
 };
 
 fn build_python(project: &Path, cache: &Path, platform: &str, out: &Path) -> serde_json::Value {
@@ -57,10 +56,7 @@ fn live_python_base_from_debian_runs_in_a_chroot() {
         &tmp.path().join("out2"),
     );
     assert_eq!(first["digest"], again["digest"]);
-    tool(
-        "oci-image-tool",
-        &["validate", "--type", "image", out_dir.to_str().unwrap()],
-    );
+    crate::common::validate_image(tmp.path(), first["output"].as_str().unwrap());
 
     // The second layer holds only what the first does not: no second copy of libc.
     let layers = crate::common::layer_paths(&out_dir, &first);

@@ -10,10 +10,10 @@ use std::process::Command;
 use oci_build::recipe::{BaseRef, LayerSource, Project};
 
 use crate::common::{
-    assert_success, build_in_repo, in_repo, is_root, json, json_of, layer_count, live_cache,
-    oci_build_at, repo, require_apt_sources, tool,
+    assert_success, bin_path, build_in_repo, chroot, in_repo, is_root, json, json_of, layer_count,
+    live_cache, oci_build_at, repo, require_apt_sources, tool,
 };
-use crate::fixtures::registry::{Auth, Registry};
+use crate::fixtures::registry::{Auth, Registry, http_request};
 use crate::runtime::Container;
 
 #[test]
@@ -354,8 +354,22 @@ fn mlrun_builds_from_the_lock_pushes_and_runs() {
     let reference = report[0]["reference"].as_str().unwrap().to_owned();
     assert_eq!(reference, format!("{prefix}mlrun/mlrun:unstable"));
 
-    // skopeo reads it back from the registry; the image runs MLRun.
+    // Its SBOM is attached to the amd64 manifest, and spdx-tools finds it valid.
     let tmp = tempfile::tempdir().unwrap();
+    let amd64 = report[0]["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"] == "linux/amd64")
+        .expect("an amd64 image");
+    let subject = amd64["manifest"]["digest"].as_str().unwrap();
+    let attached = pushed_sbom(&registry, "mlrun/mlrun", subject);
+    let sbom_file = tmp.path().join("mlrun.spdx.json");
+    std::fs::write(&sbom_file, &attached).unwrap();
+    crate::sbom::validate_spdx(&sbom_file);
+    let attached: serde_json::Value = serde_json::from_slice(&attached).unwrap();
+
+    // skopeo reads it back from the registry; the image runs MLRun.
     let layout = tmp.path().join("pulled");
     tool(
         "skopeo",
@@ -366,9 +380,21 @@ fn mlrun_builds_from_the_lock_pushes_and_runs() {
             &format!("oci:{}:mlrun", layout.display()),
         ],
     );
+    // skopeo copies no referrers: `oci-build sbom` makes the SBOM from the layers, the same
+    // packages.
+    let out = Command::new(bin_path())
+        .args(["sbom", &format!("oci:{}:mlrun", layout.display())])
+        .output()
+        .unwrap();
+    assert_success(&out, "oci-build sbom of the pulled mlrun image");
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        crate::sbom::spdx_packages(&made),
+        crate::sbom::spdx_packages(&attached)
+    );
     if is_root() {
         let bundle = tmp.path().join("bundle");
-        crate::common::umoci_unpack(&layout, "mlrun", &bundle);
+        let rootfs = crate::common::umoci_unpack(&layout, "mlrun", &bundle);
         // As the image's own user, with its environment, as a runtime starts it.
         let container = Container::new(&bundle);
         let version = container.run(&container.process.with_args(&[
@@ -384,9 +410,127 @@ fn mlrun_builds_from_the_lock_pushes_and_runs() {
             )),
             "mlrun {version} is not the locked version"
         );
+        // The SBOM pushed with it lists exactly what dpkg and pip say the image holds.
+        let (debs, wheels) = installed_packages(&rootfs);
+        assert_eq!(
+            sbom_packages(&attached, "pkg:deb/"),
+            debs,
+            "Debian packages"
+        );
+        assert_eq!(
+            sbom_packages(&attached, "pkg:pypi/"),
+            wheels,
+            "Python distributions"
+        );
     } else {
         eprintln!("not root: the chroot part of the mlrun test skipped");
     }
+}
+
+/// The SPDX SBOM that `registry` lists as a referrer of `subject` in `repository` (by the
+/// fallback tag: docker-registry 2.8 has no referrers API).
+fn pushed_sbom(registry: &Registry, repository: &str, subject: &str) -> Vec<u8> {
+    let get = |path: &str, accept: &str| {
+        let url = format!("{}/v2/{repository}/{path}", registry.base_url());
+        let response = http_request("GET", &url, &[("Accept", accept)], b"").unwrap();
+        assert_eq!(response.status, 200, "GET {url}");
+        response.body
+    };
+    let index = json(
+        &String::from_utf8(get(
+            &format!("manifests/{}", subject.replace(':', "-")),
+            "application/vnd.oci.image.index.v1+json",
+        ))
+        .unwrap(),
+    );
+    let spdx = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["artifactType"] == "application/spdx+json")
+        .unwrap_or_else(|| panic!("no SPDX referrer of {subject}: {index}"));
+    let manifest = json(
+        &String::from_utf8(get(
+            &format!("manifests/{}", spdx["digest"].as_str().unwrap()),
+            "application/vnd.oci.image.manifest.v1+json",
+        ))
+        .unwrap(),
+    );
+    get(
+        &format!(
+            "blobs/{}",
+            manifest["layers"][0]["digest"].as_str().unwrap()
+        ),
+        "*/*",
+    )
+}
+
+/// `(name, version)` of packages.
+type Packages = BTreeSet<(String, String)>;
+
+/// `(name, version)` of the packages of an SPDX document whose purl starts with `prefix`;
+/// Python names normalised as pip compares them.
+fn sbom_packages(document: &serde_json::Value, prefix: &str) -> Packages {
+    document["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["externalRefs"][0]["referenceLocator"]
+                .as_str()
+                .is_some_and(|purl| purl.starts_with(prefix))
+        })
+        .map(|p| {
+            let name = p["name"].as_str().unwrap();
+            let name = if prefix == "pkg:pypi/" {
+                python_name(name)
+            } else {
+                name.to_owned()
+            };
+            (name, p["versionInfo"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+fn python_name(name: &str) -> String {
+    name.to_ascii_lowercase().replace(['_', '.'], "-")
+}
+
+const PIP_LIST_EACH_SITE: &str = r#"python3 -c 'import json, subprocess, sys
+listed = []
+for path in sys.path:
+    if path.endswith("-packages"):
+        run = subprocess.run([sys.executable, "-m", "pip", "list", "--path", path, "--format=json"], capture_output=True, check=True)
+        listed += json.loads(run.stdout)
+print(json.dumps(listed))'"#;
+
+/// What `dpkg-query -W` and `pip list` say the unpacked image at `rootfs` holds.
+fn installed_packages(rootfs: &std::path::Path) -> (Packages, Packages) {
+    let debs = chroot(rootfs, "dpkg-query -W -f '${binary:Package} ${Version}\\n'")
+        .lines()
+        .map(|line| {
+            let (name, version) = line.split_once(' ').unwrap();
+            // `libc6:amd64` for Multi-Arch: same packages.
+            let name = name.split(':').next().unwrap();
+            (name.to_owned(), version.to_owned())
+        })
+        .collect();
+    // `pip list` of each site directory on its own: together they show a distribution that
+    // one directory shadows in another (Debian's setuptools under the pinned one), which the
+    // image holds all the same.
+    let listed = json(&chroot(rootfs, PIP_LIST_EACH_SITE));
+    let wheels = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                python_name(d["name"].as_str().unwrap()),
+                d["version"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    (debs, wheels)
 }
 
 #[test]

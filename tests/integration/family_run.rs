@@ -277,3 +277,43 @@ fn api_from_a_checkout_serves_its_health_endpoint_as_mlrun() {
     ]));
     assert_eq!(version.trim(), "0.0.0+unstable");
 }
+
+/// The framework images import their frameworks as their users do. Heavy (gigabytes of
+/// wheels): run with `OCI_BUILD_HEAVY_TESTS=1 cargo test --test integration family_run::models`.
+#[test]
+#[cfg_attr(
+    not(heavy_tests),
+    ignore = "builds gigabytes of frameworks: set OCI_BUILD_HEAVY_TESTS=1 to run it"
+)]
+fn models_images_import_their_frameworks() {
+    require_apt_sources();
+    if !require_root() {
+        return;
+    }
+    for (target, check) in [
+        (
+            "models",
+            "import torch, tensorflow, sklearn, xgboost, lightgbm; \
+             print(torch.__version__, tensorflow.__version__)",
+        ),
+        // Without a GPU, what can be checked is that each framework finds the CUDA
+        // libraries it was built for: torch loads cuDNN, TensorFlow's and-cuda wheels are
+        // the CUDA 12 build TensorFlow reports.
+        (
+            "models-gpu",
+            "import torch, tensorflow as tf, importlib.metadata as m; \
+             assert torch.version.cuda, 'torch without CUDA'; \
+             assert torch.backends.cudnn.version(), 'torch finds no cuDNN'; \
+             cuda = tf.sysconfig.get_build_info()['cuda_version']; \
+             assert cuda.startswith('12'), cuda; \
+             assert m.version('nvidia-cudnn-cu12'), 'no cuDNN for TensorFlow'; \
+             print(torch.version.cuda, cuda)",
+        ),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (bundle, _) = unpacked(target, tmp.path());
+        let container = Container::new(&bundle);
+        let versions = container.run(&container.process.with_args(&["python3", "-c", check]));
+        eprintln!("{target}: {}", versions.trim());
+    }
+}

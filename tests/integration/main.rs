@@ -48,6 +48,8 @@
 //! - `hostile_http`: stalled registries, archives, indexes and channels are given up on;
 //!   downloads larger than their index or descriptor states are refused.
 //! - `offline`: fetch the inputs of a target, then build it with no server and an empty cache.
+//! - `sbom`: SBOM (SPDX, CycloneDX) and provenance attached as OCI referrers, validated by the
+//!   peers' validators, pushed and mirrored with the image; the SBOM of an image made by umoci.
 //! - `implied`: directories a layer only implies keep the owner and mode of the layers below;
 //!   `replace` writes opaque whiteouts (umoci, GNU tar).
 
@@ -81,3 +83,4 @@ mod registry;
 mod reproducible;
 mod rootless;
 mod runtime;
+mod sbom;

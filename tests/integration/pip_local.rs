@@ -269,6 +269,53 @@ fn sources_take_a_distribution_from_a_directory_or_else_the_index() {
     assert!(pinned.get("tree_sha256").is_some());
 }
 
+/// `subdirectory`: one variable names a checkout that holds several projects (MLRun and its
+/// pipeline adapters); empty, the index, whatever the subdirectory; one that leaves the
+/// checkout is refused.
+#[test]
+fn a_subdirectory_of_a_checkout_is_a_project_of_its_own() {
+    let mut index = Index::new();
+    let mut released = dist("mlrun", "1.0");
+    released.files = vec![("mlrun/__init__.py".to_owned(), b"FROM = 'index'\n".to_vec())];
+    index.publish(&released);
+    let project = sources_project(
+        &index,
+        "{ path = \"${MLRUN_SOURCE_DIR}\", subdirectory = \"adapters/mlrun\" }",
+    );
+    let checkout = project.tmp.path().join("checkout");
+    local_project(
+        &checkout.join("adapters/mlrun"),
+        "mlrun",
+        "1.2",
+        &[],
+        &[],
+        "FROM = 'subdirectory'\n",
+    );
+    let entries = built_layer(&project, "index", &[]);
+    assert_eq!(
+        content(&entries, &format!("{SITE}/mlrun/__init__.py")),
+        "FROM = 'index'\n"
+    );
+    let entries = built_layer_with(&project, "tree", &[], &[("MLRUN_SOURCE_DIR", &checkout)]);
+    assert_eq!(
+        content(&entries, &format!("{SITE}/mlrun/__init__.py")),
+        "FROM = 'subdirectory'\n"
+    );
+
+    let escaping = sources_project(
+        &index,
+        "{ path = \"${MLRUN_SOURCE_DIR}\", subdirectory = \"../outside\" }",
+    );
+    std::fs::create_dir_all(escaping.tmp.path().join("outside")).unwrap();
+    let out = escaping
+        .command(&["build", "app", "--output", "oci:out"])
+        .env("MLRUN_SOURCE_DIR", escaping.tmp.path().join("project"))
+        .output()
+        .unwrap();
+    let line = refused(&out, "`subdirectory` `../outside`");
+    assert!(line.contains("`..`"), "{line}");
+}
+
 #[test]
 fn written_files_reach_the_built_wheel_and_not_the_users_tree() {
     let index = Index::new();

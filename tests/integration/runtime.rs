@@ -188,7 +188,14 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        // unshare --kill-child takes the whole PID namespace with it.
+        // The process unshare forked is PID 1 of the container's PID namespace: killing it
+        // takes everything the image started with it. (unshare's --kill-child does not: the
+        // switch to the image's user clears the parent-death signal it relies on.)
+        let pid = self.child.id();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
+        for init in children.unwrap_or_default().split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", init]).status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

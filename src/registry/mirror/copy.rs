@@ -10,8 +10,8 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use reqwest::{Method, StatusCode};
 
@@ -19,6 +19,7 @@ use super::plan::Plan;
 use super::side::{Doc, Side, fallback_tag, parse_doc};
 use super::{MirrorError, MirrorReporter, MirroredImage, bundle_name};
 use crate::digest::Digest;
+use crate::image::referrer;
 use crate::image::spec::{self, Descriptor, Index};
 use crate::image::{Blob, BlobData};
 use crate::layer::cache::Cache;
@@ -93,24 +94,11 @@ pub(super) fn copy_image(
                 Some(doc) => parse_doc::<Index>(&doc, &dest.name(&dest_repository))?,
                 None => Index::new(Some(spec::OCI_INDEX)),
             };
-            let before = index.manifests.len();
-            for referrer in referrers {
-                if !index.manifests.iter().any(|d| d.digest == referrer.digest) {
-                    index.manifests.push(referrer.clone());
-                }
-            }
-            if index.manifests.len() == before && before > 0 {
+            if !referrer::merge_referrers(&mut index, referrers) && !index.manifests.is_empty() {
                 continue;
             }
-            let bytes: Arc<[u8]> = Arc::from(spec::to_json_bytes(&index));
-            let doc = Doc {
-                descriptor: Descriptor::new(
-                    spec::OCI_INDEX,
-                    Digest::of_bytes(&bytes),
-                    bytes.len() as u64,
-                ),
-                bytes,
-            };
+            let (descriptor, bytes) = referrer::index_document(&index);
+            let doc = Doc { descriptor, bytes };
             put_doc(dest, &dest_repository, &tag, &doc)?;
         }
     }

@@ -46,9 +46,7 @@ impl Doc {
     }
 }
 
-pub(super) fn fallback_tag(digest: &Digest) -> String {
-    format!("sha256-{}", digest.hex())
-}
+pub(super) use crate::image::referrer::fallback_tag;
 
 impl Side {
     pub(super) fn name(&self, repository: &str) -> String {

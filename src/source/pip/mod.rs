@@ -134,11 +134,16 @@ pub enum SourceSpec {
     Tree(SourceTree),
 }
 
-/// `{ path = "…", write = { "pkg/version.json" = "…" } }`.
+/// `{ path = "…", subdirectory = "…", write = { "pkg/version.json" = "…" } }`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceTree {
     pub path: String,
+    /// The project's directory inside `path` (pip's `#subdirectory=`): a checkout that holds
+    /// several projects, such as MLRun's pipeline adapters, named by one variable that may be
+    /// empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdirectory: Option<String>,
     /// Files written into the build's copy of the tree, by path relative to it; the user's
     /// directory is never changed.
     #[serde(default)]
@@ -150,6 +155,13 @@ impl SourceSpec {
         match self {
             SourceSpec::Path(path) => path,
             SourceSpec::Tree(tree) => &tree.path,
+        }
+    }
+
+    pub(crate) fn subdirectory(&self) -> Option<&str> {
+        match self {
+            SourceSpec::Path(_) => None,
+            SourceSpec::Tree(tree) => tree.subdirectory.as_deref(),
         }
     }
 
@@ -515,16 +527,36 @@ pub(crate) fn source_tree(
     if path.is_empty() {
         return Ok(None);
     }
-    let dir = std::fs::canonicalize(project_dir.join(path))
+    let not_a_directory = |shown: &str| SourceProblem {
+        // The path is often a variable's value, which the recipe's text does not hold.
+        found: "sources".to_owned(),
+        message: format!(
+            "`sources` names `{shown}`, which is not a directory (relative paths start at the project directory)"
+        ),
+    };
+    let mut dir = std::fs::canonicalize(project_dir.join(path))
         .ok()
         .filter(|dir| dir.is_dir())
-        .ok_or_else(|| SourceProblem {
-            // The path is often a variable's value, which the recipe's text does not hold.
-            found: "sources".to_owned(),
-            message: format!(
-                "`sources` names `{path}`, which is not a directory (relative paths start at the project directory)"
-            ),
+        .ok_or_else(|| not_a_directory(path))?;
+    if let Some(subdirectory) = source.subdirectory() {
+        // Checked as a written path is: relative, no `..`, so it stays in the checkout.
+        local::WritePath::new(subdirectory).map_err(|problem| SourceProblem {
+            found: subdirectory.to_owned(),
+            message: format!("`subdirectory` `{}` {problem}", subdirectory.escape_debug()),
         })?;
+        let shown = format!("{path}/{subdirectory}");
+        let inner = std::fs::canonicalize(dir.join(subdirectory))
+            .ok()
+            .filter(|inner| inner.is_dir())
+            .ok_or_else(|| not_a_directory(&shown))?;
+        if !inner.starts_with(&dir) {
+            return Err(SourceProblem {
+                found: subdirectory.to_owned(),
+                message: format!("`subdirectory` `{subdirectory}` leads out of `{path}`"),
+            });
+        }
+        dir = inner;
+    }
     let mut writes = Vec::new();
     for (relative, text) in source.writes().into_iter().flatten() {
         let checked = local::WritePath::new(relative).map_err(|problem| SourceProblem {
