@@ -5,7 +5,8 @@
 //! image's Python and platform, read from the layers below: [`scan`], [`target`]) → resolution
 //! ([`resolve`]) against the index's PEP 691 pages and PEP 658 metadata ([`index`], [`config`]
 //! says which index), source distributions built into wheels where no wheel fits ([`sdist`]) →
-//! lock → download with hash checks → wheels installed into a layer tree ([`wheel`]).
+//! lock → download with hash checks → wheels installed into a layer tree ([`wheel`]), with
+//! whiteouts for what a replaced distribution below installed ([`replace`]).
 
 pub(crate) mod config;
 pub(crate) mod direct;

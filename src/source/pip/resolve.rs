@@ -382,7 +382,7 @@ struct Provider<'p, 'c> {
     refused_sources: RefCell<BTreeSet<String>>,
     /// Distributions below kept at their version: the layer's requirements depend on each.
     pinned: &'p BTreeSet<String>,
-    /// Each requirement as written (`dep<3,>=1`), by the node and version that state it and
+    /// Each requirement as written (`dep>=1,<3`), by the node and version that state it and
     /// the node they require, for messages.
     texts: RefCell<HashMap<(Node, Version, Node), Vec<String>>>,
 }
