@@ -14,7 +14,7 @@ use crate::image::spec::{self, ContainerConfig, History, ImageConfig, Index, Man
 use crate::image::{self, BlobData, ImageArtifact, ImageLayer, MediaTypes, PlatformImage};
 use crate::layer::below::DirsBelow;
 use crate::layer::cache::Cache;
-use crate::layer::cache::CacheKey as LayerTreeKey;
+use crate::layer::cache::CacheKey;
 use crate::layer::{self, AssembleOptions, Compression, LayerBlob, LayerError, LayerTree};
 use crate::progress::{LayerStep, Reporter};
 use crate::recipe::{BaseRef, ConfigSpec, Layer, Project, Recipe, RecipeError};
@@ -57,6 +57,26 @@ pub struct BuildOptions {
     /// The SBOM format attached to each platform manifest with a provenance statement; None
     /// (`--no-sbom`) attaches neither.
     pub sbom: Option<crate::sbom::SbomFormat>,
+    /// `build --cache-from`, `--cache-to`: a layer cache in registry repositories.
+    pub registry_cache: RegistryCache,
+}
+
+/// Where a build looks for layers in registries before building them, and records them after.
+#[derive(Clone, Debug, Default)]
+pub struct RegistryCache {
+    /// Repositories searched, in order, for a layer before it is built.
+    pub from: Vec<Reference>,
+    /// The repository every layer of the build is recorded in.
+    pub to: Option<Reference>,
+    /// The registry every image of the run is pushed to, when none is written locally: a layer
+    /// found in a repository there is mounted by the push, never downloaded.
+    pub push_only_to: Option<String>,
+}
+
+impl RegistryCache {
+    fn is_on(&self) -> bool {
+        !self.from.is_empty() || self.to.is_some()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +136,13 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    #[error("recording the layers of {target} in the layer cache {reference}")]
+    CacheTo {
+        target: String,
+        reference: String,
+        #[source]
+        source: Box<CacheToFailure>,
+    },
     #[error("{target}: its base")]
     OfflineBase {
         target: String,
@@ -136,12 +163,49 @@ pub enum LayerFailure {
     Offline(#[from] crate::offline::OfflineError),
 }
 
+/// Why a layer could not be recorded in a registry cache.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheToFailure {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// What layers on top read of it could not be read from the layer.
+    #[error(transparent)]
+    Scan(#[from] SourceError),
+}
+
+/// Why a registry cache record was not used (the layer is then built): said in a debug line.
+#[derive(Debug, thiserror::Error)]
+enum RecordUnused {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("its facts are not what oci-build records")]
+    Facts(#[from] serde_json::Error),
+    #[error("its blob is missing from the repository, or of another size")]
+    BlobMissing,
+    #[error("its layer has another compression than this build's")]
+    Compression,
+    #[error("its facts name paths no layer scan gives (control characters, `..`)")]
+    Implausible,
+}
+
 /// Images of one definition for a list of platforms, with how many layers were made.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct BuiltImages {
     images: Vec<PlatformImage>,
     layers_built: usize,
     layers_cached: usize,
+    registry: RegistryCounts,
+    /// Each layer under its portable key, for `--cache-to`.
+    cache_records: Vec<(CacheKey, LayerBlob)>,
+}
+
+/// What a target took from registry caches.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct RegistryCounts {
+    /// Layers found in a `--cache-from` repository instead of being built.
+    pub layers_found: usize,
+    /// Bytes of those layers downloaded (none where the push mounts them).
+    pub bytes_downloaded: u64,
 }
 
 /// A definition and the platforms it was built for.
@@ -154,6 +218,18 @@ pub struct BuiltTarget {
     pub artifact: ImageArtifact,
     pub layers_built: usize,
     pub layers_cached: usize,
+    /// Layers (of `layers_cached`) found in a registry cache.
+    pub registry_cache: RegistryCounts,
+    cache_records: Vec<(CacheKey, LayerBlob)>,
+}
+
+/// What `--cache-to` recorded for a target.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct CachePublished {
+    /// Records written (each layer once per run).
+    pub records: usize,
+    /// Layer bytes uploaded (a layer already in the registry is mounted or skipped).
+    pub bytes_uploaded: u64,
 }
 
 pub struct Builder<'a> {
@@ -182,6 +258,12 @@ pub struct Builder<'a> {
     used: std::sync::Mutex<crate::offline::Used>,
     /// What each layer holds for the SBOM, and which locked inputs made it (see `attest`).
     attest: attest::LayerFacts,
+    /// Portable keys found in a registry cache, with the repository (`host/name`) found in.
+    found_in: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    /// Portable keys `--cache-to` recorded in this run.
+    published: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// `--cache-from` repositories that could not be reached or read, not asked again.
+    unusable: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl<'a> Builder<'a> {
@@ -212,6 +294,9 @@ impl<'a> Builder<'a> {
             origins: Default::default(),
             used: Default::default(),
             attest: Default::default(),
+            found_in: Default::default(),
+            published: Default::default(),
+            unusable: Default::default(),
         })
     }
 
@@ -298,6 +383,8 @@ impl<'a> Builder<'a> {
             images,
             layers_built,
             layers_cached,
+            registry,
+            cache_records,
         } = self.build_images(&recipe, &platforms, &mut Vec::new())?;
         // Base layers keep their compression: a zstd base has no Docker schema2 media type.
         if self.options.media_types == MediaTypes::Docker
@@ -325,6 +412,8 @@ impl<'a> Builder<'a> {
             artifact,
             layers_built,
             layers_cached,
+            registry_cache: registry,
+            cache_records,
         })
     }
 
@@ -393,8 +482,7 @@ impl<'a> Builder<'a> {
     ) -> Result<BuiltImages, BuildError> {
         let fresh = |images| BuiltImages {
             images,
-            layers_built: 0,
-            layers_cached: 0,
+            ..Default::default()
         };
         let result = match &recipe.from {
             BaseRef::Scratch => fresh(platforms.iter().map(|p| self.scratch(p)).collect()),
@@ -461,25 +549,62 @@ impl<'a> Builder<'a> {
                 done: Vec::new(),
                 built: 0,
                 cached: 0,
+                registry: RegistryCounts::default(),
             };
             for (image, dirs) in result.images.iter_mut().zip(&mut dirs_below) {
-                let tree = self.layer_tree_for(&layer, image, dirs)?;
-                let blob = self.layer_blob(&mut layer, &tree)?;
-                self.add_layer_to_image(image, &layer, &tree, blob);
+                let (blob, portable) = match self.layer_tree_for(&mut layer, image, dirs)? {
+                    Made::Found(blob, key) => {
+                        self.reporter
+                            .layer_finished(&recipe.target, layer.step(), &blob, true);
+                        layer.cached += 1;
+                        // Its packages are read from its blob if the SBOM needs them.
+                        self.record_layer_facts(image, &layer, None, &blob.diff_id);
+                        (blob, Some(key))
+                    }
+                    Made::Tree {
+                        tree,
+                        portable,
+                        search,
+                    } => {
+                        let search = portable.as_ref().filter(|_| search);
+                        let blob = self.layer_blob(&mut layer, &tree, search)?;
+                        if let Some(key) = &portable {
+                            self.cache.store_layer(key, &blob).unwrap_or_else(|error| {
+                                tracing::debug!(%error, "portable layer key not stored");
+                            });
+                        }
+                        self.scans
+                            .lock()
+                            .expect("layer scans")
+                            .entry(blob.diff_id.clone())
+                            .or_insert_with(|| std::sync::Arc::new(LayerScan::of_tree(&tree)));
+                        self.record_layer_facts(image, &layer, Some(&tree), &blob.diff_id);
+                        (blob, portable)
+                    }
+                };
+                if let Some(key) = portable
+                    && self.options.registry_cache.to.is_some()
+                {
+                    result.cache_records.push((key, blob.clone()));
+                }
+                self.add_layer_to_image(image, &layer, blob);
             }
             result.layers_built += layer.built;
             result.layers_cached += layer.cached;
+            result.registry.layers_found += layer.registry.layers_found;
+            result.registry.bytes_downloaded += layer.registry.bytes_downloaded;
         }
         Ok(())
     }
 
-    /// The layer's tree as it is built on top of `image`.
+    /// The layer's tree as it is built on top of `image`, or its blob where a package layer's
+    /// portable key finds it (in the cache, or a registry cache) before its tree is listed.
     fn layer_tree_for(
         &self,
-        layer: &LayerInProgress,
+        layer: &mut LayerInProgress,
         image: &PlatformImage,
         dirs: &mut (usize, DirsBelow),
-    ) -> Result<LayerTree, BuildError> {
+    ) -> Result<Made, BuildError> {
         let below = ImageBelow {
             builder: self,
             image,
@@ -489,6 +614,10 @@ impl<'a> Builder<'a> {
             builder: self,
             below: &below,
             layer: (&layer.recipe.target, layer.number),
+            spec: layer.spec,
+            options: layer.assemble_options,
+            portable: None,
+            found: None,
         };
         let mut tree = source::layer_tree(layer.spec, &mut locked, |specs| {
             let base = below.python_base()?;
@@ -496,27 +625,65 @@ impl<'a> Builder<'a> {
             Ok(source::accounts::layer_tree(specs, &files).map_err(SourceError::from)?)
         })
         .map_err(|failure| layer.error(failure))?;
+        let (portable, found) = (locked.portable, locked.found);
+        if let (Some(key), Some((blob, counts))) = (&portable, found) {
+            layer.registry.layers_found += counts.layers_found;
+            layer.registry.bytes_downloaded += counts.bytes_downloaded;
+            return Ok(Made::Found(blob, key.clone()));
+        }
         // An implied directory keeps what the layers below made it (issue 14).
         if !tree.implied_dirs().is_empty() {
             self.update_dirs_below(image, dirs)
                 .map_err(|e| layer.error(e.into()))?;
             tree.inherit_implied(|dir| dirs.1.dir(dir));
         }
-        Ok(tree)
+        // A package layer's key came from its pins; any other tree is cheap to list and is
+        // keyed as listed, then looked for before it is written.
+        let is_package = matches!(layer.spec.source, crate::recipe::LayerSource::Locked(_));
+        if is_package || !self.options.registry_cache.is_on() {
+            return Ok(Made::Tree {
+                tree,
+                portable,
+                search: false,
+            });
+        }
+        let platform = image.platform.to_string();
+        let portable = layer::portable::tree_key(&tree, layer.assemble_options, &platform)
+            .inspect_err(|error| tracing::debug!(%error, "no portable key: a file is unreadable"))
+            .ok();
+        Ok(Made::Tree {
+            tree,
+            portable,
+            search: true,
+        })
     }
 
     /// The tree's blob: one an earlier platform made for the same tree, else assembled (or
-    /// found in the cache) and counted.
+    /// found in the cache) and counted. Where the cache lacks it, it is first looked for
+    /// under `search`, its portable key, in the registry caches.
     fn layer_blob(
         &self,
         layer: &mut LayerInProgress,
         tree: &LayerTree,
+        search: Option<&CacheKey>,
     ) -> Result<LayerBlob, BuildError> {
         let key = layer::layer_key(tree, layer.assemble_options);
         if let Some((_, blob)) = layer.done.iter().find(|(k, _)| *k == key) {
             return Ok(blob.clone());
         }
         let target = &layer.recipe.target;
+        if let Some(portable) = search
+            && self.cache.lookup_layer(&key).is_none()
+            && let Some((blob, counts)) = self.find_layer(portable)
+        {
+            self.reporter
+                .layer_finished(target, layer.step(), &blob, true);
+            layer.cached += 1;
+            layer.registry.layers_found += counts.layers_found;
+            layer.registry.bytes_downloaded += counts.bytes_downloaded;
+            layer.done.push((key, blob.clone()));
+            return Ok(blob);
+        }
         self.reporter
             .layer_started(target, layer.step(), tree.content_size());
         let reporter = self.reporter;
@@ -541,20 +708,13 @@ impl<'a> Builder<'a> {
         &self,
         image: &mut PlatformImage,
         layer: &LayerInProgress,
-        tree: &LayerTree,
         blob: LayerBlob,
     ) {
-        self.scans
-            .lock()
-            .expect("layer scans")
-            .entry(blob.diff_id.clone())
-            .or_insert_with(|| std::sync::Arc::new(LayerScan::of_tree(tree)));
         self.origins
             .lock()
             .expect("layer origins")
             .entry(blob.diff_id.clone())
             .or_insert_with(|| format!("{} layer {}", layer.recipe.target, layer.number));
-        self.record_layer_facts(image, layer, tree, &blob.diff_id);
         image.config.rootfs.diff_ids.push(blob.diff_id.clone());
         image.config.history.push(History {
             created: Some(self.created()),
@@ -730,6 +890,178 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
+    /// `/var/lib/dpkg/status` as the image's layers leave it: the topmost layer that has one
+    /// wins. A layer this run knows (built, or found in a registry cache) is not read again; a
+    /// layer with a member that leaves the root, or whose status is not a regular file, is
+    /// refused (the error names the layer and the member).
+    fn dpkg_status(&self, image: &PlatformImage) -> Result<String, SourceError> {
+        for layer in image.layers.iter().rev() {
+            let known = self
+                .scans
+                .lock()
+                .expect("layer scans")
+                .get(&layer.diff_id)
+                .cloned();
+            let status = match known {
+                Some(scan) => scan.dpkg_status.clone(),
+                None => layer_dpkg_status(layer).map_err(|source| SourceError::BaseStatus {
+                    layer: layer.digest.clone(),
+                    source,
+                })?,
+            };
+            if let Some(text) = status {
+                return Ok(text);
+            }
+        }
+        Ok(String::new())
+    }
+
+    /// The layer under its portable key: in the cache, else in the first `--cache-from`
+    /// repository that has a usable record. A record that is not (its blob gone or changed,
+    /// the registry unreachable) is passed over with a debug line, and the layer is built.
+    fn find_layer(&self, key: &CacheKey) -> Option<(LayerBlob, RegistryCounts)> {
+        if let Some(blob) = self.cache.lookup_layer(key) {
+            tracing::debug!(key = key.as_str(), digest = %blob.digest, "portable layer key hit");
+            return Some((blob, RegistryCounts::default()));
+        }
+        for reference in &self.options.registry_cache.from {
+            let name = reference.to_string();
+            if self.unusable.lock().expect("unusable").contains(&name) {
+                continue;
+            }
+            match self.find_in_registry(reference, key) {
+                Ok(Some(found)) => return Some(found),
+                Ok(None) => {
+                    tracing::debug!(cache = %reference, key = key.as_str(), "no layer cache record");
+                }
+                // A repository that cannot be reached or read is not asked again in this run.
+                Err(RecordUnused::Registry(
+                    error @ (RegistryError::Unreachable { .. }
+                    | RegistryError::Unauthorized { .. }
+                    | RegistryError::Denied { .. }
+                    | RegistryError::Tls { .. }
+                    | RegistryError::Untrusted { .. }
+                    | RegistryError::Credentials(_)),
+                )) => {
+                    tracing::warn!("layer cache {reference} not used in this build: {error}");
+                    self.unusable.lock().expect("unusable").insert(name);
+                }
+                Err(error) => {
+                    let cause = std::error::Error::source(&error)
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    tracing::debug!(cache = %reference, key = key.as_str(), %error, cause, "layer cache record ignored; the layer is built");
+                }
+            }
+        }
+        None
+    }
+
+    fn find_in_registry(
+        &self,
+        reference: &Reference,
+        key: &CacheKey,
+    ) -> Result<Option<(LayerBlob, RegistryCounts)>, RecordUnused> {
+        use crate::registry::cache_repo::CacheRepo;
+        let registry = self.registries.get(&reference.registry)?;
+        let repo = CacheRepo::new(&registry, &reference.repository);
+        let Some(found) = repo.find(key)? else {
+            return Ok(None);
+        };
+        let blob = found.blob;
+        if blob.compression != self.options.compression {
+            return Err(RecordUnused::Compression);
+        }
+        let RecordFacts { scan, packages } = serde_json::from_slice(&found.facts)?;
+        if !scan.is_plausible() {
+            return Err(RecordUnused::Implausible);
+        }
+        let mut counts = RegistryCounts {
+            layers_found: 1,
+            bytes_downloaded: 0,
+        };
+        let local = self.cache.blob_path(&blob.digest);
+        if self.options.registry_cache.push_only_to.as_deref() == Some(&reference.registry) {
+            // The push mounts it from here: only its presence and size can be checked.
+            if !repo.has_blob(&blob)? {
+                return Err(RecordUnused::BlobMissing);
+            }
+            self.known_blobs
+                .record(&reference.registry, &blob.digest, &reference.repository);
+        } else {
+            if !image::is_regular_of_size(&local, blob.size) {
+                repo.download(&blob, &self.cache)?;
+                counts.bytes_downloaded = blob.size;
+            }
+            self.cache.store_layer(key, &blob).unwrap_or_else(|error| {
+                tracing::debug!(%error, "portable layer key not stored");
+            });
+        }
+        tracing::debug!(cache = %reference, key = key.as_str(), digest = %blob.digest, "layer found in a registry cache");
+        self.scans
+            .lock()
+            .expect("layer scans")
+            .entry(blob.diff_id.clone())
+            .or_insert_with(|| std::sync::Arc::new(scan));
+        self.attest.known_packages(&blob.diff_id, packages);
+        self.found_in.lock().expect("found in").insert((
+            key.as_str().to_owned(),
+            format!("{}/{}", reference.registry, reference.repository),
+        ));
+        Ok(Some((blob, counts)))
+    }
+
+    /// `--cache-to`: records each layer of `target` under its portable key, once per run, with
+    /// what layers on top read of it. Layers found there in this run are not written again.
+    pub fn publish_layers(&self, target: &BuiltTarget) -> Result<CachePublished, BuildError> {
+        let mut published = CachePublished::default();
+        let Some(to) = &self.options.registry_cache.to else {
+            return Ok(published);
+        };
+        let failed = |source: CacheToFailure| BuildError::CacheTo {
+            target: target.recipe.target.clone(),
+            reference: to.to_string(),
+            source: Box::new(source),
+        };
+        let registry = self
+            .registries
+            .get(&to.registry)
+            .map_err(|e| failed(e.into()))?;
+        let repo = crate::registry::cache_repo::CacheRepo::new(&registry, &to.repository);
+        let here = format!("{}/{}", to.registry, to.repository);
+        for (key, blob) in &target.cache_records {
+            let pair = (key.as_str().to_owned(), here.clone());
+            if self.found_in.lock().expect("found in").contains(&pair)
+                || !self
+                    .published
+                    .lock()
+                    .expect("published")
+                    .insert(key.as_str().to_owned())
+            {
+                continue;
+            }
+            let layer = ImageLayer {
+                digest: blob.digest.clone(),
+                size: blob.size,
+                diff_id: blob.diff_id.clone(),
+                compression: Some(blob.compression),
+                data: BlobData::File(self.cache.blob_path(&blob.digest)),
+            };
+            let scan = self.scan(&layer).map_err(|e| failed(e.into()))?;
+            let packages = self.layer_packages(&layer).map_err(|e| failed(e.into()))?;
+            let facts = serde_json::to_vec(&RecordFactsOf {
+                scan: &scan,
+                packages: &packages,
+            })
+            .expect("layer facts serialise");
+            published.bytes_uploaded += repo
+                .publish(key, blob, layer.data, facts, &self.known_blobs)
+                .map_err(|e| failed(e.into()))?;
+            published.records += 1;
+        }
+        Ok(published)
+    }
+
     /// The Debian archives, read from the host's apt configuration on first use.
     fn archives(&self) -> Result<&debian::Archives, source::SourceError> {
         if let Some(archives) = self.archives.get() {
@@ -757,6 +1089,18 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// A layer as [`Builder::layer_tree_for`] leaves it.
+enum Made {
+    /// Found under its portable key before its tree was listed.
+    Found(LayerBlob, CacheKey),
+    /// Listed; `search` says whether to look for it under `portable` before writing it.
+    Tree {
+        tree: LayerTree,
+        portable: Option<CacheKey>,
+        search: bool,
+    },
+}
+
 /// One recipe layer being built for each platform of the recipe.
 struct LayerInProgress<'r> {
     recipe: &'r Recipe,
@@ -766,9 +1110,10 @@ struct LayerInProgress<'r> {
     description: String,
     assemble_options: &'r AssembleOptions,
     /// The blobs made so far, by tree: a platform whose tree is the same reuses one.
-    done: Vec<(LayerTreeKey, LayerBlob)>,
+    done: Vec<(CacheKey, LayerBlob)>,
     built: usize,
     cached: usize,
+    registry: RegistryCounts,
 }
 
 impl LayerInProgress<'_> {
@@ -804,7 +1149,7 @@ impl source::locked::Below for ImageBelow<'_, '_> {
         &self.image.platform
     }
     fn dpkg_status(&self) -> Result<String, SourceError> {
-        dpkg_status(self.image)
+        self.builder.dpkg_status(self.image)
     }
     fn python_base(&self) -> Result<pip::scan::PythonBase, SourceError> {
         self.builder.python_base(self.image)
@@ -839,6 +1184,13 @@ struct Locked<'b, 'a> {
     below: &'b ImageBelow<'b, 'a>,
     /// Target and layer number.
     layer: (&'b str, usize),
+    spec: &'b Layer,
+    options: &'b AssembleOptions,
+    /// Set by `build`: the layer's portable key, from the pins as the lock holds them after
+    /// this build (None while the registry cache is off).
+    portable: Option<CacheKey>,
+    /// Set by `build` where the portable key found the layer (its tree is then empty).
+    found: Option<(LayerBlob, RegistryCounts)>,
 }
 
 impl source::LockedLayer for Locked<'_, '_> {
@@ -849,7 +1201,52 @@ impl source::LockedLayer for Locked<'_, '_> {
         let (target, number) = self.layer;
         let prepared = S::prepare(spec, self.below)?;
         let pinned = builder.pinned::<S>(target, number, &prepared.key, &prepared.inputs)?;
+        let remote = builder.options.registry_cache.is_on();
+        let portable_key = |pins: &[S::Pin]| {
+            let pins = serde_json::to_string(pins).expect("pins serialise");
+            let locked = layer::portable::LockedLayer {
+                kind: S::SECTION,
+                lock_key: &prepared.key,
+                inputs: &prepared.inputs,
+                pins: &pins,
+                remove: &self.spec.remove,
+                replace: &self.spec.replace,
+            };
+            let image = self.below.image;
+            layer::portable::locked_key(
+                &locked,
+                &image.config.rootfs.diff_ids,
+                self.options,
+                &image.platform.to_string(),
+            )
+        };
+        // A pinned layer is looked for before anything of it is downloaded.
+        if remote
+            && let Some(pins) = &pinned
+            && S::pins_current(&prepared.data, pins)?
+        {
+            let key = portable_key(pins);
+            if let Some(found) = builder.find_layer(&key) {
+                // The provenance names what the layer was made from, found or built.
+                builder.attest.record_inputs(
+                    (target, number, self.below.platform()),
+                    S::used(pins, &builder.cache),
+                );
+                self.portable = Some(key);
+                self.found = Some(found);
+                return Ok(LayerTree::default());
+            }
+        }
         let (tree, pins) = S::build_tree(spec, &prepared.data, pinned.as_deref(), self.below)?;
+        if remote {
+            // Keyed by the pins the lock holds once this build saves it, which the next build
+            // (on any machine, from that lock) looks for.
+            let kept = match &pinned {
+                Some(pinned) if builder.lock_required() => pinned,
+                _ => &pins,
+            };
+            self.portable = Some(portable_key(kept));
+        }
         builder
             .used
             .lock()
@@ -868,21 +1265,19 @@ impl source::LockedLayer for Locked<'_, '_> {
     }
 }
 
-/// `/var/lib/dpkg/status` as the image's layers leave it: the topmost layer that has one wins.
-/// A layer with a member that leaves the root, or whose status is not a regular file, is
-/// refused (the error names the layer and the member).
-/// The dpkg status of the image: the file of the topmost layer that has one.
-fn dpkg_status(image: &PlatformImage) -> Result<String, SourceError> {
-    for layer in image.layers.iter().rev() {
-        let status = layer_dpkg_status(layer).map_err(|source| SourceError::BaseStatus {
-            layer: layer.digest.clone(),
-            source,
-        })?;
-        if let Some(text) = status {
-            return Ok(text);
-        }
-    }
-    Ok(String::new())
+/// What a registry cache record keeps beside its layer: what the layers on top read of it, and
+/// its packages for the SBOM, so a build on a layer it only mounts reads nothing of it.
+#[derive(serde::Deserialize)]
+struct RecordFacts {
+    scan: LayerScan,
+    packages: crate::sbom::scan::LayerPackages,
+}
+
+/// [`RecordFacts`] as written.
+#[derive(serde::Serialize)]
+struct RecordFactsOf<'a> {
+    scan: &'a LayerScan,
+    packages: &'a crate::sbom::scan::LayerPackages,
 }
 
 /// The uncompressed tar stream of `layer`.

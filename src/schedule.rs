@@ -91,6 +91,7 @@ mod tests {
             offline: None,
             require_lock: false,
             sbom: None,
+            registry_cache: Default::default(),
         };
         let builder = Builder::new(&project, cache, options, &Silent).unwrap();
         let targets = ["three", "missing", "one", "two"].map(String::from);

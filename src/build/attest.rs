@@ -45,6 +45,15 @@ impl LayerFacts {
             .insert((target.to_owned(), number, platform.clone()), inputs);
     }
 
+    /// A layer's packages known without reading it (from a registry cache record).
+    pub(super) fn known_packages(&self, diff_id: &Digest, packages: LayerPackages) {
+        self.packages
+            .lock()
+            .expect("layer packages")
+            .entry(diff_id.clone())
+            .or_insert_with(|| Arc::new(packages));
+    }
+
     /// A base image's layer: made from the base.
     pub(super) fn record_base(&self, diff_id: &Digest, base: &Input) {
         self.inputs
@@ -62,7 +71,7 @@ impl Builder<'_> {
         &self,
         image: &PlatformImage,
         layer: &LayerInProgress,
-        tree: &LayerTree,
+        tree: Option<&LayerTree>,
         diff_id: &Digest,
     ) {
         let facts = &self.attest;
@@ -80,7 +89,9 @@ impl Builder<'_> {
                 .or_default()
                 .extend(inputs);
         }
-        if self.options.sbom.is_some() {
+        if self.options.sbom.is_some()
+            && let Some(tree) = tree
+        {
             facts
                 .packages
                 .lock()
@@ -91,7 +102,7 @@ impl Builder<'_> {
     }
 
     /// What a layer holds, from this run's tree, else read from its tar once.
-    fn layer_packages(
+    pub(super) fn layer_packages(
         &self,
         layer: &crate::image::ImageLayer,
     ) -> Result<Arc<LayerPackages>, SourceError> {

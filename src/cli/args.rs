@@ -271,6 +271,15 @@ pub(crate) struct BuildArgs {
     /// dir:PATH written by `oci-build fetch`: where an offline build finds its inputs.
     #[arg(long, value_name = "dir:PATH", requires = "offline")]
     pub inputs: Option<String>,
+
+    /// A registry repository to look for each layer in before building it (repeatable, in
+    /// order), e.g. registry.example/ci/oci-build-cache. See also --cache-to.
+    #[arg(long, value_name = "REPOSITORY", conflicts_with = "offline")]
+    pub cache_from: Vec<oci_build::reference::Reference>,
+
+    /// A registry repository to record every layer of the build in, for --cache-from.
+    #[arg(long, value_name = "REPOSITORY", conflicts_with = "offline")]
+    pub cache_to: Option<oci_build::reference::Reference>,
 }
 
 #[derive(Debug, Args)]

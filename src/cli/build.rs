@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use oci_build::build::{BuildOptions, Builder, BuiltTarget};
+use oci_build::build::{BuildOptions, Builder, BuiltTarget, CachePublished, RegistryCache};
 use oci_build::image::{ImageArtifact, ManifestSummary, MediaTypes};
 use oci_build::layer::Compression;
 use oci_build::layer::cache::Cache;
@@ -29,9 +29,20 @@ struct BuildReport {
     size: u64,
     layers_built: usize,
     layers_cached: usize,
+    /// What `--cache-from` found, what `--cache-to` recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registry_cache: Option<RegistryCacheReport>,
     manifests: Vec<ManifestSummary>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pushed: Vec<PushReport>,
+}
+
+#[derive(Serialize)]
+struct RegistryCacheReport {
+    layers_found: usize,
+    bytes_downloaded: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    published: Option<CachePublished>,
 }
 
 pub(super) fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
@@ -56,6 +67,15 @@ pub(super) fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
         require_lock: args.locked || offline.is_some(),
         offline,
         sbom: (!args.no_sbom).then_some(args.sbom_format),
+        registry_cache: RegistryCache {
+            from: args.cache_from.clone(),
+            to: args.cache_to.clone(),
+            push_only_to: if args.cache_from.is_empty() {
+                None
+            } else {
+                push_only_registry(&project, &targets, output.as_ref(), args.push)?
+            },
+        },
         ..common_options(cli)?
     };
     let reporter = TerminalReporter::new(cli.quiet);
@@ -80,11 +100,22 @@ pub(super) fn build(cli: &Cli, args: &BuildArgs) -> anyhow::Result<()> {
     };
     let mut reports = Vec::new();
     for target in built {
+        // Recorded before the image goes out, so that the cache is warm even where the push
+        // fails, and the push mounts from the cache repository.
+        let published = builder.publish_layers(&target)?;
         let (written, pushed) = delivery.deliver(&target)?;
         if !cli.quiet && !args.json {
             print_built(&target, &written);
         }
-        reports.push(build_report(&target, &written, pushed));
+        let mut report = build_report(&target, &written, pushed);
+        if !args.cache_from.is_empty() || args.cache_to.is_some() {
+            report.registry_cache = Some(RegistryCacheReport {
+                layers_found: target.registry_cache.layers_found,
+                bytes_downloaded: target.registry_cache.bytes_downloaded,
+                published: args.cache_to.is_some().then_some(published),
+            });
+        }
+        reports.push(report);
     }
     if args.json {
         print_json(&reports)?;
@@ -210,6 +241,7 @@ fn build_report(target: &BuiltTarget, written: &[String], pushed: Vec<PushReport
             .sum(),
         layers_built: target.layers_built,
         layers_cached: target.layers_cached,
+        registry_cache: None,
         manifests: target.artifact.manifests.clone(),
         pushed,
     }
@@ -322,6 +354,34 @@ fn common_options(cli: &Cli) -> anyhow::Result<BuildOptions> {
         offline: None,
         require_lock: false,
         sbom: Some(oci_build::sbom::SbomFormat::Spdx),
+        registry_cache: RegistryCache::default(),
+    })
+}
+
+/// The one registry every image of this run goes to when none is written locally: layers a
+/// registry cache there holds are then mounted by the push, never downloaded.
+fn push_only_registry(
+    project: &Project,
+    targets: &[String],
+    output: Option<&Transport>,
+    push: bool,
+) -> anyhow::Result<Option<String>> {
+    let mut registries = std::collections::BTreeSet::new();
+    match output {
+        Some(Transport::Docker(reference)) => {
+            registries.insert(reference.registry.clone());
+        }
+        Some(_) => return Ok(None),
+        None => {}
+    }
+    if push {
+        for target in targets {
+            registries.insert(project.load(target)?.reference.registry);
+        }
+    }
+    Ok(match registries.len() {
+        1 => registries.pop_first(),
+        _ => None,
     })
 }
 

@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 use super::ImagePath;
 
 /// Owner and permission bits of a directory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct DirMeta {
     pub mode: u32,
     pub uid: u32,
@@ -36,7 +38,7 @@ pub const OPAQUE: &str = ".wh..wh..opq";
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 
 /// What one layer does to the image's directories.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct LayerDirs {
     /// Whiteouts: the path and everything under it go.
     removed: Vec<String>,

@@ -9,6 +9,7 @@
 pub mod below;
 pub mod cache;
 pub mod compress;
+pub mod portable;
 pub mod tarball;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -341,6 +342,24 @@ pub fn layer_key(tree: &LayerTree, options: &AssembleOptions) -> CacheKey {
     let mut key = CacheKeyBuilder::new("layer-v1");
     key.field(options.compression.cache_tag().as_bytes())
         .num(options.mtime);
+    let stamped: io::Result<()> = tree_fields(tree, &mut key, &mut |key, path, stamp| {
+        key.field(path.as_os_str().as_encoded_bytes())
+            .field(&stamp.modified_ns.to_le_bytes())
+            .num(stamp.inode)
+            .num(stamp.device);
+        Ok(())
+    });
+    stamped.expect("a stamp is never read from disk");
+    key.finish()
+}
+
+/// Adds every entry of `tree`, its opaque and its inherited directories to `key`; a host
+/// file's content goes in as `host` puts it (its stamp locally, its bytes' hash portably).
+pub(crate) fn tree_fields(
+    tree: &LayerTree,
+    key: &mut CacheKeyBuilder,
+    host: &mut dyn FnMut(&mut CacheKeyBuilder, &std::path::Path, &FileStamp) -> io::Result<()>,
+) -> io::Result<()> {
     for (path, entry) in &tree.entries {
         key.field(path.as_str().as_bytes())
             .num(u64::from(entry.mode))
@@ -378,12 +397,8 @@ pub fn layer_key(tree: &LayerTree, options: &AssembleOptions) -> CacheKey {
                 content: Content::Host { path, stamp },
                 size,
             } => {
-                key.field(b"f")
-                    .num(*size)
-                    .field(path.as_os_str().as_encoded_bytes())
-                    .field(&stamp.modified_ns.to_le_bytes())
-                    .num(stamp.inode)
-                    .num(stamp.device);
+                key.field(b"f").num(*size);
+                host(key, path, stamp)?;
             }
         }
     }
@@ -404,7 +419,7 @@ pub fn layer_key(tree: &LayerTree, options: &AssembleOptions) -> CacheKey {
                 .num(u64::from(meta.gid));
         }
     }
-    key.finish()
+    Ok(())
 }
 
 /// Returns the layer for `tree` from the cache, or writes it there: tar, diff_id hash,

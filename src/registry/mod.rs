@@ -7,6 +7,7 @@
 //! disk and network in both directions; only manifests and configs (at most 4 MiB and 8 MiB)
 //! are held in memory.
 
+pub mod cache_repo;
 pub mod client;
 pub mod credentials;
 pub mod mirror;

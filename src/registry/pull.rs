@@ -257,7 +257,7 @@ fn fetch_layers(
 }
 
 /// GETs a blob; a response that is not a success is the error.
-fn get_blob(
+pub(super) fn get_blob(
     registry: &Registry,
     repository: &str,
     digest: &Digest,

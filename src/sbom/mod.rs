@@ -62,15 +62,17 @@ impl SbomFormat {
 }
 
 /// Where a package comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Ecosystem {
     Debian,
     Python,
     Conda,
 }
 
-/// One package found in an image.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One package found in an image (kept in registry cache records with the layer).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Package {
     pub ecosystem: Ecosystem,
     pub name: String,

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Ecosystem, Package};
 use crate::layer::{Content, EntryKind, LayerTree};
@@ -25,7 +25,7 @@ pub(crate) const MAX_FILE: u64 = 16 << 20;
 const DPKG_STATUS: &str = "var/lib/dpkg/status";
 
 /// A file of a layer that says something about a package.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 enum Fact {
     DpkgStatus(String),
     /// The license of a Debian package from its machine-readable copyright file, if it is one.
@@ -34,8 +34,9 @@ enum Fact {
     Conda(Package),
 }
 
-/// One layer, as far as the packages of the image go.
-#[derive(Clone, Debug, Default)]
+/// One layer, as far as the packages of the image go. Kept in a registry cache record with
+/// the layer, so an image built on a layer found there has its SBOM without reading the layer.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct LayerPackages {
     /// By path relative to `/`.
     facts: BTreeMap<String, Fact>,

@@ -71,6 +71,14 @@ pub trait LockedSource: 'static {
         below: &dyn Below,
     ) -> Result<(LayerTree, Vec<Self::Pin>), SourceError>;
 
+    /// Whether `pins` still describe the layer as the checkout now has it, as far as building
+    /// from them would find out: a pin of a project directory whose files changed since does
+    /// not (building resolves it again, or under `--locked` refuses). A registry layer cache
+    /// looks for a pinned layer before building it, so it asks this first.
+    fn pins_current(_prepared: &Self::Prepared, _pins: &[Self::Pin]) -> Result<bool, SourceError> {
+        Ok(true)
+    }
+
     /// What an offline build must have in the cache before this kind's source runs on `pins`
     /// (`oci-build build --offline` provides each from the inputs directory).
     fn needs(pins: &[Self::Pin], cache: &Cache) -> Vec<Needed>;

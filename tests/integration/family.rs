@@ -29,6 +29,7 @@ fn targets_are_named_by_the_mlrun_variables() {
         .collect();
     let expected: BTreeSet<String> = [
         "mlrun/mlrun-api:0.9.2",
+        "mlrun/mlrun-api:0.9.2-py39",
         "mlrun/mlrun:0.9.2",
         "mlrun/jupyter:0.9.2",
         "mlrun/ml-base:0.9.2",

@@ -93,6 +93,19 @@ fn require_root() -> bool {
     is_root()
 }
 
+/// `target` from the committed lock, unpacked into a temporary directory and ready to start,
+/// with its image config; None (said on stderr) where the tests do not run as root.
+fn family_image(target: &str) -> Option<(tempfile::TempDir, Container, Value)> {
+    require_apt_sources();
+    if !require_root() {
+        return None;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (bundle, config) = unpacked(target, tmp.path());
+    let container = Container::new(&bundle);
+    Some((tmp, container, config))
+}
+
 /// jupyter as Jupyter's images run: JupyterLab as jovyan (1000:100), listening on 8888, its
 /// runtime files and a new notebook written to the home the demos layer sits in.
 #[test]
@@ -101,13 +114,9 @@ fn require_root() -> bool {
     ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
 )]
 fn jupyter_serves_its_api_as_jovyan_and_saves_notebooks_in_its_home() {
-    require_apt_sources();
-    if !require_root() {
+    let Some((_tmp, container, config)) = family_image("jupyter") else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let (bundle, config) = unpacked("jupyter", tmp.path());
-    let container = Container::new(&bundle);
+    };
     assert_eq!(
         (container.process.uid, container.process.gid),
         (1000, 100),
@@ -170,13 +179,9 @@ fn jupyter_serves_its_api_as_jovyan_and_saves_notebooks_in_its_home() {
     ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
 )]
 fn ui_serves_its_index_as_www_data() {
-    require_apt_sources();
-    if !require_root() {
+    let Some((_tmp, container, config)) = family_image("ui") else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let (bundle, config) = unpacked("ui", tmp.path());
-    let container = Container::new(&bundle);
+    };
     assert_eq!((container.process.uid, container.process.gid), (33, 33));
     assert_writable_by_its_user(&container, &config);
 
@@ -286,10 +291,6 @@ fn api_from_a_checkout_serves_its_health_endpoint_as_mlrun() {
     ignore = "builds gigabytes of frameworks: set OCI_BUILD_HEAVY_TESTS=1 to run it"
 )]
 fn models_images_import_their_frameworks() {
-    require_apt_sources();
-    if !require_root() {
-        return;
-    }
     for (target, check) in [
         (
             "models",
@@ -310,9 +311,9 @@ fn models_images_import_their_frameworks() {
              print(torch.version.cuda, cuda)",
         ),
     ] {
-        let tmp = tempfile::tempdir().unwrap();
-        let (bundle, _) = unpacked(target, tmp.path());
-        let container = Container::new(&bundle);
+        let Some((_tmp, container, _)) = family_image(target) else {
+            return;
+        };
         let versions = container.run(&container.process.with_args(&["python3", "-c", check]));
         eprintln!("{target}: {}", versions.trim());
     }

@@ -42,6 +42,8 @@
 //! - `hostile_inputs`: index hashes and inputs-directory file names that try to be paths, and a
 //!   swapped cache blob: refused in one sentence, nothing outside the cache written.
 //! - `registry`: push, pull, auth, credentials and network faults against real registries.
+//! - `registry_cache`: runners sharing a layer cache in a registry (--cache-from, --cache-to):
+//!   nothing rebuilt or downloaded, only mounts; damaged records rebuilt; concurrent writers.
 //! - `mirror`: mirror and verify between two real registries and bundles, killed and resumed.
 //! - `hostile_archive`: packages, base layers and bundles whose members escape (`..`, absolute
 //!   names, symlinks and hard links out, devices) are refused, touching nothing outside.
@@ -80,6 +82,7 @@ mod pip_live;
 mod pip_local;
 mod pip_replace;
 mod registry;
+mod registry_cache;
 mod reproducible;
 mod rootless;
 mod runtime;

@@ -153,6 +153,44 @@ impl LockedSource for Pip {
         Ok((tree, pins))
     }
 
+    /// A direct reference's pin holds while its tree (a project directory), file or address
+    /// hash is the one pinned.
+    fn pins_current(prepared: &Prepared, pins: &[LockedWheel]) -> Result<bool, SourceError> {
+        use super::direct::Location;
+        for direct in &prepared.requirements.direct {
+            let Some(pin) = pins
+                .iter()
+                .find(|p| p.direct.as_deref() == Some(&direct.shown))
+            else {
+                return Ok(false);
+            };
+            let current = match &direct.location {
+                Location::Tree(tree) => {
+                    let hash = tree.content_hash().map_err(super::PipError::from)?;
+                    pin.tree_sha256.as_ref() == Some(&hash)
+                }
+                Location::File { path, .. } => {
+                    let file = fs::File::open(path).map_err(|source| SourceError::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    let (hash, _) = digest_reader(BufReader::new(file)).map_err(|source| {
+                        SourceError::Read {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
+                    hash == pin.sha256
+                }
+                Location::Url { sha256, .. } => *sha256 == pin.sha256,
+            };
+            if !current {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     fn needs(pins: &[LockedWheel], cache: &Cache) -> Vec<Needed> {
         pins.iter()
             .map(|pin| Needed {

@@ -64,6 +64,10 @@ pub(crate) fn installed_in(base: &PythonBase, site: &str) -> BTreeMap<String, In
             continue;
         };
         let dist_info = format!("{}/{}-{}.dist-info", dist.site, dist.name, dist.version);
+        // Scans keep no such names; a registry cache's record is outside input.
+        if ImagePath::new(&dist_info).is_err() {
+            continue;
+        }
         let requires = dist.files.metadata.as_ref().and_then(|header| {
             super::metadata::parse(header.as_bytes(), &dist_info)
                 .ok()

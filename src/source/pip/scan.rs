@@ -15,8 +15,9 @@ use std::io::{self, Read};
 use crate::layer::below::{DirMeta, LayerDirs};
 use crate::layer::{Content, EntryKind, LayerTree};
 
-/// One layer, as far as Python installs care.
-#[derive(Clone, Debug, Default)]
+/// One layer, as far as Python installs care. A registry layer cache records it beside the
+/// layer, so that layers built on top need not download the layer to read it.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct LayerScan {
     pub dpkg_status: Option<String>,
     /// `<prefix>/conda-meta/python-<version>-<build>.json` → (prefix, version).
@@ -42,8 +43,9 @@ pub struct LayerScan {
     pub dirs: LayerDirs,
 }
 
-/// The parts of an installed distribution's `.dist-info` a `pip` layer on top needs.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The parts of an installed distribution's `.dist-info` a `pip` layer on top needs. Required
+/// in a registry cache's record: one written without them is not used (the layer is read).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DistInfoFiles {
     /// METADATA's header (up to the first blank line), None where not read (absent,
     /// not a regular file, not UTF-8, or over [`MAX_METADATA_BYTES`]).
@@ -301,6 +303,28 @@ impl LayerScan {
         }
     }
 
+    /// Whether a scan read from elsewhere (a registry layer cache's record) holds only what a
+    /// scan of a layer can: no path with a control character or a `..`, which would become
+    /// interpreter paths and `#!` lines.
+    pub fn is_plausible(&self) -> bool {
+        let fine =
+            |path: &str| !path.chars().any(char::is_control) && !path.split('/').any(|p| p == "..");
+        self.conda_pythons
+            .iter()
+            .all(|(prefix, version)| fine(prefix) && fine(version))
+            && self
+                .distributions
+                .iter()
+                .all(|(site, name, version)| fine(site) && fine(name) && fine(version))
+            && self.dist_info_files.keys().all(|d| fine(d))
+            && self.stdlib_dirs.iter().all(|d| fine(d))
+            && self.whiteouts.iter().chain(&self.opaques).all(|p| fine(p))
+            && self
+                .symlinks
+                .iter()
+                .all(|(path, target)| fine(path) && !target.chars().any(char::is_control))
+    }
+
     /// Scans an uncompressed layer tar. An error names the member at fault.
     pub fn of_tar(reader: impl Read) -> std::io::Result<LayerScan> {
         let mut scan = LayerScan::default();
@@ -376,6 +400,22 @@ impl LayerScan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scans_from_elsewhere_with_control_characters_or_climbs_are_refused() {
+        let mut scan = LayerScan::default();
+        scan.see("usr/lib/python3.11/os.py", &mut |_| Ok(String::new()));
+        scan.symlinks
+            .push(("usr/bin/python3".into(), "../lib/python3.11".into()));
+        assert!(scan.is_plausible());
+        let mut bad = scan.clone();
+        bad.stdlib_dirs.push("/usr/lib/python3.11\n/x".into());
+        assert!(!bad.is_plausible());
+        let mut bad = scan.clone();
+        bad.distributions
+            .push(("/usr/../etc".into(), "x".into(), "1".into()));
+        assert!(!bad.is_plausible());
+    }
 
     #[test]
     fn sees_pythons_distributions_and_whiteouts() {
