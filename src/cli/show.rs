@@ -3,13 +3,17 @@
 
 use std::io::Write;
 
+use anyhow::Context;
+
 use serde::Serialize;
 
 use oci_build::inspect;
+use oci_build::layer::cache::Cache;
 use oci_build::recipe::{BaseRef, Project};
+use oci_build::transport::Transport;
 
 use super::args::{Cli, InspectArgs, ResolveArgs, SbomArgs, TargetsArgs, source_date_epoch};
-use super::report::{human_bytes, print_json};
+use super::report::{TerminalReporter, human_bytes, print_json};
 
 pub(super) fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
     let report = inspect::inspect(&args.source)?;
@@ -159,7 +163,40 @@ pub(super) fn sbom(cli: &Cli, args: &SbomArgs) -> anyhow::Result<()> {
         Some(_) => Some(oci_build::time::rfc3339(source_date_epoch()?)),
         None => None,
     };
-    let (bytes, origin) = sbom_of(&args.source, args.platform.as_ref(), args.format, created)?;
+    // An image in a registry is copied with its referrers into a temporary bundle, as
+    // `mirror` would, and read there: its attached SBOM, else its layers.
+    let fetched;
+    let source = match &args.source {
+        Transport::Docker(reference) => {
+            use oci_build::registry::mirror::{
+                MirrorDest, MirrorOptions, MirrorSource, TagSelection, bundle_name, mirror,
+            };
+            fetched = tempfile::tempdir()?;
+            let bundle = fetched.path().join("bundle");
+            let cache = Cache::open(&cli.cache_root()?)?;
+            let registries = oci_build::registry::Registries::new(cli.client_options());
+            let reporter = TerminalReporter::new(cli.quiet);
+            let copied = mirror(
+                &[MirrorSource::Image(reference.clone())],
+                &MirrorDest::Dir(bundle.clone()),
+                &MirrorOptions {
+                    tags: TagSelection::new(None, None)?,
+                    dry_run: false,
+                },
+                &registries,
+                &cache,
+                &reporter,
+            );
+            reporter.finish();
+            copied.with_context(|| format!("reading {}", args.source))?;
+            Transport::Oci {
+                dir: bundle,
+                name: Some(bundle_name(reference)),
+            }
+        }
+        other => other.clone(),
+    };
+    let (bytes, origin) = sbom_of(&source, args.platform.as_ref(), args.format, created)?;
     match &args.output {
         Some(path) => std::fs::write(path, &bytes)
             .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", path.display()))?,

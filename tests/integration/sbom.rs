@@ -504,6 +504,15 @@ fn pushed_and_mirrored_images_keep_their_referrers() {
     let out = p.run(&["sbom", &format!("oci:{}:test/app:1", bundle.display())]);
     assert_success(&out, "oci-build sbom of a bundle");
     assert_eq!(out.stdout, referrer(&local, SPDX).2);
+    // Straight from the registry, as syft reads one: the attached SBOM.
+    let out = p.run(&[
+        "--insecure-registry",
+        &a.url(),
+        "sbom",
+        &format!("docker://{image}"),
+    ]);
+    assert_success(&out, "oci-build sbom of a registry image");
+    assert_eq!(out.stdout, referrer(&local, SPDX).2);
     let out = p.run(&[
         "--insecure-registry",
         &b.url(),

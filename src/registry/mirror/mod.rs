@@ -224,7 +224,7 @@ pub fn mirror(
 }
 
 /// `REPOSITORY:TAG` (or `REPOSITORY@DIGEST`): an image's ref name in a bundle.
-fn bundle_name(reference: &Reference) -> String {
+pub fn bundle_name(reference: &Reference) -> String {
     match (&reference.tag, &reference.digest) {
         (Some(tag), _) => format!("{}:{tag}", reference.repository),
         (None, Some(digest)) => format!("{}@{digest}", reference.repository),
