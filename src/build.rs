@@ -251,6 +251,9 @@ pub struct Builder<'a> {
         std::sync::Mutex<HashMap<BuiltKey, std::sync::Arc<std::sync::Mutex<Option<BuiltImages>>>>>,
     /// What each layer holds for Python installs, by diff_id, read once per run.
     scans: std::sync::Mutex<HashMap<Digest, std::sync::Arc<LayerScan>>>,
+    /// Where each layer came from (a base's reference, a recipe's layer), by diff_id, for
+    /// messages about what a layer on top changes.
+    origins: std::sync::Mutex<HashMap<Digest, String>>,
     /// Every locked input this run used (for `oci-build fetch`).
     used: std::sync::Mutex<crate::offline::Used>,
     /// What each layer holds for the SBOM, and which locked inputs made it (see `attest`).
@@ -288,6 +291,7 @@ impl<'a> Builder<'a> {
             reporter,
             built: std::sync::Mutex::new(HashMap::new()),
             scans: std::sync::Mutex::new(HashMap::new()),
+            origins: Default::default(),
             used: Default::default(),
             attest: Default::default(),
             found_in: Default::default(),
@@ -480,7 +484,7 @@ impl<'a> Builder<'a> {
             images,
             ..Default::default()
         };
-        Ok(match &recipe.from {
+        let result = match &recipe.from {
             BaseRef::Scratch => fresh(platforms.iter().map(|p| self.scratch(p)).collect()),
             BaseRef::Layout { dir, tag } => fresh(
                 platforms
@@ -502,7 +506,24 @@ impl<'a> Builder<'a> {
                     .map(|p| self.pull_base(&recipe.target, reference, p))
                     .collect::<Result<Vec<_>, _>>()?,
             ),
-        })
+        };
+        let origin = match &recipe.from {
+            BaseRef::Layout { dir, tag } => Some(match tag {
+                Some(tag) => format!("oci:{}:{tag}", dir.display()),
+                None => format!("oci:{}", dir.display()),
+            }),
+            BaseRef::Registry(reference) => Some(reference.to_string()),
+            BaseRef::Scratch | BaseRef::Definition(_) => None,
+        };
+        if let Some(origin) = origin {
+            let mut origins = self.origins.lock().expect("layer origins");
+            for layer in result.images.iter().flat_map(|i| &i.layers) {
+                origins
+                    .entry(layer.diff_id.clone())
+                    .or_insert_with(|| origin.clone());
+            }
+        }
+        Ok(result)
     }
 
     /// The recipe's layers on top of each platform's image.
@@ -587,6 +608,7 @@ impl<'a> Builder<'a> {
         let below = ImageBelow {
             builder: self,
             image,
+            target: &layer.recipe.target,
         };
         let mut locked = Locked {
             builder: self,
@@ -688,6 +710,11 @@ impl<'a> Builder<'a> {
         layer: &LayerInProgress,
         blob: LayerBlob,
     ) {
+        self.origins
+            .lock()
+            .expect("layer origins")
+            .entry(blob.diff_id.clone())
+            .or_insert_with(|| format!("{} layer {}", layer.recipe.target, layer.number));
         image.config.rootfs.diff_ids.push(blob.diff_id.clone());
         image.config.history.push(History {
             created: Some(self.created()),
@@ -827,8 +854,19 @@ impl<'a> Builder<'a> {
         let scans = image
             .layers
             .iter()
-            .map(|layer| self.scan(layer))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|layer| {
+                let origin = self
+                    .origins
+                    .lock()
+                    .expect("layer origins")
+                    .get(&layer.diff_id)
+                    .cloned();
+                Ok((
+                    self.scan(layer)?,
+                    origin.unwrap_or_else(|| "the base".to_owned()),
+                ))
+            })
+            .collect::<Result<Vec<_>, SourceError>>()?;
         let env = image
             .config
             .config
@@ -1102,6 +1140,8 @@ impl LayerInProgress<'_> {
 struct ImageBelow<'b, 'a> {
     builder: &'b Builder<'a>,
     image: &'b PlatformImage,
+    /// The recipe whose layer this is, for its notes.
+    target: &'b str,
 }
 
 impl source::locked::Below for ImageBelow<'_, '_> {
@@ -1131,6 +1171,9 @@ impl source::locked::Below for ImageBelow<'_, '_> {
     }
     fn lock_required(&self) -> bool {
         self.builder.lock_required()
+    }
+    fn note(&self, text: &str) {
+        self.builder.reporter.note(self.target, text);
     }
 }
 

@@ -21,6 +21,9 @@ pub trait Reporter: Sync {
         _cached: bool,
     ) {
     }
+    /// A layer of `target` does something the user should know of: `text` is one line
+    /// (`requests 2.34.2 → 2.32.4 (in mlrun/mlrun:1.12.1)`).
+    fn note(&self, _target: &str, _text: &str) {}
 }
 
 /// Which layer of a recipe: 1-based position, count, and what it holds.

@@ -142,6 +142,17 @@ impl Reporter for TerminalReporter {
         }
     }
 
+    fn note(&self, target: &str, text: &str) {
+        if self.quiet {
+            return;
+        }
+        let line = format!("{target}: {text}");
+        match self.bar.lock().expect("reporter lock").as_ref() {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
     fn layer_started(&self, target: &str, step: LayerStep<'_>, total_bytes: u64) {
         if self.quiet || !self.tty {
             return;

@@ -155,6 +155,9 @@ pub trait Below {
     /// The build must keep to the lock (`--locked`, `--offline`, `fetch`): a pin that no
     /// longer fits (a project directory's changed code) is an error, not resolved again.
     fn lock_required(&self) -> bool;
+    /// Tells the user something the layer does that they should know of (a distribution of
+    /// the image below replaced by another version).
+    fn note(&self, _text: &str) {}
 }
 
 /// An input that pins need offline.

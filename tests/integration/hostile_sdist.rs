@@ -61,6 +61,12 @@ fn only_binary_in_a_requirements_file_never_builds_an_sdist() {
     let (out, layout) = build(&project, &[]);
     let line = refused(&out, "srconly");
     assert!(line.contains("only binaries are allowed"), "{line}");
+    assert!(
+        line.ends_with(
+            "(the layer asks for srconly, but no version of srconly is available for the image)"
+        ),
+        "{line}"
+    );
     assert!(!layout.exists(), "a refused build wrote its output");
     assert_not_built(&index, &sentinel);
 }

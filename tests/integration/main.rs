@@ -28,6 +28,9 @@
 //! - `pip_local`: hermetic, local project directories (`fixtures::pypi::local_project`) built
 //!   with their backend, direct `file://` and hashed-address references, `sources` and their
 //!   `write` files; `--locked` refusing changed code.
+//! - `pip_replace`: hermetic, a layer replacing a distribution installed below (whiteouts from
+//!   its RECORD, the change printed and locked), refused in one sentence where one that stays
+//!   forbids the version.
 //! - `hostile_sdist`: `--only-binary`/`only_binary` keep sdists unbuilt, even when locked;
 //!   a build backend gets no network and no write access outside its build (bubblewrap).
 //! - `pip_live`: live, real wheels on the Python base run in a chroot; mlrun locked like uv.
@@ -77,6 +80,7 @@ mod peers;
 mod pip_index;
 mod pip_live;
 mod pip_local;
+mod pip_replace;
 mod registry;
 mod registry_cache;
 mod reproducible;

@@ -212,6 +212,13 @@ fn a_conflict_names_the_packages_and_versions() {
         assert!(message.contains(name), "{name} missing from: {message}");
     }
     assert!(message.contains("cannot be satisfied"), "{message}");
+    // Said as pip says it, without the solver's wording.
+    assert!(
+        message.trim_end().ends_with(
+            "the requirements cannot be satisfied together: left 1.0 requires shared<2, but right 1.0 requires shared>=2"
+        ),
+        "{message}"
+    );
 }
 
 #[test]

@@ -188,3 +188,66 @@ fn the_mlrun_closure_locks_as_uv_resolves_it() {
         .collect();
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
+
+/// A layer that pins another version of what the layer below installed replaces it as pip
+/// would: in a chroot, `pip list` shows one copy, `pip check` is clean and the new version is
+/// imported; a version the installed requests forbids fails naming requests and its
+/// requirement (its specifiers in the order pep508_rs keeps them).
+#[test]
+#[cfg_attr(
+    offline_tests,
+    ignore = "OCI_BUILD_OFFLINE is set: needs the host's Debian archive"
+)]
+fn a_pin_replaces_a_real_distribution_below() {
+    let recipe = |second: &str| {
+        format!(
+            "image = \"test/pip:1\"\nfrom = \"python-3.11\"\nplatforms = [\"linux/amd64\"]\n\
+             [[layer]]\npip = {{ packages = [\"requests==2.32.3\"] }}\n\
+             [[layer]]\npip = {{ packages = [\"{second}\"] }}\n"
+        )
+    };
+    let (tmp, dir) = live_project("python-3.11", &recipe("requests==2.32.4"));
+    let layout = tmp.path().join("out");
+    let out = oci_build(
+        &dir,
+        &[
+            "build",
+            "app",
+            "--output",
+            &format!("oci:{}", layout.display()),
+        ],
+    );
+    assert_success(&out, "build the replacing image");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("requests 2.32.3 \u{2192} 2.32.4 (in app layer 1)"),
+        "{said}"
+    );
+    assert_eq!(locked(&dir, 2)["requests"], "2.32.4");
+    if is_root() {
+        let rootfs = umoci_unpack(&layout, "test/pip:1", &tmp.path().join("bundle"));
+        chroot(&rootfs, "python3 -m pip check");
+        let listed = chroot(
+            &rootfs,
+            "python3 -m pip list 2>/dev/null | grep -ic '^requests '",
+        );
+        assert_eq!(listed.trim(), "1");
+        let imported = chroot(
+            &rootfs,
+            "python3 -c 'import requests; print(requests.__version__)'",
+        );
+        assert_eq!(imported.trim(), "2.32.4");
+    } else {
+        eprintln!("not root: the chroot half of a_pin_replaces_a_real_distribution_below skipped");
+    }
+
+    let (_tmp, dir) = live_project("python-3.11", &recipe("urllib3<1.21"));
+    let out = oci_build(&dir, &["lock", "app"]);
+    let line = crate::common::refused(&out, "requests 2.32.3");
+    assert!(
+        line.ends_with(
+            "requests 2.32.3 (installed in app layer 1) requires urllib3>=1.21.1,<3, but the layer asks for urllib3<1.21"
+        ),
+        "{line}"
+    );
+}

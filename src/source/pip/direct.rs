@@ -375,6 +375,7 @@ pub(crate) fn wheel_of(
         requested: direct.requested,
         direct: Some(direct.shown.clone()),
         tree_sha256: None,
+        replaces: None,
     };
     let wheel = match &direct.location {
         Location::Tree(tree) => {

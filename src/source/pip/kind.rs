@@ -129,7 +129,7 @@ impl LockedSource for Pip {
         pins: Option<&[LockedWheel]>,
         below: &dyn Below,
     ) -> Result<(LayerTree, Vec<LockedWheel>), SourceError> {
-        Ok(super::layer_tree(
+        let (tree, pins) = super::layer_tree(
             spec,
             prepared,
             below.cache(),
@@ -137,7 +137,20 @@ impl LockedSource for Pip {
             below.install(),
             below.offline(),
             below.lock_required(),
-        )?)
+        )?;
+        for pin in &pins {
+            let (Some(old), Some(installed)) = (
+                &pin.replaces,
+                prepared.below.get(&super::wheel::normalize_name(&pin.name)),
+            ) else {
+                continue;
+            };
+            below.note(&format!(
+                "{} {old} \u{2192} {} (in {})",
+                pin.name, pin.version, installed.origin
+            ));
+        }
+        Ok((tree, pins))
     }
 
     /// A direct reference's pin holds while its tree (a project directory), file or address

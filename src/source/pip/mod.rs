@@ -5,7 +5,8 @@
 //! image's Python and platform, read from the layers below: [`scan`], [`target`]) → resolution
 //! ([`resolve`]) against the index's PEP 691 pages and PEP 658 metadata ([`index`], [`config`]
 //! says which index), source distributions built into wheels where no wheel fits ([`sdist`]) →
-//! lock → download with hash checks → wheels installed into a layer tree ([`wheel`]).
+//! lock → download with hash checks → wheels installed into a layer tree ([`wheel`]), with
+//! whiteouts for what a replaced distribution below installed ([`replace`]).
 
 pub(crate) mod config;
 pub(crate) mod direct;
@@ -13,6 +14,7 @@ pub(crate) mod index;
 pub(crate) mod kind;
 pub(crate) mod local;
 pub(crate) mod metadata;
+pub(crate) mod replace;
 pub(crate) mod requirements;
 pub(crate) mod resolve;
 pub(crate) mod scan;
@@ -224,6 +226,11 @@ pub struct LockedWheel {
         with = "crate::digest::bare_hex::option"
     )]
     pub tree_sha256: Option<Digest>,
+    /// The version of the distribution the layers below installed that this one replaces
+    /// (its files are whited out), as pip replaces a distribution a requirement needs in
+    /// another version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -244,6 +251,8 @@ pub enum PipError {
     Local(#[from] local::LocalError),
     #[error(transparent)]
     Source(#[from] SourceProblem),
+    #[error(transparent)]
+    Replace(#[from] replace::ReplaceError),
     #[error(
         "`{shown}` is named {named} in the requirements, but it holds the distribution {holds}"
     )]
@@ -394,8 +403,9 @@ fn is_distribution_name(name: &str) -> bool {
 pub struct Prepared {
     pub requirements: Requirements,
     pub target: PythonTarget,
-    /// Installed below in the same site directory: kept as they are.
-    pub below: BTreeMap<String, Version>,
+    /// Installed below in the same site directory: kept as they are unless the layer needs
+    /// another version.
+    pub below: BTreeMap<String, replace::InstalledDist>,
     /// The hash of everything the layer's resolution depends on.
     pub inputs: String,
     venv: Option<String>,
@@ -445,18 +455,7 @@ pub(crate) fn prepare(
         }
     }
     let target = detect_target(spec, base, architecture, variant)?;
-    let site = target.scheme.purelib.clone();
-    let below: BTreeMap<String, Version> = base
-        .distributions
-        .iter()
-        .filter(|(dir, _, _)| *dir == site)
-        .filter_map(|(_, name, version)| {
-            Some((
-                wheel::normalize_name(name),
-                Version::from_str(version).ok()?,
-            ))
-        })
-        .collect();
+    let below = replace::installed_in(base, &target.scheme.purelib);
     // Paths are the checkout's; what they hold enters below, as parsed requirements.
     let location_free = PipSpec {
         requirements: Vec::new(),
@@ -508,8 +507,8 @@ pub(crate) fn prepare(
             .expect("targets serialise")
             .as_bytes(),
     );
-    for (name, version) in &below {
-        key.field(format!("{name}=={version}").as_bytes());
+    for (name, installed) in &below {
+        key.field(format!("{name}=={}", installed.version).as_bytes());
     }
     Ok(Prepared {
         requirements,
@@ -875,11 +874,22 @@ pub(crate) fn layer_tree(
                         build_requires,
                         direct: None,
                         tree_sha256: None,
+                        replaces: None,
                     })
                 })
                 .collect::<Result<_, PipError>>()?
         }
     };
+    // What each pin replaces below, from the image below as it is now (a lock made on
+    // another base has other inputs and is not used).
+    for pin in &mut locked {
+        let version = Version::from_str(&pin.version).ok();
+        pin.replaces = prepared
+            .below
+            .get(&wheel::normalize_name(&pin.name))
+            .filter(|installed| version.as_ref() != Some(&installed.version))
+            .map(|installed| installed.version.to_string());
+    }
     let mut tree = LayerTree::default();
     if let Some(venv) = &prepared.venv {
         add_venv(&mut tree, venv, target);
@@ -903,6 +913,7 @@ pub(crate) fn layer_tree(
                 },
             );
         }
+        remove_replaced(&mut tree, prepared, &locked, false)?;
         return Ok((tree, locked));
     }
     for pin in &mut locked {
@@ -954,7 +965,38 @@ pub(crate) fn layer_tree(
             cache,
         )?;
     }
+    remove_replaced(&mut tree, prepared, &locked, true)?;
     Ok((tree, locked))
+}
+
+/// Whites out what each replaced distribution installed below: with `install`, every file its
+/// RECORD lists; without, only its `.dist-info`, which is all the layers above look at.
+fn remove_replaced(
+    tree: &mut LayerTree,
+    prepared: &Prepared,
+    locked: &[LockedWheel],
+    install: bool,
+) -> Result<(), PipError> {
+    for pin in locked.iter().filter(|pin| pin.replaces.is_some()) {
+        let name = wheel::normalize_name(&pin.name);
+        let Some(old) = prepared.below.get(&name) else {
+            continue;
+        };
+        if install {
+            replace::remove_installed(tree, &name, old, &pin.version, &prepared.target.scheme)?;
+        } else {
+            tree.insert(
+                ImagePath::new(&old.dist_info).expect("scanned dist-info paths are clean"),
+                Entry {
+                    kind: EntryKind::Whiteout,
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                },
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The direct reference a lock entry names (`direct = "./app"`).
@@ -1338,6 +1380,7 @@ mod tests {
             requested: true,
             direct: None,
             tree_sha256: None,
+            replaces: None,
         }
     }
 

@@ -13,15 +13,18 @@ use pep440_rs::Version;
 use pep508_rs::{ExtraName, MarkerEnvironment, MarkerTree, Requirement, VerbatimUrl, VersionOrUrl};
 use pubgrub::{
     Dependencies, DependencyConstraints, DependencyProvider, PackageResolutionStatistics,
-    PubGrubError, Ranges, Reporter,
+    PubGrubError, Ranges,
 };
 
 use super::index::{DistFile, DistKind, PackageIndex};
 use super::metadata::CoreMetadata;
+use super::replace::InstalledDist;
 use super::requirements::{Formats, Pinned, Requirements};
 use super::target::PythonTarget;
 use super::wheel::normalize_name;
 use crate::digest::Digest;
+
+mod explain;
 
 /// A node of the resolution: the layer itself, a distribution, or a distribution with one
 /// extra (which depends on the distribution at the same version).
@@ -103,8 +106,9 @@ pub enum ResolveError {
 
 pub(crate) struct Input<'r> {
     pub requirements: &'r Requirements,
-    /// Distributions the layers below already hold, by normalised name.
-    pub below: &'r BTreeMap<String, Version>,
+    /// Distributions the layers below already hold, by normalised name: preferred at their
+    /// version, replaced where the layer needs another.
+    pub below: &'r BTreeMap<String, InstalledDist>,
     /// Distributions from project directories and direct references, by normalised name:
     /// their wheel's version is the only one the solver may choose, and no index is asked.
     pub direct: &'r BTreeMap<String, DirectDist>,
@@ -125,8 +129,15 @@ pub(crate) struct DirectRoot {
     pub marker: MarkerTree,
 }
 
-/// Resolves `input` for `target`; what the layers below hold is left out of the result. Index pages and metadata files are fetched ahead on a few
-/// threads while the solver works.
+/// Resolves `input` for `target`; what the layers below hold is left out of the result, unless
+/// it is another version (a replacement). Index pages and metadata files are fetched ahead on a
+/// few threads while the solver works.
+///
+/// As pip does, a distribution below stays at its version unless the layer's requirements (or
+/// theirs) need another; then it is replaced. Unlike pip, a replacement must keep every
+/// distribution that stays satisfied: once a first resolution found what it replaces, a second
+/// one pins everything else below at its version, with the requirements its installed
+/// METADATA states, so that a conflict names the installed distribution and its requirement.
 pub(crate) fn resolve(
     index: &PackageIndex<'_>,
     target: &PythonTarget,
@@ -163,12 +174,11 @@ pub(crate) fn resolve(
             }
         }
     };
-    let solve = || {
-        let provider = Provider::new(index, target, &fit, input, build_sdist, sender);
+    let phase = |pinned: &BTreeSet<String>, sender: mpsc::Sender<Prefetch>| {
+        let provider = Provider::new(index, target, &fit, input, build_sdist, sender, pinned);
         let result = pubgrub::resolve(&provider, Node::Root, Version::new([0]));
         let refused = provider.refused_sources.take();
-        drop(provider);
-        result.map_err(|e| match explain(e) {
+        result.map_err(|e| match explain(e, &provider) {
             // Said first: the sdists the solver had to pass over are what a user must change.
             ResolveError::NoSolution(explanation) if !refused.is_empty() => {
                 ResolveError::OnlyBinary {
@@ -178,6 +188,31 @@ pub(crate) fn resolve(
             }
             other => other,
         })
+    };
+    let solve = move || {
+        let first = phase(&BTreeSet::new(), sender.clone())?;
+        let replaced: BTreeSet<&String> = first
+            .iter()
+            .filter_map(|(node, version)| match node {
+                Node::Dist(name)
+                    if input.below.get(name).is_some_and(|b| &b.version != version) =>
+                {
+                    Some(name)
+                }
+                _ => None,
+            })
+            .collect();
+        if replaced.is_empty() {
+            return Ok(first);
+        }
+        let stays: BTreeSet<String> = input
+            .below
+            .keys()
+            .filter(|name| !replaced.contains(name))
+            .cloned()
+            .collect();
+        // `sender` goes with this provider: dropping it ends the prefetchers' loops.
+        phase(&stays, sender)
     };
     // Dropping the provider (its sender) inside `solve` ends the prefetchers' loops.
     let solution = crate::workers::run_beside(8, prefetch, solve)??;
@@ -192,7 +227,7 @@ pub(crate) fn resolve(
             });
             continue;
         }
-        if input.below.get(&name) == Some(&version) {
+        if input.below.get(&name).is_some_and(|b| b.version == version) {
             continue;
         }
         let file =
@@ -207,13 +242,11 @@ pub(crate) fn resolve(
     Ok(resolved)
 }
 
-fn explain(error: PubGrubError<Provider<'_, '_>>) -> ResolveError {
+fn explain(error: PubGrubError<Provider<'_, '_>>, provider: &Provider<'_, '_>) -> ResolveError {
     match error {
-        PubGrubError::NoSolution(mut tree) => {
-            tree.collapse_no_versions();
-            ResolveError::NoSolution(
-                pubgrub::DefaultStringReporter::report(&tree).replace('\n', " "),
-            )
+        // Not collapsed: what the index lacks is part of the explanation.
+        PubGrubError::NoSolution(tree) => {
+            ResolveError::NoSolution(explain::sentences(&tree, &provider.told()))
         }
         PubGrubError::ErrorRetrievingDependencies { source, .. }
         | PubGrubError::ErrorChoosingVersion { source, .. }
@@ -347,6 +380,11 @@ struct Provider<'p, 'c> {
     built: RefCell<HashMap<(String, Version), CoreMetadata>>,
     /// Packages for which no version was left once `--only-binary` took their sdists away.
     refused_sources: RefCell<BTreeSet<String>>,
+    /// Distributions below kept at their version: the layer's requirements depend on each.
+    pinned: &'p BTreeSet<String>,
+    /// Each requirement as written (`dep>=1,<3`), by the node and version that state it and
+    /// the node they require, for messages.
+    texts: RefCell<HashMap<(Node, Version, Node), Vec<String>>>,
 }
 
 impl<'p, 'c> Provider<'p, 'c> {
@@ -357,6 +395,7 @@ impl<'p, 'c> Provider<'p, 'c> {
         input: &'p Input<'p>,
         build_sdist: &'p SdistBuilder<'p>,
         prefetch: mpsc::Sender<Prefetch>,
+        pinned: &'p BTreeSet<String>,
     ) -> Self {
         let mut constraints: HashMap<String, Ranges<Version>> = HashMap::new();
         let environment = target.marker_environment();
@@ -384,6 +423,17 @@ impl<'p, 'c> Provider<'p, 'c> {
             seen: RefCell::new(HashMap::new()),
             built: RefCell::new(HashMap::new()),
             refused_sources: RefCell::new(BTreeSet::new()),
+            pinned,
+            texts: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// What messages need to know of this resolution.
+    fn told(&self) -> explain::Told<'_> {
+        explain::Told {
+            texts: self.texts.borrow().clone(),
+            below: self.input.below,
+            pinned: self.pinned,
         }
     }
 
@@ -392,8 +442,9 @@ impl<'p, 'c> Provider<'p, 'c> {
         if !seen.contains_key(name) {
             let order = seen.len();
             seen.insert(name.to_owned(), order);
-            // A direct reference's name is never asked of an index (it may be a private one).
-            if self.input.direct.contains_key(name) {
+            // A direct reference's name is never asked of an index (it may be a private one);
+            // a distribution kept below needs nothing of one.
+            if self.input.direct.contains_key(name) || self.pinned.contains(name) {
                 return;
             }
             let _ = self
@@ -408,8 +459,35 @@ impl<'p, 'c> Provider<'p, 'c> {
         &self,
         deps: &mut BTreeMap<Node, Ranges<Version>>,
         requirement: &Requirement<VerbatimUrl>,
+        from: (&Node, &Version),
     ) {
         let name = normalize_name(requirement.name.as_ref());
+        let text = match &requirement.version_or_url {
+            // As METADATA writes it: `dep>=1,<3`.
+            Some(VersionOrUrl::VersionSpecifier(specifiers)) => format!(
+                "{}{}",
+                requirement.name,
+                specifiers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            _ => requirement.name.to_string(),
+        };
+        {
+            let mut texts = self.texts.borrow_mut();
+            let mut note = |node: Node| {
+                texts
+                    .entry((from.0.clone(), from.1.clone(), node))
+                    .or_default()
+                    .push(text.clone());
+            };
+            note(Node::Dist(name.clone()));
+            for extra in &requirement.extras {
+                note(Node::Extra(name.clone(), extra.to_string()));
+            }
+        }
         self.note(&name);
         let mut range = requirement_range(requirement);
         if let Some(constraint) = self.constraints.get(&name) {
@@ -424,6 +502,30 @@ impl<'p, 'c> Provider<'p, 'c> {
         for extra in &requirement.extras {
             add(Node::Extra(name.clone(), extra.to_string()), &range);
         }
+    }
+
+    /// A distribution's Requires-Python and Requires-Dist: an installed one's as its METADATA
+    /// below states them, others' from the index (or the built wheel).
+    fn requirements_of(
+        &self,
+        name: &str,
+        version: &Version,
+    ) -> Result<
+        (
+            Option<pep440_rs::VersionSpecifiers>,
+            Vec<Requirement<VerbatimUrl>>,
+        ),
+        ProviderError,
+    > {
+        if let Some(installed) = self.input.below.get(name)
+            && &installed.version == version
+            && let Some(requires) = &installed.requires
+        {
+            // Installed: its Python is the image's.
+            return Ok((None, requires.clone()));
+        }
+        let meta = self.metadata(name, version)?;
+        Ok((meta.requires_python, meta.requires_dist))
     }
 
     fn metadata(&self, name: &str, version: &Version) -> Result<CoreMetadata, ProviderError> {
@@ -527,10 +629,10 @@ impl DependencyProvider for Provider<'_, '_> {
             let version = &direct.file.version;
             return Ok(range.contains(version).then(|| version.clone()));
         }
-        if let Some(version) = self.input.below.get(name)
-            && range.contains(version)
+        if let Some(installed) = self.input.below.get(name)
+            && range.contains(&installed.version)
         {
-            return Ok(Some(version.clone()));
+            return Ok(Some(installed.version.clone()));
         }
         let files = self.index.files(name)?;
         let hashes = pinned_hashes(self.input.requirements, name);
@@ -578,7 +680,7 @@ impl DependencyProvider for Provider<'_, '_> {
             Node::Root => {
                 for Pinned { requirement, .. } in &self.input.requirements.requirements {
                     if requirement.marker.evaluate(&self.environment, &[]) {
-                        self.add_requirement(&mut deps, requirement);
+                        self.add_requirement(&mut deps, requirement, (package, version));
                     }
                 }
                 for root in self.input.direct_roots {
@@ -594,23 +696,25 @@ impl DependencyProvider for Provider<'_, '_> {
                         add(Node::Extra(root.name.clone(), extra.to_string()));
                     }
                 }
-                for (name, version) in self.input.below {
-                    // Kept unless the layer's requirements ask for another version, which
-                    // the solver then reports as a conflict with the layer below.
+                for name in self.pinned {
+                    let Some(installed) = self.input.below.get(name) else {
+                        continue;
+                    };
+                    // Stays as installed, and so do its requirements: asking for another
+                    // version of it, or of what it requires, is a conflict that names it.
                     self.note(name);
+                    let pin = Ranges::singleton(installed.version.clone());
                     deps.entry(Node::Dist(name.clone()))
-                        .and_modify(|r: &mut Ranges<Version>| {
-                            *r = r.intersection(&Ranges::singleton(version.clone()))
-                        })
-                        .or_insert_with(|| Ranges::singleton(version.clone()));
+                        .and_modify(|r: &mut Ranges<Version>| *r = r.intersection(&pin))
+                        .or_insert(pin);
                 }
             }
             Node::Dist(name) => {
                 if !self.input.direct.contains_key(name) {
                     self.prefetch_older(name, version);
                 }
-                let meta = self.metadata(name, version)?;
-                if let Some(python) = &meta.requires_python
+                let (requires_python, requires_dist) = self.requirements_of(name, version)?;
+                if let Some(python) = &requires_python
                     && !python.contains(&self.fit.python)
                 {
                     return Ok(Dependencies::Unavailable(format!(
@@ -618,15 +722,15 @@ impl DependencyProvider for Provider<'_, '_> {
                         self.target.version
                     )));
                 }
-                for requirement in &meta.requires_dist {
+                for requirement in &requires_dist {
                     if requirement.marker.evaluate(&self.environment, &[]) {
-                        self.add_requirement(&mut deps, requirement);
+                        self.add_requirement(&mut deps, requirement, (package, version));
                     }
                 }
             }
             Node::Extra(name, extra) => {
                 deps.insert(Node::Dist(name.clone()), Ranges::singleton(version.clone()));
-                let meta = self.metadata(name, version)?;
+                let (_, requires_dist) = self.requirements_of(name, version)?;
                 let extra_name =
                     ExtraName::from_str(extra).map_err(|source| ProviderError::Extra {
                         extra: extra.clone(),
@@ -634,11 +738,11 @@ impl DependencyProvider for Provider<'_, '_> {
                         source,
                     })?;
                 let extras = [extra_name];
-                for requirement in &meta.requires_dist {
+                for requirement in &requires_dist {
                     if requirement.marker.evaluate(&self.environment, &extras)
                         && !requirement.marker.evaluate(&self.environment, &[])
                     {
-                        self.add_requirement(&mut deps, requirement);
+                        self.add_requirement(&mut deps, requirement, (package, version));
                     }
                 }
             }

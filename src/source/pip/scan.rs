@@ -24,6 +24,9 @@ pub struct LayerScan {
     pub conda_pythons: Vec<(String, String)>,
     /// `(site directory, distribution name, version)` of `.dist-info`/`.egg-info` directories.
     pub distributions: Vec<(String, String, String)>,
+    /// What this layer holds of each `.dist-info` directory's METADATA and RECORD, by the
+    /// directory's path: what replacing an installed distribution needs.
+    pub dist_info_files: BTreeMap<String, DistInfoFiles>,
     /// `lib/python3.X` directories with the standard library (`os.py`), by prefix.
     pub stdlib_dirs: Vec<String>,
     pub musl: bool,
@@ -38,6 +41,37 @@ pub struct LayerScan {
     /// Its directories, whiteouts and opaque directories, for the directories a layer on top
     /// implies.
     pub dirs: LayerDirs,
+}
+
+/// The parts of an installed distribution's `.dist-info` a `pip` layer on top needs. Required
+/// in a registry cache's record: one written without them is not used (the layer is read).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DistInfoFiles {
+    /// METADATA's header (up to the first blank line), None where not read (absent,
+    /// not a regular file, not UTF-8, or over [`MAX_METADATA_BYTES`]).
+    pub metadata: Option<String>,
+    /// The paths RECORD lists, relative to the site directory, as written; None where not
+    /// read (as METADATA), or not CSV.
+    pub record: Option<Vec<String>>,
+}
+
+/// The most of a METADATA file a scan reads; its header ends long before (the description
+/// follows it).
+const MAX_METADATA_BYTES: u64 = 4 << 20;
+/// The largest RECORD a scan reads (torch's, with its thousands of files, has about 2 MiB).
+const MAX_RECORD_BYTES: u64 = 64 << 20;
+/// The largest dpkg status or account file a scan reads.
+const MAX_READ_BYTES: u64 = 512 << 20;
+
+/// An installed distribution of the layers below, with its `.dist-info` facts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Installed {
+    pub site: String,
+    pub name: String,
+    pub version: String,
+    pub files: DistInfoFiles,
+    /// Where it came from, for messages: a base image's reference, or a recipe's layer.
+    pub origin: String,
 }
 
 /// The files whose content a scan reads.
@@ -93,7 +127,7 @@ pub(crate) fn checked_member<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<S
 pub struct PythonBase {
     pub dpkg_status: String,
     pub conda_pythons: Vec<(String, String)>,
-    pub distributions: Vec<(String, String, String)>,
+    pub distributions: Vec<Installed>,
     pub stdlib_dirs: Vec<String>,
     pub musl: bool,
     /// The image config's environment (`PYTHON_VERSION` of python:3.x images).
@@ -104,9 +138,10 @@ pub struct PythonBase {
 }
 
 impl PythonBase {
-    pub fn merge(scans: &[std::sync::Arc<LayerScan>], env: &[String]) -> PythonBase {
+    /// `scans` bottom to top, each with where its layer came from (for messages).
+    pub fn merge(scans: &[(std::sync::Arc<LayerScan>, String)], env: &[String]) -> PythonBase {
         let mut base = PythonBase::default();
-        for scan in scans {
+        for (scan, origin) in scans {
             // What is recorded here is a directory's content (a site, a prefix, a standard
             // library) or a symlink, so an opaque directory hides what is recorded at it too.
             let removed = |path: &str| {
@@ -116,9 +151,9 @@ impl PythonBase {
                     .any(|w| path == w || path.starts_with(&format!("{w}/")))
             };
             base.conda_pythons.retain(|(prefix, _)| !removed(prefix));
-            base.distributions.retain(|(site, name, version)| {
-                let stem = format!("{site}/{name}-{version}");
-                !scan.whiteouts.iter().any(|w| w.starts_with(&stem)) && !removed(site)
+            base.distributions.retain(|d| {
+                let stem = format!("{}/{}-{}", d.site, d.name, d.version);
+                !scan.whiteouts.iter().any(|w| w.starts_with(&stem)) && !removed(&d.site)
             });
             base.stdlib_dirs.retain(|d| !removed(d));
             base.symlinks
@@ -130,7 +165,21 @@ impl PythonBase {
             base.conda_pythons
                 .extend(scan.conda_pythons.iter().cloned());
             base.distributions
-                .extend(scan.distributions.iter().cloned());
+                .extend(scan.distributions.iter().map(|(site, name, version)| {
+                    // The `.dist-info` directory's path, as `see` recorded its files.
+                    let files = scan
+                        .dist_info_files
+                        .get(&format!("{site}/{name}-{version}.dist-info"))
+                        .cloned()
+                        .unwrap_or_default();
+                    Installed {
+                        site: site.clone(),
+                        name: name.clone(),
+                        version: version.clone(),
+                        files,
+                        origin: origin.clone(),
+                    }
+                }));
             base.stdlib_dirs.extend(scan.stdlib_dirs.iter().cloned());
             base.musl |= scan.musl;
             base.account_files.extend(
@@ -148,8 +197,29 @@ impl PythonBase {
     }
 }
 
+fn kind_is_regular(kind: tar::EntryType) -> bool {
+    kind.is_file() || kind.is_contiguous()
+}
+
+/// Reads at most `limit` bytes of UTF-8; more is an error.
+fn read_capped(reader: &mut dyn Read, limit: u64) -> io::Result<String> {
+    let mut text = String::new();
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("more than {limit} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
 impl LayerScan {
-    fn see(&mut self, path: &str, read: &mut dyn FnMut() -> std::io::Result<String>) {
+    /// `read(limit)` gives the member's content, an error where it is no regular file, is no
+    /// UTF-8 or holds more than `limit` bytes.
+    fn see(&mut self, path: &str, read: &mut dyn FnMut(u64) -> std::io::Result<String>) {
         let path = path.trim_start_matches("./").trim_end_matches('/');
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
         if let Some(hidden) = name.strip_prefix(".wh.") {
@@ -171,12 +241,12 @@ impl LayerScan {
             return;
         }
         if path == "var/lib/dpkg/status" {
-            self.dpkg_status = read().ok();
+            self.dpkg_status = read(MAX_READ_BYTES).ok();
         } else if matches!(
             path,
             "etc/passwd" | "etc/group" | "etc/shadow" | "etc/gshadow"
         ) {
-            if let Ok(text) = read() {
+            if let Ok(text) = read(MAX_READ_BYTES) {
                 self.account_files.insert(path.to_owned(), text);
             }
         } else if let Some(prefix) = dir.strip_suffix("/conda-meta")
@@ -199,6 +269,27 @@ impl LayerScan {
             if let (Some(dist), Some(version)) = (parts.next(), parts.next()) {
                 self.distributions
                     .push((format!("/{dir}"), dist.to_owned(), version.to_owned()));
+            }
+        } else if dir.ends_with(".dist-info") && (name == "METADATA" || name == "RECORD") {
+            let files = self.dist_info_files.entry(format!("/{dir}")).or_default();
+            if name == "METADATA" {
+                files.metadata = read(MAX_METADATA_BYTES).ok().map(|text| {
+                    // The header only: the description after it is of no use here.
+                    match text.find("\n\n") {
+                        Some(end) => text[..=end].to_owned(),
+                        None => text,
+                    }
+                });
+            } else {
+                files.record = read(MAX_RECORD_BYTES)
+                    .ok()
+                    .and_then(|text| super::wheel::parse_csv(&text).ok())
+                    .map(|rows| {
+                        rows.into_iter()
+                            .filter_map(|row| row.into_iter().next())
+                            .filter(|path| !path.is_empty())
+                            .collect()
+                    });
             }
         } else if name == "os.py"
             && dir
@@ -225,6 +316,7 @@ impl LayerScan {
                 .distributions
                 .iter()
                 .all(|(site, name, version)| fine(site) && fine(name) && fine(version))
+            && self.dist_info_files.keys().all(|d| fine(d))
             && self.stdlib_dirs.iter().all(|d| fine(d))
             && self.whiteouts.iter().chain(&self.opaques).all(|p| fine(p))
             && self
@@ -254,10 +346,12 @@ impl LayerScan {
                 let target = String::from_utf8_lossy(&target).into_owned();
                 scan.symlinks.push((path.clone(), target));
             }
-            scan.see(&path, &mut || {
-                let mut text = String::new();
-                entry.read_to_string(&mut text)?;
-                Ok(text)
+            let regular = kind_is_regular(entry.header().entry_type());
+            scan.see(&path, &mut |limit| {
+                if !regular {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "not a file"));
+                }
+                read_capped(&mut entry, limit)
             });
         }
         Ok(scan)
@@ -287,7 +381,7 @@ impl LayerScan {
                 scan.symlinks.push((path.clone(), target.clone()));
             }
             let kind = entry.kind.clone();
-            scan.see(&path, &mut || match &kind {
+            scan.see(&path, &mut |limit| match &kind {
                 EntryKind::File {
                     content: Content::Inline(bytes),
                     ..
@@ -295,8 +389,8 @@ impl LayerScan {
                 EntryKind::File {
                     content: Content::Host { path, .. },
                     ..
-                } => std::fs::read_to_string(path),
-                _ => Ok(String::new()),
+                } => read_capped(&mut std::fs::File::open(path)?, limit),
+                _ => Err(io::Error::new(io::ErrorKind::InvalidData, "not a file")),
             });
         }
         scan
@@ -310,7 +404,7 @@ mod tests {
     #[test]
     fn scans_from_elsewhere_with_control_characters_or_climbs_are_refused() {
         let mut scan = LayerScan::default();
-        scan.see("usr/lib/python3.11/os.py", &mut || Ok(String::new()));
+        scan.see("usr/lib/python3.11/os.py", &mut |_| Ok(String::new()));
         scan.symlinks
             .push(("usr/bin/python3".into(), "../lib/python3.11".into()));
         assert!(scan.is_plausible());
@@ -337,7 +431,7 @@ mod tests {
             "opt/x/conda-meta/python-3.12\n-h0.json",
             "lib/ld-musl-x86_64.so.1",
         ] {
-            lower.see(path, &mut || Ok(String::new()));
+            lower.see(path, &mut |_| Ok(String::new()));
         }
         assert_eq!(
             lower.conda_pythons,
@@ -348,42 +442,97 @@ mod tests {
         let mut upper = LayerScan::default();
         upper.see(
             "usr/local/lib/python3.11/dist-packages/.wh.six-1.16.0.dist-info",
-            &mut || Ok(String::new()),
+            &mut |_| Ok(String::new()),
         );
         let base = PythonBase::merge(
-            &[std::sync::Arc::new(lower), std::sync::Arc::new(upper)],
+            &[
+                (std::sync::Arc::new(lower), "base".to_owned()),
+                (std::sync::Arc::new(upper), "layer 2".to_owned()),
+            ],
             &["PYTHON_VERSION=3.11.9".to_owned()],
         );
+        let found: Vec<(&str, &str, &str, &str)> = base
+            .distributions
+            .iter()
+            .map(|d| (&*d.site, &*d.name, &*d.version, &*d.origin))
+            .collect();
         assert_eq!(
-            base.distributions,
-            [(
-                "/usr/lib/python3/dist-packages".to_owned(),
-                "PyYAML".to_owned(),
-                "6.0".to_owned()
-            )]
+            found,
+            [("/usr/lib/python3/dist-packages", "PyYAML", "6.0", "base")]
         );
         assert_eq!(base.env["PYTHON_VERSION"], "3.11.9");
 
         // An opaque directory hides what lower layers installed under it.
         let mut replaced = LayerScan::default();
-        replaced.see("usr/lib/python3/dist-packages/.wh..wh..opq", &mut || {
+        replaced.see("usr/lib/python3/dist-packages/.wh..wh..opq", &mut |_| {
             Ok(String::new())
         });
         let base = PythonBase::merge(
             &[
-                std::sync::Arc::new(lower_again()),
-                std::sync::Arc::new(replaced),
+                (std::sync::Arc::new(lower_again()), String::new()),
+                (std::sync::Arc::new(replaced), String::new()),
             ],
             &[],
         );
         assert!(base.distributions.is_empty(), "{:?}", base.distributions);
     }
 
+    /// METADATA's header and RECORD's paths are read from a layer's tar and from a tree alike;
+    /// a RECORD that is a symlink (its content would come from elsewhere) is not read.
+    #[test]
+    fn reads_what_replacing_an_installed_distribution_needs() {
+        use crate::layer::ImagePath;
+        use crate::source::tree_util::{inline_file, symlink};
+        let site = "usr/local/lib/python3.11/dist-packages";
+        let mut tree = LayerTree::default();
+        let mut put = |path: String, entry| tree.insert(ImagePath::new(&path).unwrap(), entry);
+        put(
+            format!("{site}/dep-2.0.dist-info/METADATA"),
+            inline_file(
+                "Metadata-Version: 2.1\nName: dep\nVersion: 2.0\nRequires-Dist: six>=1\n\nRequires-Dist: not-a-header\n",
+                0o644,
+            ),
+        );
+        put(
+            format!("{site}/dep-2.0.dist-info/RECORD"),
+            inline_file(
+                "dep/__init__.py,sha256=x,3\n\"dep/a,b.py\",,\n../../../bin/dep,,\n",
+                0o644,
+            ),
+        );
+        put(
+            format!("{site}/evil-1.0.dist-info/RECORD"),
+            symlink("/etc/passwd"),
+        );
+        let tar = crate::layer::tarball::write_tar(&tree, 0, Vec::new(), &mut |_| {}).unwrap();
+        for scan in [
+            LayerScan::of_tar(&tar[..]).unwrap(),
+            LayerScan::of_tree(&tree),
+        ] {
+            let base = PythonBase::merge(&[(std::sync::Arc::new(scan), "base".to_owned())], &[]);
+            let dep = base.distributions.iter().find(|d| d.name == "dep").unwrap();
+            assert_eq!(
+                dep.files.metadata.as_deref(),
+                Some("Metadata-Version: 2.1\nName: dep\nVersion: 2.0\nRequires-Dist: six>=1\n")
+            );
+            assert_eq!(
+                dep.files.record.as_deref(),
+                Some(&["dep/__init__.py", "dep/a,b.py", "../../../bin/dep"].map(String::from)[..])
+            );
+            let evil = base
+                .distributions
+                .iter()
+                .find(|d| d.name == "evil")
+                .unwrap();
+            assert_eq!(evil.files.record, None);
+        }
+    }
+
     fn lower_again() -> LayerScan {
         let mut lower = LayerScan::default();
         lower.see(
             "usr/lib/python3/dist-packages/PyYAML-6.0-py3.11.egg-info",
-            &mut || Ok(String::new()),
+            &mut |_| Ok(String::new()),
         );
         lower
     }
