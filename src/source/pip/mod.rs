@@ -37,7 +37,7 @@ use crate::layer::{Entry, EntryKind, ImagePath, LayerTree};
 use index::{DistFile, DistKind, PackageIndex};
 use requirements::Requirements;
 use scan::PythonBase;
-use target::{Libc, PythonTarget};
+use target::{PythonTarget, detect_target};
 
 /// Where a wheel's parts go in the image, as the image's own pip would put them.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -588,147 +588,6 @@ pub(crate) fn source_tree(
 pub struct SourceProblem {
     pub found: String,
     pub message: String,
-}
-
-fn dpkg_version(status: &str, package: &str) -> Option<String> {
-    let mut name_matches = false;
-    let mut installed = false;
-    let mut version = None;
-    for line in status.lines().chain(std::iter::once("")) {
-        if line.is_empty() {
-            if name_matches && installed {
-                return version;
-            }
-            name_matches = false;
-            installed = false;
-            version = None;
-        } else if let Some(name) = line.strip_prefix("Package: ") {
-            name_matches = name.trim() == package;
-        } else if let Some(state) = line.strip_prefix("Status: ") {
-            installed = state.trim().ends_with(" installed");
-        } else if let Some(v) = line.strip_prefix("Version: ") {
-            version = Some(v.trim().to_owned());
-        }
-    }
-    None
-}
-
-/// Debian version `2.36-9+deb12u7` or `1:3.11.2-6` → upstream `2.36`, `3.11.2`.
-fn upstream(debian_version: &str) -> &str {
-    let without_epoch = debian_version
-        .split_once(':')
-        .map_or(debian_version, |(_, rest)| rest);
-    without_epoch
-        .rsplit_once('-')
-        .map_or(without_epoch, |(upstream, _)| upstream)
-}
-
-fn detect_target(
-    spec: &PipSpec,
-    base: &PythonBase,
-    architecture: &str,
-    variant: Option<&str>,
-) -> Result<PythonTarget, PipError> {
-    let status = &base.dpkg_status;
-    // (prefix of the interpreter, version, Debian's dist-packages layout)
-    let found: Option<(String, String, bool)> =
-        if let Some((prefix, version)) = base.conda_pythons.last() {
-            Some((prefix.clone(), version.clone(), false))
-        } else if let Some(minor) = (6..=20)
-            .rev()
-            .find(|m| dpkg_version(status, &format!("libpython3.{m}-minimal")).is_some())
-        {
-            let version =
-                dpkg_version(status, &format!("libpython3.{minor}-minimal")).expect("just found");
-            Some(("/usr".to_owned(), upstream(&version).to_owned(), true))
-        } else if let Some(dir) = base
-            .stdlib_dirs
-            .iter()
-            .find(|d| d.starts_with("/usr/local/lib/"))
-        {
-            let short = dir.trim_start_matches("/usr/local/lib/python").to_owned();
-            let version = base.env.get("PYTHON_VERSION").cloned().unwrap_or(short);
-            Some(("/usr/local".to_owned(), version, false))
-        } else {
-            None
-        };
-    let (prefix, mut version, debian) = match (found, &spec.python) {
-        (Some(found), _) => found,
-        (None, Some(_)) => ("/usr/local".to_owned(), String::new(), false),
-        (None, None) => return Err(PipError::NoPython),
-    };
-    if let Some(stated) = &spec.python {
-        version = stated.clone();
-    }
-    let parts: Vec<&str> = version.split('.').collect();
-    // Digits only: `parse::<u32>` alone takes `+11`, which no PEP 440 version has, and the
-    // target's version must parse as one (`PythonTarget::full_version`).
-    let number = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-    if parts.len() < 2
-        || !parts.iter().all(number)
-        || parts.iter().any(|p| p.parse::<u32>().is_err())
-        || Version::from_str(&version).is_err()
-    {
-        return Err(PipError::BadPython(version));
-    }
-    if let Some(venv) = &spec.venv {
-        // It becomes image paths (`<venv>/pyvenv.cfg`, the site directory).
-        let fits = venv.starts_with('/')
-            && !venv.contains(|c: char| c.is_control())
-            && ImagePath::new(&format!("{venv}/pyvenv.cfg")).is_ok();
-        if !fits {
-            return Err(PipError::BadVenv(venv.escape_debug().to_string()));
-        }
-    }
-    let short = format!("{}.{}", parts[0], parts[1]);
-    let libc = if let Some(glibc) = dpkg_version(status, "libc6") {
-        let upstream = upstream(&glibc);
-        let mut numbers = upstream.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-        Libc::Glibc {
-            major: numbers.next().unwrap_or(2),
-            minor: numbers.next().unwrap_or(0),
-        }
-    } else if base.musl {
-        Libc::Musl { major: 1, minor: 2 }
-    } else if let Some(glibc) = base.env.get("OCI_BUILD_GLIBC") {
-        let mut numbers = glibc.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-        Libc::Glibc {
-            major: numbers.next().unwrap_or(2),
-            minor: numbers.next().unwrap_or(0),
-        }
-    } else {
-        return Err(PipError::NoLibc);
-    };
-    let interpreter = format!("{prefix}/bin/python{short}");
-    let scheme = match (&spec.venv, debian) {
-        (Some(venv), _) => {
-            let venv = venv.trim_end_matches('/');
-            let site = format!("{venv}/lib/python{short}/site-packages");
-            InstallScheme {
-                purelib: site.clone(),
-                platlib: site,
-                scripts: format!("{venv}/bin"),
-                data: venv.to_owned(),
-                headers: format!("{venv}/include/site/python{short}"),
-                interpreter: format!("{venv}/bin/python"),
-            }
-        }
-        (None, true) => InstallScheme::debian(&short, interpreter),
-        (None, false) => InstallScheme {
-            purelib: format!("{prefix}/lib/python{short}/site-packages"),
-            platlib: format!("{prefix}/lib/python{short}/site-packages"),
-            scripts: format!("{prefix}/bin"),
-            data: prefix.clone(),
-            headers: format!("{prefix}/include/python{short}"),
-            interpreter,
-        },
-    };
-    Ok(PythonTarget {
-        version,
-        machine: target::wheel_machine(architecture, variant),
-        libc,
-        scheme,
-    })
 }
 
 /// Resolves a prepared layer (or takes the lock's pins) and installs it into a tree. Without
@@ -1295,6 +1154,7 @@ fn add_venv(tree: &mut LayerTree, venv: &str, target: &PythonTarget) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use target::Libc;
 
     const STATUS: &str = "Package: libc6\nStatus: install ok installed\nVersion: 2.36-9+deb12u7\n\nPackage: libpython3.11-minimal\nStatus: install ok installed\nVersion: 3.11.2-6+deb12u6\n\nPackage: libpython3.9-minimal\nStatus: deinstall ok config-files\nVersion: 3.9.2-1\n";
 
