@@ -20,10 +20,11 @@ use crate::runtime::Container;
 const EXAMPLE: &str = "examples/production";
 
 /// The variables the example reads; a test sets the ones it means and the host's never leak in.
-const EXAMPLE_VARIABLES: [&str; 5] = [
+const EXAMPLE_VARIABLES: [&str; 6] = [
     "MLRUN_VERSION",
     "MLRUN_DOCKER_REPO",
     "MLRUN_DOCKER_REGISTRY",
+    "MLRUN_IMAGE_DIGEST",
     "APP_REPO",
     "APP_VERSION",
 ];
@@ -102,9 +103,12 @@ fn the_production_example_builds_on_a_pushed_mlrun_image() {
     let lock_file = example.join("recipes/recipes.lock");
     let committed_lock = std::fs::read(&lock_file).unwrap();
 
-    // One command, from the committed lock: the lock was made against this base.
+    // One command, from the committed lock (made against this base), the base's tag pinned to
+    // its digest as production pins it.
+    let digest = format!("@{}", family[0]["digest"].as_str().unwrap());
+    let pinned_base = format!("{base}{digest}");
     let out = run(
-        example_command(&example, &registry, &[]),
+        example_command(&example, &registry, &[("MLRUN_IMAGE_DIGEST", &digest)]),
         &["build", "--json", "--locked", "--push", "scorer"],
     );
     let report = json_of(
@@ -120,7 +124,7 @@ fn the_production_example_builds_on_a_pushed_mlrun_image() {
     let replaced = locked_replacement("requests");
     assert!(
         said.contains(&format!(
-            "scorer: requests {replaced} \u{2192} 2.32.4 (in {base})"
+            "scorer: requests {replaced} \u{2192} 2.32.4 (in {pinned_base})"
         )),
         "the downgrade is not printed: {said}"
     );
@@ -154,6 +158,17 @@ fn the_production_example_builds_on_a_pushed_mlrun_image() {
             [mlrun_version.as_str(), "2.32.4", "4.12.3"],
             "mlrun, and requests and humanize as requirements.txt pins them"
         );
+        // Nothing of the replaced version's files is left beside the new one's.
+        let stray = python(
+            "import pathlib, requests\n\
+             package = pathlib.Path(requests.__file__).parent\n\
+             site = package.parent\n\
+             record = (site / 'requests-2.32.4.dist-info' / 'RECORD').read_text()\n\
+             recorded = {line.split(',')[0] for line in record.splitlines()}\n\
+             print([str(p.relative_to(site)) for p in package.rglob('*') if p.is_file()\n\
+                    and '__pycache__' not in p.parts and str(p.relative_to(site)) not in recorded])",
+        );
+        assert_eq!(stray.trim(), "[]", "files of the replaced requests remain");
         // The application's command, on the image's PATH.
         let said = container.run(&container.process.with_args(&["scorer", "1200000"]));
         assert_eq!(said.trim(), "1.2 million");
@@ -188,8 +203,8 @@ fn the_production_example_builds_on_a_pushed_mlrun_image() {
         eprintln!("not root: the run of the pulled scorer image skipped");
     }
 
-    // A pin that mlrun forbids (mlrun 1.12.1 asks pandas<2.2,>=1.2): one sentence naming mlrun
-    // and its requirement, nothing pushed, the lock as it was.
+    // A pin that mlrun forbids (mlrun 1.12.1 asks pandas<2.2,>=1.2), on the base by its tag
+    // alone: one sentence naming mlrun and its requirement, nothing pushed, the lock as it was.
     let requirements = example.join("requirements.txt");
     let mut pinned = std::fs::read_to_string(&requirements).unwrap();
     pinned.push_str("pandas==2.2.3\n");
