@@ -130,7 +130,9 @@ pub(super) fn get_manifest(
             retry: true,
         })?;
         let response = check(registry, response, repository, "pull", || {
-            format!("image {repository}:{reference}")
+            // A tag has no `:`; a digest does, and is written after `@`.
+            let separator = if reference.contains(':') { '@' } else { ':' };
+            format!("image {repository}{separator}{reference}")
         })?;
         let media_type = response
             .headers()

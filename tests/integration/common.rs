@@ -544,23 +544,28 @@ pub const FAMILY_VARIABLES: [&str; 6] = [
     "MLRUN_UI_DIR",
 ];
 
-/// Copies what the mlrun recipe reads (recipes/ and layers/) into `dir`, newest-named first,
-/// so that the copy's directories are filled in another order than the checkout's.
+/// Copies what the mlrun recipe reads (recipes/ and layers/) into `dir`.
 pub fn copy_project(dir: &Path) {
     for top in ["recipes", "layers"] {
-        let mut entries: Vec<_> = walkdir::WalkDir::new(repo().join(top))
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
-        entries.sort_by(|a, b| b.path().cmp(a.path()));
-        for entry in entries {
-            let to = dir.join(entry.path().strip_prefix(repo()).unwrap());
-            if entry.file_type().is_dir() {
-                std::fs::create_dir_all(&to).unwrap();
-            } else {
-                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-                std::fs::copy(entry.path(), &to).unwrap();
-            }
+        copy_tree(&repo().join(top), &dir.join(top));
+    }
+}
+
+/// Copies the directory `from` to `to`, newest-named first, so that the copy's directories
+/// are filled in another order than the original's.
+pub fn copy_tree(from: &Path, to: &Path) {
+    let mut entries: Vec<_> = walkdir::WalkDir::new(from)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    entries.sort_by(|a, b| b.path().cmp(a.path()));
+    for entry in entries {
+        let into = to.join(entry.path().strip_prefix(from).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&into).unwrap();
+        } else {
+            std::fs::create_dir_all(into.parent().unwrap()).unwrap();
+            std::fs::copy(entry.path(), &into).unwrap();
         }
     }
 }
@@ -588,4 +593,54 @@ pub fn build_in_repo(args: &[&str], vars: &[(&str, &str)]) -> Value {
     all.extend_from_slice(args);
     let out = in_repo(&all, vars);
     json_of(&out, &format!("oci-build {}", args.join(" ")))
+}
+
+/// Builds the family's `mlrun` image from the committed lock (with the live cache) and pushes
+/// it to `registry` as `<registry>/mlrun/mlrun:unstable`; the `--json` report.
+pub fn push_mlrun_from_the_lock(registry: &crate::fixtures::registry::Registry) -> Value {
+    let prefix = format!("{}/", registry.url());
+    let insecure = registry.url();
+    let report = build_in_repo(
+        &[
+            "--insecure-registry",
+            &insecure,
+            "build",
+            "--json",
+            "--locked",
+            "--push",
+            "mlrun",
+        ],
+        &[("MLRUN_DOCKER_REGISTRY", prefix.as_str())],
+    );
+    assert_eq!(
+        report[0]["reference"].as_str(),
+        Some(format!("{prefix}mlrun/mlrun:unstable").as_str())
+    );
+    report
+}
+
+/// A shell command printing, as JSON, `pip list` of each site directory of the image's Python
+/// on its own, so that a distribution one directory shadows in another is listed too.
+pub const PIP_LIST_EACH_SITE: &str = r#"python3 -c 'import json, subprocess, sys
+listed = []
+for path in sys.path:
+    if path.endswith("-packages"):
+        run = subprocess.run([sys.executable, "-m", "pip", "list", "--path", path, "--format=json"], capture_output=True, check=True)
+        listed += json.loads(run.stdout)
+print(json.dumps(listed))'"#;
+
+/// `(name, version)` of each distribution [`PIP_LIST_EACH_SITE`] printed, as pip names them;
+/// one per copy installed.
+pub fn site_distributions(listed: &str) -> Vec<(String, String)> {
+    json(listed)
+        .as_array()
+        .expect("pip list prints a JSON array")
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap().to_owned(),
+                d["version"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
 }

@@ -10,8 +10,9 @@ use std::process::Command;
 use oci_build::recipe::{BaseRef, LayerSource, Project};
 
 use crate::common::{
-    assert_success, bin_path, build_in_repo, chroot, in_repo, is_root, json, json_of, layer_count,
-    live_cache, oci_build_at, repo, require_apt_sources, tool,
+    PIP_LIST_EACH_SITE, assert_success, bin_path, build_in_repo, chroot, in_repo, is_root, json,
+    json_of, layer_count, live_cache, oci_build_at, push_mlrun_from_the_lock, repo,
+    require_apt_sources, site_distributions, tool,
 };
 use crate::fixtures::registry::{Auth, Registry, http_request};
 use crate::runtime::Container;
@@ -337,23 +338,8 @@ fn the_gpu_images_hold_the_cuda_libraries_their_frameworks_declare() {
 fn mlrun_builds_from_the_lock_pushes_and_runs() {
     require_apt_sources();
     let registry = Registry::start(Auth::None);
-    let prefix = format!("{}/", registry.url());
-    let vars = [("MLRUN_DOCKER_REGISTRY", prefix.as_str())];
-    let insecure = registry.url();
-    let report = build_in_repo(
-        &[
-            "--insecure-registry",
-            &insecure,
-            "build",
-            "--json",
-            "--locked",
-            "--push",
-            "mlrun",
-        ],
-        &vars,
-    );
+    let report = push_mlrun_from_the_lock(&registry);
     let reference = report[0]["reference"].as_str().unwrap().to_owned();
-    assert_eq!(reference, format!("{prefix}mlrun/mlrun:unstable"));
 
     // Its SBOM is attached to the amd64 manifest, and spdx-tools finds it valid.
     let tmp = tempfile::tempdir().unwrap();
@@ -497,14 +483,6 @@ fn python_name(name: &str) -> String {
     name.to_ascii_lowercase().replace(['_', '.'], "-")
 }
 
-const PIP_LIST_EACH_SITE: &str = r#"python3 -c 'import json, subprocess, sys
-listed = []
-for path in sys.path:
-    if path.endswith("-packages"):
-        run = subprocess.run([sys.executable, "-m", "pip", "list", "--path", path, "--format=json"], capture_output=True, check=True)
-        listed += json.loads(run.stdout)
-print(json.dumps(listed))'"#;
-
 /// What `dpkg-query -W` and `pip list` say the unpacked image at `rootfs` holds.
 fn installed_packages(rootfs: &std::path::Path) -> (Packages, Packages) {
     let debs = chroot(rootfs, "dpkg-query -W -f '${binary:Package} ${Version}\\n'")
@@ -516,20 +494,12 @@ fn installed_packages(rootfs: &std::path::Path) -> (Packages, Packages) {
             (name.to_owned(), version.to_owned())
         })
         .collect();
-    // `pip list` of each site directory on its own: together they show a distribution that
-    // one directory shadows in another (Debian's setuptools under the pinned one), which the
-    // image holds all the same.
-    let listed = json(&chroot(rootfs, PIP_LIST_EACH_SITE));
-    let wheels = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                python_name(d["name"].as_str().unwrap()),
-                d["version"].as_str().unwrap().to_owned(),
-            )
-        })
+    // Each site directory on its own: together they show a distribution that one directory
+    // shadows in another (Debian's setuptools under the pinned one), which the image holds
+    // all the same.
+    let wheels = site_distributions(&chroot(rootfs, PIP_LIST_EACH_SITE))
+        .into_iter()
+        .map(|(name, version)| (python_name(&name), version))
         .collect();
     (debs, wheels)
 }

@@ -38,6 +38,8 @@
 //!   GPU frameworks declare); live, mlrun pushed and run.
 //! - `family_run`: live, jupyter and ui started as a runtime starts them (`runtime`), doing
 //!   their job as their own users.
+//! - `production`: live, examples/production built from its lock on the family's mlrun image
+//!   pushed to a registry, pushed, pulled and run; a pin mlrun forbids refused.
 //! - `harness_selftest`: the registry harness (`fixtures::registry`) checked with skopeo.
 //! - `hostile_inputs`: index hashes and inputs-directory file names that try to be paths, and a
 //!   swapped cache blob: refused in one sentence, nothing outside the cache written.
@@ -81,6 +83,7 @@ mod pip_index;
 mod pip_live;
 mod pip_local;
 mod pip_replace;
+mod production;
 mod registry;
 mod registry_cache;
 mod reproducible;

@@ -595,6 +595,23 @@ fn unknown_repositories_and_unreachable_registries_are_one_sentence() {
         )),
         "{error}"
     );
+    // A base named by tag and digest is looked up by its digest, and named so.
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    p.recipe(
+        "missing",
+        &format!(
+            "from = \"docker://{}@{digest}\"\n[[layer]]\nfiles = [{{ src = \"x\", dest = \"/x\" }}]\n",
+            registry.image("nobody/nothing:1")
+        ),
+    );
+    let error = one_line_error(&run(&mut oci_build(&p, &["build", "missing"])));
+    assert!(
+        error.contains(&format!(
+            "registry {} has no image nobody/nothing@{digest}",
+            registry.url()
+        )),
+        "{error}"
+    );
 
     let port = crate::fixtures::registry::free_port();
     let dest = format!("docker://127.0.0.1:{port}/team/app:1");
