@@ -2,7 +2,7 @@
 //!
 //! gzip: the input is cut into fixed 1 MiB chunks, each chunk is deflated on its own (no
 //! dictionary) by libdeflate on a worker thread, and the chunks' raw deflate streams are joined
-//! into one gzip member (see [`super::deflate_join`]) whose CRC is combined from the chunks' CRCs.
+//! into one gzip member (see `deflate_join.rs`) whose CRC is combined from the chunks' CRCs.
 //! One member, like pigz writes, because some readers stop after the first member of a
 //! multi-member file (Python's `tarfile` in stream mode, flate2's `GzDecoder`). The bytes depend
 //! only on the input, the chunk size and the level, never on the number of threads. The header
