@@ -9,6 +9,7 @@
 pub mod below;
 pub mod cache;
 pub mod compress;
+mod deflate_join;
 pub mod portable;
 pub mod tarball;
 
