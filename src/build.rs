@@ -388,7 +388,7 @@ impl<'a> Builder<'a> {
             layers_cached,
             registry,
             cache_records,
-        } = self.build_images(&recipe, &platforms, &mut Vec::new())?;
+        } = self.build_images(&recipe, platforms, &mut Vec::new())?;
         // Base layers keep their compression: a zstd base has no Docker schema2 media type.
         if self.options.media_types == MediaTypes::Docker
             && images
