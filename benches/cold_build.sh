@@ -56,9 +56,9 @@ for n, (kind, target, layer) in enumerate(chain, 1):
             print("pip", f'{p["name"]}=={p["version"]}', p["sha256"])
 PY
 # The archive base URIs the host's apt configuration names (deb822 and one-line forms).
-bases=$( (awk '/^URIs:/ { for (i = 2; i <= NF; i++) print $i }' /etc/apt/sources.list.d/*.sources 2>/dev/null
+bases=$( (awk '/^URIs:/ { for (i = 2; i <= NF; i++) print $i }' /etc/apt/sources.list.d/*.sources 2>/dev/null || true
           awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) { print $i; break } }' \
-              /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null) | sort -u)
+              /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true) | sort -u)
 
 # The peer, as a script of its own (GNU time counts its children): per layer, the packages
 # fetched 4 at a time and checked against the lock, unpacked (dpkg-deb -x; pip install
