@@ -26,6 +26,7 @@ use crate::source::pip::{self, scan::LayerScan};
 use crate::source::{self, LockedSource, SourceError, debian};
 
 mod attest;
+mod prefetch;
 mod remote;
 
 /// PATH of an image whose base sets none, as docker and buildkit use.
@@ -365,13 +366,29 @@ impl<'a> Builder<'a> {
     pub fn build(&self, target: &str) -> Result<BuiltTarget, BuildError> {
         let recipe = self.project.load(target)?;
         let platforms = self.platforms_of(&recipe, &mut Vec::new())?;
+        self.with_prefetch(&recipe, &platforms, || {
+            self.build_loaded(recipe.clone(), &platforms)
+        })
+        .unwrap_or_else(|panicked| {
+            Err(BuildError::Internal {
+                target: target.to_owned(),
+                message: panicked.message,
+            })
+        })
+    }
+
+    fn build_loaded(
+        &self,
+        recipe: Recipe,
+        platforms: &[Platform],
+    ) -> Result<BuiltTarget, BuildError> {
         let BuiltImages {
             images,
             layers_built,
             layers_cached,
             registry,
             cache_records,
-        } = self.build_images(&recipe, &platforms, &mut Vec::new())?;
+        } = self.build_images(&recipe, platforms, &mut Vec::new())?;
         // Base layers keep their compression: a zstd base has no Docker schema2 media type.
         if self.options.media_types == MediaTypes::Docker
             && images
@@ -538,7 +555,16 @@ impl<'a> Builder<'a> {
                 registry: RegistryCounts::default(),
             };
             for (image, dirs) in result.images.iter_mut().zip(&mut dirs_below) {
-                let (blob, portable) = match self.layer_tree_for(&mut layer, image, dirs)? {
+                let started = std::time::Instant::now();
+                let made = self.layer_tree_for(&mut layer, image, dirs)?;
+                // Where a cold build's time goes, for `OCI_BUILD_LOG=debug`.
+                tracing::debug!(
+                    target_name = recipe.target,
+                    layer = layer.number,
+                    ms = started.elapsed().as_millis() as u64,
+                    "layer tree ready"
+                );
+                let (blob, portable) = match made {
                     Made::Found(blob, key) => {
                         self.reporter
                             .layer_finished(&recipe.target, layer.step(), &blob, true);
@@ -553,7 +579,14 @@ impl<'a> Builder<'a> {
                         search,
                     } => {
                         let search = portable.as_ref().filter(|_| search);
+                        let started = std::time::Instant::now();
                         let blob = self.layer_blob(&mut layer, &tree, search)?;
+                        tracing::debug!(
+                            target_name = recipe.target,
+                            layer = layer.number,
+                            ms = started.elapsed().as_millis() as u64,
+                            "layer blob ready"
+                        );
                         if let Some(key) = &portable {
                             self.cache.store_layer(key, &blob).unwrap_or_else(|error| {
                                 tracing::debug!(%error, "portable layer key not stored");

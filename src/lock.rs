@@ -338,6 +338,20 @@ impl Lockfile {
             .map(|l| l.packages.as_slice())
     }
 
+    /// The pins of a layer of kind `S` for lock key `key`, whatever inputs they were
+    /// resolved for: what a prefetch fetches ahead of the build, which checks the inputs.
+    pub(crate) fn pins_for_key<S: LockedSource>(
+        &self,
+        target: &str,
+        layer: usize,
+        key: &str,
+    ) -> Option<&[S::Pin]> {
+        self.entries::<S>()
+            .iter()
+            .find(|l| l.target == target && l.layer == layer && l.key == key)
+            .map(|l| l.packages.as_slice())
+    }
+
     /// How many layers of kind `S` the file pins.
     #[cfg(test)]
     pub(crate) fn layers<S: LockedSource>(&self) -> usize {

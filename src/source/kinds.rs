@@ -18,6 +18,12 @@ pub(crate) trait KindVisitor {
     fn visit<K: LockedSource>(&mut self);
 }
 
+/// Something done with a spec as its kind ([`LockedSpec::visit`]).
+pub(crate) trait SpecVisitor {
+    type Output;
+    fn visit<K: LockedSource>(&mut self, spec: &K::Spec) -> Self::Output;
+}
+
 macro_rules! register {
     ($($variant:ident: $kind:ty),+ $(,)?) => {
         /// A locked layer's spec, by kind.
@@ -77,6 +83,13 @@ macro_rules! register {
             pub fn path_prepend(&self) -> Vec<String> {
                 match self {
                     $(LockedSpec::$variant(spec) => <$kind as LockedSource>::path_prepend(spec),)+
+                }
+            }
+
+            /// Hands the spec, as its kind, to `visitor`.
+            pub(crate) fn visit<V: SpecVisitor>(&self, visitor: &mut V) -> V::Output {
+                match self {
+                    $(LockedSpec::$variant(spec) => visitor.visit::<$kind>(spec),)+
                 }
             }
 

@@ -79,6 +79,24 @@ pub trait LockedSource: 'static {
         Ok(true)
     }
 
+    /// The lock key ([`LockedSource::KEY_FIELD`]) of a layer built for `platform`, where the
+    /// platform alone decides it; None leaves the kind's layers out of prefetching.
+    fn lock_key(_platform: &Platform) -> Option<String> {
+        None
+    }
+
+    /// Jobs that each put one of `pins` into the cache as building the layer would (downloaded
+    /// and checked against its pin, extracted), for a prefetch to run ahead of the layer while
+    /// the layers before it are built. A job's failure is dropped: the build meets it again,
+    /// in order, and reports it.
+    fn prefetch<'s>(
+        _spec: &Self::Spec,
+        _pins: Vec<Self::Pin>,
+        _context: &PrefetchContext<'s>,
+    ) -> Vec<PrefetchJob<'s>> {
+        Vec::new()
+    }
+
     /// What an offline build must have in the cache before this kind's source runs on `pins`
     /// (`oci-build build --offline` provides each from the inputs directory).
     fn needs(pins: &[Self::Pin], cache: &Cache) -> Vec<Needed>;
@@ -104,6 +122,17 @@ pub trait LockedSource: 'static {
             derived.kind
         )
     }
+}
+
+/// One package put into the cache ahead of the layer that installs it.
+pub(crate) type PrefetchJob<'s> = Box<dyn FnOnce() + Send + 's>;
+
+/// What a prefetch uses.
+pub struct PrefetchContext<'s> {
+    pub cache: &'s Cache,
+    /// The Debian archives, where the host's configuration could be read (the build reports
+    /// why not).
+    pub archives: Option<&'s super::debian::Archives>,
 }
 
 /// What a spec check knows of the recipe: the layer's number and the project directory.

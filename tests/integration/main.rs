@@ -15,6 +15,8 @@
 //! - `bad_input`: broken recipes fail with one sentence naming file and line, writing nothing.
 //! - `cache`: unchanged layers come from the cache; damaged or interrupted entries do not stick.
 //! - `cli`: targets, inspect, --json and --help.
+//! - `cold`: a cold build from the lock asks for later packages while earlier ones are on
+//!   their way (downloads overlap the build instead of running as a stage).
 //! - `contexts`: directories outside the project through `[project] contexts` variables,
 //!   `[requires]` variables, a default from the working directory, empty volume directories.
 //! - `conda`: hermetic conda channels (`fixtures::conda`) on 127.0.0.1 and file://; live, a
@@ -60,6 +62,7 @@
 mod bad_input;
 mod cache;
 mod cli;
+mod cold;
 mod common;
 mod conda;
 mod contexts;

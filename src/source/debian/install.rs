@@ -116,6 +116,7 @@ pub(crate) fn fetch(
             url: http::redact(&url),
             source,
         };
+        let started = std::time::Instant::now();
         // Each try downloads into a fresh temporary file; a failed one's is dropped.
         let fetched = http::retry(&url, http::ATTEMPTS, |_| {
             let mut response = http::get(client, &url).map_err(|f| f.map(fail))?;
@@ -167,9 +168,25 @@ pub(crate) fn fetch(
                 found: found.to_string(),
             });
         }
+        tracing::debug!(
+            package = package.name,
+            bytes = size,
+            ms = started.elapsed().as_millis() as u64,
+            "downloaded"
+        );
         return Ok(cache.commit_blob(temp, expected)?);
     }
     Err(last_error)
+}
+
+/// Whether the package is extracted in the cache already (a look, not a check: whoever
+/// uses it reads and checks its listing).
+pub(crate) fn is_extracted(cache: &Cache, package: &LockedDeb) -> bool {
+    cache
+        .bucket(Bucket::Debs)
+        .join(package.sha256.hex())
+        .join("listing.json")
+        .is_file()
 }
 
 /// Extracts a package into the cache once; returns its directory and listing.

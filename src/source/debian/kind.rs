@@ -2,13 +2,14 @@
 
 use std::collections::BTreeMap;
 
+use crate::image::spec::Platform;
 use crate::layer::LayerTree;
 use crate::layer::cache::{Cache, CacheKeyBuilder};
 use crate::name::RelPath;
 use crate::source::SourceError;
 use crate::source::locked::{
-    Below, Input, InputKind, LockedSource, Needed, Prepared, SpecContext, SpecProblem,
-    bad_filename, package_input,
+    Below, Input, InputKind, LockedSource, Needed, PrefetchContext, PrefetchJob, Prepared,
+    SpecContext, SpecProblem, bad_filename, package_input,
 };
 
 use super::{DebianSpec, LockedDeb};
@@ -69,6 +70,43 @@ impl LockedSource for Debian {
             Some(release) => format!("debian {release}: {what}"),
             None => format!("debian {what}"),
         }
+    }
+
+    fn lock_key(platform: &Platform) -> Option<String> {
+        Some(super::debian_arch(
+            &platform.architecture,
+            platform.variant.as_deref(),
+        ))
+    }
+
+    fn prefetch<'s>(
+        spec: &DebianSpec,
+        pins: Vec<LockedDeb>,
+        context: &PrefetchContext<'s>,
+    ) -> Vec<PrefetchJob<'s>> {
+        let Some(archives) = context.archives else {
+            return Vec::new();
+        };
+        let bases = match super::archive_bases(spec, archives) {
+            Ok(bases) => std::sync::Arc::new(bases),
+            Err(error) => {
+                tracing::debug!(%error, "debian layer not prefetched");
+                return Vec::new();
+            }
+        };
+        let cache = context.cache;
+        pins.into_iter()
+            // What an earlier build extracted costs nothing to skip here.
+            .filter(|deb| !super::install::is_extracted(cache, deb))
+            .map(|deb| {
+                let bases = bases.clone();
+                Box::new(move || {
+                    if let Err(error) = super::fetch_unpacked(archives, cache, &deb, &bases) {
+                        tracing::debug!(%error, package = deb.name, "not prefetched");
+                    }
+                }) as PrefetchJob<'s>
+            })
+            .collect()
     }
 
     fn prepare(

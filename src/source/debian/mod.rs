@@ -306,13 +306,7 @@ pub(crate) fn layer_tree(
         Some(pinned) => pinned.to_vec(),
         None => resolve_packages(spec, arch, base_status, archives, cache)?,
     };
-    // Package files are fetched from the configured archives, in order: a lock pins what, the
-    // configuration says where.
-    let bases: Vec<String> = archives
-        .sources(spec)?
-        .iter()
-        .flat_map(|s| s.uris.iter().map(|u| u.trim_end_matches('/').to_owned()))
-        .collect();
+    let bases = archive_bases(spec, archives)?;
 
     // Downloads a few at a time; extraction happens once per package file.
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -324,14 +318,7 @@ pub(crate) fn layer_tree(
             let Some(deb) = selected.get(i) else {
                 return;
             };
-            let result = install::fetch(&archives.http, cache, deb, &bases)
-                .and_then(|path| install::extract_cached(cache, &path, deb))
-                .map(|(dir, extracted)| install::Unpacked {
-                    deb: deb.clone(),
-                    dir,
-                    extracted,
-                })
-                .map_err(DebianError::from);
+            let result = fetch_unpacked(archives, cache, deb, &bases);
             results.lock().expect("results lock").push((i, result));
         }
     })?;
@@ -345,6 +332,40 @@ pub(crate) fn layer_tree(
     let mut tree = LayerTree::default();
     install::install(&mut tree, &unpacked, base_status, base_links)?;
     Ok((tree, selected))
+}
+
+/// A pinned package downloaded (checked against its SHA256) and extracted into the cache, or
+/// found there; one thread at a time per package, so a prefetch and a layer's worker that
+/// reach it together do the work once.
+pub(crate) fn fetch_unpacked(
+    archives: &Archives,
+    cache: &Cache,
+    deb: &LockedDeb,
+    bases: &[String],
+) -> Result<install::Unpacked, DebianError> {
+    crate::workers::exclusive(&cache.blob_path(&deb.sha256), || {
+        let path = install::fetch(&archives.http, cache, deb, bases)?;
+        let (dir, extracted) =
+            crate::workers::extraction(|| install::extract_cached(cache, &path, deb))?;
+        Ok(install::Unpacked {
+            deb: deb.clone(),
+            dir,
+            extracted,
+        })
+    })
+}
+
+/// The base URIs a layer's package files are fetched from, in order: a lock pins what, the
+/// configuration says where.
+pub(crate) fn archive_bases(
+    spec: &DebianSpec,
+    archives: &Archives,
+) -> Result<Vec<String>, DebianError> {
+    Ok(archives
+        .sources(spec)?
+        .iter()
+        .flat_map(|s| s.uris.iter().map(|u| u.trim_end_matches('/').to_owned()))
+        .collect())
 }
 
 /// Resolves the layer's requests against the archive indexes.

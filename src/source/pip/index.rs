@@ -166,24 +166,7 @@ impl<'a> PackageIndex<'a> {
         if let Some(files) = self.pages.lock().expect("index pages").get(project) {
             return Ok(files.clone());
         }
-        let mut files = Vec::new();
-        for index in &self.sources.index_urls {
-            let url = format!("{}/{project}/", index.trim_end_matches('/'));
-            if let Some(found) = self.read_page(&url, project)? {
-                files = found;
-                break;
-            }
-        }
-        for location in &self.sources.find_links {
-            if location.contains("://") {
-                if let Some(found) = self.read_page(location, project)? {
-                    files.extend(found);
-                }
-            } else {
-                files.extend(local_files(Path::new(location), project)?);
-            }
-        }
-        let files = Arc::new(files);
+        let files = Arc::new(self.read_files(project, &|_| true)?);
         self.pages
             .lock()
             .expect("index pages")
@@ -191,9 +174,60 @@ impl<'a> PackageIndex<'a> {
         Ok(files)
     }
 
-    /// Reads one project page; None when the index does not know the project.
-    fn read_page(&self, url: &str, project: &str) -> Result<Option<Vec<DistFile>>, IndexError> {
+    /// The project's file named `filename`, as [`PackageIndex::files`] would list it, for a
+    /// lock's pin: only that file of the page is kept, and the page is not kept for later,
+    /// so installing from a lock holds no project's list of files (some list tens of
+    /// thousands).
+    pub(crate) fn file_named(
+        &self,
+        project: &str,
+        filename: &str,
+    ) -> Result<Option<DistFile>, IndexError> {
+        let find = |files: &[DistFile]| files.iter().find(|f| f.filename == filename).cloned();
+        if let Some(files) = self.pages.lock().expect("index pages").get(project) {
+            return Ok(find(files));
+        }
+        Ok(find(&self.read_files(project, &|name| name == filename)?))
+    }
+
+    /// The files the indexes and find-links locations list for `project`, less those whose
+    /// file name `keep` refuses.
+    fn read_files(
+        &self,
+        project: &str,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<DistFile>, IndexError> {
+        let mut files = Vec::new();
+        for index in &self.sources.index_urls {
+            let url = format!("{}/{project}/", index.trim_end_matches('/'));
+            if let Some(found) = self.read_page(&url, project, keep)? {
+                files = found;
+                break;
+            }
+        }
+        for location in &self.sources.find_links {
+            if location.contains("://") {
+                if let Some(found) = self.read_page(location, project, keep)? {
+                    files.extend(found);
+                }
+            } else {
+                let local = local_files(Path::new(location), project)?;
+                files.extend(local.into_iter().filter(|f| keep(&f.filename)));
+            }
+        }
+        Ok(files)
+    }
+
+    /// Reads one project page, keeping the links whose file name `keep` accepts; None when
+    /// the index does not know the project.
+    fn read_page(
+        &self,
+        url: &str,
+        project: &str,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<Vec<DistFile>>, IndexError> {
         let shown = redact(url);
+        let started = std::time::Instant::now();
         let page = self.get_small(
             url,
             Some("application/vnd.pypi.simple.v1+json, text/html;q=0.1"),
@@ -205,16 +239,28 @@ impl<'a> PackageIndex<'a> {
         }
         let base = page.url;
         let json = page.json;
-        // Pages are UTF-8 (PEP 503, PEP 691); a stray byte is replaced rather than fatal.
-        let body = String::from_utf8_lossy(&page.body.unwrap_or_default()).into_owned();
+        let body = page.body.unwrap_or_default();
+        tracing::debug!(
+            project,
+            bytes = body.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "project page read"
+        );
+        // Pages are UTF-8 (PEP 503, PEP 691); a stray byte is replaced rather than fatal. A
+        // valid page is taken as it is, not copied: the largest are tens of MiB.
+        let body = String::from_utf8(body)
+            .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned());
         let links = if json {
-            parse_json_page(&body).map_err(|source| IndexError::Json {
+            parse_json_page_keeping(&body, keep).map_err(|source| IndexError::Json {
                 url: shown.clone(),
                 source,
             })?
         } else {
-            parse_html_page(&body)
+            let mut links = parse_html_page(&body);
+            links.retain(|link| keep(&link.filename));
+            links
         };
+        drop(body);
         let mut files = Vec::new();
         for link in links {
             let absolute = base.join(&link.href).map_err(|source| IndexError::Link {
@@ -432,6 +478,7 @@ impl<'a> PackageIndex<'a> {
                 return Ok((path, digest.clone()));
             }
         }
+        let started = std::time::Instant::now();
         let temp = self.cache.temp_file()?;
         let temp_io = |source| IndexError::Local {
             path: temp.path().to_owned(),
@@ -462,8 +509,14 @@ impl<'a> PackageIndex<'a> {
                 source,
             })?;
         }
-        let (buffered, found, _) = writer.finish();
+        let (buffered, found, size) = writer.finish();
         buffered.into_inner().map_err(|e| temp_io(e.into_error()))?;
+        tracing::debug!(
+            file = file.filename,
+            bytes = size,
+            ms = started.elapsed().as_millis() as u64,
+            "downloaded"
+        );
         if let Some(expected) = &file.sha256
             && &found != expected
         {
@@ -490,9 +543,61 @@ pub(crate) struct Link {
 }
 
 pub(crate) fn parse_json_page(body: &str) -> Result<Vec<Link>, serde_json::Error> {
-    #[derive(serde::Deserialize)]
-    struct Page {
-        files: Vec<File>,
+    parse_json_page_keeping(body, &|_| true)
+}
+
+/// A PEP 691 page's links whose file name `keep` accepts; the others are parsed one at a time
+/// and dropped, never collected.
+fn parse_json_page_keeping(
+    body: &str,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Link>, serde_json::Error> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    struct Page<'k>(&'k dyn Fn(&str) -> bool);
+    struct Files<'k>(&'k dyn Fn(&str) -> bool);
+    impl<'de> DeserializeSeed<'de> for Page<'_> {
+        type Value = Vec<File>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<File>, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Page<'_> {
+        type Value = Vec<File>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a project page")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<File>, A::Error> {
+            let mut files = None;
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "files" && files.is_none() {
+                    files = Some(map.next_value_seed(Files(self.0))?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            files.ok_or_else(|| serde::de::Error::missing_field("files"))
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Files<'_> {
+        type Value = Vec<File>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<File>, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Files<'_> {
+        type Value = Vec<File>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of files")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<File>, A::Error> {
+            let mut kept = Vec::new();
+            while let Some(file) = seq.next_element::<File>()? {
+                if (self.0)(&file.filename) {
+                    kept.push(file);
+                }
+            }
+            Ok(kept)
+        }
     }
     #[derive(serde::Deserialize)]
     struct File {
@@ -509,9 +614,10 @@ pub(crate) fn parse_json_page(body: &str) -> Result<Vec<Link>, serde_json::Error
         #[serde(rename = "dist-info-metadata")]
         dist_info_metadata: Option<serde_json::Value>,
     }
-    let page: Page = serde_json::from_str(body)?;
-    Ok(page
-        .files
+    let mut deserializer = serde_json::Deserializer::from_str(body);
+    let files = Page(keep).deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(files
         .into_iter()
         .map(|f| {
             let metadata = match f.core_metadata.or(f.dist_info_metadata) {
@@ -733,6 +839,19 @@ mod tests {
             {"filename":"demo-1.0-py3-none-any.whl","url":"../../files/demo-1.0-py3-none-any.whl","hashes":{"sha256":"AB"},"requires-python":">=3.8","core-metadata":{"sha256":"cd"},"yanked":false},
             {"filename":"demo-0.9.tar.gz","url":"https://files.invalid/demo-0.9.tar.gz","hashes":{},"yanked":"broken"}]}"#;
         let links = parse_json_page(json).unwrap();
+        // A lock's pin keeps only its file of the page; the others are checked and dropped.
+        let kept = parse_json_page_keeping(json, &|name| name == "demo-0.9.tar.gz").unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].filename, "demo-0.9.tar.gz");
+        assert!(
+            parse_json_page_keeping(json, &|_| false)
+                .unwrap()
+                .is_empty()
+        );
+        let bad_entry = r#"{"files":[{"filename":"x.whl"}]}"#;
+        assert!(parse_json_page_keeping(bad_entry, &|_| false).is_err());
+        assert!(parse_json_page_keeping(r#"{"files":[]} x"#, &|_| true).is_err());
+        assert!(parse_json_page_keeping(r#"{"name":"demo"}"#, &|_| true).is_err());
         assert_eq!(links[0].sha256.as_deref(), Some("ab"));
         assert_eq!(links[0].metadata, Some(Some("cd".to_owned())));
         assert!(!links[0].yanked && links[1].yanked);

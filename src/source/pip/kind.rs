@@ -6,13 +6,15 @@ use std::io::BufReader;
 use std::path::Path;
 
 use crate::digest::digest_reader;
+use crate::image::spec::Platform;
 use crate::layer::LayerTree;
 use crate::layer::cache::{Bucket, Cache};
 use crate::name::FileName;
 use crate::source::SourceError;
 use crate::source::locked::{
-    Below, Input, InputKind, LockedSource, Needed, Prepared as LockPrepared, SpecContext,
-    SpecProblem, bad_filename, cached_size, describe_package_file, package_input,
+    Below, Input, InputKind, LockedSource, Needed, PrefetchContext, PrefetchJob,
+    Prepared as LockPrepared, SpecContext, SpecProblem, bad_filename, cached_size,
+    describe_package_file, package_input,
 };
 
 use super::requirements::{FormatControl, Requirements};
@@ -105,6 +107,18 @@ impl LockedSource for Pip {
             Some(venv) => format!("pip {} (venv {venv})", what.join(" ")),
             None => format!("pip {}", what.join(" ")),
         }
+    }
+
+    fn lock_key(platform: &Platform) -> Option<String> {
+        Some(platform.to_string())
+    }
+
+    fn prefetch<'s>(
+        spec: &PipSpec,
+        pins: Vec<LockedWheel>,
+        context: &PrefetchContext<'s>,
+    ) -> Vec<PrefetchJob<'s>> {
+        super::prefetch_jobs(spec, pins, context.cache)
     }
 
     fn prepare(spec: &PipSpec, below: &dyn Below) -> Result<LockPrepared<Prepared>, SourceError> {

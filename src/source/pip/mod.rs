@@ -236,6 +236,8 @@ pub struct LockedWheel {
 #[derive(Debug, thiserror::Error)]
 pub enum PipError {
     #[error(transparent)]
+    Worker(#[from] crate::workers::WorkerPanicked),
+    #[error(transparent)]
     Requirements(#[from] requirements::RequirementsError),
     #[error(transparent)]
     Config(#[from] config::ConfigError),
@@ -411,13 +413,9 @@ pub struct Prepared {
     venv: Option<String>,
 }
 
-/// Reads a layer's requirements and works out the Python it installs for.
-pub(crate) fn prepare(
-    spec: &PipSpec,
-    base: &PythonBase,
-    architecture: &str,
-    variant: Option<&str>,
-) -> Result<Prepared, PipError> {
+/// The layer's requirements as its spec and requirement files give them, less its project
+/// directories (which `prepare` adds): what no image below changes.
+fn requirements_of(spec: &PipSpec) -> Result<Requirements, PipError> {
     let mut requirements = Requirements {
         root: spec.project_dir.clone(),
         ..Requirements::default()
@@ -449,6 +447,27 @@ pub(crate) fn prepare(
             requirements.add_line(&format!("{name}=={version}"), "the pip layer's `pin`")?;
         }
     }
+    Ok(requirements)
+}
+
+/// The indexes the recipe names for the layer (the host's configuration adds to them).
+fn recipe_indexes(spec: &PipSpec) -> config::RecipeIndexes {
+    config::RecipeIndexes {
+        index_url: spec.index_url.clone(),
+        extra_index_urls: spec.extra_index_urls.clone(),
+        find_links: spec.wheelhouse.clone(),
+        no_index: spec.no_index,
+    }
+}
+
+/// Reads a layer's requirements and works out the Python it installs for.
+pub(crate) fn prepare(
+    spec: &PipSpec,
+    base: &PythonBase,
+    architecture: &str,
+    variant: Option<&str>,
+) -> Result<Prepared, PipError> {
+    let mut requirements = requirements_of(spec)?;
     for (name, source) in &spec.sources {
         if let Some(tree) = source_tree(source, &spec.project_dir)? {
             requirements.direct.push(direct::Direct::source(name, tree));
@@ -605,12 +624,7 @@ pub(crate) fn layer_tree(
     offline: bool,
     lock_required: bool,
 ) -> Result<(LayerTree, Vec<LockedWheel>), PipError> {
-    let recipe_indexes = config::RecipeIndexes {
-        index_url: spec.index_url.clone(),
-        extra_index_urls: spec.extra_index_urls.clone(),
-        find_links: spec.wheelhouse.clone(),
-        no_index: spec.no_index,
-    };
+    let recipe_indexes = recipe_indexes(spec);
     let sources = if offline {
         index::Sources {
             offline: true,
@@ -775,57 +789,165 @@ pub(crate) fn layer_tree(
         remove_replaced(&mut tree, prepared, &locked, false)?;
         return Ok((tree, locked));
     }
-    for pin in &mut locked {
-        let file = match &pin.direct {
-            Some(shown) => direct::pinned_file(
-                find_direct(directs, shown, pin)?,
-                pin,
-                &index,
-                target,
-                cache,
-            )?,
-            None => pinned_file(&index, pin)?,
-        };
-        let (mut path, _) = index.download(&file)?;
-        let mut filename = file.filename.clone();
-        let mut sha256 = pin.sha256.clone();
-        if file.kind == DistKind::Sdist {
-            let (built, build_requires);
-            (built, sha256, build_requires) =
-                built_wheel(&index, &file, target, cache, &pin.build_requires)?;
-            if pin.build_requires.is_empty() {
-                pin.build_requires = build_requires;
-            }
-            match &pin.built_sha256 {
-                Some(pinned) if *pinned != sha256 => {
-                    return Err(PipError::BuiltDiffers {
-                        name: pin.name.clone(),
-                        version: pin.version.clone(),
-                        built: sha256.hex().to_owned(),
-                        pinned: pinned.hex().to_owned(),
-                    });
-                }
-                Some(_) => {}
-                // A lock entry from before built wheels were pinned: pinned from now on.
-                None => pin.built_sha256 = Some(sha256.clone()),
-            }
-            path = index.download(&built)?.0;
-            filename = built.filename;
+    // Pins from the index are found, downloaded (hash checked) and, as wheels, extracted into
+    // the cache by workers a few pins ahead of the install, which takes them in the lock's
+    // order; a direct reference is built here, in its turn.
+    let fetch_ahead = |pin: &LockedWheel| {
+        if pin.direct.is_some() {
+            return Ok(None);
         }
-        wheel::install_wheel(
-            &mut tree,
-            &target.scheme,
-            &wheel::WheelFile {
-                path: &path,
-                filename: &filename,
-                sha256: sha256.hex(),
-                requested: pin.requested,
-            },
-            cache,
-        )?;
-    }
+        let (file, path) = fetch_pin(&index, pin, cache)?;
+        // An sdist is built ahead too: its turn finds the wheel in the cache (a failure is
+        // reported in its turn, as it would have been).
+        if file.kind == DistKind::Sdist {
+            built_wheel(&index, &file, target, cache, &pin.build_requires)?;
+        }
+        Ok(Some((file, path)))
+    };
+    let pins = locked.clone();
+    let mut next_pin = locked.iter_mut();
+    let mut install_one = |fetched: Result<Option<(DistFile, PathBuf)>, PipError>| {
+        let pin = next_pin.next().expect("one result per pin");
+        install_pin(pin, fetched?, &index, directs, target, cache, &mut tree)
+    };
+    crate::workers::in_order(
+        &pins,
+        FETCH_WORKERS,
+        FETCH_AHEAD,
+        fetch_ahead,
+        &mut install_one,
+    )??;
     remove_replaced(&mut tree, prepared, &locked, true)?;
     Ok((tree, locked))
+}
+
+/// A pin from the index downloaded (checked against its SHA256) and, as a wheel, extracted
+/// into the cache, or found there; one thread at a time per pin, so a prefetch and the layer
+/// that reach it together do the work once.
+fn fetch_pin(
+    index: &PackageIndex<'_>,
+    pin: &LockedWheel,
+    cache: &Cache,
+) -> Result<(DistFile, PathBuf), PipError> {
+    crate::workers::exclusive(&cache.blob_path(&pin.sha256), || {
+        let file = pinned_file(index, pin)?;
+        let (path, _) = index.download(&file)?;
+        if let DistKind::Wheel(_) = file.kind {
+            let wheel = wheel::WheelFile {
+                path: &path,
+                filename: &file.filename,
+                sha256: pin.sha256.hex(),
+                requested: pin.requested,
+            };
+            crate::workers::extraction(|| wheel::unpack_cached(&wheel, cache))?;
+        }
+        Ok((file, path))
+    })
+}
+
+/// Jobs that put `pins` into the cache ahead of the layer's build (see [`fetch_pin`]), with
+/// the checks building makes before it fetches anything; a pin that fails them, or a job that
+/// fails, is left to the build, which reports it in order.
+pub(crate) fn prefetch_jobs<'s>(
+    spec: &PipSpec,
+    pins: Vec<LockedWheel>,
+    cache: &'s Cache,
+) -> Vec<crate::source::locked::PrefetchJob<'s>> {
+    let index = requirements_of(spec).and_then(|requirements| {
+        let sources = config::sources(&recipe_indexes(spec), &requirements)?;
+        Ok((requirements, PackageIndex::new(sources, cache)?))
+    });
+    let (requirements, index) = match index {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::debug!(%error, "pip layer not prefetched");
+            return Vec::new();
+        }
+    };
+    let index = std::sync::Arc::new(index);
+    pins.into_iter()
+        .filter(|pin| {
+            // What an earlier build extracted costs nothing to skip here.
+            pin.direct.is_none()
+                && !wheel::is_unpacked(pin.sha256.hex(), cache)
+                && pin.check().is_ok()
+                && check_pinned_format(pin, &requirements.formats).is_ok()
+        })
+        .map(|pin| {
+            let index = index.clone();
+            Box::new(move || {
+                if let Err(error) = fetch_pin(&index, &pin, cache) {
+                    tracing::debug!(%error, pin = pin.name, "not prefetched");
+                }
+            }) as crate::source::locked::PrefetchJob<'s>
+        })
+        .collect()
+}
+
+/// Workers that fetch and extract a pip layer's wheels, and how many pins they may be ahead of
+/// the install: downloads wait on the network and extraction on the CPU, so a few of each
+/// overlap; what waits ahead is files in the cache, not bytes in memory.
+const FETCH_WORKERS: usize = 4;
+const FETCH_AHEAD: usize = 8;
+
+/// Installs one pin into the tree: its file as the workers fetched it (None: a direct
+/// reference, found and built here).
+fn install_pin(
+    pin: &mut LockedWheel,
+    fetched: Option<(DistFile, PathBuf)>,
+    index: &PackageIndex<'_>,
+    directs: &[direct::Direct],
+    target: &PythonTarget,
+    cache: &Cache,
+    tree: &mut LayerTree,
+) -> Result<(), PipError> {
+    let (file, mut path) = match fetched {
+        Some(fetched) => fetched,
+        None => {
+            let shown = pin.direct.as_deref().unwrap_or_default();
+            let file =
+                direct::pinned_file(find_direct(directs, shown, pin)?, pin, index, target, cache)?;
+            let (path, _) = index.download(&file)?;
+            (file, path)
+        }
+    };
+    let mut filename = file.filename.clone();
+    let mut sha256 = pin.sha256.clone();
+    if file.kind == DistKind::Sdist {
+        let (built, build_requires);
+        (built, sha256, build_requires) =
+            built_wheel(index, &file, target, cache, &pin.build_requires)?;
+        if pin.build_requires.is_empty() {
+            pin.build_requires = build_requires;
+        }
+        match &pin.built_sha256 {
+            Some(pinned) if *pinned != sha256 => {
+                return Err(PipError::BuiltDiffers {
+                    name: pin.name.clone(),
+                    version: pin.version.clone(),
+                    built: sha256.hex().to_owned(),
+                    pinned: pinned.hex().to_owned(),
+                });
+            }
+            Some(_) => {}
+            // A lock entry from before built wheels were pinned: pinned from now on.
+            None => pin.built_sha256 = Some(sha256.clone()),
+        }
+        path = index.download(&built)?.0;
+        filename = built.filename;
+    }
+    wheel::install_wheel(
+        tree,
+        &target.scheme,
+        &wheel::WheelFile {
+            path: &path,
+            filename: &filename,
+            sha256: sha256.hex(),
+            requested: pin.requested,
+        },
+        cache,
+    )?;
+    Ok(())
 }
 
 /// Whites out what each replaced distribution installed below: with `install`, every file its
@@ -969,10 +1091,8 @@ fn pinned_file(index: &PackageIndex<'_>, pin: &LockedWheel) -> Result<DistFile, 
     let url = match cached {
         Some(path) => path.display().to_string(),
         None => index
-            .files(&pin.name)?
-            .iter()
-            .find(|f| f.filename == pin.filename)
-            .map(|f| f.url.clone())
+            .file_named(&pin.name, &pin.filename)?
+            .map(|f| f.url)
             .ok_or_else(|| PipError::NotOnIndex {
                 name: pin.name.clone(),
                 version: pin.version.clone(),

@@ -278,6 +278,11 @@ pub(super) fn extract(
     Ok(Listing { files })
 }
 
+/// Where the wheel of SHA256 `sha256` (hex) is extracted in the cache.
+pub(super) fn cached_dir(sha256: &str, cache: &Cache) -> PathBuf {
+    cache.root().join(BUCKET).join(sha256.to_ascii_lowercase())
+}
+
 /// Extracts and verifies a wheel into the cache once; returns its directory and listing.
 pub(super) fn extract_cached(
     wheel: &WheelFile,

@@ -48,6 +48,24 @@ mod test_support;
 pub(crate) use archive::read_metadata;
 pub(crate) use dist_info::script_entry_points;
 pub(crate) use install::install_wheel;
+
+/// Whether the wheel of SHA256 `sha256` (hex) is extracted in the cache already (a look, not
+/// a check: installing reads and checks its listing).
+pub(crate) fn is_unpacked(sha256: &str, cache: &crate::layer::cache::Cache) -> bool {
+    archive::cached_dir(sha256, cache)
+        .join("listing.json")
+        .is_file()
+}
+
+/// Extracts and checks a wheel into the cache ahead of [`install_wheel`], which then finds it
+/// there: a worker can do this part while the layer takes the wheels before it in order.
+pub(crate) fn unpack_cached(
+    wheel: &WheelFile,
+    cache: &crate::layer::cache::Cache,
+) -> Result<(), WheelError> {
+    let parsed = parse_wheel_filename(wheel.filename)?;
+    archive::extract_cached(wheel, &parsed, cache).map(drop)
+}
 pub(crate) use name::{WheelName, normalize_name, parse_wheel_filename};
 pub(crate) use normalize::normalize_wheel;
 pub(crate) use record::{csv_field, parse_csv};
