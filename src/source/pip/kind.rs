@@ -216,9 +216,14 @@ impl LockedSource for Pip {
             let Some(wheel) = super::sdist::built_wheel(cache, &pin.sha256) else {
                 continue;
             };
-            let Ok((digest, size)) =
-                fs::File::open(&wheel).and_then(|f| digest_reader(BufReader::new(f)))
-            else {
+            // A pin that records the built wheel's hash holds only that wheel (a build of
+            // another is refused), so the wheel is not hashed again on every build.
+            let known = pin
+                .built_sha256
+                .clone()
+                .map(|digest| fs::metadata(&wheel).map(|meta| (digest, meta.len())));
+            let hashed = || fs::File::open(&wheel).and_then(|f| digest_reader(BufReader::new(f)));
+            let Ok((digest, size)) = known.unwrap_or_else(hashed) else {
                 continue;
             };
             inputs.push(Input {
