@@ -1041,17 +1041,16 @@ impl source::LockedLayer for Locked<'_, '_> {
             && let Some(pins) = &pinned
             && S::pins_current(&prepared.data, pins)?
             && let Some(key) = portable_key(pins)
+            && let Some(found) = builder.find_layer(&key)
         {
-            if let Some(found) = builder.find_layer(&key) {
-                // The provenance names what the layer was made from, found or built.
-                builder.attest.record_inputs(
-                    (target, number, self.below.platform()),
-                    S::used(pins, &builder.cache),
-                );
-                self.portable = Some(key);
-                self.found = Some(found);
-                return Ok(LayerTree::default());
-            }
+            // The provenance names what the layer was made from, found or built.
+            builder.attest.record_inputs(
+                (target, number, self.below.platform()),
+                S::used(pins, &builder.cache),
+            );
+            self.portable = Some(key);
+            self.found = Some(found);
+            return Ok(LayerTree::default());
         }
         let (tree, pins) = S::build_tree(spec, &prepared.data, pinned.as_deref(), self.below)?;
         if keyed {
