@@ -1043,6 +1043,7 @@ impl source::LockedLayer for Locked<'_, '_> {
             && let Some(key) = portable_key(pins)
             && let Some(found) = builder.find_layer(&key)
         {
+            S::notes(&prepared.data, pins, self.below);
             // The provenance names what the layer was made from, found or built.
             builder.attest.record_inputs(
                 (target, number, self.below.platform()),

@@ -71,6 +71,11 @@ pub trait LockedSource: 'static {
         below: &dyn Below,
     ) -> Result<(LayerTree, Vec<Self::Pin>), SourceError>;
 
+    /// Says what the layer built from `pins` does to the layers below that its user should
+    /// know (a pip layer replacing a version installed there), through [`Below::note`]. Called
+    /// by `build_tree`, and where the layer is found under its locked key instead of built.
+    fn notes(_prepared: &Self::Prepared, _pins: &[Self::Pin], _below: &dyn Below) {}
+
     /// Whether `pins` still describe the layer as the checkout now has it, as far as building
     /// from them would find out: a pin of a project directory whose files changed since does
     /// not (building resolves it again, or under `--locked` refuses). A registry layer cache

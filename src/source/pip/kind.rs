@@ -138,7 +138,13 @@ impl LockedSource for Pip {
             below.offline(),
             below.lock_required(),
         )?;
-        for pin in &pins {
+        Self::notes(prepared, &pins, below);
+        Ok((tree, pins))
+    }
+
+    /// Each distribution of the layers below that a pin replaces, with where it came from.
+    fn notes(prepared: &Prepared, pins: &[LockedWheel], below: &dyn Below) {
+        for pin in pins {
             let (Some(old), Some(installed)) = (
                 &pin.replaces,
                 prepared.below.get(&super::wheel::normalize_name(&pin.name)),
@@ -150,7 +156,6 @@ impl LockedSource for Pip {
                 pin.name, pin.version, installed.origin
             ));
         }
-        Ok((tree, pins))
     }
 
     /// A direct reference's pin holds while its tree (a project directory), file or address
