@@ -1040,6 +1040,7 @@ impl source::LockedLayer for Locked<'_, '_> {
         if keyed
             && let Some(pins) = &pinned
             && S::pins_current(&prepared.data, pins)?
+            && (builder.lock_required() || S::pins_complete(&prepared.data, pins))
             && let Some(key) = portable_key(pins)
             && let Some(found) = builder.find_layer(&key)
         {

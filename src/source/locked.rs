@@ -84,6 +84,14 @@ pub trait LockedSource: 'static {
         Ok(true)
     }
 
+    /// Whether building from `pins` would record nothing new in them (what a build adds to a
+    /// pin the lock wrote before it recorded it, such as the hash of a wheel built from an
+    /// sdist). A build that may change the lock finds a layer under its locked key only then,
+    /// so that the lock still learns what its pins lack.
+    fn pins_complete(_prepared: &Self::Prepared, _pins: &[Self::Pin]) -> bool {
+        true
+    }
+
     /// What an offline build must have in the cache before this kind's source runs on `pins`
     /// (`oci-build build --offline` provides each from the inputs directory).
     fn needs(pins: &[Self::Pin], cache: &Cache) -> Vec<Needed>;

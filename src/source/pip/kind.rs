@@ -196,6 +196,16 @@ impl LockedSource for Pip {
         Ok(true)
     }
 
+    /// Each wheel built from an sdist is pinned with its hash and build requirements, and each
+    /// pin says what it replaces below as a build would now.
+    fn pins_complete(prepared: &Prepared, pins: &[LockedWheel]) -> bool {
+        pins.iter().all(|pin| {
+            let built_pinned = pin.filename.ends_with(".whl")
+                || (pin.built_sha256.is_some() && !pin.build_requires.is_empty());
+            built_pinned && pin.replaces == super::replaced_version(prepared, pin)
+        })
+    }
+
     fn needs(pins: &[LockedWheel], cache: &Cache) -> Vec<Needed> {
         pins.iter()
             .map(|pin| Needed {
