@@ -26,6 +26,7 @@ use crate::source::pip::{self, scan::LayerScan};
 use crate::source::{self, LockedSource, SourceError, debian};
 
 mod attest;
+mod facts;
 mod prefetch;
 mod remote;
 
@@ -61,6 +62,9 @@ pub struct BuildOptions {
     pub sbom: Option<crate::sbom::SbomFormat>,
     /// `build --cache-from`, `--cache-to`: a layer cache in registry repositories.
     pub registry_cache: RegistryCache,
+    /// `oci-build fetch`: every locked input is gathered, so a package layer is listed (its
+    /// inputs downloaded) even where the cache has its blob under its locked key.
+    pub gather_inputs: bool,
 }
 
 /// Where a build looks for layers in registries before building them, and records them after.
@@ -294,6 +298,15 @@ impl<'a> Builder<'a> {
 
     fn lock_required(&self) -> bool {
         self.options.require_lock || self.options.offline.is_some()
+    }
+
+    /// Whether package layers are looked for in the local cache, and recorded there, under
+    /// their locked key (see [`layer::portable`], made [`layer::portable::for_this_executable`]),
+    /// so that a rebuild finds a pinned layer before it lists its tree, which reads every
+    /// package's listing and stats every file. Not where the tree is wanted for itself: `lock`
+    /// (names only) and `fetch` (its inputs).
+    fn keys_locked_layers(&self) -> bool {
+        !(self.options.resolve_only || self.options.gather_inputs)
     }
 
     /// What the lock file pins for a layer of kind `S` (None: resolve it, or with --refresh
@@ -569,8 +582,8 @@ impl<'a> Builder<'a> {
                         self.reporter
                             .layer_finished(&recipe.target, layer.step(), &blob, true);
                         layer.cached += 1;
-                        // Its packages are read from its blob if the SBOM needs them.
-                        self.record_layer_facts(image, &layer, None, &blob.diff_id);
+                        // What it holds comes from the cache's records (or its blob) if asked.
+                        self.record_layer_inputs(image, &layer, &blob.diff_id);
                         (blob, Some(key))
                     }
                     Made::Tree {
@@ -592,12 +605,8 @@ impl<'a> Builder<'a> {
                                 tracing::debug!(%error, "portable layer key not stored");
                             });
                         }
-                        self.scans
-                            .lock()
-                            .expect("layer scans")
-                            .entry(blob.diff_id.clone())
-                            .or_insert_with(|| std::sync::Arc::new(LayerScan::of_tree(&tree)));
-                        self.record_layer_facts(image, &layer, Some(&tree), &blob.diff_id);
+                        self.tree_facts(&blob.diff_id, &tree);
+                        self.record_layer_inputs(image, &layer, &blob.diff_id);
                         (blob, portable)
                     }
                 };
@@ -842,31 +851,6 @@ impl<'a> Builder<'a> {
         })
     }
 
-    /// What one layer of an image holds for the layers on top, read once per run.
-    fn scan(&self, layer: &ImageLayer) -> Result<std::sync::Arc<LayerScan>, SourceError> {
-        let known = self
-            .scans
-            .lock()
-            .expect("layer scans")
-            .get(&layer.diff_id)
-            .cloned();
-        if let Some(scan) = known {
-            return Ok(scan);
-        }
-        let scan = layer_reader(layer)
-            .and_then(LayerScan::of_tar)
-            .map_err(|source| SourceError::BaseLayers {
-                layer: layer.digest.clone(),
-                source,
-            })?;
-        let scan = std::sync::Arc::new(scan);
-        self.scans
-            .lock()
-            .expect("layer scans")
-            .insert(layer.diff_id.clone(), scan.clone());
-        Ok(scan)
-    }
-
     /// What the image's layers hold for a `pip` layer on top: its Python, C library and
     /// installed distributions. Each layer is read once per run.
     fn python_base(&self, image: &PlatformImage) -> Result<pip::scan::PythonBase, SourceError> {
@@ -910,26 +894,13 @@ impl<'a> Builder<'a> {
     }
 
     /// `/var/lib/dpkg/status` as the image's layers leave it: the topmost layer that has one
-    /// wins. A layer this run knows (built, or found in a registry cache) is not read again; a
-    /// layer with a member that leaves the root, or whose status is not a regular file, is
-    /// refused (the error names the layer and the member).
+    /// wins. Each layer's comes from its scan (see [`Builder::scan`]), which refuses a layer
+    /// with a member that leaves the root, or whose status is not a regular file (the error
+    /// names the layer and the member).
     fn dpkg_status(&self, image: &PlatformImage) -> Result<String, SourceError> {
         for layer in image.layers.iter().rev() {
-            let known = self
-                .scans
-                .lock()
-                .expect("layer scans")
-                .get(&layer.diff_id)
-                .cloned();
-            let status = match known {
-                Some(scan) => scan.dpkg_status.clone(),
-                None => layer_dpkg_status(layer).map_err(|source| SourceError::BaseStatus {
-                    layer: layer.digest.clone(),
-                    source,
-                })?,
-            };
-            if let Some(text) = status {
-                return Ok(text);
+            if let Some(text) = &self.scan(layer)?.dpkg_status {
+                return Ok(text.clone());
             }
         }
         Ok(String::new())
@@ -1060,7 +1031,7 @@ struct Locked<'b, 'a> {
     spec: &'b Layer,
     options: &'b AssembleOptions,
     /// Set by `build`: the layer's portable key, from the pins as the lock holds them after
-    /// this build (None while the registry cache is off).
+    /// this build (None where [`Builder::keys_locked_layers`] says no).
     portable: Option<CacheKey>,
     /// Set by `build` where the portable key found the layer (its tree is then empty).
     found: Option<(LayerBlob, RegistryCounts)>,
@@ -1075,7 +1046,8 @@ impl source::LockedLayer for Locked<'_, '_> {
         let prepared = S::prepare(spec, self.below)?;
         let pinned = builder.pinned::<S>(target, number, &prepared.key, &prepared.inputs)?;
         let remote = builder.options.registry_cache.is_on();
-        let portable_key = |pins: &[S::Pin]| {
+        let keyed = remote || builder.keys_locked_layers();
+        let portable_key = |pins: &[S::Pin]| -> Option<CacheKey> {
             let pins = serde_json::to_string(pins).expect("pins serialise");
             let locked = layer::portable::LockedLayer {
                 kind: S::SECTION,
@@ -1086,39 +1058,44 @@ impl source::LockedLayer for Locked<'_, '_> {
                 replace: &self.spec.replace,
             };
             let image = self.below.image;
-            layer::portable::locked_key(
+            let key = layer::portable::locked_key(
                 &locked,
                 &image.config.rootfs.diff_ids,
                 self.options,
                 &image.platform.to_string(),
-            )
+            );
+            match remote {
+                true => Some(key),
+                false => layer::portable::for_this_executable(&key),
+            }
         };
-        // A pinned layer is looked for before anything of it is downloaded.
-        if remote
+        // A pinned layer is looked for before anything of it is downloaded or listed.
+        if keyed
             && let Some(pins) = &pinned
             && S::pins_current(&prepared.data, pins)?
+            && (builder.lock_required() || S::pins_complete(&prepared.data, pins))
+            && let Some(key) = portable_key(pins)
+            && let Some(found) = builder.find_layer(&key)
         {
-            let key = portable_key(pins);
-            if let Some(found) = builder.find_layer(&key) {
-                // The provenance names what the layer was made from, found or built.
-                builder.attest.record_inputs(
-                    (target, number, self.below.platform()),
-                    S::used(pins, &builder.cache),
-                );
-                self.portable = Some(key);
-                self.found = Some(found);
-                return Ok(LayerTree::default());
-            }
+            S::notes(&prepared.data, pins, self.below);
+            // The provenance names what the layer was made from, found or built.
+            builder.attest.record_inputs(
+                (target, number, self.below.platform()),
+                S::used(pins, &builder.cache),
+            );
+            self.portable = Some(key);
+            self.found = Some(found);
+            return Ok(LayerTree::default());
         }
         let (tree, pins) = S::build_tree(spec, &prepared.data, pinned.as_deref(), self.below)?;
-        if remote {
+        if keyed {
             // Keyed by the pins the lock holds once this build saves it, which the next build
             // (on any machine, from that lock) looks for.
             let kept = match &pinned {
                 Some(pinned) if builder.lock_required() => pinned,
                 _ => &pins,
             };
-            self.portable = Some(portable_key(kept));
+            self.portable = portable_key(kept);
         }
         builder
             .used
@@ -1145,22 +1122,6 @@ fn layer_reader(layer: &ImageLayer) -> std::io::Result<Box<dyn std::io::Read>> {
         BlobData::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
     };
     crate::layer::compress::decoder(layer.compression, reader)
-}
-
-/// `var/lib/dpkg/status` of one layer, if the layer has it.
-fn layer_dpkg_status(layer: &ImageLayer) -> std::io::Result<Option<String>> {
-    use std::io::Read;
-    let mut archive = tar::Archive::new(layer_reader(layer)?);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let path = pip::scan::checked_member(&entry)?;
-        if path == "var/lib/dpkg/status" {
-            let mut text = String::new();
-            entry.read_to_string(&mut text)?;
-            return Ok(Some(text));
-        }
-    }
-    Ok(None)
 }
 
 fn check_cycle(chain: &[String], target: &str, base: &str) -> Result<(), BuildError> {

@@ -264,6 +264,38 @@ pub fn digest_reader(mut reader: impl io::Read) -> io::Result<(Digest, u64)> {
     Ok((digest, size))
 }
 
+/// A reader that hashes what passes through, never failing on it: for content whose digest is
+/// only a claim to check (a base's diff_id), where a mismatch decides what is kept, not whether
+/// the read succeeds.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: io::Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// Reads the rest of the stream (a tar reader stops at its end marker) and returns the
+    /// digest of all of it.
+    pub fn finish(mut self) -> io::Result<Digest> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok(Digest::from_hasher(self.hasher))
+    }
+}
+
+impl<R: io::Read> io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

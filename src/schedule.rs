@@ -92,6 +92,7 @@ mod tests {
             require_lock: false,
             sbom: None,
             registry_cache: Default::default(),
+            gather_inputs: false,
         };
         let builder = Builder::new(&project, cache, options, &Silent).unwrap();
         let targets = ["three", "missing", "one", "two"].map(String::from);

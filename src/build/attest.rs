@@ -2,22 +2,20 @@
 //! (see [`crate::sbom`]).
 //!
 //! Package facts come from the trees the build wrote (no layer is read back) and, for a base's
-//! layers, from their tars, read once per run. The locked inputs a layer was made from are
+//! layers, from their tars, read once and then recorded in the cache (see `facts`). The locked inputs a layer was made from are
 //! recorded by layer, so an image's are those of its layers, whichever target built them.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use super::{BuildError, Builder, LayerInProgress, layer_reader};
+use super::{BuildError, Builder, LayerInProgress};
 use crate::digest::Digest;
 use crate::image::spec::{self, Platform};
 use crate::image::{ImageArtifact, PlatformImage};
-use crate::layer::LayerTree;
 use crate::recipe::Recipe;
 use crate::sbom::provenance::{self, BuildFacts};
 use crate::sbom::scan::{self, LayerPackages};
 use crate::sbom::{self as sboms, ImageSubject, LayerSubject, SbomFormat};
-use crate::source::SourceError;
 use crate::source::locked::Input;
 
 /// A layer being built: target, layer number, platform.
@@ -45,13 +43,28 @@ impl LayerFacts {
             .insert((target.to_owned(), number, platform.clone()), inputs);
     }
 
-    /// A layer's packages known without reading it (from a registry cache record).
-    pub(super) fn known_packages(&self, diff_id: &Digest, packages: LayerPackages) {
+    /// A layer's packages known without reading it (from a registry cache record, a record
+    /// in the cache or this run's tree); the ones known first are kept.
+    pub(super) fn known_packages(
+        &self,
+        diff_id: &Digest,
+        packages: LayerPackages,
+    ) -> Arc<LayerPackages> {
         self.packages
             .lock()
             .expect("layer packages")
             .entry(diff_id.clone())
-            .or_insert_with(|| Arc::new(packages));
+            .or_insert_with(|| Arc::new(packages))
+            .clone()
+    }
+
+    /// A layer's packages, if this run knows them.
+    pub(super) fn packages_of(&self, diff_id: &Digest) -> Option<Arc<LayerPackages>> {
+        self.packages
+            .lock()
+            .expect("layer packages")
+            .get(diff_id)
+            .cloned()
     }
 
     /// A base image's layer: made from the base.
@@ -66,12 +79,12 @@ impl LayerFacts {
 }
 
 impl Builder<'_> {
-    /// Keeps what a layer just built holds and was made from, under its diff_id.
-    pub(super) fn record_layer_facts(
+    /// Keeps what a layer just built was made from, under its diff_id (what it holds is kept
+    /// by [`Builder::tree_facts`]).
+    pub(super) fn record_layer_inputs(
         &self,
         image: &PlatformImage,
         layer: &LayerInProgress,
-        tree: Option<&LayerTree>,
         diff_id: &Digest,
     ) {
         let facts = &self.attest;
@@ -89,46 +102,6 @@ impl Builder<'_> {
                 .or_default()
                 .extend(inputs);
         }
-        if self.options.sbom.is_some()
-            && let Some(tree) = tree
-        {
-            facts
-                .packages
-                .lock()
-                .expect("layer packages")
-                .entry(diff_id.clone())
-                .or_insert_with(|| Arc::new(LayerPackages::of_tree(tree)));
-        }
-    }
-
-    /// What a layer holds, from this run's tree, else read from its tar once.
-    pub(super) fn layer_packages(
-        &self,
-        layer: &crate::image::ImageLayer,
-    ) -> Result<Arc<LayerPackages>, SourceError> {
-        let known = self
-            .attest
-            .packages
-            .lock()
-            .expect("layer packages")
-            .get(&layer.diff_id)
-            .cloned();
-        if let Some(packages) = known {
-            return Ok(packages);
-        }
-        let packages = layer_reader(layer)
-            .and_then(LayerPackages::of_tar)
-            .map_err(|source| SourceError::BaseLayers {
-                layer: layer.digest.clone(),
-                source,
-            })?;
-        let packages = Arc::new(packages);
-        self.attest
-            .packages
-            .lock()
-            .expect("layer packages")
-            .insert(layer.diff_id.clone(), packages.clone());
-        Ok(packages)
     }
 
     /// Attaches an SBOM in `format` and a provenance statement to each platform manifest of

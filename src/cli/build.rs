@@ -289,6 +289,7 @@ pub(super) fn fetch(cli: &Cli, args: &FetchArgs) -> anyhow::Result<()> {
         platforms: (!args.platform.is_empty()).then(|| args.platform.clone()),
         require_lock: true,
         sbom: None,
+        gather_inputs: true,
         ..common_options(cli)?
     };
     let reporter = TerminalReporter::new(cli.quiet);
@@ -355,6 +356,7 @@ fn common_options(cli: &Cli) -> anyhow::Result<BuildOptions> {
         require_lock: false,
         sbom: Some(oci_build::sbom::SbomFormat::Spdx),
         registry_cache: RegistryCache::default(),
+        gather_inputs: false,
     })
 }
 

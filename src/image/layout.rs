@@ -632,26 +632,25 @@ pub fn write_layout(dir: &Path, artifact: &ImageArtifact, tag: &str) -> Result<(
         files.put_blob(blob).map_err(error)?;
     }
     let lock = files.lock().map_err(error)?;
-    let mut index = if files.has_index() {
-        files.read_index().map_err(error)?
+    let before = if files.has_index() {
+        Some(files.read_index().map_err(error)?)
     } else {
-        Index::new(Some(spec::OCI_INDEX))
+        None
     };
-    index.manifests.retain(|d| d.ref_name() != Some(tag));
+    let mut index = before
+        .clone()
+        .unwrap_or_else(|| Index::new(Some(spec::OCI_INDEX)));
     let mut root = artifact.root.clone();
     root.annotations
         .insert(spec::ANNOTATION_REF_NAME.to_owned(), tag.to_owned());
-    index.manifests.push(root);
+    put_tagged(&mut index, tag, root);
     // Referrers are listed the way bundles list them, by an index under the fallback tag of
     // their subject beside the image's tag, merged with what an earlier write listed there.
     for (subject, referrers) in referrer::by_subject(artifact) {
         let name = referrer::layout_ref_name(tag, &subject);
-        let position = index
-            .manifests
-            .iter()
-            .position(|d| d.ref_name() == Some(&name));
-        let mut listed = match position.map(|at| index.manifests.remove(at)) {
-            Some(existing) => read_index_document(&files, &existing).map_err(error)?,
+        let existing = index.manifests.iter().find(|d| d.ref_name() == Some(&name));
+        let mut listed = match existing {
+            Some(existing) => read_index_document(&files, existing).map_err(error)?,
             None => Index::new(Some(spec::OCI_INDEX)),
         };
         referrer::merge_referrers(&mut listed, &referrers);
@@ -659,10 +658,36 @@ pub fn write_layout(dir: &Path, artifact: &ImageArtifact, tag: &str) -> Result<(
         files.put_blob_bytes(&descriptor, &bytes).map_err(error)?;
         descriptor
             .annotations
-            .insert(spec::ANNOTATION_REF_NAME.to_owned(), name);
-        index.manifests.push(descriptor);
+            .insert(spec::ANNOTATION_REF_NAME.to_owned(), name.clone());
+        put_tagged(&mut index, &name, descriptor);
+    }
+    // A rebuild that changed nothing leaves index.json as it was: no write, no fsync.
+    if before.as_ref() == Some(&index) {
+        return Ok(());
     }
     files.write_index(&index, &lock).map_err(error)
+}
+
+/// Puts `descriptor` into the index under `tag`: where the tag was (so that writing the same
+/// image again leaves the index as it was), else last.
+fn put_tagged(index: &mut Index, tag: &str, descriptor: Descriptor) {
+    match index
+        .manifests
+        .iter()
+        .position(|d| d.ref_name() == Some(tag))
+    {
+        Some(at) => {
+            index.manifests[at] = descriptor;
+            let mut seen = false;
+            index.manifests.retain(|d| {
+                let other = d.ref_name() != Some(tag);
+                let first = !other && !seen;
+                seen |= !other;
+                other || first
+            });
+        }
+        None => index.manifests.push(descriptor),
+    }
 }
 
 fn read_index_document(files: &LayoutDir, descriptor: &Descriptor) -> Result<Index, Fault> {
@@ -723,5 +748,34 @@ mod tests {
         });
         let index = Layout::open(&layout).unwrap().index().unwrap();
         assert_eq!(index.manifests.len(), 80, "tags were lost");
+    }
+
+    /// Writing images again leaves index.json as it was when nothing changed (no write, so no
+    /// fsync on a no-op rebuild), and a tag written again stays where it was.
+    #[test]
+    fn an_unchanged_image_is_not_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("layout");
+        for tag in ["a", "b", "c"] {
+            write_layout(&layout, &artifact(tag), tag).unwrap();
+        }
+        let index_file = layout.join(INDEX_FILE);
+        let inode = |path: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(path).unwrap());
+        let written = inode(&index_file);
+        for tag in ["a", "b", "c"] {
+            write_layout(&layout, &artifact(tag), tag).unwrap();
+        }
+        assert_eq!(inode(&index_file), written, "index.json was replaced");
+
+        write_layout(&layout, &artifact("a, changed"), "a").unwrap();
+        assert_ne!(inode(&index_file), written);
+        let index = Layout::open(&layout).unwrap().index().unwrap();
+        let tags: Vec<_> = index
+            .manifests
+            .iter()
+            .filter_map(|d| d.ref_name())
+            .collect();
+        assert_eq!(tags, ["a", "b", "c"]);
+        assert_eq!(index.manifests[0].digest, Digest::of_bytes(b"a, changed"));
     }
 }

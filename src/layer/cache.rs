@@ -14,6 +14,9 @@
 //! │                                   build requirements from the layer's sources (v1: as
 //! │                                   built; v2: with the host venv's setuptools)
 //! ├── bases-v1/<key>.json             which manifest a base reference meant, per platform
+//! ├── layer-scans-v1/<diff_id hex>    what a layer holds for the layers on top (its Python,
+//! │                                   distributions, dpkg status, directories): a LayerScan
+//! ├── layer-packages-v1/<diff_id hex> what a layer holds for the SBOM: its LayerPackages
 //! └── tmp/                            files being written; renamed into place when complete
 //! ```
 //!
@@ -77,11 +80,13 @@ pub enum Bucket {
     PipMetadata,
     PipBuilt,
     Bases,
+    LayerScans,
+    LayerPackages,
     Tmp,
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 9] = [
+    pub const ALL: [Bucket; 11] = [
         Bucket::Blobs,
         Bucket::Layers,
         Bucket::Debs,
@@ -90,6 +95,8 @@ impl Bucket {
         Bucket::PipMetadata,
         Bucket::PipBuilt,
         Bucket::Bases,
+        Bucket::LayerScans,
+        Bucket::LayerPackages,
         Bucket::Tmp,
     ];
 
@@ -104,6 +111,10 @@ impl Bucket {
             Bucket::PipMetadata => "pip-metadata-v1",
             Bucket::PipBuilt => "pip-built-v3",
             Bucket::Bases => "bases-v1",
+            // A change to what a scan records (a field, or how a member is read) bumps these,
+            // so that no record of the old scanner is read as the new one's.
+            Bucket::LayerScans => "layer-scans-v1",
+            Bucket::LayerPackages => "layer-packages-v1",
             Bucket::Tmp => "tmp",
         }
     }
@@ -196,6 +207,78 @@ impl Cache {
         self.write_atomic(&self.layer_record_path(key), &json)
     }
 
+    /// The facts of kind `kind` recorded for the layer with `diff_id`, if a usable record is
+    /// there. The record is outside input: one that is too large, not a regular file, not
+    /// JSON of the facts' shape, or made for another diff_id is passed over (with a debug
+    /// line), and the layer is read again.
+    pub fn lookup_facts<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: FactsKind,
+        diff_id: &Digest,
+    ) -> Option<T> {
+        let path = self.facts_path(kind, diff_id);
+        let read = || -> Result<T, String> {
+            // Looked at before it is opened: opening a FIFO planted there would wait forever.
+            let before = fs::symlink_metadata(&path).map_err(|e| e.to_string())?;
+            if !before.is_file() {
+                return Err("not a regular file".to_owned());
+            }
+            let file = fs::File::open(&path).map_err(|e| e.to_string())?;
+            let meta = file.metadata().map_err(|e| e.to_string())?;
+            if !meta.is_file() || meta.len() > MAX_FACTS_BYTES {
+                return Err(format!(
+                    "not a regular file of at most {MAX_FACTS_BYTES} bytes"
+                ));
+            }
+            let mut bytes = Vec::new();
+            io::Read::read_to_end(&mut io::Read::take(file, MAX_FACTS_BYTES), &mut bytes)
+                .map_err(|e| e.to_string())?;
+            let record: FactsRecord<T> =
+                serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+            if record.diff_id != *diff_id {
+                return Err(format!("it was made for {}", record.diff_id));
+            }
+            Ok(record.facts)
+        };
+        match read() {
+            Ok(facts) => Some(facts),
+            Err(reason) => {
+                if path.exists() {
+                    tracing::debug!(path = %path.display(), reason, "layer facts record ignored");
+                }
+                None
+            }
+        }
+    }
+
+    /// Whether a facts record is there for the layer (not whether it is usable).
+    pub fn has_facts(&self, kind: FactsKind, diff_id: &Digest) -> bool {
+        self.facts_path(kind, diff_id).is_file()
+    }
+
+    /// Records what a layer holds, under its diff_id.
+    pub fn store_facts<T: serde::Serialize>(
+        &self,
+        kind: FactsKind,
+        diff_id: &Digest,
+        facts: &T,
+    ) -> Result<(), CacheError> {
+        let path = self.facts_path(kind, diff_id);
+        let dir = self.bucket(kind.bucket());
+        fs::create_dir_all(&dir).map_err(cache_err(&dir, "creating"))?;
+        let json = serde_json::to_vec(&FactsRecordOf { diff_id, facts })
+            .map_err(|e| cache_err(&path, "serialising layer facts")(e.into()))?;
+        if json.len() as u64 > MAX_FACTS_BYTES {
+            // Never read back: not worth the write.
+            return Ok(());
+        }
+        self.write_atomic(&path, &json)
+    }
+
+    fn facts_path(&self, kind: FactsKind, diff_id: &Digest) -> PathBuf {
+        self.bucket(kind.bucket()).join(diff_id.hex())
+    }
+
     fn layer_record_path(&self, key: &CacheKey) -> PathBuf {
         self.root.join(LAYER_BUCKET).join(format!("{}.json", key.0))
     }
@@ -213,6 +296,43 @@ impl Cache {
         file.commit()
             .map_err(cache_err(&self.root, "renaming into place"))
     }
+}
+
+/// What is recorded of a layer, by its diff_id, so that a build on top of it need not read it:
+/// a layer's tar decides these facts, so its diff_id is their key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FactsKind {
+    /// What layers on top read of it (`source::pip::scan::LayerScan`).
+    Scan,
+    /// What the SBOM lists of it (`sbom::scan::LayerPackages`).
+    Packages,
+}
+
+impl FactsKind {
+    const fn bucket(self) -> Bucket {
+        match self {
+            FactsKind::Scan => Bucket::LayerScans,
+            FactsKind::Packages => Bucket::LayerPackages,
+        }
+    }
+}
+
+/// The largest facts record read. A scan holds a layer's dpkg status and each distribution's
+/// RECORD paths: a few MiB for a layer of CUDA wheels.
+const MAX_FACTS_BYTES: u64 = 128 << 20;
+
+/// A facts record as written.
+#[derive(serde::Serialize)]
+struct FactsRecordOf<'a, T> {
+    diff_id: &'a Digest,
+    facts: &'a T,
+}
+
+/// A facts record as read: the diff_id it claims to describe, checked against the key.
+#[derive(serde::Deserialize)]
+struct FactsRecord<T> {
+    diff_id: Digest,
+    facts: T,
 }
 
 /// A stable key over a layer's inputs. Each field is length-prefixed, so `("ab","c")` and
@@ -312,5 +432,45 @@ mod tests {
         // Nothing is left behind in tmp/.
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
         assert!(dir.path().join("CACHEDIR.TAG").exists());
+    }
+
+    /// A facts record is used only when it parses, is small enough and names the diff_id it is
+    /// looked up under; anything else is a miss, never a panic.
+    #[test]
+    fn facts_records_are_checked_against_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let (a, b) = (Digest::of_bytes(b"a"), Digest::of_bytes(b"b"));
+        let facts = vec!["usr/lib/python3.11".to_owned()];
+        cache.store_facts(FactsKind::Scan, &a, &facts).unwrap();
+        assert_eq!(
+            cache.lookup_facts::<Vec<String>>(FactsKind::Scan, &a),
+            Some(facts.clone())
+        );
+        // Another kind is another record.
+        assert_eq!(
+            cache.lookup_facts::<Vec<String>>(FactsKind::Packages, &a),
+            None
+        );
+        let path = |d: &Digest| dir.path().join("layer-scans-v1").join(d.hex());
+        // A's record under B's name describes A: not B's facts.
+        fs::copy(path(&a), path(&b)).unwrap();
+        assert!(cache.has_facts(FactsKind::Scan, &b));
+        assert_eq!(cache.lookup_facts::<Vec<String>>(FactsKind::Scan, &b), None);
+        // Cut short, of another shape, or too large.
+        let whole = fs::read(path(&a)).unwrap();
+        fs::write(path(&a), &whole[..whole.len() - 3]).unwrap();
+        assert_eq!(cache.lookup_facts::<Vec<String>>(FactsKind::Scan, &a), None);
+        fs::write(path(&a), &whole).unwrap();
+        assert_eq!(cache.lookup_facts::<Vec<u8>>(FactsKind::Scan, &a), None);
+        fs::File::create(path(&a))
+            .unwrap()
+            .set_len(MAX_FACTS_BYTES + 1)
+            .unwrap();
+        assert_eq!(cache.lookup_facts::<Vec<String>>(FactsKind::Scan, &a), None);
+        // A directory where the record should be.
+        fs::remove_file(path(&a)).unwrap();
+        fs::create_dir(path(&a)).unwrap();
+        assert_eq!(cache.lookup_facts::<Vec<String>>(FactsKind::Scan, &a), None);
     }
 }

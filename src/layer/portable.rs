@@ -88,6 +88,38 @@ pub fn locked_key(
     key.finish()
 }
 
+/// `key` made valid for this oci-build executable only: with its size, time and inode. A
+/// locked key says nothing of how pins become a tree, which is code: a release's version stands
+/// for it in a registry cache, but a build of oci-build between releases keeps the version.
+/// For a key used only in the local cache, any other executable (a rebuild, an upgrade) lists
+/// the layer's tree again instead of taking a blob an older one made. None where the executable
+/// cannot be found.
+pub fn for_this_executable(key: &CacheKey) -> Option<CacheKey> {
+    static IDENTITY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let identity = IDENTITY.get_or_init(|| {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::env::current_exe()
+            .and_then(std::fs::metadata)
+            .inspect_err(
+                |error| tracing::debug!(%error, "no locked keys: this executable is not found"),
+            )
+            .ok()?;
+        Some(format!(
+            "{} {}.{} {}:{}",
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.dev(),
+            meta.ino()
+        ))
+    });
+    let mut local = CacheKeyBuilder::new("executable-v1");
+    local
+        .field(key.as_str().as_bytes())
+        .field(identity.as_ref()?.as_bytes());
+    Some(local.finish())
+}
+
 fn sha256_of_file(path: &Path) -> io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();

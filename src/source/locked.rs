@@ -71,6 +71,11 @@ pub trait LockedSource: 'static {
         below: &dyn Below,
     ) -> Result<(LayerTree, Vec<Self::Pin>), SourceError>;
 
+    /// Says what the layer built from `pins` does to the layers below that its user should
+    /// know (a pip layer replacing a version installed there), through [`Below::note`]. Called
+    /// by `build_tree`, and where the layer is found under its locked key instead of built.
+    fn notes(_prepared: &Self::Prepared, _pins: &[Self::Pin], _below: &dyn Below) {}
+
     /// Whether `pins` still describe the layer as the checkout now has it, as far as building
     /// from them would find out: a pin of a project directory whose files changed since does
     /// not (building resolves it again, or under `--locked` refuses). A registry layer cache
@@ -95,6 +100,14 @@ pub trait LockedSource: 'static {
         _context: &PrefetchContext<'s>,
     ) -> Vec<PrefetchJob<'s>> {
         Vec::new()
+    }
+
+    /// Whether building from `pins` would record nothing new in them (what a build adds to a
+    /// pin the lock wrote before it recorded it, such as the hash of a wheel built from an
+    /// sdist). A build that may change the lock finds a layer under its locked key only then,
+    /// so that the lock still learns what its pins lack.
+    fn pins_complete(_prepared: &Self::Prepared, _pins: &[Self::Pin]) -> bool {
+        true
     }
 
     /// What an offline build must have in the cache before this kind's source runs on `pins`

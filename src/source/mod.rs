@@ -57,12 +57,6 @@ pub enum SourceError {
     ReplaceNotDirectory(ImagePath),
     #[error(transparent)]
     Debian(#[from] debian::DebianError),
-    #[error("cannot read the dpkg status of the base image from its layer {layer}")]
-    BaseStatus {
-        layer: crate::digest::Digest,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("cannot read layer {layer} below this one")]
     BaseLayers {
         layer: crate::digest::Digest,

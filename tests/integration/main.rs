@@ -80,6 +80,7 @@ mod hostile_names;
 mod hostile_sdist;
 mod implied;
 mod mirror;
+mod noop;
 mod offline;
 mod peers;
 mod pip_index;

@@ -152,7 +152,13 @@ impl LockedSource for Pip {
             below.offline(),
             below.lock_required(),
         )?;
-        for pin in &pins {
+        Self::notes(prepared, &pins, below);
+        Ok((tree, pins))
+    }
+
+    /// Each distribution of the layers below that a pin replaces, with where it came from.
+    fn notes(prepared: &Prepared, pins: &[LockedWheel], below: &dyn Below) {
+        for pin in pins {
             let (Some(old), Some(installed)) = (
                 &pin.replaces,
                 prepared.below.get(&super::wheel::normalize_name(&pin.name)),
@@ -164,7 +170,6 @@ impl LockedSource for Pip {
                 pin.name, pin.version, installed.origin
             ));
         }
-        Ok((tree, pins))
     }
 
     /// A direct reference's pin holds while its tree (a project directory), file or address
@@ -205,6 +210,16 @@ impl LockedSource for Pip {
         Ok(true)
     }
 
+    /// Each wheel built from an sdist is pinned with its hash and build requirements, and each
+    /// pin says what it replaces below as a build would now.
+    fn pins_complete(prepared: &Prepared, pins: &[LockedWheel]) -> bool {
+        pins.iter().all(|pin| {
+            let built_pinned = pin.filename.ends_with(".whl")
+                || (pin.built_sha256.is_some() && !pin.build_requires.is_empty());
+            built_pinned && pin.replaces == super::replaced_version(prepared, pin)
+        })
+    }
+
     fn needs(pins: &[LockedWheel], cache: &Cache) -> Vec<Needed> {
         pins.iter()
             .map(|pin| Needed {
@@ -230,9 +245,14 @@ impl LockedSource for Pip {
             let Some(wheel) = super::sdist::built_wheel(cache, &pin.sha256) else {
                 continue;
             };
-            let Ok((digest, size)) =
-                fs::File::open(&wheel).and_then(|f| digest_reader(BufReader::new(f)))
-            else {
+            // A pin that records the built wheel's hash holds only that wheel (a build of
+            // another is refused), so the wheel is not hashed again on every build.
+            let known = pin
+                .built_sha256
+                .clone()
+                .map(|digest| fs::metadata(&wheel).map(|meta| (digest, meta.len())));
+            let hashed = || fs::File::open(&wheel).and_then(|f| digest_reader(BufReader::new(f)));
+            let Ok((digest, size)) = known.unwrap_or_else(hashed) else {
                 continue;
             };
             inputs.push(Input {

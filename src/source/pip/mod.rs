@@ -756,12 +756,7 @@ pub(crate) fn layer_tree(
     // What each pin replaces below, from the image below as it is now (a lock made on
     // another base has other inputs and is not used).
     for pin in &mut locked {
-        let version = Version::from_str(&pin.version).ok();
-        pin.replaces = prepared
-            .below
-            .get(&wheel::normalize_name(&pin.name))
-            .filter(|installed| version.as_ref() != Some(&installed.version))
-            .map(|installed| installed.version.to_string());
+        pin.replaces = replaced_version(prepared, pin);
     }
     let mut tree = LayerTree::default();
     if let Some(venv) = &prepared.venv {
@@ -1076,6 +1071,16 @@ fn check_pinned_format(
 }
 
 /// The file a lock entry names, found in the cache (no network) or on the index.
+/// The version of the distribution installed below that `pin` replaces, if it is another.
+pub(crate) fn replaced_version(prepared: &Prepared, pin: &LockedWheel) -> Option<String> {
+    let version = Version::from_str(&pin.version).ok();
+    prepared
+        .below
+        .get(&wheel::normalize_name(&pin.name))
+        .filter(|installed| version.as_ref() != Some(&installed.version))
+        .map(|installed| installed.version.to_string())
+}
+
 fn pinned_file(index: &PackageIndex<'_>, pin: &LockedWheel) -> Result<DistFile, PipError> {
     let kind = if pin.filename.ends_with(".whl") {
         DistKind::Wheel(wheel::parse_wheel_filename(&pin.filename)?)
