@@ -255,6 +255,8 @@ pub struct Builder<'a> {
     published: std::sync::Mutex<std::collections::HashSet<String>>,
     /// `--cache-from` repositories that could not be reached or read, not asked again.
     unusable: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Opened when a locked layer is built from its packages (see `prefetch`).
+    prefetch_gate: prefetch::Gate,
 }
 
 impl<'a> Builder<'a> {
@@ -288,6 +290,7 @@ impl<'a> Builder<'a> {
             found_in: Default::default(),
             published: Default::default(),
             unusable: Default::default(),
+            prefetch_gate: Default::default(),
         })
     }
 
@@ -1087,6 +1090,7 @@ impl source::LockedLayer for Locked<'_, '_> {
             self.found = Some(found);
             return Ok(LayerTree::default());
         }
+        builder.prefetch_gate.open();
         let (tree, pins) = S::build_tree(spec, &prepared.data, pinned.as_deref(), self.below)?;
         if keyed {
             // Keyed by the pins the lock holds once this build saves it, which the next build

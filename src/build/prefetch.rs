@@ -6,6 +6,10 @@
 //! worker that reaches a package the prefetch is working on waits for it
 //! ([`crate::workers::exclusive`]) instead of fetching it again.
 //!
+//! Nothing is fetched until a locked layer is built from its packages: a rebuild that finds
+//! every layer in the cache under its locked key asks no archive or index, and downloads
+//! nothing for packages deleted from the cache since.
+//!
 //! Only what the lock pins for the layer and platform is fetched, each file checked against
 //! its pin before anything of it is extracted, as the build itself does. A pin whose inputs no
 //! longer match the recipe is fetched all the same (the inputs are known only once the layers
@@ -13,7 +17,7 @@
 //! the cache unused.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 
 use super::Builder;
 use crate::image::spec::Platform;
@@ -27,6 +31,42 @@ use crate::workers::{self, WorkerPanicked};
 /// layers being built and compressed meanwhile use the CPU too.
 const PREFETCH_WORKERS: usize = 3;
 
+/// Held shut until the first locked layer of the run is built from its packages; the
+/// prefetch workers wait behind it.
+#[derive(Default)]
+pub(super) struct Gate {
+    open: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Gate {
+    pub(super) fn open(&self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if !*open {
+            *open = true;
+            self.changed.notify_all();
+        }
+    }
+
+    /// Wakes the waiters so that they see `done`, which the caller has set.
+    fn finish(&self) {
+        let _open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        self.changed.notify_all();
+    }
+
+    /// Waits until the gate opens (true) or `done` is set (false).
+    fn wait(&self, done: &AtomicBool) -> bool {
+        let open = self
+            .changed
+            .wait_while(
+                self.open.lock().unwrap_or_else(PoisonError::into_inner),
+                |open| !*open && !done.load(Ordering::SeqCst),
+            )
+            .unwrap_or_else(PoisonError::into_inner);
+        *open
+    }
+}
+
 impl Builder<'_> {
     /// Runs `build` while workers prefetch what `recipe`'s layers and its bases' need for
     /// `platforms`, in the order the build takes them. The workers stop taking jobs once
@@ -37,14 +77,20 @@ impl Builder<'_> {
         platforms: &[Platform],
         build: impl FnOnce() -> R,
     ) -> Result<R, WorkerPanicked> {
-        let jobs = self.prefetch_jobs(recipe, platforms);
-        if jobs.is_empty() {
+        if !self.prefetch_wanted() {
             return Ok(build());
         }
-        tracing::debug!(jobs = jobs.len(), "prefetching");
-        let queue = Mutex::new(jobs.into_iter());
+        let queue = OnceLock::new();
         let done = AtomicBool::new(false);
         let work = || {
+            if !self.prefetch_gate.wait(&done) {
+                return;
+            }
+            let queue = queue.get_or_init(|| {
+                let jobs = self.prefetch_jobs(recipe, platforms);
+                tracing::debug!(jobs = jobs.len(), "prefetching");
+                Mutex::new(jobs.into_iter())
+            });
             while !done.load(Ordering::SeqCst) {
                 let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
                 let Some(job) = next else {
@@ -59,23 +105,25 @@ impl Builder<'_> {
         workers::run_beside(PREFETCH_WORKERS, work, || {
             let result = build();
             done.store(true, Ordering::SeqCst);
+            self.prefetch_gate.finish();
             result
         })
     }
 
-    /// The jobs, in build order: the bases' layers first, each layer's packages in the lock's
-    /// order. None where nothing would be downloaded (offline, resolving only) or where the
+    /// No prefetch where nothing would be downloaded (offline, resolving only) or where the
     /// lock is not to be used as it is (`--refresh`), and none with a registry layer cache,
     /// which may find whole layers whose packages are then never needed.
-    fn prefetch_jobs(&self, recipe: &Recipe, platforms: &[Platform]) -> Vec<PrefetchJob<'_>> {
+    fn prefetch_wanted(&self) -> bool {
         let options = &self.options;
-        if options.offline.is_some()
+        !(options.offline.is_some()
             || options.resolve_only
             || options.refresh_lock
-            || options.registry_cache.is_on()
-        {
-            return Vec::new();
-        }
+            || options.registry_cache.is_on())
+    }
+
+    /// The jobs, in build order: the bases' layers first, each layer's packages in the lock's
+    /// order.
+    fn prefetch_jobs(&self, recipe: &Recipe, platforms: &[Platform]) -> Vec<PrefetchJob<'_>> {
         let base_of = |recipe: &Recipe| match &recipe.from {
             BaseRef::Definition(base) => Some(base.clone()),
             _ => None,

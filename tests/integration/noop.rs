@@ -212,3 +212,38 @@ fn damaged_facts_records_are_read_again_from_their_layers() {
         assert!(!text.contains("usr/../../x"));
     }
 }
+
+/// A rebuild that finds every layer asks the archive and the index nothing, even with the
+/// downloaded packages gone from the cache: the prefetch of a cold build waits until a layer
+/// is really built from its packages, and here none is.
+#[test]
+fn a_rebuild_that_finds_every_layer_downloads_nothing() {
+    let App {
+        project: p,
+        repo,
+        index,
+    } = app();
+    p.build(&["app"]);
+    let cache = p.cache();
+    for bucket in ["debs-v2", "wheels-v1", "pip-metadata-v1"] {
+        let _ = fs::remove_dir_all(cache.join(bucket));
+    }
+    let (archive_before, index_before) = (repo.requests().len(), index.server.requests().len());
+
+    let again = p.build(&["app", "--locked"]);
+    assert_eq!(again["layers_built"], 0, "{again:#}");
+    assert_eq!(
+        repo.requests()[archive_before..],
+        [] as [String; 0],
+        "the archive was asked"
+    );
+    assert_eq!(
+        index.server.requests()[index_before..],
+        [] as [String; 0],
+        "the index was asked"
+    );
+    // A build with a layer to make still prefetches: the packages come back.
+    p.write("app/main.py", "print('changed')\n");
+    let changed = p.build(&["app", "--locked"]);
+    assert_eq!(changed["layers_built"], 1, "{changed:#}");
+}
