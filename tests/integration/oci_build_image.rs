@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::common::{
     Project, assert_success, build_in_repo, is_root, json, require_apt_sources, tool, umoci_unpack,
 };
-use crate::fixtures::pypi::{Index, STATUS, dist};
+use crate::fixtures::pypi::{Index, STATUS, dist, sdist_bytes};
 use crate::fixtures::registry::{Auth, Registry};
 use crate::runtime::Container;
 
@@ -122,6 +122,11 @@ fn the_oci_build_image_builds_and_pushes_a_function_image_as_nonroot() {
         b"HELLO = 'hello from the index'\n".to_vec(),
     )];
     index.publish(&greeting);
+    index.publish_raw(
+        "srconly",
+        "srconly-0.3.tar.gz",
+        &sdist_bytes("py3-none-any"),
+    );
 
     // The pod's volumes, as examples/kubernetes mounts them: the workspace the init container
     // fills from the ConfigMap, the registry secret (read-only, root's), the cache; the rest
@@ -236,4 +241,172 @@ workdir = "/home/mlrun_code"
         .map(|e| fs::read_to_string(e.path()).unwrap())
         .collect();
     assert_eq!(installed, ["HELLO = 'hello from the index'\n"]);
+
+    // What a pod cannot do: build an sdist (no Python in the image). One sentence says so.
+    place(
+        "recipes/from-source.toml",
+        &format!(
+            "image = \"{}\"\nfrom = \"docker://{}\"\n[[layer]]\npip = {{ packages = [\"srconly\"], index_url = \"{}\" }}\n",
+            registry.image("team/from-source:1"),
+            registry.image("base/python:3.11"),
+            index.url(),
+        ),
+    );
+    let out = container.output(
+        &process
+            .with_args(&[
+                "/usr/local/bin/oci-build",
+                "-C",
+                "/workspace",
+                "build",
+                "from-source",
+                "--push",
+            ])
+            .with_env("DOCKER_CONFIG", "/var/run/secrets/registry"),
+    );
+    let error = crate::common::one_line_error(&out);
+    assert!(
+        error.contains("cannot run the host's Python `python3` to build srconly-0.3.tar.gz"),
+        "{error}"
+    );
+}
+
+/// The documents of a YAML file as JSON, read by PyYAML (Debian's python3-yaml).
+fn yaml_documents(path: &Path) -> Vec<Value> {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))",
+        ])
+        .arg(path)
+        .output()
+        .expect("python3 with PyYAML (apt-get install python3-yaml)");
+    assert_success(&out, "reading YAML with PyYAML");
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect()
+}
+
+/// examples/kubernetes agrees with the image and the CLI: the pod runs as the image's user
+/// with no privileges, its writable volumes are where the image writes, the registry secret is
+/// where DOCKER_CONFIG says, and the ConfigMap laid out as the init container lays it out is a
+/// project whose target the Job's arguments build.
+#[test]
+fn the_kubernetes_example_agrees_with_the_image_and_the_cli() {
+    let repo = crate::common::repo();
+    let recipe: toml::Value =
+        toml::from_str(&fs::read_to_string(repo.join("recipes/oci-build.toml")).unwrap()).unwrap();
+    let user = recipe["config"]["user"].as_str().unwrap();
+    let (uid, gid) = user.split_once(':').unwrap();
+    let home = recipe["config"]["env"]["HOME"].as_str().unwrap();
+    let entrypoint = recipe["config"]["entrypoint"].as_array().unwrap();
+    assert_eq!(
+        entrypoint.len(),
+        1,
+        "the Job's args are oci-build's arguments"
+    );
+
+    let example = repo.join("examples/kubernetes");
+    let job = yaml_documents(&example.join("job.yaml")).remove(0);
+    assert_eq!(job["kind"], "Job");
+    let pod = &job["spec"]["template"]["spec"];
+    let context = &pod["securityContext"];
+    assert_eq!(context["runAsNonRoot"], true);
+    assert_eq!(context["runAsUser"].to_string(), uid);
+    assert_eq!(context["runAsGroup"].to_string(), gid);
+    assert_eq!(context["seccompProfile"]["type"], "RuntimeDefault");
+    let containers: Vec<&Value> = pod["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(pod["containers"].as_array().unwrap())
+        .collect();
+    for container in &containers {
+        let restricted = &container["securityContext"];
+        assert_eq!(restricted["allowPrivilegeEscalation"], false, "{container}");
+        assert_eq!(restricted["readOnlyRootFilesystem"], true, "{container}");
+        assert_eq!(strings(&restricted["capabilities"]["drop"]), ["ALL"]);
+    }
+
+    let volumes = pod["volumes"].as_array().unwrap();
+    let volume = |name: &str| volumes.iter().find(|v| v["name"] == name).unwrap();
+    let build = pod["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["image"].as_str().unwrap().contains("/oci-build:"))
+        .unwrap();
+    let mounts = build["volumeMounts"].as_array().unwrap();
+    let mounted_at = |path: &str| {
+        let mount = mounts.iter().find(|m| m["mountPath"] == path);
+        let mount = mount.unwrap_or_else(|| panic!("nothing mounted at {path}"));
+        volume(mount["name"].as_str().unwrap())
+    };
+    // The cache (under the image's HOME) and /tmp are emptyDirs; nothing else is written.
+    assert!(mounted_at(&format!("{home}/.cache"))["emptyDir"].is_object());
+    assert!(mounted_at("/tmp")["emptyDir"].is_object());
+    let env = build["env"].as_array().unwrap();
+    let docker_config = env.iter().find(|e| e["name"] == "DOCKER_CONFIG").unwrap();
+    let secret = &mounted_at(docker_config["value"].as_str().unwrap())["secret"];
+    assert_eq!(
+        secret["items"][0],
+        serde_json::json!({ "key": ".dockerconfigjson", "path": "config.json" })
+    );
+    let args = strings(&build["args"]);
+    assert_eq!(args[0], "-C");
+    assert!(mounted_at(args[1])["emptyDir"].is_object());
+
+    // The ConfigMap's items where the init container copies them.
+    let config_map = yaml_documents(&example.join("function.yaml")).remove(0);
+    let init = &pod["initContainers"][0];
+    let script = strings(&init["command"]).join(" ");
+    let tmp = tempfile::tempdir().unwrap();
+    let workspace = tmp.path().join("workspace");
+    let function = volume("function");
+    assert_eq!(
+        function["configMap"]["name"],
+        config_map["metadata"]["name"]
+    );
+    for item in function["configMap"]["items"].as_array().unwrap() {
+        let path = item["path"].as_str().unwrap();
+        assert!(
+            script.contains(&format!("/function/{path}"))
+                || script.contains(&format!("/function/{}/*", path.rsplit_once('/').unwrap().0)),
+            "the init container does not copy {path}: {script}"
+        );
+        let text = config_map["data"][item["key"].as_str().unwrap()]
+            .as_str()
+            .unwrap();
+        let to = workspace.join(path);
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::write(to, text).unwrap();
+    }
+
+    // The Job's arguments, run on that project offline (into a layout, since an offline
+    // build cannot push): they parse, the recipe loads, and the build gets as far as the base
+    // image, which an empty cache lacks.
+    assert_eq!(args[2..], ["build", "function", "--push"]);
+    let mut command = std::process::Command::new(crate::common::bin_path());
+    command
+        .arg("-C")
+        .arg(&workspace)
+        .args(&args[2..args.len() - 1])
+        .arg("--offline")
+        .arg("--output")
+        .arg(format!("oci:{}", tmp.path().join("out").display()))
+        .arg("--cache-dir")
+        .arg(tmp.path().join("cache"));
+    let out = command.output().unwrap();
+    let error = crate::common::one_line_error(&out);
+    assert!(
+        error.contains("registry.example.com/mlrun/mlrun:1.12.1"),
+        "{error}"
+    );
 }

@@ -115,10 +115,15 @@ impl Container {
         command
     }
 
+    /// Runs `process` to its end and returns what it did, failed or not.
+    pub fn output(&self, process: &Process) -> std::process::Output {
+        self.command(process).output().unwrap()
+    }
+
     /// Runs `process` to its end and returns its output, failing the test with its output when
     /// it fails.
     pub fn run(&self, process: &Process) -> String {
-        let out = self.command(process).output().unwrap();
+        let out = self.output(process);
         assert!(
             out.status.success(),
             "{:?} as {}:{} in the image: {}\nstdout: {}\nstderr: {}",
