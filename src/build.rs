@@ -650,7 +650,12 @@ impl<'a> Builder<'a> {
             portable: None,
             found: None,
         };
-        let mut tree = source::layer_tree(layer.spec, &mut locked, |specs| {
+        // Locking reads no copied file: a platform's binary not built yet does not stop it.
+        let lockable = (self.options.resolve_only)
+            .then(|| layer.spec.without_missing_files())
+            .flatten();
+        let spec = lockable.as_ref().unwrap_or(layer.spec);
+        let mut tree = source::layer_tree(spec, &image.platform, &mut locked, |specs| {
             let base = below.python_base()?;
             let files = source::accounts::merge_files(&base.account_files);
             Ok(source::accounts::layer_tree(specs, &files).map_err(SourceError::from)?)

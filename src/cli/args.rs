@@ -73,7 +73,8 @@ pub(crate) enum Command {
     Targets(TargetsArgs),
     /// Copy an image from a layout or archive to a registry.
     Push(PushArgs),
-    /// Check credentials for a registry and store them in docker's config.json.
+    /// Check credentials for a registry and store them where lookup reads first:
+    /// $REGISTRY_AUTH_FILE, else docker's config.json.
     Login(LoginArgs),
     /// Resolve every package of the targets again and pin them in recipes/recipes.lock.
     Lock(LockArgs),

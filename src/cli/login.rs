@@ -1,4 +1,5 @@
-//! `login`: checks credentials against a registry and stores them where docker looks.
+//! `login`: checks credentials against a registry and stores them in the file lookup reads
+//! first (`credentials::login_file`).
 
 use anyhow::bail;
 

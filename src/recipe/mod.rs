@@ -601,7 +601,22 @@ impl Project {
         roots: &[PathBuf],
         invalid: &dyn Fn(&str, String) -> RecipeError,
     ) -> Result<FileCopy, RecipeError> {
+        let platform = copy
+            .platform
+            .as_ref()
+            .map(|p| {
+                p.parse::<Platform>()
+                    .map_err(|e| invalid(p, format!("`platform = \"{p}\"`: {e}")))
+            })
+            .transpose()?;
+        let mut missing = false;
         let src = match &copy.src {
+            // A platform's own file may be absent until that platform is built; it must then
+            // exist, and it is never read unless it existed here, where it is checked.
+            Some(src) if platform.is_some() && !self.root.join(src).exists() => {
+                missing = true;
+                Some(self.root.join(src))
+            }
             Some(src) => Some(self.check_src(src, roots, invalid)?),
             None => None,
         };
@@ -644,6 +659,8 @@ impl Project {
             dir_mode: mode("dir_mode", &copy.dir_mode)?,
             uid: copy.uid,
             gid: copy.gid,
+            platform,
+            missing,
         })
     }
 }

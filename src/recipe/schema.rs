@@ -150,6 +150,8 @@ pub struct FileCopySpec {
     pub uid: u32,
     #[serde(default)]
     pub gid: u32,
+    /// Copied only into the image of this platform (`"linux/arm64"`): a binary built for each.
+    pub platform: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

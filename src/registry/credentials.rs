@@ -1,10 +1,17 @@
-//! Where registry credentials come from, in the order podman and skopeo look:
+//! Where registry credentials come from. `login` writes one file, and lookup reads that file
+//! first, so the credential `login` just stored is the one the next command uses (a stale
+//! podman login cannot shadow it):
 //!
-//! 1. `$REGISTRY_AUTH_FILE`, else `$XDG_RUNTIME_DIR/containers/auth.json`, else
-//!    `~/.config/containers/auth.json` (the containers auth file);
-//! 2. docker's `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`: `credHelpers[host]`,
-//!    then `auths[host]` (`auth` = base64 `user:password`, or `identitytoken`), then
-//!    `credsStore`, through the `docker-credential-<name> get` helper protocol.
+//! 1. the login file: `$REGISTRY_AUTH_FILE` where set (as podman and skopeo write and read it),
+//!    else docker's `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json` (as docker and
+//!    crane do);
+//! 2. then docker's config where `$REGISTRY_AUTH_FILE` took its place, else the containers
+//!    auth files podman's own login writes: `$XDG_RUNTIME_DIR/containers/auth.json`, then
+//!    `~/.config/containers/auth.json`.
+//!
+//! In each file: `credHelpers[host]`, then `auths[host]` (`auth` = base64 `user:password`, or
+//! `identitytoken`), then `credsStore`, through the `docker-credential-<name> get` helper
+//! protocol; the first file that has the registry answers.
 //!
 //! A [`Credential`] never shows its secret in `Debug` or `Display`; errors name only the
 //! source it came from.
@@ -114,23 +121,34 @@ fn home() -> Option<PathBuf> {
     std::env::var_os("HOME").map(PathBuf::from)
 }
 
-/// The containers auth file podman and skopeo read first.
-fn containers_auth_files() -> Vec<PathBuf> {
-    if let Some(path) = std::env::var_os("REGISTRY_AUTH_FILE") {
-        return vec![PathBuf::from(path)];
+/// The files credentials are looked up in, in order; the first is the one `login` writes.
+fn lookup_files() -> Vec<PathBuf> {
+    let mut files = vec![login_file()];
+    if std::env::var_os("REGISTRY_AUTH_FILE").is_some() {
+        files.push(docker_config_path());
+    } else {
+        if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR") {
+            files.push(PathBuf::from(runtime).join("containers/auth.json"));
+        }
+        if let Some(home) = home() {
+            files.push(home.join(".config/containers/auth.json"));
+        }
     }
-    let mut files = Vec::new();
-    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR") {
-        files.push(PathBuf::from(runtime).join("containers/auth.json"));
-    }
-    if let Some(home) = home() {
-        files.push(home.join(".config/containers/auth.json"));
-    }
+    files.dedup();
     files
 }
 
-/// Docker's config.json, which `oci-build login` writes.
-pub fn docker_config_path() -> PathBuf {
+/// The file `oci-build login` writes: `$REGISTRY_AUTH_FILE` where the user named one, else
+/// docker's config.json.
+pub fn login_file() -> PathBuf {
+    match std::env::var_os("REGISTRY_AUTH_FILE") {
+        Some(path) => PathBuf::from(path),
+        None => docker_config_path(),
+    }
+}
+
+/// Docker's config.json.
+fn docker_config_path() -> PathBuf {
     match std::env::var_os("DOCKER_CONFIG") {
         Some(dir) => PathBuf::from(dir).join("config.json"),
         None => home()
@@ -181,17 +199,23 @@ fn read_config(path: &Path) -> Result<Option<ConfigFile>, CredentialError> {
 
 /// The credential for `registry` (as in a reference: `docker.io`, `localhost:5000`), if any.
 pub fn find(registry: &str) -> Result<Option<Credential>, CredentialError> {
-    for path in containers_auth_files() {
+    for path in lookup_files() {
         if let Some(config) = read_config(&path)?
-            && let Some(credential) = from_auths(&config, &path, registry)?
+            && let Some(credential) = from_file(&config, &path, registry)?
         {
             return Ok(Some(credential));
         }
     }
-    let path = docker_config_path();
-    let Some(config) = read_config(&path)? else {
-        return Ok(None);
-    };
+    Ok(None)
+}
+
+/// The credential one file gives for `registry`: its helper for the registry, its `auths`
+/// entry, else its default helper.
+fn from_file(
+    config: &ConfigFile,
+    path: &Path,
+    registry: &str,
+) -> Result<Option<Credential>, CredentialError> {
     if let Some((_, helper)) = config
         .cred_helpers
         .iter()
@@ -200,7 +224,7 @@ pub fn find(registry: &str) -> Result<Option<Credential>, CredentialError> {
     {
         return run_helper(helper, registry);
     }
-    if let Some(credential) = from_auths(&config, &path, registry)? {
+    if let Some(credential) = from_auths(config, path, registry)? {
         return Ok(Some(credential));
     }
     if let Some(store) = &config.creds_store {
@@ -301,19 +325,19 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, Creden
 /// Where `store` put a credential.
 #[derive(Debug)]
 pub enum Stored {
-    /// In docker's config.json, as base64 `user:password`.
+    /// In the login file, as base64 `user:password`.
     File(PathBuf),
     /// Through `docker-credential-<helper> store` (config.json's `credsStore` or
     /// `credHelpers`), as docker does: the file then lists the registry with no secret.
     Helper(String),
 }
 
-/// Stores `user:password` for `registry` as docker would: through the credential helper
-/// config.json names for it (`credHelpers`, else `credsStore`), else in the file itself. The
-/// file keeps everything else; it is written to a temporary file readable only by its owner,
-/// then renamed.
+/// Stores `user:password` for `registry` in the [`login_file`] as docker would: through the
+/// credential helper the file names for it (`credHelpers`, else `credsStore`), else in the
+/// file itself. The file keeps everything else; it is written to a temporary file readable
+/// only by its owner, then renamed.
 pub fn store(registry: &str, credential: &Credential) -> Result<Stored, CredentialError> {
-    let path = docker_config_path();
+    let path = login_file();
     let write_err = |source| CredentialError::Write {
         path: path.clone(),
         source,

@@ -25,6 +25,10 @@ pub(crate) use spec::{FileCopy, Layer, LayerSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    #[error(
+        "`{src}`, the files of {platform}, does not exist; build it first, or build other platforms with --platform"
+    )]
+    MissingForPlatform { src: String, platform: String },
     #[error("cannot read `{path}`")]
     Read {
         path: PathBuf,
@@ -88,13 +92,21 @@ pub trait LockedLayer {
 /// builds an `accounts` layer, since it needs the account files of the layers below.
 pub(crate) fn layer_tree<L: LockedLayer>(
     layer: &Layer,
+    platform: &crate::image::spec::Platform,
     locked: &mut L,
     accounts: impl FnOnce(&[accounts::AccountSpec]) -> Result<LayerTree, L::Error>,
 ) -> Result<LayerTree, L::Error> {
     let mut tree = LayerTree::default();
     match &layer.source {
         LayerSource::Files(copies) => {
-            for copy in copies {
+            for copy in copies.iter().filter(|c| c.is_for(platform)) {
+                if copy.missing {
+                    return Err(SourceError::MissingForPlatform {
+                        src: copy.src_display.clone(),
+                        platform: platform.to_string(),
+                    }
+                    .into());
+                }
                 files::add_copy(copy, &mut tree).map_err(L::Error::from)?;
             }
         }
@@ -139,10 +151,14 @@ pub(crate) fn describe(layer: &Layer) -> String {
     match &layer.source {
         LayerSource::Files(copies) => {
             for copy in copies {
-                parts.push(match &copy.src {
+                let mut part = match &copy.src {
                     Some(_) => format!("files {} -> {}", copy.src_display, copy.dest),
                     None => format!("directory {}", copy.dest),
-                });
+                };
+                if let Some(platform) = &copy.platform {
+                    part.push_str(&format!(" ({platform})"));
+                }
+                parts.push(part);
             }
         }
         LayerSource::Locked(spec) => parts.push(spec.describe()),
@@ -191,6 +207,8 @@ mod tests {
                 dir_mode: None,
                 uid: 0,
                 gid: 0,
+                platform: None,
+                missing: false,
             })
             .collect();
         let paths = |list: &[&str]| list.iter().map(|p| ImagePath::new(p).unwrap()).collect();
@@ -203,7 +221,45 @@ mod tests {
     }
 
     fn tree(layer: &Layer) -> Result<LayerTree, SourceError> {
-        layer_tree(layer, &mut NoLocked, |_| unreachable!("no accounts layer"))
+        tree_for(layer, "linux/amd64")
+    }
+
+    fn tree_for(layer: &Layer, platform: &str) -> Result<LayerTree, SourceError> {
+        let platform = platform.parse().unwrap();
+        layer_tree(layer, &platform, &mut NoLocked, |_| {
+            unreachable!("no accounts layer")
+        })
+    }
+
+    #[test]
+    fn a_copy_of_one_platform_is_in_that_platforms_tree_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let amd64 = dir.path().join("amd64-tool");
+        std::fs::write(&amd64, "x86-64 code").unwrap();
+        let mut per_platform = layer(&[(&amd64, "/bin/tool")], &[], &[]);
+        let LayerSource::Files(copies) = &mut per_platform.source else {
+            unreachable!()
+        };
+        copies[0].platform = Some("linux/amd64".parse().unwrap());
+        // The arm64 build did not exist when the recipe was loaded.
+        let mut arm64 = copies[0].clone();
+        arm64.src = Some(dir.path().join("arm64-tool"));
+        arm64.src_display = "arm64-tool".to_owned();
+        arm64.platform = Some("linux/arm64".parse().unwrap());
+        arm64.missing = true;
+        copies.push(arm64);
+
+        let on_amd64 = tree_for(&per_platform, "linux/amd64").unwrap();
+        let paths: Vec<_> = on_amd64.paths().map(ImagePath::as_str).collect();
+        assert_eq!(paths, ["bin/tool"]);
+        assert!(describe(&per_platform).contains("-> /bin/tool (linux/arm64)"));
+        // Written after loading, it is still not read: only what was checked is copied.
+        std::fs::write(dir.path().join("arm64-tool"), "aarch64 code").unwrap();
+        let error = tree_for(&per_platform, "linux/arm64").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "`arm64-tool`, the files of linux/arm64, does not exist; build it first, or build other platforms with --platform"
+        );
     }
 
     #[test]

@@ -41,4 +41,30 @@ pub struct FileCopy {
     pub dir_mode: Option<u32>,
     pub uid: u32,
     pub gid: u32,
+    /// Only the image of this platform gets the copy.
+    pub platform: Option<crate::image::spec::Platform>,
+    /// `src` did not exist when the recipe was loaded: allowed for a copy of one platform (the
+    /// binary of a platform not built this time need not exist), refused when it is built.
+    pub missing: bool,
+}
+
+impl Layer {
+    /// The layer without the copies whose `src` was missing, where it has any: what locking
+    /// builds, since it reads no copied file.
+    pub fn without_missing_files(&self) -> Option<Layer> {
+        let LayerSource::Files(copies) = &self.source else {
+            return None;
+        };
+        copies.iter().any(|c| c.missing).then(|| Layer {
+            source: LayerSource::Files(copies.iter().filter(|c| !c.missing).cloned().collect()),
+            ..self.clone()
+        })
+    }
+}
+
+impl FileCopy {
+    /// Whether the image of `platform` gets this copy.
+    pub fn is_for(&self, platform: &crate::image::spec::Platform) -> bool {
+        self.platform.as_ref().is_none_or(|p| p.matches(platform))
+    }
 }

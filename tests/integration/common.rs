@@ -535,13 +535,16 @@ pub fn repo() -> PathBuf {
 
 /// The variables that name and shape the family's images; a test sets the ones it means and
 /// the host's never leak in.
-pub const FAMILY_VARIABLES: [&str; 6] = [
+pub const FAMILY_VARIABLES: [&str; 9] = [
     "MLRUN_VERSION",
     "MLRUN_DOCKER_REPO",
     "MLRUN_DOCKER_REGISTRY",
     "MLRUN_SOURCE_DIR",
     "MLRUN_DEMOS_DIR",
     "MLRUN_UI_DIR",
+    "OCI_BUILD_VERSION",
+    "OCI_BUILD_TARGET_DIR",
+    "OCI_BUILD_PROFILE",
 ];
 
 /// Copies what the mlrun recipe reads (recipes/ and layers/) into `dir`.

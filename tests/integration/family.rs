@@ -40,6 +40,8 @@ fn targets_are_named_by_the_mlrun_variables() {
         "mlrun/ml-models-gpu:0.9.2",
         "mlrun/ml-models-gpu:0.9.2-py39",
         "mlrun/mlrun-ui:0.9.2",
+        // oci-build's own image, next to the family's, with its own version.
+        "mlrun/oci-build:latest",
     ]
     .iter()
     .map(|s| (*s).to_owned())

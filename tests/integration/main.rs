@@ -53,6 +53,9 @@
 //!   names, symlinks and hard links out, devices) are refused, touching nothing outside.
 //! - `hostile_http`: stalled registries, archives, indexes and channels are given up on;
 //!   downloads larger than their index or descriptor states are refused.
+//! - `oci_build_image`: live, the oci-build image built from this checkout's binary and run as
+//!   its non-root user in a chroot, building and pushing a function image with a docker
+//!   config's credentials.
 //! - `offline`: fetch the inputs of a target, then build it with no server and an empty cache.
 //! - `sbom`: SBOM (SPDX, CycloneDX) and provenance attached as OCI referrers, validated by the
 //!   peers' validators, pushed and mirrored with the image; the SBOM of an image made by umoci.
@@ -81,6 +84,7 @@ mod hostile_sdist;
 mod implied;
 mod mirror;
 mod noop;
+mod oci_build_image;
 mod offline;
 mod peers;
 mod pip_index;

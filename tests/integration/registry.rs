@@ -257,6 +257,70 @@ fn login_checks_and_stores_credentials_in_docker_format() {
     );
 }
 
+/// A stale podman login (the containers auth file under XDG_RUNTIME_DIR) does not shadow a
+/// fresh `oci-build login`: login writes the file lookup reads first. With REGISTRY_AUTH_FILE
+/// set, login writes that file and it wins over a stale docker config.
+#[test]
+fn the_credential_login_stores_is_the_one_the_next_command_uses() {
+    let registry = Registry::start(Auth::htpasswd(USER, PASSWORD));
+    let p = image_project();
+    let stale = serde_json::json!({
+        "auths": { registry.url(): { "auth": STANDARD.encode(b"builder:an-old-password") } }
+    })
+    .to_string();
+    let runtime = p.tmp.path().join("runtime");
+    fs::create_dir_all(runtime.join("containers")).unwrap();
+    fs::write(runtime.join("containers/auth.json"), &stale).unwrap();
+    let with_podman_login = |args: &[&str]| {
+        let mut cmd = oci_build(&p, args);
+        cmd.env("XDG_RUNTIME_DIR", &runtime);
+        cmd
+    };
+    let dest = format!("docker://{}", registry.image("team/relogin:1"));
+    // The stale credential is refused before the login, naming where it came from.
+    let out = run(&mut with_podman_login(&["push", &layout(&p), &dest]));
+    let error = one_line_error(&out);
+    assert!(error.contains("containers/auth.json"), "{error}");
+
+    let out = login_with_stdin(
+        &mut with_podman_login(&["login", &registry.url(), "-u", USER, "--password-stdin"]),
+        PASSWORD,
+    );
+    assert_success(&out, "login");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(".docker/config.json"), "{said}");
+    push_json(&mut with_podman_login(&[
+        "push",
+        "--json",
+        &layout(&p),
+        &dest,
+    ]));
+
+    // REGISTRY_AUTH_FILE names one file for login and lookup; a stale docker config loses.
+    let auth_file = p.tmp.path().join("named-auth.json");
+    let home_config = p.tmp.path().join("home/.docker/config.json");
+    fs::write(&home_config, &stale).unwrap();
+    let with_auth_file = |args: &[&str]| {
+        let mut cmd = oci_build(&p, args);
+        cmd.env("REGISTRY_AUTH_FILE", &auth_file);
+        cmd
+    };
+    let out = run(&mut with_auth_file(&["push", &layout(&p), &dest]));
+    let error = one_line_error(&out);
+    assert!(error.contains(".docker/config.json"), "{error}");
+    let out = login_with_stdin(
+        &mut with_auth_file(&["login", &registry.url(), "-u", USER, "--password-stdin"]),
+        PASSWORD,
+    );
+    assert_success(&out, "login with REGISTRY_AUTH_FILE");
+    let stored = json(&fs::read_to_string(&auth_file).unwrap());
+    assert!(
+        stored["auths"][registry.url()]["auth"].is_string(),
+        "{stored}"
+    );
+    push_json(&mut with_auth_file(&["push", "--json", &layout(&p), &dest]));
+}
+
 /// With `credsStore` in config.json, login stores through the helper as docker does: the
 /// secret goes to the helper on stdin, config.json lists the registry without it, and a push
 /// finds the credential through the same helper.

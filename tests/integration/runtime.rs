@@ -78,6 +78,8 @@ impl Container {
     pub fn new(bundle: &Path) -> Container {
         let rootfs = bundle.join("rootfs");
         make_devices(&rootfs);
+        // A runtime makes the mount points it needs; an image from scratch has no /proc.
+        std::fs::create_dir_all(rootfs.join("proc")).unwrap();
         Container {
             process: Process::of_bundle(bundle),
             rootfs,
@@ -91,20 +93,37 @@ impl Container {
             .arg(format!("--root={}", self.rootfs.display()))
             .arg(format!("--wd={}", process.cwd))
             .arg(format!("--setgid={}", process.gid))
-            .arg(format!("--setuid={}", process.uid))
+            .arg(format!("--setuid={}", process.uid));
+        if self.rootfs.join("usr/bin/env").exists() {
             // env -i: the image's environment and nothing of the test's; env also finds the
             // program on the image's PATH, as a runtime does.
-            .args(["--", "/usr/bin/env", "-i"])
-            .args(&process.env)
-            .args(&process.args)
-            .env_clear();
+            command
+                .args(["--", "/usr/bin/env", "-i"])
+                .args(&process.env)
+                .args(&process.args)
+                .env_clear();
+        } else {
+            // An image without env(1) (distroless-like, as oci-build's own): unshare hands the
+            // image's environment on, and its execvp searches the image's PATH.
+            command.env_clear().arg("--").args(&process.args);
+            for pair in &process.env {
+                if let Some((key, value)) = pair.split_once('=') {
+                    command.env(key, value);
+                }
+            }
+        }
         command
+    }
+
+    /// Runs `process` to its end and returns what it did, failed or not.
+    pub fn output(&self, process: &Process) -> std::process::Output {
+        self.command(process).output().unwrap()
     }
 
     /// Runs `process` to its end and returns its output, failing the test with its output when
     /// it fails.
     pub fn run(&self, process: &Process) -> String {
-        let out = self.command(process).output().unwrap();
+        let out = self.output(process);
         assert!(
             out.status.success(),
             "{:?} as {}:{} in the image: {}\nstdout: {}\nstderr: {}",
