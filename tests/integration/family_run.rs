@@ -298,7 +298,7 @@ fn jupyter_serves_its_api_as_jovyan_and_saves_notebooks_in_its_home() {
         .send()
         .unwrap();
     assert_eq!(created.status().as_u16(), 201, "{}", jupyter.log());
-    let created: Value = created.json().unwrap();
+    let created: Value = serde_json::from_reader(created).unwrap();
     let notebook = container
         .rootfs
         .join("home/jovyan")
