@@ -589,3 +589,10 @@ pub fn build_in_repo(args: &[&str], vars: &[(&str, &str)]) -> Value {
     let out = in_repo(&all, vars);
     json_of(&out, &format!("oci-build {}", args.join(" ")))
 }
+
+/// A blocking HTTP client builder for talking to a started image. oci-build's rustls uses ring,
+/// which reqwest takes as the process default: installed here as the binary does.
+pub fn http_client() -> reqwest::blocking::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder()
+}

@@ -287,10 +287,7 @@ fn jupyter_serves_its_api_as_jovyan_and_saves_notebooks_in_its_home() {
         jupyter.log()
     );
 
-    let client = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap();
+    let client = crate::common::http_client().no_proxy().build().unwrap();
     let created = client
         .post(format!("{base}/api/contents"))
         .header("Authorization", format!("token {token}"))
