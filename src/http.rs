@@ -96,10 +96,20 @@ pub(crate) fn download_client() -> Result<reqwest::blocking::Client, HttpError> 
 /// body timer must be made inside the runtime, and blocking reads happen outside it.) A
 /// timeout set on one request is different: a deadline on the whole transfer.
 fn builder_with(idle: Option<Duration>) -> reqwest::blocking::ClientBuilder {
+    install_crypto_provider();
     reqwest::blocking::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(idle)
         .user_agent(concat!("oci-build/", env!("CARGO_PKG_VERSION")))
+}
+
+/// rustls's cryptography is ring (see Cargo.toml); reqwest takes the process default, which is
+/// set once. A provider already installed (by a test, say) is kept.
+pub(crate) fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 /// A transport failure in words for a message, without the URL (the caller names it, redacted;

@@ -647,3 +647,10 @@ pub fn site_distributions(listed: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// A blocking HTTP client builder for talking to a started image. oci-build's rustls uses ring,
+/// which reqwest takes as the process default: installed here as the binary does.
+pub fn http_client() -> reqwest::blocking::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder()
+}

@@ -287,10 +287,7 @@ fn jupyter_serves_its_api_as_jovyan_and_saves_notebooks_in_its_home() {
         jupyter.log()
     );
 
-    let client = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap();
+    let client = crate::common::http_client().no_proxy().build().unwrap();
     let created = client
         .post(format!("{base}/api/contents"))
         .header("Authorization", format!("token {token}"))
@@ -298,7 +295,7 @@ fn jupyter_serves_its_api_as_jovyan_and_saves_notebooks_in_its_home() {
         .send()
         .unwrap();
     assert_eq!(created.status().as_u16(), 201, "{}", jupyter.log());
-    let created: Value = created.json().unwrap();
+    let created: Value = serde_json::from_reader(created).unwrap();
     let notebook = container
         .rootfs
         .join("home/jovyan")

@@ -175,7 +175,7 @@ impl Running {
     /// Polls `url` until it answers 2xx (returning the body), failing with the process's log
     /// when it exits or `limit` passes first.
     pub fn wait_for_http(&mut self, url: &str, limit: Duration) -> String {
-        let client = reqwest::blocking::Client::builder()
+        let client = crate::common::http_client()
             .timeout(Duration::from_secs(5))
             .no_proxy()
             .build()

@@ -1,5 +1,4 @@
-//! Reading `.conda` and `.tar.bz2` package archives (rattler_package_streaming gives the tar
-//! streams) into the cache, once per package: `conda-v1/<sha256>/files/` holds the regular
+//! Reading `.conda` and `.tar.bz2` package archives into the cache, once per package: `conda-v1/<sha256>/files/` holds the regular
 //! files, `listing.json` every entry with its mode. Symbolic links are only listed, never
 //! created on the host, so nothing later can write through them.
 //!
@@ -61,16 +60,24 @@ pub(crate) fn extract_cached(
     })?;
     let open = || fs::File::open(archive).map_err(io_err);
     if locked.filename.ends_with(".conda") {
-        let info = rattler_package_streaming::seek::stream_conda_info(open()?)
-            .map_err(|e| reader.unstreamable(e))?;
-        reader.read_tar(info)?;
-        let content = rattler_package_streaming::seek::stream_conda_content(open()?)
-            .map_err(|e| reader.unstreamable(e))?;
-        reader.read_tar(content)?;
+        let mut zip = zip::ZipArchive::new(io::BufReader::new(open()?))
+            .map_err(|e| reader.damaged(format!("it is not a readable zip ({e})")))?;
+        // The two tars of a `.conda`, as conda's format defines them: `info-*.tar.zst` with
+        // the metadata, `pkg-*.tar.zst` with the files. Other members (metadata.json) are
+        // not installed.
+        for part in ["info-", "pkg-"] {
+            let name = conda_member(&zip, part)
+                .ok_or_else(|| reader.damaged(format!("it holds no {part}*.tar.zst member")))?;
+            let member = zip
+                .by_name(&name)
+                .map_err(|e| reader.damaged(format!("its member {name} cannot be read ({e})")))?;
+            let tar = zstd::Decoder::new(member).map_err(|e| reader.broken(e))?;
+            reader.read_tar(tar::Archive::new(tar))?;
+        }
     } else if locked.filename.ends_with(".tar.bz2") {
-        reader.read_tar(rattler_package_streaming::read::stream_tar_bz2(
+        reader.read_tar(tar::Archive::new(bzip2::read::MultiBzDecoder::new(
             io::BufReader::new(open()?),
-        ))?;
+        )))?;
     } else {
         return Err(reader.damaged("its file name ends in neither .conda nor .tar.bz2".into()));
     }
@@ -108,14 +115,6 @@ impl Reader {
             package: self.package.clone(),
             url: self.url.clone(),
             source,
-        }
-    }
-
-    fn unstreamable(&self, source: rattler_package_streaming::ExtractError) -> CondaError {
-        CondaError::ArchiveStream {
-            package: self.package.clone(),
-            url: self.url.clone(),
-            source: Box::new(source),
         }
     }
 
@@ -171,6 +170,16 @@ impl Reader {
         }
         Ok(())
     }
+}
+
+/// The name of the one `.conda` member that starts with `prefix` (`info-` or `pkg-`) and is a
+/// zstd tar at the zip's top level; None when there is none or more than one.
+fn conda_member<R: Read + io::Seek>(zip: &zip::ZipArchive<R>, prefix: &str) -> Option<String> {
+    let mut found = zip.file_names().filter_map(Result::ok).filter(|name| {
+        name.starts_with(prefix) && name.ends_with(".tar.zst") && !name.contains('/')
+    });
+    let name = found.next()?.into_owned();
+    found.next().is_none().then_some(name)
 }
 
 /// The checks on a whole listing, which the order of the members cannot get around: link

@@ -114,14 +114,6 @@ pub enum CondaError {
         #[source]
         source: std::io::Error,
     },
-    #[error("conda package {package} (from {url}) cannot be read")]
-    ArchiveStream {
-        package: String,
-        url: String,
-        /// Boxed: rattler's error is large, and every conda result carries this type.
-        #[source]
-        source: Box<rattler_package_streaming::ExtractError>,
-    },
     #[error(
         "conda package {package} has an entry {entry:?} that escapes its prefix; the package is damaged or malicious"
     )]
