@@ -41,7 +41,7 @@ targets:
 #   make oci-build-image PUSH=1 MLRUN_DOCKER_REGISTRY=registry.example:5000/
 #   make oci-build-image OCI_BUILD_PLATFORMS=linux/amd64   # no cross toolchain needed
 # arm64 needs `rustup target add aarch64-unknown-linux-gnu` and a cross C compiler for the
-# C parts (zstd, liblzma, aws-lc): Debian's gcc-aarch64-linux-gnu.
+# C parts (zstd, liblzma, libdeflate, ring): Debian's gcc-aarch64-linux-gnu.
 OCI_BUILD_PLATFORMS ?= linux/amd64,linux/arm64
 OCI_BUILD_VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 export OCI_BUILD_VERSION
