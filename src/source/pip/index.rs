@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use pep440_rs::{Version, VersionSpecifiers};
 
 use super::metadata::{self, CoreMetadata};
+use super::ranged;
 use super::wheel::{self, WheelName};
 use crate::digest::{Digest, HashingWriter};
 use crate::http;
@@ -79,6 +80,8 @@ pub enum IndexError {
         "metadata of {file}: a source distribution has to be built before its metadata is known"
     )]
     SdistMetadata { file: String },
+    #[error("{url} answered a range request wrongly: {reason}")]
+    Range { url: String, reason: String },
     #[error("cannot read `{path}`")]
     Local {
         path: PathBuf,
@@ -398,6 +401,23 @@ impl<'a> PackageIndex<'a> {
                 }
                 bytes
             }
+            // A wheel already downloaded is read where it is; else only the spans the zip
+            // reader needs are fetched, and the whole wheel only from a server that refuses
+            // ranges.
+            (_, true)
+                if !file
+                    .sha256
+                    .as_ref()
+                    .is_some_and(|d| self.cache.blob_path(d).is_file()) =>
+            {
+                match self.metadata_by_ranges(file)? {
+                    Some(bytes) => bytes,
+                    None => {
+                        let (path, _) = self.download(file)?;
+                        wheel::read_metadata(&path, &file.filename)?
+                    }
+                }
+            }
             _ => {
                 let (path, _) = self.download(file)?;
                 wheel::read_metadata(&path, &file.filename)?
@@ -407,6 +427,97 @@ impl<'a> PackageIndex<'a> {
             self.store(&path, &bytes)?;
         }
         Ok(bytes)
+    }
+
+    /// A remote wheel's METADATA read through range requests; None when the server refuses
+    /// ranges (it answers 200 or 416), so that the caller downloads the wheel instead.
+    fn metadata_by_ranges(&self, file: &DistFile) -> Result<Option<Vec<u8>>, IndexError> {
+        let Some(first) = self.get_range(&file.url, None)? else {
+            return Ok(None);
+        };
+        let total = first.total;
+        let failure = std::cell::RefCell::new(None);
+        let fetch = |start: u64, end: u64| -> io::Result<Vec<u8>> {
+            let error = match self.get_range(&file.url, Some((start, end))) {
+                Ok(Some(span)) if span.total == total => return Ok(span.bytes),
+                Ok(Some(span)) => IndexError::Range {
+                    url: redact(&file.url),
+                    reason: format!("the file was {total} bytes long, now {}", span.total),
+                },
+                Ok(None) => IndexError::Range {
+                    url: redact(&file.url),
+                    reason: "it served the first range, then refused another".to_owned(),
+                },
+                Err(error) => error,
+            };
+            let text = error.to_string();
+            *failure.borrow_mut() = Some(error);
+            Err(io::Error::other(text))
+        };
+        let mut reader = ranged::RangeReader::new(first, &fetch);
+        let read = wheel::read_metadata_from(&mut reader, &file.filename);
+        tracing::debug!(
+            file = %file.filename,
+            fetched = reader.fetched(),
+            total,
+            "metadata read through range requests"
+        );
+        match read {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) => Err(failure.take().unwrap_or(IndexError::Wheel(error))),
+        }
+    }
+
+    /// GETs the bytes `[start, end)` of `url`, or its last [`ranged::TAIL`] bytes; None when
+    /// the server does not answer with a partial response.
+    fn get_range(
+        &self,
+        url: &str,
+        span: Option<(u64, u64)>,
+    ) -> Result<Option<ranged::Span>, IndexError> {
+        let (header, limit) = match span {
+            Some((start, end)) => (format!("bytes={start}-{}", end - 1), end - start),
+            None => (format!("bytes=-{}", ranged::TAIL), ranged::TAIL),
+        };
+        let answer = self.get_with_retries(
+            url,
+            |r| r.header(reqwest::header::RANGE, &header),
+            |response| {
+                let status = response.status();
+                if status != reqwest::StatusCode::PARTIAL_CONTENT {
+                    // Not read: dropping the response ends a whole file's transfer.
+                    return Ok(Err(status));
+                }
+                let content_range = response
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                Ok(Ok((content_range, http::read_capped(response, limit)?)))
+            },
+        )?;
+        let wrong = |reason: String| IndexError::Range {
+            url: redact(url),
+            reason,
+        };
+        match answer {
+            Err(status)
+                if status.is_success() || status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE =>
+            {
+                Ok(None)
+            }
+            Err(status) => Err(IndexError::Fetch {
+                url: redact(url),
+                source: http::TransferError::Status(status),
+            }),
+            Ok((None, _)) => Err(wrong("a partial response without Content-Range".to_owned())),
+            Ok((_, None)) => Err(wrong(format!("it sent more than the {limit} bytes asked"))),
+            Ok((Some(content_range), Some(bytes))) => {
+                ranged::checked_span(&content_range, span.map(|(start, _)| start), bytes)
+                    .map(Some)
+                    .map_err(wrong)
+            }
+        }
     }
 
     fn store(&self, path: &Path, bytes: &[u8]) -> Result<(), IndexError> {
