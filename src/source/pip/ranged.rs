@@ -114,7 +114,7 @@ impl<'f> RangeReader<'f> {
     fn held(&self, pos: u64) -> Option<(&[u8], usize)> {
         let (start, bytes) = self.spans.range(..=pos).next_back()?;
         let at = usize::try_from(pos - start).ok()?;
-        (at < bytes.len()).then(|| (bytes.as_slice(), at))
+        (at < bytes.len()).then_some((bytes.as_slice(), at))
     }
 
     fn fill(&mut self, pos: u64) -> io::Result<()> {

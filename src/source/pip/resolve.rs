@@ -213,8 +213,10 @@ pub(crate) fn resolve(
                 input,
                 build_sdist,
                 sender.clone(),
-                pinned,
-                &learned,
+                Phase {
+                    pinned,
+                    learned: &learned,
+                },
             );
             let result = pubgrub::resolve(&provider, Node::Root, Version::new([0]));
             if let Err(PubGrubError::ErrorChoosingVersion {
@@ -414,6 +416,16 @@ fn best_file<'f>(
     best.map(|(_, f)| f).or(sdist)
 }
 
+/// The requirements each chosen version stated, by distribution and version.
+type Stated = HashMap<(String, Version), Vec<(String, Ranges<Version>)>>;
+
+/// What one pass of the solver starts from: the distributions below kept at their version,
+/// and the order earlier passes learned.
+struct Phase<'p> {
+    pinned: &'p BTreeSet<String>,
+    learned: &'p RefCell<Learned>,
+}
+
 struct Provider<'p, 'c> {
     index: &'p PackageIndex<'c>,
     target: &'p PythonTarget,
@@ -438,7 +450,7 @@ struct Provider<'p, 'c> {
     /// stated: when the solver asks again with that version excluded, they name the decided
     /// package that rejected it.
     chosen: RefCell<HashMap<String, Version>>,
-    stated: RefCell<HashMap<(String, Version), Vec<(String, Ranges<Version>)>>>,
+    stated: RefCell<Stated>,
     /// Rejections of a package's versions by (rejected, culprit).
     rejections: RefCell<HashMap<(String, String), u32>>,
     /// Each requirement as written (`dep>=1,<3`), by the node and version that state it and
@@ -454,9 +466,9 @@ impl<'p, 'c> Provider<'p, 'c> {
         input: &'p Input<'p>,
         build_sdist: &'p SdistBuilder<'p>,
         prefetch: mpsc::Sender<Prefetch>,
-        pinned: &'p BTreeSet<String>,
-        learned: &'p RefCell<Learned>,
+        phase: Phase<'p>,
     ) -> Self {
+        let Phase { pinned, learned } = phase;
         let mut constraints: HashMap<String, Ranges<Version>> = HashMap::new();
         let environment = target.marker_environment();
         for pinned in &input.requirements.constraints {
