@@ -75,19 +75,21 @@ pub enum Bucket {
     Wheels,
     Conda,
     PipMetadata,
+    PipPages,
     PipBuilt,
     Bases,
     Tmp,
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 9] = [
+    pub const ALL: [Bucket; 10] = [
         Bucket::Blobs,
         Bucket::Layers,
         Bucket::Debs,
         Bucket::Wheels,
         Bucket::Conda,
         Bucket::PipMetadata,
+        Bucket::PipPages,
         Bucket::PipBuilt,
         Bucket::Bases,
         Bucket::Tmp,
@@ -102,6 +104,7 @@ impl Bucket {
             Bucket::Wheels => "wheels-v1",
             Bucket::Conda => "conda-v1",
             Bucket::PipMetadata => "pip-metadata-v1",
+            Bucket::PipPages => "pip-pages-v1",
             Bucket::PipBuilt => "pip-built-v3",
             Bucket::Bases => "bases-v1",
             Bucket::Tmp => "tmp",

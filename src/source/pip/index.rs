@@ -197,12 +197,7 @@ impl<'a> PackageIndex<'a> {
     /// Reads one project page; None when the index does not know the project.
     fn read_page(&self, url: &str, project: &str) -> Result<Option<Vec<DistFile>>, IndexError> {
         let shown = redact(url);
-        let page = self.get_small(
-            url,
-            Some("application/vnd.pypi.simple.v1+json, text/html;q=0.1"),
-            MAX_PAGE_SIZE,
-            "a project page",
-        )?;
+        let page = self.get_page(url)?;
         if page.status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -266,6 +261,129 @@ impl<'a> PackageIndex<'a> {
             }
         }
         Ok(Some(files))
+    }
+
+    /// A project page, through the page cache: within the max-age the index gave for it no
+    /// request is sent, after it a conditional one (ETag, Last-Modified) that a 304 answers
+    /// without the body, as pip's and uv's HTTP caches do. Pages without either validator or
+    /// max-age, and pages from an address with credentials, are not kept.
+    fn get_page(&self, url: &str) -> Result<Small, IndexError> {
+        let path = self
+            .cache
+            .bucket(Bucket::PipPages)
+            .join(Digest::of_bytes(url.as_bytes()).hex());
+        let stored = read_stored_page(&path);
+        let now = unix_now();
+        let page_of = |meta: &StoredPage, body: Vec<u8>| {
+            reqwest::Url::parse(&meta.url).ok().map(|url| Small {
+                status: reqwest::StatusCode::OK,
+                url,
+                json: meta.json,
+                body: Some(body),
+            })
+        };
+        if let Some((meta, body)) = &stored
+            && meta.fresh_until > now
+            && let Some(page) = page_of(meta, body.clone())
+        {
+            return Ok(page);
+        }
+        let (small, fresh_for, etag, last_modified) = self.get_with_retries(
+            url,
+            |r| {
+                let mut r = r.header(
+                    reqwest::header::ACCEPT,
+                    "application/vnd.pypi.simple.v1+json, text/html;q=0.1",
+                );
+                if let Some((meta, _)) = &stored {
+                    if let Some(etag) = &meta.etag {
+                        r = r.header(reqwest::header::IF_NONE_MATCH, etag);
+                    }
+                    if let Some(date) = &meta.last_modified {
+                        r = r.header(reqwest::header::IF_MODIFIED_SINCE, date);
+                    }
+                }
+                r
+            },
+            |response| {
+                let header = |name| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                let etag = header(reqwest::header::ETAG);
+                let last_modified = header(reqwest::header::LAST_MODIFIED);
+                let fresh_for = header(reqwest::header::CACHE_CONTROL)
+                    .map_or(0, |value| max_age(&value));
+                let json = header(reqwest::header::CONTENT_TYPE).is_some_and(|v| v.contains("json"));
+                let status = response.status();
+                let url = response.url().clone();
+                let body = if status.is_success() {
+                    http::read_capped(response, MAX_PAGE_SIZE)?
+                } else {
+                    Some(Vec::new())
+                };
+                Ok((
+                    Small {
+                        status,
+                        url,
+                        json,
+                        body,
+                    },
+                    fresh_for,
+                    etag,
+                    last_modified,
+                ))
+            },
+        )?;
+        if small.status == reqwest::StatusCode::NOT_MODIFIED
+            && let Some((mut meta, body)) = stored
+        {
+            meta.fresh_until = now.saturating_add(fresh_for);
+            let page = page_of(&meta, body.clone());
+            // Failing to note the new freshness costs a request next time, nothing more.
+            let _ = self.store_page(&path, &meta, &body);
+            if let Some(page) = page {
+                return Ok(page);
+            }
+        }
+        if small.status != reqwest::StatusCode::NOT_FOUND && !small.status.is_success() {
+            return Err(IndexError::Fetch {
+                url: redact(url),
+                source: http::TransferError::Status(small.status),
+            });
+        }
+        let Some(body) = &small.body else {
+            return Err(IndexError::TooLarge {
+                url: redact(url),
+                limit: MAX_PAGE_SIZE,
+                what: "a project page",
+            });
+        };
+        let keep = small.status.is_success()
+            && small.url.username().is_empty()
+            && small.url.password().is_none()
+            && (etag.is_some() || last_modified.is_some() || fresh_for > 0);
+        if keep {
+            let meta = StoredPage {
+                url: small.url.to_string(),
+                json: small.json,
+                etag,
+                last_modified,
+                fresh_until: now.saturating_add(fresh_for),
+            };
+            let _ = self.store_page(&path, &meta, body);
+        }
+        Ok(small)
+    }
+
+    fn store_page(&self, path: &Path, meta: &StoredPage, body: &[u8]) -> Result<(), IndexError> {
+        let mut bytes = serde_json::to_vec(meta).expect("a page's record serialises");
+        bytes.push(b'\n');
+        bytes.extend_from_slice(body);
+        self.store(path, &bytes)
     }
 
     /// GETs `url` and reads what `finish` needs of the response. 5xx answers, failed or
@@ -739,6 +857,57 @@ fn unescape(text: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// What the page cache keeps of a page besides its body.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredPage {
+    /// Where it came from after redirects, the base of its relative links.
+    url: String,
+    json: bool,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    /// Seconds since the epoch until which it is used without asking.
+    fresh_until: u64,
+}
+
+/// A kept page: its record line, then its body. Anything unreadable is no page.
+fn read_stored_page(path: &Path) -> Option<(StoredPage, Vec<u8>)> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(
+        &mut io::Read::take(&mut file, MAX_PAGE_SIZE + 64 * 1024),
+        &mut bytes,
+    )
+    .ok()?;
+    let newline = bytes.iter().position(|b| *b == b'\n')?;
+    let meta = serde_json::from_slice(&bytes[..newline]).ok()?;
+    Some((meta, bytes[newline + 1..].to_vec()))
+}
+
+/// `max-age` of a Cache-Control value, in seconds (at most a day); 0 where the response may
+/// not be reused without asking.
+fn max_age(cache_control: &str) -> u64 {
+    let directives: Vec<String> = cache_control
+        .split(',')
+        .map(|d| d.trim().to_ascii_lowercase())
+        .collect();
+    if directives
+        .iter()
+        .any(|d| d == "no-cache" || d == "no-store")
+    {
+        return 0;
+    }
+    directives
+        .iter()
+        .find_map(|d| d.strip_prefix("max-age=")?.parse::<u64>().ok())
+        .map_or(0, |age| age.min(24 * 60 * 60))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Recognises a wheel or sdist of `project`; other files (eggs, exe installers) are skipped.
 pub(crate) fn dist_file(
     filename: &str,
@@ -855,6 +1024,16 @@ mod tests {
         assert_eq!(links[0].metadata, Some(Some("12".to_owned())));
         assert!(links[1].yanked);
         assert_eq!(links[1].filename, "demo-0.9.tar.gz");
+    }
+
+    #[test]
+    fn pages_are_reused_only_for_the_max_age_the_index_gave() {
+        assert_eq!(max_age("max-age=600, public"), 600);
+        assert_eq!(max_age("Public, Max-Age=30"), 30);
+        assert_eq!(max_age("max-age=600, no-cache"), 0);
+        assert_eq!(max_age("no-store"), 0);
+        assert_eq!(max_age("max-age=soon"), 0);
+        assert_eq!(max_age("max-age=99999999"), 24 * 60 * 60);
     }
 
     #[test]
