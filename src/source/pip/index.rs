@@ -315,9 +315,10 @@ impl<'a> PackageIndex<'a> {
                 };
                 let etag = header(reqwest::header::ETAG);
                 let last_modified = header(reqwest::header::LAST_MODIFIED);
-                let fresh_for = header(reqwest::header::CACHE_CONTROL)
-                    .map_or(0, |value| max_age(&value));
-                let json = header(reqwest::header::CONTENT_TYPE).is_some_and(|v| v.contains("json"));
+                let fresh_for =
+                    header(reqwest::header::CACHE_CONTROL).map_or(0, |value| max_age(&value));
+                let json =
+                    header(reqwest::header::CONTENT_TYPE).is_some_and(|v| v.contains("json"));
                 let status = response.status();
                 let url = response.url().clone();
                 let body = if status.is_success() {

@@ -176,19 +176,48 @@ pub(crate) fn resolve(
     let fit = Fit::new(target);
     let (sender, receiver) = mpsc::channel::<Prefetch>();
     let receiver = Mutex::new(receiver);
+    // Projects the newest wheels' requirements name, fetched ahead of the solver finding them
+    // (as uv does): the closure's pages and metadata come in parallel instead of one level of
+    // the dependency tree at a time. Apart from the solver's queue, so that the workers end
+    // when the solver is done.
+    let environment = target.marker_environment();
+    let ahead = Mutex::new((std::collections::VecDeque::<String>::new(), BTreeSet::new()));
     let prefetch = || {
         loop {
-            let job = match receiver.lock().expect("prefetch queue").recv() {
-                Ok(job) => job,
-                Err(_) => return,
+            let next = ahead.lock().expect("prefetch queue").0.pop_front();
+            let job = match next {
+                Some(name) => Prefetch::Project(name),
+                None => match receiver
+                    .lock()
+                    .expect("prefetch queue")
+                    .recv_timeout(std::time::Duration::from_millis(20))
+                {
+                    Ok(job) => job,
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                },
             };
             // Errors show again when the solver asks; here they only cost a request.
             match job {
                 Prefetch::Project(name) => {
+                    if !ahead.lock().expect("prefetch queue").1.insert(name.clone()) {
+                        continue;
+                    }
                     if let Ok(files) = index.files(&name)
                         && let Some(best) = newest_wheel(&files, &fit)
+                        && let Ok(meta) = index.metadata(best)
                     {
-                        let _ = index.metadata(best);
+                        let mut ahead = ahead.lock().expect("prefetch queue");
+                        for requirement in &meta.requires_dist {
+                            let dep = normalize_name(requirement.name.as_ref());
+                            if requirement.marker.evaluate(&environment, &[])
+                                && !input.direct.contains_key(&dep)
+                                && !input.below.contains_key(&dep)
+                                && !ahead.1.contains(&dep)
+                            {
+                                ahead.0.push_back(dep);
+                            }
+                        }
                     }
                 }
                 Prefetch::Version(name, version) => {
@@ -268,7 +297,8 @@ pub(crate) fn resolve(
         phase(&stays, sender)
     };
     // Dropping the provider (its sender) inside `solve` ends the prefetchers' loops.
-    let solution = crate::workers::run_beside(8, prefetch, solve)??;
+    // Mostly waiting on the network: more threads than cores.
+    let solution = crate::workers::run_beside(16, prefetch, solve)??;
     let mut resolved = Vec::new();
     for (node, version) in solution {
         let Node::Dist(name) = node else { continue };
