@@ -550,31 +550,44 @@ impl<'p, 'c> Provider<'p, 'c> {
         let Some(requirements) = stated.get(&(name.to_owned(), last.clone())) else {
             return Ok(());
         };
+        // The requirement that failed: against a decided dependency, or against what another
+        // decided package requires of the same dependency (s3fs pinning fsspec for mlrun).
         let Some(culprit) = requirements.iter().find_map(|(dep, dep_range)| {
-            chosen
-                .get(dep)
-                .is_some_and(|v| !dep_range.contains(v))
-                .then_some(dep)
+            if chosen.get(dep).is_some_and(|v| !dep_range.contains(v)) {
+                return Some(dep.clone());
+            }
+            chosen.iter().find_map(|(other, version)| {
+                let theirs = stated.get(&(other.clone(), version.clone()))?;
+                (other != name
+                    && theirs
+                        .iter()
+                        .any(|(d, r)| d == dep && r.intersection(dep_range).is_empty()))
+                .then(|| other.clone())
+            })
         }) else {
             return Ok(());
         };
+        let culprit = &culprit;
         let mut rejections = self.rejections.borrow_mut();
         let count = rejections
             .entry((name.to_owned(), culprit.clone()))
             .or_insert(0);
         *count += 1;
         let mut learned = self.learned.borrow_mut();
-        // A package learned to go early is never sent late: two packages that reject each
-        // other would otherwise swap places forever.
+        // Each fresh start sends one more package early, so they are bounded. A package
+        // learned to go early is never sent late: when a package sent early rejects another
+        // in turn (s3fs, early, rejecting mlrun through fsspec), that one goes early too, and
+        // the order found first among early packages decides.
         if *count >= CONFLICT_THRESHOLD
             && learned.restarts < MAX_RESTARTS
-            && !learned.early.contains(culprit)
-            && !learned.late.contains(culprit)
-            && !self.pinned.contains(culprit)
+            && !learned.early.contains(name)
         {
             learned.restarts += 1;
             learned.early.insert(name.to_owned());
-            learned.late.insert(culprit.clone());
+            learned.late.remove(name);
+            if !learned.early.contains(culprit) && !self.pinned.contains(culprit) {
+                learned.late.insert(culprit.clone());
+            }
             return Err(ProviderError::Restart {
                 early: name.to_owned(),
                 late: culprit.clone(),
