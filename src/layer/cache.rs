@@ -78,6 +78,7 @@ pub enum Bucket {
     Wheels,
     Conda,
     PipMetadata,
+    PipPages,
     PipBuilt,
     Bases,
     LayerScans,
@@ -86,13 +87,14 @@ pub enum Bucket {
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 11] = [
+    pub const ALL: [Bucket; 12] = [
         Bucket::Blobs,
         Bucket::Layers,
         Bucket::Debs,
         Bucket::Wheels,
         Bucket::Conda,
         Bucket::PipMetadata,
+        Bucket::PipPages,
         Bucket::PipBuilt,
         Bucket::Bases,
         Bucket::LayerScans,
@@ -109,6 +111,7 @@ impl Bucket {
             Bucket::Wheels => "wheels-v1",
             Bucket::Conda => "conda-v1",
             Bucket::PipMetadata => "pip-metadata-v1",
+            Bucket::PipPages => "pip-pages-v1",
             Bucket::PipBuilt => "pip-built-v3",
             Bucket::Bases => "bases-v1",
             // A change to what a scan records (a field, or how a member is read) bumps these,

@@ -33,6 +33,8 @@
 //! - `pip_replace`: hermetic, a layer replacing a distribution installed below (whiteouts from
 //!   its RECORD, the change printed and locked), refused in one sentence where one that stays
 //!   forbids the version.
+//! - `pip_resolver`: hermetic, a resolution that revises an early decision instead of walking
+//!   into old releases; METADATA read through range requests where no PEP 658 file is served.
 //! - `hostile_sdist`: `--only-binary`/`only_binary` keep sdists unbuilt, even when locked;
 //!   a build backend gets no network and no write access outside its build (bubblewrap).
 //! - `pip_live`: live, real wheels on the Python base run in a chroot; mlrun locked like uv.
@@ -91,6 +93,7 @@ mod pip_index;
 mod pip_live;
 mod pip_local;
 mod pip_replace;
+mod pip_resolver;
 mod production;
 mod registry;
 mod registry_cache;

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use pep440_rs::{Version, VersionSpecifiers};
 
 use super::metadata::{self, CoreMetadata};
+use super::ranged;
 use super::wheel::{self, WheelName};
 use crate::digest::{Digest, HashingWriter};
 use crate::http;
@@ -79,6 +80,8 @@ pub enum IndexError {
         "metadata of {file}: a source distribution has to be built before its metadata is known"
     )]
     SdistMetadata { file: String },
+    #[error("{url} answered a range request wrongly: {reason}")]
+    Range { url: String, reason: String },
     #[error("cannot read `{path}`")]
     Local {
         path: PathBuf,
@@ -228,12 +231,7 @@ impl<'a> PackageIndex<'a> {
     ) -> Result<Option<Vec<DistFile>>, IndexError> {
         let shown = redact(url);
         let started = std::time::Instant::now();
-        let page = self.get_small(
-            url,
-            Some("application/vnd.pypi.simple.v1+json, text/html;q=0.1"),
-            MAX_PAGE_SIZE,
-            "a project page",
-        )?;
+        let page = self.get_page(url)?;
         if page.status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -309,6 +307,130 @@ impl<'a> PackageIndex<'a> {
             }
         }
         Ok(Some(files))
+    }
+
+    /// A project page, through the page cache: within the max-age the index gave for it no
+    /// request is sent, after it a conditional one (ETag, Last-Modified) that a 304 answers
+    /// without the body, as pip's and uv's HTTP caches do. Pages without either validator or
+    /// max-age, and pages from an address with credentials, are not kept.
+    fn get_page(&self, url: &str) -> Result<Small, IndexError> {
+        let path = self
+            .cache
+            .bucket(Bucket::PipPages)
+            .join(Digest::of_bytes(url.as_bytes()).hex());
+        let stored = read_stored_page(&path);
+        let now = unix_now();
+        let page_of = |meta: &StoredPage, body: Vec<u8>| {
+            reqwest::Url::parse(&meta.url).ok().map(|url| Small {
+                status: reqwest::StatusCode::OK,
+                url,
+                json: meta.json,
+                body: Some(body),
+            })
+        };
+        if let Some((meta, body)) = &stored
+            && meta.fresh_until > now
+            && let Some(page) = page_of(meta, body.clone())
+        {
+            return Ok(page);
+        }
+        let (small, fresh_for, etag, last_modified) = self.get_with_retries(
+            url,
+            |r| {
+                let mut r = r.header(
+                    reqwest::header::ACCEPT,
+                    "application/vnd.pypi.simple.v1+json, text/html;q=0.1",
+                );
+                if let Some((meta, _)) = &stored {
+                    if let Some(etag) = &meta.etag {
+                        r = r.header(reqwest::header::IF_NONE_MATCH, etag);
+                    }
+                    if let Some(date) = &meta.last_modified {
+                        r = r.header(reqwest::header::IF_MODIFIED_SINCE, date);
+                    }
+                }
+                r
+            },
+            |response| {
+                let header = |name| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                let etag = header(reqwest::header::ETAG);
+                let last_modified = header(reqwest::header::LAST_MODIFIED);
+                let fresh_for =
+                    header(reqwest::header::CACHE_CONTROL).map_or(0, |value| max_age(&value));
+                let json =
+                    header(reqwest::header::CONTENT_TYPE).is_some_and(|v| v.contains("json"));
+                let status = response.status();
+                let url = response.url().clone();
+                let body = if status.is_success() {
+                    http::read_capped(response, MAX_PAGE_SIZE)?
+                } else {
+                    Some(Vec::new())
+                };
+                Ok((
+                    Small {
+                        status,
+                        url,
+                        json,
+                        body,
+                    },
+                    fresh_for,
+                    etag,
+                    last_modified,
+                ))
+            },
+        )?;
+        if small.status == reqwest::StatusCode::NOT_MODIFIED
+            && let Some((mut meta, body)) = stored
+        {
+            meta.fresh_until = now.saturating_add(fresh_for);
+            let page = page_of(&meta, body.clone());
+            // Failing to note the new freshness costs a request next time, nothing more.
+            let _ = self.store_page(&path, &meta, &body);
+            if let Some(page) = page {
+                return Ok(page);
+            }
+        }
+        if small.status != reqwest::StatusCode::NOT_FOUND && !small.status.is_success() {
+            return Err(IndexError::Fetch {
+                url: redact(url),
+                source: http::TransferError::Status(small.status),
+            });
+        }
+        let Some(body) = &small.body else {
+            return Err(IndexError::TooLarge {
+                url: redact(url),
+                limit: MAX_PAGE_SIZE,
+                what: "a project page",
+            });
+        };
+        let keep = small.status.is_success()
+            && small.url.username().is_empty()
+            && small.url.password().is_none()
+            && (etag.is_some() || last_modified.is_some() || fresh_for > 0);
+        if keep {
+            let meta = StoredPage {
+                url: small.url.to_string(),
+                json: small.json,
+                etag,
+                last_modified,
+                fresh_until: now.saturating_add(fresh_for),
+            };
+            let _ = self.store_page(&path, &meta, body);
+        }
+        Ok(small)
+    }
+
+    fn store_page(&self, path: &Path, meta: &StoredPage, body: &[u8]) -> Result<(), IndexError> {
+        let mut bytes = serde_json::to_vec(meta).expect("a page's record serialises");
+        bytes.push(b'\n');
+        bytes.extend_from_slice(body);
+        self.store(path, &bytes)
     }
 
     /// GETs `url` and reads what `finish` needs of the response. 5xx answers, failed or
@@ -444,6 +566,23 @@ impl<'a> PackageIndex<'a> {
                 }
                 bytes
             }
+            // A wheel already downloaded is read where it is; else only the spans the zip
+            // reader needs are fetched, and the whole wheel only from a server that refuses
+            // ranges.
+            (_, true)
+                if !file
+                    .sha256
+                    .as_ref()
+                    .is_some_and(|d| self.cache.blob_path(d).is_file()) =>
+            {
+                match self.metadata_by_ranges(file)? {
+                    Some(bytes) => bytes,
+                    None => {
+                        let (path, _) = self.download(file)?;
+                        wheel::read_metadata(&path, &file.filename)?
+                    }
+                }
+            }
             _ => {
                 let (path, _) = self.download(file)?;
                 wheel::read_metadata(&path, &file.filename)?
@@ -453,6 +592,97 @@ impl<'a> PackageIndex<'a> {
             self.store(&path, &bytes)?;
         }
         Ok(bytes)
+    }
+
+    /// A remote wheel's METADATA read through range requests; None when the server refuses
+    /// ranges (it answers 200 or 416), so that the caller downloads the wheel instead.
+    fn metadata_by_ranges(&self, file: &DistFile) -> Result<Option<Vec<u8>>, IndexError> {
+        let Some(first) = self.get_range(&file.url, None)? else {
+            return Ok(None);
+        };
+        let total = first.total;
+        let failure = std::cell::RefCell::new(None);
+        let fetch = |start: u64, end: u64| -> io::Result<Vec<u8>> {
+            let error = match self.get_range(&file.url, Some((start, end))) {
+                Ok(Some(span)) if span.total == total => return Ok(span.bytes),
+                Ok(Some(span)) => IndexError::Range {
+                    url: redact(&file.url),
+                    reason: format!("the file was {total} bytes long, now {}", span.total),
+                },
+                Ok(None) => IndexError::Range {
+                    url: redact(&file.url),
+                    reason: "it served the first range, then refused another".to_owned(),
+                },
+                Err(error) => error,
+            };
+            let text = error.to_string();
+            *failure.borrow_mut() = Some(error);
+            Err(io::Error::other(text))
+        };
+        let mut reader = ranged::RangeReader::new(first, &fetch);
+        let read = wheel::read_metadata_from(&mut reader, &file.filename);
+        tracing::debug!(
+            file = %file.filename,
+            fetched = reader.fetched(),
+            total,
+            "metadata read through range requests"
+        );
+        match read {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) => Err(failure.take().unwrap_or(IndexError::Wheel(error))),
+        }
+    }
+
+    /// GETs the bytes `[start, end)` of `url`, or its last [`ranged::TAIL`] bytes; None when
+    /// the server does not answer with a partial response.
+    fn get_range(
+        &self,
+        url: &str,
+        span: Option<(u64, u64)>,
+    ) -> Result<Option<ranged::Span>, IndexError> {
+        let (header, limit) = match span {
+            Some((start, end)) => (format!("bytes={start}-{}", end - 1), end - start),
+            None => (format!("bytes=-{}", ranged::TAIL), ranged::TAIL),
+        };
+        let answer = self.get_with_retries(
+            url,
+            |r| r.header(reqwest::header::RANGE, &header),
+            |response| {
+                let status = response.status();
+                if status != reqwest::StatusCode::PARTIAL_CONTENT {
+                    // Not read: dropping the response ends a whole file's transfer.
+                    return Ok(Err(status));
+                }
+                let content_range = response
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                Ok(Ok((content_range, http::read_capped(response, limit)?)))
+            },
+        )?;
+        let wrong = |reason: String| IndexError::Range {
+            url: redact(url),
+            reason,
+        };
+        match answer {
+            Err(status)
+                if status.is_success() || status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE =>
+            {
+                Ok(None)
+            }
+            Err(status) => Err(IndexError::Fetch {
+                url: redact(url),
+                source: http::TransferError::Status(status),
+            }),
+            Ok((None, _)) => Err(wrong("a partial response without Content-Range".to_owned())),
+            Ok((_, None)) => Err(wrong(format!("it sent more than the {limit} bytes asked"))),
+            Ok((Some(content_range), Some(bytes))) => {
+                ranged::checked_span(&content_range, span.map(|(start, _)| start), bytes)
+                    .map(Some)
+                    .map_err(wrong)
+            }
+        }
     }
 
     fn store(&self, path: &Path, bytes: &[u8]) -> Result<(), IndexError> {
@@ -734,6 +964,57 @@ fn unescape(text: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// What the page cache keeps of a page besides its body.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredPage {
+    /// Where it came from after redirects, the base of its relative links.
+    url: String,
+    json: bool,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    /// Seconds since the epoch until which it is used without asking.
+    fresh_until: u64,
+}
+
+/// A kept page: its record line, then its body. Anything unreadable is no page.
+fn read_stored_page(path: &Path) -> Option<(StoredPage, Vec<u8>)> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(
+        &mut io::Read::take(&mut file, MAX_PAGE_SIZE + 64 * 1024),
+        &mut bytes,
+    )
+    .ok()?;
+    let newline = bytes.iter().position(|b| *b == b'\n')?;
+    let meta = serde_json::from_slice(&bytes[..newline]).ok()?;
+    Some((meta, bytes[newline + 1..].to_vec()))
+}
+
+/// `max-age` of a Cache-Control value, in seconds (at most a day); 0 where the response may
+/// not be reused without asking.
+fn max_age(cache_control: &str) -> u64 {
+    let directives: Vec<String> = cache_control
+        .split(',')
+        .map(|d| d.trim().to_ascii_lowercase())
+        .collect();
+    if directives
+        .iter()
+        .any(|d| d == "no-cache" || d == "no-store")
+    {
+        return 0;
+    }
+    directives
+        .iter()
+        .find_map(|d| d.strip_prefix("max-age=")?.parse::<u64>().ok())
+        .map_or(0, |age| age.min(24 * 60 * 60))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Recognises a wheel or sdist of `project`; other files (eggs, exe installers) are skipped.
 pub(crate) fn dist_file(
     filename: &str,
@@ -863,6 +1144,16 @@ mod tests {
         assert_eq!(links[0].metadata, Some(Some("12".to_owned())));
         assert!(links[1].yanked);
         assert_eq!(links[1].filename, "demo-0.9.tar.gz");
+    }
+
+    #[test]
+    fn pages_are_reused_only_for_the_max_age_the_index_gave() {
+        assert_eq!(max_age("max-age=600, public"), 600);
+        assert_eq!(max_age("Public, Max-Age=30"), 30);
+        assert_eq!(max_age("max-age=600, no-cache"), 0);
+        assert_eq!(max_age("no-store"), 0);
+        assert_eq!(max_age("max-age=soon"), 0);
+        assert_eq!(max_age("max-age=99999999"), 24 * 60 * 60);
     }
 
     #[test]

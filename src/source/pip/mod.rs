@@ -14,6 +14,7 @@ pub(crate) mod index;
 pub(crate) mod kind;
 pub(crate) mod local;
 pub(crate) mod metadata;
+pub(crate) mod ranged;
 pub(crate) mod replace;
 pub(crate) mod requirements;
 pub(crate) mod resolve;

@@ -85,6 +85,35 @@ pub enum ProviderError {
         #[source]
         source: pep508_rs::InvalidNameError,
     },
+    /// Not an error the user sees: the solver learned an order of packages that avoids a long
+    /// walk, and starts again with it.
+    #[error("the resolution starts again with {early} decided before {late}")]
+    Restart { early: String, late: String },
+}
+
+/// How many times a package's version must be rejected for the same decided package before
+/// the two swap places (uv's threshold is the same).
+const CONFLICT_THRESHOLD: u32 = 5;
+
+/// At most this many fresh starts per resolution: each one demotes another package, so the
+/// number is bounded anyway; this keeps a pathological input from costing more than a few
+/// passes over cached metadata.
+const MAX_RESTARTS: usize = 16;
+
+/// The order a resolution learned from its conflicts, kept across fresh starts.
+///
+/// PubGrub decides packages in priority order; when a package decided early (`urllib3` at its
+/// newest version, from a direct requirement) rejects every version of one found later
+/// (`botocore`, whose releases for Python 3.9 all need `urllib3<1.27`), the solver walks the
+/// later package's dependents down their release history instead of revising the early
+/// decision. As uv does, after [`CONFLICT_THRESHOLD`] such rejections the rejected package is
+/// decided early and the culprit late; pubgrub 0.4 cannot undo one decision, so the
+/// resolution starts again (the index pages and metadata it read stay cached).
+#[derive(Default)]
+struct Learned {
+    early: BTreeSet<String>,
+    late: BTreeSet<String>,
+    restarts: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,19 +176,48 @@ pub(crate) fn resolve(
     let fit = Fit::new(target);
     let (sender, receiver) = mpsc::channel::<Prefetch>();
     let receiver = Mutex::new(receiver);
+    // Projects the newest wheels' requirements name, fetched ahead of the solver finding them
+    // (as uv does): the closure's pages and metadata come in parallel instead of one level of
+    // the dependency tree at a time. Apart from the solver's queue, so that the workers end
+    // when the solver is done.
+    let environment = target.marker_environment();
+    let ahead = Mutex::new((std::collections::VecDeque::<String>::new(), BTreeSet::new()));
     let prefetch = || {
         loop {
-            let job = match receiver.lock().expect("prefetch queue").recv() {
-                Ok(job) => job,
-                Err(_) => return,
+            let next = ahead.lock().expect("prefetch queue").0.pop_front();
+            let job = match next {
+                Some(name) => Prefetch::Project(name),
+                None => match receiver
+                    .lock()
+                    .expect("prefetch queue")
+                    .recv_timeout(std::time::Duration::from_millis(20))
+                {
+                    Ok(job) => job,
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                },
             };
             // Errors show again when the solver asks; here they only cost a request.
             match job {
                 Prefetch::Project(name) => {
+                    if !ahead.lock().expect("prefetch queue").1.insert(name.clone()) {
+                        continue;
+                    }
                     if let Ok(files) = index.files(&name)
                         && let Some(best) = newest_wheel(&files, &fit)
+                        && let Ok(meta) = index.metadata(best)
                     {
-                        let _ = index.metadata(best);
+                        let mut ahead = ahead.lock().expect("prefetch queue");
+                        for requirement in &meta.requires_dist {
+                            let dep = normalize_name(requirement.name.as_ref());
+                            if requirement.marker.evaluate(&environment, &[])
+                                && !input.direct.contains_key(&dep)
+                                && !input.below.contains_key(&dep)
+                                && !ahead.1.contains(&dep)
+                            {
+                                ahead.0.push_back(dep);
+                            }
+                        }
                     }
                 }
                 Prefetch::Version(name, version) => {
@@ -174,9 +232,33 @@ pub(crate) fn resolve(
             }
         }
     };
+    let learned = RefCell::new(Learned::default());
     let phase = |pinned: &BTreeSet<String>, sender: mpsc::Sender<Prefetch>| {
-        let provider = Provider::new(index, target, &fit, input, build_sdist, sender, pinned);
-        let result = pubgrub::resolve(&provider, Node::Root, Version::new([0]));
+        let (provider, result) = loop {
+            let provider = Provider::new(
+                index,
+                target,
+                &fit,
+                input,
+                build_sdist,
+                sender.clone(),
+                Phase {
+                    pinned,
+                    learned: &learned,
+                },
+            );
+            let result = pubgrub::resolve(&provider, Node::Root, Version::new([0]));
+            if let Err(PubGrubError::ErrorChoosingVersion {
+                source: ProviderError::Restart { early, late },
+                ..
+            }) = &result
+            {
+                tracing::debug!(%early, %late, "pip resolution: starting again");
+                continue;
+            }
+            break (provider, result);
+        };
+        drop(sender);
         let refused = provider.refused_sources.take();
         result.map_err(|e| match explain(e, &provider) {
             // Said first: the sdists the solver had to pass over are what a user must change.
@@ -215,7 +297,8 @@ pub(crate) fn resolve(
         phase(&stays, sender)
     };
     // Dropping the provider (its sender) inside `solve` ends the prefetchers' loops.
-    let solution = crate::workers::run_beside(8, prefetch, solve)??;
+    // Mostly waiting on the network: more threads than cores.
+    let solution = crate::workers::run_beside(16, prefetch, solve)??;
     let mut resolved = Vec::new();
     for (node, version) in solution {
         let Node::Dist(name) = node else { continue };
@@ -363,6 +446,16 @@ fn best_file<'f>(
     best.map(|(_, f)| f).or(sdist)
 }
 
+/// The requirements each chosen version stated, by distribution and version.
+type Stated = HashMap<(String, Version), Vec<(String, Ranges<Version>)>>;
+
+/// What one pass of the solver starts from: the distributions below kept at their version,
+/// and the order earlier passes learned.
+struct Phase<'p> {
+    pinned: &'p BTreeSet<String>,
+    learned: &'p RefCell<Learned>,
+}
+
 struct Provider<'p, 'c> {
     index: &'p PackageIndex<'c>,
     target: &'p PythonTarget,
@@ -382,6 +475,14 @@ struct Provider<'p, 'c> {
     refused_sources: RefCell<BTreeSet<String>>,
     /// Distributions below kept at their version: the layer's requirements depend on each.
     pinned: &'p BTreeSet<String>,
+    learned: &'p RefCell<Learned>,
+    /// The version last chosen of each distribution, and the requirements each chosen version
+    /// stated: when the solver asks again with that version excluded, they name the decided
+    /// package that rejected it.
+    chosen: RefCell<HashMap<String, Version>>,
+    stated: RefCell<Stated>,
+    /// Rejections of a package's versions by (rejected, culprit).
+    rejections: RefCell<HashMap<(String, String), u32>>,
     /// Each requirement as written (`dep>=1,<3`), by the node and version that state it and
     /// the node they require, for messages.
     texts: RefCell<HashMap<(Node, Version, Node), Vec<String>>>,
@@ -395,8 +496,9 @@ impl<'p, 'c> Provider<'p, 'c> {
         input: &'p Input<'p>,
         build_sdist: &'p SdistBuilder<'p>,
         prefetch: mpsc::Sender<Prefetch>,
-        pinned: &'p BTreeSet<String>,
+        phase: Phase<'p>,
     ) -> Self {
+        let Phase { pinned, learned } = phase;
         let mut constraints: HashMap<String, Ranges<Version>> = HashMap::new();
         let environment = target.marker_environment();
         for pinned in &input.requirements.constraints {
@@ -424,8 +526,74 @@ impl<'p, 'c> Provider<'p, 'c> {
             built: RefCell::new(HashMap::new()),
             refused_sources: RefCell::new(BTreeSet::new()),
             pinned,
+            learned,
+            chosen: RefCell::new(HashMap::new()),
+            stated: RefCell::new(HashMap::new()),
+            rejections: RefCell::new(HashMap::new()),
             texts: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// Called when the solver asks for a version of `name` within `range`: if the version
+    /// chosen last is outside it, that version was rejected. The decided package its
+    /// requirements disagree with is the culprit; at the threshold the two swap places and the
+    /// resolution starts again.
+    fn note_rejection(&self, name: &str, range: &Ranges<Version>) -> Result<(), ProviderError> {
+        let chosen = self.chosen.borrow();
+        let Some(last) = chosen.get(name) else {
+            return Ok(());
+        };
+        if range.contains(last) {
+            return Ok(());
+        }
+        let stated = self.stated.borrow();
+        let Some(requirements) = stated.get(&(name.to_owned(), last.clone())) else {
+            return Ok(());
+        };
+        // The requirement that failed: against a decided dependency, or against what another
+        // decided package requires of the same dependency (s3fs pinning fsspec for mlrun).
+        let Some(culprit) = requirements.iter().find_map(|(dep, dep_range)| {
+            if chosen.get(dep).is_some_and(|v| !dep_range.contains(v)) {
+                return Some(dep.clone());
+            }
+            chosen.iter().find_map(|(other, version)| {
+                let theirs = stated.get(&(other.clone(), version.clone()))?;
+                (other != name
+                    && theirs
+                        .iter()
+                        .any(|(d, r)| d == dep && r.intersection(dep_range).is_empty()))
+                .then(|| other.clone())
+            })
+        }) else {
+            return Ok(());
+        };
+        let culprit = &culprit;
+        let mut rejections = self.rejections.borrow_mut();
+        let count = rejections
+            .entry((name.to_owned(), culprit.clone()))
+            .or_insert(0);
+        *count += 1;
+        let mut learned = self.learned.borrow_mut();
+        // Each fresh start sends one more package early, so they are bounded. A package
+        // learned to go early is never sent late: when a package sent early rejects another
+        // in turn (s3fs, early, rejecting mlrun through fsspec), that one goes early too, and
+        // the order found first among early packages decides.
+        if *count >= CONFLICT_THRESHOLD
+            && learned.restarts < MAX_RESTARTS
+            && !learned.early.contains(name)
+        {
+            learned.restarts += 1;
+            learned.early.insert(name.to_owned());
+            learned.late.remove(name);
+            if !learned.early.contains(culprit) && !self.pinned.contains(culprit) {
+                learned.late.insert(culprit.clone());
+            }
+            return Err(ProviderError::Restart {
+                early: name.to_owned(),
+                late: culprit.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// What messages need to know of this resolution.
@@ -594,7 +762,9 @@ impl DependencyProvider for Provider<'_, '_> {
     type V = Version;
     type VS = Ranges<Version>;
     type M = String;
-    type Priority = (bool, u32, Reverse<usize>);
+    /// A single version left first, then what conflicts taught (early, normal, late), then
+    /// the packages most involved in conflicts, then breadth-first.
+    type Priority = (bool, u8, u32, Reverse<usize>);
     type Err = ProviderError;
 
     fn prioritize(
@@ -603,14 +773,26 @@ impl DependencyProvider for Provider<'_, '_> {
         range: &Ranges<Version>,
         statistics: &PackageResolutionStatistics,
     ) -> Self::Priority {
-        let order = match package {
-            Node::Root => 0,
+        let (order, class) = match package {
+            Node::Root => (0, 1),
             Node::Dist(name) | Node::Extra(name, _) => {
-                self.seen.borrow().get(name).copied().unwrap_or(usize::MAX)
+                let learned = self.learned.borrow();
+                let class = if learned.early.contains(name) {
+                    2
+                } else if learned.late.contains(name) {
+                    0
+                } else {
+                    1
+                };
+                (
+                    self.seen.borrow().get(name).copied().unwrap_or(usize::MAX),
+                    class,
+                )
             }
         };
         (
             range.as_singleton().is_some(),
+            class,
             statistics.conflict_count(),
             Reverse(order),
         )
@@ -633,6 +815,9 @@ impl DependencyProvider for Provider<'_, '_> {
             && range.contains(&installed.version)
         {
             return Ok(Some(installed.version.clone()));
+        }
+        if matches!(package, Node::Dist(_)) {
+            self.note_rejection(name, range)?;
         }
         let files = self.index.files(name)?;
         let hashes = pinned_hashes(self.input.requirements, name);
@@ -664,6 +849,12 @@ impl DependencyProvider for Provider<'_, '_> {
             .find(has_wheel)
             .or_else(|| finals().find(usable))
             .or_else(|| versions.iter().find(usable));
+        tracing::debug!(%package, %range, chosen = ?chosen.map(ToString::to_string), "pip resolution: version chosen");
+        if let (Node::Dist(_), Some(version)) = (package, chosen) {
+            self.chosen
+                .borrow_mut()
+                .insert(name.clone(), (*version).clone());
+        }
         if chosen.is_none() && !formats.source && versions.iter().any(|v| fits(v, Formats::ANY)) {
             self.refused_sources.borrow_mut().insert(name.clone());
         }
@@ -727,6 +918,16 @@ impl DependencyProvider for Provider<'_, '_> {
                         self.add_requirement(&mut deps, requirement, (package, version));
                     }
                 }
+                let stated = deps
+                    .iter()
+                    .filter_map(|(node, range)| match node {
+                        Node::Dist(dep) => Some((dep.clone(), range.clone())),
+                        _ => None,
+                    })
+                    .collect();
+                self.stated
+                    .borrow_mut()
+                    .insert((name.clone(), version.clone()), stated);
             }
             Node::Extra(name, extra) => {
                 deps.insert(Node::Dist(name.clone()), Ranges::singleton(version.clone()));

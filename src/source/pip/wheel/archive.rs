@@ -74,7 +74,14 @@ fn open_zip(
         entry: path.display().to_string(),
         source,
     })?;
-    let archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|source| WheelError::Zip {
+    checked_zip(BufReader::new(file), filename)
+}
+
+fn checked_zip<R: Read + io::Seek>(
+    reader: R,
+    filename: &str,
+) -> Result<zip::ZipArchive<R>, WheelError> {
+    let archive = zip::ZipArchive::new(reader).map_err(|source| WheelError::Zip {
         wheel: filename.to_owned(),
         source,
     })?;
@@ -90,8 +97,22 @@ fn open_zip(
 /// Reads `<name>.dist-info/METADATA` bytes from a wheel file without extracting it (used when
 /// an index offers no PEP 658 metadata file). The archive's names are checked as for an install.
 pub(crate) fn read_metadata(path: &Path, filename: &str) -> Result<Vec<u8>, WheelError> {
+    let file = fs::File::open(path).map_err(|source| WheelError::Io {
+        wheel: filename.to_owned(),
+        entry: path.display().to_string(),
+        source,
+    })?;
+    read_metadata_from(BufReader::new(file), filename)
+}
+
+/// [`read_metadata`] of a wheel read through `reader`: a local file, or ranges of a remote
+/// one. Only the central directory and the one entry are read.
+pub(crate) fn read_metadata_from(
+    reader: impl Read + io::Seek,
+    filename: &str,
+) -> Result<Vec<u8>, WheelError> {
     let parsed = parse_wheel_filename(filename)?;
-    let mut archive = open_zip(path, filename)?;
+    let mut archive = checked_zip(reader, filename)?;
     let mut names = Vec::new();
     for name in archive.file_names() {
         let name = name.map_err(|source| WheelError::Zip {

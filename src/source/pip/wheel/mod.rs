@@ -45,7 +45,7 @@ mod scripts;
 #[cfg(test)]
 mod test_support;
 
-pub(crate) use archive::read_metadata;
+pub(crate) use archive::{read_metadata, read_metadata_from};
 pub(crate) use dist_info::script_entry_points;
 pub(crate) use install::install_wheel;
 
