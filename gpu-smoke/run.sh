@@ -6,6 +6,8 @@
 #
 # Run as root (chroot, bind mounts):  bash gpu-smoke/run.sh
 # OCI_BUILD=path/to/oci-build uses that binary instead of `cargo run --release`.
+# GPU_SMOKE_ROOTFS=DIR takes the image already built and unpacked there (for a GPU machine that
+# cannot reach the package archives: build and unpack it elsewhere, copy the directory over).
 # `bash gpu-smoke/run.sh --frameworks` also builds ml-models-gpu from the committed lock
 # (gigabytes of wheels) and checks in it that torch sees the GPU
 # (`torch.cuda.is_available()`) and TensorFlow lists it (`tf.config.list_physical_devices`).
@@ -30,9 +32,13 @@ oci_build() {
     fi
 }
 
-oci_build -C "$here" build cuda-smoke --output "oci:$work/image"
-umoci unpack --image "$work/image:oci-build/cuda-smoke:latest" "$work/bundle" >/dev/null
-rootfs=$work/bundle/rootfs
+if [ -n "${GPU_SMOKE_ROOTFS:-}" ]; then
+    rootfs=$GPU_SMOKE_ROOTFS
+else
+    oci_build -C "$here" build cuda-smoke --output "oci:$work/image"
+    umoci unpack --image "$work/image:oci-build/cuda-smoke:latest" "$work/bundle" >/dev/null
+    rootfs=$work/bundle/rootfs
+fi
 
 bind() { # bind SOURCE into $rootfs at the same path
     local target=$rootfs$1
@@ -50,10 +56,15 @@ give_gpu() {
     # The driver's user-space libraries, where the container toolkit would mount them.
     mkdir -p "$rootfs/usr/local/nvidia/lib64"
     found=0
+    declare -A given=()
     for dir in /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib /usr/local/nvidia/lib64; do
         for lib in "$dir"/libcuda.so* "$dir"/libnvidia-ptxjitcompiler.so* "$dir"/libnvidia-ml.so*; do
             [ -e "$lib" ] || continue
             name=$(basename "$lib")
+            # The same library may sit in two of these directories (a container's toolkit
+            # mounts it read-only at /usr/local/nvidia too): the first one found is given.
+            [ -z "${given[$name]:-}" ] || continue
+            given[$name]=1
             touch "$rootfs/usr/local/nvidia/lib64/$name"
             mount --bind "$(readlink -f "$lib")" "$rootfs/usr/local/nvidia/lib64/$name"
             mounts+=("$rootfs/usr/local/nvidia/lib64/$name")
@@ -62,8 +73,14 @@ give_gpu() {
     done
     [ "$found" = 1 ] || { echo "no libcuda.so found on the host" >&2; exit 1; }
 }
+# What a runtime gives every container: libcuda reads /proc and opens /dev/null.
+give_basics() {
+    for device in /dev/null /dev/zero /dev/urandom; do bind "$device"; done
+    mkdir -p "$rootfs/proc" && mount -t proc proc "$rootfs/proc" && mounts+=("$rootfs/proc")
+}
 shopt -s nullglob
 give_gpu
+give_basics
 chroot "$rootfs" /usr/bin/env -i LD_LIBRARY_PATH=/usr/local/nvidia/lib64 PATH=/usr/bin:/bin \
     python3 - <<'PY'
 import ctypes, glob
@@ -91,9 +108,7 @@ if [ "$frameworks" = 1 ]; then
     umoci unpack --image "$work/models-gpu:$name" "$work/models-bundle" >/dev/null
     rootfs=$work/models-bundle/rootfs
     give_gpu
-    # What a runtime gives every container, which the frameworks read at import.
-    for device in /dev/null /dev/zero /dev/urandom; do bind "$device"; done
-    mkdir -p "$rootfs/proc" && mount -t proc proc "$rootfs/proc" && mounts+=("$rootfs/proc")
+    give_basics
     chroot "$rootfs" /usr/bin/env -i LD_LIBRARY_PATH=/usr/local/nvidia/lib64 \
         PATH=/usr/local/bin:/usr/bin:/bin python3 - <<'PY'
 import torch
