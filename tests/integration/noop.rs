@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::common::{Project, blobs};
+use crate::common::{Project, blobs, layer_paths};
 use crate::fixtures::debian::{Pkg, Repo};
 use crate::fixtures::pypi::{Index, STATUS, dist};
 
@@ -49,17 +49,6 @@ fn app() -> App {
     }
 }
 
-fn layer_blobs(cache: &Path, report: &Value) -> Vec<PathBuf> {
-    report["manifests"][0]["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            let digest = l["digest"].as_str().unwrap();
-            cache.join("blobs/sha256").join(&digest[7..])
-        })
-        .collect()
-}
 
 /// Asserts that two layouts hold the same documents (manifests, configs, SBOMs, provenance),
 /// naming the first that differs; layer blobs are left out.
@@ -120,7 +109,7 @@ fn a_rebuild_reads_no_layer_and_lists_no_package() {
 
     drop(repo);
     drop(index);
-    let layers = layer_blobs(&cache, &first);
+    let layers = layer_paths(&cache, &first);
     for entry in fs::read_dir(cache.join("blobs/sha256")).unwrap() {
         let path = entry.unwrap().path();
         if !layers.contains(&path) {
