@@ -49,7 +49,6 @@ fn app() -> App {
     }
 }
 
-
 /// Asserts that two layouts hold the same documents (manifests, configs, SBOMs, provenance),
 /// naming the first that differs; layer blobs are left out.
 fn assert_same_documents(first: &Path, second: &Path, layers: &[PathBuf]) {
