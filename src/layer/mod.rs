@@ -175,6 +175,19 @@ pub struct Entry {
     pub gid: u32,
 }
 
+impl Entry {
+    /// A whiteout: the path is removed from the layers below (root's, 0644, as the marker file
+    /// is written).
+    pub fn whiteout() -> Entry {
+        Entry {
+            kind: EntryKind::Whiteout,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        }
+    }
+}
+
 /// Mode of directories that a layer needs but no source named (`/usr` for `/usr/bin/x`), when
 /// the layers below have no directory there.
 pub const IMPLIED_DIR_MODE: u32 = 0o755;

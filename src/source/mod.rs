@@ -132,15 +132,7 @@ pub(crate) fn layer_tree<L: LockedLayer>(
         if added_under {
             return Err(SourceError::AddAndRemove(path.clone()).into());
         }
-        tree.insert(
-            path.clone(),
-            Entry {
-                kind: EntryKind::Whiteout,
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-            },
-        );
+        tree.insert(path.clone(), Entry::whiteout());
     }
     Ok(tree)
 }

@@ -964,12 +964,7 @@ fn remove_replaced(
         } else {
             tree.insert(
                 ImagePath::new(&old.dist_info).expect("scanned dist-info paths are clean"),
-                Entry {
-                    kind: EntryKind::Whiteout,
-                    mode: 0o644,
-                    uid: 0,
-                    gid: 0,
-                },
+                Entry::whiteout(),
             );
         }
     }

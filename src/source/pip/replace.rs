@@ -14,7 +14,7 @@ use pep508_rs::{Requirement, VerbatimUrl};
 
 use super::InstallScheme;
 use super::scan::PythonBase;
-use crate::layer::{Entry, EntryKind, ImagePath, LayerTree};
+use crate::layer::{Entry, ImagePath, LayerTree};
 
 /// A distribution installed below in the site directory a `pip` layer installs into.
 #[derive(Clone, Debug)]
@@ -132,15 +132,7 @@ pub(crate) fn remove_installed(
         if written.contains(&path) {
             continue;
         }
-        tree.insert(
-            path,
-            Entry {
-                kind: EntryKind::Whiteout,
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-            },
-        );
+        tree.insert(path, Entry::whiteout());
     }
     Ok(())
 }
@@ -172,6 +164,7 @@ fn resolve(site: &str, listed: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer::EntryKind;
 
     fn scheme() -> InstallScheme {
         InstallScheme::debian("3.11", "/usr/bin/python3.11".to_owned())
