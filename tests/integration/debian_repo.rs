@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::fixtures::debian::{Gpg, PACKAGES, Pkg, Repo, write_key};
-use crate::fixtures::gzip;
+use crate::fixtures::gzip_exactly;
 
 use crate::common::{
     Project, TarEntry, TarListing, build_error, is_root, layer_paths, read_layer, tool,
@@ -387,7 +387,11 @@ fn a_packages_index_that_does_not_match_the_release_is_refused() {
     let changed = index.replacen("Version: 1.0", "Version: 1.1", 1);
     assert_ne!(index, changed);
     fs::write(dir.join("Packages"), &changed).unwrap();
-    fs::write(dir.join("Packages.gz"), gzip(changed.as_bytes())).unwrap();
+    // The same size as the signed file, so that the digest, not the size, tells them apart.
+    let signed_len = fs::metadata(dir.join("Packages.gz")).unwrap().len();
+    let changed_gz = gzip_exactly(changed.as_bytes(), signed_len as usize)
+        .expect("the changed index compresses to the signed size");
+    fs::write(dir.join("Packages.gz"), changed_gz).unwrap();
 
     let error = build_error(&p, "bad");
     assert!(
