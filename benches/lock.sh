@@ -3,7 +3,11 @@
 # requirement sets, both with warm caches.
 #
 # Usage:
-#   bash benches/lock.sh [TARGET...]        default: base base-legacy models models-legacy
+#   bash benches/lock.sh [TARGET...]
+#
+# The default targets are every one with a pip layer that `lock --all` locks without a source
+# checkout: mlrun jupyter base base-legacy models models-legacy models-gpu models-gpu-legacy
+# (api needs MLRUN_SOURCE_DIR; ui and the oci-build image have no pip layer).
 #
 # For every pip layer of the targets the script writes what the layer asks for as uv input:
 # its packages (with the recipe's `pin`s as `==`), its constraints file, and every package the
@@ -28,7 +32,7 @@ runs=${BENCH_RUNS:-3}
 case "$runs" in
     '' | *[!0-9]* | 0) echo "error: BENCH_RUNS must be a positive whole number" >&2; exit 2 ;;
 esac
-if [ "$#" -gt 0 ]; then targets=("$@"); else targets=(base base-legacy models models-legacy); fi
+if [ "$#" -gt 0 ]; then targets=("$@"); else targets=(mlrun jupyter base base-legacy models models-legacy models-gpu models-gpu-legacy); fi
 note() { printf '%s\n' "$*" >&2; }
 command -v uv >/dev/null || { note "error: uv not found"; exit 2; }
 python3 -c 'import tomllib' 2>/dev/null || { note "error: python3 with tomllib (3.11+) needed"; exit 2; }
